@@ -1,0 +1,98 @@
+//! Application state and the kernel's lifecycle: connect, migrate, seed, start the event
+//! dispatcher, and stop it again.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::bus::{Bus, Dispatcher};
+use crate::cache::{CacheInvalidator, CatalogCache};
+use crate::config::ServeConfig;
+use crate::store::Db;
+
+pub struct Inner {
+    pub db: Db,
+    pub bus: Bus,
+    pub cache: CatalogCache,
+    pub config: ServeConfig,
+    pub admin_token: String,
+    pub metrics: PrometheusHandle,
+}
+
+/// Shared state of every request handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A running kernel: its state and its background tasks.
+pub struct Kernel {
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    dispatcher: JoinHandle<()>,
+}
+
+impl Kernel {
+    /// Connects to the database, applies migrations, seeds the demo catalog into an empty
+    /// store when configured to, and starts the event dispatcher.
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Kernel> {
+        let metrics = crate::telemetry::prometheus();
+        let url = config.store.database_url()?;
+        let db = Db::connect(&url, config.store.db_max_connections).await?;
+        crate::store::migrate(&db)
+            .await
+            .context("migrating the database")?;
+        if config.seed_demo && crate::seed::store_is_empty(&db).await? {
+            tracing::info!("empty store: loading the demo catalog");
+            crate::seed::seed_demo(&db, &crate::seed::Progress::Log).await?;
+        }
+        let admin_token = config.resolve_admin_token()?;
+        let bus = Bus::new();
+        let cache = CatalogCache::new(config.cache_ttl());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let dispatcher = Dispatcher::new(
+            db.clone(),
+            bus.clone(),
+            vec![Arc::new(CacheInvalidator {
+                cache: cache.clone(),
+            })],
+        );
+        let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
+        let state = AppState(Arc::new(Inner {
+            db,
+            bus,
+            cache,
+            config,
+            admin_token,
+            metrics,
+        }));
+        Ok(Kernel {
+            state,
+            shutdown,
+            dispatcher,
+        })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.state.clone())
+    }
+
+    /// Stops background work and closes the pool. Events not yet delivered stay in the
+    /// outbox and are delivered after the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(err) = self.dispatcher.await {
+            tracing::warn!(error = %err, "event dispatcher ended abnormally");
+        }
+        self.state.db.close().await;
+    }
+}

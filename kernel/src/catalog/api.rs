@@ -1,0 +1,187 @@
+//! JSON routes of the catalog: public reads and admin writes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::*;
+use super::repo::{self, ProductFilter, ProductKey, Visibility};
+use crate::app::AppState;
+use crate::error::{Error, ErrorBody, Result};
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
+        .routes(routes!(list_categories))
+}
+
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list_products, create_product))
+        .routes(routes!(admin_get_product, update_product))
+        .routes(routes!(add_variant))
+        .routes(routes!(update_variant))
+        .routes(routes!(create_category))
+}
+
+/// Active products, filtered and paged.
+#[utoipa::path(get, path = "/products", tag = "catalog", params(ProductFilter),
+    responses((status = 200, body = ProductPage), (status = 422, body = ErrorBody)))]
+async fn list_products(
+    State(state): State<AppState>,
+    QueryParams(filter): QueryParams<ProductFilter>,
+) -> Result<Json<ProductPage>> {
+    let page = super::cached_listing(&state, &filter).await?;
+    Ok(Json((*page).clone()))
+}
+
+/// One active product with its variants, prices, stock state and best-before date.
+#[utoipa::path(get, path = "/products/{slug}", tag = "catalog",
+    params(("slug" = String, Path, description = "Product slug")),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+async fn get_product(
+    State(state): State<AppState>,
+    PathParam(slug): PathParam<String>,
+) -> Result<Response> {
+    match super::cached_product(&state, &slug).await? {
+        Some(cached) => Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            cached.json.clone(),
+        )
+            .into_response()),
+        None => Err(Error::not_found(format!("product `{slug}`"))),
+    }
+}
+
+/// All categories, parents before children.
+#[utoipa::path(get, path = "/categories", tag = "catalog",
+    responses((status = 200, body = Vec<Category>)))]
+async fn list_categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>> {
+    Ok(Json((*super::cached_categories(&state).await?).clone()))
+}
+
+// ---- admin ---------------------------------------------------------------------------
+
+async fn product_by_id(state: &AppState, id: i64) -> Result<Product> {
+    let mut conn = state.db.pool.acquire().await?;
+    repo::load_product(&mut conn, ProductKey::Id(id), Visibility::All)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("product {id}")))
+}
+
+/// All products, drafts and archived ones included.
+#[utoipa::path(get, path = "/products", tag = "admin-catalog", params(ProductFilter),
+    security(("admin_token" = [])),
+    responses((status = 200, body = ProductPage), (status = 401, body = ErrorBody)))]
+async fn admin_list_products(
+    State(state): State<AppState>,
+    QueryParams(filter): QueryParams<ProductFilter>,
+) -> Result<Json<ProductPage>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(
+        repo::list_products(&mut conn, &filter, Visibility::All).await?,
+    ))
+}
+
+/// Creates a product with its variants in one transaction.
+#[utoipa::path(post, path = "/products", tag = "admin-catalog", request_body = NewProduct,
+    security(("admin_token" = [])),
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_product(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<NewProduct>,
+) -> Result<(StatusCode, Json<Product>)> {
+    let mut tx = state.db.begin().await?;
+    let id = repo::create_product(&mut tx, &input).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
+}
+
+#[utoipa::path(get, path = "/products/{id}", tag = "admin-catalog",
+    params(("id" = i64, Path)), security(("admin_token" = [])),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+async fn admin_get_product(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<Product>> {
+    Ok(Json(product_by_id(&state, id).await?))
+}
+
+/// Changes a product; absent fields stay as they are.
+#[utoipa::path(patch, path = "/products/{id}", tag = "admin-catalog", request_body = ProductPatch,
+    params(("id" = i64, Path)), security(("admin_token" = [])),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_product(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    JsonBody(patch): JsonBody<ProductPatch>,
+) -> Result<Json<Product>> {
+    let mut tx = state.db.begin().await?;
+    repo::update_product(&mut tx, id, &patch).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(Json(product_by_id(&state, id).await?))
+}
+
+/// Adds a variant to a product.
+#[utoipa::path(post, path = "/products/{id}/variants", tag = "admin-catalog", request_body = NewVariant,
+    params(("id" = i64, Path)), security(("admin_token" = [])),
+    responses((status = 201, body = Product), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_variant(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    JsonBody(input): JsonBody<NewVariant>,
+) -> Result<(StatusCode, Json<Product>)> {
+    let mut tx = state.db.begin().await?;
+    repo::add_variant(&mut tx, id, &input).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
+}
+
+/// Changes a variant: price, SKU, options, weight, bundle components.
+#[utoipa::path(patch, path = "/variants/{id}", tag = "admin-catalog", request_body = VariantPatch,
+    params(("id" = i64, Path)), security(("admin_token" = [])),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_variant(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    JsonBody(patch): JsonBody<VariantPatch>,
+) -> Result<Json<Product>> {
+    let mut tx = state.db.begin().await?;
+    repo::update_variant(&mut tx, id, &patch).await?;
+    let product_id: i64 = sqlx::Row::try_get(
+        &sqlx::query("SELECT product_id FROM variants WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?,
+        0,
+    )?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(Json(product_by_id(&state, product_id).await?))
+}
+
+#[utoipa::path(post, path = "/categories", tag = "admin-catalog", request_body = NewCategory,
+    security(("admin_token" = [])),
+    responses((status = 201, body = Category), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_category(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<NewCategory>,
+) -> Result<(StatusCode, Json<Category>)> {
+    let mut tx = state.db.begin().await?;
+    let category = repo::create_category(&mut tx, &input).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok((StatusCode::CREATED, Json(category)))
+}

@@ -1,0 +1,674 @@
+//! Catalog types, the API's request and response shapes, and input validation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Problems, Result};
+use crate::inventory::Availability;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductType {
+    Supplement,
+    Skincare,
+    Bundle,
+}
+
+impl ProductType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductType::Supplement => "supplement",
+            ProductType::Skincare => "skincare",
+            ProductType::Bundle => "bundle",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProductType> {
+        match text {
+            "supplement" => Some(ProductType::Supplement),
+            "skincare" => Some(ProductType::Skincare),
+            "bundle" => Some(ProductType::Bundle),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductStatus {
+    Draft,
+    #[default]
+    Active,
+    Archived,
+}
+
+impl ProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Draft => "draft",
+            ProductStatus::Active => "active",
+            ProductStatus::Archived => "archived",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProductStatus> {
+        match text {
+            "draft" => Some(ProductStatus::Draft),
+            "active" => Some(ProductStatus::Active),
+            "archived" => Some(ProductStatus::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// An amount of money: integer minor units (cents) and an ISO 4217 currency code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl Money {
+    /// For display only: "€19.99", "$5.00", or "19.99 CHF".
+    pub fn display(&self) -> String {
+        let sign = if self.amount_minor < 0 { "-" } else { "" };
+        let abs = self.amount_minor.unsigned_abs();
+        let number = format!("{}.{:02}", abs / 100, abs % 100);
+        match self.currency.as_str() {
+            "EUR" => format!("{sign}€{number}"),
+            "USD" => format!("{sign}${number}"),
+            "GBP" => format!("{sign}£{number}"),
+            other => format!("{sign}{number} {other}"),
+        }
+    }
+}
+
+// ---- type-specific attributes -------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplementForm {
+    Capsules,
+    Tablets,
+    Softgels,
+    Powder,
+    Liquid,
+    Gummies,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ingredient {
+    pub name: String,
+    pub amount: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupplementAttributes {
+    pub form: SupplementForm,
+    pub ingredients: Vec<Ingredient>,
+    pub serving_size: String,
+    pub servings_per_container: u32,
+    pub usage: String,
+    #[serde(default)]
+    pub allergens: Vec<String>,
+    #[serde(default)]
+    pub warnings: String,
+    pub disclaimer: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkinType {
+    Dry,
+    Normal,
+    Oily,
+    Combination,
+    Sensitive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutineStep {
+    Cleanse,
+    Tone,
+    Serum,
+    Treat,
+    Moisturise,
+    Protect,
+    Mask,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkincareAttributes {
+    pub skin_types: Vec<SkinType>,
+    pub volume_ml: u32,
+    pub routine_step: RoutineStep,
+    pub application: String,
+    #[serde(default)]
+    pub key_ingredients: Vec<String>,
+    #[serde(default)]
+    pub period_after_opening_months: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleKind {
+    Multipack,
+    Kit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BundleAttributes {
+    pub kind: BundleKind,
+    #[serde(default)]
+    pub contents_note: String,
+}
+
+/// Checks `attributes` against the schema of `product_type` and returns them normalised.
+/// Field paths in errors start with `attributes.`.
+pub fn validate_attributes(
+    product_type: ProductType,
+    attributes: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    fn parse<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let (field, message) =
+                crate::http::extract::field_and_message(&path, &err.into_inner().to_string());
+            let field = if field == "body" {
+                "attributes".to_owned()
+            } else {
+                format!("attributes.{field}")
+            };
+            crate::Error::invalid(field, message)
+        })
+    }
+    let mut problems = Problems::new();
+    let normalised = match product_type {
+        ProductType::Supplement => {
+            let attrs: SupplementAttributes = parse(attributes)?;
+            problems.check(
+                !attrs.ingredients.is_empty(),
+                "attributes.ingredients",
+                "a supplement lists at least one ingredient",
+            );
+            for (i, ingredient) in attrs.ingredients.iter().enumerate() {
+                problems.check(
+                    !ingredient.name.trim().is_empty(),
+                    format!("attributes.ingredients[{i}].name"),
+                    "must not be empty",
+                );
+                problems.check(
+                    ingredient.amount.is_finite() && ingredient.amount > 0.0,
+                    format!("attributes.ingredients[{i}].amount"),
+                    "must be a positive number",
+                );
+                problems.check(
+                    !ingredient.unit.trim().is_empty(),
+                    format!("attributes.ingredients[{i}].unit"),
+                    "must not be empty",
+                );
+            }
+            problems.check(
+                !attrs.serving_size.trim().is_empty(),
+                "attributes.serving_size",
+                "must not be empty",
+            );
+            problems.check(
+                attrs.servings_per_container > 0,
+                "attributes.servings_per_container",
+                "must be at least 1",
+            );
+            problems.check(
+                !attrs.disclaimer.trim().is_empty(),
+                "attributes.disclaimer",
+                "a supplement must carry its regulatory disclaimer",
+            );
+            problems.check(
+                !attrs.usage.trim().is_empty(),
+                "attributes.usage",
+                "must not be empty",
+            );
+            serde_json::to_value(attrs)
+        }
+        ProductType::Skincare => {
+            let attrs: SkincareAttributes = parse(attributes)?;
+            problems.check(
+                !attrs.skin_types.is_empty(),
+                "attributes.skin_types",
+                "name at least one skin type",
+            );
+            problems.check(
+                attrs.volume_ml > 0,
+                "attributes.volume_ml",
+                "must be at least 1",
+            );
+            problems.check(
+                !attrs.application.trim().is_empty(),
+                "attributes.application",
+                "must not be empty",
+            );
+            serde_json::to_value(attrs)
+        }
+        ProductType::Bundle => serde_json::to_value(parse::<BundleAttributes>(attributes)?),
+    }
+    .map_err(anyhow::Error::from)?;
+    problems.into_result()?;
+    Ok(normalised)
+}
+
+// ---- requests ---------------------------------------------------------------------------
+
+/// A bundle variant's component: another (non-bundle) variant, by SKU.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentInput {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVariant {
+    pub sku: String,
+    pub title: String,
+    /// Option values such as `{"size": "60 capsules", "flavour": "vanilla"}`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Price in minor units (cents); a non-negative integer.
+    pub price_minor: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+    pub weight_grams: i64,
+    /// Required for variants of bundle products, forbidden otherwise.
+    #[serde(default)]
+    pub components: Vec<ComponentInput>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub slug: String,
+    pub name: String,
+    pub product_type: ProductType,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub status: ProductStatus,
+    /// Category slugs.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Type-specific attributes (see `SupplementAttributes`, `SkincareAttributes`,
+    /// `BundleAttributes`).
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    #[serde(default)]
+    pub variants: Vec<NewVariant>,
+}
+
+/// A partial update; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub slug: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<ProductStatus>,
+    pub categories: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+    /// When given, the update is refused with 409 unless it matches the stored version.
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantPatch {
+    pub sku: Option<String>,
+    pub title: Option<String>,
+    pub options: Option<BTreeMap<String, String>>,
+    pub price_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub weight_grams: Option<i64>,
+    pub components: Option<Vec<ComponentInput>>,
+    pub position: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCategory {
+    pub slug: String,
+    pub name: String,
+    /// Slug of the parent category, if any.
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub position: i64,
+}
+
+// ---- responses --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CategoryRef {
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Category {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Component {
+    pub variant_id: i64,
+    pub sku: String,
+    pub title: String,
+    pub product_name: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Variant {
+    pub id: i64,
+    pub sku: String,
+    pub title: String,
+    pub options: BTreeMap<String, String>,
+    pub price: Money,
+    pub weight_grams: i64,
+    pub position: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
+    pub availability: Availability,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Product {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub product_type: ProductType,
+    pub description: String,
+    pub status: ProductStatus,
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    pub categories: Vec<CategoryRef>,
+    pub tags: Vec<String>,
+    pub variants: Vec<Variant>,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Product {
+    /// The variant the storefront shows first: the first one in stock, else the first.
+    pub fn default_variant(&self) -> Option<&Variant> {
+        self.variants
+            .iter()
+            .find(|v| v.availability.sellable_quantity > 0)
+            .or_else(|| self.variants.first())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductSummary {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub product_type: ProductType,
+    pub status: ProductStatus,
+    /// The lowest variant price.
+    pub price_from: Option<Money>,
+    pub variant_count: i64,
+    /// In stock when any variant can be sold.
+    pub availability: Availability,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<ProductSummary>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+// ---- field rules ---------------------------------------------------------------------
+
+pub fn check_slug(problems: &mut Problems, field: &str, slug: &str) {
+    let ok = !slug.is_empty()
+        && slug.len() <= 100
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    problems.check(
+        ok,
+        field,
+        "use 1-100 lowercase letters, digits and inner hyphens",
+    );
+}
+
+pub fn check_text(problems: &mut Problems, field: &str, text: &str, max: usize) {
+    if text.trim().is_empty() {
+        problems.add(field, "must not be empty");
+    } else if text.chars().count() > max {
+        problems.add(field, format!("must be at most {max} characters"));
+    }
+}
+
+pub fn check_sku(problems: &mut Problems, field: &str, sku: &str) {
+    let ok = !sku.is_empty()
+        && sku.len() <= 64
+        && sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    problems.check(ok, field, "use 1-64 letters, digits, '-', '_' or '.'");
+}
+
+pub fn check_currency(problems: &mut Problems, field: &str, currency: &str) {
+    problems.check(
+        currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()),
+        field,
+        "must be a three-letter ISO 4217 code in capitals, e.g. EUR",
+    );
+}
+
+/// Prices up to ten billion in major units; beyond that is a typo, not a product.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000_000;
+
+pub fn check_price(problems: &mut Problems, field: &str, price_minor: i64) {
+    if price_minor < 0 {
+        problems.add(field, "must not be negative");
+    } else if price_minor > MAX_PRICE_MINOR {
+        problems.add(field, "is implausibly large");
+    }
+}
+
+pub fn check_weight(problems: &mut Problems, field: &str, grams: i64) {
+    problems.check(
+        (0..=1_000_000).contains(&grams),
+        field,
+        "must be between 0 and 1,000,000 grams",
+    );
+}
+
+pub fn check_options(problems: &mut Problems, field: &str, options: &BTreeMap<String, String>) {
+    problems.check(options.len() <= 10, field, "at most 10 options");
+    for (name, value) in options {
+        problems.check(
+            !name.trim().is_empty() && name.len() <= 50,
+            format!("{field}.{name}"),
+            "option names are 1-50 characters",
+        );
+        problems.check(
+            !value.trim().is_empty() && value.len() <= 100,
+            format!("{field}.{name}"),
+            "option values are 1-100 characters",
+        );
+    }
+}
+
+pub fn check_tags(problems: &mut Problems, field: &str, tags: &[String]) {
+    problems.check(tags.len() <= 30, field, "at most 30 tags");
+    for (i, tag) in tags.iter().enumerate() {
+        problems.check(
+            !tag.is_empty()
+                && tag.len() <= 50
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            format!("{field}[{i}]"),
+            "tags are 1-50 lowercase letters, digits and hyphens",
+        );
+    }
+}
+
+pub fn check_components(
+    problems: &mut Problems,
+    field: &str,
+    product_type: ProductType,
+    own_sku: Option<&str>,
+    components: &[ComponentInput],
+) {
+    if product_type != ProductType::Bundle {
+        problems.check(
+            components.is_empty(),
+            field,
+            "only variants of bundle products have components",
+        );
+        return;
+    }
+    problems.check(
+        !components.is_empty(),
+        field,
+        "a bundle variant is made of at least one other variant",
+    );
+    problems.check(components.len() <= 50, field, "at most 50 components");
+    let mut seen = HashSet::new();
+    for (i, component) in components.iter().enumerate() {
+        if Some(component.sku.as_str()) == own_sku {
+            problems.add(
+                format!("{field}[{i}].sku"),
+                "a bundle cannot contain itself",
+            );
+        }
+        if !seen.insert(component.sku.as_str()) {
+            problems.add(format!("{field}[{i}].sku"), "listed twice");
+        }
+        problems.check(
+            (1..=1000).contains(&component.quantity),
+            format!("{field}[{i}].quantity"),
+            "must be between 1 and 1000",
+        );
+    }
+}
+
+pub fn check_new_variant(
+    problems: &mut Problems,
+    field: &str,
+    product_type: ProductType,
+    variant: &NewVariant,
+) {
+    check_sku(problems, &format!("{field}.sku"), &variant.sku);
+    check_text(problems, &format!("{field}.title"), &variant.title, 200);
+    check_options(problems, &format!("{field}.options"), &variant.options);
+    check_price(
+        problems,
+        &format!("{field}.price_minor"),
+        variant.price_minor,
+    );
+    check_currency(problems, &format!("{field}.currency"), &variant.currency);
+    check_weight(
+        problems,
+        &format!("{field}.weight_grams"),
+        variant.weight_grams,
+    );
+    check_components(
+        problems,
+        &format!("{field}.components"),
+        product_type,
+        Some(&variant.sku),
+        &variant.components,
+    );
+}
+
+/// Checks everything about a new product that needs no database; returns the
+/// normalised attributes.
+pub fn validate_new_product(input: &NewProduct) -> Result<serde_json::Value> {
+    let mut problems = Problems::new();
+    check_slug(&mut problems, "slug", &input.slug);
+    check_text(&mut problems, "name", &input.name, 200);
+    problems.check(
+        input.description.chars().count() <= 20_000,
+        "description",
+        "must be at most 20,000 characters",
+    );
+    check_tags(&mut problems, "tags", &input.tags);
+    problems.check(
+        input.categories.len() <= 20,
+        "categories",
+        "at most 20 categories",
+    );
+    problems.check(
+        input.variants.len() <= 100,
+        "variants",
+        "at most 100 variants",
+    );
+    let mut skus = HashSet::new();
+    for (i, variant) in input.variants.iter().enumerate() {
+        check_new_variant(
+            &mut problems,
+            &format!("variants[{i}]"),
+            input.product_type,
+            variant,
+        );
+        if !skus.insert(variant.sku.as_str()) {
+            problems.add(
+                format!("variants[{i}].sku"),
+                "duplicate SKU in this request",
+            );
+        }
+    }
+    // Components may not name a variant of the same new bundle (that would be itself or
+    // a sibling bundle variant).
+    if input.product_type == ProductType::Bundle {
+        for (i, variant) in input.variants.iter().enumerate() {
+            for (j, component) in variant.components.iter().enumerate() {
+                if component.sku != variant.sku && skus.contains(component.sku.as_str()) {
+                    problems.add(
+                        format!("variants[{i}].components[{j}].sku"),
+                        "a bundle cannot contain its own variants",
+                    );
+                }
+            }
+        }
+    }
+    let attributes = match validate_attributes(input.product_type, &input.attributes) {
+        Ok(attributes) => Some(attributes),
+        Err(crate::Error::Validation(fields)) => {
+            for f in fields {
+                problems.add(f.field, f.message);
+            }
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    problems.into_result()?;
+    Ok(attributes.unwrap_or_default())
+}

@@ -1,0 +1,135 @@
+//! Configuration: every setting is a flag with an environment variable beside it, and a
+//! default that runs the embedded store (see the README's table).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Where the data lives. Shared by every subcommand that touches the database.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreConfig {
+    /// Directory for the embedded SQLite database, the admin token file and other state.
+    #[arg(long, env = "OLIVINE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (`postgres://…` or `sqlite://…`). Unset: `<data dir>/olivine.db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Maximum connections in the database pool.
+    #[arg(long, env = "OLIVINE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl StoreConfig {
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            db_max_connections: 16,
+        }
+    }
+
+    /// The database URL in effect: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => Ok(url.clone()),
+            _ => {
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!("creating data directory {}", self.data_dir.display())
+                })?;
+                let path = self.data_dir.join("olivine.db");
+                Ok(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+        }
+    }
+}
+
+/// Settings of `olivine serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub store: StoreConfig,
+
+    /// Address to listen on.
+    #[arg(long, env = "OLIVINE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Bearer token for the admin API. Unset: a random token is generated once and kept
+    /// in `<data dir>/admin-token`.
+    #[arg(long, env = "OLIVINE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Load the demo catalog when the store is empty at start.
+    #[arg(long, env = "OLIVINE_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seed_demo: bool,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "OLIVINE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long a cached product stays fresh without an invalidating event (seconds).
+    #[arg(long, env = "OLIVINE_CACHE_TTL_SECS", default_value_t = 300)]
+    pub cache_ttl_secs: u64,
+
+    /// How long SIGTERM waits for in-flight requests before exiting (seconds).
+    #[arg(long, env = "OLIVINE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeConfig {
+    /// Defaults for an embedded store in `data_dir`, as tests and tools want it.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            store: StoreConfig::embedded(data_dir),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: None,
+            seed_demo: false,
+            max_body_bytes: 1024 * 1024,
+            cache_ttl_secs: 300,
+            shutdown_grace_secs: 30,
+        }
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    /// The admin token in effect: configured, or read from (or created in) the data dir.
+    pub fn resolve_admin_token(&self) -> anyhow::Result<String> {
+        if let Some(token) = self.admin_token.as_deref().map(str::trim) {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "OLIVINE_ADMIN_TOKEN must be at least 16 characters"
+            );
+            return Ok(token.to_owned());
+        }
+        let path = self.store.data_dir.join("admin-token");
+        read_or_create_token(&path)
+    }
+}
+
+fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if existing.len() >= 16 {
+            return Ok(existing.to_owned());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes: [u8; 24] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, format!("{token}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}

@@ -1,0 +1,205 @@
+//! The one error type of the HTTP layer. Every failure a client can see maps to a status
+//! code and a JSON body that names the problem (and the field, where there is one).
+//! Internal failures are logged with their context and answered with a generic 500.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with one input field. `field` is a path into the request body such as
+/// `variants[0].price_minor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `validation_failed`, `not_found`, `conflict`.
+    pub error: &'static str,
+    /// A human-readable sentence.
+    pub message: String,
+    /// The fields at fault, when the problem is with the input.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not JSON at all, or not the shape expected (400).
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// Well-formed input that breaks a rule (422).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the current state, e.g. a duplicate SKU (409).
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound(what.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, fields) = match self {
+            Error::BadRequest { message, fields } => {
+                ("bad_request", message.clone(), fields.clone())
+            }
+            Error::Validation(fields) => {
+                let message = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ("validation_failed", message, fields.clone())
+            }
+            Error::NotFound(what) => ("not_found", format!("{what} not found"), vec![]),
+            Error::Conflict { message, field } => (
+                "conflict",
+                message.clone(),
+                field
+                    .iter()
+                    .map(|f| FieldError::new(f.clone(), message.clone()))
+                    .collect(),
+            ),
+            Error::Unauthorized => (
+                "unauthorized",
+                "a valid bearer token is required".to_owned(),
+                vec![],
+            ),
+            Error::PayloadTooLarge { limit } => (
+                "payload_too_large",
+                format!("the request body exceeds the limit of {limit} bytes"),
+                vec![FieldError::new(
+                    "body",
+                    format!("larger than {limit} bytes"),
+                )],
+            ),
+            Error::UnsupportedMediaType(got) => (
+                "unsupported_media_type",
+                format!("expected Content-Type: application/json, got {got}"),
+                vec![],
+            ),
+            Error::Unavailable(why) => ("unavailable", why.clone(), vec![]),
+            // Never leak internals to the client; the log has the detail.
+            Error::Internal(_) => ("internal", "internal server error".to_owned(), vec![]),
+        };
+        ErrorBody {
+            error: code,
+            message,
+            fields,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Internal(anyhow::Error::new(err))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Error::Internal(err) = &self {
+            tracing::error!(error = ?err, "internal error while handling request");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Collects field errors while validating a whole input, so a client learns about every
+/// problem at once rather than one per round trip.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<FieldError>);
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.add(field, message);
+        }
+    }
+
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Extractors that turn bad input into the one JSON error shape, naming the field:
+//! bodies (JSON), path segments and query strings.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::error::{Error, FieldError};
+
+/// Splits a serde error into the field it concerns and a message without the position
+/// suffix. `missing field` and `unknown field` errors name the field itself.
+pub fn field_and_message(path: &str, message: &str) -> (String, String) {
+    let message = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    let parent = if path == "." || path.is_empty() {
+        ""
+    } else {
+        path
+    };
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.find('`')
+        {
+            let name = &rest[..end];
+            let field = if parent.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{parent}.{name}")
+            };
+            let text = if prefix.starts_with("missing") {
+                "is required".to_owned()
+            } else {
+                format!("is not a known field{}", &rest[end + 1..])
+            };
+            return (field, text);
+        }
+    }
+    let field = if parent.is_empty() { "body" } else { parent };
+    (field.to_owned(), message.to_owned())
+}
+
+/// Deserialises JSON, naming the field at fault: a syntax error is a 400, a value of the
+/// wrong type or shape is a 422.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Error::BadRequest {
+                message: format!("malformed JSON: {inner}"),
+                fields: vec![FieldError::new("body", inner.to_string())],
+            }
+        } else {
+            let (field, message) = field_and_message(&path, &inner.to_string());
+            Error::Validation(vec![FieldError::new(field, message)])
+        }
+    })
+}
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
+            return Err(Error::UnsupportedMediaType(if content_type.is_empty() {
+                "nothing".to_owned()
+            } else {
+                content_type
+            }));
+        }
+        let limit = state.config.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge { limit }
+            } else {
+                Error::BadRequest {
+                    message: format!("could not read the body: {rejection}"),
+                    fields: vec![FieldError::new("body", rejection.body_text())],
+                }
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A path parameter; a bad one is a 400 naming it.
+pub struct PathParam<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|rejection| Error::BadRequest {
+                message: format!("invalid path: {}", rejection.body_text()),
+                fields: vec![FieldError::new("path", rejection.body_text())],
+            })
+    }
+}
+
+/// A query string; a bad parameter is a 422 naming it.
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let (field, message) = field_and_message(&path, &err.into_inner().to_string());
+                Error::Validation(vec![FieldError::new(field, message)])
+            })
+    }
+}

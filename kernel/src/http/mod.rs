@@ -1,0 +1,173 @@
+//! The HTTP surface: the storefront (HTML), the JSON API under `/api/v1` with its
+//! OpenAPI document, the admin API, and the operational endpoints.
+
+pub mod extract;
+pub mod storefront;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::error::Error;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Olivine API",
+        description = "Storefront and admin API of the Olivine commerce kernel. Money is integer minor units with an ISO 4217 currency. Errors are JSON: `{error, message, fields: [{field, message}]}`.",
+    ),
+    modifiers(&AdminSecurity),
+    tags(
+        (name = "catalog", description = "Products, variants and categories as shoppers see them"),
+        (name = "admin-catalog", description = "Catalog management (admin token)"),
+        (name = "admin-inventory", description = "Locations, stock lots, the stock ledger and store settings (admin token)"),
+    )
+)]
+struct ApiDoc;
+
+struct AdminSecurity;
+
+impl Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The JSON API with its OpenAPI document, both built from the same route list so the
+/// document cannot miss a route.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let admin = crate::catalog::api::admin_routes()
+        .merge(crate::inventory::api::admin_routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(
+            "/api/v1",
+            crate::catalog::api::public_routes().nest("/admin", admin),
+        )
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, mut openapi) = api(&state);
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let openapi_json = Bytes::from(openapi.to_json().unwrap_or_else(|_| "{}".to_owned()));
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi_json.clone(),
+                )
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(storefront::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn(crate::telemetry::track_http))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_| {
+            Error::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Unknown paths: JSON under `/api`, a page elsewhere.
+async fn not_found(request: Request) -> Response {
+    if request.uri().path().starts_with("/api/") {
+        Error::not_found(format!("route {}", request.uri().path())).into_response()
+    } else {
+        storefront::not_found_page().into_response()
+    }
+}
+
+/// Admin routes need `Authorization: Bearer <admin token>`.
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => {
+            let mut response = Error::Unauthorized.into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The process is up.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database answers and its schema is current.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let latest = crate::store::latest_version(state.db.backend);
+    match crate::store::schema_version(&state.db).await {
+        Ok(Some(version)) if version >= latest => axum::Json(serde_json::json!({
+            "status": "ready",
+            "database": state.db.backend.name(),
+            "schema_version": version,
+        }))
+        .into_response(),
+        Ok(version) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "migrations pending",
+                "schema_version": version,
+                "expected": latest,
+            })),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check: database unreachable");
+            Error::Unavailable("database unreachable".to_owned()).into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    state.db.record_pool_metrics();
+    if let Ok(pending) = crate::bus::pending_count(&state.db).await {
+        metrics::gauge!("olivine_bus_pending_events").set(pending as f64);
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(Body::from(state.metrics.render()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

@@ -1,0 +1,181 @@
+//! Admin JSON routes of inventory: locations, lots, adjustments, the ledger, settings.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::settings::{self, SettingsPatch, StoreSettings};
+use super::*;
+use crate::app::AppState;
+use crate::error::{ErrorBody, Problems};
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+
+/// Until staff accounts exist, every admin change is booked to the admin token.
+const ADMIN_ACTOR: &str = "admin";
+
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_locations_route, create_location_route))
+        .routes(routes!(list_lots_route, receive_lot_route))
+        .routes(routes!(adjust_lot))
+        .routes(routes!(list_ledger_route))
+        .routes(routes!(get_settings, update_settings))
+}
+
+#[utoipa::path(get, path = "/locations", tag = "admin-inventory", security(("admin_token" = [])),
+    responses((status = 200, body = Vec<Location>)))]
+async fn list_locations_route(State(state): State<AppState>) -> Result<Json<Vec<Location>>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(list_locations(&mut conn).await?))
+}
+
+#[utoipa::path(post, path = "/locations", tag = "admin-inventory", request_body = NewLocation,
+    security(("admin_token" = [])),
+    responses((status = 201, body = Location), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_location_route(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<NewLocation>,
+) -> Result<(StatusCode, Json<Location>)> {
+    let mut tx = state.db.begin().await?;
+    let location = create_location(&mut tx, &input).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok((StatusCode::CREATED, Json(location)))
+}
+
+async fn lot_by_id(state: &AppState, id: i64) -> Result<Lot> {
+    let mut conn = state.db.pool.acquire().await?;
+    let settings = settings::load(&mut conn).await?;
+    let filter = StockFilter {
+        lot_id: Some(id),
+        ..Default::default()
+    };
+    list_lots(&mut conn, &filter, &settings)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("lot {id}")))
+}
+
+/// Lots, by SKU or variant; each says whether it counts as sellable today.
+#[utoipa::path(get, path = "/lots", tag = "admin-inventory", params(StockFilter),
+    security(("admin_token" = [])), responses((status = 200, body = Vec<Lot>)))]
+async fn list_lots_route(
+    State(state): State<AppState>,
+    QueryParams(filter): QueryParams<StockFilter>,
+) -> Result<Json<Vec<Lot>>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let settings = settings::load(&mut conn).await?;
+    Ok(Json(list_lots(&mut conn, &filter, &settings).await?))
+}
+
+/// Receives stock: a new lot with batch, manufacture and expiry dates.
+#[utoipa::path(post, path = "/lots", tag = "admin-inventory", request_body = NewLot,
+    security(("admin_token" = [])),
+    responses((status = 201, body = Lot), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn receive_lot_route(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<NewLot>,
+) -> Result<(StatusCode, Json<Lot>)> {
+    let mut tx = state.db.begin().await?;
+    let id = receive_lot(&mut tx, &input, ADMIN_ACTOR).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok((StatusCode::CREATED, Json(lot_by_id(&state, id).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adjustment {
+    /// Units to add (positive) or remove (negative); never zero.
+    pub delta: i64,
+    pub reason: StockReason,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Corrects a lot's quantity, with a reason the ledger keeps.
+#[utoipa::path(post, path = "/lots/{id}/adjustments", tag = "admin-inventory", request_body = Adjustment,
+    params(("id" = i64, Path)), security(("admin_token" = [])),
+    responses((status = 200, body = Lot), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn adjust_lot(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    JsonBody(input): JsonBody<Adjustment>,
+) -> Result<Json<Lot>> {
+    let mut problems = Problems::new();
+    problems.check(
+        input.delta != 0 && input.delta.abs() <= 10_000_000,
+        "delta",
+        "must be a non-zero number of units, at most 10,000,000",
+    );
+    problems.check(
+        !matches!(
+            input.reason,
+            StockReason::Allocated | StockReason::Released | StockReason::Received
+        ),
+        "reason",
+        "allocation, release and receipt are booked by their own operations",
+    );
+    if let Some(note) = &input.note {
+        problems.check(
+            note.len() <= 1000,
+            "note",
+            "must be at most 1000 characters",
+        );
+    }
+    problems.into_result()?;
+    let mut tx = state.db.begin().await?;
+    change_lot_quantity(
+        &mut tx,
+        id,
+        input.delta,
+        &StockChange {
+            reason: input.reason,
+            actor: ADMIN_ACTOR,
+            note: input.note.as_deref(),
+            reference: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(Json(lot_by_id(&state, id).await?))
+}
+
+/// The stock ledger, newest first.
+#[utoipa::path(get, path = "/stock-ledger", tag = "admin-inventory", params(StockFilter),
+    security(("admin_token" = [])), responses((status = 200, body = Vec<LedgerEntry>)))]
+async fn list_ledger_route(
+    State(state): State<AppState>,
+    QueryParams(filter): QueryParams<StockFilter>,
+) -> Result<Json<Vec<LedgerEntry>>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(list_ledger(&mut conn, &filter).await?))
+}
+
+#[utoipa::path(get, path = "/settings", tag = "admin-inventory", security(("admin_token" = [])),
+    responses((status = 200, body = StoreSettings)))]
+async fn get_settings(State(state): State<AppState>) -> Result<Json<StoreSettings>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(settings::load(&mut conn).await?))
+}
+
+/// Changes store settings such as the minimum remaining shelf life.
+#[utoipa::path(patch, path = "/settings", tag = "admin-inventory", request_body = SettingsPatch,
+    security(("admin_token" = [])),
+    responses((status = 200, body = StoreSettings), (status = 422, body = ErrorBody)))]
+async fn update_settings(
+    State(state): State<AppState>,
+    JsonBody(patch): JsonBody<SettingsPatch>,
+) -> Result<Json<StoreSettings>> {
+    let mut tx = state.db.begin().await?;
+    let settings = settings::update(&mut tx, &patch).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(Json(settings))
+}

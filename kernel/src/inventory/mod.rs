@@ -1,0 +1,685 @@
+//! Stock: locations, lots with batch and expiry, the stock ledger, sellable quantities and
+//! first-expired-first-out allocation.
+//!
+//! A lot can be sold only while its expiry date is at least the merchant's minimum
+//! remaining shelf life away. Every quantity change goes through [`change_lot_quantity`],
+//! which writes the ledger entry and the event in the caller's transaction.
+
+pub mod api;
+pub mod settings;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{Days, NaiveDate};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+pub use settings::StoreSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StockState {
+    InStock,
+    LowStock,
+    OutOfStock,
+}
+
+/// What can be sold of a variant now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Availability {
+    pub state: StockState,
+    /// Units that can be sold: unexpired lots outside the minimum shelf life (for a
+    /// bundle: how many complete bundles its components make).
+    pub sellable_quantity: i64,
+    /// The expiry date of the lot that would ship first (first expired, first out).
+    pub best_before: Option<String>,
+}
+
+impl Availability {
+    pub fn out_of_stock() -> Self {
+        Availability {
+            state: StockState::OutOfStock,
+            sellable_quantity: 0,
+            best_before: None,
+        }
+    }
+
+    fn new(quantity: i64, best_before: Option<String>, low_stock_threshold: i64) -> Self {
+        let state = if quantity <= 0 {
+            StockState::OutOfStock
+        } else if quantity <= low_stock_threshold {
+            StockState::LowStock
+        } else {
+            StockState::InStock
+        };
+        Availability {
+            state,
+            sellable_quantity: quantity.max(0),
+            best_before: if quantity > 0 { best_before } else { None },
+        }
+    }
+}
+
+/// The first expiry date that may still be sold today.
+pub fn sellable_cutoff(today: NaiveDate, settings: &StoreSettings) -> NaiveDate {
+    let days = u64::try_from(settings.min_shelf_life_days.max(0)).unwrap_or(0);
+    today.checked_add_days(Days::new(days)).unwrap_or(today)
+}
+
+/// `$start, $start+1, …` placeholders for an `IN (…)` list.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Availability of each variant in `variant_ids`; bundle variants are derived from their
+/// components. Variants with no sellable stock are present as out of stock.
+pub async fn availability(
+    conn: &mut AnyConnection,
+    variant_ids: &[i64],
+    settings: &StoreSettings,
+) -> Result<HashMap<i64, Availability>> {
+    if variant_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut components: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    let sql = format!(
+        "SELECT bundle_variant_id, component_variant_id, quantity FROM bundle_components
+         WHERE bundle_variant_id IN ({})",
+        placeholders(1, variant_ids.len())
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for id in variant_ids {
+        query = query.bind(*id);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        components
+            .entry(row.try_get(0)?)
+            .or_default()
+            .push((row.try_get(1)?, row.try_get(2)?));
+    }
+
+    let all: BTreeSet<i64> = variant_ids
+        .iter()
+        .copied()
+        .chain(components.values().flatten().map(|(id, _)| *id))
+        .collect();
+    let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
+    let sql = format!(
+        "SELECT variant_id, CAST(SUM(quantity) AS BIGINT), MIN(expires_on) FROM lots
+         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN ({})
+         GROUP BY variant_id",
+        placeholders(2, all.len())
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
+    for id in &all {
+        query = query.bind(*id);
+    }
+    let mut direct: HashMap<i64, (i64, String)> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        direct.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+    }
+
+    let threshold = settings.low_stock_threshold;
+    let mut result = HashMap::new();
+    for id in variant_ids {
+        let availability = match components.get(id) {
+            Some(parts) => {
+                let mut bundles = i64::MAX;
+                let mut best_before: Option<String> = None;
+                for (component, per_bundle) in parts {
+                    let (quantity, expiry) = direct.get(component).cloned().unwrap_or_default();
+                    bundles = bundles.min(quantity / (*per_bundle).max(1));
+                    if !expiry.is_empty() && best_before.as_ref().is_none_or(|b| expiry < *b) {
+                        best_before = Some(expiry);
+                    }
+                }
+                Availability::new(
+                    if parts.is_empty() { 0 } else { bundles },
+                    best_before,
+                    threshold,
+                )
+            }
+            None => match direct.get(id) {
+                Some((quantity, expiry)) => {
+                    Availability::new(*quantity, Some(expiry.clone()), threshold)
+                }
+                None => Availability::out_of_stock(),
+            },
+        };
+        result.insert(*id, availability);
+    }
+    Ok(result)
+}
+
+// ---- lots and the ledger ---------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Lot {
+    pub id: i64,
+    pub variant_id: i64,
+    pub sku: String,
+    pub location: String,
+    pub batch: String,
+    pub manufactured_on: String,
+    pub expires_on: String,
+    pub quantity: i64,
+    /// Whether this lot counts towards what can be sold today.
+    pub sellable: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub lot_id: i64,
+    pub variant_id: i64,
+    pub delta: i64,
+    pub quantity_after: i64,
+    pub reason: String,
+    pub actor: String,
+    pub note: Option<String>,
+    pub reference: Option<String>,
+    pub created_at: String,
+}
+
+/// Why a lot's quantity changed. Stored in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StockReason {
+    Received,
+    CountCorrection,
+    Damaged,
+    ExpiredWriteOff,
+    Returned,
+    Allocated,
+    Released,
+    Other,
+}
+
+impl StockReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockReason::Received => "received",
+            StockReason::CountCorrection => "count_correction",
+            StockReason::Damaged => "damaged",
+            StockReason::ExpiredWriteOff => "expired_write_off",
+            StockReason::Returned => "returned",
+            StockReason::Allocated => "allocated",
+            StockReason::Released => "released",
+            StockReason::Other => "other",
+        }
+    }
+}
+
+/// Who made a change and why, for the ledger.
+#[derive(Debug, Clone)]
+pub struct StockChange<'a> {
+    pub reason: StockReason,
+    pub actor: &'a str,
+    pub note: Option<&'a str>,
+    pub reference: Option<&'a str>,
+}
+
+/// Slugs of the products whose shown stock depends on `variant_id`: its own product and
+/// every bundle that contains it. Stock events carry them so caches can be invalidated.
+pub async fn affected_products(conn: &mut AnyConnection, variant_id: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT p.slug FROM products p JOIN variants v ON v.product_id = p.id WHERE v.id = $1
+         UNION
+         SELECT p.slug FROM bundle_components bc
+           JOIN variants v ON v.id = bc.bundle_variant_id
+           JOIN products p ON p.id = v.product_id
+         WHERE bc.component_variant_id = $1",
+    )
+    .bind(variant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(Error::from))
+        .collect()
+}
+
+/// Changes a lot's quantity by `delta`, refusing to go below zero, and writes the ledger
+/// entry and a `stock.changed` event in the same transaction. Returns the new quantity.
+pub async fn change_lot_quantity(
+    conn: &mut AnyConnection,
+    lot_id: i64,
+    delta: i64,
+    change: &StockChange<'_>,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "UPDATE lots SET quantity = quantity + $1, updated_at = $2
+         WHERE id = $3 AND quantity + $1 >= 0
+         RETURNING quantity, variant_id",
+    )
+    .bind(delta)
+    .bind(crate::time::now())
+    .bind(lot_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        let exists = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
+            .bind(lot_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Err(match exists {
+            None => Error::not_found(format!("lot {lot_id}")),
+            Some(row) => {
+                let quantity: i64 = row.try_get(0)?;
+                Error::conflict(
+                    Some("delta"),
+                    format!("lot {lot_id} holds {quantity}; it cannot go below zero"),
+                )
+            }
+        });
+    };
+    let quantity_after: i64 = row.try_get(0)?;
+    let variant_id: i64 = row.try_get(1)?;
+    sqlx::query(
+        "INSERT INTO stock_ledger (lot_id, variant_id, delta, quantity_after, reason, actor, note, reference, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(lot_id)
+    .bind(variant_id)
+    .bind(delta)
+    .bind(quantity_after)
+    .bind(change.reason.as_str())
+    .bind(change.actor)
+    .bind(change.note)
+    .bind(change.reference)
+    .bind(crate::time::now())
+    .execute(&mut *conn)
+    .await?;
+    crate::failpoint::hit("inventory.after_ledger");
+    let products = affected_products(conn, variant_id).await?;
+    crate::bus::record(
+        conn,
+        "variant",
+        variant_id,
+        "stock.changed",
+        &serde_json::json!({
+            "variant_id": variant_id,
+            "lot_id": lot_id,
+            "delta": delta,
+            "quantity_after": quantity_after,
+            "reason": change.reason.as_str(),
+            "products": products,
+        }),
+    )
+    .await?;
+    Ok(quantity_after)
+}
+
+/// One lot's share of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Allocation {
+    pub lot_id: i64,
+    pub variant_id: i64,
+    pub batch: String,
+    pub expires_on: String,
+    pub quantity: i64,
+}
+
+/// Takes `quantity` units of a variant from its sellable lots, first expired first out,
+/// in the caller's transaction. A bundle variant allocates its components. Fails with 409
+/// (and changes nothing, once the caller rolls back) when not enough can be sold.
+pub async fn allocate(
+    conn: &mut AnyConnection,
+    variant_id: i64,
+    quantity: i64,
+    settings: &StoreSettings,
+    change: &StockChange<'_>,
+) -> Result<Vec<Allocation>> {
+    if quantity <= 0 {
+        return Err(Error::invalid("quantity", "must be at least 1"));
+    }
+    let parts: Vec<(i64, i64)> = sqlx::query(
+        "SELECT component_variant_id, quantity FROM bundle_components WHERE bundle_variant_id = $1
+         ORDER BY component_variant_id",
+    )
+    .bind(variant_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let wanted: Vec<(i64, i64)> = if parts.is_empty() {
+        vec![(variant_id, quantity)]
+    } else {
+        parts
+            .iter()
+            .map(|(component, per)| (*component, per.saturating_mul(quantity)))
+            .collect()
+    };
+
+    let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
+    let mut allocations = Vec::new();
+    for (variant, mut needed) in wanted {
+        let lots = sqlx::query(
+            "SELECT id, batch, expires_on FROM lots
+             WHERE variant_id = $1 AND expires_on >= $2 AND quantity > 0
+             ORDER BY expires_on, id",
+        )
+        .bind(variant)
+        .bind(&cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+        for lot in &lots {
+            if needed == 0 {
+                break;
+            }
+            let lot_id: i64 = lot.try_get(0)?;
+            // The conditional update in change_lot_quantity re-checks the quantity under
+            // the row lock; when a concurrent allocation got there first, read again.
+            loop {
+                let Some(current) = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
+                    .bind(lot_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                else {
+                    break;
+                };
+                let take = current.try_get::<i64, _>(0)?.min(needed);
+                if take <= 0 {
+                    break;
+                }
+                match change_lot_quantity(conn, lot_id, -take, change).await {
+                    Ok(_) => {
+                        needed -= take;
+                        allocations.push(Allocation {
+                            lot_id,
+                            variant_id: variant,
+                            batch: lot.try_get(1)?,
+                            expires_on: lot.try_get(2)?,
+                            quantity: take,
+                        });
+                        break;
+                    }
+                    Err(Error::Conflict { .. }) => continue,
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        if needed > 0 {
+            return Err(Error::conflict(
+                Some("quantity"),
+                format!("not enough sellable stock of variant {variant}: {needed} short"),
+            ));
+        }
+    }
+    Ok(allocations)
+}
+
+// ---- locations and receiving ---------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Location {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLocation {
+    /// Short unique code, e.g. `AMS-1`.
+    pub code: String,
+    pub name: String,
+}
+
+pub async fn create_location(conn: &mut AnyConnection, input: &NewLocation) -> Result<Location> {
+    let mut problems = crate::error::Problems::new();
+    crate::catalog::model::check_sku(&mut problems, "code", &input.code);
+    crate::catalog::model::check_text(&mut problems, "name", &input.name, 100);
+    problems.into_result()?;
+    let row = sqlx::query(
+        "INSERT INTO locations (code, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(&input.code)
+    .bind(input.name.trim())
+    .bind(crate::time::now())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|err| {
+        if crate::store::is_unique_violation(&err) {
+            Error::conflict(Some("code"), format!("location `{}` exists", input.code))
+        } else {
+            err.into()
+        }
+    })?;
+    let id: i64 = row.try_get(0)?;
+    crate::bus::record(
+        conn,
+        "location",
+        id,
+        "location.created",
+        &serde_json::json!({ "id": id, "code": input.code }),
+    )
+    .await?;
+    Ok(Location {
+        id,
+        code: input.code.clone(),
+        name: input.name.trim().to_owned(),
+    })
+}
+
+pub async fn list_locations(conn: &mut AnyConnection) -> Result<Vec<Location>> {
+    sqlx::query("SELECT id, code, name FROM locations ORDER BY code")
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Location {
+                id: row.try_get(0)?,
+                code: row.try_get(1)?,
+                name: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Stock arriving: a new lot of a variant at a location.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLot {
+    pub sku: String,
+    /// Location code.
+    pub location: String,
+    pub batch: String,
+    /// `YYYY-MM-DD`
+    pub manufactured_on: String,
+    /// `YYYY-MM-DD`; after `manufactured_on`.
+    pub expires_on: String,
+    pub quantity: i64,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Receives a lot: creates it at zero and books the quantity through the ledger, so the
+/// ledger explains every unit. Returns the lot id.
+pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) -> Result<i64> {
+    let mut problems = crate::error::Problems::new();
+    crate::catalog::model::check_text(&mut problems, "batch", &input.batch, 64);
+    let manufactured = crate::time::parse_date(&input.manufactured_on)
+        .map_err(|m| problems.add("manufactured_on", m))
+        .ok();
+    let expires = crate::time::parse_date(&input.expires_on)
+        .map_err(|m| problems.add("expires_on", m))
+        .ok();
+    if let (Some(m), Some(e)) = (manufactured, expires) {
+        problems.check(e > m, "expires_on", "must be after manufactured_on");
+    }
+    if let Some(m) = manufactured {
+        problems.check(
+            m <= crate::time::today(),
+            "manufactured_on",
+            "must not be in the future",
+        );
+    }
+    problems.check(
+        (0..=10_000_000).contains(&input.quantity),
+        "quantity",
+        "must be between 0 and 10,000,000",
+    );
+    if let Some(note) = &input.note {
+        problems.check(
+            note.len() <= 1000,
+            "note",
+            "must be at most 1000 characters",
+        );
+    }
+    problems.into_result()?;
+
+    let variant = sqlx::query(
+        "SELECT v.id, p.product_type FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
+    )
+    .bind(&input.sku)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::invalid("sku", format!("no variant has SKU `{}`", input.sku)))?;
+    let variant_id: i64 = variant.try_get(0)?;
+    let product_type: String = variant.try_get(1)?;
+    if product_type == "bundle" {
+        return Err(Error::invalid(
+            "sku",
+            "bundles hold no stock of their own; receive their components",
+        ));
+    }
+    let location_id: i64 = sqlx::query("SELECT id FROM locations WHERE code = $1")
+        .bind(&input.location)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            Error::invalid("location", format!("unknown location `{}`", input.location))
+        })?
+        .try_get(0)?;
+    let now = crate::time::now();
+    let row = sqlx::query(
+        "INSERT INTO lots (variant_id, location_id, batch, manufactured_on, expires_on, quantity, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $6) RETURNING id",
+    )
+    .bind(variant_id)
+    .bind(location_id)
+    .bind(input.batch.trim())
+    .bind(&input.manufactured_on)
+    .bind(&input.expires_on)
+    .bind(&now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|err| {
+        if crate::store::is_unique_violation(&err) {
+            Error::conflict(
+                Some("batch"),
+                format!("batch `{}` of this SKU is already at this location", input.batch),
+            )
+        } else {
+            err.into()
+        }
+    })?;
+    let lot_id: i64 = row.try_get(0)?;
+    change_lot_quantity(
+        conn,
+        lot_id,
+        input.quantity,
+        &StockChange {
+            reason: StockReason::Received,
+            actor,
+            note: input.note.as_deref(),
+            reference: Some(&input.batch),
+        },
+    )
+    .await?;
+    Ok(lot_id)
+}
+
+/// Filters for lot and ledger listings.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StockFilter {
+    pub sku: Option<String>,
+    pub variant_id: Option<i64>,
+    pub lot_id: Option<i64>,
+    /// At most this many rows (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+pub async fn list_lots(
+    conn: &mut AnyConnection,
+    filter: &StockFilter,
+    settings: &StoreSettings,
+) -> Result<Vec<Lot>> {
+    let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = sqlx::query(
+        "SELECT l.id, l.variant_id, v.sku, loc.code, l.batch, l.manufactured_on, l.expires_on, l.quantity, l.created_at, l.updated_at
+         FROM lots l JOIN variants v ON v.id = l.variant_id JOIN locations loc ON loc.id = l.location_id
+         WHERE ($1 IS NULL OR v.sku = $1) AND ($2 IS NULL OR l.variant_id = $2) AND ($3 IS NULL OR l.id = $3)
+         ORDER BY v.sku, l.expires_on, l.id LIMIT $4",
+    )
+    .bind(filter.sku.as_deref())
+    .bind(filter.variant_id)
+    .bind(filter.lot_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let expires_on: String = row.try_get(6)?;
+            let quantity: i64 = row.try_get(7)?;
+            Ok(Lot {
+                id: row.try_get(0)?,
+                variant_id: row.try_get(1)?,
+                sku: row.try_get(2)?,
+                location: row.try_get(3)?,
+                batch: row.try_get(4)?,
+                manufactured_on: row.try_get(5)?,
+                sellable: quantity > 0 && expires_on >= cutoff,
+                expires_on,
+                quantity,
+                created_at: row.try_get(8)?,
+                updated_at: row.try_get(9)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn list_ledger(
+    conn: &mut AnyConnection,
+    filter: &StockFilter,
+) -> Result<Vec<LedgerEntry>> {
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = sqlx::query(
+        "SELECT e.id, e.lot_id, e.variant_id, e.delta, e.quantity_after, e.reason, e.actor, e.note, e.reference, e.created_at
+         FROM stock_ledger e JOIN variants v ON v.id = e.variant_id
+         WHERE ($1 IS NULL OR v.sku = $1) AND ($2 IS NULL OR e.variant_id = $2) AND ($3 IS NULL OR e.lot_id = $3)
+         ORDER BY e.id DESC LIMIT $4",
+    )
+    .bind(filter.sku.as_deref())
+    .bind(filter.variant_id)
+    .bind(filter.lot_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LedgerEntry {
+                id: row.try_get(0)?,
+                lot_id: row.try_get(1)?,
+                variant_id: row.try_get(2)?,
+                delta: row.try_get(3)?,
+                quantity_after: row.try_get(4)?,
+                reason: row.try_get(5)?,
+                actor: row.try_get(6)?,
+                note: row.try_get(7)?,
+                reference: row.try_get(8)?,
+                created_at: row.try_get(9)?,
+            })
+        })
+        .collect()
+}

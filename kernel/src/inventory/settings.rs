@@ -1,0 +1,99 @@
+//! Store-wide settings the merchant controls, kept in the `settings` table as key/value
+//! rows so new settings need no migration.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::error::{Problems, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StoreSettings {
+    /// Lots whose expiry is fewer than this many days away are not sold.
+    pub min_shelf_life_days: i64,
+    /// At or below this many sellable units a variant shows as low stock.
+    pub low_stock_threshold: i64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            min_shelf_life_days: 60,
+            low_stock_threshold: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub min_shelf_life_days: Option<i64>,
+    pub low_stock_threshold: Option<i64>,
+}
+
+pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
+    let mut settings = StoreSettings::default();
+    for row in sqlx::query("SELECT key, value FROM settings")
+        .fetch_all(conn)
+        .await?
+    {
+        let key: String = row.try_get(0)?;
+        let value: String = row.try_get(1)?;
+        let Ok(number) = value.parse::<i64>() else {
+            tracing::warn!(key, value, "ignoring a setting that is not a number");
+            continue;
+        };
+        match key.as_str() {
+            "min_shelf_life_days" => settings.min_shelf_life_days = number,
+            "low_stock_threshold" => settings.low_stock_threshold = number,
+            _ => {}
+        }
+    }
+    Ok(settings)
+}
+
+/// Validates and stores a change, recording a `settings.updated` event.
+pub async fn update(conn: &mut AnyConnection, patch: &SettingsPatch) -> Result<StoreSettings> {
+    let mut problems = Problems::new();
+    if let Some(days) = patch.min_shelf_life_days {
+        problems.check(
+            (0..=3650).contains(&days),
+            "min_shelf_life_days",
+            "must be between 0 and 3650",
+        );
+    }
+    if let Some(threshold) = patch.low_stock_threshold {
+        problems.check(
+            (0..=100_000).contains(&threshold),
+            "low_stock_threshold",
+            "must be between 0 and 100000",
+        );
+    }
+    problems.into_result()?;
+    let now = crate::time::now();
+    for (key, value) in [
+        ("min_shelf_life_days", patch.min_shelf_life_days),
+        ("low_stock_threshold", patch.low_stock_threshold),
+    ] {
+        let Some(value) = value else { continue };
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value.to_string())
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let settings = load(conn).await?;
+    crate::bus::record(
+        conn,
+        "settings",
+        "store",
+        "settings.updated",
+        &serde_json::to_value(&settings).map_err(anyhow::Error::from)?,
+    )
+    .await?;
+    Ok(settings)
+}

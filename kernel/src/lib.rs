@@ -1,0 +1,19 @@
+//! The Olivine commerce kernel as a library: the `olivine` binary and the integration
+//! tests both build the application from here.
+
+pub mod app;
+pub mod bus;
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod failpoint;
+pub mod http;
+pub mod inventory;
+pub mod seed;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+
+pub use app::AppState;
+pub use error::{Error, FieldError};

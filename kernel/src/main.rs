@@ -1,0 +1,139 @@
+//! `olivine`: the commerce kernel's command line.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use olivine::app::Kernel;
+use olivine::config::{ServeConfig, StoreConfig};
+use olivine::store::Db;
+
+#[derive(Parser)]
+#[command(name = "olivine", version, about = "Olivine commerce kernel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the store: storefront, JSON API, admin API.
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(StoreConfig),
+    /// Load the demo catalog (or another catalog file); existing products are skipped.
+    Seed {
+        #[command(flatten)]
+        store: StoreConfig,
+        /// A catalog file in the format of examples/demo/catalog.json.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    olivine::telemetry::init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => serve(config).await,
+        Command::Migrate(store) => {
+            let db = Db::connect(&store.database_url()?, 2).await?;
+            let applied = olivine::store::migrate(&db).await?;
+            println!(
+                "{applied} migration(s) applied; schema at version {}",
+                olivine::store::latest_version(db.backend)
+            );
+            Ok(())
+        }
+        Command::Seed { store, file } => {
+            let db = Db::connect(&store.database_url()?, 2).await?;
+            olivine::store::migrate(&db).await?;
+            let json = match file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => olivine::seed::DEMO_CATALOG.to_owned(),
+            };
+            let report = olivine::seed::seed(&db, &json, &olivine::seed::Progress::Print).await?;
+            println!(
+                "seeded {} product(s) and {} lot(s); {} product(s) already present",
+                report.products, report.lots, report.skipped
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let addr = config.addr;
+    let kernel = Kernel::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        "Olivine is serving at http://{local}/ (admin API token in {}/admin-token unless OLIVINE_ADMIN_TOKEN is set)",
+        kernel.state.config.store.data_dir.display()
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, kernel.router()).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    // Once the signal came, give in-flight requests the grace period, then stop anyway.
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => { result??; }
+        _ = async { let _ = stop_rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over; exiting with requests still in flight");
+            server.abort();
+        }
+    }
+    kernel.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,139 @@
+//! A small migration runner over the SQL files in `migrations/<backend>/`, embedded in
+//! the binary. Each migration runs in its own transaction together with its record, so a
+//! crash never leaves a half-applied migration. On PostgreSQL an advisory lock keeps two
+//! nodes starting at once from racing.
+
+use anyhow::Context;
+use sqlx::Row;
+
+use super::{Backend, Db};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+macro_rules! migrations {
+    ($dir:literal: $(($version:literal, $name:literal)),* $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../migrations/", $dir, "/", $name, ".sql")),
+        }),*]
+    };
+}
+
+const SQLITE: &[Migration] = migrations!("sqlite": (1, "0001_catalog"));
+const POSTGRES: &[Migration] = migrations!("postgres": (1, "0001_catalog"));
+
+fn migrations_for(backend: Backend) -> &'static [Migration] {
+    match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    }
+}
+
+/// The newest migration this binary knows.
+pub fn latest_version(backend: Backend) -> i64 {
+    migrations_for(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// FNV-1a: a stable checksum to notice a migration edited after it was applied.
+fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in sql.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("{hash:016x}")
+}
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS olivine_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+/// Applies every pending migration; returns how many were applied.
+pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
+    let mut conn = db.pool.acquire().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock(7411001)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply_pending(db.backend, &mut conn).await;
+    if db.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(7411001)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply_pending(backend: Backend, conn: &mut sqlx::AnyConnection) -> anyhow::Result<usize> {
+    sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
+    let applied: Vec<(i64, String)> =
+        sqlx::query("SELECT version, checksum FROM olivine_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let mut count = 0;
+    for migration in migrations_for(backend) {
+        let sum = checksum(migration.sql);
+        if let Some((_, existing)) = applied.iter().find(|(v, _)| *v == migration.version) {
+            anyhow::ensure!(
+                *existing == sum,
+                "migration {} was changed after it was applied",
+                migration.name
+            );
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("applying migration {}", migration.name))?;
+        sqlx::query(
+            "INSERT INTO olivine_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(sum)
+        .bind(crate::time::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(migration = migration.name, "applied migration");
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The newest applied migration, or `None` before the first.
+pub async fn schema_version(db: &Db) -> Result<Option<i64>, sqlx::Error> {
+    let table_exists = match db.backend {
+        Backend::Sqlite => sqlx::query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'olivine_migrations'",
+        ),
+        Backend::Postgres => sqlx::query("SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'olivine_migrations'"),
+    }
+    .fetch_optional(&db.pool)
+    .await?
+    .is_some();
+    if !table_exists {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT CAST(MAX(version) AS BIGINT) FROM olivine_migrations")
+        .fetch_one(&db.pool)
+        .await?;
+    row.try_get::<Option<i64>, _>(0)
+}
