@@ -37,6 +37,7 @@ impl Deref for AppState {
 /// A running kernel: its state and its background tasks.
 pub struct Kernel {
     pub state: AppState,
+    background_db: Db,
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
 }
@@ -59,8 +60,11 @@ impl Kernel {
         let bus = Bus::new();
         let cache = CatalogCache::new(config.cache_ttl());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Background work gets its own small pool so it never queues behind (or in
+        // front of) shoppers' requests.
+        let background_db = Db::connect(&url, 2).await?;
         let dispatcher = Dispatcher::new(
-            db.clone(),
+            background_db.clone(),
             bus.clone(),
             vec![Arc::new(CacheInvalidator {
                 cache: cache.clone(),
@@ -77,6 +81,7 @@ impl Kernel {
         }));
         Ok(Kernel {
             state,
+            background_db,
             shutdown,
             dispatcher,
         })
@@ -93,6 +98,7 @@ impl Kernel {
         if let Err(err) = self.dispatcher.await {
             tracing::warn!(error = %err, "event dispatcher ended abnormally");
         }
+        self.background_db.close().await;
         self.state.db.close().await;
     }
 }

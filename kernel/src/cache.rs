@@ -20,8 +20,9 @@ pub struct CachedProduct {
 
 #[derive(Clone)]
 pub struct CatalogCache {
-    /// By slug; `None` caches "no such product" (creation events invalidate it).
-    pub products: Cache<String, Option<Arc<CachedProduct>>>,
+    /// By slug. Misses for unknown slugs are not cached, so probing random URLs cannot
+    /// push real products out.
+    pub products: Cache<String, Arc<CachedProduct>>,
     /// Product listings by their normalised query.
     pub listings: Cache<String, Arc<ProductPage>>,
     pub categories: Cache<(), Arc<Vec<Category>>>,

@@ -122,7 +122,13 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
                 .map_err(|e| anyhow::anyhow!("location {}: {}", location.code, e.body().message))?;
         }
     }
-    for category in &catalog.categories {
+    for (position, category) in catalog.categories.iter().enumerate() {
+        // The file's order is the navigation order unless it says otherwise.
+        let mut category = category.clone();
+        if category.position == 0 {
+            category.position = position as i64;
+        }
+        let category = &category;
         let exists = sqlx::query("SELECT 1 FROM categories WHERE slug = $1")
             .bind(&category.slug)
             .fetch_optional(&mut *tx)

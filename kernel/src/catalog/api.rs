@@ -58,7 +58,7 @@ async fn get_product(
     }
 }
 
-/// All categories, parents before children.
+/// All categories, ordered by position, then name.
 #[utoipa::path(get, path = "/categories", tag = "catalog",
     responses((status = 200, body = Vec<Category>)))]
 async fn list_categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>> {

@@ -29,25 +29,24 @@ pub async fn cached_product(state: &AppState, slug: &str) -> Result<Option<Arc<C
     if slug.is_empty() || slug.len() > 100 {
         return Ok(None);
     }
-    state
+    let loaded = state
         .cache
         .products
         .try_get_with_by_ref(slug, async {
             metrics::counter!("olivine_cache_misses_total", "cache" => "product").increment(1);
             let mut conn = state.db.pool.acquire().await?;
-            let product =
-                repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public).await?;
-            Ok::<_, Error>(match product {
-                Some(product) => {
-                    let json =
-                        Bytes::from(serde_json::to_vec(&product).map_err(anyhow::Error::from)?);
-                    Some(Arc::new(CachedProduct { product, json }))
-                }
-                None => None,
-            })
+            let product = repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("product `{slug}`")))?;
+            let json = Bytes::from(serde_json::to_vec(&product).map_err(anyhow::Error::from)?);
+            Ok::<_, Error>(Arc::new(CachedProduct { product, json }))
         })
-        .await
-        .map_err(from_cache_error)
+        .await;
+    match loaded {
+        Ok(cached) => Ok(Some(cached)),
+        Err(err) if matches!(*err, Error::NotFound(_)) => Ok(None),
+        Err(err) => Err(from_cache_error(err)),
+    }
 }
 
 /// A page of active products, from the cache.

@@ -855,7 +855,7 @@ impl ProductFilter {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(24);
         problems.check(
-            page >= 1 && page <= 100_000,
+            (1..=100_000).contains(&page),
             "page",
             "must be between 1 and 100000",
         );
@@ -921,7 +921,7 @@ pub async fn list_products(
 
     let list_sql = format!(
         "SELECT p.id, p.slug, p.name, p.product_type, p.status FROM products p {where_clause}
-         ORDER BY p.name, p.id LIMIT ${} OFFSET ${}",
+         ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}",
         binds.len() + 1,
         binds.len() + 2
     );

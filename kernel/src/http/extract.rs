@@ -27,7 +27,10 @@ pub fn field_and_message(path: &str, message: &str) -> (String, String) {
             && let Some(end) = rest.find('`')
         {
             let name = &rest[..end];
-            let field = if parent.is_empty() {
+            // For unknown fields the path already ends at the field itself.
+            let field = if parent == name || parent.ends_with(&format!(".{name}")) {
+                parent.to_owned()
+            } else if parent.is_empty() {
                 name.to_owned()
             } else {
                 format!("{parent}.{name}")

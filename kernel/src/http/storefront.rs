@@ -1,17 +1,844 @@
 //! The storefront: server-rendered HTML pages for shoppers.
+//!
+//! Every page is built with `maud`, so all catalog text is HTML-escaped. Handlers never
+//! answer with JSON or plain text: a missing product or category is the 404 page, any
+//! other failure is logged and answered with the 500 page. Query strings are parsed by
+//! hand and leniently, so bad input falls back to a default instead of a 400.
 
 use axum::Router;
-use axum::response::Html;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, html};
 
 use crate::app::AppState;
+use crate::catalog::model::{
+    BundleAttributes, BundleKind, Category, Product, ProductSummary, ProductType, RoutineStep,
+    SkinType, SkincareAttributes, SupplementAttributes, SupplementForm, Variant,
+};
+use crate::catalog::repo::ProductFilter;
+use crate::error::Error;
+use crate::inventory::{Availability, StockState};
+
+const STORE_NAME: &str = "Olivine";
+const SITE_CSS: &str = include_str!("site.css");
+/// Products on the home page.
+const FEATURED_COUNT: i64 = 12;
+/// Products per category page.
+const PER_PAGE: i64 = 24;
+/// The highest page number the catalog accepts.
+const MAX_PAGE: i64 = 100_000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(home))
+        .route("/c/{slug}", get(category_page))
+        .route("/p/{slug}", get(product_page))
+        .route("/assets/site.css", get(site_css))
 }
 
-pub fn not_found_page() -> (axum::http::StatusCode, Html<String>) {
+/// The 404 page. It has no state to read categories from, so its header carries no
+/// category links; handlers that do have them use [`not_found_with`].
+pub fn not_found_page() -> (StatusCode, Html<String>) {
+    not_found_with(&[])
+}
+
+fn not_found_with(categories: &[Category]) -> (StatusCode, Html<String>) {
+    let body = html! {
+        section.message {
+            p.eyebrow { "404" }
+            h1 { "We couldn't find that page" }
+            p { "The product or page you were looking for may have moved or is no longer available." }
+            p { a.button.primary href="/" { "Back to the shop" } }
+        }
+    };
     (
-        axum::http::StatusCode::NOT_FOUND,
-        Html("<h1>Not found</h1>".to_owned()),
+        StatusCode::NOT_FOUND,
+        Html(layout("Page not found", categories, None, body).into_string()),
     )
+}
+
+fn server_error_page(categories: &[Category]) -> Response {
+    let body = html! {
+        section.message {
+            p.eyebrow { "500" }
+            h1 { "Something went wrong" }
+            p { "We couldn't load this page. Please try again in a moment." }
+            p { a.button.primary href="/" { "Back to the shop" } }
+        }
+    };
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(layout("Something went wrong", categories, None, body).into_string()),
+    )
+        .into_response()
+}
+
+/// The page for a failed data access: 404 for a missing thing, otherwise a logged 500.
+/// `categories` fill the header's navigation when they could be read.
+fn error_page(err: &Error, page: &str, categories: &[Category]) -> Response {
+    if let Error::NotFound(_) = err {
+        return not_found_with(categories).into_response();
+    }
+    let detail = format!("{err:#}");
+    tracing::error!(error = %detail, page, "storefront page failed");
+    server_error_page(categories)
+}
+
+fn page(markup: Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+async fn site_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SITE_CSS,
+    )
+}
+
+// ---- query strings ----------------------------------------------------------------------
+
+/// The first value of `name` in a raw query string, if any.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `?page=N`; anything that is not a page number the catalog accepts is page 1.
+fn page_number(query: Option<&str>) -> i64 {
+    query_value(query, "page")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|p| (1..=MAX_PAGE).contains(p))
+        .unwrap_or(1)
+}
+
+// ---- handlers -----------------------------------------------------------------------------
+
+async fn home(State(state): State<AppState>) -> Response {
+    let categories = match crate::catalog::cached_categories(&state).await {
+        Ok(categories) => categories,
+        Err(err) => return error_page(&err, "home", &[]),
+    };
+    let filter = ProductFilter {
+        page: Some(1),
+        per_page: Some(FEATURED_COUNT),
+        ..ProductFilter::default()
+    };
+    let featured = match crate::catalog::cached_listing(&state, &filter).await {
+        Ok(listing) => listing,
+        Err(err) => return error_page(&err, "home", &categories),
+    };
+    let top: Vec<&Category> = top_level(&categories).collect();
+    let body = html! {
+        section.hero {
+            div.hero-text {
+                p.eyebrow { "Supplements & skincare" }
+                h1 { "Everyday wellness, honestly labelled." }
+                p.lead {
+                    "Quality supplements and gentle skincare, with full ingredient lists and "
+                    "the best-before date of the unit we would ship to you next."
+                }
+                @if !top.is_empty() {
+                    p.hero-actions {
+                        @for (i, category) in top.iter().enumerate() {
+                            a.button.primary[i == 0] href=(category_url(&category.slug)) {
+                                "Shop " (category.name.to_lowercase())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !top.is_empty() {
+            section.section {
+                h2 { "Shop by category" }
+                div.category-grid {
+                    @for category in &top {
+                        div.category-card {
+                            h3 { a href=(category_url(&category.slug)) { (category.name) } }
+                            @let children: Vec<&Category> = children_of(&categories, &category.slug).collect();
+                            @if !children.is_empty() {
+                                ul.sublinks {
+                                    @for child in children {
+                                        li { a href=(category_url(&child.slug)) { (child.name) } }
+                                    }
+                                }
+                            }
+                            a.more href=(category_url(&category.slug)) { "View all " (category.name.to_lowercase()) " →" }
+                        }
+                    }
+                }
+            }
+        }
+        section.section {
+            h2 { "Featured products" }
+            (product_grid(&featured.items))
+        }
+    };
+    page(layout("Supplements & skincare", &categories, None, body))
+}
+
+async fn category_page(
+    State(state): State<AppState>,
+    slug: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let categories = match crate::catalog::cached_categories(&state).await {
+        Ok(categories) => categories,
+        Err(err) => return error_page(&err, "category", &[]),
+    };
+    let Ok(Path(slug)) = slug else {
+        return not_found_with(&categories).into_response();
+    };
+    let Some(category) = categories.iter().find(|c| c.slug == slug) else {
+        return not_found_with(&categories).into_response();
+    };
+    let page_no = page_number(query.as_deref());
+    let filter = ProductFilter {
+        category: Some(category.slug.clone()),
+        page: Some(page_no),
+        per_page: Some(PER_PAGE),
+        ..ProductFilter::default()
+    };
+    let listing = match crate::catalog::cached_listing(&state, &filter).await {
+        Ok(listing) => listing,
+        Err(err) => return error_page(&err, "category", &categories),
+    };
+    let parent = category
+        .parent
+        .as_deref()
+        .and_then(|p| categories.iter().find(|c| c.slug == p));
+    let children: Vec<&Category> = children_of(&categories, &category.slug).collect();
+    let per_page = listing.per_page.max(1);
+    let pages = ((listing.total + per_page - 1) / per_page).max(1);
+    let nav_slug = parent.map_or(category.slug.as_str(), |p| p.slug.as_str());
+    let body = html! {
+        nav.breadcrumb aria-label="Breadcrumb" {
+            a href="/" { "Home" }
+            @if let Some(parent) = parent {
+                span.sep aria-hidden="true" { "›" }
+                a href=(category_url(&parent.slug)) { (parent.name) }
+            }
+            span.sep aria-hidden="true" { "›" }
+            span aria-current="page" { (category.name) }
+        }
+        header.page-head {
+            h1 { (category.name) }
+            p.muted { (count_label(listing.total)) }
+        }
+        @if !children.is_empty() {
+            nav.chips aria-label={ (category.name) " subcategories" } {
+                a.chip.active href=(category_url(&category.slug)) { "All" }
+                @for child in &children {
+                    a.chip href=(category_url(&child.slug)) { (child.name) }
+                }
+            }
+        } @else if let Some(parent) = parent {
+            @let siblings: Vec<&Category> = children_of(&categories, &parent.slug).collect();
+            nav.chips aria-label={ (parent.name) " subcategories" } {
+                a.chip href=(category_url(&parent.slug)) { "All " (parent.name.to_lowercase()) }
+                @for sibling in siblings {
+                    a.chip.active[sibling.slug == category.slug] href=(category_url(&sibling.slug)) { (sibling.name) }
+                }
+            }
+        }
+        @if listing.items.is_empty() && page_no > 1 {
+            section.message {
+                p { "There are no products on this page." }
+                p { a.button href=(category_url(&category.slug)) { "Go to the first page" } }
+            }
+        } @else {
+            (product_grid(&listing.items))
+        }
+        @if pages > 1 {
+            nav.pagination aria-label="Pages" {
+                @if page_no > 1 {
+                    a.button rel="prev" href=(page_url(&category.slug, (page_no - 1).min(pages))) { "← Previous" }
+                } @else {
+                    span.button.disabled aria-disabled="true" { "← Previous" }
+                }
+                @if page_no <= pages {
+                    span.page-status { "Page " (page_no) " of " (pages) }
+                }
+                @if page_no < pages {
+                    a.button rel="next" href=(page_url(&category.slug, page_no + 1)) { "Next →" }
+                } @else {
+                    span.button.disabled aria-disabled="true" { "Next →" }
+                }
+            }
+        }
+    };
+    page(layout(&category.name, &categories, Some(nav_slug), body))
+}
+
+async fn product_page(
+    State(state): State<AppState>,
+    slug: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let categories = match crate::catalog::cached_categories(&state).await {
+        Ok(categories) => categories,
+        Err(err) => return error_page(&err, "product", &[]),
+    };
+    let Ok(Path(slug)) = slug else {
+        return not_found_with(&categories).into_response();
+    };
+    let cached = match crate::catalog::cached_product(&state, &slug).await {
+        Ok(Some(cached)) => cached,
+        Ok(None) => return not_found_with(&categories).into_response(),
+        Err(err) => return error_page(&err, "product", &categories),
+    };
+    let product = &cached.product;
+    let requested: Option<i64> =
+        query_value(query.as_deref(), "variant").and_then(|v| v.trim().parse().ok());
+    let selected = requested
+        .and_then(|id| product.variants.iter().find(|v| v.id == id))
+        .or_else(|| product.default_variant());
+    // Highlight the top-level category of the product's first category in the nav.
+    let nav_slug = product.categories.first().and_then(|c| {
+        categories
+            .iter()
+            .find(|cat| cat.slug == c.slug)
+            .map(|cat| cat.parent.as_deref().unwrap_or(&cat.slug))
+    });
+    page(layout(
+        &product.name,
+        &categories,
+        nav_slug,
+        product_body(product, selected),
+    ))
+}
+
+// ---- page parts ----------------------------------------------------------------------
+
+fn layout(title: &str, categories: &[Category], current: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (STORE_NAME) }
+                link rel="stylesheet" href="/assets/site.css";
+            }
+            body {
+                header.site-header {
+                    div.wrap.header-inner {
+                        a.logo href="/" { span.logo-mark aria-hidden="true" {} (STORE_NAME) }
+                        nav.site-nav aria-label="Main" {
+                            @for category in top_level(categories) {
+                                a href=(category_url(&category.slug))
+                                    aria-current=[(current == Some(category.slug.as_str())).then_some("page")] {
+                                    (category.name)
+                                }
+                            }
+                            @if categories.is_empty() {
+                                a href="/" { "Shop" }
+                            }
+                            a.api-link href="/api/v1/openapi.json" { "API" }
+                        }
+                    }
+                }
+                main.wrap { (body) }
+                footer.site-footer {
+                    div.wrap.footer-inner {
+                        p { strong { (STORE_NAME) } " · Supplements and skincare with honest labels." }
+                        p.muted {
+                            @for category in top_level(categories) {
+                                a href=(category_url(&category.slug)) { (category.name) }
+                                " · "
+                            }
+                            a href="/api/v1/openapi.json" { "API" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn product_grid(items: &[ProductSummary]) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p.empty { "No products here yet." }
+        } @else {
+            ul.product-grid {
+                @for item in items {
+                    li { (product_card(item)) }
+                }
+            }
+        }
+    }
+}
+
+fn product_card(item: &ProductSummary) -> Markup {
+    html! {
+        a.card href=(product_url(&item.slug)) {
+            (thumb(item.product_type, &item.name))
+            div.card-body {
+                span.card-type { (type_label(item.product_type)) }
+                h3.card-title { (item.name) }
+                div.card-foot {
+                    span.price {
+                        @match &item.price_from {
+                            Some(price) => {
+                                @if item.variant_count > 1 { span.from { "from " } }
+                                (price.display())
+                            }
+                            None => "—",
+                        }
+                    }
+                    (summary_badge(&item.availability))
+                }
+            }
+        }
+    }
+}
+
+/// A tinted placeholder standing in for a product photo.
+fn thumb(product_type: ProductType, name: &str) -> Markup {
+    let initial: String = name
+        .chars()
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    html! {
+        div class={ "thumb thumb-" (product_type.as_str()) } aria-hidden="true" {
+            span { (initial) }
+        }
+    }
+}
+
+/// The stock badge of a listing card: the summary's state over all variants.
+fn summary_badge(availability: &Availability) -> Markup {
+    let (class, text) = match availability.state {
+        StockState::InStock => ("in", "In stock"),
+        StockState::LowStock => ("low", "Low stock"),
+        StockState::OutOfStock => ("out", "Out of stock"),
+    };
+    html! { span class={ "badge badge-" (class) } { (text) } }
+}
+
+/// The stock state of one variant: "In stock", "Only N left", "Out of stock".
+fn stock_text(availability: &Availability) -> String {
+    match availability.state {
+        StockState::InStock => "In stock".to_owned(),
+        StockState::LowStock => format!("Only {} left", availability.sellable_quantity),
+        StockState::OutOfStock => "Out of stock".to_owned(),
+    }
+}
+
+fn variant_badge(availability: &Availability) -> Markup {
+    let class = match availability.state {
+        StockState::InStock => "in",
+        StockState::LowStock => "low",
+        StockState::OutOfStock => "out",
+    };
+    html! { span class={ "badge badge-" (class) } { (stock_text(availability)) } }
+}
+
+fn product_body(product: &Product, selected: Option<&Variant>) -> Markup {
+    let first_category = product.categories.first();
+    html! {
+        nav.breadcrumb aria-label="Breadcrumb" {
+            a href="/" { "Home" }
+            @if let Some(category) = first_category {
+                span.sep aria-hidden="true" { "›" }
+                a href=(category_url(&category.slug)) { (category.name) }
+            }
+            span.sep aria-hidden="true" { "›" }
+            span aria-current="page" { (product.name) }
+        }
+        article.product {
+            div.product-top {
+                (thumb(product.product_type, &product.name))
+                div.buy-box {
+                    span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
+                    h1 { (product.name) }
+                    @match selected {
+                        Some(variant) => (buy_panel(product, variant)),
+                        None => p.muted { "This product is not available at the moment." },
+                    }
+                }
+            }
+            @let (main_panels, side_panels) = type_panels(product, selected);
+            div.product-details {
+                div.details-main {
+                    section.panel {
+                        h2 { "About this product" }
+                        @for paragraph in product.description.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+                            p { (paragraph) }
+                        }
+                        @if !product.categories.is_empty() {
+                            p.meta-line {
+                                span.meta-label { "Categories: " }
+                                @for (i, category) in product.categories.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href=(category_url(&category.slug)) { (category.name) }
+                                }
+                            }
+                        }
+                        @if !product.tags.is_empty() {
+                            ul.tags aria-label="Tags" {
+                                @for tag in &product.tags { li.tag { (tag.replace('-', " ")) } }
+                            }
+                        }
+                    }
+                    (main_panels)
+                }
+                div.details-side { (side_panels) }
+            }
+        }
+    }
+}
+
+/// Price, variant choice, stock, best-before and the cart button of the selected variant.
+fn buy_panel(product: &Product, variant: &Variant) -> Markup {
+    let sellable = variant.availability.state != StockState::OutOfStock
+        && variant.availability.sellable_quantity > 0;
+    html! {
+        p.product-price { (variant.price.display()) }
+        @if product.variants.len() > 1 {
+            fieldset.variants {
+                legend { "Choose an option" }
+                ul.variant-list {
+                    @for v in &product.variants {
+                        @let is_selected = v.id == variant.id;
+                        li {
+                            a.variant-option href={ (product_url(&product.slug)) "?variant=" (v.id) }
+                                aria-current=[is_selected.then_some("true")] {
+                                span.radio aria-hidden="true" {}
+                                span.variant-title { (v.title) }
+                                span.variant-price { (v.price.display()) }
+                                (variant_badge(&v.availability))
+                            }
+                        }
+                    }
+                }
+            }
+        } @else {
+            p.single-variant { (variant.title) }
+        }
+        div.stock-line {
+            (variant_badge(&variant.availability))
+            @if let Some(date) = &variant.availability.best_before {
+                span.best-before {
+                    "Best before of the next unit shipped: "
+                    time datetime=(date) { (pretty_date(date)) }
+                }
+            }
+        }
+        @if sellable {
+            form.add-to-cart action="/cart/add" method="post" {
+                input type="hidden" name="variant_id" value=(variant.id);
+                button.button.primary.wide type="submit" { "Add to cart" }
+            }
+        } @else {
+            div.add-to-cart {
+                button.button.primary.wide type="button" disabled title="This variant is out of stock" { "Out of stock" }
+            }
+        }
+        dl.facts {
+            dt { "SKU" } dd { code { (variant.sku) } }
+            dt { "Weight" } dd { (weight_label(variant.weight_grams)) }
+            @for (name, value) in &variant.options {
+                dt { (option_label(name)) } dd { (value) }
+            }
+        }
+    }
+}
+
+/// The type-specific panels: those that read on (usage, warnings) and the facts that sit
+/// beside the description.
+fn type_panels(product: &Product, selected: Option<&Variant>) -> (Markup, Markup) {
+    match product.product_type {
+        ProductType::Supplement => {
+            match serde_json::from_value::<SupplementAttributes>(product.attributes.clone()) {
+                Ok(attrs) => supplement_panels(&attrs),
+                Err(err) => (html! {}, attributes_unavailable(product, &err)),
+            }
+        }
+        ProductType::Skincare => {
+            match serde_json::from_value::<SkincareAttributes>(product.attributes.clone()) {
+                Ok(attrs) => skincare_panels(&attrs),
+                Err(err) => (html! {}, attributes_unavailable(product, &err)),
+            }
+        }
+        ProductType::Bundle => {
+            let attrs = serde_json::from_value::<BundleAttributes>(product.attributes.clone());
+            if let Err(err) = &attrs {
+                tracing::warn!(product = %product.slug, error = %err, "bundle attributes do not parse");
+            }
+            (html! {}, bundle_panel(attrs.ok().as_ref(), selected))
+        }
+    }
+}
+
+fn attributes_unavailable(product: &Product, err: &serde_json::Error) -> Markup {
+    tracing::warn!(product = %product.slug, error = %err, "product attributes do not parse");
+    html! {
+        section.panel {
+            h2 { "Product details" }
+            p.muted { "Detailed product information is not available right now." }
+        }
+    }
+}
+
+fn supplement_panels(attrs: &SupplementAttributes) -> (Markup, Markup) {
+    let facts = html! {
+        section.panel {
+            h2 { "Supplement facts" }
+            table.facts-table {
+                caption.visually-hidden { "Supplement facts" }
+                tbody {
+                    tr { th scope="row" { "Serving size" } td { (attrs.serving_size) } }
+                    tr { th scope="row" { "Servings per container" } td { (attrs.servings_per_container) } }
+                    tr { th scope="row" { "Form" } td { (form_label(attrs.form)) } }
+                }
+                @if !attrs.ingredients.is_empty() {
+                    tbody {
+                        tr.facts-head { th scope="col" { "Ingredient" } th scope="col" { "Per serving" } }
+                        @for ingredient in &attrs.ingredients {
+                            tr {
+                                th scope="row" { (ingredient.name) }
+                                td { (ingredient.amount) " " (ingredient.unit) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let story = html! {
+        section.panel {
+            h2 { "How to use" }
+            p { (attrs.usage) }
+            @if !attrs.allergens.is_empty() {
+                p.allergens { strong { "Contains: " } (attrs.allergens.join(", ")) }
+            }
+        }
+        @if !attrs.warnings.trim().is_empty() || !attrs.disclaimer.trim().is_empty() {
+            section.panel.notice {
+                @if !attrs.warnings.trim().is_empty() {
+                    h2 { "Warnings" }
+                    p { (attrs.warnings) }
+                }
+                @if !attrs.disclaimer.trim().is_empty() {
+                    p.disclaimer { (attrs.disclaimer) }
+                }
+            }
+        }
+    };
+    (story, facts)
+}
+
+fn skincare_panels(attrs: &SkincareAttributes) -> (Markup, Markup) {
+    let story = html! {
+        section.panel {
+            h2 { "How to use" }
+            p { (attrs.application) }
+        }
+    };
+    let facts = html! {
+        section.panel {
+            h2 { "Skincare details" }
+            dl.facts {
+                @if !attrs.skin_types.is_empty() {
+                    dt { "Skin types" }
+                    dd { (attrs.skin_types.iter().map(|t| skin_type_label(*t)).collect::<Vec<_>>().join(", ")) }
+                }
+                dt { "Volume" } dd { (attrs.volume_ml) " ml" }
+                dt { "Routine step" } dd { (routine_step_label(attrs.routine_step)) }
+                @if let Some(months) = attrs.period_after_opening_months {
+                    dt { "Period after opening" }
+                    dd {
+                        span.pao { (months) "M" }
+                        " use within " (months) " months of opening"
+                    }
+                }
+            }
+        }
+        @if !attrs.key_ingredients.is_empty() {
+            section.panel {
+                h2 { "Key ingredients" }
+                ul.tags {
+                    @for ingredient in &attrs.key_ingredients { li.tag { (ingredient) } }
+                }
+            }
+        }
+    };
+    (story, facts)
+}
+
+fn bundle_panel(attrs: Option<&BundleAttributes>, selected: Option<&Variant>) -> Markup {
+    html! {
+        section.panel {
+            h2 { "What's inside" }
+            @if let Some(attrs) = attrs {
+                p.muted {
+                    (match attrs.kind { BundleKind::Multipack => "Multipack", BundleKind::Kit => "Kit" })
+                    @if !attrs.contents_note.trim().is_empty() { " · " (attrs.contents_note) }
+                }
+            }
+            @match selected {
+                Some(variant) if !variant.components.is_empty() => {
+                    ul.contents {
+                        @for component in &variant.components {
+                            li {
+                                span.qty { (component.quantity) " ×" }
+                                " " (component.product_name)
+                                span.muted { " – " (component.title) }
+                            }
+                        }
+                    }
+                }
+                _ => p.muted { "The contents of this bundle are not listed." },
+            }
+        }
+    }
+}
+
+// ---- small helpers ---------------------------------------------------------------------
+
+fn top_level(categories: &[Category]) -> impl Iterator<Item = &Category> {
+    categories.iter().filter(|c| c.parent.is_none())
+}
+
+fn children_of<'a>(
+    categories: &'a [Category],
+    slug: &'a str,
+) -> impl Iterator<Item = &'a Category> {
+    categories
+        .iter()
+        .filter(move |c| c.parent.as_deref() == Some(slug))
+}
+
+fn category_url(slug: &str) -> String {
+    format!("/c/{slug}")
+}
+
+fn product_url(slug: &str) -> String {
+    format!("/p/{slug}")
+}
+
+fn page_url(slug: &str, page: i64) -> String {
+    if page <= 1 {
+        category_url(slug)
+    } else {
+        format!("/c/{slug}?page={page}")
+    }
+}
+
+fn count_label(total: i64) -> String {
+    match total {
+        1 => "1 product".to_owned(),
+        n => format!("{n} products"),
+    }
+}
+
+/// "2026-03-12" as "12 Mar 2026"; anything unparsable as it is.
+fn pretty_date(date: &str) -> String {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map(|d| d.format("%-d %b %Y").to_string())
+        .unwrap_or_else(|_| date.to_owned())
+}
+
+fn weight_label(grams: i64) -> String {
+    if grams >= 1000 {
+        let kg = format!("{:.2}", grams as f64 / 1000.0);
+        format!("{} kg", kg.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        format!("{grams} g")
+    }
+}
+
+/// `flavour` as "Flavour", `pack_size` as "Pack size".
+fn option_label(name: &str) -> String {
+    let text = name.replace(['_', '-'], " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn type_label(product_type: ProductType) -> &'static str {
+    match product_type {
+        ProductType::Supplement => "Supplement",
+        ProductType::Skincare => "Skincare",
+        ProductType::Bundle => "Bundle",
+    }
+}
+
+fn form_label(form: SupplementForm) -> &'static str {
+    match form {
+        SupplementForm::Capsules => "Capsules",
+        SupplementForm::Tablets => "Tablets",
+        SupplementForm::Softgels => "Softgels",
+        SupplementForm::Powder => "Powder",
+        SupplementForm::Liquid => "Liquid",
+        SupplementForm::Gummies => "Gummies",
+    }
+}
+
+fn skin_type_label(skin_type: SkinType) -> &'static str {
+    match skin_type {
+        SkinType::Dry => "Dry",
+        SkinType::Normal => "Normal",
+        SkinType::Oily => "Oily",
+        SkinType::Combination => "Combination",
+        SkinType::Sensitive => "Sensitive",
+    }
+}
+
+fn routine_step_label(step: RoutineStep) -> &'static str {
+    match step {
+        RoutineStep::Cleanse => "Cleanse",
+        RoutineStep::Tone => "Tone",
+        RoutineStep::Serum => "Serum",
+        RoutineStep::Treat => "Treat",
+        RoutineStep::Moisturise => "Moisturise",
+        RoutineStep::Protect => "Protect",
+        RoutineStep::Mask => "Mask",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_numbers_are_lenient() {
+        assert_eq!(page_number(None), 1);
+        assert_eq!(page_number(Some("page=3")), 3);
+        assert_eq!(page_number(Some("page=abc")), 1);
+        assert_eq!(page_number(Some("page=0")), 1);
+        assert_eq!(page_number(Some("page=-2")), 1);
+        assert_eq!(page_number(Some("page=999999999999999999999")), 1);
+        assert_eq!(page_number(Some("page=%ZZ&x")), 1);
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(weight_label(70), "70 g");
+        assert_eq!(weight_label(1000), "1 kg");
+        assert_eq!(weight_label(1250), "1.25 kg");
+        assert_eq!(option_label("pack_size"), "Pack size");
+        assert_eq!(pretty_date("2026-03-02"), "2 Mar 2026");
+        assert_eq!(pretty_date("soon"), "soon");
+    }
+
+    #[test]
+    fn not_found_is_a_page() {
+        let (status, Html(body)) = not_found_page();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.starts_with("<!DOCTYPE html>"));
+        assert!(body.contains("/assets/site.css"));
+    }
 }

@@ -1,0 +1,370 @@
+//! Test harness: a kernel per test on a fresh SQLite file or a fresh PostgreSQL schema,
+//! and request helpers that drive the real router.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use olivine::app::Kernel;
+use olivine::config::ServeConfig;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests use; each test gets its own schema in it.
+pub fn postgres_url() -> String {
+    std::env::var("OLIVINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("t_{}_{}_{}", std::process::id(), nanos, n)
+}
+
+/// A database of its own for one test: a SQLite file in a temporary directory, or a
+/// new schema on the PostgreSQL server.
+pub struct TestDb {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub url: Option<String>,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => TestDb {
+                backend,
+                dir,
+                url: None,
+                schema: None,
+            },
+            Backend::Postgres => {
+                let schema = unique_name();
+                let admin = olivine::store::Db::connect(&postgres_url(), 1)
+                    .await
+                    .expect("PostgreSQL at 127.0.0.1:5432 (set OLIVINE_TEST_DATABASE_URL)");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&admin.pool)
+                    .await
+                    .expect("create schema");
+                admin.close().await;
+                let base = postgres_url();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                TestDb {
+                    backend,
+                    dir,
+                    url: Some(url),
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+
+    pub fn config(&self) -> ServeConfig {
+        let mut config = ServeConfig::for_data_dir(self.dir.path());
+        config.store.database_url = self.url.clone();
+        config.store.db_max_connections = 8;
+        config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        config
+    }
+
+    /// The environment a spawned `olivine` process needs to use this database.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("OLIVINE_DATA_DIR", self.dir.path().display().to_string()),
+            ("OLIVINE_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ];
+        if let Some(url) = &self.url {
+            env.push(("DATABASE_URL", url.clone()));
+        }
+        env
+    }
+
+    pub async fn connect(&self) -> olivine::store::Db {
+        let url = self.config().store.database_url().expect("database url");
+        olivine::store::Db::connect(&url, 4).await.expect("connect")
+    }
+
+    /// Drops the PostgreSQL schema (SQLite files go with the temporary directory).
+    pub async fn drop(self) {
+        if let Some(schema) = &self.schema
+            && let Ok(admin) = olivine::store::Db::connect(&postgres_url(), 1).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin.pool)
+                .await;
+            admin.close().await;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub kernel: Kernel,
+    pub router: axum::Router,
+    pub db: TestDb,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "response is not JSON ({err}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the error shape: the status, and that `fields` names `field`.
+    #[track_caller]
+    pub fn assert_field_error(&self, status: u16, field: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        let body = self.json();
+        let fields = body["fields"].as_array().cloned().unwrap_or_default();
+        assert!(
+            fields.iter().any(|f| f["field"] == field),
+            "expected an error naming `{field}`, got {body}"
+        );
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let mut config = db.config();
+        adjust(&mut config);
+        let kernel = Kernel::start(config).await.expect("kernel starts");
+        let router = kernel.router();
+        TestApp { kernel, router, db }
+    }
+
+    /// Starts with the demo catalog loaded.
+    pub async fn with_demo(backend: Backend) -> TestApp {
+        Self::start_with(backend, |c| c.seed_demo = true).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Body>,
+        content_type: Option<&str>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = builder
+            .body(body.unwrap_or_else(Body::empty))
+            .expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(Method::GET, path, None, None, None).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> TestResponse {
+        self.request(Method::GET, path, Some(ADMIN_TOKEN), None, None)
+            .await
+    }
+
+    pub async fn admin_send(&self, method: Method, path: &str, body: &Value) -> TestResponse {
+        self.request(
+            method,
+            path,
+            Some(ADMIN_TOKEN),
+            Some(Body::from(body.to_string())),
+            Some("application/json"),
+        )
+        .await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> TestResponse {
+        self.admin_send(Method::POST, path, body).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> TestResponse {
+        self.admin_send(Method::PATCH, path, body).await
+    }
+
+    pub async fn admin_post_raw(&self, path: &str, body: impl Into<Body>) -> TestResponse {
+        self.request(
+            Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            Some(body.into()),
+            Some("application/json"),
+        )
+        .await
+    }
+
+    /// Counts rows of a table (for "nothing was half-written" checks).
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"
+        )))
+        .fetch_one(&self.kernel.state.db.pool)
+        .await
+        .expect("count")
+        .try_get(0)
+        .expect("count value")
+    }
+
+    /// Waits until the dispatcher has delivered every event in the outbox.
+    pub async fn settle(&self) {
+        for _ in 0..200 {
+            if olivine::bus::pending_count(&self.kernel.state.db)
+                .await
+                .expect("pending")
+                == 0
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("events were not dispatched within 2 s");
+    }
+
+    pub async fn stop(self) {
+        self.kernel.shutdown().await;
+        self.db.drop().await;
+    }
+}
+
+/// Runs an async test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                async fn run($backend: Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run(Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// A valid supplement product for tests to vary.
+pub fn supplement(slug: &str, sku_prefix: &str) -> Value {
+    serde_json::json!({
+        "slug": slug,
+        "name": "Test Magnesium",
+        "product_type": "supplement",
+        "description": "For tests.",
+        "categories": ["supplements"],
+        "tags": ["test"],
+        "attributes": {
+            "form": "capsules",
+            "ingredients": [{"name": "Magnesium", "amount": 200, "unit": "mg"}],
+            "serving_size": "2 capsules",
+            "servings_per_container": 30,
+            "usage": "Take 2 daily.",
+            "allergens": [],
+            "warnings": "",
+            "disclaimer": "Not evaluated by the FDA."
+        },
+        "variants": [
+            {"sku": format!("{sku_prefix}-60"), "title": "60 capsules", "options": {"count": "60"},
+             "price_minor": 1999, "currency": "EUR", "weight_grams": 120},
+            {"sku": format!("{sku_prefix}-120"), "title": "120 capsules", "options": {"count": "120"},
+             "price_minor": 3499, "currency": "EUR", "weight_grams": 210}
+        ]
+    })
+}
+
+/// Creates the category and location the helpers above refer to.
+pub async fn basic_setup(app: &TestApp) {
+    let r = app
+        .admin_post(
+            "/api/v1/admin/categories",
+            &serde_json::json!({"slug": "supplements", "name": "Supplements"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = app
+        .admin_post(
+            "/api/v1/admin/locations",
+            &serde_json::json!({"code": "AMS-1", "name": "Amsterdam"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
+
+/// A date `days` from today, as the API writes dates.
+pub fn date_in(days: i64) -> String {
+    let today = chrono::Utc::now().date_naive();
+    let date = if days >= 0 {
+        today + chrono::Days::new(days as u64)
+    } else {
+        today - chrono::Days::new((-days) as u64)
+    };
+    date.format("%Y-%m-%d").to_string()
+}

@@ -1,0 +1,244 @@
+//! The `olivine` binary as an operator runs it: crashes at the worst moment lose nothing
+//! half-done, SIGTERM drains in-flight requests, and the CLI commands work.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sqlx::Row;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn(db: &TestDb, port: u16, failpoints: &str) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
+    command
+        .arg("serve")
+        .env("OLIVINE_ADDR", format!("127.0.0.1:{port}"))
+        .env("OLIVINE_SEED_DEMO", "false")
+        .env("OLIVINE_FAILPOINTS", failpoints)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in db.env() {
+        command.env(key, value);
+    }
+    command.spawn().expect("olivine starts")
+}
+
+/// One HTTP/1.1 request on a fresh connection; `None` when the server hung up without
+/// answering.
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(port, "GET", "/readyz", None) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on port {port} did not become ready");
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn count(db: &olivine::store::Db, sql: &'static str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+fn product_json(slug: &str, sku: &str) -> String {
+    let mut p = supplement(slug, sku);
+    p["categories"] = serde_json::json!([]);
+    p.to_string()
+}
+
+both_backends! {
+    async fn a_crash_between_change_and_event_leaves_neither(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let port = free_port();
+        // Abort right after the product row is written, before its variants and event.
+        let mut child = spawn(&db, port, "catalog.after_product_insert");
+        wait_ready(port);
+        let answer = http(port, "POST", "/api/v1/admin/products", Some(&product_json("crash", "CRASH")));
+        assert!(answer.is_none(), "the process should have died mid-request: {answer:?}");
+        assert!(!wait_exit(&mut child).success());
+
+        let conn = db.connect().await;
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 0);
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM variants").await, 0);
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 0);
+
+        // Restarted without the failpoint, the same request succeeds and its event is
+        // delivered.
+        let mut child = spawn(&db, port, "");
+        wait_ready(port);
+        let (status, body) = http(port, "POST", "/api/v1/admin/products", Some(&product_json("crash", "CRASH"))).unwrap();
+        assert_eq!(status, 201, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while olivine::bus::pending_count(&conn).await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "event not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 1);
+        child.kill().ok();
+        child.wait().ok();
+        conn.close().await;
+        db.drop().await;
+    }
+
+    async fn a_crash_between_ledger_and_event_loses_no_stock_history(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let port = free_port();
+        let mut child = spawn(&db, port, "");
+        wait_ready(port);
+        http(port, "POST", "/api/v1/admin/locations", Some(r#"{"code":"AMS-1","name":"Amsterdam"}"#)).unwrap();
+        let (status, body) = http(port, "POST", "/api/v1/admin/products", Some(&product_json("mag", "MAG"))).unwrap();
+        assert_eq!(status, 201, "{body}");
+        child.kill().ok();
+        child.wait().ok();
+
+        let mut child = spawn(&db, port, "inventory.after_ledger");
+        wait_ready(port);
+        let lot = serde_json::json!({"sku": "MAG-60", "location": "AMS-1", "batch": "B1",
+            "manufactured_on": date_in(-10), "expires_on": date_in(300), "quantity": 10}).to_string();
+        assert!(http(port, "POST", "/api/v1/admin/lots", Some(&lot)).is_none());
+        assert!(!wait_exit(&mut child).success());
+        let conn = db.connect().await;
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM lots").await, 0);
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM stock_ledger").await, 0);
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE event_type = 'stock.changed'").await, 0);
+        conn.close().await;
+        db.drop().await;
+    }
+
+    async fn a_crash_after_delivery_redelivers_after_restart(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let port = free_port();
+        // The dispatcher dies after handing the event to its consumers, before marking it.
+        let mut child = spawn(&db, port, "bus.after_deliver");
+        wait_ready(port);
+        // The commit precedes the delivery, so the answer may or may not get out first.
+        let answer = http(port, "POST", "/api/v1/admin/products", Some(&product_json("mag", "MAG")));
+        assert!(matches!(answer, None | Some((201, _))), "{answer:?}");
+        assert!(!wait_exit(&mut child).success());
+        let conn = db.connect().await;
+        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 1);
+        assert_eq!(olivine::bus::pending_count(&conn).await.unwrap(), 1);
+
+        let mut child = spawn(&db, port, "");
+        wait_ready(port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while olivine::bus::pending_count(&conn).await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "event not delivered after restart");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill().ok();
+        child.wait().ok();
+        conn.close().await;
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let port = free_port();
+    let mut child = spawn(&db, port, "");
+    wait_ready(port);
+    // Start a request and send only half its body.
+    let body = r#"{"code":"AMS-1","name":"Amsterdam warehouse"}"#;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/admin/locations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // The server is draining: it still finishes the request in flight.
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    db.drop().await;
+}
+
+#[test]
+fn migrate_and_seed_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_olivine"))
+            .args(args)
+            .env("OLIVINE_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["migrate"]).contains("1 migration(s) applied"));
+    assert!(run(&["migrate"]).contains("0 migration(s) applied"));
+    let seeded = run(&["seed"]);
+    assert!(
+        seeded.contains("products: 44/44") || seeded.contains("seeded 4"),
+        "{seeded}"
+    );
+    // Seeding again skips what is there.
+    assert!(run(&["seed"]).contains("seeded 0 product(s)"));
+}
