@@ -1,0 +1,18 @@
+//! The sandboxed host of Olivine plugins: one wasmtime engine with the component model
+//! and the pooling allocator, on-disk caching of compiled components, a manifest and
+//! world check at load time, and calls that each run in a fresh instance under an
+//! instruction budget (fuel), a memory cap and output caps.
+
+pub mod bindings;
+pub mod build;
+pub mod fixtures;
+mod host;
+pub mod manifest;
+mod runtime;
+
+pub use host::HttpGrant;
+pub use manifest::{Limits, Manifest, SettingSpec, SettingType, World};
+pub use runtime::{CallError, CallStats, LoadError, PaymentCall, Plugin, Runtime, RuntimeConfig};
+
+/// The ABI this host speaks: `olivine:plugin@0.1.x`.
+pub const ABI_VERSION: &str = "0.1.0";

@@ -1,0 +1,717 @@
+//! The engine, loading (compile with an on-disk cache, world and ABI checks,
+//! pre-instantiation) and sandboxed calls.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::bindings::{adapter, loyalty, notification, pricing, taxonomy, types};
+use crate::host::{HostState, HttpGrant};
+use crate::manifest::{Manifest, World};
+
+/// Tunables of the host. Defaults follow Shopify Functions' budget (11M instructions)
+/// and scale it with cart size, so a large cart is not starved.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    pub base_fuel: u64,
+    pub fuel_per_line: u64,
+    pub default_memory_mib: u64,
+    /// Caps on what a call may return.
+    pub max_output_bytes: usize,
+    pub max_output_items: usize,
+    pub http_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            base_fuel: 11_000_000,
+            fuel_per_line: 50_000,
+            default_memory_mib: 10,
+            max_output_bytes: 256 * 1024,
+            max_output_items: 10_000,
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The largest memory any plugin may be allowed (manifests ask for at most this).
+const MAX_MEMORY_MIB: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error(
+        "the manifest says world `{declared}`, but the component exports {found}; build it against the `{declared}` world"
+    )]
+    WrongWorld { declared: String, found: String },
+    #[error("incompatible plugin ABI: {0}")]
+    IncompatibleAbi(String),
+    #[error("the component needs imports this world does not provide: {0}")]
+    Imports(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("ran out of its instruction budget ({0} units of fuel)")]
+    OutOfFuel(u64),
+    #[error("exceeded its memory limit of {0} MiB")]
+    MemoryExceeded(u64),
+    #[error("overflowed its stack")]
+    StackOverflow,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned invalid output: {0}")]
+    InvalidOutput(String),
+    #[error("plugin error: {0}")]
+    Plugin(String),
+    #[error("this plugin does not implement {0}")]
+    WrongWorld(&'static str),
+}
+
+impl CallError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::OutOfFuel(_) => "out_of_fuel",
+            CallError::MemoryExceeded(_) => "memory",
+            CallError::StackOverflow => "stack_overflow",
+            CallError::Trap(_) => "trap",
+            CallError::InvalidOutput(_) => "invalid_output",
+            CallError::Plugin(_) => "plugin_error",
+            CallError::WrongWorld(_) => "wrong_world",
+        }
+    }
+}
+
+/// What a call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    pub fuel_used: u64,
+    pub duration: Duration,
+}
+
+struct Linkers {
+    pricing: Linker<HostState>,
+    taxonomy: Linker<HostState>,
+    loyalty: Linker<HostState>,
+    payment: Linker<HostState>,
+    notification: Linker<HostState>,
+}
+
+/// One engine and its linkers; cheap to share (`Arc`).
+pub struct Runtime {
+    engine: Engine,
+    config: RuntimeConfig,
+    linkers: Linkers,
+    engine_hash: String,
+}
+
+fn linker<F>(engine: &Engine, add: F) -> anyhow::Result<Linker<HostState>>
+where
+    F: FnOnce(&mut Linker<HostState>) -> wasmtime::Result<()>,
+{
+    let mut linker = Linker::new(engine);
+    // Rust's wasm32-wasip2 std imports WASI interfaces; they are linked, but the context
+    // grants nothing (see host.rs).
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    add(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(linker)
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true);
+        wasm.consume_fuel(true);
+        wasm.max_wasm_stack(512 * 1024);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(512)
+            .total_core_instances(512)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memory_size((MAX_MEMORY_MIB * 1024 * 1024) as usize);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Slots as large as the largest memory: 512 x 64 MiB of address space, rather
+        // than wasmtime's default 4 GiB per slot.
+        wasm.memory_reservation(MAX_MEMORY_MIB * 1024 * 1024);
+        wasm.memory_guard_size(64 * 1024);
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+        let linkers = Linkers {
+            pricing: linker(&engine, |l| {
+                pricing::PricingRule::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            taxonomy: linker(&engine, |l| {
+                taxonomy::VariantTaxonomy::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            loyalty: linker(&engine, |l| {
+                loyalty::LoyaltyRule::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            payment: linker(&engine, |l| {
+                adapter::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            notification: linker(&engine, |l| {
+                notification::NotificationChannel::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+        };
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Runtime {
+            engine,
+            config,
+            linkers,
+            engine_hash,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The SHA-256 of a plugin binary: its identity in the store and the cache.
+    pub fn content_hash(wasm: &[u8]) -> String {
+        let digest = Sha256::digest(wasm);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Compiles a component, or loads it from the on-disk cache keyed by content hash
+    /// and engine compatibility; a cache entry that fails to load counts as a miss.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Component, LoadError> {
+        check_header(wasm)?;
+        let hash = Self::content_hash(wasm);
+        let cached = self
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{hash}-{}.cwasm", self.engine_hash)));
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of an engine with
+            // the same compatibility hash (part of the name), in a directory only the
+            // kernel writes.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => return Ok(component),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "ignoring a bad compiled-component cache entry")
+                }
+            }
+        }
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(path) = &cached
+            && let Ok(bytes) = component.serialize()
+        {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+        Ok(component)
+    }
+
+    /// Loads a plugin: checks the ABI version, compiles, checks the component exports
+    /// the world its manifest names, and links it (pre-instantiation), so later calls
+    /// only instantiate.
+    pub fn load(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        http: Option<HttpGrant>,
+    ) -> Result<Plugin, LoadError> {
+        let supported = semver::Version::parse(crate::ABI_VERSION)
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        if !abi_compatible(&supported, &manifest.abi) {
+            return Err(LoadError::IncompatibleAbi(format!(
+                "the manifest says olivine:plugin@{}, this kernel speaks {}.{}.x",
+                manifest.abi, supported.major, supported.minor
+            )));
+        }
+        let component = self.compile(wasm)?;
+        check_exports(&self.engine, &component, manifest.world, &supported)?;
+        let link = |e: wasmtime::Error| LoadError::Imports(format!("{e:#}"));
+        let pre = match manifest.world {
+            World::PricingRule => Pre::Pricing(
+                pricing::PricingRulePre::new(
+                    self.linkers
+                        .pricing
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            World::VariantTaxonomy => Pre::Taxonomy(
+                taxonomy::VariantTaxonomyPre::new(
+                    self.linkers
+                        .taxonomy
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            World::LoyaltyRule => Pre::Loyalty(
+                loyalty::LoyaltyRulePre::new(
+                    self.linkers
+                        .loyalty
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            World::PaymentAdapter => Pre::Payment(
+                adapter::PaymentAdapterPre::new(
+                    self.linkers
+                        .payment
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            World::NotificationChannel => Pre::Notification(
+                notification::NotificationChannelPre::new(
+                    self.linkers
+                        .notification
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+        };
+        let memory_mib = manifest
+            .limits
+            .memory_mib
+            .unwrap_or(self.config.default_memory_mib)
+            .min(MAX_MEMORY_MIB);
+        let http = if manifest.world.may_use_http() {
+            http.map(|mut grant| {
+                // Only what the manifest declares, whatever was granted.
+                grant.hosts.retain(|h| manifest.http_hosts.contains(h));
+                if grant.timeout.is_zero() {
+                    grant.timeout = self.config.http_timeout;
+                }
+                Arc::new(grant)
+            })
+        } else {
+            None
+        };
+        Ok(Plugin {
+            id: Arc::from(manifest.id.as_str()),
+            hash: Self::content_hash(wasm),
+            manifest,
+            pre,
+            engine: self.engine.clone(),
+            config: self.config.clone(),
+            memory_mib,
+            http,
+        })
+    }
+}
+
+fn abi_compatible(supported: &semver::Version, wanted: &semver::Version) -> bool {
+    if supported.major == 0 {
+        wanted.major == 0 && wanted.minor == supported.minor
+    } else {
+        wanted.major == supported.major
+    }
+}
+
+fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => Err(LoadError::NotAComponent(
+            "this is a core WebAssembly module; build the plugin for wasm32-wasip2 so it is a component".to_owned(),
+        )),
+        _ => Err(LoadError::NotAComponent(
+            "the file does not start with the WebAssembly magic number".to_owned(),
+        )),
+    }
+}
+
+fn check_exports(
+    engine: &Engine,
+    component: &Component,
+    world: World,
+    supported: &semver::Version,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let ours: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| name.starts_with("olivine:plugin/"))
+        .collect();
+    let wanted = world.export_interface();
+    let found = || {
+        if ours.is_empty() {
+            "no olivine:plugin interface".to_owned()
+        } else {
+            ours.join(", ")
+        }
+    };
+    let Some(export) = ours
+        .iter()
+        .find(|name| name.trim_start_matches("olivine:plugin/").split('@').next() == Some(wanted))
+    else {
+        return Err(LoadError::WrongWorld {
+            declared: world.name().to_owned(),
+            found: found(),
+        });
+    };
+    let version = export.split('@').nth(1).unwrap_or("");
+    match semver::Version::parse(version) {
+        Ok(v) if abi_compatible(supported, &v) => Ok(()),
+        _ => Err(LoadError::IncompatibleAbi(format!(
+            "the component exports {export}; this kernel speaks olivine:plugin@{}.{}.x",
+            supported.major, supported.minor
+        ))),
+    }
+}
+
+enum Pre {
+    Pricing(pricing::PricingRulePre<HostState>),
+    Taxonomy(taxonomy::VariantTaxonomyPre<HostState>),
+    Loyalty(loyalty::LoyaltyRulePre<HostState>),
+    Payment(adapter::PaymentAdapterPre<HostState>),
+    Notification(notification::NotificationChannelPre<HostState>),
+}
+
+/// A loaded, linked plugin version. Every call instantiates it afresh in its own store,
+/// so no state survives from one call (one cart, one customer) to the next.
+pub struct Plugin {
+    pub manifest: Manifest,
+    /// SHA-256 of the binary.
+    pub hash: String,
+    id: Arc<str>,
+    pre: Pre,
+    engine: Engine,
+    config: RuntimeConfig,
+    memory_mib: u64,
+    http: Option<Arc<HttpGrant>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.manifest.id)
+            .field("version", &self.manifest.version.to_string())
+            .field("world", &self.manifest.world)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+type Settings = Arc<BTreeMap<String, String>>;
+
+impl Plugin {
+    pub fn world(&self) -> World {
+        self.manifest.world
+    }
+
+    fn fuel_budget(&self, items: usize) -> u64 {
+        let base = self.manifest.limits.fuel.unwrap_or(self.config.base_fuel);
+        base.saturating_add(self.config.fuel_per_line.saturating_mul(items as u64))
+    }
+
+    /// Runs `call` in a fresh store with the budget, the memory cap and the settings,
+    /// and turns traps into `CallError`s.
+    fn run<T>(
+        &self,
+        settings: &Settings,
+        fuel: u64,
+        call: impl FnOnce(&Pre, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<(T, CallStats), CallError> {
+        let started = Instant::now();
+        let state = HostState::new(
+            self.id.clone(),
+            settings.clone(),
+            self.http.clone(),
+            (self.memory_mib * 1024 * 1024) as usize,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store
+            .set_fuel(fuel)
+            .map_err(|e| CallError::Trap(format!("{e}")))?;
+        let result = call(&self.pre, &mut store);
+        let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let stats = CallStats {
+            fuel_used,
+            duration: started.elapsed(),
+        };
+        if store.data().logs_dropped > 0 {
+            tracing::warn!(
+                plugin = &*self.id,
+                dropped = store.data().logs_dropped,
+                "plugin log lines dropped"
+            );
+        }
+        match result {
+            Ok(value) => Ok((value, stats)),
+            Err(err) => Err(if store.data().limits.memory_exceeded {
+                CallError::MemoryExceeded(self.memory_mib)
+            } else {
+                match err.downcast_ref::<Trap>() {
+                    Some(Trap::OutOfFuel) => CallError::OutOfFuel(fuel),
+                    Some(Trap::StackOverflow) => CallError::StackOverflow,
+                    Some(trap) => CallError::Trap(trap.to_string()),
+                    None => CallError::Trap(format!("{err:#}")),
+                }
+            }),
+        }
+    }
+
+    /// Prices a cart. Output is checked: adjustments name lines of this cart, never
+    /// take a line (or the cart) below zero, and stay within the output caps.
+    pub fn price(
+        &self,
+        cart: &types::Cart,
+        settings: &Settings,
+    ) -> Result<(Vec<types::Adjustment>, CallStats), CallError> {
+        let (result, stats) = self
+            .run(
+                settings,
+                self.fuel_budget(cart.lines.len()),
+                |pre, store| {
+                    let Pre::Pricing(pre) = pre else {
+                        return Err(wasmtime::Error::msg("not a pricing rule"));
+                    };
+                    let instance = pre.instantiate(&mut *store)?;
+                    instance.olivine_plugin_pricing().call_price(store, cart)
+                },
+            )
+            .map_err(|e| self.wrong_world(e, World::PricingRule))?;
+        let adjustments = result.map_err(CallError::Plugin)?;
+        self.check_adjustments(cart, &adjustments)?;
+        Ok((adjustments, stats))
+    }
+
+    fn wrong_world(&self, err: CallError, world: World) -> CallError {
+        if self.manifest.world != world {
+            CallError::WrongWorld(world.name())
+        } else {
+            err
+        }
+    }
+
+    fn check_adjustments(
+        &self,
+        cart: &types::Cart,
+        adjustments: &[types::Adjustment],
+    ) -> Result<(), CallError> {
+        let invalid = |m: String| Err(CallError::InvalidOutput(m));
+        if adjustments.len() > self.config.max_output_items {
+            return invalid(format!(
+                "{} adjustments (at most {})",
+                adjustments.len(),
+                self.config.max_output_items
+            ));
+        }
+        let bytes: usize = adjustments.iter().map(|a| a.reason.len() + 16).sum();
+        if bytes > self.config.max_output_bytes {
+            return invalid(format!(
+                "{bytes} bytes of output (at most {})",
+                self.config.max_output_bytes
+            ));
+        }
+        let line_total =
+            |line: &types::CartLine| line.unit_price_minor.checked_mul(i64::from(line.quantity));
+        let mut cart_total: i64 = 0;
+        for line in &cart.lines {
+            cart_total = cart_total.saturating_add(line_total(line).unwrap_or(i64::MAX));
+        }
+        let mut per_line: BTreeMap<u32, i64> = BTreeMap::new();
+        let mut total_adjustment: i64 = 0;
+        for adjustment in adjustments {
+            if adjustment.reason.trim().is_empty() || adjustment.reason.chars().count() > 200 {
+                return invalid("every adjustment needs a reason of 1-200 characters".to_owned());
+            }
+            total_adjustment = total_adjustment.saturating_add(adjustment.amount_minor);
+            if let Some(line_id) = adjustment.line_id {
+                if !cart.lines.iter().any(|l| l.line_id == line_id) {
+                    return invalid(format!(
+                        "adjustment for line {line_id}, which is not in the cart"
+                    ));
+                }
+                *per_line.entry(line_id).or_default() += adjustment.amount_minor;
+            }
+        }
+        for (line_id, change) in per_line {
+            let line = cart.lines.iter().find(|l| l.line_id == line_id);
+            let total = line.and_then(line_total).unwrap_or(0);
+            if total.saturating_add(change) < 0 {
+                return invalid(format!("line {line_id} would cost less than nothing"));
+            }
+        }
+        if cart_total.saturating_add(total_adjustment) < 0 {
+            return invalid("the cart would cost less than nothing".to_owned());
+        }
+        if total_adjustment > cart_total.max(0) {
+            return invalid("surcharges larger than the cart itself".to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn describe_taxonomy(
+        &self,
+        settings: &Settings,
+    ) -> Result<(types::TaxonomyInfo, CallStats), CallError> {
+        self.run(settings, self.fuel_budget(0), |pre, store| {
+            let Pre::Taxonomy(pre) = pre else {
+                return Err(wasmtime::Error::msg("not a taxonomy"));
+            };
+            pre.instantiate(&mut *store)?
+                .olivine_plugin_taxonomy()
+                .call_describe(store)
+        })
+        .map_err(|e| self.wrong_world(e, World::VariantTaxonomy))
+    }
+
+    /// Validates a product; `Ok(Err(fields))` is the plugin rejecting the input.
+    pub fn validate_product(
+        &self,
+        product: &types::ProductInput,
+        settings: &Settings,
+    ) -> Result<
+        (
+            Result<types::ValidatedProduct, Vec<types::FieldError>>,
+            CallStats,
+        ),
+        CallError,
+    > {
+        let (result, stats) = self
+            .run(
+                settings,
+                self.fuel_budget(product.variants.len()),
+                |pre, store| {
+                    let Pre::Taxonomy(pre) = pre else {
+                        return Err(wasmtime::Error::msg("not a taxonomy"));
+                    };
+                    pre.instantiate(&mut *store)?
+                        .olivine_plugin_taxonomy()
+                        .call_validate(store, product)
+                },
+            )
+            .map_err(|e| self.wrong_world(e, World::VariantTaxonomy))?;
+        match &result {
+            Ok(valid) => {
+                if valid.variants.len() != product.variants.len() {
+                    return Err(CallError::InvalidOutput(format!(
+                        "{} variants returned for {} given",
+                        valid.variants.len(),
+                        product.variants.len()
+                    )));
+                }
+                if valid.attributes_json.len() > self.config.max_output_bytes {
+                    return Err(CallError::InvalidOutput("attributes too large".to_owned()));
+                }
+                if serde_json::from_str::<serde_json::Value>(&valid.attributes_json).is_err() {
+                    return Err(CallError::InvalidOutput(
+                        "attributes are not JSON".to_owned(),
+                    ));
+                }
+                for v in &valid.variants {
+                    if v.sku.is_empty() || v.sku.len() > 64 {
+                        return Err(CallError::InvalidOutput(format!("bad SKU `{}`", v.sku)));
+                    }
+                }
+            }
+            Err(fields) if fields.len() > self.config.max_output_items => {
+                return Err(CallError::InvalidOutput("too many field errors".to_owned()));
+            }
+            Err(_) => {}
+        }
+        Ok((result, stats))
+    }
+
+    pub fn on_loyalty_event(
+        &self,
+        event: &types::LoyaltyEvent,
+        settings: &Settings,
+    ) -> Result<(Vec<types::PointsEntry>, CallStats), CallError> {
+        let (result, stats) = self
+            .run(settings, self.fuel_budget(0), |pre, store| {
+                let Pre::Loyalty(pre) = pre else {
+                    return Err(wasmtime::Error::msg("not a loyalty rule"));
+                };
+                pre.instantiate(&mut *store)?
+                    .olivine_plugin_loyalty()
+                    .call_on_event(store, event)
+            })
+            .map_err(|e| self.wrong_world(e, World::LoyaltyRule))?;
+        let entries = result.map_err(CallError::Plugin)?;
+        if entries.len() > 100 {
+            return Err(CallError::InvalidOutput(
+                "more than 100 ledger entries".to_owned(),
+            ));
+        }
+        Ok((entries, stats))
+    }
+
+    /// Calls a payment operation. Blocking (outbound HTTP): call it from a blocking
+    /// thread.
+    pub fn payment(
+        &self,
+        operation: PaymentCall<'_>,
+        settings: &Settings,
+    ) -> Result<(Result<types::PaymentResult, types::PaymentError>, CallStats), CallError> {
+        self.run(settings, self.fuel_budget(0), |pre, store| {
+            let Pre::Payment(pre) = pre else {
+                return Err(wasmtime::Error::msg("not a payment adapter"));
+            };
+            let instance = pre.instantiate(&mut *store)?;
+            let payments = instance.olivine_plugin_payments();
+            match operation {
+                PaymentCall::Authorize(request) => payments.call_authorize(store, request),
+                PaymentCall::Capture(op) => payments.call_capture(store, op),
+                PaymentCall::Refund(op) => payments.call_refund(store, op),
+                PaymentCall::Void(op) => payments.call_void(store, op),
+            }
+        })
+        .map_err(|e| self.wrong_world(e, World::PaymentAdapter))
+    }
+
+    /// Delivers a notification. Blocking (outbound HTTP).
+    pub fn deliver(
+        &self,
+        message: &types::Notification,
+        settings: &Settings,
+    ) -> Result<
+        (
+            Result<types::DeliveryReceipt, types::DeliveryError>,
+            CallStats,
+        ),
+        CallError,
+    > {
+        self.run(settings, self.fuel_budget(0), |pre, store| {
+            let Pre::Notification(pre) = pre else {
+                return Err(wasmtime::Error::msg("not a notification channel"));
+            };
+            pre.instantiate(&mut *store)?
+                .olivine_plugin_notifications()
+                .call_deliver(store, message)
+        })
+        .map_err(|e| self.wrong_world(e, World::NotificationChannel))
+    }
+}
+
+pub enum PaymentCall<'a> {
+    Authorize(&'a types::AuthorizeRequest),
+    Capture(&'a types::PaymentOperation),
+    Refund(&'a types::PaymentOperation),
+    Void(&'a types::PaymentOperation),
+}
