@@ -1,0 +1,297 @@
+//! Guest-side SDK for Olivine WebAssembly plugins (`olivine:plugin@0.1.0`, see
+//! `wit/olivine-plugin.wit`).
+//!
+//! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It implements one of five
+//! small traits and exports it with the matching macro:
+//!
+//! | world                  | trait                   | macro                              |
+//! |------------------------|-------------------------|------------------------------------|
+//! | `pricing-rule`         | [`PricingRule`]         | [`export_pricing_rule!`]           |
+//! | `variant-taxonomy`     | [`VariantTaxonomy`]     | [`export_variant_taxonomy!`]       |
+//! | `loyalty-rule`         | [`LoyaltyRule`]         | [`export_loyalty_rule!`]           |
+//! | `payment-adapter`      | [`PaymentAdapter`]      | [`export_payment_adapter!`]        |
+//! | `notification-channel` | [`NotificationChannel`] | [`export_notification_channel!`]   |
+//!
+//! ```ignore
+//! use olivine_sdk::prelude::*;
+//!
+//! struct TenOff;
+//!
+//! impl PricingRule for TenOff {
+//!     fn price(cart: &Cart) -> Result<Vec<Adjustment>, String> {
+//!         let mut out = Vec::new();
+//!         for line in &cart.lines {
+//!             let amount = money::percent_discount(line.total_minor()?, 10)?;
+//!             out.push(Adjustment::line(line.line_id, amount, "10% off"));
+//!         }
+//!         Ok(out)
+//!     }
+//! }
+//!
+//! olivine_sdk::export_pricing_rule!(TenOff);
+//! ```
+//!
+//! The generated bindings of each world live in [`pricing`], [`taxonomy`], [`loyalty`],
+//! [`payments`] and [`notifications`]; the types every world shares are generated once,
+//! in [`types`]. Plugins that prefer the raw generated `Guest` traits can implement
+//! e.g. `olivine_sdk::pricing::exports::olivine::plugin::pricing::Guest` and export it
+//! with `olivine_sdk::pricing::export!(MyType);` instead.
+//!
+//! Everything here also compiles for the host target, so plugin logic can be unit tested
+//! with a plain `cargo test`: off wasm, `log` prints to stderr and `settings` and `http`
+//! read what [`testing`] sets up.
+
+#![warn(missing_docs)]
+
+/// Bindings of the shared interfaces (`types`, `log`, `settings`, `http`), generated
+/// once so that every world uses the same Rust types.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod common {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "
+            package olivine:sdk;
+            world common {
+                import olivine:plugin/types@0.1.0;
+                import olivine:plugin/log@0.1.0;
+                import olivine:plugin/settings@0.1.0;
+                import olivine:plugin/http@0.1.0;
+            }
+        ",
+        world: "olivine:sdk/common",
+        generate_all,
+        generate_unused_types: true,
+        additional_derives: [PartialEq, Eq, Clone],
+    });
+}
+
+macro_rules! world {
+    ($(#[$doc:meta])* $module:ident, $world:literal, $bindings:literal $(, $http:literal)?) => {
+        $(#[$doc])*
+        #[allow(missing_docs)]
+        pub mod $module {
+            wit_bindgen::generate!({
+                path: "../wit",
+                world: $world,
+                with: {
+                    "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+                    "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+                    "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+                    $($http: crate::common::olivine::plugin::http,)?
+                },
+                pub_export_macro: true,
+                export_macro_name: "export",
+                default_bindings_module: $bindings,
+            });
+        }
+    };
+}
+
+world!(
+    /// Generated bindings of the `pricing-rule` world.
+    pricing, "pricing-rule", "$crate::pricing"
+);
+world!(
+    /// Generated bindings of the `variant-taxonomy` world.
+    taxonomy, "variant-taxonomy", "$crate::taxonomy"
+);
+world!(
+    /// Generated bindings of the `loyalty-rule` world.
+    loyalty, "loyalty-rule", "$crate::loyalty"
+);
+world!(
+    /// Generated bindings of the `payment-adapter` world.
+    payments, "payment-adapter", "$crate::payments", "olivine:plugin/http@0.1.0"
+);
+world!(
+    /// Generated bindings of the `notification-channel` world.
+    notifications, "notification-channel", "$crate::notifications", "olivine:plugin/http@0.1.0"
+);
+
+/// The records, enums and variants of `olivine:plugin/types`, shared by every world.
+pub mod types {
+    pub use crate::common::olivine::plugin::types::*;
+}
+
+mod cart;
+pub mod http;
+pub mod log;
+pub mod money;
+pub mod product;
+pub mod settings;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use money::MoneyError;
+pub use types::Money;
+
+use types::{
+    Adjustment, AuthorizeRequest, Cart, DeliveryError, DeliveryReceipt, FieldError, LoyaltyEvent,
+    Notification, PaymentError, PaymentOperation, PaymentResult, PointsEntry, ProductInput,
+    TaxonomyInfo, ValidatedProduct,
+};
+
+/// A `pricing-rule` plugin: proposes price adjustments for a cart.
+pub trait PricingRule {
+    /// Proposes adjustments for the whole cart. Negative amounts are discounts. An error
+    /// skips the rule (the kernel logs it); it never fails the checkout.
+    fn price(cart: &Cart) -> Result<Vec<Adjustment>, String>;
+}
+
+/// A `variant-taxonomy` plugin: describes and validates one product type.
+pub trait VariantTaxonomy {
+    /// The product type, its attributes and its variants' option names, for admin forms.
+    fn describe() -> TaxonomyInfo;
+    /// Validates a product being created or edited; returns normalised attributes and one
+    /// SKU and weight per input variant, in order, or every problem found.
+    fn validate(product: &ProductInput) -> Result<ValidatedProduct, Vec<FieldError>>;
+}
+
+/// A `loyalty-rule` plugin: turns loyalty events into points.
+pub trait LoyaltyRule {
+    /// The ledger entries an event earns (often none).
+    fn on_event(event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String>;
+}
+
+/// A `payment-adapter` plugin: talks to a payment processor through [`http`].
+pub trait PaymentAdapter {
+    /// Authorises an amount on a payment token.
+    fn authorize(request: &AuthorizeRequest) -> Result<PaymentResult, PaymentError>;
+    /// Captures an authorised payment (`amount: None` = in full).
+    fn capture(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
+    /// Refunds a captured payment (`amount: None` = in full).
+    fn refund(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
+    /// Voids an authorisation that was not captured.
+    fn void(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
+}
+
+/// A `notification-channel` plugin: delivers notifications through [`http`].
+pub trait NotificationChannel {
+    /// Delivers one notification.
+    fn deliver(notification: &Notification) -> Result<DeliveryReceipt, DeliveryError>;
+}
+
+/// Exports a [`PricingRule`] implementation as the plugin's `pricing` interface.
+///
+/// `olivine_sdk::export_pricing_rule!(MyRule);` at the crate root of a `cdylib`.
+#[macro_export]
+macro_rules! export_pricing_rule {
+    ($ty:ident) => {
+        impl $crate::pricing::exports::olivine::plugin::pricing::Guest for $ty {
+            fn price(
+                cart: $crate::types::Cart,
+            ) -> ::core::result::Result<$crate::__private::Vec<$crate::types::Adjustment>, $crate::__private::String>
+            {
+                <$ty as $crate::PricingRule>::price(&cart)
+            }
+        }
+        $crate::pricing::export!($ty with_types_in $crate::pricing);
+    };
+}
+
+/// Exports a [`VariantTaxonomy`] implementation as the plugin's `taxonomy` interface.
+#[macro_export]
+macro_rules! export_variant_taxonomy {
+    ($ty:ident) => {
+        impl $crate::taxonomy::exports::olivine::plugin::taxonomy::Guest for $ty {
+            fn describe() -> $crate::types::TaxonomyInfo {
+                <$ty as $crate::VariantTaxonomy>::describe()
+            }
+            fn validate(
+                product: $crate::types::ProductInput,
+            ) -> ::core::result::Result<
+                $crate::types::ValidatedProduct,
+                $crate::__private::Vec<$crate::types::FieldError>,
+            > {
+                <$ty as $crate::VariantTaxonomy>::validate(&product)
+            }
+        }
+        $crate::taxonomy::export!($ty with_types_in $crate::taxonomy);
+    };
+}
+
+/// Exports a [`LoyaltyRule`] implementation as the plugin's `loyalty` interface.
+#[macro_export]
+macro_rules! export_loyalty_rule {
+    ($ty:ident) => {
+        impl $crate::loyalty::exports::olivine::plugin::loyalty::Guest for $ty {
+            fn on_event(
+                event: $crate::types::LoyaltyEvent,
+            ) -> ::core::result::Result<$crate::__private::Vec<$crate::types::PointsEntry>, $crate::__private::String>
+            {
+                <$ty as $crate::LoyaltyRule>::on_event(&event)
+            }
+        }
+        $crate::loyalty::export!($ty with_types_in $crate::loyalty);
+    };
+}
+
+/// Exports a [`PaymentAdapter`] implementation as the plugin's `payments` interface.
+#[macro_export]
+macro_rules! export_payment_adapter {
+    ($ty:ident) => {
+        impl $crate::payments::exports::olivine::plugin::payments::Guest for $ty {
+            fn authorize(
+                request: $crate::types::AuthorizeRequest,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapter>::authorize(&request)
+            }
+            fn capture(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapter>::capture(&operation)
+            }
+            fn refund(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapter>::refund(&operation)
+            }
+            fn void(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapter>::void(&operation)
+            }
+        }
+        $crate::payments::export!($ty with_types_in $crate::payments);
+    };
+}
+
+/// Exports a [`NotificationChannel`] implementation as the plugin's `notifications`
+/// interface.
+#[macro_export]
+macro_rules! export_notification_channel {
+    ($ty:ident) => {
+        impl $crate::notifications::exports::olivine::plugin::notifications::Guest for $ty {
+            fn deliver(
+                notification: $crate::types::Notification,
+            ) -> ::core::result::Result<$crate::types::DeliveryReceipt, $crate::types::DeliveryError>
+            {
+                <$ty as $crate::NotificationChannel>::deliver(&notification)
+            }
+        }
+        $crate::notifications::export!($ty with_types_in $crate::notifications);
+    };
+}
+
+/// What most plugins need: `use olivine_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::money::{self, MoneyError};
+    pub use crate::product::FieldErrors;
+    pub use crate::types::{
+        Adjustment, AttributeSpec, AuthorizeRequest, Cart, CartLine, CustomerRef, DeliveryError,
+        DeliveryReceipt, FieldError, LoyaltyEvent, Money, Notification, PaymentError,
+        PaymentOperation, PaymentResult, PaymentStatus, PointsEntry, ProductInput, ProductRef,
+        ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
+    };
+    pub use crate::{
+        LoyaltyRule, NotificationChannel, PaymentAdapter, PricingRule, VariantTaxonomy,
+    };
+    pub use crate::{log, settings};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use std::string::String;
+    pub use std::vec::Vec;
+}
