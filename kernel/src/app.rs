@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::bus::{Bus, Dispatcher};
 use crate::cache::{CacheInvalidator, CatalogCache};
 use crate::config::ServeConfig;
+use crate::plugins::{PluginReloader, Plugins};
 use crate::store::Db;
 
 pub struct Inner {
@@ -21,6 +22,7 @@ pub struct Inner {
     pub config: ServeConfig,
     pub admin_token: String,
     pub metrics: PrometheusHandle,
+    pub plugins: Arc<Plugins>,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -58,6 +60,24 @@ impl Kernel {
         }
         let admin_token = config.resolve_admin_token()?;
         let bus = Bus::new();
+        let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
+            cache_dir: Some(config.plugin_cache_dir()),
+            ..Default::default()
+        })
+        .context("starting the plugin runtime")?;
+        let plugins = Arc::new(Plugins::new(Arc::new(runtime), db.clone(), bus.clone()));
+        if config.bundled_plugins {
+            let installed = crate::plugins::bundled::install_missing(&plugins)
+                .await
+                .map_err(|e| anyhow::anyhow!("installing bundled plugins: {}", e.body().message))?;
+            if installed > 0 {
+                tracing::info!(installed, "installed the bundled plugins");
+            }
+        }
+        plugins
+            .reload()
+            .await
+            .map_err(|e| anyhow::anyhow!("loading plugins: {}", e.body().message))?;
         let cache = CatalogCache::new(config.cache_ttl());
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Background work gets its own small pool so it never queues behind (or in
@@ -66,9 +86,14 @@ impl Kernel {
         let dispatcher = Dispatcher::new(
             background_db.clone(),
             bus.clone(),
-            vec![Arc::new(CacheInvalidator {
-                cache: cache.clone(),
-            })],
+            vec![
+                Arc::new(CacheInvalidator {
+                    cache: cache.clone(),
+                }),
+                Arc::new(PluginReloader {
+                    plugins: plugins.clone(),
+                }),
+            ],
         );
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         let state = AppState(Arc::new(Inner {
@@ -78,6 +103,7 @@ impl Kernel {
             config,
             admin_token,
             metrics,
+            plugins,
         }));
         Ok(Kernel {
             state,

@@ -74,6 +74,14 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_CACHE_TTL_SECS", default_value_t = 300)]
     pub cache_ttl_secs: u64,
 
+    /// Install the first-party plugins shipped in the binary into a store without them.
+    #[arg(long, env = "OLIVINE_BUNDLED_PLUGINS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub bundled_plugins: bool,
+
+    /// Where compiled plugins are cached. Unset: `<data dir>/plugin-cache`.
+    #[arg(long, env = "OLIVINE_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<PathBuf>,
+
     /// How long SIGTERM waits for in-flight requests before exiting (seconds).
     #[arg(long, env = "OLIVINE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -87,10 +95,18 @@ impl ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: None,
             seed_demo: false,
+            bundled_plugins: false,
+            plugin_cache_dir: None,
             max_body_bytes: 1024 * 1024,
             cache_ttl_secs: 300,
             shutdown_grace_secs: 30,
         }
+    }
+
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugin_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("plugin-cache"))
     }
 
     pub fn cache_ttl(&self) -> Duration {

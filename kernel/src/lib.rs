@@ -10,6 +10,7 @@ pub mod error;
 pub mod failpoint;
 pub mod http;
 pub mod inventory;
+pub mod plugins;
 pub mod seed;
 pub mod store;
 pub mod telemetry;

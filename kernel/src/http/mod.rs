@@ -32,6 +32,8 @@ use crate::error::Error;
         (name = "catalog", description = "Products, variants and categories as shoppers see them"),
         (name = "admin-catalog", description = "Catalog management (admin token)"),
         (name = "admin-inventory", description = "Locations, stock lots, the stock ledger and store settings (admin token)"),
+        (name = "pricing", description = "Prices through the active pricing-rule plugins"),
+        (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
     )
 )]
 struct ApiDoc;
@@ -53,11 +55,14 @@ impl Modify for AdminSecurity {
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let admin = crate::catalog::api::admin_routes()
         .merge(crate::inventory::api::admin_routes())
+        .merge(crate::plugins::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
-            crate::catalog::api::public_routes().nest("/admin", admin),
+            crate::catalog::api::public_routes()
+                .merge(crate::plugins::api::public_routes())
+                .nest("/admin", admin),
         )
         .split_for_parts()
 }

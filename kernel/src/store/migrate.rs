@@ -24,8 +24,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE: &[Migration] = migrations!("sqlite": (1, "0001_catalog"));
-const POSTGRES: &[Migration] = migrations!("postgres": (1, "0001_catalog"));
+const SQLITE: &[Migration] = migrations!("sqlite": (1, "0001_catalog"), (2, "0002_plugins"));
+const POSTGRES: &[Migration] = migrations!("postgres": (1, "0001_catalog"), (2, "0002_plugins"));
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {

@@ -83,6 +83,9 @@ impl TestDb {
         config.store.database_url = self.url.clone();
         config.store.db_max_connections = 8;
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        // One compiled-plugin cache for every test: compiling is the slow part.
+        config.plugin_cache_dir =
+            Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
         config
     }
 
@@ -367,4 +370,33 @@ pub fn date_in(days: i64) -> String {
         today - chrono::Days::new((-days) as u64)
     };
     date.format("%Y-%m-%d").to_string()
+}
+
+/// The repository root (for plugin sources and manifests).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// An upload body for `POST /api/v1/admin/plugins`: a first-party plugin's manifest
+/// (with `edit` applied), its built component and its fixtures.
+pub fn plugin_upload(dir: &str, crate_name: &str, edit: impl Fn(String) -> String) -> Value {
+    use base64::Engine as _;
+    let wasm_dir =
+        olivine_plugin_runtime::build::first_party_plugins(&repo_root()).expect("plugins build");
+    let wasm = std::fs::read(wasm_dir.join(format!("{crate_name}.wasm"))).expect("wasm");
+    let manifest =
+        std::fs::read_to_string(repo_root().join("plugins").join(dir).join("plugin.toml"))
+            .expect("manifest");
+    let fixtures: serde_json::Map<String, Value> = olivine_plugin_runtime::fixtures::read_dir(
+        &repo_root().join("plugins").join(dir).join("fixtures"),
+    )
+    .expect("fixtures")
+    .into_iter()
+    .map(|(name, text)| (name, Value::String(text)))
+    .collect();
+    serde_json::json!({
+        "manifest": edit(manifest),
+        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        "fixtures": fixtures,
+    })
 }

@@ -1,0 +1,233 @@
+//! Plugins in the running kernel: bundled plugins price carts, merchants install,
+//! configure, swap and roll back through the admin API, and a misbehaving plugin is
+//! skipped, then disabled, while the store keeps serving.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+async fn quote(app: &TestApp, body: &Value) -> Value {
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/price-quote",
+            None,
+            Some(body.to_string().into()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+fn reasons(quote: &Value) -> Vec<String> {
+    quote["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["adjustments"].as_array().unwrap().iter())
+        .chain(quote["cart_adjustments"].as_array().unwrap())
+        .map(|a| a["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+both_backends! {
+    async fn bundled_pricing_rules_price_a_quote(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| { c.seed_demo = true; c.bundled_plugins = true; }).await;
+        let plugins = app.admin_get("/api/v1/admin/plugins").await.json();
+        let ids: Vec<&str> = plugins.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        for id in ["subscribe-and-save", "multi-buy", "tiered-volume", "supplements-taxonomy", "skincare-taxonomy", "loyalty-points", "webhook-notifier"] {
+            assert!(ids.contains(&id), "{id} not installed: {ids:?}");
+        }
+        let q = quote(&app, &json!({"lines": [
+            {"sku": "MAG-GLY-60", "quantity": 3},
+            {"sku": "MAG-GLY-120", "quantity": 1, "subscription": true}
+        ]})).await;
+        assert_eq!(q["lines"][1]["adjustments"][0]["rule"], "subscribe-and-save");
+        assert_eq!(q["lines"][1]["adjustments"][0]["reason"], "Subscribe & save 10%");
+        let subtotal = q["subtotal"]["amount_minor"].as_i64().unwrap();
+        let adjustments = q["adjustments_total"]["amount_minor"].as_i64().unwrap();
+        assert!(adjustments < 0);
+        assert_eq!(q["total"]["amount_minor"].as_i64().unwrap(), subtotal + adjustments);
+
+        // The merchant sets up multi-buy and enables it: 3 units get 10% off.
+        let r = app.admin_patch("/api/v1/admin/plugins/multi-buy",
+            &json!({"enabled": true, "settings": {"products": "magnesium-glycinate", "buy": "3", "percent_off": "10"}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["loaded"], true);
+        let q = quote(&app, &json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 3}]})).await;
+        assert_eq!(reasons(&q), vec!["Buy 3, save 10%".to_owned()]);
+        // Bad settings are refused naming the setting.
+        app.admin_patch("/api/v1/admin/plugins/multi-buy", &json!({"settings": {"buy": "three"}})).await
+            .assert_field_error(422, "settings.buy");
+        app.admin_patch("/api/v1/admin/plugins/multi-buy", &json!({"settings": {"colour": "red"}})).await
+            .assert_field_error(422, "settings.colour");
+
+        // Bad quote input.
+        let r = app.request(Method::POST, "/api/v1/price-quote", None,
+            Some(json!({"lines": [{"sku": "NOPE", "quantity": 1}]}).to_string().into()), Some("application/json")).await;
+        r.assert_field_error(422, "lines[0].sku");
+
+        // Decisions are recorded with hashes of input and output.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let decisions = app.admin_get("/api/v1/admin/plugins/multi-buy/decisions").await.json();
+        let d = &decisions[0];
+        assert_eq!(d["version"], "0.1.0");
+        assert_eq!(d["input_hash"].as_str().unwrap().len(), 64);
+        assert_eq!(d["output_hash"].as_str().unwrap().len(), 64);
+        app.stop().await;
+    }
+
+    async fn misbehaving_plugins_are_skipped_then_disabled(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
+        let r = app.admin_post("/api/v1/admin/plugins", &plugin_upload("testing/chaos", "chaos", |m| m)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let body = json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 1}]});
+        assert_eq!(reasons(&quote(&app, &body).await), vec!["chaos ok".to_owned()]);
+        let clean_total = quote(&app, &body).await["subtotal"].clone();
+
+        for mode in ["loop", "alloc", "trap", "invalid-output"] {
+            app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"enabled": true, "settings": {"mode": mode}})).await;
+            // The quote still succeeds; the rule is skipped.
+            let q = quote(&app, &body).await;
+            assert!(reasons(&q).is_empty(), "{mode}: {q}");
+            assert_eq!(q["total"], clean_total, "{mode}");
+        }
+        // Five failures in a row: disabled automatically, with the reason and an event.
+        app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"enabled": true, "settings": {"mode": "trap"}})).await;
+        for _ in 0..5 {
+            quote(&app, &body).await;
+        }
+        let info = app.admin_get("/api/v1/admin/plugins/chaos").await.json();
+        assert_eq!(info["enabled"], false, "{info}");
+        assert!(info["disabled_reason"].as_str().unwrap().contains("consecutive failures"));
+        assert_eq!(info["loaded"], false);
+        use sqlx::Row;
+        let events: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE event_type = 'plugin.auto_disabled'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap().try_get(0).unwrap();
+        assert_eq!(events, 1);
+        let metrics = app.get("/metrics").await.text();
+        assert!(metrics.contains("olivine_plugin_auto_disabled_total{plugin=\"chaos\"}"));
+        assert!(metrics.contains("olivine_plugin_calls_total{plugin=\"chaos\",call=\"price\",outcome=\"trap\"}"));
+        app.stop().await;
+    }
+
+    async fn bad_uploads_are_refused_clearly(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let good = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m);
+        // Not a component at all.
+        let mut upload = good.clone();
+        upload["wasm_base64"] = json!("bm90IHdhc20=");
+        let r = app.admin_post("/api/v1/admin/plugins", &upload).await;
+        r.assert_field_error(422, "wasm");
+        assert!(r.text().contains("not a WebAssembly component"));
+        // Wrong world, incompatible ABI, manifest errors.
+        let r = app.admin_post("/api/v1/admin/plugins",
+            &plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m.replace("pricing-rule", "loyalty-rule"))).await;
+        r.assert_field_error(422, "wasm");
+        assert!(r.text().contains("olivine:plugin/pricing@0.1.0"), "{}", r.text());
+        let r = app.admin_post("/api/v1/admin/plugins",
+            &plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m.replace("abi = \"0.1\"", "abi = \"2.0\""))).await;
+        r.assert_field_error(422, "wasm");
+        assert!(r.text().contains("incompatible"), "{}", r.text());
+        app.admin_post("/api/v1/admin/plugins",
+            &plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m.replace("id = \"subscribe-and-save\"", "id = \"No Good\""))).await
+            .assert_field_error(422, "manifest.plugin.id");
+        // A pricing rule asking for the network.
+        app.admin_post("/api/v1/admin/plugins",
+            &plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m.replace("http = []", "http = [\"evil.example\"]"))).await
+            .assert_field_error(422, "manifest.permissions.http");
+        // A fixture that fails.
+        let mut upload = good.clone();
+        upload["fixtures"]["broken.json"] = json!(r#"{"call": "price", "settings": {}, "input": {"currency": "EUR", "lines": [], "products": []}, "expect": {"ok": [{"line_id": 1, "amount_minor": -5, "reason": "x"}]}}"#);
+        app.admin_post("/api/v1/admin/plugins", &upload).await.assert_field_error(422, "fixtures.broken.json");
+        // Nothing of that was installed.
+        assert_eq!(app.admin_get("/api/v1/admin/plugins").await.json(), json!([]));
+
+        // Installing works, twice is idempotent, the same version with other content conflicts.
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &good).await.status, StatusCode::CREATED);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &good).await.status, StatusCode::CREATED);
+        let other = plugin_upload("tiered-volume", "tiered_volume", |_| std::fs::read_to_string(repo_root().join("plugins/subscribe-and-save/plugin.toml")).unwrap());
+        let mut other = other;
+        other["fixtures"] = json!({});
+        app.admin_post("/api/v1/admin/plugins", &other).await.assert_field_error(409, "manifest.plugin.version");
+        // Hosts the manifest does not declare cannot be granted.
+        let notifier = plugin_upload("webhook-notifier", "webhook_notifier", |m| m);
+        let mut notifier = notifier;
+        notifier["enabled"] = json!(false);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &notifier).await.status, StatusCode::CREATED);
+        app.admin_patch("/api/v1/admin/plugins/webhook-notifier", &json!({"granted_hosts": ["evil.example"]})).await
+            .assert_field_error(422, "granted_hosts[0]");
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/nope").await.status, StatusCode::NOT_FOUND);
+        app.stop().await;
+    }
+
+    async fn hot_swap_under_load_misprices_nothing(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
+        // Version 0.1.0: 10% off subscription lines. Version 0.2.0: the same plugin id
+        // with a 25% default.
+        let v1 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &v1).await.status, StatusCode::CREATED);
+        let mut v2 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| {
+            m.replace("version = \"0.1.0\"", "version = \"0.2.0\"").replace("default = \"10\"", "default = \"25\"")
+        });
+        v2["fixtures"] = json!({});
+        v2["activate"] = json!(false);
+        let r = app.admin_post("/api/v1/admin/plugins", &v2).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["active_version"], "0.1.0");
+
+        let body = json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 2, "subscription": true}]});
+        let base = quote(&app, &body).await["subtotal"]["amount_minor"].as_i64().unwrap();
+        let at = |percent: i64| base - (base * percent + 50) / 100;
+        let allowed = [at(10), at(25)];
+
+        let app = Arc::new(app);
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let mut shoppers = Vec::new();
+        for _ in 0..4 {
+            let (app, stop, served, body) = (app.clone(), stop.clone(), served.clone(), body.clone());
+            shoppers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let total = quote(&app, &body).await["total"]["amount_minor"].as_i64().unwrap();
+                    assert!(allowed.contains(&total), "mispriced: {total}, allowed {allowed:?}");
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        for i in 0..10 {
+            let r = if i % 2 == 0 {
+                app.admin_post("/api/v1/admin/plugins/subscribe-and-save/activate", &json!({"version": "0.2.0"})).await
+            } else {
+                app.admin_post("/api/v1/admin/plugins/subscribe-and-save/rollback", &json!({})).await
+            };
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for shopper in shoppers {
+            shopper.await.expect("no shopper request failed");
+        }
+        assert!(served.load(Ordering::Relaxed) > 10);
+        // Ten swaps from 0.1.0: back on 0.1.0, with 0.2.0 as the previous version.
+        let info = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(info["active_version"], "0.1.0");
+        assert_eq!(info["previous_version"], "0.2.0");
+        assert_eq!(quote(&app, &body).await["total"]["amount_minor"].as_i64().unwrap(), at(10));
+        let r = app.admin_post("/api/v1/admin/plugins/subscribe-and-save/rollback", &json!({})).await;
+        assert_eq!(r.json()["active_version"], "0.2.0");
+        assert_eq!(quote(&app, &body).await["total"]["amount_minor"].as_i64().unwrap(), at(25));
+        app.admin_post("/api/v1/admin/plugins/subscribe-and-save/activate", &json!({"version": "9.9.9"})).await
+            .assert_field_error(422, "version");
+        match Arc::try_unwrap(app) {
+            Ok(app) => app.stop().await,
+            Err(_) => panic!("app still shared"),
+        }
+    }
+}

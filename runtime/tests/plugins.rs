@@ -1,0 +1,277 @@
+//! The host against real components: first-party fixtures, load-time refusals, and
+//! hostile guests contained by the limits.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use olivine_plugin_runtime::bindings::types;
+use olivine_plugin_runtime::{CallError, LoadError, Manifest};
+
+const FIRST_PARTY: &[(&str, &str)] = &[
+    ("multi-buy", "multi_buy"),
+    ("subscribe-and-save", "subscribe_and_save"),
+    ("tiered-volume", "tiered_volume"),
+    ("supplements-taxonomy", "supplements_taxonomy"),
+    ("skincare-taxonomy", "skincare_taxonomy"),
+    ("loyalty-points", "loyalty_points"),
+    ("testing/chaos", "chaos"),
+];
+
+#[test]
+fn first_party_fixtures_pass_through_the_real_host() {
+    let runtime = runtime();
+    for (dir, crate_name) in FIRST_PARTY {
+        let plugin = load(&runtime, dir, crate_name);
+        let fixtures = olivine_plugin_runtime::fixtures::read_dir(
+            &repo_root().join("plugins").join(dir).join("fixtures"),
+        )
+        .unwrap();
+        assert!(!fixtures.is_empty(), "{dir} ships fixtures");
+        for outcome in olivine_plugin_runtime::fixtures::run_all(&plugin, &fixtures) {
+            assert!(
+                outcome.passed,
+                "{dir}/{}: {}",
+                outcome.name, outcome.message
+            );
+        }
+    }
+}
+
+#[test]
+fn every_world_loads_and_answers() {
+    let runtime = runtime();
+    // The notification channel answers even without a network grant: it is denied.
+    let (manifest, wasm) = package("webhook-notifier", "webhook_notifier");
+    let plugin = runtime.load(manifest.clone(), &wasm, None).unwrap();
+    let settings = Arc::new(
+        manifest
+            .resolve_settings(&BTreeMap::from([(
+                "url".to_owned(),
+                "http://127.0.0.1:9/hook".to_owned(),
+            )]))
+            .unwrap(),
+    );
+    let message = types::Notification {
+        topic: "order.confirmed".into(),
+        recipient: "ops".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        data_json: "{}".into(),
+    };
+    let (result, _) = plugin.deliver(&message, &settings).unwrap();
+    assert!(
+        matches!(result, Err(types::DeliveryError::Permanent(ref m)) if m.contains("network")),
+        "{result:?}"
+    );
+}
+
+fn cart(lines: u32) -> types::Cart {
+    types::Cart {
+        currency: "EUR".into(),
+        lines: (0..lines)
+            .map(|i| types::CartLine {
+                line_id: i + 1,
+                product_index: 0,
+                variant_id: 100 + u64::from(i),
+                quantity: 2,
+                unit_price_minor: 1999,
+                subscription: i % 2 == 0,
+            })
+            .collect(),
+        products: vec![types::ProductRef {
+            id: 1,
+            slug: "magnesium-glycinate".into(),
+            product_type: types::ProductType::Supplement,
+            tags: vec![],
+            categories: vec![],
+        }],
+        customer: None,
+    }
+}
+
+fn chaos(
+    mode: &str,
+) -> (
+    olivine_plugin_runtime::Plugin,
+    Arc<BTreeMap<String, String>>,
+) {
+    let runtime = runtime();
+    let (manifest, wasm) = package("testing/chaos", "chaos");
+    let settings = Arc::new(
+        manifest
+            .resolve_settings(&BTreeMap::from([("mode".to_owned(), mode.to_owned())]))
+            .unwrap(),
+    );
+    (runtime.load(manifest, &wasm, None).unwrap(), settings)
+}
+
+#[test]
+fn hostile_guests_are_contained() {
+    let cases: &[(&str, fn(&CallError) -> bool)] = &[
+        ("loop", |e| matches!(e, CallError::OutOfFuel(_))),
+        ("alloc", |e| matches!(e, CallError::MemoryExceeded(10))),
+        ("trap", |e| matches!(e, CallError::Trap(_))),
+        // Rust guests keep their stack in linear memory: running off its end is an
+        // out-of-bounds access (or the host's wasm stack limit, or the budget).
+        ("recurse", |e| {
+            matches!(
+                e,
+                CallError::StackOverflow | CallError::OutOfFuel(_) | CallError::Trap(_)
+            )
+        }),
+        ("huge-output", |e| {
+            matches!(
+                e,
+                CallError::MemoryExceeded(_)
+                    | CallError::OutOfFuel(_)
+                    | CallError::InvalidOutput(_)
+            )
+        }),
+        ("invalid-output", |e| {
+            matches!(e, CallError::InvalidOutput(_))
+        }),
+        ("log-spam", |e| matches!(e, CallError::OutOfFuel(_))),
+    ];
+    for (mode, expected) in cases {
+        let (plugin, settings) = chaos(mode);
+        let started = Instant::now();
+        let err = plugin.price(&cart(3), &settings).expect_err(mode);
+        assert!(expected(&err), "{mode}: unexpected {err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{mode} was not stopped promptly"
+        );
+        // The same plugin still answers the next call: nothing of the failed instance
+        // survives.
+        let (ok, ok_settings) = chaos("ok");
+        assert!(ok.price(&cart(3), &ok_settings).is_ok());
+    }
+}
+
+#[test]
+fn calls_share_no_state() {
+    let (plugin, settings) = chaos("ok");
+    let render = |a: Vec<types::Adjustment>| format!("{a:?}");
+    let first = render(plugin.price(&cart(3), &settings).unwrap().0);
+    for _ in 0..20 {
+        assert_eq!(render(plugin.price(&cart(3), &settings).unwrap().0), first);
+    }
+}
+
+#[test]
+fn fuel_scales_with_cart_size() {
+    let (plugin, settings) = chaos("ok");
+    let (_, small) = plugin.price(&cart(1), &settings).unwrap();
+    assert!(small.fuel_used > 0);
+    let (plugin, settings) = package_plugin("subscribe-and-save", "subscribe_and_save");
+    let (adjustments, stats) = plugin.price(&cart(1000), &settings).unwrap();
+    assert!(!adjustments.is_empty());
+    assert!(stats.fuel_used < 11_000_000 + 50_000 * 1000);
+}
+
+fn package_plugin(
+    dir: &str,
+    crate_name: &str,
+) -> (
+    olivine_plugin_runtime::Plugin,
+    Arc<BTreeMap<String, String>>,
+) {
+    let runtime = runtime();
+    let (manifest, wasm) = package(dir, crate_name);
+    let settings = Arc::new(manifest.resolve_settings(&BTreeMap::new()).unwrap());
+    (runtime.load(manifest, &wasm, None).unwrap(), settings)
+}
+
+#[test]
+fn bad_components_are_refused_with_a_clear_message() {
+    let runtime = runtime();
+    let (manifest, wasm) = package("multi-buy", "multi_buy");
+
+    let err = runtime
+        .load(manifest.clone(), b"definitely not wasm", None)
+        .unwrap_err();
+    assert!(matches!(err, LoadError::NotAComponent(_)), "{err}");
+    let core_module = [0, b'a', b's', b'm', 1, 0, 0, 0];
+    let err = runtime
+        .load(manifest.clone(), &core_module, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+    let mut truncated = wasm.clone();
+    truncated.truncate(wasm.len() / 2);
+    assert!(matches!(
+        runtime
+            .load(manifest.clone(), &truncated, None)
+            .unwrap_err(),
+        LoadError::Invalid(_)
+    ));
+
+    // A pricing rule declared as a taxonomy.
+    let wrong = Manifest::parse(
+        &std::fs::read_to_string(repo_root().join("plugins/multi-buy/plugin.toml"))
+            .unwrap()
+            .replace("world = \"pricing-rule\"", "world = \"variant-taxonomy\""),
+    )
+    .unwrap();
+    let err = runtime.load(wrong, &wasm, None).unwrap_err();
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
+    assert!(
+        err.to_string().contains("olivine:plugin/pricing@0.1.0"),
+        "{err}"
+    );
+
+    // Built against an ABI this host does not speak.
+    let future = Manifest::parse(
+        &std::fs::read_to_string(repo_root().join("plugins/multi-buy/plugin.toml"))
+            .unwrap()
+            .replace("abi = \"0.1\"", "abi = \"1.0\""),
+    )
+    .unwrap();
+    let err = runtime.load(future, &wasm, None).unwrap_err();
+    assert!(matches!(err, LoadError::IncompatibleAbi(_)), "{err}");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = olivine_plugin_runtime::RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (manifest, wasm) = package("multi-buy", "multi_buy");
+    let first = olivine_plugin_runtime::Runtime::new(config.clone()).unwrap();
+    first.load(manifest.clone(), &wasm, None).unwrap();
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    // A second runtime loads from the cache; a corrupt entry is a miss, not a failure.
+    let second = olivine_plugin_runtime::Runtime::new(config.clone()).unwrap();
+    second.load(manifest.clone(), &wasm, None).unwrap();
+    let path = entries[0].as_ref().unwrap().path();
+    std::fs::write(&path, b"garbage").unwrap();
+    let third = olivine_plugin_runtime::Runtime::new(config).unwrap();
+    third.load(manifest, &wasm, None).unwrap();
+}
+
+#[test]
+fn output_beyond_the_caps_is_refused() {
+    let config = olivine_plugin_runtime::RuntimeConfig {
+        max_output_bytes: 8,
+        ..Default::default()
+    };
+    let runtime = olivine_plugin_runtime::Runtime::new(config).unwrap();
+    let (manifest, wasm) = package("testing/chaos", "chaos");
+    let settings = Arc::new(
+        manifest
+            .resolve_settings(&BTreeMap::from([("mode".to_owned(), "ok".to_owned())]))
+            .unwrap(),
+    );
+    let plugin = runtime.load(manifest, &wasm, None).unwrap();
+    let err = plugin.price(&cart(3), &settings).unwrap_err();
+    assert!(
+        matches!(err, CallError::InvalidOutput(ref m) if m.contains("bytes of output")),
+        "{err:?}"
+    );
+}
