@@ -1,11 +1,8 @@
 //! Admin routes to manage plugins, and the public price quote.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -14,9 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::pricing::{Quote, QuoteRequest};
-use super::{Package, PluginInfo, PluginPatch};
+use super::package::PackageUpload;
+use super::{PluginInfo, PluginPatch};
 use crate::app::AppState;
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{ErrorBody, Result};
 use crate::http::extract::{JsonBody, PathParam, QueryParams, parse_json};
 
 /// Until staff accounts exist, admin changes are booked to the admin token.
@@ -58,29 +56,6 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginIn
     Ok(Json(state.plugins.list().await?))
 }
 
-/// A plugin package: `plugin.toml` text, the component base64-encoded, and fixtures.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PackageUpload {
-    /// The text of plugin.toml.
-    pub manifest: String,
-    /// The `.wasm` component, base64 (standard alphabet).
-    pub wasm_base64: String,
-    /// Self-test fixtures by file name; run through the real host before installing.
-    #[serde(default)]
-    pub fixtures: BTreeMap<String, String>,
-    /// Make this version the active one (default true).
-    #[serde(default = "yes")]
-    pub activate: bool,
-    /// For a first installation: start enabled (default true).
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Installs (uploads) a plugin version. It is compiled, checked against its world and
 /// ABI version, and its fixtures are run before it is stored and activated.
 #[utoipa::path(post, path = "/plugins", tag = "admin-plugins", request_body = PackageUpload,
@@ -92,17 +67,11 @@ async fn install_plugin(
     body: Bytes,
 ) -> Result<(StatusCode, Json<PluginInfo>)> {
     let upload: PackageUpload = parse_json(&body)?;
-    let wasm = base64::engine::general_purpose::STANDARD
-        .decode(upload.wasm_base64.trim())
-        .map_err(|e| Error::invalid("wasm_base64", format!("not base64: {e}")))?;
-    let package = Package {
-        manifest_toml: upload.manifest,
-        wasm,
-        fixtures: upload.fixtures.into_iter().collect(),
-    };
+    let (activate, enabled) = (upload.activate, upload.enabled);
+    let package = upload.into_package()?;
     let info = state
         .plugins
-        .install(package, upload.activate, upload.enabled, ADMIN_ACTOR)
+        .install(package, activate, enabled, ADMIN_ACTOR)
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }

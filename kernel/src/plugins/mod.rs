@@ -7,6 +7,7 @@
 pub mod api;
 pub mod bundled;
 pub mod decisions;
+pub mod package;
 pub mod pricing;
 
 use std::collections::{BTreeMap, HashMap};
