@@ -74,6 +74,19 @@ async fn product_by_id(state: &AppState, id: i64) -> Result<Product> {
         .ok_or_else(|| Error::not_found(format!("product {id}")))
 }
 
+async fn product_of_variant(state: &AppState, variant_id: i64) -> Result<Option<Product>> {
+    let row = sqlx::query("SELECT product_id FROM variants WHERE id = $1")
+        .bind(variant_id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    match row {
+        Some(row) => Ok(Some(
+            product_by_id(state, sqlx::Row::try_get(&row, 0)?).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// All products, drafts and archived ones included.
 #[utoipa::path(get, path = "/products", tag = "admin-catalog", params(ProductFilter),
     security(("admin_token" = [])),
@@ -88,15 +101,17 @@ async fn admin_list_products(
     ))
 }
 
-/// Creates a product with its variants in one transaction.
+/// Creates a product with its variants in one transaction. The taxonomy plugin of the
+/// product's type, when one is active, validates it and derives SKUs left out.
 #[utoipa::path(post, path = "/products", tag = "admin-catalog", request_body = NewProduct,
     security(("admin_token" = [])),
     responses((status = 201, body = Product), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_product(
     State(state): State<AppState>,
-    JsonBody(input): JsonBody<NewProduct>,
+    JsonBody(mut input): JsonBody<NewProduct>,
 ) -> Result<(StatusCode, Json<Product>)> {
+    crate::plugins::taxonomy::check_new_product(&state.plugins, &mut input).await?;
     let mut tx = state.db.begin().await?;
     let id = repo::create_product(&mut tx, &input).await?;
     tx.commit().await?;
@@ -122,8 +137,10 @@ async fn admin_get_product(
 async fn update_product(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
-    JsonBody(patch): JsonBody<ProductPatch>,
+    JsonBody(mut patch): JsonBody<ProductPatch>,
 ) -> Result<Json<Product>> {
+    let current = product_by_id(&state, id).await?;
+    crate::plugins::taxonomy::check_product_patch(&state.plugins, &current, &mut patch).await?;
     let mut tx = state.db.begin().await?;
     repo::update_product(&mut tx, id, &patch).await?;
     tx.commit().await?;
@@ -139,8 +156,10 @@ async fn update_product(
 async fn add_variant(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
-    JsonBody(input): JsonBody<NewVariant>,
+    JsonBody(mut input): JsonBody<NewVariant>,
 ) -> Result<(StatusCode, Json<Product>)> {
+    let current = product_by_id(&state, id).await?;
+    crate::plugins::taxonomy::check_new_variant(&state.plugins, &current, &mut input).await?;
     let mut tx = state.db.begin().await?;
     repo::add_variant(&mut tx, id, &input).await?;
     tx.commit().await?;
@@ -156,8 +175,20 @@ async fn add_variant(
 async fn update_variant(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
-    JsonBody(patch): JsonBody<VariantPatch>,
+    JsonBody(mut patch): JsonBody<VariantPatch>,
 ) -> Result<Json<Product>> {
+    if let Some(current) = product_of_variant(&state, id).await? {
+        crate::plugins::taxonomy::check_variant_patch(
+            &state.plugins,
+            &current,
+            id,
+            &mut patch.sku,
+            patch.options.as_ref(),
+            patch.price_minor,
+            patch.weight_grams,
+        )
+        .await?;
+    }
     let mut tx = state.db.begin().await?;
     repo::update_variant(&mut tx, id, &patch).await?;
     let product_id: i64 = sqlx::Row::try_get(

@@ -277,6 +277,8 @@ pub struct ComponentInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVariant {
+    /// Leave out to have the taxonomy plugin of the product's type derive it.
+    #[serde(default)]
     pub sku: String,
     pub title: String,
     /// Option values such as `{"size": "60 capsules", "flavour": "vanilla"}`.
@@ -585,7 +587,17 @@ pub fn check_new_variant(
     product_type: ProductType,
     variant: &NewVariant,
 ) {
-    check_sku(problems, &format!("{field}.sku"), &variant.sku);
+    if variant.sku.trim().is_empty() {
+        problems.add(
+            format!("{field}.sku"),
+            format!(
+                "give a SKU: no active taxonomy plugin derives SKUs for {} products",
+                product_type.as_str()
+            ),
+        );
+    } else {
+        check_sku(problems, &format!("{field}.sku"), &variant.sku);
+    }
     check_text(problems, &format!("{field}.title"), &variant.title, 200);
     check_options(problems, &format!("{field}.options"), &variant.options);
     check_price(
@@ -638,7 +650,7 @@ pub fn validate_new_product(input: &NewProduct) -> Result<serde_json::Value> {
             input.product_type,
             variant,
         );
-        if !skus.insert(variant.sku.as_str()) {
+        if !variant.sku.is_empty() && !skus.insert(variant.sku.as_str()) {
             problems.add(
                 format!("variants[{i}].sku"),
                 "duplicate SKU in this request",

@@ -9,6 +9,7 @@ pub mod bundled;
 pub mod decisions;
 pub mod package;
 pub mod pricing;
+pub mod taxonomy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

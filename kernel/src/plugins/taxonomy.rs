@@ -1,0 +1,315 @@
+//! Products validated through the taxonomy plugin of their type. The kernel's own
+//! checks (catalog::model) are the floor every product meets; the active taxonomy adds
+//! its rules, normalises the type's attributes and derives the SKUs the merchant left
+//! out. A product type without an active taxonomy is checked by the kernel alone.
+//!
+//! Failure policy: a taxonomy that fails (trap, budget, memory, invalid output) refuses
+//! the write with 503 rather than saving unchecked data; the failure counts towards
+//! automatic disabling like any other call.
+
+use olivine_plugin_runtime::bindings::types;
+
+use super::decisions::{Decision, hash};
+use super::{Plugins, observe_call};
+use crate::catalog::model::{NewProduct, NewVariant, Product, ProductPatch, ProductType};
+use crate::error::{Error, FieldError, Result};
+
+/// More variants than this are refused by the kernel before any plugin sees them.
+const MAX_VARIANTS: usize = 100;
+
+fn variant_input(
+    sku: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    price_minor: i64,
+    weight_grams: i64,
+) -> types::VariantInput {
+    let sku = sku.trim();
+    types::VariantInput {
+        sku: (!sku.is_empty()).then(|| sku.to_owned()),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        price_minor,
+        weight_grams,
+    }
+}
+
+fn existing_variants(product: &Product) -> Vec<types::VariantInput> {
+    product
+        .variants
+        .iter()
+        .map(|v| variant_input(&v.sku, &v.options, v.price.amount_minor, v.weight_grams))
+        .collect()
+}
+
+fn input_digest(product_type: ProductType, input: &types::ProductInput) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    for part in [
+        product_type.as_str(),
+        &input.slug,
+        &input.name,
+        &input.attributes_json,
+    ] {
+        bytes.extend_from_slice(part.as_bytes());
+        bytes.push(0);
+    }
+    for v in &input.variants {
+        bytes.extend_from_slice(v.sku.as_deref().unwrap_or("").as_bytes());
+        bytes.push(0);
+        for (k, value) in &v.options {
+            bytes.extend_from_slice(k.as_bytes());
+            bytes.push(b'=');
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.push(0);
+        }
+        bytes.extend_from_slice(&v.price_minor.to_le_bytes());
+        bytes.extend_from_slice(&v.weight_grams.to_le_bytes());
+    }
+    hash(&bytes)
+}
+
+fn output_digest(valid: &types::ValidatedProduct) -> String {
+    let mut bytes = valid.attributes_json.as_bytes().to_vec();
+    for v in &valid.variants {
+        bytes.push(0);
+        bytes.extend_from_slice(v.sku.as_bytes());
+        bytes.extend_from_slice(&v.weight_grams.to_le_bytes());
+    }
+    hash(&bytes)
+}
+
+/// Runs the active taxonomy of `product_type` on `input`. `Ok(None)`: no taxonomy is
+/// active for the type. A rejection becomes a 422 naming each field.
+pub async fn validate(
+    plugins: &Plugins,
+    product_type: ProductType,
+    input: types::ProductInput,
+) -> Result<Option<types::ValidatedProduct>> {
+    let snapshot = plugins.snapshot();
+    let Some(taxonomy) = snapshot.taxonomies.get(&product_type).cloned() else {
+        return Ok(None);
+    };
+    let input_hash = input_digest(product_type, &input);
+    let call = {
+        let taxonomy = taxonomy.clone();
+        tokio::task::spawn_blocking(move || {
+            taxonomy.plugin.validate_product(&input, &taxonomy.settings)
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("taxonomy task failed: {e}")))?
+    };
+    let mut decision = Decision {
+        plugin_id: taxonomy.id.clone(),
+        version: taxonomy.version.clone(),
+        call: "validate",
+        input_hash,
+        output_hash: String::new(),
+        outcome: String::new(),
+        fuel: 0,
+        duration_us: 0,
+    };
+    match call {
+        Ok((result, stats)) => {
+            observe_call(&taxonomy, "validate", "ok", Some(stats));
+            plugins.record_outcome(&taxonomy, Ok(())).await;
+            decision.fuel = stats.fuel_used;
+            decision.duration_us = stats.duration.as_micros() as u64;
+            match result {
+                Ok(valid) => {
+                    decision.outcome = "ok".to_owned();
+                    decision.output_hash = output_digest(&valid);
+                    plugins.decisions.record(decision);
+                    Ok(Some(valid))
+                }
+                Err(fields) => {
+                    decision.outcome = "rejected".to_owned();
+                    plugins.decisions.record(decision);
+                    let fields: Vec<FieldError> = fields
+                        .into_iter()
+                        .map(|f| FieldError::new(f.field, f.message))
+                        .collect();
+                    if fields.is_empty() {
+                        return Err(Error::invalid(
+                            "body",
+                            format!(
+                                "the {} taxonomy rejected the product",
+                                product_type.as_str()
+                            ),
+                        ));
+                    }
+                    Err(Error::Validation(fields))
+                }
+            }
+        }
+        Err(err) => {
+            observe_call(&taxonomy, "validate", err.kind(), None);
+            decision.outcome = err.kind().to_owned();
+            plugins.decisions.record(decision);
+            tracing::warn!(plugin = taxonomy.id, version = taxonomy.version, error = %err, "taxonomy plugin failed; write refused");
+            plugins.record_outcome(&taxonomy, Err(&err)).await;
+            Err(Error::Unavailable(format!(
+                "the {} taxonomy plugin `{}` {} failed ({}): {err}; nothing was saved",
+                product_type.as_str(),
+                taxonomy.id,
+                taxonomy.version,
+                err.kind()
+            )))
+        }
+    }
+}
+
+fn normalised_attributes(valid: &types::ValidatedProduct) -> Result<serde_json::Value> {
+    // The runtime already checked this is JSON; stay defensive all the same.
+    serde_json::from_str(&valid.attributes_json)
+        .map_err(|e| Error::Unavailable(format!("taxonomy returned bad attributes: {e}")))
+}
+
+/// A new product: attributes normalised, missing SKUs derived.
+pub async fn check_new_product(plugins: &Plugins, product: &mut NewProduct) -> Result<()> {
+    if product.variants.len() > MAX_VARIANTS {
+        return Ok(()); // the kernel's own check refuses it with the right field
+    }
+    let input = types::ProductInput {
+        slug: product.slug.clone(),
+        name: product.name.clone(),
+        attributes_json: product.attributes.to_string(),
+        variants: product
+            .variants
+            .iter()
+            .map(|v| variant_input(&v.sku, &v.options, v.price_minor, v.weight_grams))
+            .collect(),
+    };
+    let Some(valid) = validate(plugins, product.product_type, input).await? else {
+        return Ok(());
+    };
+    product.attributes = normalised_attributes(&valid)?;
+    for (variant, checked) in product.variants.iter_mut().zip(valid.variants) {
+        if variant.sku.trim().is_empty() {
+            variant.sku = checked.sku;
+        }
+    }
+    Ok(())
+}
+
+/// A change to a product: when it touches what the taxonomy judges (attributes, slug,
+/// name), the whole product as it would be is checked and the attributes normalised.
+pub async fn check_product_patch(
+    plugins: &Plugins,
+    current: &Product,
+    patch: &mut ProductPatch,
+) -> Result<()> {
+    if patch.attributes.is_none() && patch.slug.is_none() && patch.name.is_none() {
+        return Ok(());
+    }
+    let attributes = patch.attributes.as_ref().unwrap_or(&current.attributes);
+    let input = types::ProductInput {
+        slug: patch.slug.clone().unwrap_or_else(|| current.slug.clone()),
+        name: patch.name.clone().unwrap_or_else(|| current.name.clone()),
+        attributes_json: attributes.to_string(),
+        variants: existing_variants(current),
+    };
+    let Some(valid) = validate(plugins, current.product_type, input).await? else {
+        return Ok(());
+    };
+    if patch.attributes.is_some() {
+        patch.attributes = Some(normalised_attributes(&valid)?);
+    }
+    Ok(())
+}
+
+/// Field errors of the variant at `index` are reported without their `variants[i].`
+/// prefix: the request body is that one variant.
+fn lone_variant_fields(err: Error, index: usize) -> Error {
+    match err {
+        Error::Validation(fields) => {
+            let prefix = format!("variants[{index}].");
+            Error::Validation(
+                fields
+                    .into_iter()
+                    .map(|f| match f.field.strip_prefix(&prefix) {
+                        Some(rest) => FieldError::new(rest.to_owned(), f.message),
+                        None => f,
+                    })
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// A variant added to an existing product: checked beside its siblings; its SKU is
+/// derived when left out.
+pub async fn check_new_variant(
+    plugins: &Plugins,
+    current: &Product,
+    variant: &mut NewVariant,
+) -> Result<()> {
+    if current.variants.len() >= MAX_VARIANTS {
+        return Ok(());
+    }
+    let mut variants = existing_variants(current);
+    variants.push(variant_input(
+        &variant.sku,
+        &variant.options,
+        variant.price_minor,
+        variant.weight_grams,
+    ));
+    let index = variants.len() - 1;
+    let input = types::ProductInput {
+        slug: current.slug.clone(),
+        name: current.name.clone(),
+        attributes_json: current.attributes.to_string(),
+        variants,
+    };
+    let valid = validate(plugins, current.product_type, input)
+        .await
+        .map_err(|e| lone_variant_fields(e, index))?;
+    if let Some(mut valid) = valid
+        && variant.sku.trim().is_empty()
+        && let Some(checked) = valid.variants.pop()
+    {
+        variant.sku = checked.sku;
+    }
+    Ok(())
+}
+
+/// A change to one variant: the product as it would be is checked. An empty `sku` in
+/// the patch asks for the SKU to be derived again (after an options change, say).
+pub async fn check_variant_patch(
+    plugins: &Plugins,
+    current: &Product,
+    variant_id: i64,
+    sku: &mut Option<String>,
+    options: Option<&std::collections::BTreeMap<String, String>>,
+    price_minor: Option<i64>,
+    weight_grams: Option<i64>,
+) -> Result<()> {
+    let Some(index) = current.variants.iter().position(|v| v.id == variant_id) else {
+        return Ok(());
+    };
+    let mut variants = existing_variants(current);
+    let existing = &current.variants[index];
+    variants[index] = variant_input(
+        sku.as_deref().unwrap_or(&existing.sku),
+        options.unwrap_or(&existing.options),
+        price_minor.unwrap_or(existing.price.amount_minor),
+        weight_grams.unwrap_or(existing.weight_grams),
+    );
+    let input = types::ProductInput {
+        slug: current.slug.clone(),
+        name: current.name.clone(),
+        attributes_json: current.attributes.to_string(),
+        variants,
+    };
+    let valid = validate(plugins, current.product_type, input)
+        .await
+        .map_err(|e| lone_variant_fields(e, index))?;
+    if let Some(valid) = valid
+        && sku.as_deref().is_some_and(|s| s.trim().is_empty())
+        && let Some(checked) = valid.variants.into_iter().nth(index)
+    {
+        *sku = Some(checked.sku);
+    }
+    Ok(())
+}
