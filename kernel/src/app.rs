@@ -42,6 +42,8 @@ pub struct Kernel {
     background_db: Db,
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
+    /// The plugins directory watcher, when enabled.
+    plugins_dir: Option<JoinHandle<()>>,
 }
 
 impl Kernel {
@@ -95,6 +97,18 @@ impl Kernel {
                 }),
             ],
         );
+        let plugins_dir = if config.watch_plugins {
+            Some(
+                crate::plugins::watch::start(
+                    plugins.clone(),
+                    config.plugins_dir(),
+                    shutdown_rx.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         let state = AppState(Arc::new(Inner {
             db,
@@ -110,6 +124,7 @@ impl Kernel {
             background_db,
             shutdown,
             dispatcher,
+            plugins_dir,
         })
     }
 
@@ -123,6 +138,11 @@ impl Kernel {
         let _ = self.shutdown.send(true);
         if let Err(err) = self.dispatcher.await {
             tracing::warn!(error = %err, "event dispatcher ended abnormally");
+        }
+        if let Some(watcher) = self.plugins_dir
+            && let Err(err) = watcher.await
+        {
+            tracing::warn!(error = %err, "plugins directory watcher ended abnormally");
         }
         self.background_db.close().await;
         self.state.db.close().await;

@@ -82,6 +82,15 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,
 
+    /// Directory watched for plugin packages (`*.olpkg`) to hot-load. Unset:
+    /// `<data dir>/plugins`.
+    #[arg(long, env = "OLIVINE_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// Watch the plugins directory and install packages dropped there.
+    #[arg(long, env = "OLIVINE_WATCH_PLUGINS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_plugins: bool,
+
     /// How long SIGTERM waits for in-flight requests before exiting (seconds).
     #[arg(long, env = "OLIVINE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -97,6 +106,8 @@ impl ServeConfig {
             seed_demo: false,
             bundled_plugins: false,
             plugin_cache_dir: None,
+            plugins_dir: None,
+            watch_plugins: false,
             max_body_bytes: 1024 * 1024,
             cache_ttl_secs: 300,
             shutdown_grace_secs: 30,
@@ -107,6 +118,12 @@ impl ServeConfig {
         self.plugin_cache_dir
             .clone()
             .unwrap_or_else(|| self.store.data_dir.join("plugin-cache"))
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("plugins"))
     }
 
     pub fn cache_ttl(&self) -> Duration {

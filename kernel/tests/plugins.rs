@@ -62,6 +62,7 @@ both_backends! {
         assert_eq!(r.json()["loaded"], true);
         let q = quote(&app, &json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 3}]})).await;
         assert_eq!(reasons(&q), vec!["Buy 3, save 10%".to_owned()]);
+        let explained_hash = q["input_hash"].as_str().unwrap().to_owned();
         // Bad settings are refused naming the setting.
         app.admin_patch("/api/v1/admin/plugins/multi-buy", &json!({"settings": {"buy": "three"}})).await
             .assert_field_error(422, "settings.buy");
@@ -80,6 +81,10 @@ both_backends! {
         assert_eq!(d["version"], "0.1.0");
         assert_eq!(d["input_hash"].as_str().unwrap().len(), 64);
         assert_eq!(d["output_hash"].as_str().unwrap().len(), 64);
+        // The quote's input hash finds the decision that produced its price.
+        let explained = app.admin_get(&format!("/api/v1/admin/plugins/multi-buy/decisions?input_hash={explained_hash}")).await.json();
+        assert_eq!(explained.as_array().unwrap().len(), 1, "{explained}");
+        assert_eq!(explained[0]["outcome"], "ok");
         app.stop().await;
     }
 
@@ -96,6 +101,7 @@ both_backends! {
             // The quote still succeeds; the rule is skipped.
             let q = quote(&app, &body).await;
             assert!(reasons(&q).is_empty(), "{mode}: {q}");
+            assert_eq!(q["skipped_rules"], json!(["chaos"]), "{mode}");
             assert_eq!(q["total"], clean_total, "{mode}");
         }
         // Five failures in a row: disabled automatically, with the reason and an event.

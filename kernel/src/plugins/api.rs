@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::pricing::{Quote, QuoteRequest};
 use super::package::PackageUpload;
+use super::pricing::{Quote, QuoteRequest};
 use super::{PluginInfo, PluginPatch};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};

@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod package;
 pub mod pricing;
 pub mod taxonomy;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -657,6 +658,17 @@ impl Plugins {
         tx.commit().await?;
         self.changed().await?;
         self.info(id).await
+    }
+
+    /// The content hash `id` `version` was installed with, if it was.
+    pub async fn installed_hash(&self, id: &str, version: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT hash FROM plugin_versions WHERE plugin_id = $1 AND version = $2")
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     pub async fn list(&self) -> Result<Vec<PluginInfo>> {

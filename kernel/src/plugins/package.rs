@@ -69,8 +69,8 @@ impl PackageUpload {
         let manifest_path = crate_dir.join("plugin.toml");
         let manifest = std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;
-        let wasm = std::fs::read(wasm_path)
-            .with_context(|| format!("reading {}", wasm_path.display()))?;
+        let wasm =
+            std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
         let fixtures_dir = crate_dir.join("fixtures");
         let fixtures = if fixtures_dir.is_dir() {
             olivine_plugin_runtime::fixtures::read_dir(&fixtures_dir)

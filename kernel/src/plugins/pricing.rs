@@ -34,6 +34,8 @@ pub struct PricedCart {
     pub cart_adjustments: Vec<AppliedAdjustment>,
     /// Rules skipped because they failed.
     pub skipped: Vec<String>,
+    /// The digest of the cart the rules saw; their decisions are recorded under it.
+    pub input_hash: String,
 }
 
 fn line_total(line: &types::CartLine) -> i64 {
@@ -87,7 +89,10 @@ fn adjustments_digest(adjustments: &[types::Adjustment]) -> String {
 /// ones before it is dropped, so the total never goes negative.
 pub async fn price_cart(plugins: &Plugins, cart: types::Cart) -> PricedCart {
     let snapshot = plugins.snapshot();
-    let mut priced = PricedCart::default();
+    let mut priced = PricedCart {
+        input_hash: cart_digest(&cart),
+        ..PricedCart::default()
+    };
     if snapshot.pricing.is_empty() {
         return priced;
     }
@@ -110,7 +115,7 @@ pub async fn price_cart(plugins: &Plugins, cart: types::Cart) -> PricedCart {
             return priced;
         }
     };
-    let input_hash = cart_digest(&cart);
+    let input_hash = priced.input_hash.clone();
     let mut remaining: HashMap<u32, i64> = cart
         .lines
         .iter()
@@ -224,6 +229,11 @@ pub struct Quote {
     /// The sum of every adjustment (negative for discounts).
     pub adjustments_total: Money,
     pub total: Money,
+    /// Pricing rules that failed and were left out of this quote.
+    pub skipped_rules: Vec<String>,
+    /// What the rules' decisions are recorded under: `GET
+    /// /api/v1/admin/plugins/{id}/decisions?input_hash=…` explains this price.
+    pub input_hash: String,
 }
 
 struct VariantRow {
@@ -435,5 +445,7 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
         subtotal: money(subtotal),
         adjustments_total: money(adjustments_total),
         total: money(subtotal + adjustments_total),
+        skipped_rules: priced.skipped,
+        input_hash: priced.input_hash,
     })
 }
