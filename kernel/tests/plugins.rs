@@ -236,4 +236,40 @@ both_backends! {
             Err(_) => panic!("app still shared"),
         }
     }
+
+    async fn the_store_keeps_serving_while_a_plugin_spins(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
+        let mut upload = plugin_upload("testing/chaos", "chaos", |m| m);
+        upload["fixtures"] = json!({});
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &upload).await.status, StatusCode::CREATED);
+        app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"settings": {"mode": "loop"}})).await;
+        let app = Arc::new(app);
+        let body = json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 1}]});
+        // Shoppers keep asking for quotes, each burning a whole instruction budget...
+        let spinning: Vec<_> = (0..4).map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    // Re-enabled each time (which resets its failure count): this test
+                    // is about the rest of the store, not the failure policy.
+                    app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"enabled": true})).await;
+                    let q = quote(&app, &body).await;
+                    assert!(q["lines"][0]["adjustments"].as_array().unwrap().is_empty(), "{q}");
+                }
+            })
+        }).collect();
+        // ...while every other request is answered.
+        for _ in 0..40 {
+            assert_eq!(app.get("/api/v1/products/magnesium-glycinate").await.status, StatusCode::OK);
+            assert_eq!(app.get("/p/magnesium-glycinate").await.status, StatusCode::OK);
+            assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+        }
+        for task in spinning {
+            task.await.expect("quotes with a spinning rule still succeed");
+        }
+        match Arc::try_unwrap(app) {
+            Ok(app) => app.stop().await,
+            Err(_) => panic!("app still shared"),
+        }
+    }
 }
