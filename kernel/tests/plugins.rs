@@ -163,7 +163,7 @@ both_backends! {
         other["fixtures"] = json!({});
         app.admin_post("/api/v1/admin/plugins", &other).await.assert_field_error(409, "manifest.plugin.version");
         // Hosts the manifest does not declare cannot be granted.
-        let notifier = plugin_upload("webhook-notifier", "webhook_notifier", |m| m);
+        let notifier = plugin_upload("webhook-notifier", "webhook_notifier", |m| m.replace(r#"http = ["*"]"#, r#"http = ["hooks.example.com"]"#));
         let mut notifier = notifier;
         notifier["enabled"] = json!(false);
         assert_eq!(app.admin_post("/api/v1/admin/plugins", &notifier).await.status, StatusCode::CREATED);

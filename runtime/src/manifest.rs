@@ -130,6 +130,19 @@ pub struct Manifest {
     pub limits: Limits,
 }
 
+/// In `[permissions] http`: the plugin may ask for any host, and reaches only those the
+/// merchant grants (a webhook whose URL is a setting, say).
+pub const ANY_HOST: &str = "*";
+
+/// A host name or `host:port`, without scheme, path or wildcards.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+}
+
 /// One problem with a manifest, naming its key (e.g. `plugin.world`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -153,6 +166,15 @@ fn parse_abi(text: &str) -> Option<semver::Version> {
 }
 
 impl Manifest {
+    /// Whether the manifest lets the merchant grant `host`.
+    pub fn declares_host(&self, host: &str) -> bool {
+        valid_host(host)
+            && self
+                .http_hosts
+                .iter()
+                .any(|declared| declared == ANY_HOST || declared == host)
+    }
+
     pub fn parse(toml_text: &str) -> Result<Manifest, Vec<ManifestError>> {
         let file: ManifestFile = toml::from_str(toml_text).map_err(|err| {
             vec![problem(
@@ -219,17 +241,10 @@ impl Manifest {
             ));
         }
         for (i, host) in file.permissions.http.iter().enumerate() {
-            let ok = !host.is_empty()
-                && host.len() <= 253
-                && !host.contains('/')
-                && !host.contains('*')
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-            if !ok {
+            if host != ANY_HOST && !valid_host(host) {
                 problems.push(problem(
                     &format!("permissions.http[{i}]"),
-                    "a host name or host:port, without scheme, path or wildcards",
+                    "a host name or host:port without scheme or path, or \"*\" alone",
                 ));
             }
         }
@@ -374,5 +389,21 @@ default = "3"
         assert_eq!(e[0].field, "plugin.toml");
         let e = Manifest::parse(&GOOD.replace("id = \"multi-buy\"", "id = \"X\"")).unwrap_err();
         assert_eq!(e[0].field, "plugin.id");
+    }
+
+    #[test]
+    fn any_host_lets_the_merchant_choose() {
+        let with = |hosts: &str| {
+            GOOD.replace("pricing-rule", "notification-channel")
+                + &format!("\n[permissions]\nhttp = [{hosts}]\n")
+        };
+        let any = Manifest::parse(&with("\"*\"")).unwrap();
+        assert!(any.declares_host("hooks.shop.test:8443"));
+        assert!(!any.declares_host("evil/path"));
+        let fixed = Manifest::parse(&with("\"hooks.example.com\"")).unwrap();
+        assert!(fixed.declares_host("hooks.example.com"));
+        assert!(!fixed.declares_host("other.example.com"));
+        let e = Manifest::parse(&with("\"*.example.com\"")).unwrap_err();
+        assert_eq!(e[0].field, "permissions.http[0]");
     }
 }

@@ -301,7 +301,7 @@ impl Runtime {
         let http = if manifest.world.may_use_http() {
             http.map(|mut grant| {
                 // Only what the manifest declares, whatever was granted.
-                grant.hosts.retain(|h| manifest.http_hosts.contains(h));
+                grant.hosts.retain(|h| manifest.declares_host(h));
                 if grant.timeout.is_zero() {
                     grant.timeout = self.config.http_timeout;
                 }

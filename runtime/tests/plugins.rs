@@ -57,6 +57,7 @@ fn every_world_loads_and_answers() {
     );
     let message = types::Notification {
         topic: "order.confirmed".into(),
+        idempotency_key: "k".into(),
         recipient: "ops".into(),
         subject: "s".into(),
         body: "b".into(),

@@ -7,7 +7,9 @@
 pub mod api;
 pub mod bundled;
 pub mod decisions;
+pub mod notifications;
 pub mod package;
+pub mod payments;
 pub mod pricing;
 pub mod taxonomy;
 pub mod watch;
@@ -596,7 +598,7 @@ impl Plugins {
             let undeclared: Vec<FieldError> = hosts
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| !manifest.http_hosts.contains(h))
+                .filter(|(_, h)| !manifest.declares_host(h))
                 .map(|(i, h)| {
                     FieldError::new(
                         format!("granted_hosts[{i}]"),

@@ -54,6 +54,7 @@ pub fn payload(n: &Notification) -> String {
 pub fn request(config: &Config, n: &Notification) -> Request {
     let mut request = Request::post(config.url.clone())
         .header("x-olivine-topic", n.topic.clone())
+        .header("idempotency-key", n.idempotency_key.clone())
         .header("user-agent", "olivine-webhook-notifier/0.1")
         .json(payload(n));
     if let Some(auth) = &config.authorization {
@@ -119,6 +120,7 @@ mod tests {
     fn notification() -> Notification {
         Notification {
             topic: "order.confirmed".into(),
+            idempotency_key: "order-1001-confirmed".into(),
             recipient: "https://hooks.example.com/olivine".into(),
             subject: "Order 1001 confirmed".into(),
             body: "Thanks!".into(),
@@ -152,6 +154,10 @@ mod tests {
         assert_eq!(last.method, "POST");
         assert_eq!(last.url, "https://hooks.example.com/olivine");
         assert_eq!(last.header_value("content-type"), Some("application/json"));
+        assert_eq!(
+            last.header_value("idempotency-key"),
+            Some("order-1001-confirmed")
+        );
         let body: Value = serde_json::from_slice(&last.body).unwrap();
         assert_eq!(body["topic"], "order.confirmed");
         assert_eq!(body["data"]["order_id"], "1001");

@@ -1,0 +1,159 @@
+//! Payment operations through the active payment-adapter plugin, under the payment
+//! failure policy: whatever goes wrong inside the adapter (trap, budget, memory, invalid
+//! output) becomes a clean decline the shopper can be told about, never an error page;
+//! the failure counts towards disabling the adapter automatically. The checkout calls
+//! [`call`]; every operation carries an idempotency key derived from the order, so a
+//! retry never charges twice.
+
+use olivine_plugin_runtime::PaymentCall;
+use olivine_plugin_runtime::bindings::types;
+
+use super::decisions::{Decision, hash};
+use super::{Plugins, observe_call};
+
+/// An operation on a payment, owned so it can cross to the blocking thread.
+#[derive(Debug, Clone)]
+pub enum PaymentRequest {
+    Authorize(types::AuthorizeRequest),
+    Capture(types::PaymentOperation),
+    Refund(types::PaymentOperation),
+    Void(types::PaymentOperation),
+}
+
+impl PaymentRequest {
+    fn name(&self) -> &'static str {
+        match self {
+            PaymentRequest::Authorize(_) => "authorize",
+            PaymentRequest::Capture(_) => "capture",
+            PaymentRequest::Refund(_) => "refund",
+            PaymentRequest::Void(_) => "void",
+        }
+    }
+
+    fn digest(&self) -> String {
+        let text = match self {
+            PaymentRequest::Authorize(r) => format!(
+                "authorize\0{}\0{}\0{}\0{}",
+                r.order_id, r.idempotency_key, r.amount.amount_minor, r.amount.currency
+            ),
+            PaymentRequest::Capture(o) | PaymentRequest::Refund(o) | PaymentRequest::Void(o) => {
+                format!(
+                    "{}\0{}\0{}\0{}\0{:?}",
+                    self.name(),
+                    o.order_id,
+                    o.idempotency_key,
+                    o.processor_reference,
+                    o.amount.as_ref().map(|m| (m.amount_minor, &m.currency))
+                )
+            }
+        };
+        hash(text.as_bytes())
+    }
+}
+
+/// What the checkout does next.
+#[derive(Debug, Clone)]
+pub enum PaymentOutcome {
+    /// The processor answered: approved, or pending (it will say later).
+    Done(types::PaymentResult),
+    /// Tell the shopper why; release what was reserved.
+    Declined { reason: String },
+    /// Try again later with the same idempotency key.
+    Retry { reason: String },
+}
+
+/// Runs `request` through the adapter `adapter_id` (or the first active one).
+pub async fn call(
+    plugins: &Plugins,
+    adapter_id: Option<&str>,
+    request: PaymentRequest,
+) -> PaymentOutcome {
+    let snapshot = plugins.snapshot();
+    let adapter = snapshot
+        .payments
+        .iter()
+        .find(|p| adapter_id.is_none_or(|id| p.id == id))
+        .cloned();
+    let Some(adapter) = adapter else {
+        return PaymentOutcome::Declined {
+            reason: "payments are not available right now (no active payment adapter)".into(),
+        };
+    };
+    let name = request.name();
+    let input_hash = request.digest();
+    let result = {
+        let adapter = adapter.clone();
+        tokio::task::spawn_blocking(move || {
+            let call = match &request {
+                PaymentRequest::Authorize(r) => PaymentCall::Authorize(r),
+                PaymentRequest::Capture(o) => PaymentCall::Capture(o),
+                PaymentRequest::Refund(o) => PaymentCall::Refund(o),
+                PaymentRequest::Void(o) => PaymentCall::Void(o),
+            };
+            adapter.plugin.payment(call, &adapter.settings)
+        })
+        .await
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(err) => {
+            tracing::error!(plugin = adapter.id, error = %err, "payment task failed");
+            return PaymentOutcome::Declined {
+                reason: "the payment could not be processed".into(),
+            };
+        }
+    };
+    let mut decision = Decision {
+        plugin_id: adapter.id.clone(),
+        version: adapter.version.clone(),
+        call: name,
+        input_hash,
+        output_hash: String::new(),
+        outcome: String::new(),
+        fuel: 0,
+        duration_us: 0,
+    };
+    let outcome = match result {
+        Ok((answer, stats)) => {
+            observe_call(&adapter, name, "ok", Some(stats));
+            plugins.record_outcome(&adapter, Ok(())).await;
+            decision.fuel = stats.fuel_used;
+            decision.duration_us = stats.duration.as_micros() as u64;
+            match answer {
+                Ok(done) => PaymentOutcome::Done(done),
+                Err(types::PaymentError::Declined(reason)) => PaymentOutcome::Declined { reason },
+                Err(types::PaymentError::Retryable(reason)) => PaymentOutcome::Retry { reason },
+                Err(types::PaymentError::Invalid(reason)) => {
+                    tracing::error!(
+                        plugin = adapter.id,
+                        call = name,
+                        reason,
+                        "payment adapter refused the request as invalid"
+                    );
+                    PaymentOutcome::Declined {
+                        reason: "the payment could not be processed".into(),
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            observe_call(&adapter, name, err.kind(), None);
+            tracing::warn!(plugin = adapter.id, version = adapter.version, call = name, error = %err, "payment adapter failed; declined");
+            plugins.record_outcome(&adapter, Err(&err)).await;
+            decision.outcome = err.kind().to_owned();
+            plugins.decisions.record(decision);
+            return PaymentOutcome::Declined {
+                reason: "the payment could not be processed".into(),
+            };
+        }
+    };
+    decision.outcome = match &outcome {
+        PaymentOutcome::Done(_) => "ok",
+        PaymentOutcome::Declined { .. } => "declined",
+        PaymentOutcome::Retry { .. } => "retry",
+    }
+    .to_owned();
+    decision.output_hash = hash(format!("{outcome:?}").as_bytes());
+    plugins.decisions.record(decision);
+    outcome
+}
