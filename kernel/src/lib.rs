@@ -5,6 +5,7 @@ pub mod app;
 pub mod bus;
 pub mod cache;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod failpoint;

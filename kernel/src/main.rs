@@ -30,6 +30,10 @@ enum Command {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
+    /// Develop plugins (new, build, test) and manage a running kernel's plugins (install,
+    /// list, enable, configure, rollback, ...).
+    #[command(subcommand)]
+    Plugin(olivine::cli::plugin::PluginCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        // Blocking (HTTP client, cargo, the sandbox); nothing else runs on this runtime.
+        Command::Plugin(command) => olivine::cli::plugin::run(command),
     }
 }
 

@@ -39,9 +39,21 @@ pub fn ensure_target() -> anyhow::Result<()> {
 /// Builds every crate of a guest workspace (or a single guest crate) in release mode
 /// and returns the directory holding the `.wasm` files.
 pub fn build_guest(manifest_path: &Path) -> anyhow::Result<PathBuf> {
+    build_guest_into(manifest_path, None)
+}
+
+/// Like [`build_guest`], but with `Some(dir)` builds into that target directory
+/// instead of the crate's own `target/`. Several guest crates can then share one target
+/// directory and compile the SDK once (`olivine plugin build` passes the directory
+/// `cargo metadata` reports, which also covers a crate inside a workspace).
+pub fn build_guest_into(
+    manifest_path: &Path,
+    target_dir: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     ensure_target()?;
     let manifest_path = manifest_path.canonicalize()?;
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(&manifest_path)
         // A kernel build script or test may run inside another cargo: keep that cargo's
@@ -49,21 +61,25 @@ pub fn build_guest(manifest_path: &Path) -> anyhow::Result<PathBuf> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()?;
+        .env_remove("CARGO_TARGET_DIR");
+    if let Some(dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", dir);
+    }
+    let output = command.output()?;
     anyhow::ensure!(
         output.status.success(),
         "building {} for {TARGET} failed:\n{}",
         manifest_path.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    let dir = manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("target")
-        .join(TARGET)
-        .join("release");
-    Ok(dir)
+    let target_dir = match target_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("target"),
+    };
+    Ok(target_dir.join(TARGET).join("release"))
 }
 
 /// The repository's first-party plugins (`plugins/`), built; returns the `.wasm` dir.
