@@ -9,6 +9,7 @@ pub mod fixtures;
 mod host;
 pub mod manifest;
 mod runtime;
+pub mod testing;
 
 pub use host::HttpGrant;
 pub use manifest::{Limits, Manifest, SettingSpec, SettingType, World};

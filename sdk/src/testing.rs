@@ -16,6 +16,21 @@
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 
+/// The plugin built for wasm32-wasip2 and its fixtures run through the kernel's real
+/// host (wasmtime, with the kernel's checks and limits), from the plugin's own `cargo
+/// test`. Feature `host`; native builds only.
+///
+/// ```ignore
+/// #[test]
+/// fn fixtures_through_the_real_host() {
+///     olivine_sdk::testing::host::check_fixtures(env!("CARGO_MANIFEST_DIR"));
+/// }
+/// ```
+#[cfg(all(feature = "host", not(target_arch = "wasm32")))]
+pub mod host {
+    pub use olivine_plugin_runtime::testing::{build_component, check_fixtures, run_fixtures};
+}
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
