@@ -1140,6 +1140,17 @@ olivine plugin build          # the same checks, then writes target/olivine/__NA
 component that does not implement the `__WORLD__` world of the ABI in `plugin.toml`
 fails there, not at install time.
 
+To run the fixtures through the kernel's real host inside `cargo test` as well, give the
+dev-dependency the SDK's `host` feature (`features = ["fixtures", "host"]`; the first
+build compiles wasmtime, which takes a few minutes) and add:
+
+```rust
+#[test]
+fn fixtures_through_the_real_host() {
+    olivine_sdk::testing::host::check_fixtures(env!("CARGO_MANIFEST_DIR"));
+}
+```
+
 ## Install
 
 ```sh
