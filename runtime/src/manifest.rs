@@ -105,6 +105,28 @@ pub struct Permissions {
     pub http: Vec<String>,
 }
 
+/// What of the cart a pricing rule reads (`[inputs]`). Like a Shopify Function's input
+/// query: what a rule does not ask for is not copied into it, which is most of a large
+/// cart's cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// The cart's products (slug, tags, categories). `false`: the rule sees an empty
+    /// `products` list (lines still carry their `product_index`).
+    #[serde(default = "yes")]
+    pub products: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs { products: true }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestFile {
@@ -115,6 +137,8 @@ pub struct ManifestFile {
     pub settings: BTreeMap<String, SettingSpec>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub inputs: Inputs,
 }
 
 /// A validated manifest.
@@ -128,6 +152,7 @@ pub struct Manifest {
     pub http_hosts: Vec<String>,
     pub settings: BTreeMap<String, SettingSpec>,
     pub limits: Limits,
+    pub inputs: Inputs,
 }
 
 /// In `[permissions] http`: the plugin may ask for any host, and reaches only those the
@@ -265,6 +290,9 @@ impl Manifest {
         {
             problems.push(problem("limits.memory_mib", "between 1 and 256"));
         }
+        if file.inputs != Inputs::default() && world != Some(World::PricingRule) {
+            problems.push(problem("inputs", "only pricing rules declare [inputs]"));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -278,6 +306,7 @@ impl Manifest {
                 http_hosts: file.permissions.http,
                 settings: file.settings,
                 limits: file.limits,
+                inputs: file.inputs,
             }),
             _ => Err(vec![problem("plugin", "invalid")]),
         }

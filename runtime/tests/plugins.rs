@@ -276,3 +276,45 @@ fn output_beyond_the_caps_is_refused() {
         "{err:?}"
     );
 }
+
+/// A rule that declares `[inputs] products = false` is given no products; the same rule
+/// that asks for them sees them.
+#[test]
+fn a_rule_gets_only_the_inputs_it_declares() {
+    let runtime = runtime();
+    let (manifest, wasm) = package("multi-buy", "multi_buy");
+    let settings = Arc::new(
+        manifest
+            .resolve_settings(&BTreeMap::from([
+                ("products".to_owned(), "magnesium-glycinate".to_owned()),
+                ("buy".to_owned(), "2".to_owned()),
+                ("percent_off".to_owned(), "10".to_owned()),
+            ]))
+            .unwrap(),
+    );
+    assert!(manifest.inputs.products);
+    let with_products = runtime.load(manifest.clone(), &wasm, None).unwrap();
+    let (adjustments, _) = with_products.price(&cart(2), &settings).unwrap();
+    assert!(!adjustments.is_empty(), "multi-buy finds its product");
+
+    let mut lean = manifest;
+    lean.inputs.products = false;
+    lean.version = semver::Version::new(0, 1, 1);
+    let without_products = runtime.load(lean, &wasm, None).unwrap();
+    let (adjustments, _) = without_products.price(&cart(2), &settings).unwrap();
+    assert!(adjustments.is_empty(), "{adjustments:?}");
+}
+
+#[test]
+fn oversized_input_is_refused_before_the_call() {
+    let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
+        max_input_items: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    let plugin = load(&runtime, "tiered-volume", "tiered_volume");
+    let settings = Arc::new(BTreeMap::new());
+    assert!(plugin.price(&cart(5), &settings).is_ok());
+    let err = plugin.price(&cart(6), &settings).unwrap_err();
+    assert_eq!(err.kind(), "input_too_large", "{err}");
+}

@@ -754,6 +754,8 @@ impl Plugins {
         outcome: std::result::Result<(), &CallError>,
     ) {
         let result = match outcome {
+            // Refused before the plugin ran: says nothing about the plugin.
+            Err(CallError::InputTooLarge(_)) => return,
             Ok(()) => {
                 let had_failures = self
                     .failures
