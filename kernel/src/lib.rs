@@ -2,6 +2,7 @@
 //! tests both build the application from here.
 
 pub mod app;
+pub mod audit;
 pub mod bus;
 pub mod cache;
 pub mod catalog;

@@ -1,5 +1,6 @@
 //! `olivine`: the commerce kernel's command line.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,29 +35,39 @@ enum Command {
     /// list, enable, configure, rollback, ...).
     #[command(subcommand)]
     Plugin(olivine::cli::plugin::PluginCommand),
+    /// Check the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain: exit 0 when intact, 1 naming the first tampered entry, 2 when
+    /// the check cannot run.
+    Verify(StoreConfig),
+}
+
+fn main() -> ExitCode {
     olivine::telemetry::init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
         Command::Serve(config) => serve(config).await,
         Command::Migrate(store) => {
             let db = Db::connect(&store.database_url()?, 2).await?;
@@ -84,6 +95,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // Blocking (HTTP client, cargo, the sandbox); nothing else runs on this runtime.
         Command::Plugin(command) => olivine::cli::plugin::run(command),
+        // 1 means tampered; a check that could not run says so with 2.
+        Command::Audit(AuditCommand::Verify(store)) => {
+            return Ok(audit_verify(store).await.unwrap_or_else(|err| {
+                eprintln!("error: {err:#}");
+                ExitCode::from(2)
+            }));
+        }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `olivine audit verify`: exit 0 when the chain is intact, 1 naming the first tampered
+/// entry (an error, such as an unreachable database, is exit 2).
+async fn audit_verify(store: StoreConfig) -> anyhow::Result<ExitCode> {
+    let db = Db::connect(&store.database_url()?, 2).await?;
+    let version = olivine::store::schema_version(&db).await?;
+    if version.is_none_or(|v| v < olivine::audit::SCHEMA_VERSION) {
+        db.close().await;
+        anyhow::bail!("the database is not migrated (run `olivine migrate` first)");
+    }
+    let report = olivine::audit::verify(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("verifying the audit log: {e:#}"))?;
+    db.close().await;
+    match report.tampered {
+        None => {
+            println!(
+                "audit log intact: {} entries, head {}",
+                report.entries, report.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(tampered) => {
+            println!(
+                "audit log TAMPERED at entry seq {}: {}",
+                tampered.seq, tampered.problem
+            );
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -17,6 +17,9 @@ use crate::store::Db;
 
 pub const DEMO_CATALOG: &str = include_str!("../../examples/demo/catalog.json");
 
+/// The actor the ledger and the audit log record for seeded data.
+const SEED_ACTOR: &str = "seed";
+
 #[derive(Deserialize)]
 struct DemoCatalog {
     currency: String,
@@ -107,7 +110,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
         .map_err(|err| anyhow::anyhow!("the catalog file is invalid: {}", err.body().message))?;
     let mut report = SeedReport::default();
     let mut tx = db.begin().await?;
-    inventory::settings::update(&mut tx, &catalog.settings)
+    inventory::settings::update(&mut tx, &catalog.settings, SEED_ACTOR)
         .await
         .map_err(|e| anyhow::anyhow!("settings: {}", e.body().message))?;
     for location in &catalog.locations {
@@ -117,7 +120,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
             .await?
             .is_some();
         if !exists {
-            inventory::create_location(&mut tx, location)
+            inventory::create_location(&mut tx, location, SEED_ACTOR)
                 .await
                 .map_err(|e| anyhow::anyhow!("location {}: {}", location.code, e.body().message))?;
         }
@@ -135,7 +138,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
             .await?
             .is_some();
         if !exists {
-            crate::catalog::repo::create_category(&mut tx, category)
+            crate::catalog::repo::create_category(&mut tx, category, SEED_ACTOR)
                 .await
                 .map_err(|e| anyhow::anyhow!("category {}: {}", category.slug, e.body().message))?;
         }
@@ -178,7 +181,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
                 })
                 .collect(),
         };
-        crate::catalog::repo::create_product(&mut tx, &input)
+        crate::catalog::repo::create_product(&mut tx, &input, SEED_ACTOR)
             .await
             .map_err(|e| anyhow::anyhow!("product {}: {}", product.slug, e.body().message))?;
         report.products += 1;
@@ -210,7 +213,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
             quantity: lot.quantity,
             note: Some("demo data".to_owned()),
         };
-        inventory::receive_lot(&mut tx, &input, "seed")
+        inventory::receive_lot(&mut tx, &input, SEED_ACTOR)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("lot {} of {}: {}", lot.batch, lot.sku, e.body().message)

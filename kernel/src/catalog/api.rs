@@ -11,6 +11,7 @@ use super::model::*;
 use super::repo::{self, ProductFilter, ProductKey, Visibility};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Result};
+use crate::http::ADMIN_ACTOR;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
 
 pub fn public_routes() -> OpenApiRouter<AppState> {
@@ -113,7 +114,7 @@ async fn create_product(
 ) -> Result<(StatusCode, Json<Product>)> {
     crate::plugins::taxonomy::check_new_product(&state.plugins, &mut input).await?;
     let mut tx = state.db.begin().await?;
-    let id = repo::create_product(&mut tx, &input).await?;
+    let id = repo::create_product(&mut tx, &input, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
@@ -142,7 +143,7 @@ async fn update_product(
     let current = product_by_id(&state, id).await?;
     crate::plugins::taxonomy::check_product_patch(&state.plugins, &current, &mut patch).await?;
     let mut tx = state.db.begin().await?;
-    repo::update_product(&mut tx, id, &patch).await?;
+    repo::update_product(&mut tx, id, &patch, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok(Json(product_by_id(&state, id).await?))
@@ -161,7 +162,7 @@ async fn add_variant(
     let current = product_by_id(&state, id).await?;
     crate::plugins::taxonomy::check_new_variant(&state.plugins, &current, &mut input).await?;
     let mut tx = state.db.begin().await?;
-    repo::add_variant(&mut tx, id, &input).await?;
+    repo::add_variant(&mut tx, id, &input, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
@@ -190,7 +191,7 @@ async fn update_variant(
         .await?;
     }
     let mut tx = state.db.begin().await?;
-    repo::update_variant(&mut tx, id, &patch).await?;
+    repo::update_variant(&mut tx, id, &patch, ADMIN_ACTOR).await?;
     let product_id: i64 = sqlx::Row::try_get(
         &sqlx::query("SELECT product_id FROM variants WHERE id = $1")
             .bind(id)
@@ -211,7 +212,7 @@ async fn create_category(
     JsonBody(input): JsonBody<NewCategory>,
 ) -> Result<(StatusCode, Json<Category>)> {
     let mut tx = state.db.begin().await?;
-    let category = repo::create_category(&mut tx, &input).await?;
+    let category = repo::create_category(&mut tx, &input, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(category)))

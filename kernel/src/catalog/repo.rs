@@ -34,7 +34,11 @@ pub async fn list_categories(conn: &mut AnyConnection) -> Result<Vec<Category>> 
         .collect()
 }
 
-pub async fn create_category(conn: &mut AnyConnection, input: &NewCategory) -> Result<Category> {
+pub async fn create_category(
+    conn: &mut AnyConnection,
+    input: &NewCategory,
+    actor: &str,
+) -> Result<Category> {
     let mut problems = Problems::new();
     check_slug(&mut problems, "slug", &input.slug);
     check_text(&mut problems, "name", &input.name, 100);
@@ -80,13 +84,26 @@ pub async fn create_category(conn: &mut AnyConnection, input: &NewCategory) -> R
         &serde_json::json!({ "id": id, "slug": input.slug }),
     )
     .await?;
-    Ok(Category {
+    let category = Category {
         id,
         slug: input.slug.clone(),
         name: input.name.trim().to_owned(),
         parent: input.parent.clone(),
         position: input.position,
-    })
+    };
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "category.created",
+            target_type: "category",
+            target_id: id.to_string(),
+            before: None,
+            after: Some(serde_json::to_value(&category).map_err(anyhow::Error::from)?),
+        },
+    )
+    .await?;
+    Ok(category)
 }
 
 async fn category_ids(conn: &mut AnyConnection, field: &str, slugs: &[String]) -> Result<Vec<i64>> {
@@ -157,7 +174,11 @@ async fn set_categories_and_tags(
 }
 
 /// Creates a product with its variants; returns its id.
-pub async fn create_product(conn: &mut AnyConnection, input: &NewProduct) -> Result<i64> {
+pub async fn create_product(
+    conn: &mut AnyConnection,
+    input: &NewProduct,
+    actor: &str,
+) -> Result<i64> {
     let attributes = validate_new_product(input)?;
     let categories = category_ids(conn, "categories", &input.categories).await?;
     let now = crate::time::now();
@@ -184,8 +205,9 @@ pub async fn create_product(conn: &mut AnyConnection, input: &NewProduct) -> Res
     let product_id: i64 = row.try_get(0)?;
     crate::failpoint::hit("catalog.after_product_insert");
     set_categories_and_tags(conn, product_id, Some(&categories), Some(&input.tags)).await?;
+    let mut variant_ids = Vec::new();
     for (i, variant) in input.variants.iter().enumerate() {
-        insert_variant(
+        let variant_id = insert_variant(
             conn,
             product_id,
             input.product_type,
@@ -194,6 +216,7 @@ pub async fn create_product(conn: &mut AnyConnection, input: &NewProduct) -> Res
             &format!("variants[{i}]"),
         )
         .await?;
+        variant_ids.push(variant_id);
     }
     crate::bus::record(
         conn,
@@ -206,6 +229,24 @@ pub async fn create_product(conn: &mut AnyConnection, input: &NewProduct) -> Res
             "product_type": input.product_type.as_str(),
             "products": [input.slug],
         }),
+    )
+    .await?;
+    let mut after = product_audit_state(conn, product_id).await?;
+    let mut variants = Vec::new();
+    for variant_id in variant_ids {
+        variants.push(variant_audit_state(conn, variant_id).await?);
+    }
+    after["variants"] = serde_json::Value::Array(variants);
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "product.created",
+            target_type: "product",
+            target_id: product_id.to_string(),
+            before: None,
+            after: Some(after),
+        },
     )
     .await?;
     Ok(product_id)
@@ -252,6 +293,7 @@ pub async fn update_product(
     conn: &mut AnyConnection,
     product_id: i64,
     patch: &ProductPatch,
+    actor: &str,
 ) -> Result<()> {
     let new_version = bump_version(conn, product_id).await?;
     let current = product_row(conn, product_id).await?;
@@ -301,6 +343,9 @@ pub async fn update_product(
         Some(slugs) => Some(category_ids(conn, "categories", slugs).await?),
         None => None,
     };
+    // Read under the row lock bump_version took; only the version moved yet.
+    let mut before = product_audit_state(conn, product_id).await?;
+    before["version"] = serde_json::json!(new_version - 1);
 
     sqlx::query(
         "UPDATE products SET
@@ -353,7 +398,109 @@ pub async fn update_product(
         }),
     )
     .await?;
+    let after = product_audit_state(conn, product_id).await?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "product.updated",
+            target_type: "product",
+            target_id: product_id.to_string(),
+            before: Some(before),
+            after: Some(after),
+        },
+    )
+    .await?;
     Ok(())
+}
+
+/// A product's own fields, categories and tags as its audit entries show them.
+async fn product_audit_state(
+    conn: &mut AnyConnection,
+    product_id: i64,
+) -> Result<serde_json::Value> {
+    let row = sqlx::query(
+        "SELECT slug, name, product_type, description, status, attributes, version FROM products WHERE id = $1",
+    )
+    .bind(product_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let attributes: String = row.try_get(5)?;
+    let categories: Vec<String> = sqlx::query(
+        "SELECT c.slug FROM product_categories pc JOIN categories c ON c.id = pc.category_id
+         WHERE pc.product_id = $1 ORDER BY c.slug",
+    )
+    .bind(product_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()?;
+    let tags: Vec<String> =
+        sqlx::query("SELECT tag FROM product_tags WHERE product_id = $1 ORDER BY tag")
+            .bind(product_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+    Ok(serde_json::json!({
+        "id": product_id,
+        "slug": row.try_get::<String, _>(0)?,
+        "name": row.try_get::<String, _>(1)?,
+        "product_type": row.try_get::<String, _>(2)?,
+        "description": row.try_get::<String, _>(3)?,
+        "status": row.try_get::<String, _>(4)?,
+        "attributes": serde_json::from_str::<serde_json::Value>(&attributes)
+            .unwrap_or(serde_json::Value::String(attributes)),
+        "version": row.try_get::<i64, _>(6)?,
+        "categories": categories,
+        "tags": tags,
+    }))
+}
+
+/// A variant's fields and bundle components as its audit entries show them.
+async fn variant_audit_state(
+    conn: &mut AnyConnection,
+    variant_id: i64,
+) -> Result<serde_json::Value> {
+    let row = sqlx::query(
+        "SELECT product_id, sku, title, options, price_minor, currency, weight_grams, position
+         FROM variants WHERE id = $1",
+    )
+    .bind(variant_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let options: String = row.try_get(3)?;
+    let components: Vec<serde_json::Value> = sqlx::query(
+        "SELECT v.sku, bc.quantity FROM bundle_components bc
+           JOIN variants v ON v.id = bc.component_variant_id
+         WHERE bc.bundle_variant_id = $1 ORDER BY v.sku",
+    )
+    .bind(variant_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(serde_json::json!({
+            "sku": r.try_get::<String, _>(0)?,
+            "quantity": r.try_get::<i64, _>(1)?,
+        }))
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    Ok(serde_json::json!({
+        "id": variant_id,
+        "product_id": row.try_get::<i64, _>(0)?,
+        "sku": row.try_get::<String, _>(1)?,
+        "title": row.try_get::<String, _>(2)?,
+        "options": serde_json::from_str::<serde_json::Value>(&options)
+            .unwrap_or(serde_json::Value::String(options)),
+        "price_minor": row.try_get::<i64, _>(4)?,
+        "currency": row.try_get::<String, _>(5)?,
+        "weight_grams": row.try_get::<i64, _>(6)?,
+        "position": row.try_get::<i64, _>(7)?,
+        "components": components,
+    }))
 }
 
 /// Slugs of bundle products that contain a variant of `product_id` (their pages show its
@@ -491,6 +638,7 @@ pub async fn add_variant(
     conn: &mut AnyConnection,
     product_id: i64,
     variant: &NewVariant,
+    actor: &str,
 ) -> Result<i64> {
     let version = bump_version(conn, product_id).await?;
     let product = product_row(conn, product_id).await?;
@@ -516,6 +664,19 @@ pub async fn add_variant(
     )
     .await?;
     record_variant_event(conn, &product, variant_id, "variant.created", version).await?;
+    let after = variant_audit_state(conn, variant_id).await?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "variant.created",
+            target_type: "variant",
+            target_id: variant_id.to_string(),
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await?;
     Ok(variant_id)
 }
 
@@ -560,6 +721,7 @@ pub async fn update_variant(
     conn: &mut AnyConnection,
     variant_id: i64,
     patch: &VariantPatch,
+    actor: &str,
 ) -> Result<()> {
     let row = sqlx::query("SELECT product_id, sku FROM variants WHERE id = $1")
         .bind(variant_id)
@@ -601,6 +763,8 @@ pub async fn update_variant(
         );
     }
     problems.into_result()?;
+    // Read under the product's row lock (bump_version), before anything changes.
+    let before = variant_audit_state(conn, variant_id).await?;
     if let Some(components) = &patch.components {
         let resolved = resolve_components(conn, "components", components).await?;
         set_components(conn, variant_id, &resolved).await?;
@@ -639,7 +803,21 @@ pub async fn update_variant(
         Error::Conflict { message, .. } => Error::conflict(Some("sku"), message),
         other => other,
     })?;
-    record_variant_event(conn, &product, variant_id, "variant.updated", version).await
+    record_variant_event(conn, &product, variant_id, "variant.updated", version).await?;
+    let after = variant_audit_state(conn, variant_id).await?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "variant.updated",
+            target_type: "variant",
+            target_id: variant_id.to_string(),
+            before: Some(before),
+            after: Some(after),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 // ---- reads ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ use crate::error::Error;
         (name = "admin-inventory", description = "Locations, stock lots, the stock ledger and store settings (admin token)"),
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
         (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
+        (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (admin token)"),
     )
 )]
 struct ApiDoc;
@@ -56,6 +57,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let admin = crate::catalog::api::admin_routes()
         .merge(crate::inventory::api::admin_routes())
         .merge(crate::plugins::api::admin_routes())
+        .merge(crate::audit::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -105,6 +107,10 @@ async fn not_found(request: Request) -> Response {
         storefront::not_found_page().into_response()
     }
 }
+
+/// The actor audit entries and ledger rows record for changes made with the admin
+/// token. Staff accounts will record the staff user's id instead.
+pub const ADMIN_ACTOR: &str = "admin";
 
 /// Admin routes need `Authorization: Bearer <admin token>`.
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -12,10 +12,8 @@ use super::settings::{self, SettingsPatch, StoreSettings};
 use super::*;
 use crate::app::AppState;
 use crate::error::{ErrorBody, Problems};
+use crate::http::ADMIN_ACTOR;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
-
-/// Until staff accounts exist, every admin change is booked to the admin token.
-const ADMIN_ACTOR: &str = "admin";
 
 pub fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,7 +39,7 @@ async fn create_location_route(
     JsonBody(input): JsonBody<NewLocation>,
 ) -> Result<(StatusCode, Json<Location>)> {
     let mut tx = state.db.begin().await?;
-    let location = create_location(&mut tx, &input).await?;
+    let location = create_location(&mut tx, &input, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(location)))
@@ -174,7 +172,7 @@ async fn update_settings(
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<StoreSettings>> {
     let mut tx = state.db.begin().await?;
-    let settings = settings::update(&mut tx, &patch).await?;
+    let settings = settings::update(&mut tx, &patch, ADMIN_ACTOR).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok(Json(settings))

@@ -246,13 +246,74 @@ pub async fn affected_products(conn: &mut AnyConnection, variant_id: i64) -> Res
 }
 
 /// Changes a lot's quantity by `delta`, refusing to go below zero, and writes the ledger
-/// entry and a `stock.changed` event in the same transaction. Returns the new quantity.
+/// entry, a `stock.changed` event and the audit entry in the same transaction. Returns
+/// the new quantity.
 pub async fn change_lot_quantity(
     conn: &mut AnyConnection,
     lot_id: i64,
     delta: i64,
     change: &StockChange<'_>,
 ) -> Result<i64> {
+    let applied = apply_lot_change(conn, lot_id, delta, change).await?;
+    audit_lot_change(conn, &applied, change).await?;
+    Ok(applied.quantity_after)
+}
+
+/// A quantity change as written to the ledger, for its audit entry.
+struct AppliedChange {
+    lot_id: i64,
+    variant_id: i64,
+    delta: i64,
+    quantity_after: i64,
+    ledger_id: i64,
+}
+
+/// The audit entry of one ledger write: `stock.received`, `stock.allocated`,
+/// `stock.released`, or `stock.adjusted` for corrections, damage, write-offs and returns.
+async fn audit_lot_change(
+    conn: &mut AnyConnection,
+    applied: &AppliedChange,
+    change: &StockChange<'_>,
+) -> Result<()> {
+    let action = match change.reason {
+        StockReason::Received => "stock.received",
+        StockReason::Allocated => "stock.allocated",
+        StockReason::Released => "stock.released",
+        _ => "stock.adjusted",
+    };
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor: change.actor,
+            action,
+            target_type: "lot",
+            target_id: applied.lot_id.to_string(),
+            before: Some(serde_json::json!({
+                "quantity": applied.quantity_after - applied.delta,
+            })),
+            after: Some(serde_json::json!({
+                "quantity": applied.quantity_after,
+                "delta": applied.delta,
+                "reason": change.reason.as_str(),
+                "note": change.note,
+                "reference": change.reference,
+                "variant_id": applied.variant_id,
+                "ledger_id": applied.ledger_id,
+            })),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The change itself: the conditional update, the ledger entry and the event, without
+/// the audit entry (callers record it once every row they lock is locked).
+async fn apply_lot_change(
+    conn: &mut AnyConnection,
+    lot_id: i64,
+    delta: i64,
+    change: &StockChange<'_>,
+) -> Result<AppliedChange> {
     let row = sqlx::query(
         "UPDATE lots SET quantity = quantity + $1, updated_at = $2
          WHERE id = $3 AND quantity + $1 >= 0
@@ -281,9 +342,9 @@ pub async fn change_lot_quantity(
     };
     let quantity_after: i64 = row.try_get(0)?;
     let variant_id: i64 = row.try_get(1)?;
-    sqlx::query(
+    let ledger_id: i64 = sqlx::query(
         "INSERT INTO stock_ledger (lot_id, variant_id, delta, quantity_after, reason, actor, note, reference, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(lot_id)
     .bind(variant_id)
@@ -294,8 +355,9 @@ pub async fn change_lot_quantity(
     .bind(change.note)
     .bind(change.reference)
     .bind(crate::time::now())
-    .execute(&mut *conn)
-    .await?;
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
     crate::failpoint::hit("inventory.after_ledger");
     let products = affected_products(conn, variant_id).await?;
     crate::bus::record(
@@ -313,7 +375,13 @@ pub async fn change_lot_quantity(
         }),
     )
     .await?;
-    Ok(quantity_after)
+    Ok(AppliedChange {
+        lot_id,
+        variant_id,
+        delta,
+        quantity_after,
+        ledger_id,
+    })
 }
 
 /// One lot's share of an allocation.
@@ -360,6 +428,7 @@ pub async fn allocate(
 
     let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
     let mut allocations = Vec::new();
+    let mut applied = Vec::new();
     for (variant, mut needed) in wanted {
         let lots = sqlx::query(
             "SELECT id, batch, expires_on FROM lots
@@ -375,7 +444,7 @@ pub async fn allocate(
                 break;
             }
             let lot_id: i64 = lot.try_get(0)?;
-            // The conditional update in change_lot_quantity re-checks the quantity under
+            // The conditional update in apply_lot_change re-checks the quantity under
             // the row lock; when a concurrent allocation got there first, read again.
             loop {
                 let Some(current) = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
@@ -389,8 +458,9 @@ pub async fn allocate(
                 if take <= 0 {
                     break;
                 }
-                match change_lot_quantity(conn, lot_id, -take, change).await {
-                    Ok(_) => {
+                match apply_lot_change(conn, lot_id, -take, change).await {
+                    Ok(done) => {
+                        applied.push(done);
                         needed -= take;
                         allocations.push(Allocation {
                             lot_id,
@@ -413,6 +483,10 @@ pub async fn allocate(
             ));
         }
     }
+    // Audited once every lot is locked: the audit head is taken last (see crate::audit).
+    for lot_change in &applied {
+        audit_lot_change(conn, lot_change, change).await?;
+    }
     Ok(allocations)
 }
 
@@ -433,7 +507,11 @@ pub struct NewLocation {
     pub name: String,
 }
 
-pub async fn create_location(conn: &mut AnyConnection, input: &NewLocation) -> Result<Location> {
+pub async fn create_location(
+    conn: &mut AnyConnection,
+    input: &NewLocation,
+    actor: &str,
+) -> Result<Location> {
     let mut problems = crate::error::Problems::new();
     crate::catalog::model::check_sku(&mut problems, "code", &input.code);
     crate::catalog::model::check_text(&mut problems, "name", &input.name, 100);
@@ -462,11 +540,24 @@ pub async fn create_location(conn: &mut AnyConnection, input: &NewLocation) -> R
         &serde_json::json!({ "id": id, "code": input.code }),
     )
     .await?;
-    Ok(Location {
+    let location = Location {
         id,
         code: input.code.clone(),
         name: input.name.trim().to_owned(),
-    })
+    };
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "location.created",
+            target_type: "location",
+            target_id: id.to_string(),
+            before: None,
+            after: Some(serde_json::to_value(&location).map_err(anyhow::Error::from)?),
+        },
+    )
+    .await?;
+    Ok(location)
 }
 
 pub async fn list_locations(conn: &mut AnyConnection) -> Result<Vec<Location>> {
@@ -583,7 +674,7 @@ pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) 
         }
     })?;
     let lot_id: i64 = row.try_get(0)?;
-    change_lot_quantity(
+    let applied = apply_lot_change(
         conn,
         lot_id,
         input.quantity,
@@ -592,6 +683,29 @@ pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) 
             actor,
             note: input.note.as_deref(),
             reference: Some(&input.batch),
+        },
+    )
+    .await?;
+    // One entry for the new lot and the stock it brings (its one ledger write).
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "lot.received",
+            target_type: "lot",
+            target_id: lot_id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "sku": input.sku,
+                "variant_id": variant_id,
+                "location": input.location,
+                "batch": input.batch.trim(),
+                "manufactured_on": input.manufactured_on,
+                "expires_on": input.expires_on,
+                "quantity": applied.quantity_after,
+                "note": input.note,
+                "ledger_id": applied.ledger_id,
+            })),
         },
     )
     .await?;

@@ -52,8 +52,12 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
     Ok(settings)
 }
 
-/// Validates and stores a change, recording a `settings.updated` event.
-pub async fn update(conn: &mut AnyConnection, patch: &SettingsPatch) -> Result<StoreSettings> {
+/// Validates and stores a change, recording a `settings.updated` event and audit entry.
+pub async fn update(
+    conn: &mut AnyConnection,
+    patch: &SettingsPatch,
+    actor: &str,
+) -> Result<StoreSettings> {
     let mut problems = Problems::new();
     if let Some(days) = patch.min_shelf_life_days {
         problems.check(
@@ -70,6 +74,7 @@ pub async fn update(conn: &mut AnyConnection, patch: &SettingsPatch) -> Result<S
         );
     }
     problems.into_result()?;
+    let before = load(conn).await?;
     let now = crate::time::now();
     for (key, value) in [
         ("min_shelf_life_days", patch.min_shelf_life_days),
@@ -87,12 +92,18 @@ pub async fn update(conn: &mut AnyConnection, patch: &SettingsPatch) -> Result<S
         .await?;
     }
     let settings = load(conn).await?;
-    crate::bus::record(
+    let after = serde_json::to_value(&settings).map_err(anyhow::Error::from)?;
+    crate::bus::record(conn, "settings", "store", "settings.updated", &after).await?;
+    crate::audit::record(
         conn,
-        "settings",
-        "store",
-        "settings.updated",
-        &serde_json::to_value(&settings).map_err(anyhow::Error::from)?,
+        &crate::audit::Entry {
+            actor,
+            action: "settings.updated",
+            target_type: "settings",
+            target_id: "store".to_owned(),
+            before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
+            after: Some(after),
+        },
     )
     .await?;
     Ok(settings)

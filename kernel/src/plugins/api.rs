@@ -15,10 +15,8 @@ use super::pricing::{Quote, QuoteRequest};
 use super::{PluginInfo, PluginPatch};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
+use crate::http::ADMIN_ACTOR;
 use crate::http::extract::{JsonBody, PathParam, QueryParams, parse_json};
-
-/// Until staff accounts exist, admin changes are booked to the admin token.
-const ADMIN_ACTOR: &str = "admin";
 
 /// Uploads carry a component of up to a few MiB, base64-encoded.
 pub const MAX_PACKAGE_BYTES: usize = 32 * 1024 * 1024;

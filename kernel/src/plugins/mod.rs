@@ -182,6 +182,39 @@ fn installation(row: &sqlx::any::AnyRow) -> Result<InstallationRow> {
     })
 }
 
+impl InstallationRow {
+    /// The installation as audit entries show it. Setting values are shown as
+    /// fingerprints, never in clear: they may be credentials (a payment adapter's API
+    /// key, a webhook URL with a token), and the audit log can never be erased.
+    fn audit_state(&self) -> serde_json::Value {
+        let settings: BTreeMap<&str, String> = self
+            .settings
+            .iter()
+            .map(|(key, value)| (key.as_str(), setting_fingerprint(value)))
+            .collect();
+        serde_json::json!({
+            "world": self.world,
+            "active_version": self.active_version,
+            "previous_version": self.previous_version,
+            "enabled": self.enabled,
+            "priority": self.priority,
+            "settings": settings,
+            "granted_hosts": self.granted_hosts,
+            "consecutive_failures": self.consecutive_failures,
+            "disabled_reason": self.disabled_reason,
+        })
+    }
+}
+
+/// `sha256:` and the first 16 hex digits of the value's SHA-256: enough to see that a
+/// setting changed (or matches a known value) without recording it.
+fn setting_fingerprint(value: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(value.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 impl Plugins {
     pub fn new(runtime: Arc<Runtime>, db: Db, bus: Bus) -> Plugins {
         Plugins {
@@ -430,6 +463,7 @@ impl Plugins {
             }
         }
         let current = self.installation(&mut tx, &manifest.id).await?;
+        let before = current.as_ref().map(InstallationRow::audit_state);
         match current {
             None => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -470,6 +504,21 @@ impl Plugins {
             &serde_json::json!({ "id": manifest.id, "version": version, "hash": hash, "activate": activate, "actor": actor }),
         )
         .await?;
+        let mut after = self.audit_state(&mut tx, &manifest.id).await?;
+        after["installed"] =
+            serde_json::json!({ "version": version, "hash": hash, "activate": activate });
+        crate::audit::record(
+            &mut tx,
+            &crate::audit::Entry {
+                actor,
+                action: "plugin.installed",
+                target_type: "plugin",
+                target_id: manifest.id.clone(),
+                before,
+                after: Some(after),
+            },
+        )
+        .await?;
         tx.commit().await?;
         self.changed().await?;
         tracing::info!(plugin = manifest.id, version, "plugin installed");
@@ -488,6 +537,40 @@ impl Plugins {
         .fetch_optional(&mut *conn)
         .await?;
         row.as_ref().map(installation).transpose()
+    }
+
+    /// The installation's state now, for an audit entry's `after`.
+    async fn audit_state(&self, conn: &mut AnyConnection, id: &str) -> Result<serde_json::Value> {
+        Ok(self
+            .installation(conn, id)
+            .await?
+            .map(|row| row.audit_state())
+            .unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Records a change of an installation in the audit log.
+    async fn audit_change(
+        &self,
+        conn: &mut AnyConnection,
+        actor: &str,
+        action: &str,
+        id: &str,
+        before: &InstallationRow,
+    ) -> Result<()> {
+        let after = self.audit_state(conn, id).await?;
+        crate::audit::record(
+            conn,
+            &crate::audit::Entry {
+                actor,
+                action,
+                target_type: "plugin",
+                target_id: id.to_owned(),
+                before: Some(before.audit_state()),
+                after: Some(after),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn switch_version(
@@ -541,6 +624,8 @@ impl Plugins {
         }
         crate::bus::record(&mut tx, "plugin", id, "plugin.activated",
             &serde_json::json!({ "id": id, "version": version, "previous": current.active_version, "actor": actor })).await?;
+        self.audit_change(&mut tx, actor, "plugin.activated", id, &current)
+            .await?;
         tx.commit().await?;
         self.changed().await?;
         self.info(id).await
@@ -563,6 +648,8 @@ impl Plugins {
             .await?;
         crate::bus::record(&mut tx, "plugin", id, "plugin.rolled_back",
             &serde_json::json!({ "id": id, "version": previous, "from": current.active_version, "actor": actor })).await?;
+        self.audit_change(&mut tx, actor, "plugin.rolled_back", id, &current)
+            .await?;
         tx.commit().await?;
         self.changed().await?;
         self.info(id).await
@@ -657,6 +744,8 @@ impl Plugins {
             }),
         )
         .await?;
+        self.audit_change(&mut tx, actor, "plugin.updated", id, &current)
+            .await?;
         tx.commit().await?;
         self.changed().await?;
         self.info(id).await
@@ -773,6 +862,7 @@ impl Plugins {
                 .execute(&self.db.pool)
                 .await
                 .map(|_| ())
+                .map_err(Error::from)
             }
             Err(err) => {
                 *self
@@ -789,11 +879,7 @@ impl Plugins {
         }
     }
 
-    async fn record_failure(
-        &self,
-        plugin: &ActivePlugin,
-        err: &CallError,
-    ) -> std::result::Result<(), sqlx::Error> {
+    async fn record_failure(&self, plugin: &ActivePlugin, err: &CallError) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let failures: i64 = sqlx::query(
             "UPDATE plugin_installations SET consecutive_failures = consecutive_failures + 1
@@ -808,14 +894,27 @@ impl Plugins {
         let disable = failures >= AUTO_DISABLE_AFTER;
         if disable {
             let reason = format!("disabled after {failures} consecutive failures; last: {err}");
-            sqlx::query("UPDATE plugin_installations SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE plugin_id = $3 AND enabled = 1")
+            let before = self.installation(&mut tx, &plugin.id).await?;
+            let disabled = sqlx::query("UPDATE plugin_installations SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE plugin_id = $3 AND enabled = 1")
                 .bind(&reason)
                 .bind(crate::time::now())
                 .bind(&plugin.id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                > 0;
             crate::bus::record(&mut tx, "plugin", &plugin.id, "plugin.auto_disabled",
                 &serde_json::json!({ "id": plugin.id, "version": plugin.version, "failures": failures, "last_error": err.to_string() })).await?;
+            if let Some(before) = before.filter(|_| disabled) {
+                self.audit_change(
+                    &mut tx,
+                    crate::audit::KERNEL_ACTOR,
+                    "plugin.auto_disabled",
+                    &plugin.id,
+                    &before,
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         if disable {

@@ -24,8 +24,10 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE: &[Migration] = migrations!("sqlite": (1, "0001_catalog"), (2, "0002_plugins"));
-const POSTGRES: &[Migration] = migrations!("postgres": (1, "0001_catalog"), (2, "0002_plugins"));
+const SQLITE: &[Migration] = migrations!("sqlite":
+    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"));
+const POSTGRES: &[Migration] = migrations!("postgres":
+    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"));
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
