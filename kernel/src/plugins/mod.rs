@@ -937,8 +937,55 @@ impl Plugins {
     }
 }
 
+/// The answer of a finished call, as its caller judged it, for [`Plugins::book_call`].
+pub struct Judged<'a> {
+    /// `ok`, `rejected`, `declined`, … (a failed call records its error kind instead).
+    pub outcome: &'a str,
+    pub output_hash: String,
+}
+
+impl Plugins {
+    /// Books a finished call: `/metrics`, the failure policy's count, and the decision
+    /// record that lets the answer be explained later.
+    pub async fn book_call(
+        &self,
+        plugin: &ActivePlugin,
+        call: &'static str,
+        input_hash: String,
+        result: std::result::Result<(olivine_plugin_runtime::CallStats, Judged<'_>), &CallError>,
+    ) {
+        let mut decision = decisions::Decision {
+            plugin_id: plugin.id.clone(),
+            version: plugin.version.clone(),
+            call,
+            input_hash,
+            output_hash: String::new(),
+            outcome: String::new(),
+            fuel: 0,
+            duration_us: 0,
+        };
+        match result {
+            Ok((stats, judged)) => {
+                observe_call(plugin, call, "ok", Some(stats));
+                decision.fuel = stats.fuel_used;
+                decision.duration_us = stats.duration.as_micros() as u64;
+                decision.outcome = judged.outcome.to_owned();
+                decision.output_hash = judged.output_hash;
+                self.decisions.record(decision);
+                self.record_outcome(plugin, Ok(())).await;
+            }
+            Err(err) => {
+                observe_call(plugin, call, err.kind(), None);
+                decision.outcome = err.kind().to_owned();
+                self.decisions.record(decision);
+                self.record_outcome(plugin, Err(err)).await;
+            }
+        }
+    }
+}
+
 /// Records a call in `/metrics`.
-pub fn observe_call(
+fn observe_call(
     plugin: &ActivePlugin,
     call: &'static str,
     outcome: &str,

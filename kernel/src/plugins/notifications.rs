@@ -6,8 +6,8 @@
 
 use olivine_plugin_runtime::bindings::types;
 
-use super::decisions::{Decision, hash};
-use super::{Plugins, observe_call};
+use super::decisions::hash;
+use super::{Judged, Plugins};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -64,46 +64,36 @@ pub async fn deliver(
             };
         }
     };
-    let mut decision = Decision {
-        plugin_id: channel.id.clone(),
-        version: channel.version.clone(),
-        call: "deliver",
-        input_hash,
-        output_hash: String::new(),
-        outcome: String::new(),
-        fuel: 0,
-        duration_us: 0,
-    };
-    let outcome = match result {
+    match result {
         Ok((answer, stats)) => {
-            observe_call(&channel, "deliver", "ok", Some(stats));
-            plugins.record_outcome(&channel, Ok(())).await;
-            decision.fuel = stats.fuel_used;
-            decision.duration_us = stats.duration.as_micros() as u64;
-            match answer {
+            let outcome = match answer {
                 Ok(receipt) => DeliveryOutcome::Delivered {
                     provider_reference: receipt.provider_reference,
                 },
                 Err(types::DeliveryError::Retryable(reason)) => DeliveryOutcome::Retry { reason },
                 Err(types::DeliveryError::Permanent(reason)) => DeliveryOutcome::Failed { reason },
-            }
+            };
+            let judged = Judged {
+                outcome: match &outcome {
+                    DeliveryOutcome::Delivered { .. } => "ok",
+                    DeliveryOutcome::Retry { .. } => "retry",
+                    DeliveryOutcome::Failed { .. } => "failed",
+                },
+                output_hash: hash(format!("{outcome:?}").as_bytes()),
+            };
+            plugins
+                .book_call(&channel, "deliver", input_hash, Ok((stats, judged)))
+                .await;
+            outcome
         }
         Err(err) => {
-            observe_call(&channel, "deliver", err.kind(), None);
             tracing::warn!(plugin = channel.id, version = channel.version, error = %err, "notification channel failed; will retry");
-            plugins.record_outcome(&channel, Err(&err)).await;
+            plugins
+                .book_call(&channel, "deliver", input_hash, Err(&err))
+                .await;
             DeliveryOutcome::Retry {
                 reason: format!("the channel {err}"),
             }
         }
-    };
-    decision.outcome = match &outcome {
-        DeliveryOutcome::Delivered { .. } => "ok",
-        DeliveryOutcome::Retry { .. } => "retry",
-        DeliveryOutcome::Failed { .. } => "failed",
     }
-    .to_owned();
-    decision.output_hash = hash(format!("{outcome:?}").as_bytes());
-    plugins.decisions.record(decision);
-    outcome
 }

@@ -8,8 +8,8 @@
 use olivine_plugin_runtime::PaymentCall;
 use olivine_plugin_runtime::bindings::types;
 
-use super::decisions::{Decision, hash};
-use super::{Plugins, observe_call};
+use super::decisions::hash;
+use super::{Judged, Plugins};
 
 /// An operation on a payment, owned so it can cross to the blocking thread.
 #[derive(Debug, Clone)]
@@ -103,23 +103,9 @@ pub async fn call(
             };
         }
     };
-    let mut decision = Decision {
-        plugin_id: adapter.id.clone(),
-        version: adapter.version.clone(),
-        call: name,
-        input_hash,
-        output_hash: String::new(),
-        outcome: String::new(),
-        fuel: 0,
-        duration_us: 0,
-    };
-    let outcome = match result {
+    match result {
         Ok((answer, stats)) => {
-            observe_call(&adapter, name, "ok", Some(stats));
-            plugins.record_outcome(&adapter, Ok(())).await;
-            decision.fuel = stats.fuel_used;
-            decision.duration_us = stats.duration.as_micros() as u64;
-            match answer {
+            let outcome = match answer {
                 Ok(done) => PaymentOutcome::Done(done),
                 Err(types::PaymentError::Declined(reason)) => PaymentOutcome::Declined { reason },
                 Err(types::PaymentError::Retryable(reason)) => PaymentOutcome::Retry { reason },
@@ -134,26 +120,28 @@ pub async fn call(
                         reason: "the payment could not be processed".into(),
                     }
                 }
-            }
+            };
+            let judged = Judged {
+                outcome: match &outcome {
+                    PaymentOutcome::Done(_) => "ok",
+                    PaymentOutcome::Declined { .. } => "declined",
+                    PaymentOutcome::Retry { .. } => "retry",
+                },
+                output_hash: hash(format!("{outcome:?}").as_bytes()),
+            };
+            plugins
+                .book_call(&adapter, name, input_hash, Ok((stats, judged)))
+                .await;
+            outcome
         }
         Err(err) => {
-            observe_call(&adapter, name, err.kind(), None);
             tracing::warn!(plugin = adapter.id, version = adapter.version, call = name, error = %err, "payment adapter failed; declined");
-            plugins.record_outcome(&adapter, Err(&err)).await;
-            decision.outcome = err.kind().to_owned();
-            plugins.decisions.record(decision);
-            return PaymentOutcome::Declined {
+            plugins
+                .book_call(&adapter, name, input_hash, Err(&err))
+                .await;
+            PaymentOutcome::Declined {
                 reason: "the payment could not be processed".into(),
-            };
+            }
         }
-    };
-    decision.outcome = match &outcome {
-        PaymentOutcome::Done(_) => "ok",
-        PaymentOutcome::Declined { .. } => "declined",
-        PaymentOutcome::Retry { .. } => "retry",
     }
-    .to_owned();
-    decision.output_hash = hash(format!("{outcome:?}").as_bytes());
-    plugins.decisions.record(decision);
-    outcome
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 use utoipa::ToSchema;
 
-use super::decisions::{Decision, hash};
-use super::{Plugins, observe_call};
+use super::decisions::hash;
+use super::{Judged, Plugins};
 use crate::catalog::model::Money;
 use crate::error::{Error, Problems, Result};
 use crate::inventory::placeholders;
@@ -125,18 +125,13 @@ pub async fn price_cart(plugins: &Plugins, cart: types::Cart) -> PricedCart {
     for (rule, result) in snapshot.pricing.iter().zip(results) {
         match &result {
             Ok((adjustments, stats)) => {
-                observe_call(rule, "price", "ok", Some(*stats));
-                plugins.decisions.record(Decision {
-                    plugin_id: rule.id.clone(),
-                    version: rule.version.clone(),
-                    call: "price",
-                    input_hash: input_hash.clone(),
+                let judged = Judged {
+                    outcome: "ok",
                     output_hash: adjustments_digest(adjustments),
-                    outcome: "ok".to_owned(),
-                    fuel: stats.fuel_used,
-                    duration_us: stats.duration.as_micros() as u64,
-                });
-                plugins.record_outcome(rule, Ok(())).await;
+                };
+                plugins
+                    .book_call(rule, "price", input_hash.clone(), Ok((*stats, judged)))
+                    .await;
                 for adjustment in adjustments {
                     let applied = AppliedAdjustment {
                         amount_minor: adjustment.amount_minor,
@@ -165,19 +160,10 @@ pub async fn price_cart(plugins: &Plugins, cart: types::Cart) -> PricedCart {
                 }
             }
             Err(err) => {
-                observe_call(rule, "price", err.kind(), None);
                 tracing::warn!(plugin = rule.id, version = rule.version, error = %err, "pricing rule failed; skipped for this cart");
-                plugins.decisions.record(Decision {
-                    plugin_id: rule.id.clone(),
-                    version: rule.version.clone(),
-                    call: "price",
-                    input_hash: input_hash.clone(),
-                    output_hash: String::new(),
-                    outcome: err.kind().to_owned(),
-                    fuel: 0,
-                    duration_us: 0,
-                });
-                plugins.record_outcome(rule, Err(err)).await;
+                plugins
+                    .book_call(rule, "price", input_hash.clone(), Err(err))
+                    .await;
                 priced.skipped.push(rule.id.clone());
             }
         }

@@ -9,8 +9,8 @@
 
 use olivine_plugin_runtime::bindings::types;
 
-use super::decisions::{Decision, hash};
-use super::{Plugins, observe_call};
+use super::decisions::hash;
+use super::{Judged, Plugins};
 use crate::catalog::model::{NewProduct, NewVariant, Product, ProductPatch, ProductType};
 use crate::error::{Error, FieldError, Result};
 
@@ -99,32 +99,24 @@ pub async fn validate(
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("taxonomy task failed: {e}")))?
     };
-    let mut decision = Decision {
-        plugin_id: taxonomy.id.clone(),
-        version: taxonomy.version.clone(),
-        call: "validate",
-        input_hash,
-        output_hash: String::new(),
-        outcome: String::new(),
-        fuel: 0,
-        duration_us: 0,
-    };
     match call {
         Ok((result, stats)) => {
-            observe_call(&taxonomy, "validate", "ok", Some(stats));
-            plugins.record_outcome(&taxonomy, Ok(())).await;
-            decision.fuel = stats.fuel_used;
-            decision.duration_us = stats.duration.as_micros() as u64;
+            let judged = match &result {
+                Ok(valid) => Judged {
+                    outcome: "ok",
+                    output_hash: output_digest(valid),
+                },
+                Err(_) => Judged {
+                    outcome: "rejected",
+                    output_hash: String::new(),
+                },
+            };
+            plugins
+                .book_call(&taxonomy, "validate", input_hash, Ok((stats, judged)))
+                .await;
             match result {
-                Ok(valid) => {
-                    decision.outcome = "ok".to_owned();
-                    decision.output_hash = output_digest(&valid);
-                    plugins.decisions.record(decision);
-                    Ok(Some(valid))
-                }
+                Ok(valid) => Ok(Some(valid)),
                 Err(fields) => {
-                    decision.outcome = "rejected".to_owned();
-                    plugins.decisions.record(decision);
                     let fields: Vec<FieldError> = fields
                         .into_iter()
                         .map(|f| FieldError::new(f.field, f.message))
@@ -143,11 +135,10 @@ pub async fn validate(
             }
         }
         Err(err) => {
-            observe_call(&taxonomy, "validate", err.kind(), None);
-            decision.outcome = err.kind().to_owned();
-            plugins.decisions.record(decision);
             tracing::warn!(plugin = taxonomy.id, version = taxonomy.version, error = %err, "taxonomy plugin failed; write refused");
-            plugins.record_outcome(&taxonomy, Err(&err)).await;
+            plugins
+                .book_call(&taxonomy, "validate", input_hash, Err(&err))
+                .await;
             Err(Error::Unavailable(format!(
                 "the {} taxonomy plugin `{}` {} failed ({}): {err}; nothing was saved",
                 product_type.as_str(),
@@ -238,6 +229,25 @@ fn lone_variant_fields(err: Error, index: usize) -> Error {
     }
 }
 
+/// `current` with `variants` instead of its own, validated for a request about the
+/// variant at `index` alone.
+async fn validate_variant_of(
+    plugins: &Plugins,
+    current: &Product,
+    variants: Vec<types::VariantInput>,
+    index: usize,
+) -> Result<Option<types::ValidatedProduct>> {
+    let input = types::ProductInput {
+        slug: current.slug.clone(),
+        name: current.name.clone(),
+        attributes_json: current.attributes.to_string(),
+        variants,
+    };
+    validate(plugins, current.product_type, input)
+        .await
+        .map_err(|e| lone_variant_fields(e, index))
+}
+
 /// A variant added to an existing product: checked beside its siblings; its SKU is
 /// derived when left out.
 pub async fn check_new_variant(
@@ -256,15 +266,7 @@ pub async fn check_new_variant(
         variant.weight_grams,
     ));
     let index = variants.len() - 1;
-    let input = types::ProductInput {
-        slug: current.slug.clone(),
-        name: current.name.clone(),
-        attributes_json: current.attributes.to_string(),
-        variants,
-    };
-    let valid = validate(plugins, current.product_type, input)
-        .await
-        .map_err(|e| lone_variant_fields(e, index))?;
+    let valid = validate_variant_of(plugins, current, variants, index).await?;
     if let Some(mut valid) = valid
         && variant.sku.trim().is_empty()
         && let Some(checked) = valid.variants.pop()
@@ -296,15 +298,7 @@ pub async fn check_variant_patch(
         price_minor.unwrap_or(existing.price.amount_minor),
         weight_grams.unwrap_or(existing.weight_grams),
     );
-    let input = types::ProductInput {
-        slug: current.slug.clone(),
-        name: current.name.clone(),
-        attributes_json: current.attributes.to_string(),
-        variants,
-    };
-    let valid = validate(plugins, current.product_type, input)
-        .await
-        .map_err(|e| lone_variant_fields(e, index))?;
+    let valid = validate_variant_of(plugins, current, variants, index).await?;
     if let Some(valid) = valid
         && sku.as_deref().is_some_and(|s| s.trim().is_empty())
         && let Some(checked) = valid.variants.into_iter().nth(index)
