@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::accounts::Keyring;
 use crate::bus::{Bus, Dispatcher};
 use crate::cache::{CacheInvalidator, CatalogCache};
 use crate::config::ServeConfig;
@@ -23,6 +24,8 @@ pub struct Inner {
     pub admin_token: String,
     pub metrics: PrometheusHandle,
     pub plugins: Arc<Plugins>,
+    /// The accounts' keys (identity encryption, email lookup, token signing).
+    pub keys: Arc<Keyring>,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -61,6 +64,12 @@ impl Kernel {
             crate::seed::seed_demo(&db, &crate::seed::Progress::Log).await?;
         }
         let admin_token = config.resolve_admin_token()?;
+        let master_key = crate::accounts::keys::load_master_key(&config)?;
+        let keys = Arc::new(
+            Keyring::load(&db, &master_key)
+                .await
+                .context("loading the accounts' keys")?,
+        );
         let bus = Bus::new();
         let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
             cache_dir: Some(config.plugin_cache_dir()),
@@ -118,6 +127,7 @@ impl Kernel {
             admin_token,
             metrics,
             plugins,
+            keys,
         }));
         Ok(Kernel {
             state,

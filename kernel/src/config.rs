@@ -94,6 +94,16 @@ pub struct ServeConfig {
     /// How long SIGTERM waits for in-flight requests before exiting (seconds).
     #[arg(long, env = "OLIVINE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// The master key (32 bytes, base64) that wraps the keys encrypting customers'
+    /// identity and signing their tokens. Unset: read from the master key file.
+    #[arg(long, env = "OLIVINE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// File holding the master key (base64). Unset: `<data dir>/master.key`, created
+    /// with mode 0600 on first start when absent.
+    #[arg(long, env = "OLIVINE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -111,7 +121,15 @@ impl ServeConfig {
             max_body_bytes: 1024 * 1024,
             cache_ttl_secs: 300,
             shutdown_grace_secs: 30,
+            master_key: None,
+            master_key_file: None,
         }
+    }
+
+    pub fn master_key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("master.key"))
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {

@@ -58,6 +58,11 @@ pub enum Error {
     },
     #[error("authentication required")]
     Unauthorized,
+    /// Credentials or a refresh token that do not check out (401). The message is the
+    /// same whichever part was wrong, so it reveals nothing (e.g. whether an email has
+    /// an account).
+    #[error("{0}")]
+    InvalidCredentials(&'static str),
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type: {0}")]
@@ -90,7 +95,7 @@ impl Error {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -125,6 +130,9 @@ impl Error {
                 "a valid bearer token is required".to_owned(),
                 vec![],
             ),
+            Error::InvalidCredentials(message) => {
+                ("invalid_credentials", (*message).to_owned(), vec![])
+            }
             Error::PayloadTooLarge { limit } => (
                 "payload_too_large",
                 format!("the request body exceeds the limit of {limit} bytes"),

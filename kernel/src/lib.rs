@@ -1,6 +1,7 @@
 //! The Olivine commerce kernel as a library: the `olivine` binary and the integration
 //! tests both build the application from here.
 
+pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod bus;

@@ -27,7 +27,8 @@ pub struct AuditEntry {
     pub seq: i64,
     /// When (RFC 3339, UTC).
     pub at: String,
-    /// Who: `admin` (the admin token), `bundled`, `plugins-dir`, `seed`, `kernel`.
+    /// Who: `admin` (the admin token), `bundled`, `plugins-dir`, `seed`, `kernel`, or a
+    /// customer's pseudonym (`c_…`) for their own account changes.
     pub actor: String,
     /// What, e.g. `product.updated`, `plugin.installed`, `stock.adjusted`.
     pub action: String,

@@ -146,3 +146,24 @@ where
             })
     }
 }
+
+/// A customer signed in with `Authorization: Bearer <access token>`; anything else is a
+/// 401 (see [`crate::accounts::authenticate`] for what is checked).
+pub struct CustomerAuth(pub crate::accounts::Authenticated);
+
+impl FromRequestParts<AppState> for CustomerAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(Error::Unauthorized)?;
+        crate::accounts::authenticate(state, token)
+            .await
+            .map(CustomerAuth)
+    }
+}

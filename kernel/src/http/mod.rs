@@ -35,6 +35,7 @@ use crate::error::Error;
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
         (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
         (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (admin token)"),
+        (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile (customer access token)"),
     )
 )]
 struct ApiDoc;
@@ -47,6 +48,15 @@ impl Modify for AdminSecurity {
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "customer_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -64,6 +74,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             crate::catalog::api::public_routes()
                 .merge(crate::plugins::api::public_routes())
+                .nest("/account", crate::accounts::api::routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()
