@@ -545,4 +545,48 @@ both_backends! {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         app.stop().await;
     }
+
+    async fn legacy_bcrypt_accounts_sign_in_once_and_are_rehashed(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        register(&app, "taken@example.com", "Already Here").await;
+        let legacy = bcrypt::hash("old-system-password", 4).unwrap();
+        let import = json!({"customers": [
+            {"email": "lee@example.com", "name": "Lee", "password_hash": legacy},
+            {"email": "Taken@example.com", "name": "Dup", "password_hash": legacy},
+        ]});
+        let r = app.admin_post("/api/v1/admin/customers/import", &import).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json(), json!({"imported": 1, "skipped": 1}));
+        // Bad records refuse the whole batch, naming the field.
+        app.admin_post("/api/v1/admin/customers/import", &json!({"customers": [
+            {"email": "ok@example.com", "name": "Ok", "password_hash": legacy},
+            {"email": "bad@example.com", "name": "Bad", "password_hash": "md5:5f4dcc3b"},
+        ]})).await.assert_field_error(422, "customers[1].password_hash");
+        assert_eq!(sign_in(&app, "ok@example.com", "old-system-password").await.status, StatusCode::UNAUTHORIZED);
+        // Import is an admin route.
+        let r = post(&app, "/api/v1/admin/customers/import", None, &import).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        let stored = || async {
+            let row = sqlx::query("SELECT password_hash FROM customers WHERE name_enc IS NOT NULL ORDER BY id DESC")
+                .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+            row.try_get::<String, _>(0).unwrap()
+        };
+        assert!(stored().await.starts_with("$2"));
+        assert_eq!(sign_in(&app, "lee@example.com", "wrong-password-here").await.status, StatusCode::UNAUTHORIZED);
+        assert!(stored().await.starts_with("$2"), "a failed sign-in rehashes nothing");
+        // The first sign-in accepts bcrypt and replaces it with argon2id; the next uses that.
+        let r = sign_in(&app, "lee@example.com", "old-system-password").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(stored().await.starts_with("$argon2id$"), "{}", stored().await);
+        let (access, _) = tokens_with(&app, "lee@example.com", "old-system-password").await;
+        assert_eq!(me(&app, &access).await.json()["name"], "Lee");
+        app.stop().await;
+    }
+}
+
+async fn tokens_with(app: &TestApp, email: &str, password: &str) -> (String, String) {
+    let r = sign_in(app, email, password).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    pair(&r)
 }

@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Account, Credentials, PasswordChange, Registration, TokenPair};
+use super::{
+    Account, Credentials, ImportReport, LegacyCustomer, PasswordChange, Registration, TokenPair,
+};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
 use crate::http::extract::{CustomerAuth, JsonBody};
@@ -21,6 +23,31 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_out))
         .routes(routes!(me))
         .routes(routes!(change_password))
+}
+
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import_customers))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerImport {
+    pub customers: Vec<LegacyCustomer>,
+}
+
+/// Imports customers from a legacy system with their password hashes (bcrypt or
+/// argon2id), all or nothing; emails already registered are skipped. A bcrypt hash is
+/// accepted once and replaced by argon2id at that customer's first sign-in.
+#[utoipa::path(post, path = "/customers/import", tag = "admin-customers", request_body = CustomerImport,
+    security(("admin_token" = [])),
+    responses((status = 200, body = ImportReport), (status = 422, body = ErrorBody)))]
+async fn import_customers(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<CustomerImport>,
+) -> Result<Json<ImportReport>> {
+    Ok(Json(
+        super::import_legacy(&state, crate::http::ADMIN_ACTOR, input.customers).await?,
+    ))
 }
 
 /// Creates a customer account.

@@ -164,6 +164,12 @@ pub async fn hash_password(password: String) -> Result<String> {
     .map_err(Error::Internal)
 }
 
+/// A bcrypt hash (`$2a$`, `$2b$`, `$2y$`), as accounts imported from a legacy system
+/// carry: accepted once, then replaced by argon2id at that sign-in.
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
 /// Checks a password against a stored hash on a blocking thread. Without a stored hash
 /// (no such account) it checks against a dummy hash, so both cases take as long.
 async fn verify_password(password: String, stored: Option<String>) -> Result<bool> {
@@ -179,6 +185,7 @@ async fn verify_password(password: String, stored: Option<String>) -> Result<boo
         let found = stored.is_some();
         let text = stored.as_deref().unwrap_or(dummy);
         let ok = match PasswordHash::new(text) {
+            _ if is_bcrypt(text) => bcrypt::verify(password.as_bytes(), text).unwrap_or(false),
             Ok(parsed) => Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
@@ -266,6 +273,110 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
     })
 }
 
+/// A customer from a legacy system: its password hash is bcrypt (or argon2id).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyCustomer {
+    pub email: String,
+    pub name: String,
+    /// `$2a$`/`$2b$`/`$2y$` bcrypt, or an argon2id PHC string.
+    pub password_hash: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub imported: usize,
+    /// Emails already registered; left as they are.
+    pub skipped: usize,
+}
+
+/// Imports customers with their existing password hashes, all or nothing: every record
+/// is checked first (errors name `customers[i].field`), then written in one transaction.
+/// A bcrypt hash is replaced by argon2id at the customer's first sign-in.
+pub async fn import_legacy(
+    state: &AppState,
+    actor: &str,
+    customers: Vec<LegacyCustomer>,
+) -> Result<ImportReport> {
+    let mut problems = Problems::new();
+    problems.check(
+        customers.len() <= 10_000,
+        "customers",
+        "at most 10,000 per request",
+    );
+    for (i, c) in customers.iter().enumerate() {
+        check_email(&mut problems, &format!("customers[{i}].email"), &c.email);
+        let name = c.name.trim();
+        problems.check(
+            !name.is_empty() && name.chars().count() <= 200,
+            format!("customers[{i}].name"),
+            "1 to 200 characters",
+        );
+        let hash = c.password_hash.trim();
+        let usable = if is_bcrypt(hash) {
+            hash.parse::<bcrypt::HashParts>().is_ok()
+        } else {
+            PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str() == "argon2id")
+        };
+        problems.check(
+            usable,
+            format!("customers[{i}].password_hash"),
+            "not a bcrypt or argon2id hash",
+        );
+    }
+    problems.into_result()?;
+    let mut report = ImportReport {
+        imported: 0,
+        skipped: 0,
+    };
+    let now = crate::time::now();
+    let mut tx = state.db.begin().await?;
+    let mut seen = std::collections::HashSet::new();
+    for c in &customers {
+        let email = c.email.trim();
+        let lookup = state.keys.lookup_hash(&normalise_email(email));
+        let exists = sqlx::query("SELECT 1 FROM customers WHERE email_lookup = $1")
+            .bind(&lookup)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if exists || !seen.insert(lookup.clone()) {
+            report.skipped += 1;
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(format!("c_{}", random_token::<16>()))
+        .bind(&lookup)
+        .bind(state.keys.encrypt_field(EMAIL_CONTEXT, email)?)
+        .bind(state.keys.encrypt_field(NAME_CONTEXT, c.name.trim())?)
+        .bind(c.password_hash.trim())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        report.imported += 1;
+    }
+    // One entry for the batch, without identity: the audit log can never be erased.
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor,
+            action: "customers.imported",
+            target_type: "customer",
+            target_id: "*".to_owned(),
+            before: None,
+            after: Some(
+                serde_json::json!({"imported": report.imported, "skipped": report.skipped}),
+            ),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
 /// Sign-in input.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -294,13 +405,27 @@ pub async fn sign_in(state: &AppState, input: Credentials) -> Result<TokenPair> 
     let too_long = input.password.chars().count() > PASSWORD_MAX_CHARS;
     let stored = stored.filter(|_| !too_long);
     let password: String = input.password.chars().take(PASSWORD_MAX_CHARS).collect();
-    let ok = verify_password(password, stored).await?;
+    let legacy = stored.as_deref().is_some_and(is_bcrypt);
+    let ok = verify_password(password.clone(), stored).await?;
     let Some((customer_id, pseudonym)) = customer.filter(|_| ok) else {
         return Err(Error::InvalidCredentials(BAD_CREDENTIALS));
+    };
+    let rehashed = if legacy {
+        Some(hash_password(password).await?)
+    } else {
+        None
     };
     let session_id = random_token::<16>();
     let now = crate::time::now();
     let mut tx = state.db.begin().await?;
+    if let Some(hash) = &rehashed {
+        sqlx::query("UPDATE customers SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(&now)
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query("INSERT INTO customer_sessions (id, customer_id, created_at) VALUES ($1, $2, $3)")
         .bind(&session_id)
         .bind(customer_id)

@@ -35,6 +35,7 @@ use crate::error::Error;
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
         (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
         (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (admin token)"),
+        (name = "admin-customers", description = "Customer import from legacy systems (admin token)"),
         (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile (customer access token)"),
     )
 )]
@@ -68,6 +69,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::inventory::api::admin_routes())
         .merge(crate::plugins::api::admin_routes())
         .merge(crate::audit::api::admin_routes())
+        .merge(crate::accounts::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
