@@ -21,7 +21,6 @@ pub struct Inner {
     pub bus: Bus,
     pub cache: CatalogCache,
     pub config: ServeConfig,
-    pub admin_token: String,
     pub metrics: PrometheusHandle,
     pub plugins: Arc<Plugins>,
     /// The accounts' keys (identity encryption, email lookup, token signing).
@@ -63,7 +62,10 @@ impl Kernel {
             tracing::info!("empty store: loading the demo catalog");
             crate::seed::seed_demo(&db, &crate::seed::Progress::Log).await?;
         }
-        let admin_token = config.resolve_admin_token()?;
+        let bootstrap_token = config.resolve_admin_token()?;
+        crate::staff::ensure_owner(&db, &config.owner_email, &bootstrap_token)
+            .await
+            .map_err(|e| anyhow::anyhow!("setting up the store's owner: {}", e.body().message))?;
         let master_key = crate::accounts::keys::load_master_key(&config)?;
         let keys = Arc::new(
             Keyring::load(&db, &master_key)
@@ -124,7 +126,6 @@ impl Kernel {
             bus,
             cache,
             config,
-            admin_token,
             metrics,
             plugins,
             keys,

@@ -57,10 +57,19 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// Bearer token for the admin API. Unset: a random token is generated once and kept
-    /// in `<data dir>/admin-token`.
+    /// The store owner's bootstrap API token (a staff token with the owner role, what the
+    /// CLI uses). Unset: a random one is generated once and kept in
+    /// `<data dir>/admin-token`. Changing it revokes the previous one.
     #[arg(long, env = "OLIVINE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Email of the owner (staff user) created when the store has none.
+    #[arg(
+        long,
+        env = "OLIVINE_OWNER_EMAIL",
+        default_value = "owner@olivine.local"
+    )]
+    pub owner_email: String,
 
     /// Load the demo catalog when the store is empty at start.
     #[arg(long, env = "OLIVINE_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
@@ -113,6 +122,7 @@ impl ServeConfig {
             store: StoreConfig::embedded(data_dir),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: None,
+            owner_email: "owner@olivine.local".to_owned(),
             seed_demo: false,
             bundled_plugins: false,
             plugin_cache_dir: None,
@@ -148,7 +158,7 @@ impl ServeConfig {
         Duration::from_secs(self.cache_ttl_secs)
     }
 
-    /// The admin token in effect: configured, or read from (or created in) the data dir.
+    /// The owner's bootstrap token: configured, or read from (or created in) the data dir.
     pub fn resolve_admin_token(&self) -> anyhow::Result<String> {
         if let Some(token) = self.admin_token.as_deref().map(str::trim) {
             anyhow::ensure!(

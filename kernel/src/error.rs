@@ -58,6 +58,9 @@ pub enum Error {
     },
     #[error("authentication required")]
     Unauthorized,
+    /// Authenticated, but the role lacks the permission (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Credentials or a refresh token that do not check out (401). The message is the
     /// same whichever part was wrong, so it reveals nothing (e.g. whether an email has
     /// an account).
@@ -96,6 +99,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +134,7 @@ impl Error {
                 "a valid bearer token is required".to_owned(),
                 vec![],
             ),
+            Error::Forbidden(why) => ("forbidden", why.clone(), vec![]),
             Error::InvalidCredentials(message) => {
                 ("invalid_credentials", (*message).to_owned(), vec![])
             }

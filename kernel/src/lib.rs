@@ -15,6 +15,7 @@ pub mod http;
 pub mod inventory;
 pub mod plugins;
 pub mod seed;
+pub mod staff;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -38,6 +38,9 @@ enum Command {
     /// Check the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Staff users: list, create, set a password, make an API token.
+    #[command(subcommand)]
+    Staff(olivine::cli::staff::StaffCommand),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // Blocking (HTTP client, cargo, the sandbox); nothing else runs on this runtime.
         Command::Plugin(command) => olivine::cli::plugin::run(command),
+        Command::Staff(command) => olivine::cli::staff::run(command).await,
         // 1 means tampered; a check that could not run says so with 2.
         Command::Audit(AuditCommand::Verify(store)) => {
             return Ok(audit_verify(store).await.unwrap_or_else(|err| {
@@ -146,7 +150,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
-        "Olivine is serving at http://{local}/ (admin API token in {}/admin-token unless OLIVINE_ADMIN_TOKEN is set)",
+        "Olivine is serving at http://{local}/ (the owner's admin API token is in {}/admin-token unless OLIVINE_ADMIN_TOKEN is set; `olivine staff` manages staff users)",
         kernel.state.config.store.data_dir.display()
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -125,7 +125,7 @@ async fn some_history(app: &TestApp) -> i64 {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let entries: i64 = verify(app).await["entries"].as_i64().unwrap();
-    assert_eq!(entries, 6);
+    assert_eq!(entries, BOOTSTRAP_AUDIT_ENTRIES + 6);
     entries
 }
 
@@ -152,14 +152,17 @@ async fn send(
 both_backends! {
     async fn admin_actions_are_recorded_with_who_what_and_before_after(backend: Backend) {
         let app = TestApp::start(backend).await;
-        // An empty log verifies.
+        // A new store's log holds only the owner's creation, and verifies.
         let report = verify(&app).await;
-        assert_eq!(report, json!({"intact": true, "entries": 0,
-            "head_hash": olivine::audit::GENESIS_HASH, "tampered": null}));
+        assert_eq!((report["intact"].clone(), report["entries"].clone(), report["tampered"].clone()),
+            (json!(true), json!(BOOTSTRAP_AUDIT_ENTRIES), json!(null)), "{report}");
+        let boot = audit(&app, "actor=kernel").await;
+        let actions: Vec<&str> = boot.iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, vec!["staff.token_created", "staff.created"]);
 
         basic_setup(&app).await;
         let category = one(&app, "action=category.created").await;
-        assert_eq!(category["actor"], "admin");
+        assert_eq!(category["actor"], OWNER_ACTOR);
         assert_eq!(category["target_type"], "category");
         assert_eq!(category["before"], Value::Null);
         assert_eq!(category["after"]["slug"], "supplements");
@@ -170,7 +173,7 @@ both_backends! {
         let id = product["id"].as_i64().unwrap();
         let created = one(&app, &format!("target_type=product&target_id={id}")).await;
         assert_eq!(created["action"], "product.created");
-        assert_eq!(created["actor"], "admin");
+        assert_eq!(created["actor"], OWNER_ACTOR);
         assert_eq!(created["before"], Value::Null);
         assert_eq!(created["after"]["slug"], "mag");
         assert_eq!(created["after"]["categories"], json!(["supplements"]));
@@ -216,7 +219,7 @@ both_backends! {
         let lot = receive(&app, "MAG-60", "B1", 10).await;
         let received = one(&app, "action=lot.received").await;
         assert_eq!(received["target_id"], lot.to_string());
-        assert_eq!(received["actor"], "admin");
+        assert_eq!(received["actor"], OWNER_ACTOR);
         assert_eq!(received["after"]["quantity"], 10);
         assert_eq!(received["after"]["batch"], "B1");
         assert_eq!(received["after"]["location"], "AMS-1");
@@ -247,16 +250,16 @@ both_backends! {
 
         // Newest first, each chained to the one before it, and the chain verifies.
         let all = audit(&app, "").await;
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len() as i64, BOOTSTRAP_AUDIT_ENTRIES + 9);
         for pair in all.windows(2) {
             assert_eq!(pair[0]["seq"].as_i64().unwrap(), pair[1]["seq"].as_i64().unwrap() + 1);
             assert_eq!(pair[0]["prev_hash"], pair[1]["hash"]);
             assert!(pair[0]["at"].as_str() >= pair[1]["at"].as_str());
         }
-        assert_eq!(all[8]["prev_hash"], olivine::audit::GENESIS_HASH);
+        assert_eq!(all[all.len() - 1]["prev_hash"], olivine::audit::GENESIS_HASH);
         let report = verify(&app).await;
         assert_eq!(report["intact"], true, "{report}");
-        assert_eq!(report["entries"], 9);
+        assert_eq!(report["entries"], BOOTSTRAP_AUDIT_ENTRIES + 9);
         assert_eq!(report["head_hash"], all[0]["hash"]);
         // Admin routes need the token.
         assert_eq!(app.get("/api/v1/admin/audit").await.status, StatusCode::UNAUTHORIZED);
@@ -281,7 +284,7 @@ both_backends! {
             &json!({"enabled": true, "settings": {"products": "magnesium-glycinate", "buy": "3", "percent_off": "10"}})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let updated = one(&app, "action=plugin.updated").await;
-        assert_eq!(updated["actor"], "admin");
+        assert_eq!(updated["actor"], OWNER_ACTOR);
         assert_eq!(updated["target_id"], "multi-buy");
         assert_eq!(updated["before"]["enabled"], false);
         assert_eq!(updated["after"]["enabled"], true);
@@ -299,7 +302,7 @@ both_backends! {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         let history = audit(&app, "target_type=plugin&target_id=subscribe-and-save").await;
         assert_eq!(history[0]["action"], "plugin.installed");
-        assert_eq!(history[0]["actor"], "admin");
+        assert_eq!(history[0]["actor"], OWNER_ACTOR);
         assert_eq!(history[0]["before"]["active_version"], "0.1.0");
         assert_eq!(history[0]["after"]["active_version"], "0.1.0");
         assert_eq!(history[0]["after"]["installed"]["version"], "0.2.0");
@@ -311,7 +314,7 @@ both_backends! {
         let r = app.admin_post("/api/v1/admin/plugins/subscribe-and-save/rollback", &json!({})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let rolled_back = one(&app, "action=plugin.rolled_back").await;
-        assert_eq!(rolled_back["actor"], "admin");
+        assert_eq!(rolled_back["actor"], OWNER_ACTOR);
         assert_eq!(rolled_back["before"]["active_version"], "0.2.0");
         assert_eq!(rolled_back["after"]["active_version"], "0.1.0");
 
@@ -352,7 +355,7 @@ both_backends! {
         assert_eq!(received.len(), lot_count);
         assert!(received.iter().all(|e| e["actor"] == "seed"));
         assert_eq!(audit(&app, "actor=seed&action=product.created").await.len(), 44);
-        assert!(audit(&app, "actor=admin").await.is_empty());
+        assert!(audit(&app, "actor=staff:1").await.is_empty());
 
         // Pages of 50 with the cursor: newest first, no entry twice, none left out.
         let mut seen = Vec::new();
@@ -390,10 +393,10 @@ both_backends! {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let history = audit(&app, &format!("target_type=lot&target_id={lot}")).await;
         assert_eq!(history.len(), 2);
-        assert_eq!((history[0]["action"].as_str(), history[0]["actor"].as_str()), (Some("stock.adjusted"), Some("admin")));
+        assert_eq!((history[0]["action"].as_str(), history[0]["actor"].as_str()), (Some("stock.adjusted"), Some(OWNER_ACTOR)));
         assert_eq!(history[1]["action"], "lot.received");
-        assert_eq!(audit(&app, "actor=admin&action=stock.adjusted").await.len(), 1);
-        assert!(audit(&app, "actor=admin&action=lot.received").await.is_empty());
+        assert_eq!(audit(&app, "actor=staff:1&action=stock.adjusted").await.len(), 1);
+        assert!(audit(&app, "actor=staff:1&action=lot.received").await.is_empty());
 
         // Time windows: since is inclusive, until exclusive; offsets are understood.
         let newest = audit(&app, "").await;
@@ -425,7 +428,7 @@ both_backends! {
         let long = "x".repeat(201);
         app.admin_get(&format!("/api/v1/admin/audit?target_id={long}")).await.assert_field_error(422, "target_id");
         // SQL in a filter is just text.
-        assert!(audit(&app, "actor=admin'%20OR%20'1'='1").await.is_empty());
+        assert!(audit(&app, "actor=staff:1'%20OR%20'1'='1").await.is_empty());
         assert_eq!(verify(&app).await["entries"].as_i64().unwrap() as usize, total);
         app.stop().await;
     }
@@ -457,7 +460,7 @@ both_backends! {
         let report = verify(&app).await;
         assert_eq!(report["intact"], true, "{report}");
         let total = report["entries"].as_i64().unwrap();
-        assert_eq!(total, 2 + 1 + 2 + 60);
+        assert_eq!(total, BOOTSTRAP_AUDIT_ENTRIES + 2 + 1 + 2 + 60);
         let seqs: Vec<i64> = sqlx::query("SELECT seq FROM audit_log ORDER BY seq")
             .fetch_all(&app.kernel.state.db.pool).await.unwrap()
             .iter().map(|r| r.try_get(0).unwrap()).collect();

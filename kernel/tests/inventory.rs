@@ -94,7 +94,7 @@ both_backends! {
         let entries = ledger.as_array().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0]["reason"], "damaged");
-        assert_eq!(entries[0]["actor"], "admin");
+        assert_eq!(entries[0]["actor"], OWNER_ACTOR);
         assert_eq!(entries[0]["note"], "crushed box");
         assert_eq!(entries[0]["quantity_after"], 17);
         assert_eq!(entries[1]["reason"], "received");

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
-use crate::http::extract::{CustomerAuth, JsonBody};
+use crate::http::extract::{CustomerAuth, JsonBody, StaffAuth};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,14 +39,15 @@ pub struct CustomerImport {
 /// argon2id), all or nothing; emails already registered are skipped. A bcrypt hash is
 /// accepted once and replaced by argon2id at that customer's first sign-in.
 #[utoipa::path(post, path = "/customers/import", tag = "admin-customers", request_body = CustomerImport,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = ImportReport), (status = 422, body = ErrorBody)))]
 async fn import_customers(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(input): JsonBody<CustomerImport>,
 ) -> Result<Json<ImportReport>> {
     Ok(Json(
-        super::import_legacy(&state, crate::http::ADMIN_ACTOR, input.customers).await?,
+        super::import_legacy(&state, &staff.actor, input.customers).await?,
     ))
 }
 

@@ -172,7 +172,7 @@ fn is_bcrypt(hash: &str) -> bool {
 
 /// Checks a password against a stored hash on a blocking thread. Without a stored hash
 /// (no such account) it checks against a dummy hash, so both cases take as long.
-async fn verify_password(password: String, stored: Option<String>) -> Result<bool> {
+pub(crate) async fn verify_password(password: String, stored: Option<String>) -> Result<bool> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     tokio::task::spawn_blocking(move || {
         let dummy = DUMMY.get_or_init(|| {

@@ -127,7 +127,7 @@ enum Bind {
 
 /// The audit log, newest first, filtered and paged with a cursor.
 #[utoipa::path(get, path = "/audit", tag = "admin-audit", params(AuditFilter),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn list_audit(
@@ -217,7 +217,7 @@ async fn list_audit(
 /// Walks the hash chain and reports whether it is intact, or the first entry that was
 /// changed, removed or rewritten.
 #[utoipa::path(get, path = "/audit/verify", tag = "admin-audit",
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = VerifyReport), (status = 401, body = ErrorBody)))]
 async fn verify_audit(State(state): State<AppState>) -> Result<Json<VerifyReport>> {
     Ok(Json(super::verify(&state.db).await?))

@@ -11,8 +11,7 @@ use super::model::*;
 use super::repo::{self, ProductFilter, ProductKey, Visibility};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Result};
-use crate::http::ADMIN_ACTOR;
-use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::extract::{JsonBody, PathParam, QueryParams, StaffAuth};
 
 pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -90,7 +89,7 @@ async fn product_of_variant(state: &AppState, variant_id: i64) -> Result<Option<
 
 /// All products, drafts and archived ones included.
 #[utoipa::path(get, path = "/products", tag = "admin-catalog", params(ProductFilter),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = ProductPage), (status = 401, body = ErrorBody)))]
 async fn admin_list_products(
     State(state): State<AppState>,
@@ -105,23 +104,24 @@ async fn admin_list_products(
 /// Creates a product with its variants in one transaction. The taxonomy plugin of the
 /// product's type, when one is active, validates it and derives SKUs left out.
 #[utoipa::path(post, path = "/products", tag = "admin-catalog", request_body = NewProduct,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 201, body = Product), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_product(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(mut input): JsonBody<NewProduct>,
 ) -> Result<(StatusCode, Json<Product>)> {
     crate::plugins::taxonomy::check_new_product(&state.plugins, &mut input).await?;
     let mut tx = state.db.begin().await?;
-    let id = repo::create_product(&mut tx, &input, ADMIN_ACTOR).await?;
+    let id = repo::create_product(&mut tx, &input, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
 }
 
 #[utoipa::path(get, path = "/products/{id}", tag = "admin-catalog",
-    params(("id" = i64, Path)), security(("admin_token" = [])),
+    params(("id" = i64, Path)), security(("staff_token" = [])),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 async fn admin_get_product(
     State(state): State<AppState>,
@@ -132,18 +132,19 @@ async fn admin_get_product(
 
 /// Changes a product; absent fields stay as they are.
 #[utoipa::path(patch, path = "/products/{id}", tag = "admin-catalog", request_body = ProductPatch,
-    params(("id" = i64, Path)), security(("admin_token" = [])),
+    params(("id" = i64, Path)), security(("staff_token" = [])),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_product(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
     JsonBody(mut patch): JsonBody<ProductPatch>,
 ) -> Result<Json<Product>> {
     let current = product_by_id(&state, id).await?;
     crate::plugins::taxonomy::check_product_patch(&state.plugins, &current, &mut patch).await?;
     let mut tx = state.db.begin().await?;
-    repo::update_product(&mut tx, id, &patch, ADMIN_ACTOR).await?;
+    repo::update_product(&mut tx, id, &patch, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok(Json(product_by_id(&state, id).await?))
@@ -151,18 +152,19 @@ async fn update_product(
 
 /// Adds a variant to a product.
 #[utoipa::path(post, path = "/products/{id}/variants", tag = "admin-catalog", request_body = NewVariant,
-    params(("id" = i64, Path)), security(("admin_token" = [])),
+    params(("id" = i64, Path)), security(("staff_token" = [])),
     responses((status = 201, body = Product), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_variant(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
     JsonBody(mut input): JsonBody<NewVariant>,
 ) -> Result<(StatusCode, Json<Product>)> {
     let current = product_by_id(&state, id).await?;
     crate::plugins::taxonomy::check_new_variant(&state.plugins, &current, &mut input).await?;
     let mut tx = state.db.begin().await?;
-    repo::add_variant(&mut tx, id, &input, ADMIN_ACTOR).await?;
+    repo::add_variant(&mut tx, id, &input, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
@@ -170,11 +172,12 @@ async fn add_variant(
 
 /// Changes a variant: price, SKU, options, weight, bundle components.
 #[utoipa::path(patch, path = "/variants/{id}", tag = "admin-catalog", request_body = VariantPatch,
-    params(("id" = i64, Path)), security(("admin_token" = [])),
+    params(("id" = i64, Path)), security(("staff_token" = [])),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_variant(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
     JsonBody(mut patch): JsonBody<VariantPatch>,
 ) -> Result<Json<Product>> {
@@ -191,7 +194,7 @@ async fn update_variant(
         .await?;
     }
     let mut tx = state.db.begin().await?;
-    repo::update_variant(&mut tx, id, &patch, ADMIN_ACTOR).await?;
+    repo::update_variant(&mut tx, id, &patch, &staff.actor).await?;
     let product_id: i64 = sqlx::Row::try_get(
         &sqlx::query("SELECT product_id FROM variants WHERE id = $1")
             .bind(id)
@@ -205,14 +208,15 @@ async fn update_variant(
 }
 
 #[utoipa::path(post, path = "/categories", tag = "admin-catalog", request_body = NewCategory,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 201, body = Category), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_category(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(input): JsonBody<NewCategory>,
 ) -> Result<(StatusCode, Json<Category>)> {
     let mut tx = state.db.begin().await?;
-    let category = repo::create_category(&mut tx, &input, ADMIN_ACTOR).await?;
+    let category = repo::create_category(&mut tx, &input, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(category)))

@@ -131,8 +131,8 @@ pub struct Remote {
     /// The kernel's base URL (plain HTTP).
     #[arg(long, env = "OLIVINE_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Admin API token. Unset: read `<data dir>/admin-token`, the file `olivine serve`
-    /// writes.
+    /// A staff API token with the plugins permissions. Unset: read
+    /// `<data dir>/admin-token`, the owner's token `olivine serve` writes.
     #[arg(long, env = "OLIVINE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The kernel's data directory, for its admin-token file.

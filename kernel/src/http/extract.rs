@@ -167,3 +167,20 @@ impl FromRequestParts<AppState> for CustomerAuth {
             .map(CustomerAuth)
     }
 }
+
+/// The staff user the admin middleware authenticated (every admin handler may take it,
+/// to name the actor in the audit log).
+pub struct StaffAuth(pub crate::staff::Staff);
+
+impl<S: Send + Sync> FromRequestParts<S> for StaffAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        parts
+            .extensions
+            .get::<crate::staff::Staff>()
+            .cloned()
+            .map(StaffAuth)
+            .ok_or(Error::Unauthorized)
+    }
+}

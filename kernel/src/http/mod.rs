@@ -6,7 +6,7 @@ pub mod storefront;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::error::Error;
+use crate::staff::Access;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,12 +31,14 @@ use crate::error::Error;
     modifiers(&AdminSecurity),
     tags(
         (name = "catalog", description = "Products, variants and categories as shoppers see them"),
-        (name = "admin-catalog", description = "Catalog management (admin token)"),
-        (name = "admin-inventory", description = "Locations, stock lots, the stock ledger and store settings (admin token)"),
+        (name = "admin-catalog", description = "Catalog management (staff token with the permission)"),
+        (name = "admin-inventory", description = "Locations, stock lots, the stock ledger and store settings (staff token with the permission)"),
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
-        (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
-        (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (admin token)"),
-        (name = "admin-customers", description = "Customer import from legacy systems (admin token)"),
+        (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (staff token with the permission)"),
+        (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (staff token with the permission)"),
+        (name = "admin-customers", description = "Customer import from legacy systems (staff token with the permission)"),
+        (name = "staff", description = "Staff sign-in and sign-out"),
+        (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
         (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile (customer access token)"),
     )
 )]
@@ -47,7 +50,7 @@ impl Modify for AdminSecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "admin_token",
+            "staff_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         components.add_security_scheme(
@@ -70,13 +73,15 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::plugins::api::admin_routes())
         .merge(crate::audit::api::admin_routes())
         .merge(crate::accounts::api::admin_routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .merge(crate::staff::api::admin_routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
             crate::catalog::api::public_routes()
                 .merge(crate::plugins::api::public_routes())
                 .nest("/account", crate::accounts::api::routes())
+                .nest("/staff", crate::staff::api::routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()
@@ -121,37 +126,67 @@ async fn not_found(request: Request) -> Response {
     }
 }
 
-/// The actor audit entries and ledger rows record for changes made with the admin
-/// token. Staff accounts will record the staff user's id instead.
-pub const ADMIN_ACTOR: &str = "admin";
-
-/// Admin routes need `Authorization: Bearer <admin token>`.
-async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// The bearer token of a request, if it carries one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => {
-            let mut response = Error::Unauthorized.into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Every admin route: a staff token (401 without a valid one), then the permission the
+/// route needs by the table in [`crate::staff::permissions::required`] (403 without it;
+/// a route missing from the table is refused to everyone). The staff user goes into the
+/// request for the handler to name in the audit log.
+async fn require_staff(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let unauthorized = |err: Error| {
+        let mut response = err.into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    };
+    let Some(token) = bearer_token(request.headers()) else {
+        return unauthorized(Error::Unauthorized);
+    };
+    let staff = match crate::staff::authenticate(&state.db, token).await {
+        Ok(staff) => staff,
+        Err(Error::Unauthorized) => return unauthorized(Error::Unauthorized),
+        Err(err) => return err.into_response(),
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().trim_start_matches("/api/v1/admin").to_owned())
+        .unwrap_or_default();
+    match crate::staff::permissions::required(request.method(), &route) {
+        Some(Access::AnyStaff) => {}
+        Some(Access::Needs(permission)) if staff.role.allows(permission) => {}
+        Some(Access::Needs(permission)) => {
+            return Error::Forbidden(format!(
+                "the {} role lacks the {} permission this needs",
+                staff.role.name(),
+                permission.name()
+            ))
+            .into_response();
+        }
+        None => {
+            tracing::error!(
+                route,
+                "admin route without a permission in the table: refused"
+            );
+            return Error::Forbidden("this route is not open to any role".to_owned())
+                .into_response();
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    request.extensions_mut().insert(staff);
+    next.run(request).await
 }
 
 /// The process is up.

@@ -12,8 +12,7 @@ use super::settings::{self, SettingsPatch, StoreSettings};
 use super::*;
 use crate::app::AppState;
 use crate::error::{ErrorBody, Problems};
-use crate::http::ADMIN_ACTOR;
-use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::extract::{JsonBody, PathParam, QueryParams, StaffAuth};
 
 pub fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -24,7 +23,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, update_settings))
 }
 
-#[utoipa::path(get, path = "/locations", tag = "admin-inventory", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/locations", tag = "admin-inventory", security(("staff_token" = [])),
     responses((status = 200, body = Vec<Location>)))]
 async fn list_locations_route(State(state): State<AppState>) -> Result<Json<Vec<Location>>> {
     let mut conn = state.db.pool.acquire().await?;
@@ -32,14 +31,15 @@ async fn list_locations_route(State(state): State<AppState>) -> Result<Json<Vec<
 }
 
 #[utoipa::path(post, path = "/locations", tag = "admin-inventory", request_body = NewLocation,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 201, body = Location), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_location_route(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(input): JsonBody<NewLocation>,
 ) -> Result<(StatusCode, Json<Location>)> {
     let mut tx = state.db.begin().await?;
-    let location = create_location(&mut tx, &input, ADMIN_ACTOR).await?;
+    let location = create_location(&mut tx, &input, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(location)))
@@ -60,7 +60,7 @@ async fn lot_by_id(state: &AppState, id: i64) -> Result<Lot> {
 
 /// Lots, by SKU or variant; each says whether it counts as sellable today.
 #[utoipa::path(get, path = "/lots", tag = "admin-inventory", params(StockFilter),
-    security(("admin_token" = [])), responses((status = 200, body = Vec<Lot>)))]
+    security(("staff_token" = [])), responses((status = 200, body = Vec<Lot>)))]
 async fn list_lots_route(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<StockFilter>,
@@ -72,14 +72,15 @@ async fn list_lots_route(
 
 /// Receives stock: a new lot with batch, manufacture and expiry dates.
 #[utoipa::path(post, path = "/lots", tag = "admin-inventory", request_body = NewLot,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 201, body = Lot), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn receive_lot_route(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(input): JsonBody<NewLot>,
 ) -> Result<(StatusCode, Json<Lot>)> {
     let mut tx = state.db.begin().await?;
-    let id = receive_lot(&mut tx, &input, ADMIN_ACTOR).await?;
+    let id = receive_lot(&mut tx, &input, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok((StatusCode::CREATED, Json(lot_by_id(&state, id).await?)))
@@ -97,11 +98,12 @@ pub struct Adjustment {
 
 /// Corrects a lot's quantity, with a reason the ledger keeps.
 #[utoipa::path(post, path = "/lots/{id}/adjustments", tag = "admin-inventory", request_body = Adjustment,
-    params(("id" = i64, Path)), security(("admin_token" = [])),
+    params(("id" = i64, Path)), security(("staff_token" = [])),
     responses((status = 200, body = Lot), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn adjust_lot(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
     JsonBody(input): JsonBody<Adjustment>,
 ) -> Result<Json<Lot>> {
@@ -134,7 +136,7 @@ async fn adjust_lot(
         input.delta,
         &StockChange {
             reason: input.reason,
-            actor: ADMIN_ACTOR,
+            actor: &staff.actor,
             note: input.note.as_deref(),
             reference: None,
         },
@@ -147,7 +149,7 @@ async fn adjust_lot(
 
 /// The stock ledger, newest first.
 #[utoipa::path(get, path = "/stock-ledger", tag = "admin-inventory", params(StockFilter),
-    security(("admin_token" = [])), responses((status = 200, body = Vec<LedgerEntry>)))]
+    security(("staff_token" = [])), responses((status = 200, body = Vec<LedgerEntry>)))]
 async fn list_ledger_route(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<StockFilter>,
@@ -156,7 +158,7 @@ async fn list_ledger_route(
     Ok(Json(list_ledger(&mut conn, &filter).await?))
 }
 
-#[utoipa::path(get, path = "/settings", tag = "admin-inventory", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/settings", tag = "admin-inventory", security(("staff_token" = [])),
     responses((status = 200, body = StoreSettings)))]
 async fn get_settings(State(state): State<AppState>) -> Result<Json<StoreSettings>> {
     let mut conn = state.db.pool.acquire().await?;
@@ -165,14 +167,15 @@ async fn get_settings(State(state): State<AppState>) -> Result<Json<StoreSetting
 
 /// Changes store settings such as the minimum remaining shelf life.
 #[utoipa::path(patch, path = "/settings", tag = "admin-inventory", request_body = SettingsPatch,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = StoreSettings), (status = 422, body = ErrorBody)))]
 async fn update_settings(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<StoreSettings>> {
     let mut tx = state.db.begin().await?;
-    let settings = settings::update(&mut tx, &patch, ADMIN_ACTOR).await?;
+    let settings = settings::update(&mut tx, &patch, &staff.actor).await?;
     tx.commit().await?;
     state.bus.notify();
     Ok(Json(settings))

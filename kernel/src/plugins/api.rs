@@ -15,8 +15,7 @@ use super::pricing::{Quote, QuoteRequest};
 use super::{PluginInfo, PluginPatch};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
-use crate::http::ADMIN_ACTOR;
-use crate::http::extract::{JsonBody, PathParam, QueryParams, parse_json};
+use crate::http::extract::{JsonBody, PathParam, QueryParams, StaffAuth, parse_json};
 
 /// Uploads carry a component of up to a few MiB, base64-encoded.
 pub const MAX_PACKAGE_BYTES: usize = 32 * 1024 * 1024;
@@ -48,7 +47,7 @@ async fn price_quote(
     ))
 }
 
-#[utoipa::path(get, path = "/plugins", tag = "admin-plugins", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/plugins", tag = "admin-plugins", security(("staff_token" = [])),
     responses((status = 200, body = Vec<PluginInfo>)))]
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginInfo>>> {
     Ok(Json(state.plugins.list().await?))
@@ -57,11 +56,12 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginIn
 /// Installs (uploads) a plugin version. It is compiled, checked against its world and
 /// ABI version, and its fixtures are run before it is stored and activated.
 #[utoipa::path(post, path = "/plugins", tag = "admin-plugins", request_body = PackageUpload,
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 201, body = PluginInfo), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn install_plugin(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PluginInfo>)> {
     let upload: PackageUpload = parse_json(&body)?;
@@ -69,13 +69,13 @@ async fn install_plugin(
     let package = upload.into_package()?;
     let info = state
         .plugins
-        .install(package, activate, enabled, ADMIN_ACTOR)
+        .install(package, activate, enabled, &staff.actor)
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
 #[utoipa::path(get, path = "/plugins/{id}", tag = "admin-plugins", params(("id" = String, Path)),
-    security(("admin_token" = [])), responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody)))]
+    security(("staff_token" = [])), responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody)))]
 async fn get_plugin(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
@@ -85,14 +85,15 @@ async fn get_plugin(
 
 /// Enables or disables a plugin, changes its settings, its priority or its granted hosts.
 #[utoipa::path(patch, path = "/plugins/{id}", tag = "admin-plugins", params(("id" = String, Path)),
-    request_body = PluginPatch, security(("admin_token" = [])),
+    request_body = PluginPatch, security(("staff_token" = [])),
     responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_plugin(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<String>,
     JsonBody(patch): JsonBody<PluginPatch>,
 ) -> Result<Json<PluginInfo>> {
-    Ok(Json(state.plugins.update(&id, &patch, ADMIN_ACTOR).await?))
+    Ok(Json(state.plugins.update(&id, &patch, &staff.actor).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -103,30 +104,32 @@ pub struct ActivateRequest {
 
 /// Makes an installed version the active one.
 #[utoipa::path(post, path = "/plugins/{id}/activate", tag = "admin-plugins", params(("id" = String, Path)),
-    request_body = ActivateRequest, security(("admin_token" = [])),
+    request_body = ActivateRequest, security(("staff_token" = [])),
     responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn activate_plugin(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<String>,
     JsonBody(request): JsonBody<ActivateRequest>,
 ) -> Result<Json<PluginInfo>> {
     Ok(Json(
         state
             .plugins
-            .activate(&id, &request.version, ADMIN_ACTOR)
+            .activate(&id, &request.version, &staff.actor)
             .await?,
     ))
 }
 
 /// Goes back to the previously active version.
 #[utoipa::path(post, path = "/plugins/{id}/rollback", tag = "admin-plugins", params(("id" = String, Path)),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = PluginInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rollback_plugin(
     State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<PluginInfo>> {
-    Ok(Json(state.plugins.rollback(&id, ADMIN_ACTOR).await?))
+    Ok(Json(state.plugins.rollback(&id, &staff.actor).await?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -154,7 +157,7 @@ pub struct DecisionFilter {
 
 /// Recent decisions of a plugin, newest first: enough to explain a price later.
 #[utoipa::path(get, path = "/plugins/{id}/decisions", tag = "admin-plugins",
-    params(("id" = String, Path), DecisionFilter), security(("admin_token" = [])),
+    params(("id" = String, Path), DecisionFilter), security(("staff_token" = [])),
     responses((status = 200, body = Vec<DecisionRecord>)))]
 async fn plugin_decisions(
     State(state): State<AppState>,

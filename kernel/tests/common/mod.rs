@@ -12,7 +12,12 @@ use olivine::config::ServeConfig;
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// The bootstrap API token of the store's owner (a staff user with the owner role).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// How the audit log names the owner the kernel creates in an empty store.
+pub const OWNER_ACTOR: &str = "staff:1";
+/// Audit entries a new store starts with: the owner created, its bootstrap token made.
+pub const BOOTSTRAP_AUDIT_ENTRIES: i64 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -255,6 +260,71 @@ impl TestApp {
             Some("application/json"),
         )
         .await
+    }
+
+    /// Creates a staff user with `role` (as the owner) and answers an API token of theirs.
+    pub async fn staff_token(&self, role: &str) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let created = self
+            .admin_post(
+                "/api/v1/admin/staff",
+                &serde_json::json!({
+                    "email": format!("{role}{n}@staff.example"),
+                    "name": format!("{role} {n}"),
+                    "role": role,
+                }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        let id = created.json()["id"].as_i64().expect("staff id");
+        let token = self
+            .admin_post(
+                &format!("/api/v1/admin/staff/{id}/tokens"),
+                &serde_json::json!({ "label": "test" }),
+            )
+            .await;
+        assert_eq!(token.status, StatusCode::CREATED, "{}", token.text());
+        token.json()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a customer and answers their access token.
+    pub async fn customer_token(&self, email: &str) -> String {
+        let password = "correct horse battery";
+        let registered = self
+            .request(
+                Method::POST,
+                "/api/v1/account/register",
+                None,
+                Some(Body::from(
+                    serde_json::json!({ "email": email, "password": password, "name": "Shopper" })
+                        .to_string(),
+                )),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{}",
+            registered.text()
+        );
+        let signed_in = self
+            .request(
+                Method::POST,
+                "/api/v1/account/sign-in",
+                None,
+                Some(Body::from(
+                    serde_json::json!({ "email": email, "password": password }).to_string(),
+                )),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+        signed_in.json()["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
     }
 
     /// Counts rows of a table (for "nothing was half-written" checks).

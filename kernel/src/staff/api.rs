@@ -1,0 +1,157 @@
+//! Staff routes: sign-in and sign-out under `/api/v1/staff`, and staff management under
+//! `/api/v1/admin` (guarded by the admin middleware like every admin route).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{
+    IssuedToken, NewStaff, StaffCredentials, StaffPatch, StaffSession, StaffUser, TokenInfo,
+};
+use crate::app::AppState;
+use crate::error::{ErrorBody, Result};
+use crate::http::extract::{JsonBody, PathParam, StaffAuth};
+
+/// Sign-in and sign-out: not behind the admin middleware (sign-in has no token yet).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+}
+
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_staff, create_staff))
+        .routes(routes!(get_staff, update_staff))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+}
+
+/// Signs a staff user in: a session token (12 hours) for the admin API. A wrong email
+/// or password gets the same 401.
+#[utoipa::path(post, path = "/sign-in", tag = "staff", request_body = StaffCredentials,
+    responses((status = 200, body = StaffSession), (status = 401, body = ErrorBody)))]
+async fn sign_in(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<StaffCredentials>,
+) -> Result<Json<StaffSession>> {
+    Ok(Json(super::sign_in(&state.db, input).await?))
+}
+
+/// Revokes the token the request carries.
+#[utoipa::path(post, path = "/sign-out", tag = "staff", security(("staff_token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode> {
+    let token = crate::http::bearer_token(&headers).ok_or(crate::error::Error::Unauthorized)?;
+    let staff = super::authenticate(&state.db, token).await?;
+    super::sign_out(&state.db, &staff).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in staff user, with the permissions of their role.
+#[utoipa::path(get, path = "/me", tag = "admin-staff", security(("staff_token" = [])),
+    responses((status = 200, body = StaffUser), (status = 401, body = ErrorBody)))]
+async fn me(State(state): State<AppState>, StaffAuth(staff): StaffAuth) -> Result<Json<StaffUser>> {
+    Ok(Json(super::get_user(&state.db, staff.id).await?))
+}
+
+#[utoipa::path(get, path = "/staff", tag = "admin-staff", security(("staff_token" = [])),
+    responses((status = 200, body = Vec<StaffUser>), (status = 403, body = ErrorBody)))]
+async fn list_staff(State(state): State<AppState>) -> Result<Json<Vec<StaffUser>>> {
+    Ok(Json(super::list_users(&state.db).await?))
+}
+
+/// Creates a staff user with a role.
+#[utoipa::path(post, path = "/staff", tag = "admin-staff", request_body = NewStaff,
+    security(("staff_token" = [])),
+    responses((status = 201, body = StaffUser), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create_staff(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    JsonBody(input): JsonBody<NewStaff>,
+) -> Result<(StatusCode, Json<StaffUser>)> {
+    let user = super::create_user(&state.db, &staff.actor, input).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[utoipa::path(get, path = "/staff/{id}", tag = "admin-staff", params(("id" = i64, Path)),
+    security(("staff_token" = [])),
+    responses((status = 200, body = StaffUser), (status = 404, body = ErrorBody)))]
+async fn get_staff(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<StaffUser>> {
+    Ok(Json(super::get_user(&state.db, id).await?))
+}
+
+/// Changes a staff user's name, role, password or disables them. The last active
+/// owner cannot be demoted or disabled (409).
+#[utoipa::path(patch, path = "/staff/{id}", tag = "admin-staff", params(("id" = i64, Path)),
+    request_body = StaffPatch, security(("staff_token" = [])),
+    responses((status = 200, body = StaffUser), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_staff(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+    JsonBody(patch): JsonBody<StaffPatch>,
+) -> Result<Json<StaffUser>> {
+    Ok(Json(
+        super::update_user(&state.db, &staff.actor, id, patch).await?,
+    ))
+}
+
+/// A staff user's tokens (never their secrets).
+#[utoipa::path(get, path = "/staff/{id}/tokens", tag = "admin-staff", params(("id" = i64, Path)),
+    security(("staff_token" = [])),
+    responses((status = 200, body = Vec<TokenInfo>), (status = 404, body = ErrorBody)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<Vec<TokenInfo>>> {
+    Ok(Json(super::list_tokens(&state.db, id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// What the token is for, e.g. `ci deploy`.
+    pub label: String,
+}
+
+/// Makes an API token for a staff user; the secret is in this answer only.
+#[utoipa::path(post, path = "/staff/{id}/tokens", tag = "admin-staff", params(("id" = i64, Path)),
+    request_body = NewToken, security(("staff_token" = [])),
+    responses((status = 201, body = IssuedToken), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create_token(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+    JsonBody(input): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<IssuedToken>)> {
+    let issued = super::create_api_token(&state.db, &staff.actor, id, &input.label).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// Revokes one of a staff user's tokens.
+#[utoipa::path(delete, path = "/staff/{id}/tokens/{token_id}", tag = "admin-staff",
+    params(("id" = i64, Path), ("token_id" = i64, Path)), security(("staff_token" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam((id, token_id)): PathParam<(i64, i64)>,
+) -> Result<StatusCode> {
+    super::revoke_token(&state.db, &staff.actor, id, token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

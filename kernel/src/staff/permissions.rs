@@ -1,0 +1,226 @@
+//! Roles, permissions, and the one table that says which permission each admin route
+//! needs. The admin middleware consults [`required`] for every request; a route missing
+//! from the table is refused to everyone (and a test fails), so a new route cannot slip
+//! out unguarded.
+
+use axum::http::Method;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One thing staff may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+pub enum Permission {
+    #[serde(rename = "catalog.read")]
+    CatalogRead,
+    #[serde(rename = "catalog.write")]
+    CatalogWrite,
+    #[serde(rename = "inventory.read")]
+    InventoryRead,
+    /// Locations, receiving lots, stock adjustments.
+    #[serde(rename = "inventory.write")]
+    InventoryWrite,
+    /// Store-wide settings (shelf-life rules and the like).
+    #[serde(rename = "settings.write")]
+    SettingsWrite,
+    #[serde(rename = "plugins.read")]
+    PluginsRead,
+    /// Install, configure, enable, activate, roll back plugins.
+    #[serde(rename = "plugins.manage")]
+    PluginsManage,
+    #[serde(rename = "audit.read")]
+    AuditRead,
+    /// See customers' identity (support work).
+    #[serde(rename = "customers.read")]
+    CustomersRead,
+    /// Import customers.
+    #[serde(rename = "customers.write")]
+    CustomersWrite,
+    /// Act on privacy requests (erasure on a verified request).
+    #[serde(rename = "privacy.manage")]
+    PrivacyManage,
+    /// Create staff users, change roles, make and revoke their tokens.
+    #[serde(rename = "staff.manage")]
+    StaffManage,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 12] = [
+        Permission::CatalogRead,
+        Permission::CatalogWrite,
+        Permission::InventoryRead,
+        Permission::InventoryWrite,
+        Permission::SettingsWrite,
+        Permission::PluginsRead,
+        Permission::PluginsManage,
+        Permission::AuditRead,
+        Permission::CustomersRead,
+        Permission::CustomersWrite,
+        Permission::PrivacyManage,
+        Permission::StaffManage,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::CatalogRead => "catalog.read",
+            Permission::CatalogWrite => "catalog.write",
+            Permission::InventoryRead => "inventory.read",
+            Permission::InventoryWrite => "inventory.write",
+            Permission::SettingsWrite => "settings.write",
+            Permission::PluginsRead => "plugins.read",
+            Permission::PluginsManage => "plugins.manage",
+            Permission::AuditRead => "audit.read",
+            Permission::CustomersRead => "customers.read",
+            Permission::CustomersWrite => "customers.write",
+            Permission::PrivacyManage => "privacy.manage",
+            Permission::StaffManage => "staff.manage",
+        }
+    }
+}
+
+/// A staff user's role: a fixed set of permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including managing staff.
+    Owner,
+    /// Runs the store: everything except managing staff.
+    Admin,
+    /// Catalog and stock.
+    Catalog,
+    /// Customers and their privacy requests; reads the catalog and stock to answer
+    /// questions.
+    Support,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Catalog, Role::Support];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Catalog => "catalog",
+            Role::Support => "support",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == text)
+    }
+
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::Owner => &Permission::ALL,
+            Role::Admin => &[
+                CatalogRead,
+                CatalogWrite,
+                InventoryRead,
+                InventoryWrite,
+                SettingsWrite,
+                PluginsRead,
+                PluginsManage,
+                AuditRead,
+                CustomersRead,
+                CustomersWrite,
+                PrivacyManage,
+            ],
+            Role::Catalog => &[
+                CatalogRead,
+                CatalogWrite,
+                InventoryRead,
+                InventoryWrite,
+                PluginsRead,
+            ],
+            Role::Support => &[CatalogRead, InventoryRead, CustomersRead, PrivacyManage],
+        }
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        self.permissions().contains(&permission)
+    }
+}
+
+/// What an admin route asks of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in staff user (their own profile, for instance).
+    AnyStaff,
+    Needs(Permission),
+}
+
+/// The access an admin route needs, by method and route template relative to
+/// `/api/v1/admin` (e.g. `/products/{id}`). `None`: the route is not in the table and
+/// is refused to everyone.
+pub fn required(method: &Method, route: &str) -> Option<Access> {
+    use Permission::*;
+    let read = method == Method::GET || method == Method::HEAD;
+    let section = route
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let permission = match section {
+        "me" => return Some(Access::AnyStaff),
+        "products" | "variants" | "categories" if read => CatalogRead,
+        "products" | "variants" | "categories" => CatalogWrite,
+        "locations" | "lots" | "stock-ledger" if read => InventoryRead,
+        "locations" | "lots" => InventoryWrite,
+        "settings" if read => InventoryRead,
+        "settings" => SettingsWrite,
+        "plugins" if read => PluginsRead,
+        "plugins" => PluginsManage,
+        "audit" if read => AuditRead,
+        "customers" if route.ends_with("/erasure") => PrivacyManage,
+        "customers" if read => CustomersRead,
+        "customers" => CustomersWrite,
+        "privacy-requests" => PrivacyManage,
+        "staff" => StaffManage,
+        _ => return None,
+    };
+    Some(Access::Needs(permission))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_hold_every_permission_and_only_owners_manage_staff() {
+        for permission in Permission::ALL {
+            assert!(Role::Owner.allows(permission), "{}", permission.name());
+        }
+        for role in [Role::Admin, Role::Catalog, Role::Support] {
+            assert!(!role.allows(Permission::StaffManage), "{}", role.name());
+        }
+    }
+
+    #[test]
+    fn every_role_lacks_something_but_the_owner() {
+        for role in [Role::Admin, Role::Catalog, Role::Support] {
+            assert!(role.permissions().len() < Permission::ALL.len());
+        }
+    }
+
+    #[test]
+    fn reads_and_writes_need_different_permissions() {
+        assert_eq!(
+            required(&Method::GET, "/products/{id}"),
+            Some(Access::Needs(Permission::CatalogRead))
+        );
+        assert_eq!(
+            required(&Method::PATCH, "/products/{id}"),
+            Some(Access::Needs(Permission::CatalogWrite))
+        );
+        assert_eq!(required(&Method::GET, "/nothing-here"), None);
+        assert_eq!(required(&Method::GET, "/me"), Some(Access::AnyStaff));
+    }
+
+    #[test]
+    fn roles_parse_back_from_their_names() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.name()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}
