@@ -2,7 +2,9 @@
 //! OpenAPI document, the admin API, and the operational endpoints.
 
 pub mod extract;
+pub mod session;
 pub mod storefront;
+pub mod storefront_account;
 
 use axum::Router;
 use axum::body::Body;
@@ -101,7 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .merge(storefront::routes())
+        .merge(storefront::routes(&state))
         .fallback(not_found)
         .layer(middleware::from_fn(crate::telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body))
@@ -147,7 +149,7 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
