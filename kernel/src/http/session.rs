@@ -489,14 +489,17 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         csrf_used: Arc::new(AtomicBool::new(false)),
         keys: state.keys.clone(),
     };
+    let signed_in = session.access.is_some();
     if !request.method().is_safe() {
-        request = match check_csrf(&state, &session, request).await {
+        request = match SIGNED_IN
+            .scope(signed_in, check_csrf(&state, &session, request))
+            .await
+        {
             Ok(request) => request,
             Err(refused) => return with_cookies(refused, cookies),
         };
     }
     request.extensions_mut().insert(session.clone());
-    let signed_in = session.access.is_some();
     let response = SIGNED_IN.scope(signed_in, next.run(request)).await;
     if session.csrf_is_new && session.csrf_used.load(Ordering::Relaxed) {
         cookies.push(session_cookie(
