@@ -109,6 +109,12 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
 
+    /// Mark the storefront's session cookies `Secure`: browsers then send them over HTTPS
+    /// only (and to http://localhost). Turn off only to try the shop over plain HTTP on
+    /// another host.
+    #[arg(long, env = "OLIVINE_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+
     /// File holding the master key (base64). Unset: `<data dir>/master.key`, created
     /// with mode 0600 on first start when absent.
     #[arg(long, env = "OLIVINE_MASTER_KEY_FILE")]
@@ -133,6 +139,7 @@ impl ServeConfig {
             shutdown_grace_secs: 30,
             master_key: None,
             master_key_file: None,
+            cookie_secure: true,
         }
     }
 

@@ -260,6 +260,22 @@ impl Keyring {
         hex(&mac.finalize().into_bytes())
     }
 
+    /// HMAC-SHA256 of `message` under a key derived for `purpose` (e.g. `csrf`) from the
+    /// lookup key: for values the server hands out and later checks itself, such as the
+    /// storefront's CSRF tokens. The derivation keeps them apart from email hashes; the
+    /// lookup key never changes (stored hashes depend on it), so a rotation of the
+    /// signing keys does not void forms a shopper has open.
+    pub fn purpose_mac(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&self.lookup)
+            .expect("HMAC accepts keys of any length");
+        derive.update(format!("olivine.purpose.v1:{purpose}").as_bytes());
+        let key = derive.finalize().into_bytes();
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC accepts keys of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key id and secret that sign new access tokens.
     pub fn signing_key(&self) -> (&str, &Key) {
         (&self.active_jwt, &self.jwt[&self.active_jwt])

@@ -491,9 +491,10 @@ pub fn encode_access_token(keys: &Keyring, claims: &AccessClaims) -> Result<Stri
         .map_err(|e| Error::Internal(anyhow::anyhow!("signing an access token: {e}")))
 }
 
-/// Checks an access token: algorithm exactly HS256, a known `kid`, the signature, `exp`,
-/// `typ`; then that the customer exists, is not erased, and the session is not revoked.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated> {
+/// Checks an access token by itself, without the database: algorithm exactly HS256, a
+/// known `kid`, the signature, `exp`, `typ`. Whether its session is still open is for
+/// [`authenticate`] to find out.
+pub fn decode_access_token(keys: &Keyring, token: &str) -> Result<AccessClaims> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthorized)?;
     if header.alg != Algorithm::HS256 {
         return Err(Error::Unauthorized);
@@ -501,7 +502,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated
     let secret = header
         .kid
         .as_deref()
-        .and_then(|kid| state.keys.verifying_key(kid))
+        .and_then(|kid| keys.verifying_key(kid))
         .ok_or(Error::Unauthorized)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.algorithms = vec![Algorithm::HS256];
@@ -515,6 +516,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated
     if claims.typ != "access" {
         return Err(Error::Unauthorized);
     }
+    Ok(claims)
+}
+
+/// Checks an access token ([`decode_access_token`]), then that the customer exists, is
+/// not erased, and the session is not revoked.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated> {
+    let claims = decode_access_token(&state.keys, token)?;
     let row = sqlx::query(
         "SELECT c.id FROM customers c JOIN customer_sessions s ON s.customer_id = c.id
          WHERE c.pseudonym = $1 AND s.id = $2 AND c.erased_at IS NULL AND s.revoked_at IS NULL",

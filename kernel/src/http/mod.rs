@@ -2,7 +2,9 @@
 //! OpenAPI document, the admin API, and the operational endpoints.
 
 pub mod extract;
+pub mod session;
 pub mod storefront;
+pub mod storefront_account;
 
 use axum::Router;
 use axum::body::Body;
@@ -106,7 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .merge(storefront::routes())
+        .merge(storefront::routes(&state))
         .fallback(not_found)
         .layer(middleware::from_fn(crate::telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body))
@@ -187,6 +189,14 @@ async fn require_staff(
     }
     request.extensions_mut().insert(staff);
     next.run(request).await
+}
+
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The process is up.

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
@@ -31,11 +32,18 @@ const PER_PAGE: i64 = 24;
 /// The highest page number the catalog accepts.
 const MAX_PAGE: i64 = 100_000;
 
-pub fn routes() -> Router<AppState> {
+/// The shop's pages, with the customer's account pages, under the session layer
+/// (cookies, CSRF: see [`super::session`]).
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/c/{slug}", get(category_page))
         .route("/p/{slug}", get(product_page))
+        .merge(super::storefront_account::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::session::layer,
+        ))
         .route("/assets/site.css", get(site_css))
 }
 
@@ -317,7 +325,14 @@ async fn product_page(
 
 // ---- page parts ----------------------------------------------------------------------
 
-fn layout(title: &str, categories: &[Category], current: Option<&str>, body: Markup) -> Markup {
+/// A whole page. The header's account link follows the request's session
+/// ([`super::session::account_link`]).
+pub(crate) fn layout(
+    title: &str,
+    categories: &[Category],
+    current: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -342,6 +357,7 @@ fn layout(title: &str, categories: &[Category], current: Option<&str>, body: Mar
                                 a href="/" { "Shop" }
                             }
                             a.api-link href="/api/v1/openapi.json" { "API" }
+                            (super::session::account_link())
                         }
                     }
                 }
