@@ -35,8 +35,10 @@ use crate::error::Error;
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
         (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (admin token)"),
         (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (admin token)"),
-        (name = "admin-customers", description = "Customer import from legacy systems (admin token)"),
-        (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile (customer access token)"),
+        (name = "admin-customers", description = "Customer import from legacy systems and the support view of a customer (admin token)"),
+        (name = "admin-privacy", description = "GDPR requests: list them, erase a customer on a verified request (admin token)"),
+        (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile, addresses, consents, GDPR export and erasure (customer access token)"),
+        (name = "privacy", description = "The status of a GDPR request, by its unguessable id (no sign-in)"),
     )
 )]
 struct ApiDoc;
@@ -76,6 +78,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             crate::catalog::api::public_routes()
                 .merge(crate::plugins::api::public_routes())
+                .merge(crate::accounts::api::public_routes())
                 .nest("/account", crate::accounts::api::routes())
                 .nest("/admin", admin),
         )
