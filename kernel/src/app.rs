@@ -130,6 +130,16 @@ impl Kernel {
             plugins,
             keys,
         }));
+        // Erasure requests a crash left unfinished complete now.
+        let resumed = crate::accounts::privacy::resume_pending(&state)
+            .await
+            .map_err(|e| match e {
+                crate::error::Error::Internal(err) => err.context("resuming privacy requests"),
+                other => anyhow::anyhow!("resuming privacy requests: {}", other.body().message),
+            })?;
+        if resumed > 0 {
+            tracing::info!(resumed, "finished erasure requests left unfinished");
+        }
         Ok(Kernel {
             state,
             background_db,

@@ -11,8 +11,11 @@
 //! refresh token works once and is replaced by a new one of the same family; presenting
 //! a used one revokes the session, which also ends its access tokens. Sign-out revokes.
 
+pub mod addresses;
 pub mod api;
+pub mod consents;
 pub mod keys;
+pub mod privacy;
 
 use std::sync::OnceLock;
 
@@ -46,8 +49,8 @@ pub const BAD_CREDENTIALS: &str = "the email or password is wrong";
 /// The one answer to a refresh token that is unknown, used, revoked or expired.
 pub const BAD_REFRESH: &str = "the refresh token is invalid or expired";
 
-const EMAIL_CONTEXT: &str = "customers.email";
-const NAME_CONTEXT: &str = "customers.name";
+pub(crate) const EMAIL_CONTEXT: &str = "customers.email";
+pub(crate) const NAME_CONTEXT: &str = "customers.name";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +95,7 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
-fn random_token<const N: usize>() -> String {
+pub(crate) fn random_token<const N: usize>() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; N]>())
 }
 
@@ -208,6 +211,9 @@ pub struct Registration {
     /// 10 to 256 characters.
     pub password: String,
     pub name: String,
+    /// What the customer agreed to (or declined) on the registration form.
+    #[serde(default)]
+    pub consents: Vec<consents::ConsentInput>,
 }
 
 pub async fn register(state: &AppState, input: Registration) -> Result<Account> {
@@ -215,6 +221,7 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
     check_email(&mut problems, "email", &input.email);
     check_password(&mut problems, "password", &input.password);
     check_name(&mut problems, &input.name);
+    consents::check(&mut problems, "consents", &input.consents);
     problems.into_result()?;
     let email = input.email.trim().to_owned();
     let name = input.name.trim().to_owned();
@@ -251,6 +258,14 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
         Err(err) if is_unique_violation(&err) => return Err(duplicate()),
         other => other?,
     };
+    if !input.consents.is_empty() {
+        let customer_id: i64 = sqlx::query("SELECT id FROM customers WHERE pseudonym = $1")
+            .bind(&pseudonym)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        consents::record(&mut tx, customer_id, &input.consents, "registration").await?;
+    }
     // No identity in the entry: the audit log can never be erased.
     crate::audit::record(
         &mut tx,
@@ -716,4 +731,22 @@ pub async fn change_password(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Takes the customer's row lock for the rest of the transaction (on SQLite the write
+/// lock is held already), so writes of one customer's dependent rows (addresses,
+/// consents) queue instead of racing. False when there is no such customer or it is
+/// erased.
+pub(crate) async fn lock_customer(
+    conn: &mut sqlx::AnyConnection,
+    customer_id: i64,
+) -> Result<bool> {
+    let locked = sqlx::query(
+        "UPDATE customers SET updated_at = updated_at WHERE id = $1 AND erased_at IS NULL",
+    )
+    .bind(customer_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(locked == 1)
 }

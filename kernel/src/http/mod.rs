@@ -38,10 +38,12 @@ use crate::staff::Access;
         (name = "pricing", description = "Prices through the active pricing-rule plugins"),
         (name = "admin-plugins", description = "Install, configure, activate and roll back plugins (staff token with the permission)"),
         (name = "admin-audit", description = "The tamper-evident audit log: read, filter, verify (staff token with the permission)"),
-        (name = "admin-customers", description = "Customer import from legacy systems (staff token with the permission)"),
+        (name = "admin-customers", description = "Customer import from legacy systems and the support view of a customer (staff token with the permission)"),
+        (name = "admin-privacy", description = "GDPR requests: list them, erase a customer on a verified request (staff token with the permission)"),
+        (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile, addresses, consents, GDPR export and erasure (customer access token)"),
+        (name = "privacy", description = "The status of a GDPR request, by its unguessable id (no sign-in)"),
         (name = "staff", description = "Staff sign-in and sign-out"),
         (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
-        (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile (customer access token)"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +84,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             crate::catalog::api::public_routes()
                 .merge(crate::plugins::api::public_routes())
+                .merge(crate::accounts::api::public_routes())
                 .nest("/account", crate::accounts::api::routes())
                 .nest("/staff", crate::staff::api::routes())
                 .nest("/admin", admin),

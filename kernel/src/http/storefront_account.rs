@@ -406,6 +406,7 @@ async fn register_submit(State(state): State<AppState>, session: Session, body: 
         email: email.to_owned(),
         password: password.to_owned(),
         name: name.to_owned(),
+        consents: Vec::new(),
     };
     if let Err(err) = accounts::register(&state, registration).await {
         return match FormErrors::from_error(&err) {

@@ -25,9 +25,11 @@ macro_rules! migrations {
 }
 
 const SQLITE: &[Migration] = migrations!("sqlite":
-    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"), (5, "0005_staff"));
+    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
+    (5, "0005_staff"), (6, "0006_privacy"));
 const POSTGRES: &[Migration] = migrations!("postgres":
-    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"), (5, "0005_staff"));
+    (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
+    (5, "0005_staff"), (6, "0006_privacy"));
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
