@@ -38,6 +38,16 @@ enum Command {
     /// Check the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the accounts' keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap the account keys under a new master key (no downtime), or with
+    /// `--signing-key` add a new token signing key.
+    Rotate(olivine::cli::keys::RotateArgs),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // Blocking (HTTP client, cargo, the sandbox); nothing else runs on this runtime.
         Command::Plugin(command) => olivine::cli::plugin::run(command),
+        Command::Keys(KeysCommand::Rotate(args)) => olivine::cli::keys::rotate(&args).await,
         // 1 means tampered; a check that could not run says so with 2.
         Command::Audit(AuditCommand::Verify(store)) => {
             return Ok(audit_verify(store).await.unwrap_or_else(|err| {
@@ -150,7 +161,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         kernel.state.config.store.data_dir.display()
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, kernel.router()).with_graceful_shutdown(async move {
+    // The peer address is the client's identity for rate limits.
+    let app = kernel
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stop_tx.send(());

@@ -1,3 +1,4 @@
 //! Subcommands of the `olivine` binary that are more than a few lines.
 
+pub mod keys;
 pub mod plugin;
