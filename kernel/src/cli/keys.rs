@@ -119,21 +119,25 @@ async fn rotate_on(db: &Db, args: &RotateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // A rotation that stopped between its commit and the file swap: finish it.
-    if let Some(path) = &key_file {
-        let pending = keys::pending_key_file(path);
-        if !keys::master_key_matches(db, &current).await?
-            && let Some(new) = keys::read_key_file(&pending)?
-            && keys::master_key_matches(db, &new).await?
-        {
-            println!(
-                "the database is already under the key in {}: finishing the interrupted rotation",
-                pending.display()
-            );
-            swap_key_files(path)?;
-            println!("done: {} holds the new master key", path.display());
-            return Ok(());
+    if !keys::master_key_matches(db, &current).await? {
+        // A rotation that stopped between its commit and the file swap: finish it.
+        if let Some(path) = &key_file {
+            let pending = keys::pending_key_file(path);
+            if let Some(new) = keys::read_key_file(&pending)?
+                && keys::master_key_matches(db, &new).await?
+            {
+                println!(
+                    "the database is already under the key in {}: finishing the interrupted rotation",
+                    pending.display()
+                );
+                swap_key_files(path)?;
+                println!("done: {} holds the new master key", path.display());
+                return Ok(());
+            }
         }
+        anyhow::bail!(
+            "the current master key does not unwrap the stored keys (wrong OLIVINE_MASTER_KEY or key file?): nothing was changed"
+        );
     }
 
     let new = new_key(args, key_file.as_deref())?;
