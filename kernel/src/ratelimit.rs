@@ -122,14 +122,15 @@ impl FromStr for Limit {
         };
         let number: u64 = number.parse().map_err(|_| bad())?;
         let seconds = match unit {
-            "s" => number,
-            "m" => number * 60,
-            "h" => number * 3600,
-            _ => return Err(bad()),
+            "s" => Some(number),
+            "m" => number.checked_mul(60),
+            "h" => number.checked_mul(3600),
+            _ => None,
         };
-        if seconds == 0 {
-            return Err(bad());
-        }
+        // At most a year: longer is a typo, and keeps the arithmetic far from overflow.
+        let seconds = seconds
+            .filter(|s| (1..=365 * 24 * 3600).contains(s))
+            .ok_or_else(bad)?;
         Ok(Limit::new(max, seconds))
     }
 }
@@ -204,7 +205,7 @@ impl RateLimiter {
         }
         let window = Duration::from_secs(limit.window_secs);
         let key = format!("{}:{}:{}", self.prefix, class.name(), client);
-        let (count, remaining) = match &self.redis {
+        let (count, remaining) = match self.redis.as_ref().filter(|r| r.available()) {
             Some(redis) => match redis.incr(&key, window).await {
                 Ok(counted) => counted,
                 Err(err) => {
@@ -304,7 +305,13 @@ struct RedisCounters {
     /// When the last failure was logged (unix seconds), so an outage logs a line every
     /// few seconds rather than one per request.
     last_warning: AtomicU64,
+    /// After a failure Redis is left alone until then (unix seconds), so an outage does
+    /// not add a timeout to every request.
+    skip_until: AtomicU64,
 }
+
+/// How long Redis is left alone after a failure.
+const REDIS_BACKOFF_SECS: u64 = 5;
 
 /// `INCR`, with the window's expiry set on the first increment, in one atomic step;
 /// answers the count and the milliseconds left in the window.
@@ -336,6 +343,7 @@ impl RedisCounters {
             connection,
             script: redis::Script::new(INCR_SCRIPT),
             last_warning: AtomicU64::new(0),
+            skip_until: AtomicU64::new(0),
         };
         let mut connection = counters.connection.clone();
         let ping: Result<redis::RedisResult<String>, _> = tokio::time::timeout(
@@ -367,9 +375,15 @@ impl RedisCounters {
         Ok((count, Duration::from_millis(left_ms.max(0) as u64)))
     }
 
+    fn available(&self) -> bool {
+        unix_now() >= self.skip_until.load(Ordering::Relaxed)
+    }
+
     fn report_failure(&self, err: &anyhow::Error) {
         metrics::counter!("olivine_rate_limit_redis_errors_total").increment(1);
         let now = unix_now();
+        self.skip_until
+            .store(now + REDIS_BACKOFF_SECS, Ordering::Relaxed);
         let last = self.last_warning.load(Ordering::Relaxed);
         if now >= last + 10
             && self
@@ -394,7 +408,17 @@ mod tests {
         assert_eq!("100/1h".parse::<Limit>(), Ok(Limit::new(100, 3600)));
         assert_eq!("3/1".parse::<Limit>(), Ok(Limit::new(3, 1)));
         assert!("off".parse::<Limit>().is_ok_and(Limit::is_off));
-        for bad in ["", "10", "x/1m", "10/0s", "10/1d", "10/m", "-1/1m"] {
+        for bad in [
+            "",
+            "10",
+            "x/1m",
+            "10/0s",
+            "10/1d",
+            "10/m",
+            "-1/1m",
+            "1/99999999999999999h",
+            "1/9000h",
+        ] {
             assert!(bad.parse::<Limit>().is_err(), "{bad}");
         }
         assert_eq!(Limit::new(10, 60).to_string(), "10/60s");
