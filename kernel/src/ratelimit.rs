@@ -239,13 +239,26 @@ impl RateLimiter {
                 .and_then(|v| v.rsplit(',').next())
                 .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
         {
-            return ip.to_string();
+            return client_key(ip);
         }
         request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .map(|ConnectInfo(addr)| client_key(addr.ip()))
             .unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+/// An IPv4 address as it is; an IPv6 address by its /64 network, since one subscriber
+/// usually holds a whole /64 and could otherwise take a fresh address per request.
+fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
+        }
+        IpAddr::V6(v6) => v6.to_canonical().to_string(),
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -449,6 +462,16 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/api/v1/products"), Some(Class::Api));
         assert_eq!(classify(&Method::GET, "/account/sign-in"), None);
         assert_eq!(classify(&Method::GET, "/products/x"), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_network() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
     }
 
     #[test]
