@@ -25,6 +25,8 @@ pub struct Inner {
     pub plugins: Arc<Plugins>,
     /// The accounts' keys (identity encryption, email lookup, token signing).
     pub keys: Arc<Keyring>,
+    /// Rate limits per client (in this process, or in Redis).
+    pub limiter: Arc<crate::ratelimit::RateLimiter>,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -46,6 +48,8 @@ pub struct Kernel {
     dispatcher: JoinHandle<()>,
     /// The plugins directory watcher, when enabled.
     plugins_dir: Option<JoinHandle<()>>,
+    /// The sweep of expired customer sessions, when enabled.
+    session_sweep: Option<JoinHandle<()>>,
 }
 
 impl Kernel {
@@ -66,12 +70,13 @@ impl Kernel {
         crate::staff::ensure_owner(&db, &config.owner_email, &bootstrap_token)
             .await
             .map_err(|e| anyhow::anyhow!("setting up the store's owner: {}", e.body().message))?;
-        let master_key = crate::accounts::keys::load_master_key(&config)?;
+        let master_keys = crate::accounts::keys::load_master_keys(&config)?;
         let keys = Arc::new(
-            Keyring::load(&db, &master_key)
+            Keyring::load_any(&db, &master_keys)
                 .await
                 .context("loading the accounts' keys")?,
         );
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::from_config(&config).await?);
         let bus = Bus::new();
         let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
             cache_dir: Some(config.plugin_cache_dir()),
@@ -120,6 +125,13 @@ impl Kernel {
         } else {
             None
         };
+        let session_sweep = (config.session_sweep_secs > 0).then(|| {
+            tokio::spawn(crate::accounts::sweep::run(
+                background_db.clone(),
+                std::time::Duration::from_secs(config.session_sweep_secs),
+                shutdown_rx.clone(),
+            ))
+        });
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         let state = AppState(Arc::new(Inner {
             db,
@@ -129,6 +141,7 @@ impl Kernel {
             metrics,
             plugins,
             keys,
+            limiter,
         }));
         // Erasure requests a crash left unfinished complete now.
         let resumed = crate::accounts::privacy::resume_pending(&state)
@@ -146,6 +159,7 @@ impl Kernel {
             shutdown,
             dispatcher,
             plugins_dir,
+            session_sweep,
         })
     }
 
@@ -164,6 +178,11 @@ impl Kernel {
             && let Err(err) = watcher.await
         {
             tracing::warn!(error = %err, "plugins directory watcher ended abnormally");
+        }
+        if let Some(sweep) = self.session_sweep
+            && let Err(err) = sweep.await
+        {
+            tracing::warn!(error = %err, "session sweep ended abnormally");
         }
         self.background_db.close().await;
         self.state.db.close().await;

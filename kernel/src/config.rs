@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::ratelimit::Limit;
+
 /// Where the data lives. Shared by every subcommand that touches the database.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreConfig {
@@ -119,6 +121,44 @@ pub struct ServeConfig {
     /// with mode 0600 on first start when absent.
     #[arg(long, env = "OLIVINE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// Redis URL (`redis://host:6379`): rate-limit counters shared by every node. Unset:
+    /// each node counts on its own.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Start of every rate-limit key in Redis, so several stores can share one server.
+    #[arg(long, env = "OLIVINE_RATE_LIMIT_PREFIX", default_value = "olivine:rl")]
+    pub rate_limit_prefix: String,
+
+    /// Sign-in attempts per client (`10/1m`, `600/60s`, `5/10m`, or `off`).
+    #[arg(long, env = "OLIVINE_RATE_LIMIT_SIGN_IN", default_value = "10/1m")]
+    pub rate_limit_sign_in: Limit,
+
+    /// Sign-in attempts per account, from any client.
+    #[arg(
+        long,
+        env = "OLIVINE_RATE_LIMIT_SIGN_IN_ACCOUNT",
+        default_value = "30/15m"
+    )]
+    pub rate_limit_sign_in_account: Limit,
+
+    /// Account registrations per client.
+    #[arg(long, env = "OLIVINE_RATE_LIMIT_REGISTER", default_value = "5/10m")]
+    pub rate_limit_register: Limit,
+
+    /// Other requests under `/api/` per client.
+    #[arg(long, env = "OLIVINE_RATE_LIMIT_API", default_value = "600/1m")]
+    pub rate_limit_api: Limit,
+
+    /// Identify clients by the last address of `X-Forwarded-For` (only behind a proxy
+    /// that sets it) rather than by the connection's peer address.
+    #[arg(long, env = "OLIVINE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+
+    /// How often expired and revoked customer sessions are deleted (seconds; 0: never).
+    #[arg(long, env = "OLIVINE_SESSION_SWEEP_SECS", default_value_t = 3600)]
+    pub session_sweep_secs: u64,
 }
 
 impl ServeConfig {
@@ -140,6 +180,14 @@ impl ServeConfig {
             master_key: None,
             master_key_file: None,
             cookie_secure: true,
+            redis_url: None,
+            rate_limit_prefix: "olivine:rl".to_owned(),
+            rate_limit_sign_in: Limit::new(10, 60),
+            rate_limit_sign_in_account: Limit::new(30, 15 * 60),
+            rate_limit_register: Limit::new(5, 10 * 60),
+            rate_limit_api: Limit::new(600, 60),
+            trust_forwarded_for: false,
+            session_sweep_secs: 3600,
         }
     }
 

@@ -72,6 +72,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A client passed its rate limit (429, with `Retry-After`).
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -103,6 +106,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +156,11 @@ impl Error {
                 vec![],
             ),
             Error::Unavailable(why) => ("unavailable", why.clone(), vec![]),
+            Error::TooManyRequests { retry_after_secs } => (
+                "too_many_requests",
+                format!("too many requests: try again in {retry_after_secs} s"),
+                vec![],
+            ),
             // Never leak internals to the client; the log has the detail.
             Error::Internal(_) => ("internal", "internal server error".to_owned(), vec![]),
         };
@@ -174,7 +183,14 @@ impl IntoResponse for Error {
         if let Error::Internal(err) = &self {
             tracing::error!(error = ?err, "internal error while handling request");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Error::TooManyRequests { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }
 

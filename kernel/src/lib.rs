@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod http;
 pub mod inventory;
 pub mod plugins;
+pub mod ratelimit;
 pub mod seed;
 pub mod staff;
 pub mod store;

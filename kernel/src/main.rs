@@ -41,6 +41,16 @@ enum Command {
     /// Staff users: list, create, set a password, make an API token.
     #[command(subcommand)]
     Staff(olivine::cli::staff::StaffCommand),
+    /// Manage the accounts' keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap the account keys under a new master key (no downtime), or with
+    /// `--signing-key` add a new token signing key.
+    Rotate(olivine::cli::keys::RotateArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Blocking (HTTP client, cargo, the sandbox); nothing else runs on this runtime.
         Command::Plugin(command) => olivine::cli::plugin::run(command),
         Command::Staff(command) => olivine::cli::staff::run(command).await,
+        Command::Keys(KeysCommand::Rotate(args)) => olivine::cli::keys::rotate(&args).await,
         // 1 means tampered; a check that could not run says so with 2.
         Command::Audit(AuditCommand::Verify(store)) => {
             return Ok(audit_verify(store).await.unwrap_or_else(|err| {
@@ -154,7 +165,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         kernel.state.config.store.data_dir.display()
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, kernel.router()).with_graceful_shutdown(async move {
+    // The peer address is the client's identity for rate limits.
+    let app = kernel
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stop_tx.send(());

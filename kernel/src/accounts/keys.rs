@@ -8,11 +8,17 @@
 //!
 //! Keys are created on first start with fixed ids (`data-1`, `lookup-1`, `jwt-1`) and
 //! `INSERT … ON CONFLICT DO NOTHING`, so two nodes starting at once agree on one set.
-//! Several keys of a purpose may exist (rotation will add more): the newest is used for
-//! new data, any of them reads old data.
+//! Several keys of a purpose may exist: the newest is used for new data, any of them
+//! reads old data, except that a token signing key stops verifying once its successor
+//! is older than an access token's lifetime (plus a minute of leeway).
+//!
+//! Rotation (`olivine keys rotate`, see `cli::keys`): [`rewrap_all`] re-wraps every key
+//! under a new master key in one transaction without changing the keys, so running
+//! kernels (which hold them unwrapped) keep serving; [`add_signing_key`] adds a token
+//! signing key that becomes the active one at each kernel's next start.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -43,7 +49,92 @@ pub fn load_master_key(config: &ServeConfig) -> anyhow::Result<Key> {
     read_or_create_key_file(&path)
 }
 
-fn decode_key(text: &str) -> anyhow::Result<Key> {
+/// The master keys to try, in order: the configured one, then (with a key file `F`) the
+/// key in `F.new` if present. `F.new` matches the database when `olivine keys rotate`
+/// stopped between its commit and the swap of the files.
+pub fn load_master_keys(config: &ServeConfig) -> anyhow::Result<Vec<Key>> {
+    let mut keys = vec![load_master_key(config)?];
+    if config.master_key.is_none() {
+        let pending = pending_key_file(&config.master_key_file());
+        if let Some(key) = read_key_file(&pending)? {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Where a rotation keeps the new master key until the database is re-wrapped.
+pub fn pending_key_file(path: &Path) -> PathBuf {
+    with_suffix(path, ".new")
+}
+
+/// Where a rotation keeps the previous master key (for backups made before it).
+pub fn previous_key_file(path: &Path) -> PathBuf {
+    with_suffix(path, ".old")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The key in a key file, `None` when the file does not exist.
+pub fn read_key_file(path: &Path) -> anyhow::Result<Option<Key>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(&text)
+            .with_context(|| format!("master key file {}", path.display()))
+            .map(Some),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a key file atomically: a temporary file (mode 0600) synced, then renamed over
+/// `path`, then the directory synced.
+pub fn write_key_file(path: &Path, key: &Key) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = with_suffix(path, ".tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    {
+        use std::io::Write;
+        let mut file = options
+            .open(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
+        writeln!(file, "{}", STANDARD.encode(key))
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("writing {}", temp.display()))?;
+    }
+    std::fs::rename(&temp, path)
+        .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes renames in `dir` durable (best effort: not every platform can open a directory).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// Encodes a key as key files and `OLIVINE_MASTER_KEY` hold it.
+pub fn encode_key(key: &Key) -> String {
+    STANDARD.encode(key)
+}
+
+pub fn decode_key(text: &str) -> anyhow::Result<Key> {
     let bytes = STANDARD
         .decode(text.trim())
         .context("the master key must be base64")?;
@@ -138,6 +229,8 @@ pub struct Keyring {
     lookup: Key,
     jwt: HashMap<String, Key>,
     active_jwt: String,
+    /// Signing keys that have a successor stop verifying at this time.
+    jwt_retires: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -151,10 +244,76 @@ impl std::fmt::Debug for Keyring {
 
 const PURPOSES: [(&str, &str); 3] = [("data", "data-1"), ("lookup", "lookup-1"), ("jwt", "jwt-1")];
 
+/// How long a replaced signing key keeps verifying: the access tokens it signed live
+/// this long, plus a minute for clocks and tokens signed at the last moment.
+pub fn signing_key_overlap() -> chrono::Duration {
+    chrono::Duration::seconds(super::ACCESS_TTL_SECS + 60)
+}
+
+/// A stored key: its id, purpose, wrapped bytes (base64) and creation time.
+struct StoredKey {
+    id: String,
+    purpose: String,
+    wrapped: String,
+    created_at: String,
+}
+
+async fn stored_keys<'e, E>(executor: E) -> anyhow::Result<Vec<StoredKey>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT id, purpose, wrapped, created_at FROM account_keys ORDER BY created_at, id",
+    )
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredKey {
+                id: row.try_get(0)?,
+                purpose: row.try_get(1)?,
+                wrapped: row.try_get(2)?,
+                created_at: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+fn unwrap_key(master: &Key, stored: &StoredKey) -> anyhow::Result<Key> {
+    let sealed = STANDARD
+        .decode(stored.wrapped.as_bytes())
+        .with_context(|| format!("key {} is not base64", stored.id))?;
+    let bytes =
+        open(master, &wrap_aad(&stored.purpose, &stored.id), &sealed).with_context(|| {
+            format!(
+                "unwrapping key {}: the master key does not match this database",
+                stored.id
+            )
+        })?;
+    <Key>::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("key {} is not 32 bytes", stored.id))
+}
+
+fn wrap_key(master: &Key, purpose: &str, id: &str, key: &Key) -> anyhow::Result<String> {
+    Ok(STANDARD.encode(seal(master, &wrap_aad(purpose, id), key)?))
+}
+
+/// Unwraps every stored key with `master`; the first failure is the error.
+fn unwrap_all(master: &Key, stored: &[StoredKey]) -> anyhow::Result<Vec<Key>> {
+    stored.iter().map(|k| unwrap_key(master, k)).collect()
+}
+
 impl Keyring {
     /// Loads the keys from the database, creating any that is missing, and unwraps them
     /// with the master key. A master key that does not match is an error.
     pub async fn load(db: &Db, master: &Key) -> anyhow::Result<Keyring> {
+        Self::load_any(db, std::slice::from_ref(master)).await
+    }
+
+    /// Like [`Keyring::load`], trying each master key in turn (see [`load_master_keys`]);
+    /// missing keys are created under the first.
+    pub async fn load_any(db: &Db, masters: &[Key]) -> anyhow::Result<Keyring> {
+        let first = masters.first().context("no master key")?;
         for (purpose, first_id) in PURPOSES {
             let exists = sqlx::query("SELECT 1 FROM account_keys WHERE purpose = $1")
                 .bind(purpose)
@@ -165,46 +324,61 @@ impl Keyring {
                 continue;
             }
             let key: Key = rand::random();
-            let wrapped = STANDARD.encode(seal(master, &wrap_aad(purpose, first_id), &key)?);
             sqlx::query(
                 "INSERT INTO account_keys (id, purpose, wrapped, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(first_id)
             .bind(purpose)
-            .bind(wrapped)
+            .bind(wrap_key(first, purpose, first_id, &key)?)
             .bind(crate::time::now())
             .execute(&db.pool)
             .await?;
         }
-        let rows =
-            sqlx::query("SELECT id, purpose, wrapped FROM account_keys ORDER BY created_at, id")
-                .fetch_all(&db.pool)
-                .await?;
+        let stored = stored_keys(&db.pool).await?;
+        let mut failure = None;
+        for (i, master) in masters.iter().enumerate() {
+            match unwrap_all(master, &stored) {
+                Ok(keys) => {
+                    if i > 0 {
+                        tracing::warn!(
+                            "the master key file does not match the database but its `.new` file does: \
+                             a key rotation was interrupted; run `olivine keys rotate` again to finish it"
+                        );
+                    }
+                    return Self::from_unwrapped(&stored, keys);
+                }
+                Err(err) => {
+                    failure.get_or_insert(err);
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| anyhow::anyhow!("no master key")))
+    }
+
+    fn from_unwrapped(stored: &[StoredKey], keys: Vec<Key>) -> anyhow::Result<Keyring> {
         let mut data = HashMap::new();
         let mut jwt = HashMap::new();
+        let mut jwt_retires = HashMap::new();
         let (mut active_data, mut active_jwt, mut lookup) = (None, None, None);
-        for row in rows {
-            let id: String = row.try_get(0)?;
-            let purpose: String = row.try_get(1)?;
-            let wrapped: String = row.try_get(2)?;
-            let sealed = STANDARD
-                .decode(wrapped.as_bytes())
-                .with_context(|| format!("key {id} is not base64"))?;
-            let bytes = open(master, &wrap_aad(&purpose, &id), &sealed).with_context(|| {
-                format!("unwrapping key {id}: the master key does not match this database")
-            })?;
-            let key = <Key>::try_from(bytes.as_slice())
-                .map_err(|_| anyhow::anyhow!("key {id} is not 32 bytes"))?;
+        for (row, key) in stored.iter().zip(keys) {
+            let id = row.id.clone();
             // Rows come oldest first: the last one of a purpose is the active one.
-            match purpose.as_str() {
+            match row.purpose.as_str() {
                 "data" => {
                     data.insert(id.clone(), key);
                     active_data = Some(id);
                 }
                 "jwt" => {
-                    jwt.insert(id.clone(), key);
-                    active_jwt = Some(id);
+                    // Its predecessor retires an access-token lifetime after this one
+                    // came in.
+                    if let Some(previous) = active_jwt.replace(id.clone()) {
+                        let since = chrono::DateTime::parse_from_rfc3339(&row.created_at)
+                            .with_context(|| format!("key {id}: created_at"))?
+                            .with_timezone(&chrono::Utc);
+                        jwt_retires.insert(previous, since + signing_key_overlap());
+                    }
+                    jwt.insert(id, key);
                 }
                 "lookup" => lookup = Some(key),
                 other => anyhow::bail!("key {id} has an unknown purpose {other}"),
@@ -216,6 +390,7 @@ impl Keyring {
             lookup: lookup.context("no lookup key")?,
             jwt,
             active_jwt: active_jwt.context("no token signing key")?,
+            jwt_retires,
         })
     }
 
@@ -281,10 +456,156 @@ impl Keyring {
         (&self.active_jwt, &self.jwt[&self.active_jwt])
     }
 
-    /// The secret of the signing key `kid`, if it is known.
+    /// The secret of the signing key `kid`, if it is known and not retired.
     pub fn verifying_key(&self, kid: &str) -> Option<&Key> {
+        if let Some(retires) = self.jwt_retires.get(kid)
+            && chrono::Utc::now() >= *retires
+        {
+            return None;
+        }
         self.jwt.get(kid)
     }
+
+    /// The id of the key that signs new access tokens.
+    pub fn signing_key_id(&self) -> &str {
+        &self.active_jwt
+    }
+}
+
+/// What [`rewrap_all`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Keys re-wrapped under the new master key.
+    pub rewrapped: usize,
+    /// Keys that were under the new master key already (a rotation run again).
+    pub already: usize,
+}
+
+/// Re-wraps every stored key under `new` in one transaction; the keys themselves do not
+/// change, so kernels running with them unwrapped keep serving. Every key must unwrap
+/// with `current` (or already with `new`), else nothing is written. The audit entry
+/// records the rotation (never a key).
+pub async fn rewrap_all(
+    db: &Db,
+    current: &Key,
+    new: &Key,
+    actor: &str,
+) -> anyhow::Result<Rewrapped> {
+    anyhow::ensure!(current != new, "the new master key is the current one");
+    let mut tx = db.begin().await?;
+    let stored = stored_keys(&mut *tx).await?;
+    anyhow::ensure!(
+        !stored.is_empty(),
+        "the database holds no account keys yet (start the kernel once first)"
+    );
+    let mut report = Rewrapped {
+        rewrapped: 0,
+        already: 0,
+    };
+    for row in &stored {
+        let key = match unwrap_key(current, row) {
+            Ok(key) => key,
+            Err(err) => {
+                if unwrap_key(new, row).is_ok() {
+                    report.already += 1;
+                    continue;
+                }
+                return Err(err.context(
+                    "the current master key does not unwrap the stored keys: nothing was changed",
+                ));
+            }
+        };
+        // Compare-and-set on the old wrapping: a concurrent rotation makes this fail
+        // rather than leave a key under a master key nobody has.
+        let updated =
+            sqlx::query("UPDATE account_keys SET wrapped = $1 WHERE id = $2 AND wrapped = $3")
+                .bind(wrap_key(new, &row.purpose, &row.id, &key)?)
+                .bind(&row.id)
+                .bind(&row.wrapped)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        anyhow::ensure!(
+            updated == 1,
+            "key {} changed during the rotation: nothing was changed",
+            row.id
+        );
+        report.rewrapped += 1;
+    }
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor,
+            action: "keys.master_key_rotated",
+            target_type: "account_keys",
+            target_id: "*".to_owned(),
+            before: None,
+            after: Some(
+                serde_json::json!({"rewrapped": report.rewrapped, "already": report.already}),
+            ),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Whether `master` unwraps every stored key.
+pub async fn master_key_matches(db: &Db, master: &Key) -> anyhow::Result<bool> {
+    let stored = stored_keys(&db.pool).await?;
+    Ok(unwrap_all(master, &stored).is_ok())
+}
+
+/// Adds a token signing key (`jwt-<n+1>`), wrapped under `master`, which must unwrap the
+/// stored keys. It signs new tokens once a kernel (re)starts; the previous one keeps
+/// verifying for [`signing_key_overlap`]. Returns the new key id.
+pub async fn add_signing_key(db: &Db, master: &Key, actor: &str) -> anyhow::Result<String> {
+    let mut tx = db.begin().await?;
+    let stored = stored_keys(&mut *tx).await?;
+    unwrap_all(master, &stored)
+        .context("the master key does not unwrap the stored keys: nothing was changed")?;
+    let next = stored
+        .iter()
+        .filter(|k| k.purpose == "jwt")
+        .filter_map(|k| k.id.strip_prefix("jwt-")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let id = format!("jwt-{next}");
+    let key: Key = rand::random();
+    // Strictly after every existing key, so it is the newest even on a skewed clock.
+    let mut created_at = crate::time::now();
+    if let Some(latest) = stored.iter().map(|k| &k.created_at).max()
+        && created_at <= *latest
+    {
+        let latest = chrono::DateTime::parse_from_rfc3339(latest)
+            .context("created_at of a stored key")?
+            .with_timezone(&chrono::Utc);
+        created_at = (latest + chrono::Duration::milliseconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    sqlx::query(
+        "INSERT INTO account_keys (id, purpose, wrapped, created_at) VALUES ($1, 'jwt', $2, $3)",
+    )
+    .bind(&id)
+    .bind(wrap_key(master, "jwt", &id, &key)?)
+    .bind(&created_at)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor,
+            action: "keys.signing_key_rotated",
+            target_type: "account_key",
+            target_id: id.clone(),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 fn field_aad(context: &str) -> Vec<u8> {
@@ -329,6 +650,7 @@ mod tests {
             lookup: rand::random(),
             jwt,
             active_jwt: "jwt-1".to_owned(),
+            jwt_retires: HashMap::new(),
         };
         let stored = keys
             .encrypt_field("customers.email", "a@b.example")

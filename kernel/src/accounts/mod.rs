@@ -16,6 +16,7 @@ pub mod api;
 pub mod consents;
 pub mod keys;
 pub mod privacy;
+pub mod sweep;
 
 use std::sync::OnceLock;
 
@@ -402,6 +403,12 @@ pub struct Credentials {
 
 pub async fn sign_in(state: &AppState, input: Credentials) -> Result<TokenPair> {
     let lookup = state.keys.lookup_hash(&normalise_email(&input.email));
+    // Guesses spread over many clients still meet a limit per account (keyed by the
+    // lookup hash, never the email itself).
+    state
+        .limiter
+        .hit(crate::ratelimit::Class::SignInAccount, &lookup)
+        .await?;
     let row = sqlx::query(
         "SELECT id, pseudonym, password_hash FROM customers WHERE email_lookup = $1 AND erased_at IS NULL",
     )

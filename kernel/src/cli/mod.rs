@@ -1,4 +1,5 @@
 //! Subcommands of the `olivine` binary that are more than a few lines.
 
+pub mod keys;
 pub mod plugin;
 pub mod staff;

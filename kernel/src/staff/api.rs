@@ -40,6 +40,17 @@ async fn sign_in(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<StaffCredentials>,
 ) -> Result<Json<StaffSession>> {
+    // Guesses spread over many clients still meet a limit per staff account.
+    let account = format!(
+        "staff:{}",
+        state
+            .keys
+            .lookup_hash(&crate::accounts::normalise_email(&input.email))
+    );
+    state
+        .limiter
+        .hit(crate::ratelimit::Class::SignInAccount, &account)
+        .await?;
     Ok(Json(super::sign_in(&state.db, input).await?))
 }
 

@@ -88,6 +88,14 @@ impl TestDb {
         config.store.database_url = self.url.clone();
         config.store.db_max_connections = 8;
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        // Tests make many requests as one client (`unknown`): limits far above what any
+        // test does. The rate-limit tests set low ones. Keys of their own in Redis.
+        let plenty = olivine::ratelimit::Limit::new(1_000_000, 60);
+        config.rate_limit_sign_in = plenty;
+        config.rate_limit_sign_in_account = plenty;
+        config.rate_limit_register = plenty;
+        config.rate_limit_api = plenty;
+        config.rate_limit_prefix = format!("olivine-test:{}", unique_name());
         // One compiled-plugin cache for every test: compiling is the slow part.
         config.plugin_cache_dir =
             Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));

@@ -1,0 +1,84 @@
+//! The session sweep: a background task that deletes what can never be used again.
+//!
+//! - refresh tokens that expired more than [`SWEEP_GRACE_SECS`] ago (an expired token is
+//!   refused before any replay check, so its row no longer protects anything);
+//! - sessions revoked more than that long ago, with their tokens;
+//! - sessions left without any token (all swept), created more than that long ago.
+//!
+//! The grace keeps recent history for investigating an incident.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::store::Db;
+
+/// How long expired tokens and revoked sessions are kept before they are deleted.
+pub const SWEEP_GRACE_SECS: i64 = 24 * 60 * 60;
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub refresh_tokens: u64,
+    pub sessions: u64,
+}
+
+/// Deletes, in one transaction, the tokens and sessions that are past use as of `now`.
+pub async fn sweep_sessions(db: &Db, now: DateTime<Utc>) -> anyhow::Result<SweepReport> {
+    let cutoff = (now - chrono::Duration::seconds(SWEEP_GRACE_SECS))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut tx = db.begin().await?;
+    let refresh_tokens = sqlx::query(
+        "DELETE FROM refresh_tokens WHERE expires_at < $1
+            OR session_id IN (SELECT id FROM customer_sessions WHERE revoked_at < $1)",
+    )
+    .bind(&cutoff)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let sessions = sqlx::query(
+        "DELETE FROM customer_sessions WHERE revoked_at < $1
+            OR (created_at < $1 AND NOT EXISTS
+                (SELECT 1 FROM refresh_tokens t WHERE t.session_id = customer_sessions.id))",
+    )
+    .bind(&cutoff)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(SweepReport {
+        refresh_tokens,
+        sessions,
+    })
+}
+
+/// Sweeps every `interval` until `shutdown` turns true. Failures are logged and retried
+/// at the next tick.
+pub async fn run(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = shutdown.changed() => {
+                // The kernel is gone (sender dropped) or stopping.
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match sweep_sessions(&db, Utc::now()).await {
+            Ok(report) if report != SweepReport::default() => tracing::info!(
+                refresh_tokens = report.refresh_tokens,
+                sessions = report.sessions,
+                "swept expired sessions"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "session sweep failed"),
+        }
+    }
+}

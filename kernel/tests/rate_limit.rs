@@ -1,0 +1,303 @@
+//! Rate limits: brute-force sign-in meets 429 with `Retry-After` (even with the right
+//! password), clients are counted apart, registration is limited, windows end, and with
+//! Redis two kernels count together. Redis tests use the server at 127.0.0.1:6379.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use common::*;
+use http_body_util::BodyExt;
+use olivine::config::ServeConfig;
+use olivine::ratelimit::Limit;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn redis_url() -> String {
+    std::env::var("OLIVINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A POST of JSON from `client` (as the server sees the peer), or from no known peer.
+async fn post_from(app: &TestApp, client: Option<&str>, path: &str, body: &Value) -> TestResponse {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    if let Some(ip) = client {
+        let addr: SocketAddr = format!("{ip}:40000").parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(addr));
+    }
+    send(app, request).await
+}
+
+async fn send(app: &TestApp, request: Request<Body>) -> TestResponse {
+    let response = app
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn sign_in(app: &TestApp, client: Option<&str>, email: &str, password: &str) -> TestResponse {
+    post_from(
+        app,
+        client,
+        "/api/v1/account/sign-in",
+        &json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+async fn register(app: &TestApp, client: Option<&str>, email: &str) -> TestResponse {
+    post_from(
+        app,
+        client,
+        "/api/v1/account/register",
+        &json!({"email": email, "password": PASSWORD, "name": "Ada"}),
+    )
+    .await
+}
+
+#[track_caller]
+fn assert_limited(r: &TestResponse) {
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let retry_after: u64 = r
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header in seconds");
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+    let body = r.json();
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+/// Generous limits everywhere except the ones a test sets.
+fn limits(config: &mut ServeConfig, sign_in: Limit, register: Limit) {
+    config.rate_limit_sign_in = sign_in;
+    config.rate_limit_register = register;
+}
+
+both_backends! {
+    async fn brute_force_sign_in_gets_429_even_with_the_right_password(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| limits(c, Limit::new(3, 3600), Limit::new(100, 3600))).await;
+        let r = register(&app, Some("203.0.113.7"), "ada@example.com").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        for attempt in 0..3 {
+            let r = sign_in(&app, Some("203.0.113.7"), "ada@example.com", &format!("wrong guess {attempt}")).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        }
+        let r = sign_in(&app, Some("203.0.113.7"), "ada@example.com", "wrong guess 4").await;
+        assert_limited(&r);
+        // The right password does not get through while the client is limited.
+        let r = sign_in(&app, Some("203.0.113.7"), "ada@example.com", PASSWORD).await;
+        assert_limited(&r);
+        // Another client is counted apart and signs in.
+        let r = sign_in(&app, Some("198.51.100.20"), "ada@example.com", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // The refusals are counted by class.
+        let metrics = app.get("/metrics").await.text();
+        assert!(
+            metrics.lines().any(|l| l.starts_with("olivine_rate_limited_total") && l.contains("class=\"sign-in\"")),
+            "{metrics}"
+        );
+        app.stop().await;
+    }
+
+    async fn sign_in_is_limited_per_account_across_clients(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| {
+            limits(c, Limit::new(100, 3600), Limit::new(100, 3600));
+            c.rate_limit_sign_in_account = Limit::new(2, 3600);
+        })
+        .await;
+        let r = register(&app, Some("203.0.113.7"), "bo@example.com").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        for client in ["192.0.2.1", "192.0.2.2"] {
+            let r = sign_in(&app, Some(client), "bo@example.com", "a wrong guess").await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        }
+        let r = sign_in(&app, Some("192.0.2.3"), "BO@example.com ", PASSWORD).await;
+        assert_limited(&r);
+        // Other accounts are not affected.
+        let r = sign_in(&app, Some("192.0.2.3"), "nobody@example.com", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        app.stop().await;
+    }
+
+    async fn registration_is_limited_per_client(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| limits(c, Limit::new(100, 3600), Limit::new(2, 3600))).await;
+        for n in 0..2 {
+            let r = register(&app, Some("203.0.113.9"), &format!("r{n}@example.com")).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        }
+        let r = register(&app, Some("203.0.113.9"), "r3@example.com").await;
+        assert_limited(&r);
+        assert_eq!(app.count("customers").await, 2, "the refused registration wrote nothing");
+        let r = register(&app, Some("203.0.113.10"), "r3@example.com").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_requests_are_limited_and_windows_end() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.rate_limit_api = Limit::new(2, 1);
+    })
+    .await;
+    let get = |client: &'static str| {
+        let mut request = Request::builder()
+            .uri("/api/v1/products")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 50], 1))));
+        if client != "peer" {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", client.parse().expect("header"));
+        }
+        request
+    };
+    for _ in 0..2 {
+        assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+    }
+    let r = send(&app, get("peer")).await;
+    assert_limited(&r);
+    // Pages outside /api are not limited.
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    // X-Forwarded-For is not trusted by default: same peer, same client.
+    assert_limited(&send(&app, get("203.0.113.1")).await);
+    // The window (1 s) ends and the client may call again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_identifies_clients_when_trusted() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.rate_limit_api = Limit::new(1, 3600);
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let get = |forwarded: &str| {
+        Request::builder()
+            .uri("/api/v1/products")
+            .header("x-forwarded-for", forwarded)
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(send(&app, get("198.51.100.1")).await.status, StatusCode::OK);
+    // The last hop (the address the proxy saw) counts; what the client claimed before
+    // it does not.
+    assert_limited(&send(&app, get("10.9.9.9, 198.51.100.1")).await);
+    assert_eq!(
+        send(&app, get("198.51.100.1, 198.51.100.2")).await.status,
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kernels_share_counters_in_redis() {
+    let prefix = format!(
+        "olivine-test:shared:{}:{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let configure = |c: &mut ServeConfig| {
+        c.redis_url = Some(redis_url());
+        c.rate_limit_prefix = prefix.clone();
+        c.rate_limit_register = Limit::new(3, 3600);
+    };
+    let one = TestApp::start_with(Backend::Sqlite, configure).await;
+    let two = TestApp::start_with(Backend::Sqlite, configure).await;
+    let client = Some("203.0.113.77");
+    for (n, app) in [&one, &two, &one].into_iter().enumerate() {
+        let r = register(app, client, &format!("s{n}@example.com")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    // The fourth registration of this client is refused by either node.
+    assert_limited(&register(&two, client, "s3@example.com").await);
+    assert_limited(&register(&one, client, "s4@example.com").await);
+    // Another client is counted apart.
+    let r = register(&two, Some("203.0.113.78"), "s5@example.com").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_windows_end() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.redis_url = Some(redis_url());
+        c.rate_limit_api = Limit::new(1, 1);
+    })
+    .await;
+    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
+    assert_limited(&app.get("/api/v1/products").await);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_fails_open_to_local_counters() {
+    // Nothing listens on port 1: the kernel starts, and limits still hold locally.
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".to_owned());
+        c.rate_limit_api = Limit::new(2, 3600);
+    })
+    .await;
+    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
+    assert_limited(&app.get("/api/v1/products").await);
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("olivine_rate_limit_redis_errors_total")),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_redis_url_is_a_configuration_error() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = db.config();
+    config.redis_url = Some("not a url".to_owned());
+    let err = olivine::app::Kernel::start(config)
+        .await
+        .err()
+        .expect("the kernel refuses to start");
+    assert!(format!("{err:#}").contains("REDIS_URL"), "{err:#}");
+}
