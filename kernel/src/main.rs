@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the store: storefront, JSON API, admin API.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(StoreConfig),
     /// Load the demo catalog (or another catalog file); existing products are skipped.
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Migrate(store) => {
             let db = Db::connect(&store.database_url()?, 2).await?;
             let applied = olivine::store::migrate(&db).await?;
