@@ -72,7 +72,7 @@ both_backends! {
 
         // Two days on: the revoked session and its token go; the live one stays whole.
         let report = sweep_sessions(db, Utc::now() + Duration::days(2)).await.unwrap();
-        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1 });
+        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1, staff_sessions: 0 });
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (1, 2));
         let r = app.request(Method::GET, "/api/v1/account/me", Some(&live_access), None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -88,6 +88,28 @@ both_backends! {
         let report = sweep_sessions(db, Utc::now() + Duration::days(32)).await.unwrap();
         assert_eq!(report.sessions, 2, "{report:?}");
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (0, 0));
+        app.stop().await;
+    }
+
+    async fn sweep_deletes_old_staff_sign_ins_but_keeps_api_tokens(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.session_sweep_secs = 0).await;
+        let r = app.admin_post("/api/v1/admin/staff", &json!({"email": "sam@shop.example",
+            "name": "Sam", "role": "support", "password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let r = post(&app, "/api/v1/staff/sign-in", None,
+            &json!({"email": "sam@shop.example", "password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let session = r.json()["token"].as_str().unwrap().to_owned();
+        let db = &app.kernel.state.db;
+        assert_eq!(sweep_sessions(db, Utc::now()).await.unwrap().staff_sessions, 0);
+        let me = app.request(Method::GET, "/api/v1/admin/me", Some(&session), None, None).await;
+        assert_eq!(me.status, StatusCode::OK);
+        // Two days on, the 12-hour sign-in expired over a day ago: it goes; the owner's
+        // API token stays.
+        let report = sweep_sessions(db, Utc::now() + Duration::days(2)).await.unwrap();
+        assert_eq!(report.staff_sessions, 1, "{report:?}");
+        assert_eq!(app.count("staff_tokens").await, 1);
+        assert_eq!(app.admin_get("/api/v1/admin/me").await.status, StatusCode::OK);
         app.stop().await;
     }
 }

@@ -3,7 +3,9 @@
 //! - refresh tokens that expired more than [`SWEEP_GRACE_SECS`] ago (an expired token is
 //!   refused before any replay check, so its row no longer protects anything);
 //! - sessions revoked more than that long ago, with their tokens;
-//! - sessions left without any token (all swept), created more than that long ago.
+//! - sessions left without any token (all swept), created more than that long ago;
+//! - staff sign-in tokens expired or revoked more than that long ago (API tokens, which
+//!   a person revokes on purpose, stay listed as revoked).
 //!
 //! The grace keeps recent history for investigating an incident.
 
@@ -22,6 +24,7 @@ pub const SWEEP_GRACE_SECS: i64 = 24 * 60 * 60;
 pub struct SweepReport {
     pub refresh_tokens: u64,
     pub sessions: u64,
+    pub staff_sessions: u64,
 }
 
 /// Deletes, in one transaction, the tokens and sessions that are past use as of `now`.
@@ -46,10 +49,18 @@ pub async fn sweep_sessions(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Sweep
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    let staff_sessions = sqlx::query(
+        "DELETE FROM staff_tokens WHERE kind = 'session' AND (expires_at < $1 OR revoked_at < $1)",
+    )
+    .bind(&cutoff)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     tx.commit().await?;
     Ok(SweepReport {
         refresh_tokens,
         sessions,
+        staff_sessions,
     })
 }
 
@@ -75,6 +86,7 @@ pub async fn run(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>
             Ok(report) if report != SweepReport::default() => tracing::info!(
                 refresh_tokens = report.refresh_tokens,
                 sessions = report.sessions,
+                staff_sessions = report.staff_sessions,
                 "swept expired sessions"
             ),
             Ok(_) => {}

@@ -50,6 +50,14 @@ pub fn field_and_message(path: &str, message: &str) -> (String, String) {
 /// Deserialises JSON, naming the field at fault: a syntax error is a 400, a value of the
 /// wrong type or shape is a 422.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // PostgreSQL cannot store a NUL character in text, and no field means one: refuse it
+    // here, once for every body, naming the field (JSON can only spell it `\u0000`).
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_field(&value, String::new())
+    {
+        return Err(Error::invalid(field, "must not contain a NUL character"));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -64,6 +72,38 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             Error::Validation(vec![FieldError::new(field, message)])
         }
     })
+}
+
+/// The path (as `a.b[0].c`) of the first string, or object key, holding a NUL character.
+fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let name = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(name(&path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_field(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(name(&path))
+            } else {
+                nul_field(item, child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// A JSON request body.
@@ -135,6 +175,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some((key, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+        {
+            return Err(Error::invalid(
+                key.replace('\0', ""),
+                "must not contain a NUL character",
+            ));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
