@@ -5,6 +5,8 @@ pub mod extract;
 pub mod session;
 pub mod storefront;
 pub mod storefront_account;
+pub mod storefront_addresses;
+pub mod storefront_privacy;
 
 use axum::Router;
 use axum::body::Body;

@@ -23,7 +23,7 @@ use crate::catalog::model::Category;
 use crate::error::{Error, FieldError};
 
 /// Where a shopper lands after signing in when no `next` is given.
-const ACCOUNT_HOME: &str = "/account";
+pub(super) const ACCOUNT_HOME: &str = "/account";
 
 /// One section of the account page, linking to its own page.
 pub struct AccountSection {
@@ -34,16 +34,28 @@ pub struct AccountSection {
 
 /// The sections of the account page, in order.
 ///
-/// PLUG-IN POINT: the pages of addresses (`/account/addresses`), consents and the
-/// privacy requests (data export and erasure, e.g. `/account/privacy`), and later order
-/// history (`/account/orders`) add their entry here. Routes under `/account` receive the
+/// PLUG-IN POINT: a page of the account (addresses and privacy are here already; order
+/// history, `/account/orders`, comes later) adds its entry here and merges its router
+/// into [`routes`]. Routes under `/account` receive the
 /// refresh cookie, take [`Customer`] to require a signed-in customer, and put
 /// [`Session::csrf_input`] into every form they render.
-pub const SECTIONS: &[AccountSection] = &[AccountSection {
-    href: "/account/password",
-    title: "Password",
-    summary: "Change your password. Your other devices are signed out.",
-}];
+pub const SECTIONS: &[AccountSection] = &[
+    AccountSection {
+        href: "/account/addresses",
+        title: "Addresses",
+        summary: "Your delivery addresses, and which one checkout proposes first.",
+    },
+    AccountSection {
+        href: "/account/privacy",
+        title: "Privacy",
+        summary: "What you agreed to, a copy of your data, or erasing your account.",
+    },
+    AccountSection {
+        href: "/account/password",
+        title: "Password",
+        summary: "Change your password. Your other devices are signed out.",
+    },
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,6 +73,8 @@ pub fn routes() -> Router<AppState> {
             "/account/password",
             get(password_page).post(password_submit),
         )
+        .merge(super::storefront_addresses::routes())
+        .merge(super::storefront_privacy::routes())
 }
 
 // ---- page helpers ----------------------------------------------------------------------
@@ -77,7 +91,7 @@ async fn categories(state: &AppState) -> Arc<Vec<Category>> {
 }
 
 /// An account page: personal, so no cache may keep it.
-async fn account_page_response(
+pub(super) async fn account_page_response(
     state: &AppState,
     status: StatusCode,
     title: &str,
@@ -95,7 +109,7 @@ async fn account_page_response(
     response
 }
 
-fn server_error(err: &Error, page: &str) -> Response {
+pub(super) fn server_error(err: &Error, page: &str) -> Response {
     tracing::error!(error = %format!("{err:#}"), page, "account page failed");
     session::message_page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,10 +120,10 @@ fn server_error(err: &Error, page: &str) -> Response {
 }
 
 /// The fields of a posted form. Missing fields read as empty: the checks name them.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Form {
+    pub(super) fn parse(body: &[u8]) -> Form {
         Form(
             form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -117,7 +131,7 @@ impl Form {
         )
     }
 
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(key, _)| key == name)
@@ -146,25 +160,25 @@ fn with_next(path: &str, next: Option<&str>) -> String {
 /// What a form shows about a failed submission: messages per field, and one for the
 /// whole form.
 #[derive(Default)]
-struct FormErrors {
-    fields: Vec<FieldError>,
-    form: Option<String>,
+pub(super) struct FormErrors {
+    pub(super) fields: Vec<FieldError>,
+    pub(super) form: Option<String>,
 }
 
 impl FormErrors {
-    fn field(&self, name: &str) -> Option<&str> {
+    pub(super) fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|f| f.field == name)
             .map(|f| f.message.as_str())
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.form.is_none()
     }
 
     /// The errors a form can show, or `None` for an error that is not about the input.
-    fn from_error(err: &Error) -> Option<FormErrors> {
+    pub(super) fn from_error(err: &Error) -> Option<FormErrors> {
         match err {
             Error::Validation(fields) => Some(FormErrors {
                 fields: fields.clone(),
@@ -187,7 +201,7 @@ impl FormErrors {
 }
 
 /// "the email or password is wrong" as "The email or password is wrong."
-fn sentence(text: &str) -> String {
+pub(super) fn sentence(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
@@ -197,7 +211,7 @@ fn sentence(text: &str) -> String {
 
 /// A field's message as a sentence under it: "must be …" and "is …" (the accounts'
 /// checks) read after the field's label, anything else on its own.
-fn field_message(label: &str, message: &str) -> String {
+pub(super) fn field_message(label: &str, message: &str) -> String {
     if message.starts_with("must ") || message.starts_with("is ") {
         format!("{label} {message}.")
     } else {
@@ -206,12 +220,25 @@ fn field_message(label: &str, message: &str) -> String {
 }
 
 /// A labelled input with its error. `value` is never given for a password.
-fn input(
+pub(super) fn input(
     label: &str,
     name: &str,
     kind: &str,
     value: Option<&str>,
     autocomplete: &str,
+    errors: &FormErrors,
+) -> Markup {
+    labelled_input(label, name, kind, value, autocomplete, true, errors)
+}
+
+/// [`input`], optional or required.
+pub(super) fn labelled_input(
+    label: &str,
+    name: &str,
+    kind: &str,
+    value: Option<&str>,
+    autocomplete: &str,
+    required: bool,
     errors: &FormErrors,
 ) -> Markup {
     let error = errors.field(name);
@@ -221,7 +248,7 @@ fn input(
         div.field {
             label for=(id) { (label) }
             input id=(id) name=(name) type=(kind) value=[value] autocomplete=(autocomplete)
-                required aria-invalid=[error.map(|_| "true")]
+                required[required] aria-invalid=[error.map(|_| "true")]
                 aria-describedby=[error.map(|_| error_id.as_str())];
             @if let Some(message) = error {
                 p.field-error id=(error_id) { (field_message(label, message)) }
@@ -230,7 +257,7 @@ fn input(
     }
 }
 
-fn form_alert(errors: &FormErrors) -> Markup {
+pub(super) fn form_alert(errors: &FormErrors) -> Markup {
     html! {
         @if let Some(message) = &errors.form {
             p.form-alert role="alert" { (message) }
@@ -240,7 +267,7 @@ fn form_alert(errors: &FormErrors) -> Markup {
     }
 }
 
-fn status_of(errors: &FormErrors) -> StatusCode {
+pub(super) fn status_of(errors: &FormErrors) -> StatusCode {
     if errors.is_empty() {
         StatusCode::OK
     } else {
