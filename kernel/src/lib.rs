@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod bus;
 pub mod cache;
+pub mod cart;
 pub mod catalog;
 pub mod cli;
 pub mod config;

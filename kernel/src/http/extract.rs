@@ -232,3 +232,23 @@ impl<S: Send + Sync> FromRequestParts<S> for StaffAuth {
             .ok_or(Error::Unauthorized)
     }
 }
+
+/// A customer when the request carries a bearer token (which must then be valid: a bad
+/// one is a 401, not a guest), or a guest when it carries none.
+pub struct MaybeCustomer(pub Option<crate::accounts::Authenticated>);
+
+impl FromRequestParts<AppState> for MaybeCustomer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(MaybeCustomer(None));
+        }
+        CustomerAuth::from_request_parts(parts, state)
+            .await
+            .map(|CustomerAuth(auth)| MaybeCustomer(Some(auth)))
+    }
+}

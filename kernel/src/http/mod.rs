@@ -44,6 +44,7 @@ use crate::staff::Access;
         (name = "admin-privacy", description = "GDPR requests: list them, erase a customer on a verified request (staff token with the permission)"),
         (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile, addresses, consents, GDPR export and erasure (customer access token)"),
         (name = "privacy", description = "The status of a GDPR request, by its unguessable id (no sign-in)"),
+        (name = "cart", description = "Carts: guest (by id) or signed-in (by token), priced by the pricing rules and checked against stock"),
         (name = "staff", description = "Staff sign-in and sign-out"),
         (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
     )
@@ -89,6 +90,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(crate::accounts::api::public_routes())
                 .nest("/account", crate::accounts::api::routes())
                 .nest("/staff", crate::staff::api::routes())
+                .nest("/carts", crate::cart::api::routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -1,0 +1,604 @@
+//! Carts: a guest's is reached by its unguessable id, a signed-in customer's only with
+//! their token. Every read and change answers the cart priced through the active
+//! pricing rules (each adjustment with its reason) and checked against what can be sold
+//! now (unexpired lots outside the minimum shelf life, first expired first out).
+//!
+//! A line may not ask for more than can be sold when it is added or changed; stock can
+//! still run out afterwards, so each answer says per line whether it can be bought and
+//! whether the whole cart can go to checkout.
+
+pub mod api;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use crate::accounts::Authenticated;
+use crate::app::AppState;
+use crate::catalog::model::Money;
+use crate::error::{Error, Problems, Result};
+use crate::inventory::Availability;
+use crate::plugins::pricing::{AppliedAdjustment, QuoteLineInput, QuoteRequest};
+
+/// Most distinct lines in one cart.
+pub const MAX_LINES: usize = 100;
+/// Most units on one line.
+pub const MAX_QUANTITY: u32 = 999;
+
+/// One line as the shopper sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartLine {
+    pub id: i64,
+    pub sku: String,
+    pub product_slug: String,
+    pub title: String,
+    pub quantity: u32,
+    pub subscription: bool,
+    pub unit_price: Money,
+    pub subtotal: Money,
+    /// Discounts and surcharges of the pricing rules, each with its reason.
+    pub adjustments: Vec<AppliedAdjustment>,
+    pub total: Money,
+    pub availability: Availability,
+    /// Why this line cannot be bought as it is (e.g. only 3 left), if it cannot.
+    pub problem: Option<String>,
+}
+
+/// A cart, priced and checked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Cart {
+    pub id: String,
+    /// Bound to a signed-in customer (then only their token reaches it).
+    pub signed_in: bool,
+    /// The lines' currency; `null` while the cart is empty.
+    pub currency: Option<String>,
+    pub lines: Vec<CartLine>,
+    pub cart_adjustments: Vec<AppliedAdjustment>,
+    pub subtotal_minor: i64,
+    pub adjustments_total_minor: i64,
+    pub total_minor: i64,
+    /// Every line can be bought as it is.
+    pub can_check_out: bool,
+    /// Pricing rules that failed and were left out of these prices.
+    pub skipped_rules: Vec<String>,
+    /// What the rules' decisions are recorded under (empty for an empty cart).
+    pub input_hash: String,
+}
+
+/// A line to add.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    pub sku: String,
+    pub quantity: u32,
+    /// Bought on subscription (subscribe-and-save applies).
+    #[serde(default)]
+    pub subscription: bool,
+}
+
+/// A line's new quantity.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineChange {
+    pub quantity: u32,
+}
+
+fn new_cart_id() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 18] = rand::random();
+    format!(
+        "cart_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// A cart id of the shape we make; anything else is not looked up.
+fn plausible_id(id: &str) -> bool {
+    id.len() == 29
+        && id.starts_with("cart_")
+        && id[5..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found(format!("cart {id}"))
+}
+
+/// Checks that the caller may use the cart: an open cart that is a guest's, or the
+/// signed-in caller's own. Anything else looks exactly like a missing cart.
+async fn open_cart(state: &AppState, id: &str, customer: Option<&Authenticated>) -> Result<()> {
+    if !plausible_id(id) {
+        return Err(not_found(id));
+    }
+    let row = sqlx::query("SELECT customer_id FROM carts WHERE id = $1 AND status = 'open'")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let owner: Option<i64> = row.try_get(0)?;
+    match (owner, customer) {
+        (None, _) => Ok(()),
+        (Some(owner), Some(customer)) if owner == customer.customer_id => Ok(()),
+        _ => Err(not_found(id)),
+    }
+}
+
+/// A new cart: for a signed-in customer their open cart (made if they have none), for a
+/// guest a fresh one.
+pub async fn create(state: &AppState, customer: Option<&Authenticated>) -> Result<Cart> {
+    if let Some(customer) = customer {
+        let id = customer_cart(state, customer).await?;
+        return get(state, &id, Some(customer)).await;
+    }
+    let id = new_cart_id();
+    let now = crate::time::now();
+    sqlx::query(
+        "INSERT INTO carts (id, customer_id, status, created_at, updated_at) VALUES ($1, NULL, 'open', $2, $2)",
+    )
+    .bind(&id)
+    .bind(&now)
+    .execute(&state.db.pool)
+    .await?;
+    get(state, &id, None).await
+}
+
+/// The customer's open cart id, made if they have none.
+async fn customer_cart(state: &AppState, customer: &Authenticated) -> Result<String> {
+    let find = || async {
+        let row = sqlx::query("SELECT id FROM carts WHERE customer_id = $1 AND status = 'open'")
+            .bind(customer.customer_id)
+            .fetch_optional(&state.db.pool)
+            .await?;
+        Ok::<_, Error>(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    };
+    if let Some(id) = find().await? {
+        return Ok(id);
+    }
+    let id = new_cart_id();
+    let now = crate::time::now();
+    let inserted = sqlx::query(
+        "INSERT INTO carts (id, customer_id, status, created_at, updated_at) VALUES ($1, $2, 'open', $3, $3)",
+    )
+    .bind(&id)
+    .bind(customer.customer_id)
+    .bind(&now)
+    .execute(&state.db.pool)
+    .await;
+    match inserted {
+        // Two first requests at once: the other made it.
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            find().await?.ok_or_else(|| not_found("of the customer"))
+        }
+        other => {
+            other?;
+            Ok(id)
+        }
+    }
+}
+
+/// The cart, priced and checked.
+pub async fn get(state: &AppState, id: &str, customer: Option<&Authenticated>) -> Result<Cart> {
+    open_cart(state, id, customer).await?;
+    priced(state, id).await
+}
+
+struct StoredLine {
+    id: i64,
+    variant_id: i64,
+    sku: String,
+    quantity: u32,
+    subscription: bool,
+}
+
+async fn stored_lines(state: &AppState, id: &str) -> Result<(bool, Vec<StoredLine>)> {
+    let owner = sqlx::query("SELECT customer_id FROM carts WHERE id = $1")
+        .bind(id)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let signed_in = owner.try_get::<Option<i64>, _>(0)?.is_some();
+    let rows = sqlx::query(
+        "SELECT l.id, l.variant_id, v.sku, l.quantity, l.subscription FROM cart_lines l
+         JOIN variants v ON v.id = l.variant_id WHERE l.cart_id = $1 ORDER BY l.id",
+    )
+    .bind(id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let lines = rows
+        .iter()
+        .map(|r| {
+            Ok(StoredLine {
+                id: r.try_get(0)?,
+                variant_id: r.try_get(1)?,
+                sku: r.try_get(2)?,
+                quantity: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                subscription: r.try_get::<i64, _>(4)? != 0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((signed_in, lines))
+}
+
+async fn availability_of(
+    state: &AppState,
+    variant_ids: &[i64],
+) -> Result<HashMap<i64, Availability>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let settings = crate::inventory::settings::load(&mut conn).await?;
+    crate::inventory::availability(&mut conn, variant_ids, &settings).await
+}
+
+/// Prices the stored lines through the pricing rules and checks them against stock.
+async fn priced(state: &AppState, id: &str) -> Result<Cart> {
+    let (signed_in, lines) = stored_lines(state, id).await?;
+    if lines.is_empty() {
+        return Ok(Cart {
+            id: id.to_owned(),
+            signed_in,
+            currency: None,
+            lines: Vec::new(),
+            cart_adjustments: Vec::new(),
+            subtotal_minor: 0,
+            adjustments_total_minor: 0,
+            total_minor: 0,
+            can_check_out: false,
+            skipped_rules: Vec::new(),
+            input_hash: String::new(),
+        });
+    }
+    let request = QuoteRequest {
+        lines: lines
+            .iter()
+            .map(|l| QuoteLineInput {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                subscription: l.subscription,
+            })
+            .collect(),
+        customer_segments: Vec::new(),
+    };
+    let quote = crate::plugins::pricing::quote(&state.db, &state.plugins, &request).await?;
+    let variant_ids: Vec<i64> = lines.iter().map(|l| l.variant_id).collect();
+    let stock = availability_of(state, &variant_ids).await?;
+    // Several lines of one variant (once and on subscription) share its stock.
+    let mut wanted: HashMap<i64, u32> = HashMap::new();
+    for line in &lines {
+        *wanted.entry(line.variant_id).or_default() += line.quantity;
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    for (line, quoted) in lines.iter().zip(quote.lines) {
+        let availability = stock
+            .get(&line.variant_id)
+            .cloned()
+            .unwrap_or_else(Availability::out_of_stock);
+        let total_wanted = i64::from(wanted[&line.variant_id]);
+        let problem = if availability.sellable_quantity == 0 {
+            Some("out of stock".to_owned())
+        } else if total_wanted > availability.sellable_quantity {
+            Some(format!(
+                "only {} can be sold now",
+                availability.sellable_quantity
+            ))
+        } else {
+            None
+        };
+        out.push(CartLine {
+            id: line.id,
+            sku: quoted.sku,
+            product_slug: quoted.product_slug,
+            title: quoted.title,
+            quantity: quoted.quantity,
+            subscription: quoted.subscription,
+            unit_price: quoted.unit_price,
+            subtotal: quoted.subtotal,
+            adjustments: quoted.adjustments,
+            total: quoted.total,
+            availability,
+            problem,
+        });
+    }
+    Ok(Cart {
+        id: id.to_owned(),
+        signed_in,
+        currency: Some(quote.currency),
+        can_check_out: out.iter().all(|l| l.problem.is_none()),
+        lines: out,
+        cart_adjustments: quote.cart_adjustments,
+        subtotal_minor: quote.subtotal.amount_minor,
+        adjustments_total_minor: quote.adjustments_total.amount_minor,
+        total_minor: quote.total.amount_minor,
+        skipped_rules: quote.skipped_rules,
+        input_hash: quote.input_hash,
+    })
+}
+
+fn check_quantity(problems: &mut Problems, field: &str, quantity: u32) {
+    problems.check(
+        (1..=MAX_QUANTITY).contains(&quantity),
+        field,
+        format!("must be between 1 and {MAX_QUANTITY}"),
+    );
+}
+
+/// Refuses a quantity of a variant beyond what can be sold now.
+async fn check_stock(state: &AppState, variant_id: i64, wanted: u32) -> Result<()> {
+    let stock = availability_of(state, &[variant_id]).await?;
+    let sellable = stock.get(&variant_id).map_or(0, |a| a.sellable_quantity);
+    if i64::from(wanted) > sellable {
+        return Err(Error::conflict(
+            Some("quantity"),
+            if sellable == 0 {
+                "this is out of stock".to_owned()
+            } else {
+                format!("only {sellable} can be sold now")
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Units of a variant in the cart, over every line but `except`.
+async fn units_in_cart(
+    state: &AppState,
+    cart: &str,
+    variant_id: i64,
+    except: Option<i64>,
+) -> Result<u32> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM cart_lines
+         WHERE cart_id = $1 AND variant_id = $2 AND id <> $3",
+    )
+    .bind(cart)
+    .bind(variant_id)
+    .bind(except.unwrap_or(-1))
+    .fetch_one(&state.db.pool)
+    .await?;
+    Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
+}
+
+async fn touch(state: &AppState, id: &str) -> Result<()> {
+    sqlx::query("UPDATE carts SET updated_at = $1 WHERE id = $2")
+        .bind(crate::time::now())
+        .bind(id)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Adds a line, or adds to the line of the same SKU and purchase kind.
+pub async fn add_line(
+    state: &AppState,
+    id: &str,
+    customer: Option<&Authenticated>,
+    input: NewLine,
+) -> Result<Cart> {
+    let mut problems = Problems::new();
+    check_quantity(&mut problems, "quantity", input.quantity);
+    problems.check(
+        !input.sku.trim().is_empty() && input.sku.len() <= 64,
+        "sku",
+        "must be a SKU of up to 64 characters",
+    );
+    problems.into_result()?;
+    open_cart(state, id, customer).await?;
+    let variant = sqlx::query(
+        "SELECT v.id FROM variants v JOIN products p ON p.id = v.product_id
+         WHERE v.sku = $1 AND p.status = 'active'",
+    )
+    .bind(input.sku.trim())
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| {
+        Error::invalid(
+            "sku",
+            format!("no product for sale has SKU `{}`", input.sku),
+        )
+    })?;
+    let variant_id: i64 = variant.try_get(0)?;
+    let subscription = i32::from(input.subscription);
+    let existing = sqlx::query(
+        "SELECT id, quantity FROM cart_lines WHERE cart_id = $1 AND variant_id = $2 AND subscription = $3",
+    )
+    .bind(id)
+    .bind(variant_id)
+    .bind(subscription)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let (line_id, current) = match &existing {
+        Some(row) => (
+            Some(row.try_get::<i64, _>(0)?),
+            u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+        ),
+        None => (None, 0),
+    };
+    let quantity = current.saturating_add(input.quantity);
+    if quantity > MAX_QUANTITY {
+        return Err(Error::invalid(
+            "quantity",
+            format!("a line holds at most {MAX_QUANTITY} units"),
+        ));
+    }
+    let others = units_in_cart(state, id, variant_id, line_id).await?;
+    check_stock(state, variant_id, quantity.saturating_add(others)).await?;
+    match line_id {
+        Some(line_id) => {
+            sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2")
+                .bind(i64::from(quantity))
+                .bind(line_id)
+                .execute(&state.db.pool)
+                .await?;
+        }
+        None => {
+            let count =
+                sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM cart_lines WHERE cart_id = $1")
+                    .bind(id)
+                    .fetch_one(&state.db.pool)
+                    .await?
+                    .try_get::<i64, _>(0)?;
+            if count >= MAX_LINES as i64 {
+                return Err(Error::conflict(
+                    Some("sku"),
+                    format!("a cart holds at most {MAX_LINES} lines"),
+                ));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(variant_id)
+            .bind(subscription)
+            .bind(i64::from(quantity))
+            .bind(crate::time::now())
+            .execute(&state.db.pool)
+            .await;
+            match inserted {
+                // The same line added twice at once: add to it instead.
+                Err(err) if crate::store::is_unique_violation(&err) => {
+                    sqlx::query(
+                        "UPDATE cart_lines SET quantity = quantity + $1
+                         WHERE cart_id = $2 AND variant_id = $3 AND subscription = $4",
+                    )
+                    .bind(i64::from(input.quantity))
+                    .bind(id)
+                    .bind(variant_id)
+                    .bind(subscription)
+                    .execute(&state.db.pool)
+                    .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
+    touch(state, id).await?;
+    priced(state, id).await
+}
+
+/// The variant of one of the cart's lines (a line of another cart is not found).
+async fn line_variant(state: &AppState, id: &str, line_id: i64) -> Result<i64> {
+    let row = sqlx::query("SELECT variant_id FROM cart_lines WHERE id = $1 AND cart_id = $2")
+        .bind(line_id)
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("line {line_id} of cart {id}")))?;
+    Ok(row.try_get(0)?)
+}
+
+/// Sets a line's quantity.
+pub async fn change_line(
+    state: &AppState,
+    id: &str,
+    customer: Option<&Authenticated>,
+    line_id: i64,
+    change: LineChange,
+) -> Result<Cart> {
+    let mut problems = Problems::new();
+    check_quantity(&mut problems, "quantity", change.quantity);
+    problems.into_result()?;
+    open_cart(state, id, customer).await?;
+    let variant_id = line_variant(state, id, line_id).await?;
+    let others = units_in_cart(state, id, variant_id, Some(line_id)).await?;
+    check_stock(state, variant_id, change.quantity.saturating_add(others)).await?;
+    sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2 AND cart_id = $3")
+        .bind(i64::from(change.quantity))
+        .bind(line_id)
+        .bind(id)
+        .execute(&state.db.pool)
+        .await?;
+    touch(state, id).await?;
+    priced(state, id).await
+}
+
+pub async fn remove_line(
+    state: &AppState,
+    id: &str,
+    customer: Option<&Authenticated>,
+    line_id: i64,
+) -> Result<Cart> {
+    open_cart(state, id, customer).await?;
+    line_variant(state, id, line_id).await?;
+    sqlx::query("DELETE FROM cart_lines WHERE id = $1 AND cart_id = $2")
+        .bind(line_id)
+        .bind(id)
+        .execute(&state.db.pool)
+        .await?;
+    touch(state, id).await?;
+    priced(state, id).await
+}
+
+/// Moves a guest cart's lines into the signed-in customer's cart (quantities of the same
+/// line add up, up to the line maximum; what stock cannot cover is flagged on the line)
+/// and closes the guest cart.
+pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -> Result<Cart> {
+    if !plausible_id(guest_id) {
+        return Err(not_found(guest_id));
+    }
+    let target = customer_cart(state, customer).await?;
+    let mut tx = state.db.begin().await?;
+    let guest = sqlx::query("SELECT customer_id FROM carts WHERE id = $1 AND status = 'open'")
+        .bind(guest_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found(guest_id))?;
+    match guest.try_get::<Option<i64>, _>(0)? {
+        None => {}
+        // Merging the customer's own cart into itself changes nothing.
+        Some(owner) if owner == customer.customer_id && guest_id == target => {
+            drop(tx);
+            return priced(state, &target).await;
+        }
+        Some(_) => return Err(not_found(guest_id)),
+    }
+    let rows = sqlx::query(
+        "SELECT variant_id, subscription, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY id",
+    )
+    .bind(guest_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = crate::time::now();
+    for row in &rows {
+        let variant_id: i64 = row.try_get(0)?;
+        let subscription = i32::from(row.try_get::<i64, _>(1)? != 0);
+        let quantity: i64 = row.try_get(2)?;
+        let updated = sqlx::query(
+            "UPDATE cart_lines SET quantity = CASE WHEN quantity + $1 > 999 THEN 999 ELSE quantity + $1 END
+             WHERE cart_id = $2 AND variant_id = $3 AND subscription = $4",
+        )
+        .bind(quantity)
+        .bind(&target)
+        .bind(variant_id)
+        .bind(subscription)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&target)
+            .bind(variant_id)
+            .bind(subscription)
+            .bind(quantity)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE carts SET status = 'merged', updated_at = $1 WHERE id = $2")
+        .bind(&now)
+        .bind(guest_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE carts SET updated_at = $1 WHERE id = $2")
+        .bind(&now)
+        .bind(&target)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    priced(state, &target).await
+}
