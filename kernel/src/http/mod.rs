@@ -45,6 +45,8 @@ use crate::staff::Access;
         (name = "account", description = "Customer accounts: register, sign in, refresh, sign out, profile, addresses, consents, GDPR export and erasure (customer access token)"),
         (name = "privacy", description = "The status of a GDPR request, by its unguessable id (no sign-in)"),
         (name = "cart", description = "Carts: guest (by id) or signed-in (by token), priced by the pricing rules and checked against stock"),
+        (name = "orders", description = "Checkout (idempotent by Idempotency-Key) and the shipping rate table"),
+        (name = "admin-orders", description = "Orders, their state changes, shipping and tax rate tables (staff token with the permission)"),
         (name = "staff", description = "Staff sign-in and sign-out"),
         (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
     )
@@ -81,6 +83,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::audit::api::admin_routes())
         .merge(crate::accounts::api::admin_routes())
         .merge(crate::staff::api::admin_routes())
+        .merge(crate::orders::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -91,6 +94,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/account", crate::accounts::api::routes())
                 .nest("/staff", crate::staff::api::routes())
                 .nest("/carts", crate::cart::api::routes())
+                .merge(crate::orders::api::public_routes())
+                .nest("/account", crate::orders::api::account_routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -260,7 +260,7 @@ pub async fn change_lot_quantity(
 }
 
 /// A quantity change as written to the ledger, for its audit entry.
-struct AppliedChange {
+pub struct AppliedChange {
     lot_id: i64,
     variant_id: i64,
     delta: i64,
@@ -308,7 +308,7 @@ async fn audit_lot_change(
 
 /// The change itself: the conditional update, the ledger entry and the event, without
 /// the audit entry (callers record it once every row they lock is locked).
-async fn apply_lot_change(
+pub async fn apply_lot_change(
     conn: &mut AnyConnection,
     lot_id: i64,
     delta: i64,
@@ -404,6 +404,34 @@ pub async fn allocate(
     settings: &StoreSettings,
     change: &StockChange<'_>,
 ) -> Result<Vec<Allocation>> {
+    let (allocations, applied) = reserve(conn, variant_id, quantity, settings, change).await?;
+    audit_changes(conn, &applied, change).await?;
+    Ok(allocations)
+}
+
+/// Audits lot changes made by [`reserve`]: call it once every lot of the transaction is
+/// locked, since the audit chain's head is taken last (see crate::audit).
+pub async fn audit_changes(
+    conn: &mut AnyConnection,
+    applied: &[AppliedChange],
+    change: &StockChange<'_>,
+) -> Result<()> {
+    for lot_change in applied {
+        audit_lot_change(conn, lot_change, change).await?;
+    }
+    Ok(())
+}
+
+/// [`allocate`] without the audit entries, for a transaction that reserves several
+/// variants: it audits them all at the end with [`audit_changes`], so no transaction
+/// holds the audit head while it waits for a lot another one has locked.
+pub async fn reserve(
+    conn: &mut AnyConnection,
+    variant_id: i64,
+    quantity: i64,
+    settings: &StoreSettings,
+    change: &StockChange<'_>,
+) -> Result<(Vec<Allocation>, Vec<AppliedChange>)> {
     if quantity <= 0 {
         return Err(Error::invalid("quantity", "must be at least 1"));
     }
@@ -483,11 +511,7 @@ pub async fn allocate(
             ));
         }
     }
-    // Audited once every lot is locked: the audit head is taken last (see crate::audit).
-    for lot_change in &applied {
-        audit_lot_change(conn, lot_change, change).await?;
-    }
-    Ok(allocations)
+    Ok((allocations, applied))
 }
 
 // ---- locations and receiving ---------------------------------------------------------

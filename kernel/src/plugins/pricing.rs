@@ -18,7 +18,7 @@ use crate::inventory::placeholders;
 use crate::store::Db;
 
 /// One adjustment as the shopper sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AppliedAdjustment {
     pub amount_minor: i64,
     pub reason: String,

@@ -38,13 +38,18 @@ pub enum Permission {
     /// Act on privacy requests (erasure on a verified request).
     #[serde(rename = "privacy.manage")]
     PrivacyManage,
+    #[serde(rename = "orders.read")]
+    OrdersRead,
+    /// Change orders' state (cancel, mark shipped, refund).
+    #[serde(rename = "orders.write")]
+    OrdersWrite,
     /// Create staff users, change roles, make and revoke their tokens.
     #[serde(rename = "staff.manage")]
     StaffManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 14] = [
         Permission::CatalogRead,
         Permission::CatalogWrite,
         Permission::InventoryRead,
@@ -56,6 +61,8 @@ impl Permission {
         Permission::CustomersRead,
         Permission::CustomersWrite,
         Permission::PrivacyManage,
+        Permission::OrdersRead,
+        Permission::OrdersWrite,
         Permission::StaffManage,
     ];
 
@@ -72,6 +79,8 @@ impl Permission {
             Permission::CustomersRead => "customers.read",
             Permission::CustomersWrite => "customers.write",
             Permission::PrivacyManage => "privacy.manage",
+            Permission::OrdersRead => "orders.read",
+            Permission::OrdersWrite => "orders.write",
             Permission::StaffManage => "staff.manage",
         }
     }
@@ -87,8 +96,8 @@ pub enum Role {
     Admin,
     /// Catalog and stock.
     Catalog,
-    /// Customers and their privacy requests; reads the catalog and stock to answer
-    /// questions.
+    /// Customers, their orders and privacy requests; reads the catalog and stock to
+    /// answer questions.
     Support,
 }
 
@@ -124,6 +133,8 @@ impl Role {
                 CustomersRead,
                 CustomersWrite,
                 PrivacyManage,
+                OrdersRead,
+                OrdersWrite,
             ],
             Role::Catalog => &[
                 CatalogRead,
@@ -132,7 +143,14 @@ impl Role {
                 InventoryWrite,
                 PluginsRead,
             ],
-            Role::Support => &[CatalogRead, InventoryRead, CustomersRead, PrivacyManage],
+            Role::Support => &[
+                CatalogRead,
+                InventoryRead,
+                CustomersRead,
+                PrivacyManage,
+                OrdersRead,
+                OrdersWrite,
+            ],
         }
     }
 
@@ -175,6 +193,10 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         "customers" if read => CustomersRead,
         "customers" => CustomersWrite,
         "privacy-requests" => PrivacyManage,
+        "orders" if read => OrdersRead,
+        "orders" => OrdersWrite,
+        "shipping-rates" | "tax-rates" if read => OrdersRead,
+        "shipping-rates" | "tax-rates" => SettingsWrite,
         "staff" => StaffManage,
         _ => return None,
     };

@@ -1,0 +1,386 @@
+//! Order routes: checkout of a cart, the customer's orders, and staff's order handling,
+//! shipping rates and tax rates.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{CheckoutRequest, Order, Transition};
+use crate::app::AppState;
+use crate::error::{Error, ErrorBody, Problems, Result};
+use crate::http::extract::{CustomerAuth, JsonBody, MaybeCustomer, PathParam, StaffAuth};
+
+/// Under `/api/v1`.
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(checkout))
+        .routes(routes!(list_shipping_rates))
+}
+
+/// Under `/api/v1/account`.
+pub fn account_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(my_orders))
+        .routes(routes!(my_order))
+}
+
+/// Under `/api/v1/admin`.
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list_orders))
+        .routes(routes!(admin_get_order))
+        .routes(routes!(admin_transition))
+        .routes(routes!(replace_shipping_rates))
+        .routes(routes!(replace_tax_rates, list_tax_rates))
+}
+
+/// Places an order from the cart: stock reserved first expired first out, totals with
+/// shipping and tax. Needs an `Idempotency-Key` header: a retry with the same key answers
+/// the same order (200) instead of placing another.
+#[utoipa::path(post, path = "/carts/{id}/checkout", tag = "orders", params(("id" = String, Path),
+    ("Idempotency-Key" = String, Header, description = "The same key never places a second order")),
+    request_body = CheckoutRequest, security((), ("customer_token" = [])),
+    responses((status = 201, body = Order), (status = 200, body = Order),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn checkout(
+    State(state): State<AppState>,
+    MaybeCustomer(customer): MaybeCustomer,
+    PathParam(id): PathParam<String>,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<CheckoutRequest>,
+) -> Result<(StatusCode, Json<Order>)> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let (order, created) = super::checkout(&state, &id, customer.as_ref(), &key, input).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(order)))
+}
+
+/// The signed-in customer's orders, newest first, with status and tracking numbers.
+#[utoipa::path(get, path = "/orders", tag = "account", security(("customer_token" = [])),
+    responses((status = 200, body = Vec<Order>), (status = 401, body = ErrorBody)))]
+async fn my_orders(
+    State(state): State<AppState>,
+    CustomerAuth(auth): CustomerAuth,
+) -> Result<Json<Vec<Order>>> {
+    Ok(Json(
+        super::list_for_customer(&state, auth.customer_id).await?,
+    ))
+}
+
+/// One of the signed-in customer's orders (another's is not found).
+#[utoipa::path(get, path = "/orders/{number}", tag = "account", params(("number" = String, Path)),
+    security(("customer_token" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+async fn my_order(
+    State(state): State<AppState>,
+    CustomerAuth(auth): CustomerAuth,
+    PathParam(number): PathParam<String>,
+) -> Result<Json<Order>> {
+    Ok(Json(
+        super::get_for_customer(&state, auth.customer_id, &number).await?,
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderSummary {
+    pub number: String,
+    pub status: String,
+    pub total_minor: i64,
+    pub currency: String,
+    pub created_at: String,
+}
+
+/// Recent orders, newest first (at most 200).
+#[utoipa::path(get, path = "/orders", tag = "admin-orders", security(("staff_token" = [])),
+    responses((status = 200, body = Vec<OrderSummary>)))]
+async fn admin_list_orders(State(state): State<AppState>) -> Result<Json<Vec<OrderSummary>>> {
+    let rows = sqlx::query(
+        "SELECT number, status, total_minor, currency, created_at FROM orders ORDER BY id DESC LIMIT 200",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    let orders = rows
+        .iter()
+        .map(|r| {
+            Ok(OrderSummary {
+                number: r.try_get(0)?,
+                status: r.try_get(1)?,
+                total_minor: r.try_get(2)?,
+                currency: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Json(orders))
+}
+
+#[utoipa::path(get, path = "/orders/{number}", tag = "admin-orders", params(("number" = String, Path)),
+    security(("staff_token" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
+async fn admin_get_order(
+    State(state): State<AppState>,
+    PathParam(number): PathParam<String>,
+) -> Result<Json<Order>> {
+    Ok(Json(super::get_for_staff(&state, &number).await?))
+}
+
+/// Moves an order to another state: pending → paid | cancelled; paid → fulfilled (with a
+/// tracking number) | cancelled | refunded; fulfilled → delivered | refunded; delivered →
+/// refunded. Anything else is a 409. Cancelling releases the reserved stock.
+#[utoipa::path(post, path = "/orders/{number}/transitions", tag = "admin-orders",
+    params(("number" = String, Path)), request_body = Transition, security(("staff_token" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn admin_transition(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(number): PathParam<String>,
+    JsonBody(change): JsonBody<Transition>,
+) -> Result<Json<Order>> {
+    Ok(Json(
+        super::transition(&state, &staff.actor, &number, change).await?,
+    ))
+}
+
+/// One shipping rate: a method (`code`) to a country (`*`: anywhere else) up to a weight.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingRate {
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub max_weight_grams: i64,
+    pub price_minor: i64,
+    pub currency: String,
+}
+
+async fn read_shipping_rates(state: &AppState) -> Result<Vec<ShippingRate>> {
+    let rows = sqlx::query(
+        "SELECT code, name, country, max_weight_grams, price_minor, currency FROM shipping_rates
+         ORDER BY code, country, max_weight_grams",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ShippingRate {
+                code: r.try_get(0)?,
+                name: r.try_get(1)?,
+                country: r.try_get(2)?,
+                max_weight_grams: r.try_get(3)?,
+                price_minor: r.try_get(4)?,
+                currency: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// The shipping rate table: methods by country and weight.
+#[utoipa::path(get, path = "/shipping-rates", tag = "orders",
+    responses((status = 200, body = Vec<ShippingRate>)))]
+async fn list_shipping_rates(State(state): State<AppState>) -> Result<Json<Vec<ShippingRate>>> {
+    Ok(Json(read_shipping_rates(&state).await?))
+}
+
+fn country_field(problems: &mut Problems, field: &str, country: &str) {
+    problems.check(
+        country == "*" || crate::accounts::addresses::is_country_code(country),
+        field,
+        "must be an ISO 3166-1 alpha-2 country code or `*`",
+    );
+}
+
+/// Replaces the whole shipping rate table.
+#[utoipa::path(put, path = "/shipping-rates", tag = "admin-orders", request_body = Vec<ShippingRate>,
+    security(("staff_token" = [])),
+    responses((status = 200, body = Vec<ShippingRate>), (status = 422, body = ErrorBody)))]
+async fn replace_shipping_rates(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    JsonBody(rates): JsonBody<Vec<ShippingRate>>,
+) -> Result<Json<Vec<ShippingRate>>> {
+    let mut problems = Problems::new();
+    problems.check(rates.len() <= 1000, "body", "at most 1000 rates");
+    for (i, rate) in rates.iter().enumerate() {
+        let f = |name: &str| format!("[{i}].{name}");
+        problems.check(
+            !rate.code.is_empty()
+                && rate.code.len() <= 64
+                && rate
+                    .code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            f("code"),
+            "must be 1 to 64 letters, digits, `-` or `_`",
+        );
+        problems.check(
+            !rate.name.trim().is_empty()
+                && rate.name.chars().count() <= 100
+                && !rate.name.chars().any(char::is_control),
+            f("name"),
+            "must be 1 to 100 characters",
+        );
+        country_field(&mut problems, &f("country"), &rate.country);
+        problems.check(
+            rate.max_weight_grams > 0,
+            f("max_weight_grams"),
+            "must be positive",
+        );
+        problems.check(
+            rate.price_minor >= 0,
+            f("price_minor"),
+            "must not be negative",
+        );
+        problems.check(
+            rate.currency.len() == 3 && rate.currency.bytes().all(|b| b.is_ascii_uppercase()),
+            f("currency"),
+            "must be an ISO 4217 code such as EUR",
+        );
+    }
+    problems.into_result()?;
+    let before = read_shipping_rates(&state).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM shipping_rates")
+        .execute(&mut *tx)
+        .await?;
+    for rate in &rates {
+        let inserted = sqlx::query(
+            "INSERT INTO shipping_rates (code, name, country, max_weight_grams, price_minor, currency)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&rate.code)
+        .bind(rate.name.trim())
+        .bind(&rate.country)
+        .bind(rate.max_weight_grams)
+        .bind(rate.price_minor)
+        .bind(&rate.currency)
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = &inserted
+            && crate::store::is_unique_violation(err)
+        {
+            return Err(Error::conflict(
+                Some("body"),
+                format!(
+                    "two rates for `{}` to {} up to {} g",
+                    rate.code, rate.country, rate.max_weight_grams
+                ),
+            ));
+        }
+        inserted?;
+    }
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor: &staff.actor,
+            action: "shipping_rates.replaced",
+            target_type: "settings",
+            target_id: "shipping_rates".to_owned(),
+            before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
+            after: Some(serde_json::to_value(&rates).map_err(anyhow::Error::from)?),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(read_shipping_rates(&state).await?))
+}
+
+/// A tax rate for a country (`*`: anywhere else) in basis points (2100 = 21%).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRate {
+    pub country: String,
+    pub rate_bp: i64,
+}
+
+async fn read_tax_rates(state: &AppState) -> Result<Vec<TaxRate>> {
+    let rows = sqlx::query("SELECT country, rate_bp FROM tax_rates ORDER BY country")
+        .fetch_all(&state.db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TaxRate {
+                country: r.try_get(0)?,
+                rate_bp: r.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+#[utoipa::path(get, path = "/tax-rates", tag = "admin-orders", security(("staff_token" = [])),
+    responses((status = 200, body = Vec<TaxRate>)))]
+async fn list_tax_rates(State(state): State<AppState>) -> Result<Json<Vec<TaxRate>>> {
+    Ok(Json(read_tax_rates(&state).await?))
+}
+
+/// Replaces the whole tax rate table.
+#[utoipa::path(put, path = "/tax-rates", tag = "admin-orders", request_body = Vec<TaxRate>,
+    security(("staff_token" = [])),
+    responses((status = 200, body = Vec<TaxRate>), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn replace_tax_rates(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    JsonBody(rates): JsonBody<Vec<TaxRate>>,
+) -> Result<Json<Vec<TaxRate>>> {
+    let mut problems = Problems::new();
+    for (i, rate) in rates.iter().enumerate() {
+        country_field(&mut problems, &format!("[{i}].country"), &rate.country);
+        problems.check(
+            (0..=10_000).contains(&rate.rate_bp),
+            format!("[{i}].rate_bp"),
+            "must be between 0 and 10000 basis points",
+        );
+    }
+    problems.into_result()?;
+    let before = read_tax_rates(&state).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM tax_rates")
+        .execute(&mut *tx)
+        .await?;
+    for rate in &rates {
+        let inserted = sqlx::query("INSERT INTO tax_rates (country, rate_bp) VALUES ($1, $2)")
+            .bind(&rate.country)
+            .bind(rate.rate_bp)
+            .execute(&mut *tx)
+            .await;
+        if let Err(err) = &inserted
+            && crate::store::is_unique_violation(err)
+        {
+            return Err(Error::conflict(
+                Some("body"),
+                format!("two rates for {}", rate.country),
+            ));
+        }
+        inserted?;
+    }
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor: &staff.actor,
+            action: "tax_rates.replaced",
+            target_type: "settings",
+            target_id: "tax_rates".to_owned(),
+            before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
+            after: Some(serde_json::to_value(&rates).map_err(anyhow::Error::from)?),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(read_tax_rates(&state).await?))
+}

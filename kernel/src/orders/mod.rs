@@ -1,0 +1,728 @@
+//! Orders: checkout turns an open cart into an order in one transaction (lots reserved
+//! first expired first out, the order, its lines and its event), idempotent by the
+//! client's `Idempotency-Key`. Orders then move through explicit states; anything else
+//! is a 409.
+//!
+//! Identity on an order (the email and the shipping address) is encrypted like a
+//! customer's; what was bought, the totals and the state are plain, so they can stay for
+//! accounting when a customer is erased.
+
+pub mod api;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use crate::accounts::Authenticated;
+use crate::app::AppState;
+use crate::error::{Error, Problems, Result};
+use crate::inventory::{StockChange, StockReason};
+use crate::plugins::pricing::AppliedAdjustment;
+
+const EMAIL_CONTEXT: &str = "orders.email";
+const ADDRESS_CONTEXT: &str = "orders.shipping_address";
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Placed, stock reserved, payment not yet taken.
+    Pending,
+    Paid,
+    /// Shipped, with a tracking number.
+    Fulfilled,
+    Delivered,
+    /// Stock released.
+    Cancelled,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Fulfilled => "fulfilled",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Fulfilled,
+            OrderStatus::Delivered,
+            OrderStatus::Cancelled,
+            OrderStatus::Refunded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// The states an order may move to from this one.
+    pub fn next(self) -> &'static [OrderStatus] {
+        use OrderStatus::*;
+        match self {
+            Pending => &[Paid, Cancelled],
+            Paid => &[Fulfilled, Cancelled, Refunded],
+            Fulfilled => &[Delivered, Refunded],
+            Delivered => &[Refunded],
+            Cancelled | Refunded => &[],
+        }
+    }
+}
+
+/// A shipping address given at checkout.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingAddress {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// Checkout input.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// Where confirmations go. A signed-in customer may leave it out (their account's).
+    #[serde(default)]
+    pub email: Option<String>,
+    pub shipping_address: ShippingAddress,
+    /// The `code` of a shipping rate (see `GET /api/v1/shipping-rates`).
+    pub shipping_method: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderLine {
+    pub sku: String,
+    pub title: String,
+    pub quantity: i64,
+    pub subscription: bool,
+    pub unit_price_minor: i64,
+    pub adjustments: Vec<AppliedAdjustment>,
+    pub total_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Order {
+    pub number: String,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    pub subtotal_minor: i64,
+    pub adjustments_minor: i64,
+    pub shipping_minor: i64,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub shipping_method: String,
+    pub tracking_number: Option<String>,
+    /// Decrypted for the customer and for staff; absent once erased.
+    pub email: Option<String>,
+    pub shipping_address: Option<ShippingAddress>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize, required: bool) {
+    let value = value.trim();
+    if required && value.is_empty() {
+        problems.add(field, "is required");
+    }
+    problems.check(
+        value.chars().count() <= max,
+        field,
+        format!("must be at most {max} characters"),
+    );
+    problems.check(
+        !value.chars().any(char::is_control),
+        field,
+        "must not contain control characters",
+    );
+}
+
+fn check_address(problems: &mut Problems, a: &ShippingAddress) {
+    let f = |name: &str| format!("shipping_address.{name}");
+    check_text(problems, &f("name"), &a.name, 200, true);
+    check_text(problems, &f("line1"), &a.line1, 200, true);
+    check_text(
+        problems,
+        &f("line2"),
+        a.line2.as_deref().unwrap_or(""),
+        200,
+        false,
+    );
+    check_text(problems, &f("city"), &a.city, 100, true);
+    check_text(
+        problems,
+        &f("region"),
+        a.region.as_deref().unwrap_or(""),
+        100,
+        false,
+    );
+    problems.check(
+        !a.postal_code.trim().is_empty()
+            && a.postal_code.trim().chars().count() <= 16
+            && a.postal_code
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-'),
+        f("postal_code"),
+        "must be up to 16 letters, digits, spaces or hyphens",
+    );
+    problems.check(
+        crate::accounts::addresses::is_country_code(&a.country.trim().to_ascii_uppercase()),
+        f("country"),
+        "must be an ISO 3166-1 alpha-2 country code",
+    );
+}
+
+fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.len() > 200
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(Error::BadRequest {
+            message: "checkout needs an Idempotency-Key header: 1 to 200 letters, digits, `-`, `_`, `.`, `:`".to_owned(),
+            fields: vec![crate::error::FieldError::new(
+                "Idempotency-Key",
+                "1 to 200 letters, digits, `-`, `_`, `.`, `:`",
+            )],
+        });
+    }
+    Ok(())
+}
+
+/// A readable order number that does not reveal how many orders the store has.
+fn new_order_number() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let bytes: [u8; 10] = rand::random();
+    let code: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    format!("OL-{}-{}", &code[..5], &code[5..])
+}
+
+/// The shipping rate for a method, country and parcel weight: the country's own rates
+/// before the `*` ones, the lightest band that takes the weight.
+async fn shipping_rate(
+    conn: &mut sqlx::AnyConnection,
+    code: &str,
+    country: &str,
+    weight: i64,
+    currency: &str,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT price_minor FROM shipping_rates
+         WHERE code = $1 AND (country = $2 OR country = '*') AND max_weight_grams >= $3 AND currency = $4
+         ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END, max_weight_grams LIMIT 1",
+    )
+    .bind(code)
+    .bind(country)
+    .bind(weight)
+    .bind(currency)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+async fn tax_rate_bp(conn: &mut sqlx::AnyConnection, country: &str) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT rate_bp FROM tax_rates WHERE country = $1 OR country = '*'
+         ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END LIMIT 1",
+    )
+    .bind(country)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+}
+
+/// Tax on an amount at a rate in basis points, rounded half up.
+fn tax_on(amount: i64, rate_bp: i64) -> i64 {
+    (amount.saturating_mul(rate_bp) + 5_000).div_euclid(10_000)
+}
+
+/// The order an idempotency key made, if any: `(order id, cart id)`.
+async fn order_by_key(state: &AppState, key: &str) -> Result<Option<(i64, String)>> {
+    let row = sqlx::query("SELECT id, cart_id FROM orders WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    Ok(row
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()?)
+}
+
+/// Turns the cart into an order. Answers `(order, created)`: a retry with the same key
+/// answers the order the first attempt made.
+pub async fn checkout(
+    state: &AppState,
+    cart_id: &str,
+    customer: Option<&Authenticated>,
+    idempotency_key: &str,
+    input: CheckoutRequest,
+) -> Result<(Order, bool)> {
+    check_idempotency_key(idempotency_key)?;
+    if let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await? {
+        if made_from != cart_id {
+            return Err(Error::conflict(
+                Some("Idempotency-Key"),
+                "this Idempotency-Key was used for another cart",
+            ));
+        }
+        return Ok((load(state, order_id, true).await?, false));
+    }
+    let mut problems = Problems::new();
+    check_address(&mut problems, &input.shipping_address);
+    check_text(
+        &mut problems,
+        "shipping_method",
+        &input.shipping_method,
+        64,
+        true,
+    );
+    let email = match (&input.email, customer) {
+        (Some(email), _) => {
+            crate::accounts::check_email(&mut problems, "email", email);
+            email.trim().to_owned()
+        }
+        (None, Some(customer)) => {
+            crate::accounts::account(state, customer.customer_id)
+                .await?
+                .email
+        }
+        (None, None) => {
+            problems.add("email", "is required");
+            String::new()
+        }
+    };
+    problems.into_result()?;
+
+    let cart = crate::cart::get(state, cart_id, customer).await?;
+    if cart.lines.is_empty() {
+        return Err(Error::conflict(None, "the cart is empty"));
+    }
+    if !cart.can_check_out {
+        return Err(Error::conflict(
+            Some("lines"),
+            "some lines cannot be bought as they are: see each line's problem",
+        ));
+    }
+    let currency = cart.currency.clone().unwrap_or_default();
+    let country = input.shipping_address.country.trim().to_ascii_uppercase();
+    let mut address = input.shipping_address.clone();
+    address.country = country.clone();
+    let email_enc = state.keys.encrypt_field(EMAIL_CONTEXT, &email)?;
+    let address_enc = state.keys.encrypt_field(
+        ADDRESS_CONTEXT,
+        &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
+    )?;
+
+    let mut tx = state.db.begin().await?;
+    // The cart is taken inside the transaction: a second checkout of it waits here and
+    // then finds it ordered.
+    let taken = sqlx::query(
+        "UPDATE carts SET status = 'ordered', updated_at = $1 WHERE id = $2 AND status = 'open'",
+    )
+    .bind(crate::time::now())
+    .bind(cart_id)
+    .execute(&mut *tx)
+    .await?;
+    if taken.rows_affected() == 0 {
+        drop(tx);
+        // A concurrent retry with the same key may have just made the order.
+        if let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await?
+            && made_from == cart_id
+        {
+            return Ok((load(state, order_id, true).await?, false));
+        }
+        return Err(Error::conflict(None, "the cart was checked out already"));
+    }
+    let weight = {
+        let mut total = 0i64;
+        for line in &cart.lines {
+            let row = sqlx::query("SELECT weight_grams FROM variants WHERE sku = $1")
+                .bind(&line.sku)
+                .fetch_one(&mut *tx)
+                .await?;
+            total = total.saturating_add(
+                row.try_get::<i64, _>(0)?
+                    .saturating_mul(i64::from(line.quantity)),
+            );
+        }
+        total
+    };
+    let Some(shipping) = shipping_rate(
+        &mut tx,
+        input.shipping_method.trim(),
+        &country,
+        weight,
+        &currency,
+    )
+    .await?
+    else {
+        return Err(Error::invalid(
+            "shipping_method",
+            format!(
+                "no `{}` shipping to {country} for this parcel",
+                input.shipping_method.trim()
+            ),
+        ));
+    };
+    let rate_bp = tax_rate_bp(&mut tx, &country).await?;
+    let goods = cart.total_minor;
+    let tax = tax_on(goods.saturating_add(shipping), rate_bp);
+    let total = goods.saturating_add(shipping).saturating_add(tax);
+    let number = new_order_number();
+    let now = crate::time::now();
+    let order_id: i64 = sqlx::query(
+        "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
+            subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
+            shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+         RETURNING id",
+    )
+    .bind(&number)
+    .bind(customer.map(|c| c.customer_id))
+    .bind(cart_id)
+    .bind(idempotency_key)
+    .bind(&currency)
+    .bind(cart.subtotal_minor)
+    .bind(cart.adjustments_total_minor)
+    .bind(shipping)
+    .bind(tax)
+    .bind(total)
+    .bind(input.shipping_method.trim())
+    .bind(&country)
+    .bind(&email_enc)
+    .bind(&address_enc)
+    .bind(&now)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    let settings = crate::inventory::settings::load(&mut tx).await?;
+    let actor = customer.map_or("guest", |c| c.pseudonym.as_str());
+    let stock_change = StockChange {
+        reason: StockReason::Allocated,
+        actor,
+        note: None,
+        reference: Some(&number),
+    };
+    // Lots in one order (by variant id) across checkouts, and the audit entries only
+    // once every lot is locked, so two checkouts never wait on each other in a circle.
+    let mut by_variant: Vec<(i64, &crate::cart::CartLine)> = Vec::with_capacity(cart.lines.len());
+    for line in &cart.lines {
+        let variant_id: i64 = sqlx::query("SELECT id FROM variants WHERE sku = $1")
+            .bind(&line.sku)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        by_variant.push((variant_id, line));
+    }
+    by_variant.sort_by_key(|(variant_id, _)| *variant_id);
+    let mut applied = Vec::new();
+    for (variant_id, line) in by_variant {
+        let adjustments: i64 = line.adjustments.iter().map(|a| a.amount_minor).sum();
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
+                unit_price_minor, adjustments_minor, total_minor, adjustments)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(order_id)
+        .bind(variant_id)
+        .bind(&line.sku)
+        .bind(&line.title)
+        .bind(i64::from(line.quantity))
+        .bind(i32::from(line.subscription))
+        .bind(line.unit_price.amount_minor)
+        .bind(adjustments)
+        .bind(line.total.amount_minor)
+        .bind(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?)
+        .execute(&mut *tx)
+        .await?;
+        let (allocations, changes) = crate::inventory::reserve(
+            &mut tx,
+            variant_id,
+            i64::from(line.quantity),
+            &settings,
+            &stock_change,
+        )
+        .await?;
+        applied.extend(changes);
+        for allocation in allocations {
+            sqlx::query(
+                "INSERT INTO order_allocations (order_id, lot_id, variant_id, quantity) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(order_id)
+            .bind(allocation.lot_id)
+            .bind(allocation.variant_id)
+            .bind(allocation.quantity)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    crate::bus::record(
+        &mut tx,
+        "order",
+        &number,
+        "order.placed",
+        &serde_json::json!({ "number": number, "total_minor": total, "currency": currency }),
+    )
+    .await?;
+    crate::inventory::audit_changes(&mut tx, &applied, &stock_change).await?;
+    tx.commit().await?;
+    Ok((load(state, order_id, true).await?, true))
+}
+
+/// Reads an order; `with_identity` decrypts its email and address.
+pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Result<Order> {
+    let row = sqlx::query(
+        "SELECT number, status, currency, subtotal_minor, adjustments_minor, shipping_minor,
+            tax_minor, total_minor, shipping_method, tracking_number, email_enc,
+            shipping_address_enc, created_at, updated_at
+         FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| Error::not_found(format!("order {order_id}")))?;
+    let status: String = row.try_get(1)?;
+    let (email, shipping_address) = if with_identity {
+        let email_enc: String = row.try_get(10)?;
+        let address_enc: String = row.try_get(11)?;
+        let email = if email_enc.is_empty() {
+            None
+        } else {
+            Some(state.keys.decrypt_field(EMAIL_CONTEXT, &email_enc)?)
+        };
+        let address = if address_enc.is_empty() {
+            None
+        } else {
+            let text = state.keys.decrypt_field(ADDRESS_CONTEXT, &address_enc)?;
+            Some(serde_json::from_str(&text).map_err(anyhow::Error::from)?)
+        };
+        (email, address)
+    } else {
+        (None, None)
+    };
+    let lines = sqlx::query(
+        "SELECT sku, title, quantity, subscription, unit_price_minor, adjustments, total_minor
+         FROM order_lines WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(&state.db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let adjustments: String = r.try_get(5)?;
+        Ok(OrderLine {
+            sku: r.try_get(0)?,
+            title: r.try_get(1)?,
+            quantity: r.try_get(2)?,
+            subscription: r.try_get::<i64, _>(3)? != 0,
+            unit_price_minor: r.try_get(4)?,
+            adjustments: serde_json::from_str(&adjustments).map_err(anyhow::Error::from)?,
+            total_minor: r.try_get(6)?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    Ok(Order {
+        number: row.try_get(0)?,
+        status: OrderStatus::parse(&status).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("order {order_id} has status {status}"))
+        })?,
+        currency: row.try_get(2)?,
+        lines,
+        subtotal_minor: row.try_get(3)?,
+        adjustments_minor: row.try_get(4)?,
+        shipping_minor: row.try_get(5)?,
+        tax_minor: row.try_get(6)?,
+        total_minor: row.try_get(7)?,
+        shipping_method: row.try_get(8)?,
+        tracking_number: row.try_get(9)?,
+        email,
+        shipping_address,
+        created_at: row.try_get(12)?,
+        updated_at: row.try_get(13)?,
+    })
+}
+
+/// The id of an order by its number, for `customer` only when given (another's is not
+/// found, exactly like a missing one).
+async fn id_of(state: &AppState, number: &str, customer: Option<i64>) -> Result<i64> {
+    let not_found = || Error::not_found(format!("order {number}"));
+    if number.len() > 32 {
+        return Err(not_found());
+    }
+    let row = sqlx::query("SELECT id, customer_id FROM orders WHERE number = $1")
+        .bind(number)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(customer) = customer
+        && row.try_get::<Option<i64>, _>(1)? != Some(customer)
+    {
+        return Err(not_found());
+    }
+    Ok(row.try_get(0)?)
+}
+
+pub async fn get_for_customer(state: &AppState, customer_id: i64, number: &str) -> Result<Order> {
+    let id = id_of(state, number, Some(customer_id)).await?;
+    load(state, id, true).await
+}
+
+pub async fn get_for_staff(state: &AppState, number: &str) -> Result<Order> {
+    let id = id_of(state, number, None).await?;
+    load(state, id, true).await
+}
+
+/// A customer's orders, newest first.
+pub async fn list_for_customer(state: &AppState, customer_id: i64) -> Result<Vec<Order>> {
+    let ids: Vec<i64> =
+        sqlx::query("SELECT id FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 200")
+            .bind(customer_id)
+            .fetch_all(&state.db.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+    let mut orders = Vec::with_capacity(ids.len());
+    for id in ids {
+        orders.push(load(state, id, true).await?);
+    }
+    Ok(orders)
+}
+
+/// A staff change of an order's state.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    pub to: OrderStatus,
+    /// Required to mark an order fulfilled (shipped).
+    #[serde(default)]
+    pub tracking_number: Option<String>,
+}
+
+/// Moves an order to another state if its current state allows it (409 otherwise).
+/// Cancelling releases its reserved stock back to the same lots.
+pub async fn transition(
+    state: &AppState,
+    actor: &str,
+    number: &str,
+    change: Transition,
+) -> Result<Order> {
+    let mut problems = Problems::new();
+    if change.to == OrderStatus::Fulfilled {
+        check_text(
+            &mut problems,
+            "tracking_number",
+            change.tracking_number.as_deref().unwrap_or(""),
+            64,
+            true,
+        );
+    } else if change.tracking_number.is_some() {
+        problems.add("tracking_number", "only goes with `to: fulfilled`");
+    }
+    problems.into_result()?;
+    let id = id_of(state, number, None).await?;
+    let mut tx = state.db.begin().await?;
+    let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let status: String = row.try_get(0)?;
+    let from = OrderStatus::parse(&status)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("order {number} has status {status}")))?;
+    if !from.next().contains(&change.to) {
+        return Err(Error::conflict(
+            Some("to"),
+            format!(
+                "an order that is {} cannot become {}",
+                from.as_str(),
+                change.to.as_str()
+            ),
+        ));
+    }
+    let now = crate::time::now();
+    // The status in the WHERE makes a concurrent transition lose cleanly.
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $1, tracking_number = COALESCE($2, tracking_number), updated_at = $3
+         WHERE id = $4 AND status = $5",
+    )
+    .bind(change.to.as_str())
+    .bind(change.tracking_number.as_deref().map(str::trim))
+    .bind(&now)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Err(Error::conflict(
+            Some("to"),
+            "the order changed meanwhile; read it again",
+        ));
+    }
+    crate::bus::record(
+        &mut tx,
+        "order",
+        number,
+        &format!("order.{}", change.to.as_str()),
+        &serde_json::json!({ "number": number, "from": from.as_str(), "to": change.to.as_str() }),
+    )
+    .await?;
+    if change.to == OrderStatus::Cancelled {
+        let allocations = sqlx::query(
+            "SELECT lot_id, quantity FROM order_allocations WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let release = StockChange {
+            reason: StockReason::Released,
+            actor,
+            note: None,
+            reference: Some(number),
+        };
+        let mut applied = Vec::with_capacity(allocations.len());
+        for allocation in &allocations {
+            applied.push(
+                crate::inventory::apply_lot_change(
+                    &mut tx,
+                    allocation.try_get(0)?,
+                    allocation.try_get(1)?,
+                    &release,
+                )
+                .await?,
+            );
+        }
+        crate::inventory::audit_changes(&mut tx, &applied, &release).await?;
+    }
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor,
+            action: "order.status_changed",
+            target_type: "order",
+            target_id: number.to_owned(),
+            before: Some(serde_json::json!({ "status": from.as_str() })),
+            after: Some(serde_json::json!({ "status": change.to.as_str(), "tracking_number": change.tracking_number })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    load(state, id, true).await
+}

@@ -1,0 +1,332 @@
+//! Checkout and orders: one transaction reserves lots and places the order; the same
+//! Idempotency-Key never places two; racing buyers never oversell; orders move only
+//! through their explicit states; a customer sees only their own orders.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> TestResponse {
+    app.request(
+        method,
+        path,
+        token,
+        body.map(|b| Body::from(b.to_string())),
+        Some("application/json"),
+    )
+    .await
+}
+
+/// MAG-60 (19.99 EUR, 120 g) with `quantity` in one lot; standard shipping 4.95 to NL
+/// up to 2 kg; 21% tax in NL.
+async fn store(app: &TestApp, quantity: i64) -> i64 {
+    basic_setup(app).await;
+    let r = app
+        .admin_post("/api/v1/admin/products", &supplement("mag", "MAG"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = app.admin_post("/api/v1/admin/lots", &json!({"sku": "MAG-60", "location": "AMS-1",
+        "batch": "B1", "manufactured_on": date_in(-10), "expires_on": date_in(400), "quantity": quantity})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let lot = r.json()["id"].as_i64().unwrap();
+    let r = app.admin_send(Method::PUT, "/api/v1/admin/shipping-rates", &json!([
+        {"code": "standard", "name": "Standard", "country": "NL", "max_weight_grams": 2000, "price_minor": 495, "currency": "EUR"},
+        {"code": "standard", "name": "Standard", "country": "*", "max_weight_grams": 2000, "price_minor": 1495, "currency": "EUR"}
+    ])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = app
+        .admin_send(
+            Method::PUT,
+            "/api/v1/admin/tax-rates",
+            &json!([{"country": "NL", "rate_bp": 2100}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    lot
+}
+
+async fn cart_with(app: &TestApp, token: Option<&str>, quantity: u32) -> String {
+    let r = send(app, Method::POST, "/api/v1/carts", token, None).await;
+    let cart = r.json()["id"].as_str().unwrap().to_owned();
+    let r = send(
+        app,
+        Method::POST,
+        &format!("/api/v1/carts/{cart}/lines"),
+        token,
+        Some(json!({"sku": "MAG-60", "quantity": quantity})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    cart
+}
+
+fn checkout_body() -> Value {
+    json!({"email": "buyer@example.com", "shipping_method": "standard",
+        "shipping_address": {"name": "Ada Buyer", "line1": "Keizersgracht 1", "city": "Amsterdam",
+            "postal_code": "1015 AA", "country": "nl"}})
+}
+
+async fn checkout(
+    app: &TestApp,
+    cart: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Value,
+) -> TestResponse {
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/carts/{cart}/checkout"))
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(key) = key {
+        builder = builder.header("idempotency-key", key);
+    }
+    let response = app
+        .router
+        .clone()
+        .oneshot(builder.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT quantity FROM lots WHERE id = $1")
+        .bind(lot)
+        .fetch_one(&app.kernel.state.db.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+both_backends! {
+    async fn a_guest_checks_out_once_per_idempotency_key(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let cart = cart_with(&app, None, 2).await;
+        let r = checkout(&app, &cart, None, Some("key-1"), checkout_body()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let order = r.json();
+        assert_eq!(order["status"], "pending");
+        // 2 x 19.99 + 4.95 shipping, 21% tax on both (943.53 rounds to 944).
+        assert_eq!((order["subtotal_minor"].as_i64(), order["shipping_minor"].as_i64(), order["tax_minor"].as_i64(), order["total_minor"].as_i64()),
+            (Some(3998), Some(495), Some(944), Some(5437)), "{order}");
+        assert_eq!(order["shipping_address"]["country"], "NL");
+        assert!(order["number"].as_str().unwrap().starts_with("OL-"));
+        assert_eq!(lot_quantity(&app, lot).await, 8, "stock reserved");
+        // The same key: the same order, not another.
+        let again = checkout(&app, &cart, None, Some("key-1"), checkout_body()).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+        assert_eq!(again.json()["number"], order["number"]);
+        assert_eq!(app.count("orders").await, 1);
+        assert_eq!(lot_quantity(&app, lot).await, 8);
+        // The cart is closed; its key does not fit another cart; a key is required.
+        assert_eq!(send(&app, Method::GET, &format!("/api/v1/carts/{cart}"), None, None).await.status, StatusCode::NOT_FOUND);
+        let other = cart_with(&app, None, 1).await;
+        checkout(&app, &other, None, Some("key-1"), checkout_body()).await.assert_field_error(409, "Idempotency-Key");
+        checkout(&app, &other, None, None, checkout_body()).await.assert_field_error(400, "Idempotency-Key");
+        // Identity on the order is encrypted at rest.
+        use sqlx::Row;
+        let row = sqlx::query("SELECT email_enc, shipping_address_enc FROM orders").fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        for i in 0..2 {
+            let stored: String = row.try_get(i).unwrap();
+            assert!(!stored.contains("buyer@") && !stored.contains("Keizersgracht"), "{stored}");
+        }
+        // The order's event is in the outbox.
+        let events: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE event_type = 'order.placed'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap().try_get(0).unwrap();
+        assert_eq!(events, 1);
+        app.stop().await;
+    }
+
+    async fn racing_checkouts_of_one_key_place_one_order(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let cart = cart_with(&app, None, 3).await;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let router = app.router.clone();
+            let cart = cart.clone();
+            tasks.push(tokio::spawn(async move {
+                let request = Request::builder().method(Method::POST).uri(format!("/api/v1/carts/{cart}/checkout"))
+                    .header(header::CONTENT_TYPE, "application/json").header("idempotency-key", "same-key")
+                    .body(Body::from(checkout_body().to_string())).unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<Value>(&body).unwrap())
+            }));
+        }
+        let mut numbers = std::collections::BTreeSet::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status} {body}");
+            numbers.insert(body["number"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(numbers.len(), 1, "one order for one key");
+        assert_eq!(app.count("orders").await, 1);
+        assert_eq!(lot_quantity(&app, lot).await, 7);
+        app.stop().await;
+    }
+
+    async fn sixty_four_buyers_race_for_the_last_ten_units(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let mut carts = Vec::new();
+        for _ in 0..64 {
+            carts.push(cart_with(&app, None, 1).await);
+        }
+        let mut tasks = Vec::new();
+        for (i, cart) in carts.into_iter().enumerate() {
+            let router = app.router.clone();
+            tasks.push(tokio::spawn(async move {
+                let request = Request::builder().method(Method::POST).uri(format!("/api/v1/carts/{cart}/checkout"))
+                    .header(header::CONTENT_TYPE, "application/json").header("idempotency-key", format!("buyer-{i}"))
+                    .body(Body::from(checkout_body().to_string())).unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }));
+        }
+        let (mut placed, mut refused) = (0, 0);
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            match status {
+                StatusCode::CREATED => placed += 1,
+                StatusCode::CONFLICT => refused += 1,
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert_eq!((placed, refused), (10, 54));
+        assert_eq!(app.count("orders").await, 10);
+        assert_eq!(lot_quantity(&app, lot).await, 0, "no negative stock");
+        let verify = app.admin_get("/api/v1/admin/audit/verify").await.json();
+        assert_eq!(verify["intact"], true, "{verify}");
+        app.stop().await;
+    }
+
+    async fn orders_move_only_through_their_states(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let cart = cart_with(&app, None, 4).await;
+        let number = checkout(&app, &cart, None, Some("k"), checkout_body()).await.json()["number"].as_str().unwrap().to_owned();
+        let to = |status: &str, tracking: Option<&str>| {
+            let mut body = json!({"to": status});
+            if let Some(t) = tracking { body["tracking_number"] = json!(t); }
+            body
+        };
+        let path = format!("/api/v1/admin/orders/{number}/transitions");
+        app.admin_post(&path, &to("fulfilled", Some("TRACK1"))).await.assert_field_error(409, "to");
+        app.admin_post(&path, &to("delivered", None)).await.assert_field_error(409, "to");
+        let r = app.admin_post(&path, &to("paid", None)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.admin_post(&path, &to("fulfilled", None)).await.assert_field_error(422, "tracking_number");
+        let r = app.admin_post(&path, &to("fulfilled", Some("3SABC123"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["tracking_number"], "3SABC123");
+        app.admin_post(&path, &to("cancelled", None)).await.assert_field_error(409, "to");
+        app.admin_post(&path, &to("pending", None)).await.assert_field_error(409, "to");
+        assert_eq!(app.admin_post(&path, &to("delivered", None)).await.status, StatusCode::OK);
+        assert_eq!(lot_quantity(&app, lot).await, 6);
+        // Cancelling a pending order puts its units back into the same lot.
+        let cart = cart_with(&app, None, 5).await;
+        let number = checkout(&app, &cart, None, Some("k2"), checkout_body()).await.json()["number"].as_str().unwrap().to_owned();
+        assert_eq!(lot_quantity(&app, lot).await, 1);
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"), &to("cancelled", None)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(lot_quantity(&app, lot).await, 6);
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"), &to("cancelled", None)).await;
+        r.assert_field_error(409, "to");
+        assert_eq!(lot_quantity(&app, lot).await, 6, "released once");
+        let history = app.admin_get(&format!("/api/v1/admin/audit?target_type=order&target_id={number}")).await.json();
+        assert_eq!(history["entries"].as_array().unwrap().len(), 1, "{history}");
+        app.stop().await;
+    }
+
+    async fn customers_see_their_own_orders_only(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app, 20).await;
+        let ada = app.customer_token("ada@example.com").await;
+        let bob = app.customer_token("bob@example.com").await;
+        let cart = cart_with(&app, Some(&ada), 1).await;
+        let mut body = checkout_body();
+        body.as_object_mut().unwrap().remove("email");
+        let r = checkout(&app, &cart, Some(&ada), Some("ada-1"), body.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let number = r.json()["number"].as_str().unwrap().to_owned();
+        assert_eq!(r.json()["email"], "ada@example.com", "the account's email");
+        // A guest must give an email.
+        let guest = cart_with(&app, None, 1).await;
+        checkout(&app, &guest, None, Some("g-1"), body).await.assert_field_error(422, "email");
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"), &json!({"to": "paid"})).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "fulfilled", "tracking_number": "TRK-9"})).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let mine = send(&app, Method::GET, "/api/v1/account/orders", Some(&ada), None).await.json();
+        assert_eq!(mine.as_array().unwrap().len(), 1);
+        assert_eq!((mine[0]["status"].as_str(), mine[0]["tracking_number"].as_str()), (Some("fulfilled"), Some("TRK-9")));
+        let theirs = send(&app, Method::GET, "/api/v1/account/orders", Some(&bob), None).await.json();
+        assert!(theirs.as_array().unwrap().is_empty());
+        let r = send(&app, Method::GET, &format!("/api/v1/account/orders/{number}"), Some(&bob), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let missing = send(&app, Method::GET, "/api/v1/account/orders/OL-AAAAA-BBBBB", Some(&bob), None).await;
+        assert_eq!((missing.status, missing.json()["error"].clone()), (StatusCode::NOT_FOUND, r.json()["error"].clone()),
+            "another's order looks like a missing one");
+        assert_eq!(send(&app, Method::GET, "/api/v1/account/orders", None, None).await.status, StatusCode::UNAUTHORIZED);
+        app.stop().await;
+    }
+
+    async fn bad_checkouts_name_the_field(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app, 10).await;
+        let cart = cart_with(&app, None, 1).await;
+        let mut body = checkout_body();
+        body["shipping_address"]["country"] = json!("XX");
+        checkout(&app, &cart, None, Some("b1"), body).await.assert_field_error(422, "shipping_address.country");
+        let mut body = checkout_body();
+        body["shipping_method"] = json!("teleport");
+        checkout(&app, &cart, None, Some("b2"), body).await.assert_field_error(422, "shipping_method");
+        let mut body = checkout_body();
+        body["shipping_address"]["line1"] = json!("");
+        checkout(&app, &cart, None, Some("b3"), body).await.assert_field_error(422, "shipping_address.line1");
+        // Nothing was placed or reserved by the refusals, and the cart is still open.
+        assert_eq!(app.count("orders").await, 0);
+        assert_eq!(send(&app, Method::GET, &format!("/api/v1/carts/{cart}"), None, None).await.status, StatusCode::OK);
+        let empty = send(&app, Method::POST, "/api/v1/carts", None, None).await.json()["id"].as_str().unwrap().to_owned();
+        let r = checkout(&app, &empty, None, Some("b4"), checkout_body()).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        app.admin_send(Method::PUT, "/api/v1/admin/tax-rates", &json!([{"country": "NL", "rate_bp": 20000}])).await
+            .assert_field_error(422, "[0].rate_bp");
+        app.stop().await;
+    }
+}
