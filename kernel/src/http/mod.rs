@@ -6,6 +6,7 @@ pub mod session;
 pub mod storefront;
 pub mod storefront_account;
 pub mod storefront_addresses;
+pub mod storefront_cart;
 pub mod storefront_privacy;
 
 use axum::Router;

@@ -62,19 +62,52 @@ pub const SIGN_IN_PATH: &str = "/account/sign-in";
 /// Bytes of randomness in the CSRF cookie.
 const CSRF_SECRET_BYTES: usize = 32;
 
+/// What the page header shows about the request, read without the database.
+#[derive(Clone, Copy, Default)]
+struct HeaderState {
+    /// The request carries a valid-looking access token: "Account" or "Sign in".
+    signed_in: bool,
+    /// Units in the cart, as the cart pages last told this browser
+    /// ([`super::storefront_cart::CART_ITEMS_COOKIE`]).
+    cart_items: Option<u32>,
+}
+
 tokio::task_local! {
-    /// Whether the request being rendered carries a valid-looking access token; the
-    /// page header reads it to show "Account" or "Sign in".
-    static SIGNED_IN: bool;
+    static HEADER: HeaderState;
+}
+
+fn header_state() -> HeaderState {
+    HEADER.try_with(|state| *state).unwrap_or_default()
 }
 
 /// The header's link to the account: "Account" for a signed-in shopper, else "Sign in".
 pub fn account_link() -> Markup {
-    if SIGNED_IN.try_with(|signed_in| *signed_in).unwrap_or(false) {
+    if header_state().signed_in {
         html! { a.account-link href="/account" { "Account" } }
     } else {
         html! { a.account-link href=(SIGN_IN_PATH) { "Sign in" } }
     }
+}
+
+/// The header's link to the cart, with the number of units when known.
+pub fn cart_link() -> Markup {
+    match header_state().cart_items {
+        Some(items) if items > 0 => html! {
+            a.cart-link href="/cart" aria-label={ "Cart, " (items) (if items == 1 { " item" } else { " items" }) } {
+                "Cart " span.cart-count { (items) }
+            }
+        },
+        _ => html! { a.cart-link href="/cart" { "Cart" } },
+    }
+}
+
+/// Runs `render` with the header showing `cart_items` (a cart page knows the fresh count).
+pub async fn with_cart_items<F: std::future::Future>(cart_items: u32, render: F) -> F::Output {
+    let state = HeaderState {
+        cart_items: Some(cart_items),
+        ..header_state()
+    };
+    HEADER.scope(state, render).await
 }
 
 /// What [`layer`] learned about the request; handlers take it as an extractor.
@@ -216,7 +249,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
 
 // ---- cookies -------------------------------------------------------------------------
 
-fn session_cookie(
+pub(super) fn session_cookie(
     config: &ServeConfig,
     name: &'static str,
     value: String,
@@ -279,7 +312,7 @@ fn removal_cookies(config: &ServeConfig) -> [Cookie<'static>; 2] {
     ]
 }
 
-fn add_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+pub(super) fn add_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         headers.append(header::SET_COOKIE, value);
     }
@@ -301,7 +334,7 @@ pub fn clear_token_cookies(config: &ServeConfig, headers: &mut HeaderMap) {
 
 /// The value of cookie `name` in the request (the first one: browsers send the cookie
 /// of the most specific path first).
-fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -489,10 +522,14 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         csrf_used: Arc::new(AtomicBool::new(false)),
         keys: state.keys.clone(),
     };
-    let signed_in = session.access.is_some();
+    let header_state = HeaderState {
+        signed_in: session.access.is_some(),
+        cart_items: request_cookie(request.headers(), super::storefront_cart::CART_ITEMS_COOKIE)
+            .and_then(|value| value.parse().ok()),
+    };
     if !request.method().is_safe() {
-        request = match SIGNED_IN
-            .scope(signed_in, check_csrf(&state, &session, request))
+        request = match HEADER
+            .scope(header_state, check_csrf(&state, &session, request))
             .await
         {
             Ok(request) => request,
@@ -500,7 +537,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         };
     }
     request.extensions_mut().insert(session.clone());
-    let response = SIGNED_IN.scope(signed_in, next.run(request)).await;
+    let response = HEADER.scope(header_state, next.run(request)).await;
     if session.csrf_is_new && session.csrf_used.load(Ordering::Relaxed) {
         cookies.push(session_cookie(
             &state.config,

@@ -8,12 +8,13 @@
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
+use super::session::Session;
 use crate::app::AppState;
 use crate::catalog::model::{
     BundleAttributes, BundleKind, Category, Product, ProductSummary, ProductType, RoutineStep,
@@ -40,6 +41,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/c/{slug}", get(category_page))
         .route("/p/{slug}", get(product_page))
         .merge(super::storefront_account::routes())
+        .merge(super::storefront_cart::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::session::layer,
@@ -287,27 +289,51 @@ async fn category_page(
 
 async fn product_page(
     State(state): State<AppState>,
+    session: Session,
     slug: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let categories = match crate::catalog::cached_categories(&state).await {
+    let Ok(Path(slug)) = slug else {
+        return product_response(&state, &session, "", VariantChoice::Default, None).await;
+    };
+    let requested = query_value(query.as_deref(), "variant")
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(VariantChoice::Default, VariantChoice::Id);
+    product_response(&state, &session, &slug, requested, None).await
+}
+
+/// Which variant a product page shows (the default one when it names none of them).
+pub(super) enum VariantChoice {
+    Default,
+    Id(i64),
+    Sku(String),
+}
+
+/// A product page; `problem` (a status and a message) is why adding to the cart failed,
+/// shown at the cart button.
+pub(super) async fn product_response(
+    state: &AppState,
+    session: &Session,
+    slug: &str,
+    choice: VariantChoice,
+    problem: Option<(StatusCode, String)>,
+) -> Response {
+    let categories = match crate::catalog::cached_categories(state).await {
         Ok(categories) => categories,
         Err(err) => return error_page(&err, "product", &[]),
     };
-    let Ok(Path(slug)) = slug else {
-        return not_found_with(&categories).into_response();
-    };
-    let cached = match crate::catalog::cached_product(&state, &slug).await {
+    let cached = match crate::catalog::cached_product(state, slug).await {
         Ok(Some(cached)) => cached,
         Ok(None) => return not_found_with(&categories).into_response(),
         Err(err) => return error_page(&err, "product", &categories),
     };
     let product = &cached.product;
-    let requested: Option<i64> =
-        query_value(query.as_deref(), "variant").and_then(|v| v.trim().parse().ok());
-    let selected = requested
-        .and_then(|id| product.variants.iter().find(|v| v.id == id))
-        .or_else(|| product.default_variant());
+    let selected = match &choice {
+        VariantChoice::Default => None,
+        VariantChoice::Id(id) => product.variants.iter().find(|v| v.id == *id),
+        VariantChoice::Sku(sku) => product.variants.iter().find(|v| &v.sku == sku),
+    }
+    .or_else(|| product.default_variant());
     // Highlight the top-level category of the product's first category in the nav.
     let nav_slug = product.categories.first().and_then(|c| {
         categories
@@ -315,12 +341,21 @@ async fn product_page(
             .find(|cat| cat.slug == c.slug)
             .map(|cat| cat.parent.as_deref().unwrap_or(&cat.slug))
     });
-    page(layout(
-        &product.name,
-        &categories,
-        nav_slug,
-        product_body(product, selected),
-    ))
+    let (status, message) = match problem {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let body = product_body(product, selected, session, message.as_deref());
+    let mut response = (
+        status,
+        Html(layout(&product.name, &categories, nav_slug, body).into_string()),
+    )
+        .into_response();
+    // The cart form carries this browser's CSRF token.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    response
 }
 
 // ---- page parts ----------------------------------------------------------------------
@@ -358,6 +393,7 @@ pub(crate) fn layout(
                             }
                             a.api-link href="/api/v1/openapi.json" { "API" }
                             (super::session::account_link())
+                            (super::session::cart_link())
                         }
                     }
                 }
@@ -459,7 +495,12 @@ fn variant_badge(availability: &Availability) -> Markup {
     html! { span class={ "badge badge-" (class) } { (stock_text(availability)) } }
 }
 
-fn product_body(product: &Product, selected: Option<&Variant>) -> Markup {
+fn product_body(
+    product: &Product,
+    selected: Option<&Variant>,
+    session: &Session,
+    problem: Option<&str>,
+) -> Markup {
     let first_category = product.categories.first();
     html! {
         nav.breadcrumb aria-label="Breadcrumb" {
@@ -478,7 +519,7 @@ fn product_body(product: &Product, selected: Option<&Variant>) -> Markup {
                     span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
                     h1 { (product.name) }
                     @match selected {
-                        Some(variant) => (buy_panel(product, variant)),
+                        Some(variant) => (buy_panel(product, variant, session, problem)),
                         None => p.muted { "This product is not available at the moment." },
                     }
                 }
@@ -515,7 +556,12 @@ fn product_body(product: &Product, selected: Option<&Variant>) -> Markup {
 }
 
 /// Price, variant choice, stock, best-before and the cart button of the selected variant.
-fn buy_panel(product: &Product, variant: &Variant) -> Markup {
+fn buy_panel(
+    product: &Product,
+    variant: &Variant,
+    session: &Session,
+    problem: Option<&str>,
+) -> Markup {
     let sellable = variant.availability.state != StockState::OutOfStock
         && variant.availability.sellable_quantity > 0;
     html! {
@@ -550,9 +596,27 @@ fn buy_panel(product: &Product, variant: &Variant) -> Markup {
                 }
             }
         }
+        @if let Some(problem) = problem {
+            p.form-alert role="alert" { (problem) }
+        }
         @if sellable {
-            form.add-to-cart action="/cart/add" method="post" {
-                input type="hidden" name="variant_id" value=(variant.id);
+            form.add-to-cart action="/cart/lines" method="post" {
+                (session.csrf_input())
+                input type="hidden" name="product" value=(product.slug);
+                input type="hidden" name="sku" value=(variant.sku);
+                div.field.quantity-field {
+                    label for="f-quantity" { "Quantity" }
+                    input id="f-quantity" name="quantity" type="number" value="1" min="1"
+                        max=(crate::cart::MAX_QUANTITY) inputmode="numeric" required;
+                }
+                @if matches!(product.product_type, ProductType::Supplement) {
+                    div.field.checkbox {
+                        label {
+                            input type="checkbox" name="subscription" value="1";
+                            " Subscribe & save: deliver this again regularly"
+                        }
+                    }
+                }
                 button.button.primary.wide type="submit" { "Add to cart" }
             }
         } @else {
@@ -739,7 +803,7 @@ fn category_url(slug: &str) -> String {
     format!("/c/{slug}")
 }
 
-fn product_url(slug: &str) -> String {
+pub(super) fn product_url(slug: &str) -> String {
     format!("/p/{slug}")
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -333,7 +333,12 @@ async fn sign_in_form(
     account_page_response(state, status_of(errors), "Sign in", body).await
 }
 
-async fn sign_in_submit(State(state): State<AppState>, session: Session, body: Bytes) -> Response {
+async fn sign_in_submit(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = Form::parse(&body);
     let next = safe_next(form.get("next")).map(str::to_owned);
     let email = form.get("email").trim();
@@ -360,6 +365,13 @@ async fn sign_in_submit(State(state): State<AppState>, session: Session, body: B
         Ok(pair) => {
             let mut response = see_other(next.as_deref().unwrap_or(ACCOUNT_HOME));
             session::set_token_cookies(&state.config, response.headers_mut(), &pair);
+            super::storefront_cart::merge_at_sign_in(
+                &state,
+                &headers,
+                &pair.access_token,
+                response.headers_mut(),
+            )
+            .await;
             response
         }
         Err(err) => match FormErrors::from_error(&err) {
@@ -423,7 +435,12 @@ async fn register_form(
 }
 
 /// Registers and signs the new customer in.
-async fn register_submit(State(state): State<AppState>, session: Session, body: Bytes) -> Response {
+async fn register_submit(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = Form::parse(&body);
     let next = safe_next(form.get("next")).map(str::to_owned);
     let name = form.get("name");
@@ -451,6 +468,13 @@ async fn register_submit(State(state): State<AppState>, session: Session, body: 
         Ok(pair) => {
             let mut response = see_other(next.as_deref().unwrap_or(ACCOUNT_HOME));
             session::set_token_cookies(&state.config, response.headers_mut(), &pair);
+            super::storefront_cart::merge_at_sign_in(
+                &state,
+                &headers,
+                &pair.access_token,
+                response.headers_mut(),
+            )
+            .await;
             response
         }
         Err(err) => server_error(&err, "register"),
@@ -477,6 +501,7 @@ async fn sign_out(
     }
     let mut response = see_other("/");
     session::clear_token_cookies(&state.config, response.headers_mut());
+    super::storefront_cart::forget_count(&state.config, response.headers_mut());
     response
 }
 
