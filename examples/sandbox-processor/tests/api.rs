@@ -1068,3 +1068,54 @@ async fn the_binary_prints_its_address_first() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_key_authorize_once() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::SUCCESS).await;
+    let body = auth_body(&tok, 1234, "order-race");
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { post(addr, "/v1/authorizations", Some("race"), body).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        let a = task.await.unwrap();
+        assert_eq!(a.status, 201, "{}", a.body);
+        ids.insert(a.body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    let list = get(addr, "/v1/authorizations?reference=order-race").await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_captures_never_exceed_the_authorization() {
+    let (addr, _h) = start(Config::default()).await;
+    let id = authorized(addr, 10_000, "race-cap").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let path = format!("/v1/authorizations/{id}/capture");
+            tokio::spawn(async move {
+                post(
+                    addr,
+                    &path,
+                    Some(&format!("race-cap-{i}")),
+                    json!({"amount_minor": 1000}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10);
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 10);
+    let g = get(addr, &format!("/v1/authorizations/{id}")).await;
+    assert_eq!(g.body["captured_minor"], 10_000);
+    assert_eq!(g.body["operations"].as_array().unwrap().len(), 10);
+}
