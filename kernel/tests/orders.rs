@@ -329,4 +329,32 @@ both_backends! {
             .assert_field_error(422, "[0].rate_bp");
         app.stop().await;
     }
+
+    async fn exports_list_orders_and_erasure_keeps_them_without_identity(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app, 10).await;
+        let ada = app.customer_token("ada@example.com").await;
+        let cart = cart_with(&app, Some(&ada), 2).await;
+        let r = checkout(&app, &cart, Some(&ada), Some("ada-export"), checkout_body()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let number = r.json()["number"].as_str().unwrap().to_owned();
+        let export = send(&app, Method::GET, "/api/v1/account/export", Some(&ada), None).await;
+        assert_eq!(export.status, StatusCode::OK, "{}", export.text());
+        let orders = export.json()["sections"]["orders"].clone();
+        assert_eq!(orders[0]["number"], number.as_str(), "{orders}");
+        assert_eq!(orders[0]["shipping_address"]["line1"], "Keizersgracht 1");
+        assert_eq!(orders[0]["lines"][0]["quantity"], 2);
+
+        let r = send(&app, Method::POST, "/api/v1/account/erasure", Some(&ada),
+            Some(json!({"password": "correct horse battery", "confirm": "erase my account"}))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!((order["email"].clone(), order["shipping_address"].clone()), (Value::Null, Value::Null), "{order}");
+        assert_eq!(order["total_minor"], 3998 + 495 + 944, "kept for accounting");
+        assert_eq!(order["lines"][0]["sku"], "MAG-60");
+        use sqlx::Row;
+        let row = sqlx::query("SELECT email_enc, shipping_address_enc FROM orders").fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        assert_eq!((row.try_get::<String, _>(0).unwrap(), row.try_get::<String, _>(1).unwrap()), (String::new(), String::new()));
+        app.stop().await;
+    }
 }

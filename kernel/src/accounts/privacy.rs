@@ -286,10 +286,9 @@ pub fn export_sections() -> Vec<ExportSection> {
                 })
             },
         },
-        // No orders module yet: it replaces this with the customer's orders.
         ExportSection {
             name: "orders",
-            collect: |_, _| Box::pin(async { Ok(json!([])) }),
+            collect: |s, c| Box::pin(crate::orders::export_on(c, &s.keys, s.customer_id)),
         },
         // No subscriptions module yet.
         ExportSection {
@@ -702,6 +701,8 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    // Orders stay for accounting, without the identity on them.
+    let orders = crate::orders::erase_identity(&mut tx, customer_id).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -739,12 +740,14 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
             before: Some(json!({
                 "erased": false,
                 "addresses": addresses,
+                "orders_with_identity": orders,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),
             after: Some(json!({
                 "erased": true,
                 "addresses": 0,
+                "orders_with_identity": 0,
                 "open_sessions": 0,
                 "consents_granted": [],
                 "privacy_request": request.id,

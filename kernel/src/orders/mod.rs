@@ -726,3 +726,81 @@ pub async fn transition(
     tx.commit().await?;
     load(state, id, true).await
 }
+
+/// A customer's orders for their GDPR export, read on the export's snapshot connection:
+/// what was bought, totals, state, tracking, and the identity on each order decrypted.
+pub async fn export_on(
+    conn: &mut sqlx::AnyConnection,
+    keys: &crate::accounts::Keyring,
+    customer_id: i64,
+) -> Result<serde_json::Value> {
+    let orders = sqlx::query(
+        "SELECT id, number, status, currency, total_minor, tracking_number, email_enc,
+            shipping_address_enc, created_at
+         FROM orders WHERE customer_id = $1 ORDER BY id",
+    )
+    .bind(customer_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(orders.len());
+    for order in &orders {
+        let id: i64 = order.try_get(0)?;
+        let lines = sqlx::query(
+            "SELECT sku, title, quantity, subscription, total_minor FROM order_lines
+             WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|l| {
+            Ok(serde_json::json!({
+                "sku": l.try_get::<String, _>(0)?,
+                "title": l.try_get::<String, _>(1)?,
+                "quantity": l.try_get::<i64, _>(2)?,
+                "subscription": l.try_get::<i64, _>(3)? != 0,
+                "total_minor": l.try_get::<i64, _>(4)?,
+            }))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let email_enc: String = order.try_get(6)?;
+        let address_enc: String = order.try_get(7)?;
+        let email = if email_enc.is_empty() {
+            None
+        } else {
+            Some(keys.decrypt_field(EMAIL_CONTEXT, &email_enc)?)
+        };
+        let address: Option<serde_json::Value> = if address_enc.is_empty() {
+            None
+        } else {
+            let text = keys.decrypt_field(ADDRESS_CONTEXT, &address_enc)?;
+            Some(serde_json::from_str(&text).map_err(anyhow::Error::from)?)
+        };
+        out.push(serde_json::json!({
+            "number": order.try_get::<String, _>(1)?,
+            "status": order.try_get::<String, _>(2)?,
+            "currency": order.try_get::<String, _>(3)?,
+            "total_minor": order.try_get::<i64, _>(4)?,
+            "tracking_number": order.try_get::<Option<String>, _>(5)?,
+            "email": email,
+            "shipping_address": address,
+            "created_at": order.try_get::<String, _>(8)?,
+            "lines": lines,
+        }));
+    }
+    Ok(serde_json::Value::Array(out))
+}
+
+/// Erasure: removes the identity (email, shipping address) from a customer's orders and
+/// keeps the rest for accounting. Answers how many orders it touched.
+pub async fn erase_identity(tx: &mut sqlx::AnyConnection, customer_id: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE orders SET email_enc = '', shipping_address_enc = '', updated_at = $1
+         WHERE customer_id = $2 AND (email_enc <> '' OR shipping_address_enc <> '')",
+    )
+    .bind(crate::time::now())
+    .bind(customer_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
