@@ -58,6 +58,9 @@ pub enum Error {
     },
     #[error("authentication required")]
     Unauthorized,
+    /// The payment processor declined; the message is for the shopper (402).
+    #[error("{0}")]
+    PaymentDeclined(String),
     /// Authenticated, but the role lacks the permission (403).
     #[error("{0}")]
     Forbidden(String),
@@ -103,6 +106,7 @@ impl Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -139,6 +143,7 @@ impl Error {
                 vec![],
             ),
             Error::Forbidden(why) => ("forbidden", why.clone(), vec![]),
+            Error::PaymentDeclined(why) => ("payment_declined", why.clone(), vec![]),
             Error::InvalidCredentials(message) => {
                 ("invalid_credentials", (*message).to_owned(), vec![])
             }

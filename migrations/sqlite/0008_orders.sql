@@ -20,6 +20,10 @@ CREATE TABLE orders (
     email_enc TEXT NOT NULL,
     shipping_address_enc TEXT NOT NULL,
     tracking_number TEXT,
+    -- The processor's reference of the payment (from the payment adapter), and what of
+    -- it has been refunded.
+    payment_reference TEXT,
+    refunded_minor BIGINT NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );

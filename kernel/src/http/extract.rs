@@ -54,9 +54,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     // here, once for every body, naming the field (JSON can only spell it `\u0000`).
     if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
         && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Some(field) = nul_field(&value, String::new())
     {
-        return Err(Error::invalid(field, "must not contain a NUL character"));
+        let mut fields = Vec::new();
+        nul_fields(&value, String::new(), &mut fields);
+        if !fields.is_empty() {
+            return Err(Error::Validation(
+                fields
+                    .into_iter()
+                    .map(|f| FieldError::new(f, "must not contain a NUL character"))
+                    .collect(),
+            ));
+        }
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -74,8 +82,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     })
 }
 
-/// The path (as `a.b[0].c`) of the first string, or object key, holding a NUL character.
-fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
+/// Collects the paths (as `a.b[0].c`) of every string, or object key, holding a NUL
+/// character, so the answer names every field at fault at once.
+fn nul_fields(value: &serde_json::Value, path: String, found: &mut Vec<String>) {
     use serde_json::Value;
     let name = |path: &str| {
         if path.is_empty() {
@@ -85,24 +94,27 @@ fn nul_field(value: &serde_json::Value, path: String) -> Option<String> {
         }
     };
     match value {
-        Value::String(text) if text.contains('\0') => Some(name(&path)),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| nul_field(item, format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(key, item)| {
-            let child = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
-            if key.contains('\0') {
-                Some(name(&path))
-            } else {
-                nul_field(item, child)
+        Value::String(text) if text.contains('\0') => found.push(name(&path)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nul_fields(item, format!("{path}[{i}]"), found);
             }
-        }),
-        _ => None,
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    found.push(name(&path));
+                    continue;
+                }
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                nul_fields(item, child, found);
+            }
+        }
+        _ => {}
     }
 }
 

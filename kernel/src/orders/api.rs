@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{CheckoutRequest, Order, Transition};
+use super::{CheckoutRequest, Order, RefundRequest, Transition};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Problems, Result};
 use crate::http::extract::{CustomerAuth, JsonBody, MaybeCustomer, PathParam, StaffAuth};
@@ -35,6 +35,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_list_orders))
         .routes(routes!(admin_get_order))
         .routes(routes!(admin_transition))
+        .routes(routes!(admin_refund))
         .routes(routes!(replace_shipping_rates))
         .routes(routes!(replace_tax_rates, list_tax_rates))
 }
@@ -383,4 +384,23 @@ async fn replace_tax_rates(
     .await?;
     tx.commit().await?;
     Ok(Json(read_tax_rates(&state).await?))
+}
+
+/// Refunds part of a paid order (`amount_minor`) or what is left of it (no amount)
+/// through the payment adapter; fully refunded, the order becomes `refunded`. The same
+/// request sent again is the same refund, not a second one.
+#[utoipa::path(post, path = "/orders/{number}/refunds", tag = "admin-orders",
+    params(("number" = String, Path)), request_body = RefundRequest, security(("staff_token" = [])),
+    responses((status = 200, body = Order), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn admin_refund(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(number): PathParam<String>,
+    JsonBody(input): JsonBody<RefundRequest>,
+) -> Result<Json<Order>> {
+    Ok(Json(
+        super::refund(&state, &staff.actor, &number, input).await?,
+    ))
 }

@@ -101,6 +101,11 @@ pub struct CheckoutRequest {
     pub shipping_address: ShippingAddress,
     /// The `code` of a shipping rate (see `GET /api/v1/shipping-rates`).
     pub shipping_method: String,
+    /// The payment processor's token for the card (the browser sends the card to the
+    /// processor, never to us). With it the order is authorised at once; without it the
+    /// order waits, pending, with its stock reserved.
+    #[serde(default)]
+    pub payment_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -127,6 +132,9 @@ pub struct Order {
     pub total_minor: i64,
     pub shipping_method: String,
     pub tracking_number: Option<String>,
+    /// The processor's reference of the payment, once authorised.
+    pub payment_reference: Option<String>,
+    pub refunded_minor: i64,
     /// Decrypted for the customer and for staff; absent once erased.
     pub email: Option<String>,
     pub shipping_address: Option<ShippingAddress>,
@@ -283,9 +291,15 @@ pub async fn checkout(
                 "this Idempotency-Key was used for another cart",
             ));
         }
+        if let Some(token) = &input.payment_token {
+            authorize(state, order_id, token).await?;
+        }
         return Ok((load(state, order_id, true).await?, false));
     }
     let mut problems = Problems::new();
+    if let Some(token) = &input.payment_token {
+        check_payment_token(&mut problems, token);
+    }
     check_address(&mut problems, &input.shipping_address);
     check_text(
         &mut problems,
@@ -347,6 +361,9 @@ pub async fn checkout(
         if let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await?
             && made_from == cart_id
         {
+            if let Some(token) = &input.payment_token {
+                authorize(state, order_id, token).await?;
+            }
             return Ok((load(state, order_id, true).await?, false));
         }
         return Err(Error::conflict(None, "the cart was checked out already"));
@@ -484,6 +501,9 @@ pub async fn checkout(
     .await?;
     crate::inventory::audit_changes(&mut tx, &applied, &stock_change).await?;
     tx.commit().await?;
+    if let Some(token) = &input.payment_token {
+        authorize(state, order_id, token).await?;
+    }
     Ok((load(state, order_id, true).await?, true))
 }
 
@@ -492,7 +512,7 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
     let row = sqlx::query(
         "SELECT number, status, currency, subtotal_minor, adjustments_minor, shipping_minor,
             tax_minor, total_minor, shipping_method, tracking_number, email_enc,
-            shipping_address_enc, created_at, updated_at
+            shipping_address_enc, created_at, updated_at, payment_reference, refunded_minor
          FROM orders WHERE id = $1",
     )
     .bind(order_id)
@@ -553,6 +573,8 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
         total_minor: row.try_get(7)?,
         shipping_method: row.try_get(8)?,
         tracking_number: row.try_get(9)?,
+        payment_reference: row.try_get(14)?,
+        refunded_minor: row.try_get(15)?,
         email,
         shipping_address,
         created_at: row.try_get(12)?,
@@ -625,6 +647,21 @@ pub async fn transition(
     number: &str,
     change: Transition,
 ) -> Result<Order> {
+    let id = id_of(state, number, None).await?;
+    transition_inner(state, actor, number, id, change, true).await
+}
+
+/// [`transition`] of a known order; `with_payment` runs the payment side first through
+/// the adapter: capture on fulfilment, void on cancelling a paid order, refund of what
+/// is left on `refunded`.
+async fn transition_inner(
+    state: &AppState,
+    actor: &str,
+    number: &str,
+    id: i64,
+    change: Transition,
+    with_payment: bool,
+) -> Result<Order> {
     let mut problems = Problems::new();
     if change.to == OrderStatus::Fulfilled {
         check_text(
@@ -638,7 +675,29 @@ pub async fn transition(
         problems.add("tracking_number", "only goes with `to: fulfilled`");
     }
     problems.into_result()?;
-    let id = id_of(state, number, None).await?;
+    if with_payment {
+        let facts = payment_facts(state, id).await?;
+        if facts.status.next().contains(&change.to) {
+            match (facts.status, change.to) {
+                (_, OrderStatus::Fulfilled) => {
+                    let key = format!("{number}:capture");
+                    payment_operation(state, &facts, "capture", key, None).await?
+                }
+                (OrderStatus::Paid, OrderStatus::Cancelled) => {
+                    let key = format!("{number}:void");
+                    payment_operation(state, &facts, "void", key, None).await?
+                }
+                (_, OrderStatus::Refunded) => {
+                    let left = facts.total_minor - facts.refunded_minor;
+                    if left > 0 {
+                        let key = format!("{number}:refund:{}:{left}", facts.refunded_minor);
+                        payment_operation(state, &facts, "refund", key, Some(left)).await?
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     let mut tx = state.db.begin().await?;
     let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
@@ -660,7 +719,8 @@ pub async fn transition(
     let now = crate::time::now();
     // The status in the WHERE makes a concurrent transition lose cleanly.
     let moved = sqlx::query(
-        "UPDATE orders SET status = $1, tracking_number = COALESCE($2, tracking_number), updated_at = $3
+        "UPDATE orders SET status = $1, tracking_number = COALESCE($2, tracking_number), updated_at = $3,
+            refunded_minor = CASE WHEN $1 = 'refunded' THEN total_minor ELSE refunded_minor END
          WHERE id = $4 AND status = $5",
     )
     .bind(change.to.as_str())
@@ -803,4 +863,284 @@ pub async fn erase_identity(tx: &mut sqlx::AnyConnection, customer_id: i64) -> R
     .execute(&mut *tx)
     .await?
     .rows_affected())
+}
+
+// ---- payments ------------------------------------------------------------------------
+
+use crate::plugins::payments::{PaymentOutcome, PaymentRequest};
+use olivine_plugin_runtime::bindings::types as plugin_types;
+
+/// A processor token: its alphabet, and never only digits (a card number is never a
+/// token).
+fn check_payment_token(problems: &mut Problems, token: &str) {
+    problems.check(
+        !token.is_empty()
+            && token.len() <= 200
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            && !token.bytes().all(|b| b.is_ascii_digit()),
+        "payment_token",
+        "must be the processor's token (not a card number): 1 to 200 letters, digits, `-`, `_`, `.`, `:`",
+    );
+}
+
+struct PaymentFacts {
+    number: String,
+    status: OrderStatus,
+    total_minor: i64,
+    currency: String,
+    payment_reference: Option<String>,
+    refunded_minor: i64,
+}
+
+async fn payment_facts(state: &AppState, order_id: i64) -> Result<PaymentFacts> {
+    let row = sqlx::query(
+        "SELECT number, status, total_minor, currency, payment_reference, refunded_minor
+         FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    let status: String = row.try_get(1)?;
+    Ok(PaymentFacts {
+        number: row.try_get(0)?,
+        status: OrderStatus::parse(&status).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("order {order_id} has status {status}"))
+        })?,
+        total_minor: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        payment_reference: row.try_get(4)?,
+        refunded_minor: row.try_get(5)?,
+    })
+}
+
+fn money(amount_minor: i64, currency: &str) -> plugin_types::Money {
+    plugin_types::Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    }
+}
+
+/// Authorises a pending order's total through the active payment adapter. Approved:
+/// the order is paid. Declined: the order is cancelled, its stock released, and the
+/// shopper told why (402). The processor unsure or down: the order stays pending with
+/// its stock, and the same checkout (same Idempotency-Key) may be sent again (503).
+/// The idempotency key is derived from the order, so a retry never charges twice.
+pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<()> {
+    let facts = payment_facts(state, order_id).await?;
+    if facts.status != OrderStatus::Pending {
+        return Ok(());
+    }
+    let outcome = crate::plugins::payments::call(
+        &state.plugins,
+        None,
+        PaymentRequest::Authorize(plugin_types::AuthorizeRequest {
+            order_id: facts.number.clone(),
+            idempotency_key: format!("{}:authorize", facts.number),
+            amount: money(facts.total_minor, &facts.currency),
+            payment_token: token.to_owned(),
+            customer: None,
+        }),
+    )
+    .await;
+    match outcome {
+        PaymentOutcome::Done(result) => match result.status {
+            plugin_types::PaymentStatus::Approved => {
+                let mut tx = state.db.begin().await?;
+                let moved = sqlx::query(
+                    "UPDATE orders SET status = 'paid', payment_reference = $1, updated_at = $2
+                     WHERE id = $3 AND status = 'pending'",
+                )
+                .bind(&result.processor_reference)
+                .bind(crate::time::now())
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() > 0 {
+                    crate::bus::record(
+                        &mut tx,
+                        "order",
+                        &facts.number,
+                        "order.paid",
+                        &serde_json::json!({ "number": facts.number, "total_minor": facts.total_minor }),
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            plugin_types::PaymentStatus::Pending => {
+                sqlx::query(
+                    "UPDATE orders SET payment_reference = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(&result.processor_reference)
+                .bind(crate::time::now())
+                .bind(order_id)
+                .execute(&state.db.pool)
+                .await?;
+                Ok(())
+            }
+            plugin_types::PaymentStatus::Declined => {
+                cancel_unpaid(state, order_id, &facts.number).await?;
+                Err(Error::PaymentDeclined(if result.message.is_empty() {
+                    "the payment was declined".to_owned()
+                } else {
+                    result.message
+                }))
+            }
+        },
+        PaymentOutcome::Declined { reason } => {
+            cancel_unpaid(state, order_id, &facts.number).await?;
+            Err(Error::PaymentDeclined(reason))
+        }
+        PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
+            "the payment could not be completed ({reason}); order {} keeps its stock: send the same checkout again (same Idempotency-Key)",
+            facts.number
+        ))),
+    }
+}
+
+/// A declined payment: the order is cancelled and its reserved units go back.
+async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str) -> Result<()> {
+    let change = Transition {
+        to: OrderStatus::Cancelled,
+        tracking_number: None,
+    };
+    match transition_inner(state, "payments", number, order_id, change, false).await {
+        Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Runs a capture, void or refund through the adapter; a refusal is a 409 naming why,
+/// an adapter that cannot answer now a 503 (send the same request again).
+async fn payment_operation(
+    state: &AppState,
+    facts: &PaymentFacts,
+    kind: &str,
+    key: String,
+    amount: Option<i64>,
+) -> Result<()> {
+    let Some(reference) = facts.payment_reference.clone() else {
+        return Ok(());
+    };
+    let operation = plugin_types::PaymentOperation {
+        order_id: facts.number.clone(),
+        idempotency_key: key,
+        processor_reference: reference,
+        amount: amount.map(|a| money(a, &facts.currency)),
+    };
+    let request = match kind {
+        "capture" => PaymentRequest::Capture(operation),
+        "void" => PaymentRequest::Void(operation),
+        _ => PaymentRequest::Refund(operation),
+    };
+    match crate::plugins::payments::call(&state.plugins, None, request).await {
+        PaymentOutcome::Done(result) if result.status != plugin_types::PaymentStatus::Declined => {
+            Ok(())
+        }
+        PaymentOutcome::Done(result) => Err(Error::conflict(
+            None,
+            format!("the processor refused the {kind}: {}", result.message),
+        )),
+        PaymentOutcome::Declined { reason } => Err(Error::conflict(
+            None,
+            format!("the processor refused the {kind}: {reason}"),
+        )),
+        PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
+            "the {kind} could not be completed now ({reason}); send the same request again"
+        ))),
+    }
+}
+
+/// A refund of part (or, without an amount, the rest) of what was paid.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    #[serde(default)]
+    pub amount_minor: Option<i64>,
+}
+
+/// Refunds part or all of a paid order through the adapter. When everything is refunded
+/// the order becomes `refunded`.
+pub async fn refund(
+    state: &AppState,
+    actor: &str,
+    number: &str,
+    input: RefundRequest,
+) -> Result<Order> {
+    let id = id_of(state, number, None).await?;
+    let facts = payment_facts(state, id).await?;
+    if !matches!(
+        facts.status,
+        OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered
+    ) || facts.payment_reference.is_none()
+    {
+        return Err(Error::conflict(
+            None,
+            format!(
+                "an order that is {} has no payment to refund",
+                facts.status.as_str()
+            ),
+        ));
+    }
+    let left = facts.total_minor - facts.refunded_minor;
+    let amount = input.amount_minor.unwrap_or(left);
+    if amount <= 0 || amount > left {
+        return Err(Error::invalid(
+            "amount_minor",
+            format!("must be between 1 and {left}, what is left to refund"),
+        ));
+    }
+    // The key names the refund by where it starts and its size: the same request sent
+    // again is the same refund, never a second one.
+    let key = format!("{number}:refund:{}:{amount}", facts.refunded_minor);
+    payment_operation(state, &facts, "refund", key, Some(amount)).await?;
+    let full = facts.refunded_minor + amount == facts.total_minor;
+    let mut tx = state.db.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE orders SET refunded_minor = refunded_minor + $1,
+            status = CASE WHEN $2 = 1 THEN 'refunded' ELSE status END, updated_at = $3
+         WHERE id = $4 AND refunded_minor = $5",
+    )
+    .bind(amount)
+    .bind(i32::from(full))
+    .bind(crate::time::now())
+    .bind(id)
+    .bind(facts.refunded_minor)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Err(Error::conflict(
+            None,
+            "another refund of this order went first; read it again",
+        ));
+    }
+    crate::bus::record(
+        &mut tx,
+        "order",
+        number,
+        "order.refunded",
+        &serde_json::json!({ "number": number, "amount_minor": amount, "full": full }),
+    )
+    .await?;
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor,
+            action: "order.refunded",
+            target_type: "order",
+            target_id: number.to_owned(),
+            before: Some(serde_json::json!({
+                "refunded_minor": facts.refunded_minor, "status": facts.status.as_str(),
+            })),
+            after: Some(serde_json::json!({
+                "refunded_minor": facts.refunded_minor + amount, "full": full,
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    load(state, id, true).await
 }
