@@ -17,6 +17,8 @@ const BUNDLED: &[(&str, bool)] = &[
     ("loyalty-points", true),
     // Needs a webhook URL first.
     ("webhook-notifier", false),
+    // Needs the processor's base URL and a granted host first.
+    ("sandbox-payments", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
