@@ -7,6 +7,8 @@ pub mod storefront;
 pub mod storefront_account;
 pub mod storefront_addresses;
 pub mod storefront_cart;
+pub mod storefront_checkout;
+pub mod storefront_orders;
 pub mod storefront_privacy;
 
 use axum::Router;
