@@ -1,6 +1,7 @@
 //! The HTTP surface: the storefront (HTML), the JSON API under `/api/v1` with its
 //! OpenAPI document, the admin API, and the operational endpoints.
 
+pub mod card_numbers;
 pub mod extract;
 pub mod session;
 pub mod storefront;

@@ -201,6 +201,7 @@ fn check_idempotency_key(key: &str) -> Result<()> {
         || !key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        || crate::http::card_numbers::contains_card_number(key)
     {
         return Err(Error::BadRequest {
             message: "checkout needs an Idempotency-Key header: 1 to 200 letters, digits, `-`, `_`, `.`, `:`".to_owned(),
