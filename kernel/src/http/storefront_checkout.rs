@@ -105,7 +105,7 @@ fn new_checkout_key() -> String {
 fn posted_checkout_key(form: &Form) -> Option<String> {
     let key = form.get("checkout_key");
     (key.starts_with("web-")
-        && key.len() <= 64
+        && (8..=64).contains(&key.len())
         && key[4..]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
@@ -484,6 +484,25 @@ async fn checkout_submit(
     }
 }
 
+/// The adapter's reason (a sentence of its own, or a few words) and what to do next.
+fn declined_message(reason: &str) -> String {
+    let reason = reason.trim().trim_end_matches('.');
+    let reason = if reason.is_empty() {
+        "Your payment was declined".to_owned()
+    } else if reason.to_lowercase().contains("declined") {
+        reason.to_owned()
+    } else {
+        format!("Your payment was declined: {reason}")
+    };
+    let mut text = super::storefront_account::sentence(&reason);
+    if reason.to_lowercase().contains("another card") {
+        text.push_str(" Nothing was charged.");
+    } else {
+        text.push_str(" Nothing was charged; please try another card.");
+    }
+    text
+}
+
 fn form_error(message: &str) -> FormErrors {
     FormErrors {
         fields: Vec::new(),
@@ -525,9 +544,7 @@ fn problem_of(err: &Error) -> Option<(Problem, bool)> {
         Error::PaymentDeclined(reason) => Some((
             Problem {
                 status: StatusCode::PAYMENT_REQUIRED,
-                errors: form_error(&format!(
-                    "Your payment was declined: {reason}. Nothing was charged; please try another card."
-                )),
+                errors: form_error(&declined_message(reason)),
             },
             false,
         )),
@@ -605,6 +622,22 @@ async fn confirmation_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decline_reasons_read_once() {
+        assert_eq!(
+            declined_message("Your card was declined. Please use another card."),
+            "Your card was declined. Please use another card. Nothing was charged."
+        );
+        assert_eq!(
+            declined_message("insufficient funds"),
+            "Your payment was declined: insufficient funds. Nothing was charged; please try another card."
+        );
+        assert_eq!(
+            declined_message(""),
+            "Your payment was declined. Nothing was charged; please try another card."
+        );
+    }
 
     #[test]
     fn only_keys_this_page_makes_are_taken() {

@@ -448,18 +448,29 @@ pub async fn checkout(
     };
     // Lots in one order (by variant id) across checkouts, and the audit entries only
     // once every lot is locked, so two checkouts never wait on each other in a circle.
-    let mut by_variant: Vec<(i64, &crate::cart::CartLine)> = Vec::with_capacity(cart.lines.len());
+    // The line's title on the order is the product's name with the variant's, as the
+    // shopper saw them: later catalog edits do not rewrite what was bought.
+    let mut by_variant: Vec<(i64, String, &crate::cart::CartLine)> =
+        Vec::with_capacity(cart.lines.len());
     for line in &cart.lines {
-        let variant_id: i64 = sqlx::query("SELECT id FROM variants WHERE sku = $1")
-            .bind(&line.sku)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        by_variant.push((variant_id, line));
+        let row = sqlx::query(
+            "SELECT v.id, p.name FROM variants v JOIN products p ON p.id = v.product_id
+             WHERE v.sku = $1",
+        )
+        .bind(&line.sku)
+        .fetch_one(&mut *tx)
+        .await?;
+        let product: String = row.try_get(1)?;
+        let title = if product.is_empty() || line.title.is_empty() {
+            format!("{product}{}", line.title)
+        } else {
+            format!("{product} – {}", line.title)
+        };
+        by_variant.push((row.try_get(0)?, title, line));
     }
-    by_variant.sort_by_key(|(variant_id, _)| *variant_id);
+    by_variant.sort_by_key(|(variant_id, ..)| *variant_id);
     let mut applied = Vec::new();
-    for (variant_id, line) in by_variant {
+    for (variant_id, title, line) in by_variant {
         let adjustments: i64 = line.adjustments.iter().map(|a| a.amount_minor).sum();
         sqlx::query(
             "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
@@ -469,7 +480,7 @@ pub async fn checkout(
         .bind(order_id)
         .bind(variant_id)
         .bind(&line.sku)
-        .bind(&line.title)
+        .bind(&title)
         .bind(i64::from(line.quantity))
         .bind(i32::from(line.subscription))
         .bind(line.unit_price.amount_minor)
