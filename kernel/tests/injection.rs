@@ -177,3 +177,121 @@ both_backends! {
         app.stop().await;
     }
 }
+
+/// `/a/b/0` as the API names the field: `a.b[0]`.
+fn field_name(pointer: &str) -> String {
+    let mut name = String::new();
+    for part in pointer.split('/').skip(1) {
+        if part.parse::<usize>().is_ok() {
+            name.push_str(&format!("[{part}]"));
+        } else {
+            if !name.is_empty() {
+                name.push('.');
+            }
+            name.push_str(part);
+        }
+    }
+    name
+}
+
+/// Puts a card number, spelled three ways, into each string leaf of `body` in turn: each
+/// is a 422 naming exactly that field, and nothing is written.
+async fn card_in_every_field(app: &TestApp, method: Method, path: &str, token: &str, body: Value) {
+    let mut leaves = Vec::new();
+    string_leaves(&body, String::new(), &mut leaves);
+    assert!(!leaves.is_empty());
+    let audit_before = app.count("audit_log").await;
+    let token = (!token.is_empty()).then_some(token);
+    for leaf in &leaves {
+        for card in [
+            "4242424242424242",
+            "4242 4242 4242 4242",
+            "Card: 5555-5555-5555-4444.",
+        ] {
+            let mut sent = body.clone();
+            *sent.pointer_mut(leaf).expect("leaf") = json!(card);
+            let r = app
+                .request(
+                    method.clone(),
+                    path,
+                    token,
+                    Some(Body::from(sent.to_string())),
+                    Some("application/json"),
+                )
+                .await;
+            let what = format!("{method} {path} with {leaf} = {card:?}");
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{what}: {}",
+                r.text()
+            );
+            let fields: Vec<String> = r.json()["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["field"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(fields, vec![field_name(leaf)], "{what}: {}", r.text());
+            assert!(r.text().contains("card number"), "{what}: {}", r.text());
+        }
+    }
+    assert_eq!(
+        app.count("audit_log").await,
+        audit_before,
+        "{path}: a refused body wrote nothing"
+    );
+}
+
+both_backends! {
+    async fn card_numbers_are_refused_in_every_field(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        let owner = ADMIN_TOKEN;
+        card_in_every_field(&app, Method::POST, "/api/v1/admin/categories", owner,
+            json!({"slug": "cat-1", "name": "Vitamins"})).await;
+        card_in_every_field(&app, Method::POST, "/api/v1/admin/products", owner, supplement("p-1", "P1")).await;
+        card_in_every_field(&app, Method::POST, "/api/v1/admin/lots", owner,
+            json!({"sku": "P1-60", "location": "AMS-1", "batch": "B1",
+                "manufactured_on": date_in(-10), "expires_on": date_in(400), "quantity": 5})).await;
+        card_in_every_field(&app, Method::POST, "/api/v1/account/register", "",
+            json!({"email": "c1@shop.example", "password": "long enough pass", "name": "Casey"})).await;
+        let customer = app.customer_token("cards@shop.example").await;
+        card_in_every_field(&app, Method::POST, "/api/v1/account/addresses", &customer,
+            json!({"label": "Home", "name": "Casey", "line1": "Main 1", "city": "Utrecht",
+                "postal_code": "3511 AB", "country": "NL"})).await;
+
+        // The shopper's side: cart lines and the checkout itself (a card number where the
+        // processor's token belongs, too).
+        let made = app.admin_post("/api/v1/admin/products", &supplement("mag", "MAG")).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+        let lot = app.admin_post("/api/v1/admin/lots", &json!({"sku": "MAG-60", "location": "AMS-1",
+            "batch": "B1", "manufactured_on": date_in(-10), "expires_on": date_in(400), "quantity": 5})).await;
+        assert_eq!(lot.status, StatusCode::CREATED, "{}", lot.text());
+        let cart = app.request(Method::POST, "/api/v1/carts", None, None, None).await.json()["id"]
+            .as_str().unwrap().to_owned();
+        card_in_every_field(&app, Method::POST, &format!("/api/v1/carts/{cart}/lines"), "",
+            json!({"sku": "MAG-60", "quantity": 1})).await;
+        // A card number sent as a JSON number is refused too.
+        let r = app.request(Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+            Some(Body::from(r#"{"sku": "MAG-60", "quantity": 4242424242424242}"#)), Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+        assert_eq!(r.json()["fields"][0]["field"], "quantity", "{}", r.text());
+        card_in_every_field(&app, Method::POST, &format!("/api/v1/carts/{cart}/checkout"), "",
+            json!({"email": "buyer@example.com", "shipping_method": "standard", "payment_token": "tok_abc",
+                "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht",
+                    "postal_code": "3511 AB", "country": "NL"}})).await;
+        assert_eq!(app.count("orders").await, 0);
+
+        // Query strings.
+        for path in ["/api/v1/products?tag=4242424242424242", "/api/v1/products?category=4242%204242%204242%204242"] {
+            let r = app.request(Method::GET, path, None, None, None).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "GET {path}: {}", r.text());
+            assert!(r.text().contains("card number"), "GET {path}: {}", r.text());
+        }
+        // Numbers that are not card numbers pass: a failing Luhn check, a token.
+        let r = app.request(Method::GET, "/api/v1/products?tag=4242424242424241", None, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.stop().await;
+    }
+}

@@ -66,6 +66,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             ));
         }
     }
+    // No field of any request may carry a card number (see `card_numbers`).
+    if super::card_numbers::might_contain_card_number(bytes)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let mut fields = Vec::new();
+        super::card_numbers::json_fields(&value, String::new(), &mut fields);
+        if !fields.is_empty() {
+            return Err(Error::Validation(
+                fields
+                    .into_iter()
+                    .map(|f| FieldError::new(f, super::card_numbers::MESSAGE))
+                    .collect(),
+            ));
+        }
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -194,6 +209,16 @@ where
                 key.replace('\0', ""),
                 "must not contain a NUL character",
             ));
+        }
+        let carded: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(key, value)| {
+                super::card_numbers::contains_card_number(key)
+                    || super::card_numbers::contains_card_number(value)
+            })
+            .map(|(key, _)| FieldError::new(key.into_owned(), super::card_numbers::MESSAGE))
+            .collect();
+        if !carded.is_empty() {
+            return Err(Error::Validation(carded));
         }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));

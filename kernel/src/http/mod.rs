@@ -1,12 +1,15 @@
 //! The HTTP surface: the storefront (HTML), the JSON API under `/api/v1` with its
 //! OpenAPI document, the admin API, and the operational endpoints.
 
+pub mod card_numbers;
 pub mod extract;
 pub mod session;
 pub mod storefront;
 pub mod storefront_account;
 pub mod storefront_addresses;
 pub mod storefront_cart;
+pub mod storefront_checkout;
+pub mod storefront_orders;
 pub mod storefront_privacy;
 
 use axum::Router;

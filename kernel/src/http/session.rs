@@ -467,6 +467,22 @@ async fn check_csrf(
     let expected = csrf_token(&session.keys, &session.csrf_secret, session.session_id());
     match presented {
         Some(token) if super::constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
+            // No storefront form takes a card number (the checkout's card inputs have no
+            // name: the card goes to the processor): refuse one typed into any field.
+            if super::card_numbers::might_contain_card_number(&bytes)
+                && form_urlencoded::parse(&bytes).any(|(key, value)| {
+                    super::card_numbers::contains_card_number(&key)
+                        || super::card_numbers::contains_card_number(&value)
+                })
+            {
+                tracing::info!(path = %parts.uri.path(), "refused a form holding a card number");
+                return Err(message_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "422",
+                    "Please don't type a card number here",
+                    "A field of that form held what looks like a card number. Card details only go into the card fields at checkout, which send them straight to our payment processor. Please go back and remove it.",
+                ));
+            }
             Ok(Request::from_parts(parts, Body::from(bytes)))
         }
         _ => {

@@ -42,6 +42,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/p/{slug}", get(product_page))
         .merge(super::storefront_account::routes())
         .merge(super::storefront_cart::routes())
+        .merge(super::storefront_checkout::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::session::layer,

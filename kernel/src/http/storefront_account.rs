@@ -34,12 +34,17 @@ pub struct AccountSection {
 
 /// The sections of the account page, in order.
 ///
-/// PLUG-IN POINT: a page of the account (addresses and privacy are here already; order
-/// history, `/account/orders`, comes later) adds its entry here and merges its router
+/// PLUG-IN POINT: a page of the account (orders, addresses and privacy are here already)
+/// adds its entry here and merges its router
 /// into [`routes`]. Routes under `/account` receive the
 /// refresh cookie, take [`Customer`] to require a signed-in customer, and put
 /// [`Session::csrf_input`] into every form they render.
 pub const SECTIONS: &[AccountSection] = &[
+    AccountSection {
+        href: "/account/orders",
+        title: "Orders",
+        summary: "What you ordered, where it is, and its tracking number.",
+    },
     AccountSection {
         href: "/account/addresses",
         title: "Addresses",
@@ -74,6 +79,7 @@ pub fn routes() -> Router<AppState> {
             get(password_page).post(password_submit),
         )
         .merge(super::storefront_addresses::routes())
+        .merge(super::storefront_orders::routes())
         .merge(super::storefront_privacy::routes())
 }
 

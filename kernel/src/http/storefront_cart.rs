@@ -55,17 +55,17 @@ pub fn routes() -> Router<AppState> {
 // ---- which cart ------------------------------------------------------------------------
 
 /// The shopper's cart as far as the request says.
-struct Shopper {
-    customer: Option<Authenticated>,
+pub(super) struct Shopper {
+    pub(super) customer: Option<Authenticated>,
     /// The cart in use, when there is one (a guest without a cart has none).
-    cart: Option<Cart>,
+    pub(super) cart: Option<Cart>,
     /// Cookies to set on the response (a new or a dropped guest cart, the count).
-    cookies: HeaderMap,
+    pub(super) cookies: HeaderMap,
 }
 
 /// Finds the shopper's cart. A signed-in shopper whose browser still holds a guest cart
 /// (a merge at sign-in that failed) has it merged now.
-async fn shopper(
+pub(super) async fn shopper(
     state: &AppState,
     session: &Session,
     headers: &HeaderMap,
@@ -147,7 +147,7 @@ fn cart_cookie(
     session::session_cookie(config, name, value, "/", SameSite::Lax, Some(max_age))
 }
 
-fn forget_guest_cart(config: &ServeConfig, cookies: &mut HeaderMap) {
+pub(super) fn forget_guest_cart(config: &ServeConfig, cookies: &mut HeaderMap) {
     session::add_cookie(cookies, &cart_cookie(config, CART_COOKIE, String::new(), 0));
 }
 
@@ -179,7 +179,7 @@ pub(super) fn forget_count(config: &ServeConfig, headers: &mut HeaderMap) {
     );
 }
 
-fn with_cookies(mut response: Response, cookies: HeaderMap) -> Response {
+pub(super) fn with_cookies(mut response: Response, cookies: HeaderMap) -> Response {
     let headers = response.headers_mut();
     for value in cookies.get_all(header::SET_COOKIE) {
         headers.append(header::SET_COOKIE, value.clone());
@@ -487,7 +487,7 @@ async fn product_names(state: &AppState, cart: &Cart) -> HashMap<String, String>
     names
 }
 
-fn money(amount_minor: i64, currency: &str) -> String {
+pub(super) fn money(amount_minor: i64, currency: &str) -> String {
     Money {
         amount_minor,
         currency: currency.to_owned(),
@@ -548,9 +548,8 @@ fn cart_body(
             @if !cart.skipped_rules.is_empty() {
                 p.muted { "Some offers could not be checked just now and are not included." }
             }
-            // /checkout comes with the checkout part of issue 5.
             @if cart.can_check_out {
-                p { a.button.primary.wide href="/checkout" { "Checkout" } }
+                p { a #checkout-link.button.primary.wide href="/checkout" { "Checkout" } }
             } @else {
                 p {
                     button.button.primary.wide type="button" disabled { "Checkout" }

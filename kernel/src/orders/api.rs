@@ -170,7 +170,7 @@ pub struct ShippingRate {
     pub currency: String,
 }
 
-async fn read_shipping_rates(state: &AppState) -> Result<Vec<ShippingRate>> {
+pub(crate) async fn read_shipping_rates(state: &AppState) -> Result<Vec<ShippingRate>> {
     let rows = sqlx::query(
         "SELECT code, name, country, max_weight_grams, price_minor, currency FROM shipping_rates
          ORDER BY code, country, max_weight_grams",

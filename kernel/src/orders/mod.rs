@@ -201,6 +201,7 @@ fn check_idempotency_key(key: &str) -> Result<()> {
         || !key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        || crate::http::card_numbers::contains_card_number(key)
     {
         return Err(Error::BadRequest {
             message: "checkout needs an Idempotency-Key header: 1 to 200 letters, digits, `-`, `_`, `.`, `:`".to_owned(),
@@ -607,6 +608,19 @@ pub async fn get_for_customer(state: &AppState, customer_id: i64, number: &str) 
     load(state, id, true).await
 }
 
+/// The order placed from the guest cart `cart_id` (whose unguessable id the shopper's
+/// browser holds): the storefront's confirmation page for guests. Any other is not found.
+pub async fn get_for_cart(state: &AppState, cart_id: &str, number: &str) -> Result<Order> {
+    let id: i64 = sqlx::query("SELECT id FROM orders WHERE number = $1 AND cart_id = $2")
+        .bind(number)
+        .bind(cart_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("order {number}")))?
+        .try_get(0)?;
+    load(state, id, true).await
+}
+
 pub async fn get_for_staff(state: &AppState, number: &str) -> Result<Order> {
     let id = id_of(state, number, None).await?;
     load(state, id, true).await
@@ -1001,16 +1015,30 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
     }
 }
 
-/// A declined payment: the order is cancelled and its reserved units go back.
+/// A declined payment: the order is cancelled, its reserved units go back, and its cart
+/// opens again so the shopper can pay another way (with a new Idempotency-Key).
 async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str) -> Result<()> {
     let change = Transition {
         to: OrderStatus::Cancelled,
         tracking_number: None,
     };
     match transition_inner(state, "payments", number, order_id, change, false).await {
-        Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
-        Err(other) => Err(other),
+        Ok(_) | Err(Error::Conflict { .. }) => {}
+        Err(other) => return Err(other),
     }
+    // A customer who opened another cart meanwhile keeps that one (one open cart each).
+    let reopened = sqlx::query(
+        "UPDATE carts SET status = 'open', updated_at = $1
+         WHERE id = (SELECT cart_id FROM orders WHERE id = $2) AND status = 'ordered'",
+    )
+    .bind(crate::time::now())
+    .bind(order_id)
+    .execute(&state.db.pool)
+    .await;
+    if let Err(err) = reopened {
+        tracing::info!(order = number, error = %err, "the declined order's cart stays closed");
+    }
+    Ok(())
 }
 
 /// Runs a capture, void or refund through the adapter; a refusal is a 409 naming why,

@@ -62,6 +62,19 @@ pub enum PaymentOutcome {
     Retry { reason: String },
 }
 
+/// Where the storefront's checkout page posts card details from the shopper's browser:
+/// the active adapter's `checkout_tokenize_url` setting (an adapter that can take cards
+/// in the storefront declares it). `None`: the storefront cannot take card payments.
+pub fn checkout_tokenize_url(plugins: &Plugins) -> Option<String> {
+    let snapshot = plugins.snapshot();
+    let adapter = snapshot.payments.first()?;
+    adapter
+        .settings
+        .get("checkout_tokenize_url")
+        .map(|url| url.trim().to_owned())
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+}
+
 /// Runs `request` through the adapter `adapter_id` (or the first active one).
 pub async fn call(
     plugins: &Plugins,
