@@ -385,10 +385,28 @@ impl Browser {
         )
     }
 
+    /// An HTML attribute of the element.
+    #[track_caller]
+    fn attribute(&self, element: &Element, name: &str) -> Option<String> {
+        self.command(
+            Method::GET,
+            &format!("/element/{}/attribute/{name}", element.0),
+            None,
+        )
+        .as_str()
+        .map(str::to_owned)
+    }
+
     /// The text of `css` once it is non-empty.
     #[track_caller]
     fn wait_for_text(&self, css: &str) -> String {
-        self.wait_until(WAIT, &format!("text in `{css}`"), || {
+        self.wait_for_text_within(css, WAIT)
+    }
+
+    /// [`Browser::wait_for_text`], waiting up to `within`.
+    #[track_caller]
+    fn wait_for_text_within(&self, css: &str, within: Duration) -> String {
+        self.wait_until(within, &format!("text in `{css}`"), || {
             let element = self.try_find(css).ok().flatten()?;
             let url = format!("{}/element/{}/text", self.session, element.0);
             let text = self.send(Method::GET, &url, None).ok()?;
@@ -615,6 +633,12 @@ fn browse_and_add_to_cart(browser: &Browser, shop: &Shop, quantity: u32) {
 
 /// From the cart page to the checkout form, filled in, paid with `card`.
 fn check_out(browser: &Browser, email: &str, card: &str) {
+    fill_address(browser, email);
+    pay(browser, card);
+}
+
+/// From the cart page to the checkout form; fills in the address and shipping method.
+fn fill_address(browser: &Browser, email: &str) {
     let checkout = browser.wait_for("a#checkout-link");
     browser.click(&checkout);
     browser.wait_for_path("/checkout", WAIT);
@@ -633,6 +657,10 @@ fn check_out(browser: &Browser, email: &str, card: &str) {
     browser.fill("form#checkout-form input[name=country]", "NL");
     let standard = browser.wait_for("select[name=shipping_method] option[value=standard]");
     browser.click(&standard);
+}
+
+/// Types the card into the checkout page's card fields and places the order.
+fn pay(browser: &Browser, card: &str) {
     browser.fill("#card-number", card);
     browser.fill("#card-exp-month", "12");
     browser.fill("#card-exp-year", "2030");
@@ -653,6 +681,23 @@ fn check_out(browser: &Browser, email: &str, card: &str) {
     }
     let place = browser.wait_for("#place-order");
     browser.click(&place);
+}
+
+/// No file of the kernel's data directory (the SQLite database and its journal, keys,
+/// plugin state) holds `needle`.
+fn assert_not_stored(dir: &Path, needle: &str) {
+    for entry in std::fs::read_dir(dir).expect("data dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            assert_not_stored(&path, needle);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle}",
+                path.display()
+            );
+        }
+    }
 }
 
 // ---- the tests --------------------------------------------------------------------------
@@ -689,6 +734,8 @@ async fn a_shopper_pays_by_card_and_follows_the_order_in_the_account() {
         8,
         "two units went out of the lot"
     );
+    // The card went from the browser to the processor, never to the kernel.
+    assert_not_stored(shop.app.db.dir.path(), GOOD_CARD);
 
     // The account's orders: the order is there; open it.
     browser.goto(&shop.url("/account/orders"));
@@ -699,6 +746,10 @@ async fn a_shopper_pays_by_card_and_follows_the_order_in_the_account() {
             .find(|link| browser.text(link) == number)
     });
     assert_eq!(browser.find_all("a.order-link").len(), 1, "one order");
+    let row_status = browser.wait_for_text(&format!(
+        "tr:has(a.order-link[href='/account/orders/{number}']) td:nth-child(3)"
+    ));
+    assert_eq!(row_status, "paid", "the list shows the order paid");
     browser.click(&link);
     browser.wait_for_path(&format!("/account/orders/{number}"), WAIT);
     assert_eq!(browser.wait_for_text("#order-number"), number);
@@ -723,7 +774,12 @@ async fn a_shopper_pays_by_card_and_follows_the_order_in_the_account() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     browser.refresh();
     assert_eq!(browser.wait_for_text("#tracking-number"), "TRK-E2E-42");
-    assert_eq!(browser.wait_for_text("#order-status"), "fulfilled");
+    let status = browser.wait_for("#order-status");
+    assert_eq!(
+        browser.attribute(&status, "data-status"),
+        Some("fulfilled".to_owned())
+    );
+    assert_eq!(browser.text(&status), "shipped", "what the shopper reads");
 
     drop(browser);
     shop.stop().await;
@@ -738,13 +794,8 @@ async fn a_declined_card_shows_the_reason_and_places_no_order() {
     browse_and_add_to_cart(&browser, &shop, 1);
     check_out(&browser, email, DECLINED_CARD);
 
-    let error = browser.wait_until(WAIT_FOR_ORDER, "the decline on the checkout page", || {
-        let element = browser.try_find("#checkout-error").ok().flatten()?;
-        let url = format!("{}/element/{}/text", browser.session, element.0);
-        let text = browser.send(Method::GET, &url, None).ok()?;
-        let text = text.as_str()?.trim().to_owned();
-        (!text.is_empty()).then_some(text)
-    });
+    // The page comes back from the kernel with the reason in its error box.
+    let error = browser.wait_for_text_within("#checkout-error", WAIT_FOR_ORDER);
     assert!(
         error.contains("Your card was declined"),
         "the shopper is told why: {error}"
@@ -758,6 +809,12 @@ async fn a_declined_card_shows_the_reason_and_places_no_order() {
         !browser.current_path().starts_with("/checkout/confirmation"),
         "no confirmation: {}",
         browser.current_url()
+    );
+    let city = browser.wait_for("form#checkout-form input[name=city]");
+    assert_eq!(
+        browser.property(&city, "value"),
+        json!("Utrecht"),
+        "the form keeps the address"
     );
 
     // No order stands: whatever the attempt wrote is cancelled, the stock is back, and
@@ -779,6 +836,27 @@ async fn a_declined_card_shows_the_reason_and_places_no_order() {
             .unwrap_or_else(|| panic!("an order {number} that the admin API does not list"));
         assert_eq!(order["status"], "cancelled", "{order}");
     }
+
+    // The cart is open again: back to checkout, and another card goes through.
+    browser.goto(&shop.url("/cart"));
+    check_out(&browser, email, GOOD_CARD);
+    browser.wait_for_path("/checkout/confirmation/*", WAIT_FOR_ORDER);
+    let number = browser.wait_for_text("#order-number");
+    assert_eq!(browser.wait_for_text("#order-status"), "paid");
+    let orders = shop.app.admin_get("/api/v1/admin/orders").await.json();
+    let standing: Vec<&Value> = orders
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["status"] != "cancelled")
+        .collect();
+    assert_eq!(standing.len(), 1, "one order stands: {orders}");
+    assert_eq!(
+        (&standing[0]["number"], &standing[0]["status"]),
+        (&json!(number), &json!("paid")),
+        "{orders}"
+    );
+    assert_eq!(shop.lot_quantity().await, 9);
 
     drop(browser);
     shop.stop().await;
