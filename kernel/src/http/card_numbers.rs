@@ -69,7 +69,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A cheap first look at a raw body: could any card number be in it at all?
