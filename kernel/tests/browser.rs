@@ -10,7 +10,7 @@
 //! Chromium and chromedriver come from `scripts/install-browser`, which `scripts/test`
 //! runs first; when chromedriver is still missing the test runs that script itself, and
 //! fails (never skips) when it cannot. On a failure, a screenshot and the page's HTML
-//! are written under `target/tmp/browser/`.
+//! are written under `target/tmp/browser/`, beside chromedriver's log.
 //!
 //! The WebDriver client is the few calls below over `ureq` (already a dependency of the
 //! kernel), not a WebDriver crate: `fantoccini` would add the ICU 1.x stack, http 0.2 and
@@ -78,11 +78,68 @@ fn ensure_browser_installed() {
     }
 }
 
+/// Where a failure's screenshot and page, and chromedriver's log, are kept:
+/// `target/tmp/browser/`.
+fn evidence_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Starts chromedriver on a free port and waits until it answers; another port when the
+/// one picked was taken meanwhile. Answers the process and its base URL.
+fn start_chromedriver(agent: &ureq::Agent, log: &Path) -> (Child, String) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        // chromedriver answers /status once it listens.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = blocking(|| {
+                agent
+                    .get(format!("{base}/status"))
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+                    .is_some_and(|v| v["value"]["ready"] == true)
+            });
+            if ready {
+                return (driver, base);
+            }
+            if let Ok(Some(status)) = driver.try_wait() {
+                eprintln!("chromedriver exited at start on port {port} ({status})");
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                panic!(
+                    "chromedriver did not become ready on port {port}; see {}",
+                    log.display()
+                );
+            }
+            blocking(|| std::thread::sleep(POLL));
+        }
+    }
+    panic!(
+        "chromedriver exited at start three times; see {}",
+        log.display()
+    );
 }
 
 /// A blocking call (WebDriver over `ureq`, a wait between polls) that leaves the
@@ -129,17 +186,12 @@ impl Browser {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let port = free_port();
-        let log = profile.path().join("chromedriver.log");
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
-        let base = format!("http://127.0.0.1:{port}");
+        // A failure's files of an earlier run would mislead.
+        for stale in ["failure.png", "failure.html"] {
+            let _ = std::fs::remove_file(evidence_dir().join(format!("{name}-{stale}")));
+        }
+        let log = evidence_dir().join(format!("{name}-chromedriver.log"));
+        let (driver, base) = start_chromedriver(&agent, &log);
         let mut browser = Browser {
             agent,
             session: String::new(),
@@ -147,33 +199,6 @@ impl Browser {
             name: name.to_owned(),
             profile,
         };
-        // chromedriver answers /status once it listens.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = blocking(|| {
-                browser
-                    .agent
-                    .get(format!("{base}/status"))
-                    .call()
-                    .ok()
-                    .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-                    .is_some_and(|v| v["value"]["ready"] == true)
-            });
-            if ready {
-                break;
-            }
-            if let Ok(Some(status)) = browser.driver.try_wait() {
-                panic!(
-                    "chromedriver exited at start ({status}); see {}",
-                    log.display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready on port {port}"
-            );
-            blocking(|| std::thread::sleep(POLL));
-        }
         let user_data_dir = browser.profile.path().join("chromium");
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -417,8 +442,7 @@ impl Browser {
 
     /// Writes a screenshot and the page's HTML, and says where.
     fn save_evidence(&self, label: &str) {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = evidence_dir();
         let png = dir.join(format!("{}-{label}.png", self.name));
         let html = dir.join(format!("{}-{label}.html", self.name));
         let url = format!("{}/screenshot", self.session);
