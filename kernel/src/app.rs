@@ -50,6 +50,8 @@ pub struct Kernel {
     plugins_dir: Option<JoinHandle<()>>,
     /// The sweep of expired customer sessions, when enabled.
     session_sweep: Option<JoinHandle<()>>,
+    /// The payment reconciler, when enabled.
+    payment_reconciler: Option<JoinHandle<()>>,
 }
 
 impl Kernel {
@@ -153,6 +155,15 @@ impl Kernel {
         if resumed > 0 {
             tracing::info!(resumed, "finished erasure requests left unfinished");
         }
+        // Payments a crash left unsettled are settled at once, then checked regularly.
+        let payment_reconciler = (state.config.payment_reconcile_secs > 0).then(|| {
+            tokio::spawn(crate::orders::reconcile::run(
+                state.clone(),
+                std::time::Duration::from_secs(state.config.payment_reconcile_secs),
+                std::time::Duration::from_secs(state.config.payment_reconcile_grace_secs),
+                shutdown.subscribe(),
+            ))
+        });
         Ok(Kernel {
             state,
             background_db,
@@ -160,6 +171,7 @@ impl Kernel {
             dispatcher,
             plugins_dir,
             session_sweep,
+            payment_reconciler,
         })
     }
 
@@ -183,6 +195,11 @@ impl Kernel {
             && let Err(err) = sweep.await
         {
             tracing::warn!(error = %err, "session sweep ended abnormally");
+        }
+        if let Some(reconciler) = self.payment_reconciler
+            && let Err(err) = reconciler.await
+        {
+            tracing::warn!(error = %err, "payment reconciler ended abnormally");
         }
         self.background_db.close().await;
         self.state.db.close().await;

@@ -159,6 +159,20 @@ pub struct ServeConfig {
     /// How often expired and revoked customer sessions are deleted (seconds; 0: never).
     #[arg(long, env = "OLIVINE_SESSION_SWEEP_SECS", default_value_t = 3600)]
     pub session_sweep_secs: u64,
+
+    /// How often the payment reconciler looks for orders whose payment a crash left
+    /// unsettled (seconds; 0: never). It also runs once at start.
+    #[arg(long, env = "OLIVINE_PAYMENT_RECONCILE_SECS", default_value_t = 30)]
+    pub payment_reconcile_secs: u64,
+
+    /// How long a payment attempt may be in flight before the reconciler settles it
+    /// (seconds): longer than any checkout takes.
+    #[arg(
+        long,
+        env = "OLIVINE_PAYMENT_RECONCILE_GRACE_SECS",
+        default_value_t = 120
+    )]
+    pub payment_reconcile_grace_secs: u64,
 }
 
 impl ServeConfig {
@@ -188,6 +202,8 @@ impl ServeConfig {
             rate_limit_api: Limit::new(600, 60),
             trust_forwarded_for: false,
             session_sweep_secs: 3600,
+            payment_reconcile_secs: 30,
+            payment_reconcile_grace_secs: 120,
         }
     }
 

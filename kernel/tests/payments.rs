@@ -290,3 +290,60 @@ both_backends! {
         shop.app.stop().await;
     }
 }
+
+both_backends! {
+    async fn the_reconciler_completes_a_payment_the_checkout_left_unsettled(backend: Backend) {
+        let shop = shop(backend).await;
+        let app = &shop.app;
+        // The processor asks for a retry: the order stays pending with its attempt on record.
+        let token = tokenize(shop.processor, "4000000000000119").await;
+        let c = cart(app, 2).await;
+        let r = checkout(app, &c, "reconcile-1", &token).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        let number = app.admin_get("/api/v1/admin/orders").await.json()[0]["number"].as_str().unwrap().to_owned();
+        let state = &app.kernel.state;
+        // Within the grace a live checkout is left alone.
+        let report = olivine::orders::reconcile::reconcile_once(state, Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(report, Default::default());
+        // Past it, the same key is authorised again: paid, one authorisation.
+        let report = olivine::orders::reconcile::reconcile_once(state, Duration::ZERO).await.unwrap();
+        assert_eq!(report.paid, 1, "{report:?}");
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!(order["status"], "paid", "{order}");
+        assert_eq!(authorizations(shop.processor, &number).await.len(), 1);
+        assert_eq!(lot_quantity(app, shop.lot).await, 8);
+        // Nothing left to do; the token is gone from the order.
+        let report = olivine::orders::reconcile::reconcile_once(state, Duration::ZERO).await.unwrap();
+        assert_eq!(report, Default::default());
+        let tokens: i64 = {
+            use sqlx::Row;
+            sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM orders WHERE payment_token_enc IS NOT NULL")
+                .fetch_one(&state.db.pool).await.unwrap().get(0)
+        };
+        assert_eq!(tokens, 0);
+        shop.app.stop().await;
+    }
+
+    async fn the_reconciler_gives_up_on_a_payment_after_a_day(backend: Backend) {
+        let shop = shop(backend).await;
+        let app = &shop.app;
+        // The timeout card: the processor never answers (within the adapter's patience).
+        let token = tokenize(shop.processor, "4000000000000036").await;
+        let c = cart(app, 3).await;
+        let r = checkout(app, &c, "give-up-1", &token).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert_eq!(lot_quantity(app, shop.lot).await, 7);
+        let state = &app.kernel.state;
+        let report = olivine::orders::reconcile::reconcile_once(state, Duration::ZERO).await.unwrap();
+        assert_eq!(report.waiting, 1, "{report:?}");
+        // A day later it is given up: voided at the processor by order, cancelled, stock back.
+        sqlx::query("UPDATE orders SET created_at = '2020-01-01T00:00:00.000Z'")
+            .execute(&state.db.pool).await.unwrap();
+        let report = olivine::orders::reconcile::reconcile_once(state, Duration::ZERO).await.unwrap();
+        assert_eq!(report.cancelled, 1, "{report:?}");
+        let order = &app.admin_get("/api/v1/admin/orders").await.json()[0];
+        assert_eq!(order["status"], "cancelled", "{order}");
+        assert_eq!(lot_quantity(app, shop.lot).await, 10);
+        shop.app.stop().await;
+    }
+}

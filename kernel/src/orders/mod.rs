@@ -8,6 +8,7 @@
 //! accounting when a customer is erased.
 
 pub mod api;
+pub mod reconcile;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -21,6 +22,7 @@ use crate::plugins::pricing::AppliedAdjustment;
 
 const EMAIL_CONTEXT: &str = "orders.email";
 const ADDRESS_CONTEXT: &str = "orders.shipping_address";
+const PAYMENT_TOKEN_CONTEXT: &str = "orders.payment_token";
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -326,7 +328,17 @@ pub async fn checkout(
     };
     problems.into_result()?;
 
-    let cart = crate::cart::get(state, cart_id, customer).await?;
+    let cart = match crate::cart::get(state, cart_id, customer).await {
+        Ok(cart) => cart,
+        Err(Error::NotFound(what)) => {
+            // A concurrent checkout with the same key may have just ordered the cart.
+            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
+                return Ok(done);
+            }
+            return Err(Error::NotFound(what));
+        }
+        Err(other) => return Err(other),
+    };
     if cart.lines.is_empty() {
         return Err(Error::conflict(None, "the cart is empty"));
     }
@@ -359,13 +371,8 @@ pub async fn checkout(
     if taken.rows_affected() == 0 {
         drop(tx);
         // A concurrent retry with the same key may have just made the order.
-        if let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await?
-            && made_from == cart_id
-        {
-            if let Some(token) = &input.payment_token {
-                authorize(state, order_id, token).await?;
-            }
-            return Ok((load(state, order_id, true).await?, false));
+        if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
+            return Ok(done);
         }
         return Err(Error::conflict(None, "the cart was checked out already"));
     }
@@ -506,6 +513,26 @@ pub async fn checkout(
         authorize(state, order_id, token).await?;
     }
     Ok((load(state, order_id, true).await?, true))
+}
+
+/// The order a checkout with this key already made from this cart, if any (paid now if
+/// the request carries a token and it is still pending).
+async fn replay(
+    state: &AppState,
+    idempotency_key: &str,
+    cart_id: &str,
+    input: &CheckoutRequest,
+) -> Result<Option<(Order, bool)>> {
+    let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await? else {
+        return Ok(None);
+    };
+    if made_from != cart_id {
+        return Ok(None);
+    }
+    if let Some(token) = &input.payment_token {
+        authorize(state, order_id, token).await?;
+    }
+    Ok(Some((load(state, order_id, true).await?, false)))
 }
 
 /// Reads an order; `with_identity` decrypts its email and address.
@@ -946,6 +973,17 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
     if facts.status != OrderStatus::Pending {
         return Ok(());
     }
+    // The attempt is on record before the processor hears of it: if this process dies
+    // before the answer is recorded, the reconciler ([`reconcile`]) finishes the order.
+    sqlx::query(
+        "UPDATE orders SET payment_token_enc = $1, payment_attempted_at = $2
+         WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token)?)
+    .bind(crate::time::now())
+    .bind(order_id)
+    .execute(&state.db.pool)
+    .await?;
     let outcome = crate::plugins::payments::call(
         &state.plugins,
         None,
@@ -958,12 +996,14 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
         }),
     )
     .await;
+    crate::failpoint::hit("payments.authorized");
     match outcome {
         PaymentOutcome::Done(result) => match result.status {
             plugin_types::PaymentStatus::Approved => {
                 let mut tx = state.db.begin().await?;
                 let moved = sqlx::query(
-                    "UPDATE orders SET status = 'paid', payment_reference = $1, updated_at = $2
+                    "UPDATE orders SET status = 'paid', payment_reference = $1, updated_at = $2,
+                        payment_token_enc = NULL
                      WHERE id = $3 AND status = 'pending'",
                 )
                 .bind(&result.processor_reference)
@@ -1017,7 +1057,7 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
 
 /// A declined payment: the order is cancelled, its reserved units go back, and its cart
 /// opens again so the shopper can pay another way (with a new Idempotency-Key).
-async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str) -> Result<()> {
+pub(crate) async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str) -> Result<()> {
     let change = Transition {
         to: OrderStatus::Cancelled,
         tracking_number: None,
@@ -1026,6 +1066,10 @@ async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str) -> Result<
         Ok(_) | Err(Error::Conflict { .. }) => {}
         Err(other) => return Err(other),
     }
+    sqlx::query("UPDATE orders SET payment_token_enc = NULL WHERE id = $1")
+        .bind(order_id)
+        .execute(&state.db.pool)
+        .await?;
     // A customer who opened another cart meanwhile keeps that one (one open cart each).
     let reopened = sqlx::query(
         "UPDATE carts SET status = 'open', updated_at = $1
