@@ -1,10 +1,8 @@
 //! Operational endpoints and the cache's promise: a cached product read touches no
 //! database.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 
 both_backends! {
     async fn health_readiness_and_metrics(backend: Backend) {

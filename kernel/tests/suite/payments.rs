@@ -5,13 +5,11 @@
 //! order pending until the same checkout is sent again; capture on fulfilment, partial
 //! and full refunds, and voids.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,11 +2,9 @@
 //! Idempotency-Key never places two; racing buyers never oversell; orders move only
 //! through their explicit states; a customer sees only their own orders.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;

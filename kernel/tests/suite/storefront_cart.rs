@@ -2,11 +2,9 @@
 //! cart page's forms, cookies carried by hand, CSRF tokens taken from the pages. Each test
 //! runs on SQLite and on PostgreSQL.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;

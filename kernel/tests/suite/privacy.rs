@@ -2,16 +2,14 @@
 //! export and erasure, the staff side of both, and erasure's crash safety. Each test
 //! runs on SQLite and on PostgreSQL.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
-use common::*;
 use serde_json::{Value, json};
 use sqlx::Row;
 

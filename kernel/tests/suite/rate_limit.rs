@@ -2,14 +2,12 @@
 //! password), clients are counted apart, registration is limited, windows end, and with
 //! Redis two kernels count together. Redis tests use the server at 127.0.0.1:6379.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::*;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use olivine::config::ServeConfig;
 use olivine::ratelimit::Limit;

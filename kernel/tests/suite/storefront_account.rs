@@ -2,11 +2,9 @@
 //! carried from response to request by hand (respecting their paths), CSRF tokens taken
 //! from the pages. Each test runs on SQLite and on PostgreSQL.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use olivine::accounts::{self, AccessClaims};
 use serde_json::json;

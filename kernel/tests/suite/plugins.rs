@@ -2,13 +2,11 @@
 //! configure, swap and roll back through the admin API, and a misbehaving plugin is
 //! skipped, then disabled, while the store keeps serving.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 async fn quote(app: &TestApp, body: &Value) -> Value {

@@ -1,14 +1,12 @@
 //! The `olivine` binary as an operator runs it: crashes at the worst moment lose nothing
 //! half-done, SIGTERM drains in-flight requests, and the CLI commands work.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use sqlx::Row;
 
 fn free_port() -> u16 {
