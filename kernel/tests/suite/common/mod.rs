@@ -2,6 +2,8 @@
 //! and request helpers that drive the real router.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
