@@ -102,6 +102,9 @@ fn limits(config: &mut ServeConfig, sign_in: Limit, register: Limit) {
 both_backends! {
     async fn brute_force_sign_in_gets_429_even_with_the_right_password(backend: Backend) {
         let app = TestApp::start_with(backend, |c| limits(c, Limit::new(3, 3600), Limit::new(100, 3600))).await;
+        // Other tests' kernels count into the same series: assert the increase.
+        let limited_series = r#"olivine_rate_limited_total{class="sign-in"}"#;
+        let limited_before = app.metric(limited_series).await;
         let r = register(&app, Some("203.0.113.7"), "ada@example.com").await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         for attempt in 0..3 {
@@ -116,12 +119,9 @@ both_backends! {
         // Another client is counted apart and signs in.
         let r = sign_in(&app, Some("198.51.100.20"), "ada@example.com", PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        // The refusals are counted by class.
-        let metrics = app.get("/metrics").await.text();
-        assert!(
-            metrics.lines().any(|l| l.starts_with("olivine_rate_limited_total") && l.contains("class=\"sign-in\"")),
-            "{metrics}"
-        );
+        // The two refusals are counted by class.
+        let limited = app.metric(limited_series).await;
+        assert!(limited >= limited_before + 2.0, "{limited_series}: {limited_before} then {limited}");
         app.stop().await;
     }
 
@@ -275,15 +275,16 @@ async fn an_unreachable_redis_fails_open_to_local_counters() {
         c.rate_limit_api = Limit::new(2, 3600);
     })
     .await;
+    // Other tests' kernels count into the same series: assert the increase.
+    let errors_series = "olivine_rate_limit_redis_errors_total";
+    let errors_before = app.metric(errors_series).await;
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
     assert_limited(&app.get("/api/v1/products").await);
-    let metrics = app.get("/metrics").await.text();
+    let errors = app.metric(errors_series).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("olivine_rate_limit_redis_errors_total")),
-        "{metrics}"
+        errors >= errors_before + 1.0,
+        "{errors_series}: {errors_before} then {errors}"
     );
     app.stop().await;
 }
