@@ -92,26 +92,8 @@ async fn checkout(
     if let Some(key) = key {
         builder = builder.header("idempotency-key", key);
     }
-    let response = app
-        .router
-        .clone()
-        .oneshot(builder.body(Body::from(body.to_string())).unwrap())
+    app.send(builder.body(Body::from(body.to_string())).unwrap())
         .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
 }
 
 async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {

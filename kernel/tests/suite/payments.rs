@@ -10,10 +10,8 @@ use std::time::Duration;
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
 /// A plain HTTP/1.1 call to the processor (what the browser's checkout page does for
 /// tokenization; tests also read the processor's state this way).
@@ -156,21 +154,7 @@ async fn checkout(app: &TestApp, cart: &str, key: &str, token: &str) -> TestResp
         .header("idempotency-key", key)
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {

@@ -8,11 +8,9 @@ use crate::common::*;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use olivine::config::ServeConfig;
 use olivine::ratelimit::Limit;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -32,30 +30,7 @@ async fn post_from(app: &TestApp, client: Option<&str>, path: &str, body: &Value
         let addr: SocketAddr = format!("{ip}:40000").parse().expect("address");
         request.extensions_mut().insert(ConnectInfo(addr));
     }
-    send(app, request).await
-}
-
-async fn send(app: &TestApp, request: Request<Body>) -> TestResponse {
-    let response = app
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn sign_in(app: &TestApp, client: Option<&str>, email: &str, password: &str) -> TestResponse {
@@ -182,17 +157,17 @@ async fn api_requests_are_limited_and_windows_end() {
         request
     };
     for _ in 0..2 {
-        assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+        assert_eq!(app.send(get("peer")).await.status, StatusCode::OK);
     }
-    let r = send(&app, get("peer")).await;
+    let r = app.send(get("peer")).await;
     assert_limited(&r);
     // Pages outside /api are not limited.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     // X-Forwarded-For is not trusted by default: same peer, same client.
-    assert_limited(&send(&app, get("203.0.113.1")).await);
+    assert_limited(&app.send(get("203.0.113.1")).await);
     // The window (1 s) ends and the client may call again.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+    assert_eq!(app.send(get("peer")).await.status, StatusCode::OK);
     app.stop().await;
 }
 
@@ -210,12 +185,12 @@ async fn forwarded_for_identifies_clients_when_trusted() {
             .body(Body::empty())
             .expect("request")
     };
-    assert_eq!(send(&app, get("198.51.100.1")).await.status, StatusCode::OK);
+    assert_eq!(app.send(get("198.51.100.1")).await.status, StatusCode::OK);
     // The last hop (the address the proxy saw) counts; what the client claimed before
     // it does not.
-    assert_limited(&send(&app, get("10.9.9.9, 198.51.100.1")).await);
+    assert_limited(&app.send(get("10.9.9.9, 198.51.100.1")).await);
     assert_eq!(
-        send(&app, get("198.51.100.1, 198.51.100.2")).await.status,
+        app.send(get("198.51.100.1, 198.51.100.2")).await.status,
         StatusCode::OK
     );
     app.stop().await;

@@ -4,8 +4,6 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 use super::{TestApp, TestResponse};
 
@@ -147,26 +145,7 @@ pub async fn send(
         }
         None => Body::empty(),
     };
-    let response = app
-        .router
-        .clone()
-        .oneshot(builder.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    app.send(builder.body(body).unwrap()).await
 }
 
 /// A GET; the browser keeps the cookies it is given.

@@ -212,6 +212,11 @@ impl TestApp {
         let request = builder
             .body(body.unwrap_or_else(Body::empty))
             .expect("request");
+        self.send(request).await
+    }
+
+    /// Sends a request through the router and reads the whole response.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
         let response = self
             .router
             .clone()
