@@ -2,13 +2,11 @@
 //! bearer-token checks, and identity encrypted at rest. Each test runs on SQLite and on
 //! PostgreSQL.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use olivine::accounts::AccessClaims;
 use serde_json::{Value, json};

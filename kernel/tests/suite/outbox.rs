@@ -2,12 +2,10 @@
 //! aggregate, resumed after a crash, with an idempotent consumer seeing each event's
 //! effect exactly once.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use olivine::bus::{Bus, Consumer, ConsumerFuture, Dispatcher, Event};
 use olivine::store::Db;
 use sqlx::Row;

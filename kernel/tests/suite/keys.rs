@@ -3,12 +3,10 @@
 //! still starts and is finished by running it again, and a new signing key signs new
 //! tokens while the old one keeps verifying until it retires. Both backends.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
-use common::*;
 use olivine::accounts::keys::{self, Key};
 use olivine::app::Kernel;
 use olivine::cli::keys::RotateArgs;

@@ -5,17 +5,13 @@
 //! order pending until the same checkout is sent again; capture on fulfilment, partial
 //! and full refunds, and voids.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
 /// A plain HTTP/1.1 call to the processor (what the browser's checkout page does for
 /// tokenization; tests also read the processor's state this way).
@@ -158,21 +154,7 @@ async fn checkout(app: &TestApp, cart: &str, key: &str, token: &str) -> TestResp
         .header("idempotency-key", key)
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {

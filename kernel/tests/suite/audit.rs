@@ -4,13 +4,11 @@
 //! behind the database's back is named, entry by entry, by the API and by
 //! `olivine audit verify`.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::Row;

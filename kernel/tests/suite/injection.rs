@@ -3,11 +3,9 @@
 //! stores the text exactly, or a 4xx JSON error naming a field; never a 500. Afterwards
 //! every table still answers and the audit chain is intact.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 const NASTY: &[&str] = &[

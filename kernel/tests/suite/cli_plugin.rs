@@ -5,24 +5,18 @@
 //! Every scaffold compiles the SDK for wasm32; they all share one CARGO_TARGET_DIR (kept
 //! across runs under the cargo target dir) so that happens once.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::process::free_port;
+
 const TOKEN: &str = "cli-plugin-test-token-0123456789";
 
 fn guest_target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-plugin-guests")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 struct Outcome {

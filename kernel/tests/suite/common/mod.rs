@@ -2,6 +2,9 @@
 //! and request helpers that drive the real router.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod process;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
@@ -209,6 +212,11 @@ impl TestApp {
         let request = builder
             .body(body.unwrap_or_else(Body::empty))
             .expect("request");
+        self.send(request).await
+    }
+
+    /// Sends a request through the router and reads the whole response.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
         let response = self
             .router
             .clone()
@@ -348,6 +356,13 @@ impl TestApp {
         .expect("count value")
     }
 
+    /// The value of one series of `/metrics` now (see [`metric_value`]).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        metric_value(&r.text(), series)
+    }
+
     /// Waits until the dispatcher has delivered every event in the outbox.
     pub async fn settle(&self) {
         for _ in 0..200 {
@@ -367,6 +382,24 @@ impl TestApp {
         self.kernel.shutdown().await;
         self.db.drop().await;
     }
+}
+
+/// The value of `series` (its name and labels exactly as `/metrics` writes them) in a
+/// Prometheus text; 0 when the series is not there yet.
+///
+/// The metrics recorder is process-wide: every kernel in the test binary counts into the
+/// same series, and other tests run alongside. So a test asserts that a series grew by
+/// at least what it did itself, never merely that the series exists.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| {
+            value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{series}: not a number: {value}"))
+        })
+        .unwrap_or(0.0)
 }
 
 /// Runs an async test body once on SQLite and once on PostgreSQL.

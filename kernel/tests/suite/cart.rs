@@ -2,11 +2,9 @@
 //! through the pricing rules (adjustments with reasons) and checked against sellable
 //! stock; merge on sign-in; nobody reaches another's cart.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 async fn send(

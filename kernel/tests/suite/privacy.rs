@@ -2,16 +2,10 @@
 //! export and erasure, the staff side of both, and erasure's crash safety. Each test
 //! runs on SQLite and on PostgreSQL.
 
-mod common;
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use crate::common::process::*;
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
-use common::*;
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -847,71 +841,4 @@ async fn openapi_documents_the_privacy_routes() {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
     app.stop().await;
-}
-
-// A process of its own, for crashes (as in tests/process.rs).
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn(db: &TestDb, port: u16, failpoints: &str) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
-    command
-        .arg("serve")
-        .env("OLIVINE_ADDR", format!("127.0.0.1:{port}"))
-        .env("OLIVINE_SEED_DEMO", "false")
-        .env("OLIVINE_FAILPOINTS", failpoints)
-        .env("OLIVINE_BUNDLED_PLUGINS", "false")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, value) in db.env() {
-        command.env(key, value);
-    }
-    command.spawn().expect("olivine starts")
-}
-
-/// One HTTP/1.1 request with the admin token; `None` when the server hung up.
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((status, body))
-}
-
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some((200, _)) = http(port, "GET", "/readyz", None) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server on port {port} did not become ready");
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -2,12 +2,10 @@
 //! revoked or have no token left, and nothing a customer can still use. Both backends;
 //! the sweep is called directly with a chosen "now".
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use chrono::{Duration, Utc};
-use common::*;
 use olivine::accounts::sweep::{SweepReport, sweep_sessions};
 use serde_json::{Value, json};
 

@@ -3,10 +3,8 @@
 //! taxonomy that fails refuses the write (nothing saved) and is disabled after repeated
 //! failures.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use serde_json::{Value, json};
 
 fn skus(product: &Value) -> Vec<String> {

@@ -1,9 +1,7 @@
 //! The catalog through the JSON API, as a mobile client and a merchant use it.
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::json;
 
 both_backends! {

@@ -1,10 +1,8 @@
 //! Operational endpoints and the cache's promise: a cached product read touches no
 //! database.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 
 both_backends! {
     async fn health_readiness_and_metrics(backend: Backend) {
@@ -13,12 +11,18 @@ both_backends! {
         let ready = app.get("/readyz").await;
         assert_eq!(ready.status, StatusCode::OK);
         assert_eq!(ready.json()["status"], "ready");
+        // Other tests' kernels count into the same series: the two requests must add two.
+        let requests = r#"olivine_http_requests_total{method="GET",route="/api/v1/products/{slug}",status="200"}"#;
+        let timed = r#"olivine_http_request_duration_seconds_count{method="GET",route="/api/v1/products/{slug}"}"#;
+        let requests_before = app.metric(requests).await;
+        let timed_before = app.metric(timed).await;
         app.get("/api/v1/products/magnesium-glycinate").await;
         app.get("/api/v1/products/magnesium-glycinate").await;
         let metrics = app.get("/metrics").await;
         assert_eq!(metrics.status, StatusCode::OK);
         let text = metrics.text();
-        assert!(text.contains("olivine_http_requests_total{method=\"GET\",route=\"/api/v1/products/{slug}\",status=\"200\"}"), "{text}");
+        assert!(metric_value(&text, requests) >= requests_before + 2.0, "{requests} was {requests_before}: {text}");
+        assert!(metric_value(&text, timed) >= timed_before + 2.0, "{timed} was {timed_before}: {text}");
         assert!(text.contains("olivine_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/products/{slug}\""));
         assert!(text.contains("olivine_db_pool_connections{state=\"idle\"}"));
         assert!(text.contains("olivine_db_connection_acquisitions_total"));

@@ -1,9 +1,7 @@
 //! Bad input gets a 4xx with a JSON body naming the field, and nothing is half-written.
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::json;
 
 both_backends! {

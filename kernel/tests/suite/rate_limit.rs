@@ -2,19 +2,15 @@
 //! password), clients are counted apart, registration is limited, windows end, and with
 //! Redis two kernels count together. Redis tests use the server at 127.0.0.1:6379.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::*;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
-use http_body_util::BodyExt;
 use olivine::config::ServeConfig;
 use olivine::ratelimit::Limit;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -34,30 +30,7 @@ async fn post_from(app: &TestApp, client: Option<&str>, path: &str, body: &Value
         let addr: SocketAddr = format!("{ip}:40000").parse().expect("address");
         request.extensions_mut().insert(ConnectInfo(addr));
     }
-    send(app, request).await
-}
-
-async fn send(app: &TestApp, request: Request<Body>) -> TestResponse {
-    let response = app
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn sign_in(app: &TestApp, client: Option<&str>, email: &str, password: &str) -> TestResponse {
@@ -104,6 +77,9 @@ fn limits(config: &mut ServeConfig, sign_in: Limit, register: Limit) {
 both_backends! {
     async fn brute_force_sign_in_gets_429_even_with_the_right_password(backend: Backend) {
         let app = TestApp::start_with(backend, |c| limits(c, Limit::new(3, 3600), Limit::new(100, 3600))).await;
+        // Other tests' kernels count into the same series: assert the increase.
+        let limited_series = r#"olivine_rate_limited_total{class="sign-in"}"#;
+        let limited_before = app.metric(limited_series).await;
         let r = register(&app, Some("203.0.113.7"), "ada@example.com").await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         for attempt in 0..3 {
@@ -118,12 +94,9 @@ both_backends! {
         // Another client is counted apart and signs in.
         let r = sign_in(&app, Some("198.51.100.20"), "ada@example.com", PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        // The refusals are counted by class.
-        let metrics = app.get("/metrics").await.text();
-        assert!(
-            metrics.lines().any(|l| l.starts_with("olivine_rate_limited_total") && l.contains("class=\"sign-in\"")),
-            "{metrics}"
-        );
+        // The two refusals are counted by class.
+        let limited = app.metric(limited_series).await;
+        assert!(limited >= limited_before + 2.0, "{limited_series}: {limited_before} then {limited}");
         app.stop().await;
     }
 
@@ -184,17 +157,17 @@ async fn api_requests_are_limited_and_windows_end() {
         request
     };
     for _ in 0..2 {
-        assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+        assert_eq!(app.send(get("peer")).await.status, StatusCode::OK);
     }
-    let r = send(&app, get("peer")).await;
+    let r = app.send(get("peer")).await;
     assert_limited(&r);
     // Pages outside /api are not limited.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     // X-Forwarded-For is not trusted by default: same peer, same client.
-    assert_limited(&send(&app, get("203.0.113.1")).await);
+    assert_limited(&app.send(get("203.0.113.1")).await);
     // The window (1 s) ends and the client may call again.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(send(&app, get("peer")).await.status, StatusCode::OK);
+    assert_eq!(app.send(get("peer")).await.status, StatusCode::OK);
     app.stop().await;
 }
 
@@ -212,12 +185,12 @@ async fn forwarded_for_identifies_clients_when_trusted() {
             .body(Body::empty())
             .expect("request")
     };
-    assert_eq!(send(&app, get("198.51.100.1")).await.status, StatusCode::OK);
+    assert_eq!(app.send(get("198.51.100.1")).await.status, StatusCode::OK);
     // The last hop (the address the proxy saw) counts; what the client claimed before
     // it does not.
-    assert_limited(&send(&app, get("10.9.9.9, 198.51.100.1")).await);
+    assert_limited(&app.send(get("10.9.9.9, 198.51.100.1")).await);
     assert_eq!(
-        send(&app, get("198.51.100.1, 198.51.100.2")).await.status,
+        app.send(get("198.51.100.1, 198.51.100.2")).await.status,
         StatusCode::OK
     );
     app.stop().await;
@@ -277,15 +250,16 @@ async fn an_unreachable_redis_fails_open_to_local_counters() {
         c.rate_limit_api = Limit::new(2, 3600);
     })
     .await;
+    // Other tests' kernels count into the same series: assert the increase.
+    let errors_series = "olivine_rate_limit_redis_errors_total";
+    let errors_before = app.metric(errors_series).await;
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
     assert_limited(&app.get("/api/v1/products").await);
-    let metrics = app.get("/metrics").await.text();
+    let errors = app.metric(errors_series).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("olivine_rate_limit_redis_errors_total")),
-        "{metrics}"
+        errors >= errors_before + 1.0,
+        "{errors_series}: {errors_before} then {errors}"
     );
     app.stop().await;
 }

@@ -3,12 +3,10 @@
 //! real plugins: a test adapter that misbehaves on command, and the first-party webhook
 //! notifier against a local HTTP server.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::http::{HeaderMap, StatusCode};
-use common::*;
 use olivine::plugins::notifications::{DeliveryOutcome, deliver};
 use olivine::plugins::payments::{PaymentOutcome, PaymentRequest, call};
 use olivine_plugin_runtime::bindings::types;

@@ -3,11 +3,9 @@
 //! sign-in, API tokens, disabling and revoking take effect at once; the audit log names
 //! the staff user who acted.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::*;
 use olivine::staff::permissions::{Access, Role, required};
 use serde_json::json;
 

@@ -2,12 +2,10 @@
 //! while the kernel runs is hot-loaded; a broken one is rejected with a clear message
 //! while the active version stays.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use olivine::plugins::watch::{Outcome, load_file};
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! Idempotency-Key never places two; racing buyers never oversell; orders move only
 //! through their explicit states; a customer sees only their own orders.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -94,26 +92,8 @@ async fn checkout(
     if let Some(key) = key {
         builder = builder.header("idempotency-key", key);
     }
-    let response = app
-        .router
-        .clone()
-        .oneshot(builder.body(Body::from(body.to_string())).unwrap())
+    app.send(builder.body(Body::from(body.to_string())).unwrap())
         .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
 }
 
 async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {

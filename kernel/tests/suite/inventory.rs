@@ -1,10 +1,8 @@
 //! Stock lots: sellable quantities, minimum shelf life, first-expired-first-out, the
 //! ledger, bundles, and no oversell under concurrency.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use olivine::inventory::{StockChange, StockReason};
 use serde_json::{Value, json};
 

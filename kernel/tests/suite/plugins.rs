@@ -2,13 +2,11 @@
 //! configure, swap and roll back through the admin API, and a misbehaving plugin is
 //! skipped, then disabled, while the store keeps serving.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 async fn quote(app: &TestApp, body: &Value) -> Value {
@@ -95,6 +93,12 @@ both_backends! {
         let body = json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 1}]});
         assert_eq!(reasons(&quote(&app, &body).await), vec!["chaos ok".to_owned()]);
         let clean_total = quote(&app, &body).await["subtotal"].clone();
+        // Other tests' kernels count into the same series (the other backend's run of
+        // this test among them): assert increases, of at least what this test does.
+        let disabled_series = r#"olivine_plugin_auto_disabled_total{plugin="chaos"}"#;
+        let trap_series = r#"olivine_plugin_calls_total{plugin="chaos",call="price",outcome="trap"}"#;
+        let disabled_before = app.metric(disabled_series).await;
+        let traps_before = app.metric(trap_series).await;
 
         for mode in ["loop", "alloc", "trap", "invalid-output"] {
             app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"enabled": true, "settings": {"mode": mode}})).await;
@@ -118,8 +122,9 @@ both_backends! {
             .fetch_one(&app.kernel.state.db.pool).await.unwrap().try_get(0).unwrap();
         assert_eq!(events, 1);
         let metrics = app.get("/metrics").await.text();
-        assert!(metrics.contains("olivine_plugin_auto_disabled_total{plugin=\"chaos\"}"));
-        assert!(metrics.contains("olivine_plugin_calls_total{plugin=\"chaos\",call=\"price\",outcome=\"trap\"}"));
+        assert!(metric_value(&metrics, disabled_series) >= disabled_before + 1.0, "{disabled_series} was {disabled_before}: {metrics}");
+        // The trap mode's quote above, then at least the call that disabled the plugin.
+        assert!(metric_value(&metrics, trap_series) >= traps_before + 2.0, "{trap_series} was {traps_before}: {metrics}");
         app.stop().await;
     }
 

@@ -1,9 +1,7 @@
 //! The storefront as a shopper's browser sees it.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use serde_json::json;
 
 both_backends! {

@@ -1,0 +1,82 @@
+//! The `olivine` binary in a process of its own, for what an in-process kernel cannot
+//! show: crashes (failpoints abort the process), signals, restarts. Its settings go to
+//! the child's environment only; the test process's environment is shared by every test.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{ADMIN_TOKEN, TestDb};
+
+/// A port nothing listens on right now (the OS picks it; no fixed numbers).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `olivine serve` on `port` against the test's database, with the failpoints
+/// `failpoints` (comma-separated; empty for none) armed.
+pub fn spawn(db: &TestDb, port: u16, failpoints: &str) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
+    command
+        .arg("serve")
+        .env("OLIVINE_ADDR", format!("127.0.0.1:{port}"))
+        .env("OLIVINE_SEED_DEMO", "false")
+        .env("OLIVINE_FAILPOINTS", failpoints)
+        // These tests count outbox deliveries; bundled plugin installs would add events.
+        .env("OLIVINE_BUNDLED_PLUGINS", "false")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in db.env() {
+        command.env(key, value);
+    }
+    command.spawn().expect("olivine starts")
+}
+
+/// One HTTP/1.1 request with the admin token on a fresh connection; `None` when the
+/// server hung up without answering.
+pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+/// Waits until the server on `port` answers `/readyz` with 200.
+pub fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(port, "GET", "/readyz", None) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on port {port} did not become ready");
+}
+
+/// Waits (up to 30 s) for the process to exit.
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

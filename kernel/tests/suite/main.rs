@@ -1,0 +1,42 @@
+//! The kernel's integration tests, in one test binary: every binary links the whole
+//! kernel and its wasmtime host, so one binary instead of one per file saves most of the
+//! link time and disk. Run one area with a filter on its module, e.g.
+//! `cargo test -p olivine-kernel --test suite orders::`.
+//!
+//! The tests share one process: nothing may change process-wide state (environment,
+//! current directory, global recorders). A spawned `olivine` gets its settings through
+//! its `Command`, and metrics are asserted as increases, not presence, since other
+//! tests bump the same global counters.
+//!
+//! A new area is a new module here (not a new file directly in `kernel/tests/`, which
+//! would be a binary of its own again).
+
+#[macro_use]
+mod common;
+
+mod accounts;
+mod audit;
+mod bad_input;
+mod cart;
+mod catalog_api;
+mod cli_plugin;
+mod injection;
+mod inventory;
+mod keys;
+mod ops;
+mod orders;
+mod outbox;
+mod payments;
+mod plugin_policies;
+mod plugins;
+mod plugins_dir;
+mod privacy;
+mod process;
+mod rate_limit;
+mod session_sweep;
+mod staff;
+mod storefront;
+mod storefront_account;
+mod storefront_cart;
+mod storefront_privacy;
+mod taxonomy;
