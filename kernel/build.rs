@@ -41,13 +41,13 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
+    // The whole crate directory (cargo scans a directory's files): a path that does not
+    // exist, such as a plugin without fixtures/, would make every build rerun this.
     for (dir, _) in BUNDLED {
-        for part in ["src", "Cargo.toml", "plugin.toml", "fixtures"] {
-            println!(
-                "cargo:rerun-if-changed={}",
-                root.join("plugins").join(dir).join(part).display()
-            );
-        }
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("plugins").join(dir).display()
+        );
     }
     if std::env::var_os("OLIVINE_SKIP_PLUGIN_BUILD").is_some() {
         std::fs::write(&out, "pub const BUNDLED: &[BundledPlugin] = &[];\n")

@@ -17,6 +17,7 @@ mod common;
 mod accounts;
 mod audit;
 mod bad_input;
+mod browser;
 mod cart;
 mod catalog_api;
 mod cli_plugin;

@@ -329,3 +329,68 @@ both_backends! {
         shop.app.stop().await;
     }
 }
+
+both_backends! {
+    async fn a_kernel_killed_after_the_processor_authorised_is_completed_by_the_next_start(backend: Backend) {
+        use crate::common::process::{free_port, http_with_headers, spawn_with, wait_exit, wait_ready};
+        use sqlx::Row;
+        // The shop set up in-process (plugin installed and pointed at the processor, a
+        // lot of 10), then stopped: the real binary takes over its database.
+        let shop = shop(backend).await;
+        let token = tokenize(shop.processor, "4242424242424242").await;
+        let c = cart(&shop.app, 2).await;
+        let Shop { app, processor, lot, _handle } = shop;
+        let TestApp { kernel, db, .. } = app;
+        kernel.shutdown().await;
+
+        // The kernel dies right after the processor authorised, before it recorded it.
+        let port = free_port();
+        let mut child = spawn_with(&db, port, "payments.authorized", &[]);
+        tokio::task::spawn_blocking(move || wait_ready(port)).await.unwrap();
+        let body = json!({"email": "buyer@example.com", "shipping_method": "standard", "payment_token": token,
+            "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "NL"}})
+            .to_string();
+        let path = format!("/api/v1/carts/{c}/checkout");
+        let answer = tokio::task::spawn_blocking(move || {
+            http_with_headers(port, "POST", &path, &[("Idempotency-Key", "crash-1")], Some(&body))
+        })
+        .await
+        .unwrap();
+        assert!(answer.is_none(), "the process should have died mid-checkout: {answer:?}");
+        assert!(!wait_exit(&mut child).success());
+
+        let conn = db.connect().await;
+        let row = sqlx::query("SELECT number, status, payment_token_enc FROM orders").fetch_one(&conn.pool).await.unwrap();
+        let number: String = row.get(0);
+        assert_eq!(row.get::<String, _>(1), "pending", "the answer was never recorded");
+        assert!(row.get::<Option<String>, _>(2).is_some(), "the attempt is on record");
+        let auths = authorizations(processor, &number).await;
+        assert_eq!(auths.len(), 1, "the processor holds an authorisation: {auths:?}");
+        assert_eq!(auths[0]["status"], "authorized");
+
+        // The next start settles it: the same key answers the same authorisation.
+        let mut child = spawn_with(&db, port, "", &[("OLIVINE_PAYMENT_RECONCILE_GRACE_SECS", "0")]);
+        tokio::task::spawn_blocking(move || wait_ready(port)).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status: String = sqlx::query("SELECT status FROM orders").fetch_one(&conn.pool).await.unwrap().get(0);
+            if status == "paid" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the order is still {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let auths = authorizations(processor, &number).await;
+        assert_eq!(auths.len(), 1, "one authorisation, not two: {auths:?}");
+        let reference: Option<String> = sqlx::query("SELECT payment_reference FROM orders")
+            .fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(reference.as_deref(), auths[0]["id"].as_str(), "the order holds the authorisation");
+        let quantity: i64 = sqlx::query("SELECT quantity FROM lots WHERE id = $1").bind(lot)
+            .fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(quantity, 8, "the order keeps its stock");
+        child.kill().ok();
+        child.wait().ok();
+        conn.close().await;
+        db.drop().await;
+    }
+}

@@ -20,6 +20,11 @@ pub fn free_port() -> u16 {
 /// `olivine serve` on `port` against the test's database, with the failpoints
 /// `failpoints` (comma-separated; empty for none) armed.
 pub fn spawn(db: &TestDb, port: u16, failpoints: &str) -> Child {
+    spawn_with(db, port, failpoints, &[])
+}
+
+/// [`spawn`] with more settings for the child (`OLIVINE_…` variables).
+pub fn spawn_with(db: &TestDb, port: u16, failpoints: &str, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
     command
         .arg("serve")
@@ -34,19 +39,39 @@ pub fn spawn(db: &TestDb, port: u16, failpoints: &str) -> Child {
     for (key, value) in db.env() {
         command.env(key, value);
     }
+    for (key, value) in env {
+        command.env(key, value);
+    }
     command.spawn().expect("olivine starts")
 }
 
 /// One HTTP/1.1 request with the admin token on a fresh connection; `None` when the
 /// server hung up without answering.
 pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    http_with_headers(port, method, path, &[("Authorization", &admin)], body)
+}
+
+/// One HTTP/1.1 request with exactly these headers (and the JSON content type); `None`
+/// when the server hung up without answering.
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;

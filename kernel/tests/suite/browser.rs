@@ -16,16 +16,14 @@
 //! kernel), not a WebDriver crate: `fantoccini` would add the ICU 1.x stack, http 0.2 and
 //! turn on hyper's client, which recompiles axum and the kernel for the test profile.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
