@@ -469,12 +469,11 @@ async fn check_csrf(
         Some(token) if super::constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
             // No storefront form takes a card number (the checkout's card inputs have no
             // name: the card goes to the processor): refuse one typed into any field.
-            if super::card_numbers::might_contain_card_number(&bytes)
-                && form_urlencoded::parse(&bytes).any(|(key, value)| {
-                    super::card_numbers::contains_card_number(&key)
-                        || super::card_numbers::contains_card_number(&value)
-                })
-            {
+            // (Decoded first: a form spells spaces `+` or `%20`.)
+            if form_urlencoded::parse(&bytes).any(|(key, value)| {
+                super::card_numbers::contains_card_number(&key)
+                    || super::card_numbers::contains_card_number(&value)
+            }) {
                 tracing::info!(path = %parts.uri.path(), "refused a form holding a card number");
                 return Err(message_page(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -39,5 +39,6 @@ mod staff;
 mod storefront;
 mod storefront_account;
 mod storefront_cart;
+mod storefront_checkout;
 mod storefront_privacy;
 mod taxonomy;

@@ -49,7 +49,7 @@ fn rand_key() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-async fn tokenize(addr: std::net::SocketAddr, number: &str) -> String {
+pub(crate) async fn tokenize(addr: std::net::SocketAddr, number: &str) -> String {
     let (status, body) = processor(
         addr,
         "POST",
@@ -61,7 +61,7 @@ async fn tokenize(addr: std::net::SocketAddr, number: &str) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
-async fn authorizations(addr: std::net::SocketAddr, reference: &str) -> Vec<Value> {
+pub(crate) async fn authorizations(addr: std::net::SocketAddr, reference: &str) -> Vec<Value> {
     let (status, body) = processor(
         addr,
         "GET",
@@ -73,14 +73,14 @@ async fn authorizations(addr: std::net::SocketAddr, reference: &str) -> Vec<Valu
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
-struct Shop {
-    app: TestApp,
-    processor: std::net::SocketAddr,
-    lot: i64,
-    _handle: sandbox_processor::Handle,
+pub(crate) struct Shop {
+    pub(crate) app: TestApp,
+    pub(crate) processor: std::net::SocketAddr,
+    pub(crate) lot: i64,
+    pub(crate) _handle: sandbox_processor::Handle,
 }
 
-async fn shop(backend: Backend) -> Shop {
+pub(crate) async fn shop(backend: Backend) -> Shop {
     let (addr, handle) = sandbox_processor::spawn_with(
         "127.0.0.1:0",
         sandbox_processor::Config {
@@ -157,7 +157,7 @@ async fn checkout(app: &TestApp, cart: &str, key: &str, token: &str) -> TestResp
     app.send(request).await
 }
 
-async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {
+pub(crate) async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {
     use sqlx::Row;
     sqlx::query("SELECT quantity FROM lots WHERE id = $1")
         .bind(lot)
