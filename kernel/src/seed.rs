@@ -28,6 +28,11 @@ struct DemoCatalog {
     categories: Vec<NewCategory>,
     products: Vec<DemoProduct>,
     lots: Vec<DemoLot>,
+    /// Loaded only into an empty rate table (the merchant's own table stays).
+    #[serde(default)]
+    shipping_rates: Vec<crate::orders::api::ShippingRate>,
+    #[serde(default)]
+    tax_rates: Vec<crate::orders::api::TaxRate>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +226,39 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
         report.lots += 1;
     }
     progress.say(&format!("lots: {}", report.lots));
+    let no_shipping_rates = sqlx::query("SELECT 1 FROM shipping_rates")
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none();
+    if no_shipping_rates {
+        for rate in &catalog.shipping_rates {
+            sqlx::query(
+                "INSERT INTO shipping_rates (code, name, country, max_weight_grams, price_minor, currency)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&rate.code)
+            .bind(&rate.name)
+            .bind(&rate.country)
+            .bind(rate.max_weight_grams)
+            .bind(rate.price_minor)
+            .bind(&rate.currency)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let no_tax_rates = sqlx::query("SELECT 1 FROM tax_rates")
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none();
+    if no_tax_rates {
+        for rate in &catalog.tax_rates {
+            sqlx::query("INSERT INTO tax_rates (country, rate_bp) VALUES ($1, $2)")
+                .bind(&rate.country)
+                .bind(rate.rate_bp)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     tx.commit().await?;
     Ok(report)
 }

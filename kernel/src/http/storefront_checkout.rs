@@ -179,13 +179,19 @@ async fn render(
 ) -> Response {
     let methods = match orders::api::read_shipping_rates(state).await {
         Ok(rates) => {
-            let mut methods: Vec<(String, String)> = Vec::new();
+            // Each method once, the cheapest first (the one the form proposes).
+            let mut methods: Vec<(String, String, i64)> = Vec::new();
             for rate in rates {
-                if !methods.iter().any(|(code, _)| *code == rate.code) {
-                    methods.push((rate.code, rate.name));
+                match methods.iter_mut().find(|(code, ..)| *code == rate.code) {
+                    Some(method) => method.2 = method.2.min(rate.price_minor),
+                    None => methods.push((rate.code, rate.name, rate.price_minor)),
                 }
             }
+            methods.sort_by_key(|(_, _, cheapest)| *cheapest);
             methods
+                .into_iter()
+                .map(|(code, name, _)| (code, name))
+                .collect::<Vec<_>>()
         }
         Err(err) => return server_error(&err, "checkout"),
     };
