@@ -470,7 +470,12 @@ pub async fn checkout(
     }
     by_variant.sort_by_key(|(variant_id, ..)| *variant_id);
     let mut applied = Vec::new();
+    let mut event_lines = Vec::with_capacity(by_variant.len());
     for (variant_id, title, line) in by_variant {
+        event_lines.push(serde_json::json!({
+            "sku": line.sku, "title": title, "quantity": line.quantity,
+            "subscription": line.subscription, "total_minor": line.total.amount_minor,
+        }));
         let adjustments: i64 = line.adjustments.iter().map(|a| a.amount_minor).sum();
         sqlx::query(
             "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
@@ -515,7 +520,22 @@ pub async fn checkout(
         "order",
         &number,
         "order.placed",
-        &serde_json::json!({ "number": number, "total_minor": total, "currency": currency }),
+        // Everything a confirmation email shows except who it goes to: the recipient is
+        // read from the order (encrypted there) when it is sent, so the outbox holds no
+        // personal data.
+        &serde_json::json!({
+            "number": number,
+            "lines": event_lines,
+            "subtotal_minor": cart.subtotal_minor,
+            "adjustments_minor": cart.adjustments_total_minor,
+            "shipping_method": input.shipping_method.trim(),
+            "shipping_minor": shipping,
+            "tax_minor": tax,
+            "total_minor": total,
+            "currency": currency,
+            "customer": customer.map(|c| c.customer_id),
+            "placed_at": now,
+        }),
     )
     .await?;
     crate::inventory::audit_changes(&mut tx, &applied, &stock_change).await?;
