@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Checkout benchmark (issue 5): a release kernel on PostgreSQL with its bundled pricing
+# rules (tiered-volume and subscribe-and-save active), the sandbox card processor local,
+# and BUYERS concurrent buyers (kernel/examples/checkout_load.rs). Prints paid orders per
+# second with checkout latency, then add-to-cart latency saturated and at a set pace.
+#
+#   bench/checkout.sh                       # 32 buyers, 20 s per phase, once
+#   RUNS=3 PHASE_SECS=30 bench/checkout.sh
+#   OLIVINE_BIN=/path/to/olivine bench/checkout.sh    # A/B another build
+#
+# Needs PostgreSQL at PGHOST:PGPORT (127.0.0.1:5432, trust auth, user postgres); each
+# run gets a fresh database that is dropped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs="${RUNS:-1}"
+port="${PORT:-18091}"
+pg_host="${PGHOST:-127.0.0.1}"
+pg_port="${PGPORT:-5432}"
+pg_user="${PGUSER:-postgres}"
+export BUYERS="${BUYERS:-32}" PHASE_SECS="${PHASE_SECS:-20}"
+
+if ! command -v psql >/dev/null 2>&1; then
+  echo "==> installing the PostgreSQL client (Debian package)"
+  apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
+
+echo "==> cargo build --release (kernel and the load generator)"
+cargo build --release -p olivine-kernel --bin olivine --example checkout_load
+bin="${OLIVINE_BIN:-target/release/olivine}"
+load=target/release/examples/checkout_load
+
+psql_admin() { psql -X -q -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -c "$1"; }
+
+for run in $(seq 1 "$runs"); do
+  db="olivine_bench_$$_$run"
+  data="$(mktemp -d)"
+  psql_admin "CREATE DATABASE $db"
+  token="bench-admin-token-$RANDOM$RANDOM"
+  DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" \
+    OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" \
+    OLIVINE_RATE_LIMIT_API=off OLIVINE_WATCH_PLUGINS=false RUST_LOG=warn \
+    "$bin" serve >"$data/kernel.log" 2>&1 &
+  pid=$!
+  cleanup() {
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    psql_admin "DROP DATABASE IF EXISTS $db" || true
+    rm -rf "$data"
+  }
+  trap cleanup EXIT
+  for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { cat "$data/kernel.log"; exit 1; }
+    sleep 0.1
+  done
+  echo
+  echo "==> run $run of $runs: $BUYERS buyers, $PHASE_SECS s per phase ($bin, database $db)"
+  OLIVINE_URL="http://127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" "$load"
+  cleanup
+  trap - EXIT
+done

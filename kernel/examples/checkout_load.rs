@@ -1,0 +1,379 @@
+//! Load generator for the checkout benchmark (`bench/checkout.sh` runs it against a
+//! release kernel on PostgreSQL). It starts the sandbox card processor in this process,
+//! points the kernel's `sandbox-payments` adapter at it, stocks a bench catalog, and
+//! then measures, with `BUYERS` concurrent buyers on blocking HTTP connections:
+//!
+//! 1. checkout: each buyer loops new cart → two lines (11 units: the tiered-volume
+//!    rule applies to both, subscribe-and-save to the second) → a card token from the
+//!    processor (as the browser gets it; not timed) → checkout with that token. Orders
+//!    per second, checkout latency, and add-to-cart latency under that load.
+//! 2. add-to-cart, saturated: every buyer adds lines back to back (closed loop).
+//! 3. add-to-cart at a set pace: every buyer adds one line every `PACE_MS` (open loop;
+//!    latency is measured from when the request was due, so a slow answer that delays
+//!    the next one is counted against the kernel).
+//!
+//! Every answer is checked: a checkout must come back 201 and `paid`, a cart must carry
+//! the two rules' adjustments and no skipped rule. A wrong answer stops the run.
+//!
+//! Environment: `OLIVINE_URL` (http://127.0.0.1:18091), `OLIVINE_ADMIN_TOKEN`,
+//! `BUYERS` (32), `PHASE_SECS` (20), `PACE_MS` (100), `PRODUCTS` (16).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone)]
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    admin: String,
+}
+
+impl Client {
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut response = match method {
+            "GET" => {
+                let mut request = self.agent.get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = match method {
+                    "POST" => self.agent.post(url),
+                    "PATCH" => self.agent.patch(url),
+                    "PUT" => self.agent.put(url),
+                    other => bail!("unsupported method {other}"),
+                };
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request
+                    .header("content-type", "application/json")
+                    .send(body.map(Value::to_string).unwrap_or_default())
+            }
+        }
+        .with_context(|| format!("{method} {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{method} {url}: {text}"))?
+        };
+        Ok((status, value))
+    }
+
+    fn kernel(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let (status, value) = self.send(method, &url, &[], body)?;
+        ensure!((200..300).contains(&status), "{method} {path}: {status} {value}");
+        Ok(value)
+    }
+
+    fn admin(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.admin);
+        let (status, value) = self.send(method, &url, &[("authorization", &auth)], Some(body))?;
+        ensure!((200..300).contains(&status), "{method} {path}: {status} {value}");
+        Ok(value)
+    }
+}
+
+fn date_in(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Products `bench-0…` with one variant each and a lot that will not run out.
+fn stock_catalog(client: &Client, products: usize) -> anyhow::Result<Vec<String>> {
+    let mut skus = Vec::new();
+    for i in 0..products {
+        let sku = format!("BENCH{i}-60");
+        let product = json!({
+            "slug": format!("bench-{i}"), "name": format!("Bench Magnesium {i}"),
+            "product_type": "supplement", "description": "Load test product.",
+            "categories": ["supplements"], "tags": ["bench"],
+            "attributes": {
+                "form": "capsules",
+                "ingredients": [{"name": "Magnesium", "amount": 200, "unit": "mg"}],
+                "serving_size": "2 capsules", "servings_per_container": 30,
+                "usage": "Take 2 daily.", "allergens": [], "warnings": "",
+                "disclaimer": "Not evaluated by the FDA."
+            },
+            "variants": [{"sku": sku, "title": "60 capsules", "options": {"count": "60"},
+                "price_minor": 1999, "currency": "EUR", "weight_grams": 120}]
+        });
+        client.admin("POST", "/api/v1/admin/products", &product)?;
+        client.admin(
+            "POST",
+            "/api/v1/admin/lots",
+            &json!({"sku": sku, "location": "AMS-1", "batch": format!("L{i}"),
+                "manufactured_on": date_in(-10), "expires_on": date_in(700),
+                "quantity": 10_000_000}),
+        )?;
+        skus.push(sku);
+    }
+    Ok(skus)
+}
+
+/// Milliseconds at the given percentiles of the samples, and their count.
+fn summary(mut samples: Vec<Duration>) -> String {
+    if samples.is_empty() {
+        return "no samples".to_owned();
+    }
+    samples.sort_unstable();
+    let at = |p: f64| {
+        let index = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[index].as_secs_f64() * 1000.0
+    };
+    format!(
+        "n={} p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
+        samples.len(),
+        at(0.50),
+        at(0.90),
+        at(0.99),
+        samples[samples.len() - 1].as_secs_f64() * 1000.0
+    )
+}
+
+struct Buyer {
+    client: Client,
+    processor: String,
+    skus: Arc<Vec<String>>,
+    n: usize,
+}
+
+impl Buyer {
+    fn new_cart(&self) -> anyhow::Result<String> {
+        let cart = self.client.kernel("POST", "/api/v1/carts", None)?;
+        Ok(cart["id"].as_str().context("cart id")?.to_owned())
+    }
+
+    /// Adds a line and checks the cart came back priced by both rules.
+    fn add(&self, cart: &str, sku: &str, quantity: u32, subscription: bool) -> anyhow::Result<()> {
+        let body = json!({"sku": sku, "quantity": quantity, "subscription": subscription});
+        let cart = self
+            .client
+            .kernel("POST", &format!("/api/v1/carts/{cart}/lines"), Some(&body))?;
+        ensure!(
+            cart["skipped_rules"].as_array().is_some_and(Vec::is_empty),
+            "a pricing rule was skipped: {cart}"
+        );
+        Ok(())
+    }
+
+    fn token(&self) -> anyhow::Result<String> {
+        let url = format!("{}/v1/tokens", self.processor);
+        let card = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+        let (status, body) = self.client.send("POST", &url, &[], Some(&card))?;
+        ensure!(status == 201, "tokenize: {status} {body}");
+        Ok(body["token"].as_str().context("token")?.to_owned())
+    }
+
+    fn checkout_loop(
+        &self,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<(usize, Vec<Duration>, Vec<Duration>)> {
+        let (mut orders, mut checkouts, mut adds) = (0, Vec::new(), Vec::new());
+        let mut round = self.n;
+        while !stop.load(Ordering::Relaxed) {
+            let cart = self.new_cart()?;
+            let first = &self.skus[round % self.skus.len()];
+            let second = &self.skus[(round + 7) % self.skus.len()];
+            round += 1;
+            let started = Instant::now();
+            self.add(&cart, first, 6, false)?;
+            adds.push(started.elapsed());
+            let started = Instant::now();
+            self.add(&cart, second, 5, true)?;
+            adds.push(started.elapsed());
+            let token = self.token()?;
+            let body = json!({"email": "buyer@example.com", "shipping_method": "standard",
+                "payment_token": token,
+                "shipping_address": {"name": "Ada Buyer", "line1": "Main 1", "city": "Utrecht",
+                    "postal_code": "3511 AB", "country": "NL"}});
+            let key = format!("bench-{}-{cart}", self.n);
+            let auth = [("idempotency-key", key.as_str())];
+            let url = format!("{}/api/v1/carts/{cart}/checkout", self.client.base);
+            let started = Instant::now();
+            let (status, order) = self.client.send("POST", &url, &auth, Some(&body))?;
+            checkouts.push(started.elapsed());
+            ensure!(status == 201, "checkout: {status} {order}");
+            ensure!(order["status"] == "paid", "checkout not paid: {order}");
+            ensure!(
+                order["adjustments_minor"].as_i64().unwrap_or(0) < 0,
+                "no discount on the order: {order}"
+            );
+            orders += 1;
+        }
+        Ok((orders, checkouts, adds))
+    }
+
+    /// Adds one unit at a time (rotating SKUs, every other line on subscription); a cart
+    /// is replaced after 40 adds, untimed.
+    fn add_loop(&self, stop: &AtomicBool, pace: Option<Duration>) -> anyhow::Result<Vec<Duration>> {
+        let mut adds = Vec::new();
+        let mut cart = self.new_cart()?;
+        let mut due = Instant::now();
+        let mut i = self.n;
+        while !stop.load(Ordering::Relaxed) {
+            if adds.len() % 40 == 39 {
+                cart = self.new_cart()?;
+                // Fill past the volume tier so both rules price every answer.
+                self.add(&cart, &self.skus[i % self.skus.len()], 10, false)?;
+            }
+            if let Some(pace) = pace {
+                let now = Instant::now();
+                if due > now {
+                    thread::sleep(due - now);
+                }
+            }
+            let started = if pace.is_some() { due } else { Instant::now() };
+            let sku = &self.skus[i % self.skus.len()];
+            self.add(&cart, sku, 1, i % 2 == 0)?;
+            adds.push(started.elapsed());
+            i += 1;
+            if let Some(pace) = pace {
+                due += pace;
+            }
+        }
+        Ok(adds)
+    }
+}
+
+fn run_phase<T: Send + 'static>(
+    buyers: &[Arc<Buyer>],
+    seconds: u64,
+    work: impl Fn(&Buyer, &AtomicBool) -> anyhow::Result<T> + Send + Sync + 'static,
+) -> anyhow::Result<(Vec<T>, Duration)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = Arc::new(work);
+    let started = Instant::now();
+    let handles: Vec<_> = buyers
+        .iter()
+        .map(|buyer| {
+            let (buyer, stop, work) = (buyer.clone(), stop.clone(), work.clone());
+            thread::spawn(move || {
+                let result = work(&buyer, &stop);
+                if result.is_err() {
+                    // One wrong answer ends the phase for everyone.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a buyer thread panicked"))??,
+        );
+    }
+    Ok((results, started.elapsed()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let base = std::env::var("OLIVINE_URL").unwrap_or_else(|_| "http://127.0.0.1:18091".into());
+    let admin = std::env::var("OLIVINE_ADMIN_TOKEN").context("OLIVINE_ADMIN_TOKEN")?;
+    let buyers_n: usize = env_or("BUYERS", 32);
+    let seconds: u64 = env_or("PHASE_SECS", 20);
+    let pace_ms: u64 = env_or("PACE_MS", 100);
+    let products: usize = env_or("PRODUCTS", 16);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (processor, _handle) = runtime.block_on(sandbox_processor::spawn("127.0.0.1:0"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .max_idle_connections_per_host(buyers_n * 2)
+        .build()
+        .into();
+    let client = Client {
+        agent,
+        base: base.trim_end_matches('/').to_owned(),
+        admin,
+    };
+    let host = processor.to_string();
+    client.admin(
+        "PATCH",
+        "/api/v1/admin/plugins/sandbox-payments",
+        &json!({"enabled": true, "settings": {"base_url": format!("http://{host}")},
+            "granted_hosts": [host]}),
+    )?;
+    let skus = Arc::new(stock_catalog(&client, products)?);
+    eprintln!(
+        "stocked {products} products; sandbox processor at {processor}; {buyers_n} buyers, {seconds} s per phase"
+    );
+    let buyers: Vec<Arc<Buyer>> = (0..buyers_n)
+        .map(|n| {
+            Arc::new(Buyer {
+                client: client.clone(),
+                processor: format!("http://{processor}"),
+                skus: skus.clone(),
+                n,
+            })
+        })
+        .collect();
+
+    eprintln!("warming up (3 s of checkouts, not counted)");
+    run_phase(&buyers, 3, |b, stop| b.checkout_loop(stop))?;
+
+    eprintln!("phase 1: checkout");
+    let (results, elapsed) = run_phase(&buyers, seconds, |b, stop| b.checkout_loop(stop))?;
+    let orders: usize = results.iter().map(|r| r.0).sum();
+    let checkouts = results.iter().flat_map(|r| r.1.clone()).collect();
+    let adds = results.into_iter().flat_map(|r| r.2).collect();
+    println!(
+        "checkout: {orders} paid orders in {:.1} s = {:.0} orders/s",
+        elapsed.as_secs_f64(),
+        orders as f64 / elapsed.as_secs_f64()
+    );
+    println!("  checkout latency:              {}", summary(checkouts));
+    println!("  add-to-cart during checkouts:  {}", summary(adds));
+
+    eprintln!("phase 2: add-to-cart, saturated");
+    let (results, elapsed) = run_phase(&buyers, seconds, |b, stop| b.add_loop(stop, None))?;
+    let adds: Vec<Duration> = results.into_iter().flatten().collect();
+    println!(
+        "add-to-cart, saturated: {:.0} adds/s",
+        adds.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!("  latency:                       {}", summary(adds));
+
+    let pace = Duration::from_millis(pace_ms.max(1));
+    eprintln!("phase 3: add-to-cart, one per buyer every {pace_ms} ms");
+    let (results, elapsed) =
+        run_phase(&buyers, seconds, move |b, stop| b.add_loop(stop, Some(pace)))?;
+    let adds: Vec<Duration> = results.into_iter().flatten().collect();
+    println!(
+        "add-to-cart at {:.0} adds/s offered ({buyers_n} buyers x 1 per {pace_ms} ms): {:.0} adds/s done",
+        buyers_n as f64 * 1000.0 / pace_ms as f64,
+        adds.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!("  latency (from when due):       {}", summary(adds));
+    Ok(())
+}
