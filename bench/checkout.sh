@@ -42,7 +42,7 @@ for run in $(seq 1 "$runs"); do
   token="bench-admin-token-$RANDOM$RANDOM"
   DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" \
     OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" \
-    OLIVINE_RATE_LIMIT_API=off OLIVINE_WATCH_PLUGINS=false RUST_LOG=warn \
+    OLIVINE_RATE_LIMIT_API=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
     "$bin" serve >"$data/kernel.log" 2>&1 &
   pid=$!
   cleanup() {
@@ -59,7 +59,11 @@ for run in $(seq 1 "$runs"); do
   done
   echo
   echo "==> run $run of $runs: $BUYERS buyers, $PHASE_SECS s per phase ($bin, database $db)"
-  OLIVINE_URL="http://127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" "$load"
+  if ! OLIVINE_URL="http://127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" "$load"; then
+    echo "==> the load generator stopped; the kernel's log ends:"
+    tail -n 200 "$data/kernel.log"
+    exit 1
+  fi
   cleanup
   trap - EXIT
 done

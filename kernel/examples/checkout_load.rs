@@ -16,7 +16,8 @@
 //! the two rules' adjustments and no skipped rule. A wrong answer stops the run.
 //!
 //! Environment: `OLIVINE_URL` (http://127.0.0.1:18091), `OLIVINE_ADMIN_TOKEN`,
-//! `BUYERS` (32), `PHASE_SECS` (20), `PACE_MS` (100), `PRODUCTS` (16).
+//! `BUYERS` (32), `PHASE_SECS` (20), `PACE_MS` (100), `PRODUCTS` (16), `PAY` (1; 0 checks
+//! out without a card, leaving orders pending, to show the payment's share).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +86,10 @@ impl Client {
     fn kernel(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let (status, value) = self.send(method, &url, &[], body)?;
-        ensure!((200..300).contains(&status), "{method} {path}: {status} {value}");
+        ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {value}"
+        );
         Ok(value)
     }
 
@@ -93,7 +97,10 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.admin);
         let (status, value) = self.send(method, &url, &[("authorization", &auth)], Some(body))?;
-        ensure!((200..300).contains(&status), "{method} {path}: {status} {value}");
+        ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {value}"
+        );
         Ok(value)
     }
 }
@@ -161,6 +168,9 @@ struct Buyer {
     processor: String,
     skus: Arc<Vec<String>>,
     n: usize,
+    buyers: usize,
+    /// Pay at checkout (`PAY=0` leaves the orders pending, to see the payment's share).
+    pay: bool,
 }
 
 impl Buyer {
@@ -172,9 +182,9 @@ impl Buyer {
     /// Adds a line and checks the cart came back priced by both rules.
     fn add(&self, cart: &str, sku: &str, quantity: u32, subscription: bool) -> anyhow::Result<()> {
         let body = json!({"sku": sku, "quantity": quantity, "subscription": subscription});
-        let cart = self
-            .client
-            .kernel("POST", &format!("/api/v1/carts/{cart}/lines"), Some(&body))?;
+        let cart =
+            self.client
+                .kernel("POST", &format!("/api/v1/carts/{cart}/lines"), Some(&body))?;
         ensure!(
             cart["skipped_rules"].as_array().is_some_and(Vec::is_empty),
             "a pricing rule was skipped: {cart}"
@@ -184,7 +194,8 @@ impl Buyer {
 
     fn token(&self) -> anyhow::Result<String> {
         let url = format!("{}/v1/tokens", self.processor);
-        let card = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+        let card =
+            json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
         let (status, body) = self.client.send("POST", &url, &[], Some(&card))?;
         ensure!(status == 201, "tokenize: {status} {body}");
         Ok(body["token"].as_str().context("token")?.to_owned())
@@ -207,11 +218,12 @@ impl Buyer {
             let started = Instant::now();
             self.add(&cart, second, 5, true)?;
             adds.push(started.elapsed());
-            let token = self.token()?;
-            let body = json!({"email": "buyer@example.com", "shipping_method": "standard",
-                "payment_token": token,
+            let mut body = json!({"email": "buyer@example.com", "shipping_method": "standard",
                 "shipping_address": {"name": "Ada Buyer", "line1": "Main 1", "city": "Utrecht",
                     "postal_code": "3511 AB", "country": "NL"}});
+            if self.pay {
+                body["payment_token"] = json!(self.token()?);
+            }
             let key = format!("bench-{}-{cart}", self.n);
             let auth = [("idempotency-key", key.as_str())];
             let url = format!("{}/api/v1/carts/{cart}/checkout", self.client.base);
@@ -219,7 +231,11 @@ impl Buyer {
             let (status, order) = self.client.send("POST", &url, &auth, Some(&body))?;
             checkouts.push(started.elapsed());
             ensure!(status == 201, "checkout: {status} {order}");
-            ensure!(order["status"] == "paid", "checkout not paid: {order}");
+            let expected = if self.pay { "paid" } else { "pending" };
+            ensure!(
+                order["status"] == expected,
+                "checkout not {expected}: {order}"
+            );
             ensure!(
                 order["adjustments_minor"].as_i64().unwrap_or(0) < 0,
                 "no discount on the order: {order}"
@@ -229,33 +245,39 @@ impl Buyer {
         Ok((orders, checkouts, adds))
     }
 
-    /// Adds one unit at a time (rotating SKUs, every other line on subscription); a cart
-    /// is replaced after 40 adds, untimed.
+    /// Adds one unit at a time (rotating SKUs, every other line on subscription) to a
+    /// cart filled past the volume tier, so both rules price every answer; a cart is
+    /// replaced after 40 adds, untimed. At a pace, the buyers' turns are spread evenly
+    /// over the period instead of all falling on the same instant.
     fn add_loop(&self, stop: &AtomicBool, pace: Option<Duration>) -> anyhow::Result<Vec<Duration>> {
         let mut adds = Vec::new();
-        let mut cart = self.new_cart()?;
-        let mut due = Instant::now();
         let mut i = self.n;
+        let mut cart = String::new();
+        let mut due = Instant::now()
+            + pace.map_or(Duration::ZERO, |p| {
+                p.mul_f64(self.n as f64 / self.buyers as f64)
+            });
         while !stop.load(Ordering::Relaxed) {
-            if adds.len() % 40 == 39 {
+            if adds.len() % 40 == 0 {
                 cart = self.new_cart()?;
-                // Fill past the volume tier so both rules price every answer.
                 self.add(&cart, &self.skus[i % self.skus.len()], 10, false)?;
             }
-            if let Some(pace) = pace {
-                let now = Instant::now();
-                if due > now {
-                    thread::sleep(due - now);
+            let started = match pace {
+                Some(pace) => {
+                    let now = Instant::now();
+                    if due > now {
+                        thread::sleep(due - now);
+                    }
+                    let started = due;
+                    due += pace;
+                    started
                 }
-            }
-            let started = if pace.is_some() { due } else { Instant::now() };
+                None => Instant::now(),
+            };
             let sku = &self.skus[i % self.skus.len()];
             self.add(&cart, sku, 1, i % 2 == 0)?;
             adds.push(started.elapsed());
             i += 1;
-            if let Some(pace) = pace {
-                due += pace;
-            }
         }
         Ok(adds)
     }
@@ -303,6 +325,7 @@ fn main() -> anyhow::Result<()> {
     let seconds: u64 = env_or("PHASE_SECS", 20);
     let pace_ms: u64 = env_or("PACE_MS", 100);
     let products: usize = env_or("PRODUCTS", 16);
+    let pay = env_or("PAY", 1) != 0;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let (processor, _handle) = runtime.block_on(sandbox_processor::spawn("127.0.0.1:0"));
@@ -335,6 +358,8 @@ fn main() -> anyhow::Result<()> {
                 processor: format!("http://{processor}"),
                 skus: skus.clone(),
                 n,
+                buyers: buyers_n,
+                pay,
             })
         })
         .collect();
@@ -348,7 +373,8 @@ fn main() -> anyhow::Result<()> {
     let checkouts = results.iter().flat_map(|r| r.1.clone()).collect();
     let adds = results.into_iter().flat_map(|r| r.2).collect();
     println!(
-        "checkout: {orders} paid orders in {:.1} s = {:.0} orders/s",
+        "checkout: {orders} {} orders in {:.1} s = {:.0} orders/s",
+        if pay { "paid" } else { "unpaid" },
         elapsed.as_secs_f64(),
         orders as f64 / elapsed.as_secs_f64()
     );
@@ -366,8 +392,9 @@ fn main() -> anyhow::Result<()> {
 
     let pace = Duration::from_millis(pace_ms.max(1));
     eprintln!("phase 3: add-to-cart, one per buyer every {pace_ms} ms");
-    let (results, elapsed) =
-        run_phase(&buyers, seconds, move |b, stop| b.add_loop(stop, Some(pace)))?;
+    let (results, elapsed) = run_phase(&buyers, seconds, move |b, stop| {
+        b.add_loop(stop, Some(pace))
+    })?;
     let adds: Vec<Duration> = results.into_iter().flatten().collect();
     println!(
         "add-to-cart at {:.0} adds/s offered ({buyers_n} buyers x 1 per {pace_ms} ms): {:.0} adds/s done",

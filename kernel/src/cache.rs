@@ -11,6 +11,9 @@ use moka::future::Cache;
 
 use crate::bus::{Consumer, ConsumerFuture, Event};
 use crate::catalog::model::{Category, Product, ProductPage};
+use crate::error::Result;
+use crate::inventory::settings::StoreSettings;
+use sqlx::AnyConnection;
 
 /// A product as cached: the view for HTML and its JSON encoding for the API.
 pub struct CachedProduct {
@@ -26,6 +29,9 @@ pub struct CatalogCache {
     /// Product listings by their normalised query.
     pub listings: Cache<String, Arc<ProductPage>>,
     pub categories: Cache<(), Arc<Vec<Category>>>,
+    /// The store settings every cart and checkout reads. Kept a second at most, so a
+    /// change made on another node shows that soon even before its event arrives.
+    pub settings: Cache<(), StoreSettings>,
 }
 
 impl CatalogCache {
@@ -40,7 +46,21 @@ impl CatalogCache {
                 .time_to_live(ttl)
                 .build(),
             categories: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
+            settings: Cache::builder()
+                .max_capacity(1)
+                .time_to_live(Duration::from_secs(1))
+                .build(),
         }
+    }
+
+    /// The store settings, cached or read with `conn`.
+    pub async fn store_settings(&self, conn: &mut AnyConnection) -> Result<StoreSettings> {
+        if let Some(settings) = self.settings.get(&()).await {
+            return Ok(settings);
+        }
+        let settings = crate::inventory::settings::load(conn).await?;
+        self.settings.insert((), settings.clone()).await;
+        Ok(settings)
     }
 
     pub async fn invalidate_product(&self, slug: &str) {
@@ -54,6 +74,7 @@ impl CatalogCache {
 
     pub fn invalidate_all(&self) {
         self.products.invalidate_all();
+        self.settings.invalidate_all();
         self.invalidate_lists();
     }
 }

@@ -44,6 +44,13 @@ pub struct CartLine {
     pub availability: Availability,
     /// Why this line cannot be bought as it is (e.g. only 3 left), if it cannot.
     pub problem: Option<String>,
+    /// What a checkout needs of the line, read with its price (not part of the JSON).
+    #[serde(skip)]
+    pub variant_id: i64,
+    #[serde(skip)]
+    pub weight_grams: i64,
+    #[serde(skip)]
+    pub product_name: String,
 }
 
 /// A cart, priced and checked.
@@ -108,8 +115,9 @@ fn not_found(id: &str) -> Error {
 }
 
 /// Checks that the caller may use the cart: an open cart that is a guest's, or the
-/// signed-in caller's own. Anything else looks exactly like a missing cart.
-async fn open_cart(state: &AppState, id: &str, customer: Option<&Authenticated>) -> Result<()> {
+/// signed-in caller's own. Anything else looks exactly like a missing cart. Answers
+/// whether the cart is bound to a customer.
+async fn open_cart(state: &AppState, id: &str, customer: Option<&Authenticated>) -> Result<bool> {
     if !plausible_id(id) {
         return Err(not_found(id));
     }
@@ -118,12 +126,37 @@ async fn open_cart(state: &AppState, id: &str, customer: Option<&Authenticated>)
         .fetch_optional(&state.db.pool)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let owner: Option<i64> = row.try_get(0)?;
+    may_use(id, row.try_get(0)?, customer)
+}
+
+fn may_use(id: &str, owner: Option<i64>, customer: Option<&Authenticated>) -> Result<bool> {
     match (owner, customer) {
-        (None, _) => Ok(()),
-        (Some(owner), Some(customer)) if owner == customer.customer_id => Ok(()),
+        (None, _) => Ok(false),
+        (Some(owner), Some(customer)) if owner == customer.customer_id => Ok(true),
         _ => Err(not_found(id)),
     }
+}
+
+/// [`open_cart`] inside a transaction that changes the cart: marks it updated, which
+/// takes its row until commit, so concurrent changes of one cart queue (on SQLite,
+/// `BEGIN IMMEDIATE` queues every writer) and the lines read after stay true.
+async fn take_open_cart(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    customer: Option<&Authenticated>,
+) -> Result<bool> {
+    if !plausible_id(id) {
+        return Err(not_found(id));
+    }
+    let row = sqlx::query(
+        "UPDATE carts SET updated_at = $1 WHERE id = $2 AND status = 'open' RETURNING customer_id",
+    )
+    .bind(crate::time::now())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    may_use(id, row.try_get(0)?, customer)
 }
 
 /// A new cart: for a signed-in customer their open cart (made if they have none), for a
@@ -142,7 +175,7 @@ pub async fn create(state: &AppState, customer: Option<&Authenticated>) -> Resul
     .bind(&now)
     .execute(&state.db.pool)
     .await?;
-    get(state, &id, None).await
+    Ok(empty_cart(&id, false))
 }
 
 /// The customer's open cart id, made if they have none.
@@ -181,8 +214,39 @@ async fn customer_cart(state: &AppState, customer: &Authenticated) -> Result<Str
 
 /// The cart, priced and checked.
 pub async fn get(state: &AppState, id: &str, customer: Option<&Authenticated>) -> Result<Cart> {
-    open_cart(state, id, customer).await?;
-    priced(state, id).await
+    if !plausible_id(id) {
+        return Err(not_found(id));
+    }
+    // The cart and its lines in one read (no lines: one row of NULLs after the owner).
+    let rows = sqlx::query(
+        "SELECT c.customer_id, l.id, l.variant_id, v.sku, l.quantity, l.subscription
+         FROM carts c
+         LEFT JOIN cart_lines l ON l.cart_id = c.id
+         LEFT JOIN variants v ON v.id = l.variant_id
+         WHERE c.id = $1 AND c.status = 'open'
+         ORDER BY l.id",
+    )
+    .bind(id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Err(not_found(id));
+    };
+    let signed_in = may_use(id, first.try_get(0)?, customer)?;
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(line_id) = row.try_get::<Option<i64>, _>(1)? else {
+            continue;
+        };
+        lines.push(StoredLine {
+            id: line_id,
+            variant_id: row.try_get(2)?,
+            sku: row.try_get(3)?,
+            quantity: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
+            subscription: row.try_get::<i64, _>(5)? != 0,
+        });
+    }
+    price_lines(state, id, signed_in, lines, None).await
 }
 
 struct StoredLine {
@@ -193,21 +257,15 @@ struct StoredLine {
     subscription: bool,
 }
 
-async fn stored_lines(state: &AppState, id: &str) -> Result<(bool, Vec<StoredLine>)> {
-    let owner = sqlx::query("SELECT customer_id FROM carts WHERE id = $1")
-        .bind(id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    let signed_in = owner.try_get::<Option<i64>, _>(0)?.is_some();
+async fn stored_lines(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Vec<StoredLine>> {
     let rows = sqlx::query(
         "SELECT l.id, l.variant_id, v.sku, l.quantity, l.subscription FROM cart_lines l
          JOIN variants v ON v.id = l.variant_id WHERE l.cart_id = $1 ORDER BY l.id",
     )
     .bind(id)
-    .fetch_all(&state.db.pool)
+    .fetch_all(&mut *conn)
     .await?;
-    let lines = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             Ok(StoredLine {
                 id: r.try_get(0)?,
@@ -217,8 +275,7 @@ async fn stored_lines(state: &AppState, id: &str) -> Result<(bool, Vec<StoredLin
                 subscription: r.try_get::<i64, _>(4)? != 0,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((signed_in, lines))
+        .collect::<Result<Vec<_>>>()
 }
 
 async fn availability_of(
@@ -226,27 +283,43 @@ async fn availability_of(
     variant_ids: &[i64],
 ) -> Result<HashMap<i64, Availability>> {
     let mut conn = state.db.pool.acquire().await?;
-    let settings = crate::inventory::settings::load(&mut conn).await?;
+    let settings = state.cache.store_settings(&mut conn).await?;
     crate::inventory::availability(&mut conn, variant_ids, &settings).await
 }
 
+fn empty_cart(id: &str, signed_in: bool) -> Cart {
+    Cart {
+        id: id.to_owned(),
+        signed_in,
+        currency: None,
+        lines: Vec::new(),
+        cart_adjustments: Vec::new(),
+        subtotal_minor: 0,
+        adjustments_total_minor: 0,
+        total_minor: 0,
+        can_check_out: false,
+        skipped_rules: Vec::new(),
+        input_hash: String::new(),
+    }
+}
+
 /// Prices the stored lines through the pricing rules and checks them against stock.
-async fn priced(state: &AppState, id: &str) -> Result<Cart> {
-    let (signed_in, lines) = stored_lines(state, id).await?;
+async fn priced(state: &AppState, id: &str, signed_in: bool) -> Result<Cart> {
+    let lines = stored_lines(&mut *state.db.pool.acquire().await?, id).await?;
+    price_lines(state, id, signed_in, lines, None).await
+}
+
+/// Prices lines through the pricing rules and checks them against stock (`stock` when
+/// the caller has read it already).
+async fn price_lines(
+    state: &AppState,
+    id: &str,
+    signed_in: bool,
+    lines: Vec<StoredLine>,
+    stock: Option<HashMap<i64, Availability>>,
+) -> Result<Cart> {
     if lines.is_empty() {
-        return Ok(Cart {
-            id: id.to_owned(),
-            signed_in,
-            currency: None,
-            lines: Vec::new(),
-            cart_adjustments: Vec::new(),
-            subtotal_minor: 0,
-            adjustments_total_minor: 0,
-            total_minor: 0,
-            can_check_out: false,
-            skipped_rules: Vec::new(),
-            input_hash: String::new(),
-        });
+        return Ok(empty_cart(id, signed_in));
     }
     let request = QuoteRequest {
         lines: lines
@@ -260,8 +333,13 @@ async fn priced(state: &AppState, id: &str) -> Result<Cart> {
         customer_segments: Vec::new(),
     };
     let quote = crate::plugins::pricing::quote(&state.db, &state.plugins, &request).await?;
-    let variant_ids: Vec<i64> = lines.iter().map(|l| l.variant_id).collect();
-    let stock = availability_of(state, &variant_ids).await?;
+    let stock = match stock {
+        Some(stock) => stock,
+        None => {
+            let variant_ids: Vec<i64> = lines.iter().map(|l| l.variant_id).collect();
+            availability_of(state, &variant_ids).await?
+        }
+    };
     // Several lines of one variant (once and on subscription) share its stock.
     let mut wanted: HashMap<i64, u32> = HashMap::new();
     for line in &lines {
@@ -297,6 +375,9 @@ async fn priced(state: &AppState, id: &str) -> Result<Cart> {
             total: quoted.total,
             availability,
             problem,
+            variant_id: line.variant_id,
+            weight_grams: quoted.weight_grams,
+            product_name: quoted.product_name,
         });
     }
     Ok(Cart {
@@ -325,6 +406,14 @@ fn check_quantity(problems: &mut Problems, field: &str, quantity: u32) {
 /// Refuses a quantity of a variant beyond what can be sold now.
 async fn check_stock(state: &AppState, variant_id: i64, wanted: u32) -> Result<()> {
     let stock = availability_of(state, &[variant_id]).await?;
+    refuse_beyond_stock(&stock, variant_id, wanted)
+}
+
+fn refuse_beyond_stock(
+    stock: &HashMap<i64, Availability>,
+    variant_id: i64,
+    wanted: u32,
+) -> Result<()> {
     let sellable = stock.get(&variant_id).map_or(0, |a| a.sellable_quantity);
     if i64::from(wanted) > sellable {
         return Err(Error::conflict(
@@ -367,7 +456,8 @@ async fn touch(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Adds a line, or adds to the line of the same SKU and purchase kind.
+/// Adds a line, or adds to the line of the same SKU and purchase kind. One transaction
+/// checks, writes and reads what the answer needs; only pricing runs after it.
 pub async fn add_line(
     state: &AppState,
     id: &str,
@@ -382,13 +472,15 @@ pub async fn add_line(
         "must be a SKU of up to 64 characters",
     );
     problems.into_result()?;
-    open_cart(state, id, customer).await?;
+    let sku = input.sku.trim();
+    let mut tx = state.db.begin().await?;
+    let signed_in = take_open_cart(&mut tx, id, customer).await?;
     let variant = sqlx::query(
         "SELECT v.id FROM variants v JOIN products p ON p.id = v.product_id
          WHERE v.sku = $1 AND p.status = 'active'",
     )
-    .bind(input.sku.trim())
-    .fetch_optional(&state.db.pool)
+    .bind(sku)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| {
         Error::invalid(
@@ -397,85 +489,67 @@ pub async fn add_line(
         )
     })?;
     let variant_id: i64 = variant.try_get(0)?;
-    let subscription = i32::from(input.subscription);
-    let existing = sqlx::query(
-        "SELECT id, quantity FROM cart_lines WHERE cart_id = $1 AND variant_id = $2 AND subscription = $3",
-    )
-    .bind(id)
-    .bind(variant_id)
-    .bind(subscription)
-    .fetch_optional(&state.db.pool)
-    .await?;
-    let (line_id, current) = match &existing {
-        Some(row) => (
-            Some(row.try_get::<i64, _>(0)?),
-            u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
-        ),
-        None => (None, 0),
-    };
-    let quantity = current.saturating_add(input.quantity);
+    let mut lines = stored_lines(&mut tx, id).await?;
+    let existing = lines
+        .iter()
+        .position(|l| l.variant_id == variant_id && l.subscription == input.subscription);
+    let quantity = existing
+        .map_or(0, |i| lines[i].quantity)
+        .saturating_add(input.quantity);
     if quantity > MAX_QUANTITY {
         return Err(Error::invalid(
             "quantity",
             format!("a line holds at most {MAX_QUANTITY} units"),
         ));
     }
-    let others = units_in_cart(state, id, variant_id, line_id).await?;
-    check_stock(state, variant_id, quantity.saturating_add(others)).await?;
-    match line_id {
-        Some(line_id) => {
-            sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2")
-                .bind(i64::from(quantity))
-                .bind(line_id)
-                .execute(&state.db.pool)
-                .await?;
-        }
-        None => {
-            let count =
-                sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM cart_lines WHERE cart_id = $1")
-                    .bind(id)
-                    .fetch_one(&state.db.pool)
-                    .await?
-                    .try_get::<i64, _>(0)?;
-            if count >= MAX_LINES as i64 {
-                return Err(Error::conflict(
-                    Some("sku"),
-                    format!("a cart holds at most {MAX_LINES} lines"),
-                ));
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(variant_id)
-            .bind(subscription)
-            .bind(i64::from(quantity))
-            .bind(crate::time::now())
-            .execute(&state.db.pool)
-            .await;
-            match inserted {
-                // The same line added twice at once: add to it instead.
-                Err(err) if crate::store::is_unique_violation(&err) => {
-                    sqlx::query(
-                        "UPDATE cart_lines SET quantity = quantity + $1
-                         WHERE cart_id = $2 AND variant_id = $3 AND subscription = $4",
-                    )
-                    .bind(i64::from(input.quantity))
-                    .bind(id)
-                    .bind(variant_id)
-                    .bind(subscription)
-                    .execute(&state.db.pool)
-                    .await?;
-                }
-                other => {
-                    other?;
-                }
-            }
-        }
+    if existing.is_none() && lines.len() >= MAX_LINES {
+        return Err(Error::conflict(
+            Some("sku"),
+            format!("a cart holds at most {MAX_LINES} lines"),
+        ));
     }
-    touch(state, id).await?;
-    priced(state, id).await
+    // Lines of one variant (once and on subscription) share its stock.
+    let others: u32 = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| l.variant_id == variant_id && Some(*i) != existing)
+        .map(|(_, l)| l.quantity)
+        .sum();
+    // The stock of every line is read once: for this check and for the answer.
+    let mut variant_ids: Vec<i64> = lines.iter().map(|l| l.variant_id).collect();
+    variant_ids.push(variant_id);
+    variant_ids.sort_unstable();
+    variant_ids.dedup();
+    let settings = state.cache.store_settings(&mut tx).await?;
+    let stock = crate::inventory::availability(&mut tx, &variant_ids, &settings).await?;
+    refuse_beyond_stock(&stock, variant_id, quantity.saturating_add(others))?;
+    // The cart's row is ours until commit, so the quantity computed above is the line's.
+    let line_id: i64 = sqlx::query(
+        "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (cart_id, variant_id, subscription) DO UPDATE SET quantity = excluded.quantity
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(variant_id)
+    .bind(i32::from(input.subscription))
+    .bind(i64::from(quantity))
+    .bind(crate::time::now())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    tx.commit().await?;
+    match existing {
+        Some(i) => lines[i].quantity = quantity,
+        None => lines.push(StoredLine {
+            id: line_id,
+            variant_id,
+            sku: sku.to_owned(),
+            quantity,
+            subscription: input.subscription,
+        }),
+    }
+    price_lines(state, id, signed_in, lines, Some(stock)).await
 }
 
 /// The variant of one of the cart's lines (a line of another cart is not found).
@@ -500,7 +574,7 @@ pub async fn change_line(
     let mut problems = Problems::new();
     check_quantity(&mut problems, "quantity", change.quantity);
     problems.into_result()?;
-    open_cart(state, id, customer).await?;
+    let signed_in = open_cart(state, id, customer).await?;
     let variant_id = line_variant(state, id, line_id).await?;
     let others = units_in_cart(state, id, variant_id, Some(line_id)).await?;
     check_stock(state, variant_id, change.quantity.saturating_add(others)).await?;
@@ -511,7 +585,7 @@ pub async fn change_line(
         .execute(&state.db.pool)
         .await?;
     touch(state, id).await?;
-    priced(state, id).await
+    priced(state, id, signed_in).await
 }
 
 pub async fn remove_line(
@@ -520,7 +594,7 @@ pub async fn remove_line(
     customer: Option<&Authenticated>,
     line_id: i64,
 ) -> Result<Cart> {
-    open_cart(state, id, customer).await?;
+    let signed_in = open_cart(state, id, customer).await?;
     line_variant(state, id, line_id).await?;
     sqlx::query("DELETE FROM cart_lines WHERE id = $1 AND cart_id = $2")
         .bind(line_id)
@@ -528,7 +602,7 @@ pub async fn remove_line(
         .execute(&state.db.pool)
         .await?;
     touch(state, id).await?;
-    priced(state, id).await
+    priced(state, id, signed_in).await
 }
 
 /// Moves a guest cart's lines into the signed-in customer's cart (quantities of the same
@@ -550,7 +624,7 @@ pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -
         // Merging the customer's own cart into itself changes nothing.
         Some(owner) if owner == customer.customer_id && guest_id == target => {
             drop(tx);
-            return priced(state, &target).await;
+            return priced(state, &target, true).await;
         }
         Some(_) => return Err(not_found(guest_id)),
     }
@@ -600,5 +674,5 @@ pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    priced(state, &target).await
+    priced(state, &target, true).await
 }

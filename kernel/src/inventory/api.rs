@@ -177,6 +177,7 @@ async fn update_settings(
     let mut tx = state.db.begin().await?;
     let settings = settings::update(&mut tx, &patch, &staff.actor).await?;
     tx.commit().await?;
+    state.cache.settings.invalidate_all();
     state.bus.notify();
     Ok(Json(settings))
 }

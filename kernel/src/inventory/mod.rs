@@ -270,39 +270,42 @@ pub struct AppliedChange {
 
 /// The audit entry of one ledger write: `stock.received`, `stock.allocated`,
 /// `stock.released`, or `stock.adjusted` for corrections, damage, write-offs and returns.
-async fn audit_lot_change(
-    conn: &mut AnyConnection,
+fn lot_change_entry<'a>(
     applied: &AppliedChange,
-    change: &StockChange<'_>,
-) -> Result<()> {
+    change: &StockChange<'a>,
+) -> crate::audit::Entry<'a> {
     let action = match change.reason {
         StockReason::Received => "stock.received",
         StockReason::Allocated => "stock.allocated",
         StockReason::Released => "stock.released",
         _ => "stock.adjusted",
     };
-    crate::audit::record(
-        conn,
-        &crate::audit::Entry {
-            actor: change.actor,
-            action,
-            target_type: "lot",
-            target_id: applied.lot_id.to_string(),
-            before: Some(serde_json::json!({
-                "quantity": applied.quantity_after - applied.delta,
-            })),
-            after: Some(serde_json::json!({
-                "quantity": applied.quantity_after,
-                "delta": applied.delta,
-                "reason": change.reason.as_str(),
-                "note": change.note,
-                "reference": change.reference,
-                "variant_id": applied.variant_id,
-                "ledger_id": applied.ledger_id,
-            })),
-        },
-    )
-    .await?;
+    crate::audit::Entry {
+        actor: change.actor,
+        action,
+        target_type: "lot",
+        target_id: applied.lot_id.to_string(),
+        before: Some(serde_json::json!({
+            "quantity": applied.quantity_after - applied.delta,
+        })),
+        after: Some(serde_json::json!({
+            "quantity": applied.quantity_after,
+            "delta": applied.delta,
+            "reason": change.reason.as_str(),
+            "note": change.note,
+            "reference": change.reference,
+            "variant_id": applied.variant_id,
+            "ledger_id": applied.ledger_id,
+        })),
+    }
+}
+
+async fn audit_lot_change(
+    conn: &mut AnyConnection,
+    applied: &AppliedChange,
+    change: &StockChange<'_>,
+) -> Result<()> {
+    crate::audit::record(conn, &lot_change_entry(applied, change)).await?;
     Ok(())
 }
 
@@ -416,8 +419,12 @@ pub async fn audit_changes(
     applied: &[AppliedChange],
     change: &StockChange<'_>,
 ) -> Result<()> {
-    for lot_change in applied {
-        audit_lot_change(conn, lot_change, change).await?;
+    let entries: Vec<_> = applied
+        .iter()
+        .map(|lot_change| lot_change_entry(lot_change, change))
+        .collect();
+    if !entries.is_empty() {
+        crate::audit::record_all(conn, &entries).await?;
     }
     Ok(())
 }
@@ -455,11 +462,11 @@ pub async fn reserve(
     };
 
     let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
-    let mut allocations = Vec::new();
+    let mut allocations: Vec<Allocation> = Vec::new();
     let mut applied = Vec::new();
     for (variant, mut needed) in wanted {
         let lots = sqlx::query(
-            "SELECT id, batch, expires_on FROM lots
+            "SELECT id, batch, expires_on, quantity FROM lots
              WHERE variant_id = $1 AND expires_on >= $2 AND quantity > 0
              ORDER BY expires_on, id",
         )
@@ -472,31 +479,50 @@ pub async fn reserve(
                 break;
             }
             let lot_id: i64 = lot.try_get(0)?;
-            // The conditional update in apply_lot_change re-checks the quantity under
-            // the row lock; when a concurrent allocation got there first, read again.
+            // First with the quantity just read. The conditional update in
+            // apply_lot_change re-checks it under the row lock; when a concurrent change
+            // got there first, the lot is read again.
+            let mut known: Option<i64> = Some(lot.try_get(3)?);
             loop {
-                let Some(current) = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
-                    .bind(lot_id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                else {
-                    break;
+                let current = match known.take() {
+                    Some(quantity) => quantity,
+                    None => {
+                        let Some(row) = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
+                            .bind(lot_id)
+                            .fetch_optional(&mut *conn)
+                            .await?
+                        else {
+                            break;
+                        };
+                        row.try_get::<i64, _>(0)?
+                    }
                 };
-                let take = current.try_get::<i64, _>(0)?.min(needed);
+                let take = current.min(needed);
                 if take <= 0 {
                     break;
                 }
                 match apply_lot_change(conn, lot_id, -take, change).await {
                     Ok(done) => {
+                        let left = done.quantity_after;
                         applied.push(done);
                         needed -= take;
-                        allocations.push(Allocation {
-                            lot_id,
-                            variant_id: variant,
-                            batch: lot.try_get(1)?,
-                            expires_on: lot.try_get(2)?,
-                            quantity: take,
-                        });
+                        match allocations.last_mut() {
+                            Some(last) if last.lot_id == lot_id => {
+                                last.quantity += take;
+                            }
+                            _ => allocations.push(Allocation {
+                                lot_id,
+                                variant_id: variant,
+                                batch: lot.try_get(1)?,
+                                expires_on: lot.try_get(2)?,
+                                quantity: take,
+                            }),
+                        }
+                        // The lot had grown since it was read: it still ships first.
+                        if needed > 0 && left > 0 {
+                            known = Some(left);
+                            continue;
+                        }
                         break;
                     }
                     Err(Error::Conflict { .. }) => continue,

@@ -376,20 +376,9 @@ pub async fn checkout(
         }
         return Err(Error::conflict(None, "the cart was checked out already"));
     }
-    let weight = {
-        let mut total = 0i64;
-        for line in &cart.lines {
-            let row = sqlx::query("SELECT weight_grams FROM variants WHERE sku = $1")
-                .bind(&line.sku)
-                .fetch_one(&mut *tx)
-                .await?;
-            total = total.saturating_add(
-                row.try_get::<i64, _>(0)?
-                    .saturating_mul(i64::from(line.quantity)),
-            );
-        }
-        total
-    };
+    let weight = cart.lines.iter().fold(0i64, |total, line| {
+        total.saturating_add(line.weight_grams.saturating_mul(i64::from(line.quantity)))
+    });
     let Some(shipping) = shipping_rate(
         &mut tx,
         input.shipping_method.trim(),
@@ -413,11 +402,21 @@ pub async fn checkout(
     let total = goods.saturating_add(shipping).saturating_add(tax);
     let number = new_order_number();
     let now = crate::time::now();
+    // A checkout that pays records the payment attempt with the order: if this process
+    // dies before the processor's answer is recorded, the reconciler finishes it.
+    let token_enc = input
+        .payment_token
+        .as_deref()
+        .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
+        .transpose()?;
+    let attempted_at = token_enc.as_ref().map(|_| now.clone());
     let order_id: i64 = sqlx::query(
         "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
-            shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+            shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at,
+            payment_token_enc, payment_attempted_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
+            $16, $17)
          RETURNING id",
     )
     .bind(&number)
@@ -435,10 +434,12 @@ pub async fn checkout(
     .bind(&email_enc)
     .bind(&address_enc)
     .bind(&now)
+    .bind(&token_enc)
+    .bind(&attempted_at)
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
-    let settings = crate::inventory::settings::load(&mut tx).await?;
+    let settings = state.cache.store_settings(&mut tx).await?;
     let actor = customer.map_or("guest", |c| c.pseudonym.as_str());
     let stock_change = StockChange {
         reason: StockReason::Allocated,
@@ -450,70 +451,78 @@ pub async fn checkout(
     // once every lot is locked, so two checkouts never wait on each other in a circle.
     // The line's title on the order is the product's name with the variant's, as the
     // shopper saw them: later catalog edits do not rewrite what was bought.
-    let mut by_variant: Vec<(i64, String, &crate::cart::CartLine)> =
-        Vec::with_capacity(cart.lines.len());
-    for line in &cart.lines {
-        let row = sqlx::query(
-            "SELECT v.id, p.name FROM variants v JOIN products p ON p.id = v.product_id
-             WHERE v.sku = $1",
-        )
-        .bind(&line.sku)
-        .fetch_one(&mut *tx)
-        .await?;
-        let product: String = row.try_get(1)?;
-        let title = if product.is_empty() || line.title.is_empty() {
-            format!("{product}{}", line.title)
-        } else {
-            format!("{product} – {}", line.title)
-        };
-        by_variant.push((row.try_get(0)?, title, line));
-    }
-    by_variant.sort_by_key(|(variant_id, ..)| *variant_id);
+    let mut by_variant: Vec<(String, &crate::cart::CartLine)> = cart
+        .lines
+        .iter()
+        .map(|line| {
+            let (product, variant) = (&line.product_name, &line.title);
+            let title = if product.is_empty() || variant.is_empty() {
+                format!("{product}{variant}")
+            } else {
+                format!("{product} – {variant}")
+            };
+            (title, line)
+        })
+        .collect();
+    by_variant.sort_by_key(|(_, line)| line.variant_id);
     let mut applied = Vec::new();
+    let mut allocations = Vec::new();
     let mut event_lines = Vec::with_capacity(by_variant.len());
-    for (variant_id, title, line) in by_variant {
+    let mut adjustments_json = Vec::with_capacity(by_variant.len());
+    for (title, line) in &by_variant {
         event_lines.push(serde_json::json!({
             "sku": line.sku, "title": title, "quantity": line.quantity,
             "subscription": line.subscription, "total_minor": line.total.amount_minor,
         }));
-        let adjustments: i64 = line.adjustments.iter().map(|a| a.amount_minor).sum();
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
-                unit_price_minor, adjustments_minor, total_minor, adjustments)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(order_id)
-        .bind(variant_id)
-        .bind(&line.sku)
-        .bind(&title)
-        .bind(i64::from(line.quantity))
-        .bind(i32::from(line.subscription))
-        .bind(line.unit_price.amount_minor)
-        .bind(adjustments)
-        .bind(line.total.amount_minor)
-        .bind(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?)
-        .execute(&mut *tx)
-        .await?;
-        let (allocations, changes) = crate::inventory::reserve(
+        adjustments_json
+            .push(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?);
+        let (taken, changes) = crate::inventory::reserve(
             &mut tx,
-            variant_id,
+            line.variant_id,
             i64::from(line.quantity),
             &settings,
             &stock_change,
         )
         .await?;
         applied.extend(changes);
-        for allocation in allocations {
-            sqlx::query(
-                "INSERT INTO order_allocations (order_id, lot_id, variant_id, quantity) VALUES ($1, $2, $3, $4)",
-            )
+        allocations.extend(taken);
+    }
+    // The order's lines and allocations, each in one statement.
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
+            unit_price_minor, adjustments_minor, total_minor, adjustments)
+         VALUES {}",
+        crate::store::value_rows(by_variant.len(), 10)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for ((title, line), adjustments) in by_variant.iter().zip(&adjustments_json) {
+        insert = insert
             .bind(order_id)
-            .bind(allocation.lot_id)
-            .bind(allocation.variant_id)
-            .bind(allocation.quantity)
-            .execute(&mut *tx)
-            .await?;
+            .bind(line.variant_id)
+            .bind(&line.sku)
+            .bind(title)
+            .bind(i64::from(line.quantity))
+            .bind(i32::from(line.subscription))
+            .bind(line.unit_price.amount_minor)
+            .bind(line.adjustments.iter().map(|a| a.amount_minor).sum::<i64>())
+            .bind(line.total.amount_minor)
+            .bind(adjustments);
+    }
+    insert.execute(&mut *tx).await?;
+    if !allocations.is_empty() {
+        let sql = format!(
+            "INSERT INTO order_allocations (order_id, lot_id, variant_id, quantity) VALUES {}",
+            crate::store::value_rows(allocations.len(), 4)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for allocation in &allocations {
+            insert = insert
+                .bind(order_id)
+                .bind(allocation.lot_id)
+                .bind(allocation.variant_id)
+                .bind(allocation.quantity);
         }
+        insert.execute(&mut *tx).await?;
     }
     crate::bus::record(
         &mut tx,
@@ -541,7 +550,15 @@ pub async fn checkout(
     crate::inventory::audit_changes(&mut tx, &applied, &stock_change).await?;
     tx.commit().await?;
     if let Some(token) = &input.payment_token {
-        authorize(state, order_id, token).await?;
+        let facts = PaymentFacts {
+            number: number.clone(),
+            status: OrderStatus::Pending,
+            total_minor: total,
+            currency: currency.clone(),
+            payment_reference: None,
+            refunded_minor: 0,
+        };
+        authorize_recorded(state, order_id, &facts, token).await?;
     }
     Ok((load(state, order_id, true).await?, true))
 }
@@ -1015,6 +1032,16 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
     .bind(order_id)
     .execute(&state.db.pool)
     .await?;
+    authorize_recorded(state, order_id, &facts, token).await
+}
+
+/// [`authorize`] once the attempt is on record (a new order records it with itself).
+async fn authorize_recorded(
+    state: &AppState,
+    order_id: i64,
+    facts: &PaymentFacts,
+    token: &str,
+) -> Result<()> {
     let outcome = crate::plugins::payments::call(
         &state.plugins,
         None,

@@ -54,25 +54,31 @@ impl DecisionLog {
     }
 }
 
+/// Writes a batch in one transaction, 100 rows per INSERT (900 parameters, well inside
+/// both databases' limits).
 async fn write(db: &Db, batch: &[Decision]) -> Result<(), sqlx::Error> {
     let now = crate::time::now();
     let mut tx = db.begin().await?;
-    for d in batch {
-        sqlx::query(
+    for chunk in batch.chunks(100) {
+        let sql = format!(
             "INSERT INTO plugin_decisions (plugin_id, version, call, input_hash, output_hash, outcome, fuel, duration_us, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&d.plugin_id)
-        .bind(&d.version)
-        .bind(d.call)
-        .bind(&d.input_hash)
-        .bind(&d.output_hash)
-        .bind(&d.outcome)
-        .bind(i64::try_from(d.fuel).unwrap_or(i64::MAX))
-        .bind(i64::try_from(d.duration_us).unwrap_or(i64::MAX))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+             VALUES {}",
+            crate::store::value_rows(chunk.len(), 9)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            insert = insert
+                .bind(&d.plugin_id)
+                .bind(&d.version)
+                .bind(d.call)
+                .bind(&d.input_hash)
+                .bind(&d.output_hash)
+                .bind(&d.outcome)
+                .bind(i64::try_from(d.fuel).unwrap_or(i64::MAX))
+                .bind(i64::try_from(d.duration_us).unwrap_or(i64::MAX))
+                .bind(&now);
+        }
+        insert.execute(&mut *tx).await?;
     }
     tx.commit().await
 }

@@ -4,6 +4,7 @@
 //! [`price_cart`]; until it exists, `POST /api/v1/price-quote` exposes it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use olivine_plugin_runtime::bindings::types;
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,15 @@ fn adjustments_digest(adjustments: &[types::Adjustment]) -> String {
 /// come first; an adjustment that would take a line (or the cart) below zero after the
 /// ones before it is dropped, so the total never goes negative.
 pub async fn price_cart(plugins: &Plugins, cart: types::Cart) -> PricedCart {
-    let snapshot = plugins.snapshot();
+    price_cart_on(plugins, plugins.snapshot(), cart).await
+}
+
+/// [`price_cart`] with the rules of a snapshot taken earlier.
+async fn price_cart_on(
+    plugins: &Plugins,
+    snapshot: Arc<crate::plugins::Snapshot>,
+    cart: types::Cart,
+) -> PricedCart {
     let mut priced = PricedCart {
         input_hash: cart_digest(&cart),
         ..PricedCart::default()
@@ -204,6 +213,14 @@ pub struct QuotedLine {
     pub subtotal: Money,
     pub adjustments: Vec<AppliedAdjustment>,
     pub total: Money,
+    /// What an order needs of the line besides its price, read with it so a checkout
+    /// does not look the variant up again (not part of the quote's JSON).
+    #[serde(skip)]
+    pub variant_id: i64,
+    #[serde(skip)]
+    pub weight_grams: i64,
+    #[serde(skip)]
+    pub product_name: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -230,6 +247,8 @@ struct VariantRow {
     product_id: i64,
     slug: String,
     product_type: String,
+    weight_grams: i64,
+    product_name: String,
 }
 
 /// Builds the cart the plugins see from SKUs, prices it and totals it.
@@ -263,7 +282,8 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
     };
     let mut conn = db.pool.acquire().await?;
     let sql = format!(
-        "SELECT v.sku, v.id, v.title, v.price_minor, v.currency, p.id, p.slug, p.product_type
+        "SELECT v.sku, v.id, v.title, v.price_minor, v.currency, p.id, p.slug, p.product_type,
+            v.weight_grams, p.name
          FROM variants v JOIN products p ON p.id = v.product_id
          WHERE p.status = 'active' AND v.sku IN ({})",
         placeholders(1, skus.len())
@@ -284,6 +304,8 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
                 product_id: row.try_get(5)?,
                 slug: row.try_get(6)?,
                 product_type: row.try_get(7)?,
+                weight_grams: row.try_get(8)?,
+                product_name: row.try_get(9)?,
             },
         );
     }
@@ -307,7 +329,13 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
         }
     }
 
-    // Products once each, with tags and categories.
+    // Products once each, with tags and categories when an active rule reads products
+    // (a rule's manifest says; the host gives the others none).
+    let snapshot = plugins.snapshot();
+    let products_read = snapshot
+        .pricing
+        .iter()
+        .any(|rule| rule.plugin.manifest.inputs.products);
     let mut product_ids: Vec<i64> = variants.values().map(|v| v.product_id).collect();
     product_ids.sort_unstable();
     product_ids.dedup();
@@ -324,7 +352,12 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
     for id in &product_ids {
         query = query.bind(*id);
     }
-    for row in query.fetch_all(&mut *conn).await? {
+    let rows = if products_read {
+        query.fetch_all(&mut *conn).await?
+    } else {
+        Vec::new()
+    };
+    for row in rows {
         let id: i64 = row.try_get(0)?;
         let value: String = row.try_get(1)?;
         if row.try_get::<i64, _>(2)? == 0 {
@@ -385,7 +418,7 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
         }),
     };
     let lines_for_totals: Vec<types::CartLine> = cart.lines.clone();
-    let mut priced = price_cart(plugins, cart).await;
+    let mut priced = price_cart_on(plugins, snapshot, cart).await;
     let money = |amount_minor: i64| Money {
         amount_minor,
         currency: currency.clone(),
@@ -416,6 +449,9 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
                 subtotal: money(line_subtotal),
                 adjustments,
                 total: money(line_subtotal + adjusted),
+                variant_id: v.variant_id,
+                weight_grams: v.weight_grams,
+                product_name: v.product_name.clone(),
             }
         })
         .collect();
