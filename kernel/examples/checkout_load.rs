@@ -258,7 +258,7 @@ impl Buyer {
                 p.mul_f64(self.n as f64 / self.buyers as f64)
             });
         while !stop.load(Ordering::Relaxed) {
-            if adds.len() % 40 == 0 {
+            if adds.len().is_multiple_of(40) {
                 cart = self.new_cart()?;
                 self.add(&cart, &self.skus[i % self.skus.len()], 10, false)?;
             }
@@ -275,7 +275,7 @@ impl Buyer {
                 None => Instant::now(),
             };
             let sku = &self.skus[i % self.skus.len()];
-            self.add(&cart, sku, 1, i % 2 == 0)?;
+            self.add(&cart, sku, 1, i.is_multiple_of(2))?;
             adds.push(started.elapsed());
             i += 1;
         }

@@ -148,6 +148,31 @@ async fn send(
 }
 
 both_backends! {
+    async fn entries_appended_together_chain_like_single_ones(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let db = &app.kernel.state.db;
+        let before: i64 = verify(&app).await["entries"].as_i64().unwrap();
+        let entry = |n: i64| olivine::audit::Entry {
+            actor: "test", action: "test.batched", target_type: "test", target_id: n.to_string(),
+            before: None, after: Some(json!({"n": n})),
+        };
+        let mut tx = db.begin().await.unwrap();
+        let last = olivine::audit::record_all(&mut tx, &[entry(1), entry(2), entry(3)]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(last, before + 3);
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(olivine::audit::record(&mut tx, &entry(4)).await.unwrap(), before + 4);
+        tx.commit().await.unwrap();
+        let report = verify(&app).await;
+        assert_eq!((report["intact"].as_bool(), report["entries"].as_i64()), (Some(true), Some(before + 4)), "{report}");
+        let rows = sqlx::query("SELECT seq, target_id FROM audit_log WHERE action = 'test.batched' ORDER BY seq")
+            .fetch_all(&db.pool).await.unwrap();
+        let got: Vec<(i64, String)> = rows.iter().map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap())).collect();
+        let want: Vec<(i64, String)> = (1..=4).map(|n| (before + n, n.to_string())).collect();
+        assert_eq!(got, want);
+        app.stop().await;
+    }
+
     async fn admin_actions_are_recorded_with_who_what_and_before_after(backend: Backend) {
         let app = TestApp::start(backend).await;
         // A new store's log holds only the owner's creation, and verifies.

@@ -63,6 +63,50 @@ async fn stocked(app: &TestApp, quantity: i64) -> i64 {
 }
 
 both_backends! {
+    async fn adds_racing_on_one_cart_all_count(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        stocked(&app, 100).await;
+        let cart = new_cart(&app, None).await;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let router = app.router.clone();
+            let cart = cart.clone();
+            tasks.push(tokio::spawn(async move {
+                // Both purchase kinds of one variant, so the new-line and same-line paths race.
+                let body = json!({"sku": "MAG-60", "quantity": 1, "subscription": i % 2 == 0});
+                let request = axum::http::Request::builder().method(Method::POST)
+                    .uri(format!("/api/v1/carts/{cart}/lines"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string())).unwrap();
+                tower::ServiceExt::oneshot(router, request).await.unwrap().status()
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), StatusCode::OK);
+        }
+        let body = send(&app, Method::GET, &format!("/api/v1/carts/{cart}"), None, None).await.json();
+        let quantities: Vec<(bool, i64)> = body["lines"].as_array().unwrap().iter()
+            .map(|l| (l["subscription"].as_bool().unwrap(), l["quantity"].as_i64().unwrap())).collect();
+        assert_eq!(quantities.len(), 2, "{body}");
+        assert!(quantities.iter().all(|(_, q)| *q == 6), "{body}");
+        app.stop().await;
+    }
+
+    async fn a_shelf_life_change_applies_to_the_next_cart_answer(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        stocked(&app, 10).await; // the lot expires in 400 days
+        let cart = new_cart(&app, None).await;
+        let r = add(&app, &cart, None, "MAG-60", 2, false).await;
+        assert_eq!(r.json()["lines"][0]["availability"]["sellable_quantity"], 10);
+        let r = app.admin_patch("/api/v1/admin/settings", &json!({"min_shelf_life_days": 500})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let body = send(&app, Method::GET, &format!("/api/v1/carts/{cart}"), None, None).await.json();
+        assert_eq!(body["lines"][0]["availability"]["sellable_quantity"], 0, "{body}");
+        assert_eq!(body["can_check_out"], false);
+        add(&app, &cart, None, "MAG-60", 1, false).await.assert_field_error(409, "quantity");
+        app.stop().await;
+    }
+
     async fn a_guest_fills_changes_and_empties_a_cart(backend: Backend) {
         let app = TestApp::start(backend).await;
         stocked(&app, 10).await;
