@@ -102,7 +102,7 @@ impl Kernel {
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Background work gets its own small pool so it never queues behind (or in
         // front of) shoppers' requests.
-        let background_db = Db::connect(&url, 2).await?;
+        let background_db = Db::connect_background(&url, 2).await?;
         let dispatcher = Dispatcher::new(
             background_db.clone(),
             bus.clone(),

@@ -129,32 +129,47 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one batch of pending events; returns how many were delivered.
+    /// Delivers one batch of pending events; returns how many were delivered. The events
+    /// delivered are marked in one statement at the end (also when a consumer fails
+    /// part-way): a crash before that redelivers them, which consumers must bear anyway.
     pub async fn dispatch_batch(&self) -> anyhow::Result<usize> {
         let events = self.pending().await?;
-        let mut delivered = 0;
-        for event in &events {
+        let mut delivered: Vec<&Event> = Vec::with_capacity(events.len());
+        let mut failure = None;
+        'events: for event in &events {
             for consumer in &self.consumers {
-                consumer.handle(event).await.map_err(|err| {
-                    err.context(format!(
+                if let Err(err) = consumer.handle(event).await {
+                    failure = Some(err.context(format!(
                         "consumer {} failed on event {} ({})",
                         consumer.name(),
                         event.id,
                         event.event_type
-                    ))
-                })?;
+                    )));
+                    break 'events;
+                }
             }
             crate::failpoint::hit("bus.after_deliver");
-            sqlx::query("UPDATE outbox SET dispatched_at = $1 WHERE id = $2")
-                .bind(crate::time::now())
-                .bind(event.id)
-                .execute(&self.db.pool)
-                .await?;
-            metrics::counter!("olivine_bus_events_delivered_total", "event_type" => event.event_type.clone())
-                .increment(1);
-            delivered += 1;
+            delivered.push(event);
         }
-        Ok(delivered)
+        if !delivered.is_empty() {
+            let sql = format!(
+                "UPDATE outbox SET dispatched_at = $1 WHERE id IN ({})",
+                crate::inventory::placeholders(2, delivered.len())
+            );
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::time::now());
+            for event in &delivered {
+                update = update.bind(event.id);
+            }
+            update.execute(&self.db.pool).await?;
+            for event in &delivered {
+                metrics::counter!("olivine_bus_events_delivered_total", "event_type" => event.event_type.clone())
+                    .increment(1);
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(delivered.len()),
+        }
     }
 
     async fn pending(&self) -> Result<Vec<Event>, sqlx::Error> {

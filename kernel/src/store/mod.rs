@@ -53,6 +53,19 @@ pub struct Db {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        Db::open(url, max_connections, false).await
+    }
+
+    /// A pool for background bookkeeping whose writes may be lost with the database
+    /// server's crash without harm (an outbox event marked delivered is redelivered, a
+    /// swept session swept again): on PostgreSQL its commits do not wait for the WAL to
+    /// reach disk (`synchronous_commit = off`), so they cost the shoppers' requests less.
+    /// Never use it for a write that must survive.
+    pub async fn connect_background(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        Db::open(url, max_connections, true).await
+    }
+
+    async fn open(url: &str, max_connections: u32, relaxed: bool) -> anyhow::Result<Db> {
         install_default_drivers();
         let backend = Backend::from_url(url)?;
         let acquisitions = Arc::new(AtomicU64::new(0));
@@ -76,6 +89,10 @@ impl Db {
                              PRAGMA busy_timeout = 10000;",
                         ))
                         .await?;
+                    }
+                    if backend == Backend::Postgres && relaxed {
+                        conn.execute(sqlx::raw_sql("SET synchronous_commit = off"))
+                            .await?;
                     }
                     Ok(())
                 })

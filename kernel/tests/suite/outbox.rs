@@ -73,7 +73,10 @@ both_backends! {
         tokio::time::timeout(Duration::from_secs(10), first.reached.notified()).await.expect("dispatcher reached event 13");
         run.abort();
         let _ = run.await;
-        assert_eq!(olivine::bus::pending_count(&db).await.unwrap(), 18);
+        // Nothing undelivered was marked; the batch's delivered events may stay pending too
+        // (they are marked together once the batch is through).
+        let pending = olivine::bus::pending_count(&db).await.unwrap();
+        assert!((18..=30).contains(&pending), "{pending} pending");
 
         // Restart: everything is delivered, the interrupted event once more.
         let second = Arc::new(Recorder { db: db.clone(), deliveries: Mutex::default(), hang_on: None, reached: Default::default() });
@@ -88,10 +91,14 @@ both_backends! {
         assert_eq!(olivine::bus::pending_count(&db).await.unwrap(), 0);
 
         let mut delivered: Vec<(i64, String)> = first.deliveries.lock().unwrap().clone();
-        delivered.extend(second.deliveries.lock().unwrap().iter().cloned());
-        // At least once: every event arrived; only the interrupted one twice.
-        assert_eq!(delivered.len(), 31);
-        assert_eq!(delivered.iter().filter(|(id, _)| *id == hang_on).count(), 2);
+        assert_eq!(delivered.len(), 13);
+        let again: Vec<(i64, String)> = second.deliveries.lock().unwrap().clone();
+        // At least once: every event arrived; after the restart, each pending one exactly
+        // once (the interrupted one among them), in order.
+        assert_eq!(again.len() as i64, pending);
+        assert!(again.windows(2).all(|w| w[0].0 < w[1].0), "{again:?}");
+        assert!(again.iter().any(|(id, _)| *id == hang_on));
+        delivered.extend(again);
         for id in &ids {
             assert!(delivered.iter().any(|(d, _)| d == id), "event {id} lost");
         }
