@@ -39,6 +39,8 @@ for run in $(seq 1 "$runs"); do
   db="olivine_bench_$$_$run"
   data="$(mktemp -d)"
   psql_admin "CREATE DATABASE $db"
+  # Every run starts from a checkpoint, so one run's WAL does not slow the next.
+  psql_admin "CHECKPOINT"
   token="bench-admin-token-$RANDOM$RANDOM"
   DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" \
     OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" \

@@ -447,8 +447,8 @@ pub async fn checkout(
         note: None,
         reference: Some(&number),
     };
-    // Lots in one order (by variant id) across checkouts, and the audit entries only
-    // once every lot is locked, so two checkouts never wait on each other in a circle.
+    // Lots in one order (by variant id) across checkouts, so two checkouts never wait on
+    // each other in a circle.
     // The line's title on the order is the product's name with the variant's, as the
     // shopper saw them: later catalog edits do not rewrite what was bought.
     let mut by_variant: Vec<(String, &crate::cart::CartLine)> = cart
@@ -465,7 +465,6 @@ pub async fn checkout(
         })
         .collect();
     by_variant.sort_by_key(|(_, line)| line.variant_id);
-    let mut applied = Vec::new();
     let mut allocations = Vec::new();
     let mut event_lines = Vec::with_capacity(by_variant.len());
     let mut adjustments_json = Vec::with_capacity(by_variant.len());
@@ -476,7 +475,7 @@ pub async fn checkout(
         }));
         adjustments_json
             .push(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?);
-        let (taken, changes) = crate::inventory::reserve(
+        let (taken, _ledgered) = crate::inventory::reserve(
             &mut tx,
             line.variant_id,
             i64::from(line.quantity),
@@ -484,7 +483,6 @@ pub async fn checkout(
             &stock_change,
         )
         .await?;
-        applied.extend(changes);
         allocations.extend(taken);
     }
     // The order's lines and allocations, each in one statement.
@@ -547,7 +545,10 @@ pub async fn checkout(
         }),
     )
     .await?;
-    crate::inventory::audit_changes(&mut tx, &applied, &stock_change).await?;
+    // A shopper's purchase is not audited: the stock ledger holds each lot taken (actor,
+    // order number) and the outbox the order. The audit log is for staff, plugin,
+    // privacy and stock-adjustment actions, and writing to its chain would make every
+    // checkout queue on the chain's one head row.
     tx.commit().await?;
     if let Some(token) = &input.payment_token {
         let facts = PaymentFacts {
