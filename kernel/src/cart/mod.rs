@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::catalog::model::Money;
 use crate::error::{Error, Problems, Result};
 use crate::inventory::Availability;
-use crate::plugins::pricing::{AppliedAdjustment, QuoteLineInput, QuoteRequest};
+use crate::plugins::pricing::{AppliedAdjustment, LineFacts, QuoteLineInput, QuoteRequest};
 
 /// Most distinct lines in one cart.
 pub const MAX_LINES: usize = 100;
@@ -44,13 +44,9 @@ pub struct CartLine {
     pub availability: Availability,
     /// Why this line cannot be bought as it is (e.g. only 3 left), if it cannot.
     pub problem: Option<String>,
-    /// What a checkout needs of the line, read with its price (not part of the JSON).
+    /// What a checkout needs of the line, read with its price.
     #[serde(skip)]
-    pub variant_id: i64,
-    #[serde(skip)]
-    pub weight_grams: i64,
-    #[serde(skip)]
-    pub product_name: String,
+    pub facts: LineFacts,
 }
 
 /// A cart, priced and checked.
@@ -375,9 +371,7 @@ async fn price_lines(
             total: quoted.total,
             availability,
             problem,
-            variant_id: line.variant_id,
-            weight_grams: quoted.weight_grams,
-            product_name: quoted.product_name,
+            facts: quoted.facts,
         });
     }
     Ok(Cart {

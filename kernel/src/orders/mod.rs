@@ -377,7 +377,11 @@ pub async fn checkout(
         return Err(Error::conflict(None, "the cart was checked out already"));
     }
     let weight = cart.lines.iter().fold(0i64, |total, line| {
-        total.saturating_add(line.weight_grams.saturating_mul(i64::from(line.quantity)))
+        total.saturating_add(
+            line.facts
+                .weight_grams
+                .saturating_mul(i64::from(line.quantity)),
+        )
     });
     let Some(shipping) = shipping_rate(
         &mut tx,
@@ -455,7 +459,7 @@ pub async fn checkout(
         .lines
         .iter()
         .map(|line| {
-            let (product, variant) = (&line.product_name, &line.title);
+            let (product, variant) = (&line.facts.product_name, &line.title);
             let title = if product.is_empty() || variant.is_empty() {
                 format!("{product}{variant}")
             } else {
@@ -464,7 +468,7 @@ pub async fn checkout(
             (title, line)
         })
         .collect();
-    by_variant.sort_by_key(|(_, line)| line.variant_id);
+    by_variant.sort_by_key(|(_, line)| line.facts.variant_id);
     let mut allocations = Vec::new();
     let mut event_lines = Vec::with_capacity(by_variant.len());
     let mut adjustments_json = Vec::with_capacity(by_variant.len());
@@ -477,7 +481,7 @@ pub async fn checkout(
             .push(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?);
         let (taken, _ledgered) = crate::inventory::reserve(
             &mut tx,
-            line.variant_id,
+            line.facts.variant_id,
             i64::from(line.quantity),
             &settings,
             &stock_change,
@@ -496,7 +500,7 @@ pub async fn checkout(
     for ((title, line), adjustments) in by_variant.iter().zip(&adjustments_json) {
         insert = insert
             .bind(order_id)
-            .bind(line.variant_id)
+            .bind(line.facts.variant_id)
             .bind(&line.sku)
             .bind(title)
             .bind(i64::from(line.quantity))

@@ -213,13 +213,16 @@ pub struct QuotedLine {
     pub subtotal: Money,
     pub adjustments: Vec<AppliedAdjustment>,
     pub total: Money,
-    /// What an order needs of the line besides its price, read with it so a checkout
-    /// does not look the variant up again (not part of the quote's JSON).
     #[serde(skip)]
+    pub facts: LineFacts,
+}
+
+/// What an order needs of a line besides its price, read with it so a checkout does not
+/// look the variant up again. Never part of any JSON.
+#[derive(Debug, Clone, Default)]
+pub struct LineFacts {
     pub variant_id: i64,
-    #[serde(skip)]
     pub weight_grams: i64,
-    #[serde(skip)]
     pub product_name: String,
 }
 
@@ -449,9 +452,11 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
                 subtotal: money(line_subtotal),
                 adjustments,
                 total: money(line_subtotal + adjusted),
-                variant_id: v.variant_id,
-                weight_grams: v.weight_grams,
-                product_name: v.product_name.clone(),
+                facts: LineFacts {
+                    variant_id: v.variant_id,
+                    weight_grams: v.weight_grams,
+                    product_name: v.product_name.clone(),
+                },
             }
         })
         .collect();
