@@ -85,7 +85,15 @@ impl Kernel {
             ..Default::default()
         })
         .context("starting the plugin runtime")?;
-        let plugins = Arc::new(Plugins::new(Arc::new(runtime), db.clone(), bus.clone()));
+        // Background work gets its own small pool so it never queues behind (or in
+        // front of) shoppers' requests.
+        let background_db = Db::connect_background(&url, 3).await?;
+        let plugins = Arc::new(Plugins::new(
+            Arc::new(runtime),
+            db.clone(),
+            background_db.clone(),
+            bus.clone(),
+        ));
         if config.bundled_plugins {
             let installed = crate::plugins::bundled::install_missing(&plugins)
                 .await
@@ -100,9 +108,6 @@ impl Kernel {
             .map_err(|e| anyhow::anyhow!("loading plugins: {}", e.body().message))?;
         let cache = CatalogCache::new(config.cache_ttl());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        // Background work gets its own small pool so it never queues behind (or in
-        // front of) shoppers' requests.
-        let background_db = Db::connect_background(&url, 2).await?;
         let dispatcher = Dispatcher::new(
             background_db.clone(),
             bus.clone(),

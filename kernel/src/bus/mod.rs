@@ -52,6 +52,41 @@ pub async fn record(
     Ok(())
 }
 
+/// An event to write with [`record_all`].
+pub struct NewEvent<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: String,
+    pub event_type: &'a str,
+    pub payload: serde_json::Value,
+}
+
+/// Writes several events into the outbox within the caller's transaction, in the given
+/// order, 100 to a statement.
+pub async fn record_all(
+    conn: &mut AnyConnection,
+    events: &[NewEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    let now = crate::time::now();
+    for chunk in events.chunks(100) {
+        let sql = format!(
+            "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at)
+             VALUES {}",
+            crate::store::value_rows(chunk.len(), 5)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            insert = insert
+                .bind(event.aggregate_type)
+                .bind(&event.aggregate_id)
+                .bind(event.event_type)
+                .bind(event.payload.to_string())
+                .bind(&now);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub type ConsumerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
 /// Something that reacts to events. It must be idempotent: an event can arrive twice.

@@ -20,7 +20,9 @@ use crate::app::AppState;
 use crate::catalog::model::Money;
 use crate::error::{Error, Problems, Result};
 use crate::inventory::Availability;
-use crate::plugins::pricing::{AppliedAdjustment, LineFacts, QuoteLineInput, QuoteRequest};
+use crate::plugins::pricing::{
+    AppliedAdjustment, LineFacts, QuoteLineInput, QuoteRequest, VariantRow, variant_columns,
+};
 
 /// Most distinct lines in one cart.
 pub const MAX_LINES: usize = 100;
@@ -213,36 +215,30 @@ pub async fn get(state: &AppState, id: &str, customer: Option<&Authenticated>) -
     if !plausible_id(id) {
         return Err(not_found(id));
     }
-    // The cart and its lines in one read (no lines: one row of NULLs after the owner).
-    let rows = sqlx::query(
-        "SELECT c.customer_id, l.id, l.variant_id, v.sku, l.quantity, l.subscription
+    // The cart, its lines and their variants in one read (no lines: one row of NULLs
+    // after the owner).
+    let sql = format!(
+        "SELECT c.customer_id, {LINE_COLUMNS}
          FROM carts c
          LEFT JOIN cart_lines l ON l.cart_id = c.id
          LEFT JOIN variants v ON v.id = l.variant_id
+         LEFT JOIN products p ON p.id = v.product_id
          WHERE c.id = $1 AND c.status = 'open'
-         ORDER BY l.id",
-    )
-    .bind(id)
-    .fetch_all(&state.db.pool)
-    .await?;
+         ORDER BY l.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_all(&state.db.pool)
+        .await?;
     let Some(first) = rows.first() else {
         return Err(not_found(id));
     };
     let signed_in = may_use(id, first.try_get(0)?, customer)?;
-    let mut lines = Vec::with_capacity(rows.len());
+    let mut read = ReadLines::default();
     for row in &rows {
-        let Some(line_id) = row.try_get::<Option<i64>, _>(1)? else {
-            continue;
-        };
-        lines.push(StoredLine {
-            id: line_id,
-            variant_id: row.try_get(2)?,
-            sku: row.try_get(3)?,
-            quantity: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
-            subscription: row.try_get::<i64, _>(5)? != 0,
-        });
+        read.add_row(row, 1)?;
     }
-    price_lines(state, id, signed_in, lines, None).await
+    price_lines(state, id, signed_in, read, None).await
 }
 
 struct StoredLine {
@@ -253,25 +249,64 @@ struct StoredLine {
     subscription: bool,
 }
 
-async fn stored_lines(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Vec<StoredLine>> {
-    let rows = sqlx::query(
-        "SELECT l.id, l.variant_id, v.sku, l.quantity, l.subscription FROM cart_lines l
-         JOIN variants v ON v.id = l.variant_id WHERE l.cart_id = $1 ORDER BY l.id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredLine {
-                id: r.try_get(0)?,
-                variant_id: r.try_get(1)?,
-                sku: r.try_get(2)?,
-                quantity: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
-                subscription: r.try_get::<i64, _>(4)? != 0,
-            })
-        })
-        .collect::<Result<Vec<_>>>()
+/// What a cart's lines are read as: `l.id, l.quantity, l.subscription, p.status` and
+/// then the pricing's variant columns, over `cart_lines l`, `variants v`, `products p`.
+const LINE_COLUMNS: &str = concat!(
+    "l.id, l.quantity, l.subscription, p.status, ",
+    variant_columns!()
+);
+
+/// A cart's lines with the variants they are priced at (those of active products, by
+/// SKU), read in the same statement so pricing reads nothing again.
+#[derive(Default)]
+struct ReadLines {
+    lines: Vec<StoredLine>,
+    variants: HashMap<String, VariantRow>,
+}
+
+impl ReadLines {
+    /// Takes one row of [`LINE_COLUMNS`] from column `at`. A row whose line id is NULL
+    /// (a cart without lines) is skipped; one whose line id is 0 is a variant looked up
+    /// by SKU, not a line. Answers the row's variant id when its product is for sale.
+    fn add_row(&mut self, row: &sqlx::any::AnyRow, at: usize) -> Result<Option<i64>> {
+        let Some(line_id) = row.try_get::<Option<i64>, _>(at)? else {
+            return Ok(None);
+        };
+        let active = row.try_get::<String, _>(at + 3)? == "active";
+        let (sku, variant) = VariantRow::from_row(row, at + 4)?;
+        let variant_id = variant.variant_id();
+        if line_id != 0 {
+            self.lines.push(StoredLine {
+                id: line_id,
+                variant_id,
+                sku: sku.clone(),
+                quantity: u32::try_from(row.try_get::<i64, _>(at + 1)?).unwrap_or(0),
+                subscription: row.try_get::<i64, _>(at + 2)? != 0,
+            });
+        }
+        if !active {
+            return Ok(None);
+        }
+        self.variants.insert(sku, variant);
+        Ok(Some(variant_id))
+    }
+}
+
+async fn stored_lines(conn: &mut sqlx::AnyConnection, id: &str) -> Result<ReadLines> {
+    let sql = format!(
+        "SELECT {LINE_COLUMNS} FROM cart_lines l
+         JOIN variants v ON v.id = l.variant_id JOIN products p ON p.id = v.product_id
+         WHERE l.cart_id = $1 ORDER BY l.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut read = ReadLines::default();
+    for row in &rows {
+        read.add_row(row, 0)?;
+    }
+    Ok(read)
 }
 
 async fn availability_of(
@@ -301,8 +336,8 @@ fn empty_cart(id: &str, signed_in: bool) -> Cart {
 
 /// Prices the stored lines through the pricing rules and checks them against stock.
 async fn priced(state: &AppState, id: &str, signed_in: bool) -> Result<Cart> {
-    let lines = stored_lines(&mut *state.db.pool.acquire().await?, id).await?;
-    price_lines(state, id, signed_in, lines, None).await
+    let read = stored_lines(&mut *state.db.pool.acquire().await?, id).await?;
+    price_lines(state, id, signed_in, read, None).await
 }
 
 /// Prices lines through the pricing rules and checks them against stock (`stock` when
@@ -311,9 +346,10 @@ async fn price_lines(
     state: &AppState,
     id: &str,
     signed_in: bool,
-    lines: Vec<StoredLine>,
+    read: ReadLines,
     stock: Option<HashMap<i64, Availability>>,
 ) -> Result<Cart> {
+    let ReadLines { lines, variants } = read;
     if lines.is_empty() {
         return Ok(empty_cart(id, signed_in));
     }
@@ -328,7 +364,9 @@ async fn price_lines(
             .collect(),
         customer_segments: Vec::new(),
     };
-    let quote = crate::plugins::pricing::quote(&state.db, &state.plugins, &request).await?;
+    let quote =
+        crate::plugins::pricing::quote_with(&state.db, &state.plugins, &request, Some(variants))
+            .await?;
     let stock = match stock {
         Some(stock) => stock,
         None => {
@@ -469,21 +507,39 @@ pub async fn add_line(
     let sku = input.sku.trim();
     let mut tx = state.db.begin().await?;
     let signed_in = take_open_cart(&mut tx, id, customer).await?;
-    let variant = sqlx::query(
-        "SELECT v.id FROM variants v JOIN products p ON p.id = v.product_id
-         WHERE v.sku = $1 AND p.status = 'active'",
-    )
-    .bind(sku)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
+    // The cart's lines and the variant to add, with what pricing reads of them, in one
+    // statement (the variant's row has line id 0).
+    let sql = format!(
+        "SELECT {LINE_COLUMNS} FROM cart_lines l
+         JOIN variants v ON v.id = l.variant_id JOIN products p ON p.id = v.product_id
+         WHERE l.cart_id = $1
+         UNION ALL
+         SELECT CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), p.status, {}
+         FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $2",
+        variant_columns!()
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(sku)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut read = ReadLines::default();
+    let mut variant_id = None;
+    for row in &rows {
+        let is_line = row.try_get::<i64, _>(0)? != 0;
+        let for_sale = read.add_row(row, 0)?;
+        if !is_line {
+            variant_id = for_sale;
+        }
+    }
+    let variant_id = variant_id.ok_or_else(|| {
         Error::invalid(
             "sku",
             format!("no product for sale has SKU `{}`", input.sku),
         )
     })?;
-    let variant_id: i64 = variant.try_get(0)?;
-    let mut lines = stored_lines(&mut tx, id).await?;
+    read.lines.sort_by_key(|line| line.id);
+    let lines = &mut read.lines;
     let existing = lines
         .iter()
         .position(|l| l.variant_id == variant_id && l.subscription == input.subscription);
@@ -543,7 +599,7 @@ pub async fn add_line(
             subscription: input.subscription,
         }),
     }
-    price_lines(state, id, signed_in, lines, Some(stock)).await
+    price_lines(state, id, signed_in, read, Some(stock)).await
 }
 
 /// The variant of one of the cart's lines (a line of another cart is not found).

@@ -8,7 +8,7 @@
 pub mod api;
 pub mod settings;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -86,42 +86,38 @@ pub async fn availability(
     if variant_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut components: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    // One statement: bundle compositions (first column 0) and the sellable sums of the
+    // variants and of their components (1).
+    let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
+    let list = placeholders(2, variant_ids.len());
     let sql = format!(
-        "SELECT bundle_variant_id, component_variant_id, quantity FROM bundle_components
-         WHERE bundle_variant_id IN ({})",
-        placeholders(1, variant_ids.len())
+        "SELECT CAST(0 AS BIGINT), bundle_variant_id, component_variant_id, quantity, ''
+         FROM bundle_components WHERE bundle_variant_id IN ({list})
+         UNION ALL
+         SELECT CAST(1 AS BIGINT), variant_id, CAST(SUM(quantity) AS BIGINT), CAST(0 AS BIGINT),
+           MIN(expires_on)
+         FROM lots
+         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN (
+           SELECT id FROM variants WHERE id IN ({list})
+           UNION
+           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))
+         GROUP BY variant_id"
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
     for id in variant_ids {
         query = query.bind(*id);
     }
-    for row in query.fetch_all(&mut *conn).await? {
-        components
-            .entry(row.try_get(0)?)
-            .or_default()
-            .push((row.try_get(1)?, row.try_get(2)?));
-    }
-
-    let all: BTreeSet<i64> = variant_ids
-        .iter()
-        .copied()
-        .chain(components.values().flatten().map(|(id, _)| *id))
-        .collect();
-    let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
-    let sql = format!(
-        "SELECT variant_id, CAST(SUM(quantity) AS BIGINT), MIN(expires_on) FROM lots
-         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN ({})
-         GROUP BY variant_id",
-        placeholders(2, all.len())
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
-    for id in &all {
-        query = query.bind(*id);
-    }
+    let mut components: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
     let mut direct: HashMap<i64, (i64, String)> = HashMap::new();
     for row in query.fetch_all(&mut *conn).await? {
-        direct.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        if row.try_get::<i64, _>(0)? == 0 {
+            components
+                .entry(row.try_get(1)?)
+                .or_default()
+                .push((row.try_get(2)?, row.try_get(3)?));
+        } else {
+            direct.insert(row.try_get(1)?, (row.try_get(2)?, row.try_get(4)?));
+        }
     }
 
     let threshold = settings.low_stock_threshold;
@@ -226,23 +222,37 @@ pub struct StockChange<'a> {
     pub reference: Option<&'a str>,
 }
 
-/// Slugs of the products whose shown stock depends on `variant_id`: its own product and
+/// Slugs of the products whose shown stock depends on each variant: its own product and
 /// every bundle that contains it. Stock events carry them so caches can be invalidated.
-pub async fn affected_products(conn: &mut AnyConnection, variant_id: i64) -> Result<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT p.slug FROM products p JOIN variants v ON v.product_id = p.id WHERE v.id = $1
+async fn affected_products_of(
+    conn: &mut AnyConnection,
+    variant_ids: &BTreeSet<i64>,
+) -> Result<HashMap<i64, Vec<String>>> {
+    let list = placeholders(1, variant_ids.len());
+    let sql = format!(
+        "SELECT v.id, p.slug FROM products p JOIN variants v ON v.product_id = p.id
+         WHERE v.id IN ({list})
          UNION
-         SELECT p.slug FROM bundle_components bc
+         SELECT bc.component_variant_id, p.slug FROM bundle_components bc
            JOIN variants v ON v.id = bc.bundle_variant_id
            JOIN products p ON p.id = v.product_id
-         WHERE bc.component_variant_id = $1",
-    )
-    .bind(variant_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| row.try_get::<String, _>(0).map_err(Error::from))
-        .collect()
+         WHERE bc.component_variant_id IN ({list})"
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for id in variant_ids {
+        query = query.bind(*id);
+    }
+    let mut slugs: HashMap<i64, Vec<String>> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        slugs
+            .entry(row.try_get(0)?)
+            .or_default()
+            .push(row.try_get(1)?);
+    }
+    for list in slugs.values_mut() {
+        list.sort();
+    }
+    Ok(slugs)
 }
 
 /// Changes a lot's quantity by `delta`, refusing to go below zero, and writes the ledger
@@ -362,7 +372,10 @@ pub async fn apply_lot_change(
     .await?
     .try_get(0)?;
     crate::failpoint::hit("inventory.after_ledger");
-    let products = affected_products(conn, variant_id).await?;
+    let products = affected_products_of(conn, &BTreeSet::from([variant_id]))
+        .await?
+        .remove(&variant_id)
+        .unwrap_or_default();
     crate::bus::record(
         conn,
         "variant",
@@ -407,7 +420,7 @@ pub async fn allocate(
     settings: &StoreSettings,
     change: &StockChange<'_>,
 ) -> Result<Vec<Allocation>> {
-    let (allocations, applied) = reserve(conn, variant_id, quantity, settings, change).await?;
+    let (allocations, applied) = reserve(conn, &[(variant_id, quantity)], settings, change).await?;
     audit_changes(conn, &applied, change).await?;
     Ok(allocations)
 }
@@ -429,105 +442,140 @@ pub async fn audit_changes(
     Ok(())
 }
 
-/// [`allocate`] without the audit entries, for a transaction that reserves several
-/// variants: it audits them all at the end with [`audit_changes`], so no transaction
-/// holds the audit head while it waits for a lot another one has locked.
+/// A sellable lot as read for a reservation.
+struct SellableLot {
+    id: i64,
+    batch: String,
+    expires_on: String,
+    quantity: i64,
+}
+
+/// [`allocate`] of several variants (each `(variant id, units)`) at once, without the
+/// audit entries: a checkout reserves its whole cart with it and audits nothing, other
+/// callers audit with [`audit_changes`] once every lot is locked. The stock is read in one
+/// statement, lots are taken in variant-id order (so two reservations never wait on each
+/// other in a circle), and the ledger entries and `stock.changed` events are written in
+/// one statement each.
 pub async fn reserve(
     conn: &mut AnyConnection,
-    variant_id: i64,
-    quantity: i64,
+    wanted: &[(i64, i64)],
     settings: &StoreSettings,
     change: &StockChange<'_>,
 ) -> Result<(Vec<Allocation>, Vec<AppliedChange>)> {
-    if quantity <= 0 {
+    if wanted.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    if wanted.iter().any(|(_, quantity)| *quantity <= 0) {
         return Err(Error::invalid("quantity", "must be at least 1"));
     }
-    let parts: Vec<(i64, i64)> = sqlx::query(
-        "SELECT component_variant_id, quantity FROM bundle_components WHERE bundle_variant_id = $1
-         ORDER BY component_variant_id",
-    )
-    .bind(variant_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()?;
-    let wanted: Vec<(i64, i64)> = if parts.is_empty() {
-        vec![(variant_id, quantity)]
-    } else {
-        parts
-            .iter()
-            .map(|(component, per)| (*component, per.saturating_mul(quantity)))
-            .collect()
-    };
-
+    let ids: BTreeSet<i64> = wanted.iter().map(|(id, _)| *id).collect();
     let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
+    // Bundle compositions and the sellable lots of the variants and of their components,
+    // told apart by the first column.
+    let list = placeholders(2, ids.len());
+    let sql = format!(
+        "SELECT CAST(0 AS BIGINT), bundle_variant_id, component_variant_id, quantity, '', ''
+         FROM bundle_components WHERE bundle_variant_id IN ({list})
+         UNION ALL
+         SELECT CAST(1 AS BIGINT), id, variant_id, quantity, batch, expires_on FROM lots
+         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN (
+           SELECT id FROM variants WHERE id IN ({list})
+           UNION
+           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))"
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    let mut parts: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    let mut lots: HashMap<i64, Vec<SellableLot>> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        if row.try_get::<i64, _>(0)? == 0 {
+            parts
+                .entry(row.try_get(1)?)
+                .or_default()
+                .push((row.try_get(2)?, row.try_get(3)?));
+        } else {
+            lots.entry(row.try_get(2)?).or_default().push(SellableLot {
+                id: row.try_get(1)?,
+                quantity: row.try_get(3)?,
+                batch: row.try_get(4)?,
+                expires_on: row.try_get(5)?,
+            });
+        }
+    }
+    // Units needed of each variant that has lots: a bundle's are its components'.
+    let mut needed_by_variant: BTreeMap<i64, i64> = BTreeMap::new();
+    for (variant_id, quantity) in wanted {
+        match parts.get(variant_id) {
+            Some(components) => {
+                for (component, per_bundle) in components {
+                    let units = needed_by_variant.entry(*component).or_default();
+                    *units = units.saturating_add(per_bundle.saturating_mul(*quantity));
+                }
+            }
+            None => {
+                let units = needed_by_variant.entry(*variant_id).or_default();
+                *units = units.saturating_add(*quantity);
+            }
+        }
+    }
+
     let mut allocations: Vec<Allocation> = Vec::new();
-    let mut applied = Vec::new();
-    for (variant, mut needed) in wanted {
-        let lots = sqlx::query(
-            "SELECT id, batch, expires_on, quantity FROM lots
-             WHERE variant_id = $1 AND expires_on >= $2 AND quantity > 0
-             ORDER BY expires_on, id",
-        )
-        .bind(variant)
-        .bind(&cutoff)
-        .fetch_all(&mut *conn)
-        .await?;
-        for lot in &lots {
+    let mut applied: Vec<AppliedChange> = Vec::new();
+    for (variant, mut needed) in needed_by_variant {
+        let mut sellable = lots.remove(&variant).unwrap_or_default();
+        sellable.sort_by(|a, b| (&a.expires_on, a.id).cmp(&(&b.expires_on, b.id)));
+        for lot in &sellable {
             if needed == 0 {
                 break;
             }
-            let lot_id: i64 = lot.try_get(0)?;
-            // First with the quantity just read. The conditional update in
-            // apply_lot_change re-checks it under the row lock; when a concurrent change
-            // got there first, the lot is read again.
-            let mut known: Option<i64> = Some(lot.try_get(3)?);
+            // First with the quantity just read. The conditional update re-checks it
+            // under the row lock; when a concurrent change got there first, the lot is
+            // read again.
+            let mut known = Some(lot.quantity);
+            let mut taken = 0i64;
+            let mut left = 0i64;
             loop {
                 let current = match known.take() {
                     Some(quantity) => quantity,
-                    None => {
-                        let Some(row) = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
-                            .bind(lot_id)
-                            .fetch_optional(&mut *conn)
-                            .await?
-                        else {
-                            break;
-                        };
-                        row.try_get::<i64, _>(0)?
-                    }
+                    None => match lot_quantity(conn, lot.id).await? {
+                        Some(quantity) => quantity,
+                        None => break,
+                    },
                 };
                 let take = current.min(needed);
                 if take <= 0 {
                     break;
                 }
-                match apply_lot_change(conn, lot_id, -take, change).await {
-                    Ok(done) => {
-                        let left = done.quantity_after;
-                        applied.push(done);
-                        needed -= take;
-                        match allocations.last_mut() {
-                            Some(last) if last.lot_id == lot_id => {
-                                last.quantity += take;
-                            }
-                            _ => allocations.push(Allocation {
-                                lot_id,
-                                variant_id: variant,
-                                batch: lot.try_get(1)?,
-                                expires_on: lot.try_get(2)?,
-                                quantity: take,
-                            }),
-                        }
-                        // The lot had grown since it was read: it still ships first.
-                        if needed > 0 && left > 0 {
-                            known = Some(left);
-                            continue;
-                        }
-                        break;
-                    }
-                    Err(Error::Conflict { .. }) => continue,
-                    Err(other) => return Err(other),
+                let Some(after) = take_from_lot(conn, lot.id, take).await? else {
+                    continue;
+                };
+                taken += take;
+                needed -= take;
+                left = after;
+                // The lot had grown since it was read: it still ships first.
+                if needed > 0 && after > 0 {
+                    known = Some(after);
+                    continue;
                 }
+                break;
+            }
+            if taken > 0 {
+                applied.push(AppliedChange {
+                    lot_id: lot.id,
+                    variant_id: variant,
+                    delta: -taken,
+                    quantity_after: left,
+                    ledger_id: 0,
+                });
+                allocations.push(Allocation {
+                    lot_id: lot.id,
+                    variant_id: variant,
+                    batch: lot.batch.clone(),
+                    expires_on: lot.expires_on.clone(),
+                    quantity: taken,
+                });
             }
         }
         if needed > 0 {
@@ -537,7 +585,95 @@ pub async fn reserve(
             ));
         }
     }
+    write_ledger(conn, &mut applied, change).await?;
     Ok((allocations, applied))
+}
+
+async fn lot_quantity(conn: &mut AnyConnection, lot_id: i64) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
+        .bind(lot_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// Takes `units` from a lot unless that would take it below zero; the quantity left, or
+/// None when the lot holds fewer now.
+async fn take_from_lot(conn: &mut AnyConnection, lot_id: i64, units: i64) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE lots SET quantity = quantity - $1, updated_at = $2
+         WHERE id = $3 AND quantity >= $1
+         RETURNING quantity",
+    )
+    .bind(units)
+    .bind(crate::time::now())
+    .bind(lot_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// The ledger entries (one statement) and `stock.changed` events (one statement) of lot
+/// changes already made; fills in each change's ledger id.
+async fn write_ledger(
+    conn: &mut AnyConnection,
+    applied: &mut [AppliedChange],
+    change: &StockChange<'_>,
+) -> Result<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let now = crate::time::now();
+    let mut ledger_ids: HashMap<i64, i64> = HashMap::new();
+    for chunk in applied.chunks(100) {
+        let sql = format!(
+            "INSERT INTO stock_ledger (lot_id, variant_id, delta, quantity_after, reason, actor, note, reference, created_at)
+             VALUES {} RETURNING id, lot_id",
+            crate::store::value_rows(chunk.len(), 9)
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for lot_change in chunk {
+            insert = insert
+                .bind(lot_change.lot_id)
+                .bind(lot_change.variant_id)
+                .bind(lot_change.delta)
+                .bind(lot_change.quantity_after)
+                .bind(change.reason.as_str())
+                .bind(change.actor)
+                .bind(change.note)
+                .bind(change.reference)
+                .bind(&now);
+        }
+        for row in insert.fetch_all(&mut *conn).await? {
+            ledger_ids.insert(row.try_get(1)?, row.try_get(0)?);
+        }
+    }
+    crate::failpoint::hit("inventory.after_ledger");
+    let variant_ids: BTreeSet<i64> = applied.iter().map(|a| a.variant_id).collect();
+    let products = affected_products_of(conn, &variant_ids).await?;
+    let mut events = Vec::with_capacity(applied.len());
+    for lot_change in applied.iter_mut() {
+        // Each lot appears once in a reservation, so its ledger row is its own.
+        lot_change.ledger_id = ledger_ids
+            .get(&lot_change.lot_id)
+            .copied()
+            .unwrap_or_default();
+        events.push(crate::bus::NewEvent {
+            aggregate_type: "variant",
+            aggregate_id: lot_change.variant_id.to_string(),
+            event_type: "stock.changed",
+            payload: serde_json::json!({
+                "variant_id": lot_change.variant_id,
+                "lot_id": lot_change.lot_id,
+                "delta": lot_change.delta,
+                "quantity_after": lot_change.quantity_after,
+                "reason": change.reason.as_str(),
+                "products": products.get(&lot_change.variant_id).cloned().unwrap_or_default(),
+            }),
+        });
+    }
+    crate::bus::record_all(conn, &events).await?;
+    Ok(())
 }
 
 // ---- locations and receiving ---------------------------------------------------------

@@ -229,36 +229,35 @@ fn new_order_number() -> String {
 
 /// The shipping rate for a method, country and parcel weight: the country's own rates
 /// before the `*` ones, the lightest band that takes the weight.
-async fn shipping_rate(
-    conn: &mut sqlx::AnyConnection,
+/// The price of shipping a parcel of `weight` grams by method `code` to `country` (None
+/// when the method does not go there at that weight), and the country's tax rate in
+/// basis points: both merchant-set tables, read in one statement.
+async fn shipping_and_tax(
+    db: &crate::store::Db,
     code: &str,
     country: &str,
     weight: i64,
     currency: &str,
-) -> Result<Option<i64>> {
+) -> Result<(Option<i64>, i64)> {
     let row = sqlx::query(
-        "SELECT price_minor FROM shipping_rates
-         WHERE code = $1 AND (country = $2 OR country = '*') AND max_weight_grams >= $3 AND currency = $4
-         ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END, max_weight_grams LIMIT 1",
+        "SELECT
+           (SELECT price_minor FROM shipping_rates
+            WHERE code = $1 AND (country = $2 OR country = '*') AND max_weight_grams >= $3
+              AND currency = $4
+            ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END, max_weight_grams LIMIT 1),
+           (SELECT rate_bp FROM tax_rates WHERE country = $2 OR country = '*'
+            ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END LIMIT 1)",
     )
     .bind(code)
     .bind(country)
     .bind(weight)
     .bind(currency)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&db.pool)
     .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
-}
-
-async fn tax_rate_bp(conn: &mut sqlx::AnyConnection, country: &str) -> Result<i64> {
-    let row = sqlx::query(
-        "SELECT rate_bp FROM tax_rates WHERE country = $1 OR country = '*'
-         ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END LIMIT 1",
-    )
-    .bind(country)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    Ok((
+        row.try_get(0)?,
+        row.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+    ))
 }
 
 /// Tax on an amount at a rate in basis points, rounded half up.
@@ -287,18 +286,9 @@ pub async fn checkout(
     input: CheckoutRequest,
 ) -> Result<(Order, bool)> {
     check_idempotency_key(idempotency_key)?;
-    if let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await? {
-        if made_from != cart_id {
-            return Err(Error::conflict(
-                Some("Idempotency-Key"),
-                "this Idempotency-Key was used for another cart",
-            ));
-        }
-        if let Some(token) = &input.payment_token {
-            authorize(state, order_id, token).await?;
-        }
-        return Ok((load(state, order_id, true).await?, false));
-    }
+    // A key already used is found without a lookup of its own: its cart is no longer
+    // open (the retry answers the order made from it), or the order's INSERT below
+    // meets the key's unique index (a key used for another cart).
     let mut problems = Problems::new();
     if let Some(token) = &input.payment_token {
         check_payment_token(&mut problems, token);
@@ -358,6 +348,31 @@ pub async fn checkout(
         &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
     )?;
 
+    let weight = cart.lines.iter().fold(0i64, |total, line| {
+        total.saturating_add(
+            line.facts
+                .weight_grams
+                .saturating_mul(i64::from(line.quantity)),
+        )
+    });
+    let (shipping, rate_bp) = shipping_and_tax(
+        &state.db,
+        input.shipping_method.trim(),
+        &country,
+        weight,
+        &currency,
+    )
+    .await?;
+    let Some(shipping) = shipping else {
+        return Err(Error::invalid(
+            "shipping_method",
+            format!(
+                "no `{}` shipping to {country} for this parcel",
+                input.shipping_method.trim()
+            ),
+        ));
+    };
+
     let mut tx = state.db.begin().await?;
     // The cart is taken inside the transaction: a second checkout of it waits here and
     // then finds it ordered.
@@ -376,31 +391,6 @@ pub async fn checkout(
         }
         return Err(Error::conflict(None, "the cart was checked out already"));
     }
-    let weight = cart.lines.iter().fold(0i64, |total, line| {
-        total.saturating_add(
-            line.facts
-                .weight_grams
-                .saturating_mul(i64::from(line.quantity)),
-        )
-    });
-    let Some(shipping) = shipping_rate(
-        &mut tx,
-        input.shipping_method.trim(),
-        &country,
-        weight,
-        &currency,
-    )
-    .await?
-    else {
-        return Err(Error::invalid(
-            "shipping_method",
-            format!(
-                "no `{}` shipping to {country} for this parcel",
-                input.shipping_method.trim()
-            ),
-        ));
-    };
-    let rate_bp = tax_rate_bp(&mut tx, &country).await?;
     let goods = cart.total_minor;
     let tax = tax_on(goods.saturating_add(shipping), rate_bp);
     let total = goods.saturating_add(shipping).saturating_add(tax);
@@ -414,7 +404,7 @@ pub async fn checkout(
         .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
         .transpose()?;
     let attempted_at = token_enc.as_ref().map(|_| now.clone());
-    let order_id: i64 = sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
             shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at,
@@ -441,8 +431,27 @@ pub async fn checkout(
     .bind(&token_enc)
     .bind(&attempted_at)
     .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)?;
+    .await;
+    let order_id: i64 = match inserted {
+        Ok(row) => row.try_get(0)?,
+        Err(err) if crate::store::is_unique_violation(&err) => {
+            drop(tx);
+            return match order_by_key(state, idempotency_key).await? {
+                Some((_, made_from)) if made_from != cart_id => Err(Error::conflict(
+                    Some("Idempotency-Key"),
+                    "this Idempotency-Key was used for another cart",
+                )),
+                // Its cart is open again (a declined payment reopens it): the order the
+                // key made answers, as it did when the key was first used.
+                Some(_) => match replay(state, idempotency_key, cart_id, &input).await? {
+                    Some(done) => Ok(done),
+                    None => Err(err.into()),
+                },
+                None => Err(err.into()),
+            };
+        }
+        Err(err) => return Err(err.into()),
+    };
     let settings = state.cache.store_settings(&mut tx).await?;
     let actor = customer.map_or("guest", |c| c.pseudonym.as_str());
     let stock_change = StockChange {
@@ -451,8 +460,6 @@ pub async fn checkout(
         note: None,
         reference: Some(&number),
     };
-    // Lots in one order (by variant id) across checkouts, so two checkouts never wait on
-    // each other in a circle.
     // The line's title on the order is the product's name with the variant's, as the
     // shopper saw them: later catalog edits do not rewrite what was bought.
     let mut by_variant: Vec<(String, &crate::cart::CartLine)> = cart
@@ -469,7 +476,6 @@ pub async fn checkout(
         })
         .collect();
     by_variant.sort_by_key(|(_, line)| line.facts.variant_id);
-    let mut allocations = Vec::new();
     let mut event_lines = Vec::with_capacity(by_variant.len());
     let mut adjustments_json = Vec::with_capacity(by_variant.len());
     for (title, line) in &by_variant {
@@ -479,16 +485,15 @@ pub async fn checkout(
         }));
         adjustments_json
             .push(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?);
-        let (taken, _ledgered) = crate::inventory::reserve(
-            &mut tx,
-            line.facts.variant_id,
-            i64::from(line.quantity),
-            &settings,
-            &stock_change,
-        )
-        .await?;
-        allocations.extend(taken);
     }
+    // The whole cart at once: lots are taken in variant-id order across checkouts, so
+    // two checkouts never wait on each other in a circle.
+    let wanted: Vec<(i64, i64)> = by_variant
+        .iter()
+        .map(|(_, line)| (line.facts.variant_id, i64::from(line.quantity)))
+        .collect();
+    let (allocations, _ledgered) =
+        crate::inventory::reserve(&mut tx, &wanted, &settings, &stock_change).await?;
     // The order's lines and allocations, each in one statement.
     let sql = format!(
         "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
@@ -554,18 +559,57 @@ pub async fn checkout(
     // privacy and stock-adjustment actions, and writing to its chain would make every
     // checkout queue on the chain's one head row.
     tx.commit().await?;
+    // The answer is the order as written, not read back.
+    let mut order = Order {
+        number: number.clone(),
+        status: OrderStatus::Pending,
+        currency: currency.clone(),
+        lines: by_variant
+            .iter()
+            .map(|(title, line)| OrderLine {
+                sku: line.sku.clone(),
+                title: title.clone(),
+                quantity: i64::from(line.quantity),
+                subscription: line.subscription,
+                unit_price_minor: line.unit_price.amount_minor,
+                adjustments: line.adjustments.clone(),
+                total_minor: line.total.amount_minor,
+            })
+            .collect(),
+        subtotal_minor: cart.subtotal_minor,
+        adjustments_minor: cart.adjustments_total_minor,
+        shipping_minor: shipping,
+        tax_minor: tax,
+        total_minor: total,
+        shipping_method: input.shipping_method.trim().to_owned(),
+        tracking_number: None,
+        payment_reference: None,
+        refunded_minor: 0,
+        email: Some(email),
+        shipping_address: Some(address),
+        created_at: now.clone(),
+        updated_at: now,
+    };
     if let Some(token) = &input.payment_token {
         let facts = PaymentFacts {
-            number: number.clone(),
+            number,
             status: OrderStatus::Pending,
             total_minor: total,
-            currency: currency.clone(),
+            currency,
             payment_reference: None,
             refunded_minor: 0,
         };
-        authorize_recorded(state, order_id, &facts, token).await?;
+        match authorize_recorded(state, order_id, &facts, token).await? {
+            Some(recorded) => {
+                order.status = recorded.status;
+                order.payment_reference = Some(recorded.payment_reference);
+                order.updated_at = recorded.at;
+            }
+            // Something else moved the order meanwhile: it is read as it is now.
+            None => order = load(state, order_id, true).await?,
+        }
     }
-    Ok((load(state, order_id, true).await?, true))
+    Ok((order, true))
 }
 
 /// The order a checkout with this key already made from this cart, if any (paid now if
@@ -1037,16 +1081,25 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
     .bind(order_id)
     .execute(&state.db.pool)
     .await?;
-    authorize_recorded(state, order_id, &facts, token).await
+    authorize_recorded(state, order_id, &facts, token).await?;
+    Ok(())
+}
+
+/// What an authorisation wrote on the order.
+struct PaymentRecorded {
+    status: OrderStatus,
+    payment_reference: String,
+    at: String,
 }
 
 /// [`authorize`] once the attempt is on record (a new order records it with itself).
+/// Answers what it wrote on the order, or None when the order had moved on meanwhile.
 async fn authorize_recorded(
     state: &AppState,
     order_id: i64,
     facts: &PaymentFacts,
     token: &str,
-) -> Result<()> {
+) -> Result<Option<PaymentRecorded>> {
     let outcome = crate::plugins::payments::call(
         &state.plugins,
         None,
@@ -1063,6 +1116,7 @@ async fn authorize_recorded(
     match outcome {
         PaymentOutcome::Done(result) => match result.status {
             plugin_types::PaymentStatus::Approved => {
+                let at = crate::time::now();
                 let mut tx = state.db.begin().await?;
                 let moved = sqlx::query(
                     "UPDATE orders SET status = 'paid', payment_reference = $1, updated_at = $2,
@@ -1070,11 +1124,12 @@ async fn authorize_recorded(
                      WHERE id = $3 AND status = 'pending'",
                 )
                 .bind(&result.processor_reference)
-                .bind(crate::time::now())
+                .bind(&at)
                 .bind(order_id)
                 .execute(&mut *tx)
                 .await?;
-                if moved.rows_affected() > 0 {
+                let moved = moved.rows_affected() > 0;
+                if moved {
                     crate::bus::record(
                         &mut tx,
                         "order",
@@ -1085,18 +1140,28 @@ async fn authorize_recorded(
                     .await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(moved.then_some(PaymentRecorded {
+                    status: OrderStatus::Paid,
+                    payment_reference: result.processor_reference,
+                    at,
+                }))
             }
             plugin_types::PaymentStatus::Pending => {
-                sqlx::query(
-                    "UPDATE orders SET payment_reference = $1, updated_at = $2 WHERE id = $3",
+                let at = crate::time::now();
+                let moved = sqlx::query(
+                    "UPDATE orders SET payment_reference = $1, updated_at = $2
+                     WHERE id = $3 AND status = 'pending'",
                 )
                 .bind(&result.processor_reference)
-                .bind(crate::time::now())
+                .bind(&at)
                 .bind(order_id)
                 .execute(&state.db.pool)
                 .await?;
-                Ok(())
+                Ok((moved.rows_affected() > 0).then_some(PaymentRecorded {
+                    status: OrderStatus::Pending,
+                    payment_reference: result.processor_reference,
+                    at,
+                }))
             }
             plugin_types::PaymentStatus::Declined => {
                 cancel_unpaid(state, order_id, &facts.number).await?;

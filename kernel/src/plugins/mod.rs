@@ -216,10 +216,12 @@ fn setting_fingerprint(value: &str) -> String {
 }
 
 impl Plugins {
-    pub fn new(runtime: Arc<Runtime>, db: Db, bus: Bus) -> Plugins {
+    /// `background_db` writes the decision log (see [`Db::connect_background`]: a
+    /// record lost with a database crash costs an explanation, never a sale).
+    pub fn new(runtime: Arc<Runtime>, db: Db, background_db: Db, bus: Bus) -> Plugins {
         Plugins {
             runtime,
-            decisions: decisions::DecisionLog::start(db.clone()),
+            decisions: decisions::DecisionLog::start(background_db),
             db,
             bus,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),

@@ -242,7 +242,9 @@ pub struct Quote {
     pub input_hash: String,
 }
 
-struct VariantRow {
+/// What a quote reads of a variant and its product.
+#[derive(Debug, Clone)]
+pub(crate) struct VariantRow {
     variant_id: i64,
     title: String,
     price_minor: i64,
@@ -254,8 +256,54 @@ struct VariantRow {
     product_name: String,
 }
 
+/// The columns [`VariantRow::from_row`] reads, in its order, over `variants v` joined to
+/// `products p`; a caller that reads lines can select them in the same statement (a
+/// macro, so it can be `concat!`ed into another constant).
+macro_rules! variant_columns {
+    () => {
+        "v.sku, v.id, v.title, v.price_minor, v.currency, p.id, p.slug, p.product_type, v.weight_grams, p.name"
+    };
+}
+pub(crate) use variant_columns;
+const VARIANT_COLUMNS: &str = variant_columns!();
+
+impl VariantRow {
+    pub(crate) fn variant_id(&self) -> i64 {
+        self.variant_id
+    }
+
+    /// The SKU and the row from [`VARIANT_COLUMNS`] starting at column `at`.
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow, at: usize) -> Result<(String, VariantRow)> {
+        Ok((
+            row.try_get(at)?,
+            VariantRow {
+                variant_id: row.try_get(at + 1)?,
+                title: row.try_get(at + 2)?,
+                price_minor: row.try_get(at + 3)?,
+                currency: row.try_get(at + 4)?,
+                product_id: row.try_get(at + 5)?,
+                slug: row.try_get(at + 6)?,
+                product_type: row.try_get(at + 7)?,
+                weight_grams: row.try_get(at + 8)?,
+                product_name: row.try_get(at + 9)?,
+            },
+        ))
+    }
+}
+
 /// Builds the cart the plugins see from SKUs, prices it and totals it.
 pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result<Quote> {
+    quote_with(db, plugins, request, None).await
+}
+
+/// [`quote`] with the variants of its SKUs already read (those of active products, by
+/// SKU), as a cart reads them with its lines.
+pub(crate) async fn quote_with(
+    db: &Db,
+    plugins: &Plugins,
+    request: &QuoteRequest,
+    known: Option<HashMap<String, VariantRow>>,
+) -> Result<Quote> {
     let mut problems = Problems::new();
     problems.check(
         !request.lines.is_empty(),
@@ -283,35 +331,30 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
         seen.dedup();
         seen
     };
-    let mut conn = db.pool.acquire().await?;
-    let sql = format!(
-        "SELECT v.sku, v.id, v.title, v.price_minor, v.currency, p.id, p.slug, p.product_type,
-            v.weight_grams, p.name
-         FROM variants v JOIN products p ON p.id = v.product_id
-         WHERE p.status = 'active' AND v.sku IN ({})",
-        placeholders(1, skus.len())
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for sku in &skus {
-        query = query.bind(*sku);
-    }
-    let mut variants: HashMap<String, VariantRow> = HashMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        variants.insert(
-            row.try_get(0)?,
-            VariantRow {
-                variant_id: row.try_get(1)?,
-                title: row.try_get(2)?,
-                price_minor: row.try_get(3)?,
-                currency: row.try_get(4)?,
-                product_id: row.try_get(5)?,
-                slug: row.try_get(6)?,
-                product_type: row.try_get(7)?,
-                weight_grams: row.try_get(8)?,
-                product_name: row.try_get(9)?,
-            },
-        );
-    }
+    let variants = match known {
+        Some(mut variants) => {
+            variants.retain(|sku, _| skus.binary_search(&sku.as_str()).is_ok());
+            variants
+        }
+        None => {
+            let sql = format!(
+                "SELECT {VARIANT_COLUMNS}
+                 FROM variants v JOIN products p ON p.id = v.product_id
+                 WHERE p.status = 'active' AND v.sku IN ({})",
+                placeholders(1, skus.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for sku in &skus {
+                query = query.bind(*sku);
+            }
+            let mut variants = HashMap::new();
+            for row in query.fetch_all(&db.pool).await? {
+                let (sku, variant) = VariantRow::from_row(&row, 0)?;
+                variants.insert(sku, variant);
+            }
+            variants
+        }
+    };
     let mut problems = Problems::new();
     for (i, line) in request.lines.iter().enumerate() {
         if !variants.contains_key(&line.sku) {
@@ -356,7 +399,7 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
         query = query.bind(*id);
     }
     let rows = if products_read {
-        query.fetch_all(&mut *conn).await?
+        query.fetch_all(&db.pool).await?
     } else {
         Vec::new()
     };
@@ -369,7 +412,6 @@ pub async fn quote(db: &Db, plugins: &Plugins, request: &QuoteRequest) -> Result
             categories.entry(id).or_default().push(value);
         }
     }
-    drop(conn);
     let product_index: HashMap<i64, u32> = product_ids
         .iter()
         .enumerate()

@@ -108,6 +108,53 @@ async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {
 }
 
 both_backends! {
+    async fn a_bundle_and_its_component_in_one_cart_take_the_components_lots(backend: Backend) {
+        use sqlx::Row;
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let kit = app.admin_post("/api/v1/admin/products", &json!({
+            "slug": "mag-3-pack", "name": "3 x Magnesium", "product_type": "bundle",
+            "attributes": {"kind": "multipack"},
+            "variants": [{"sku": "MAG-3PK", "title": "3-pack", "price_minor": 4999, "currency": "EUR",
+                          "weight_grams": 400, "components": [{"sku": "MAG-60", "quantity": 3}]}]
+        })).await;
+        assert_eq!(kit.status, StatusCode::CREATED, "{}", kit.text());
+        let cart = send(&app, Method::POST, "/api/v1/carts", None, None).await.json()["id"].as_str().unwrap().to_owned();
+        for (sku, quantity) in [("MAG-3PK", 2), ("MAG-60", 3)] {
+            let r = send(&app, Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+                Some(json!({"sku": sku, "quantity": quantity}))).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+        let r = checkout(&app, &cart, None, Some("kit-1"), checkout_body()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let number = r.json()["number"].as_str().unwrap().to_owned();
+        assert_eq!(r.json()["lines"].as_array().unwrap().len(), 2);
+        // 2 bundles of 3 and 3 singles: 9 units from the one lot, in one allocation
+        // and one ledger entry naming the order.
+        assert_eq!(lot_quantity(&app, lot).await, 1);
+        let pool = &app.kernel.state.db.pool;
+        let allocated: Vec<(i64, i64)> = sqlx::query("SELECT lot_id, quantity FROM order_allocations")
+            .fetch_all(pool).await.unwrap().iter().map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap())).collect();
+        assert_eq!(allocated, vec![(lot, 9)]);
+        let ledger: Vec<(i64, i64, String)> = sqlx::query(
+            "SELECT delta, quantity_after, reference FROM stock_ledger WHERE reason = 'allocated'")
+            .fetch_all(pool).await.unwrap().iter()
+            .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap(), r.try_get(2).unwrap())).collect();
+        assert_eq!(ledger, vec![(-9, 1, number)]);
+        // The stock event names the product and the bundle, whose pages show this stock.
+        let payload: String = sqlx::query("SELECT payload FROM outbox WHERE event_type = 'stock.changed' ORDER BY id DESC")
+            .fetch_one(pool).await.unwrap().try_get(0).unwrap();
+        let event: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!((event["delta"].as_i64(), event["quantity_after"].as_i64()), (Some(-9), Some(1)), "{event}");
+        assert_eq!(event["products"], json!(["mag", "mag-3-pack"]), "{event}");
+        // One more bundle is more than is left.
+        let cart = send(&app, Method::POST, "/api/v1/carts", None, None).await.json()["id"].as_str().unwrap().to_owned();
+        let r = send(&app, Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+            Some(json!({"sku": "MAG-3PK", "quantity": 1}))).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        app.stop().await;
+    }
+
     async fn a_guest_checks_out_once_per_idempotency_key(backend: Backend) {
         let app = TestApp::start(backend).await;
         let lot = store(&app, 10).await;
@@ -116,6 +163,9 @@ both_backends! {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         let order = r.json();
         assert_eq!(order["status"], "pending");
+        // The answer is the order as written: what staff read back is the same.
+        let number = order["number"].as_str().unwrap();
+        assert_eq!(app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json(), order);
         // 2 x 19.99 + 4.95 shipping, 21% tax on both (943.53 rounds to 944).
         assert_eq!((order["subtotal_minor"].as_i64(), order["shipping_minor"].as_i64(), order["tax_minor"].as_i64(), order["total_minor"].as_i64()),
             (Some(3998), Some(495), Some(944), Some(5437)), "{order}");

@@ -179,6 +179,8 @@ both_backends! {
         let order = r.json();
         assert_eq!(order["status"], "paid", "{order}");
         let number = order["number"].as_str().unwrap().to_owned();
+        // The checkout answers the order as it was written, not read back: the same.
+        assert_eq!(app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json(), order);
         let total = order["total_minor"].as_i64().unwrap();
         assert_eq!(total, 3998 + 500);
         let auths = authorizations(shop.processor, &number).await;
@@ -217,6 +219,18 @@ both_backends! {
         assert_eq!(lot_quantity(app, shop.lot).await, 10, "the reservation is released");
         let orders = app.admin_get("/api/v1/admin/orders").await.json();
         assert_eq!(orders[0]["status"], "cancelled", "{orders}");
+        // The cart is open again. The same key answers the cancelled order and places
+        // no other; a new key with another card pays.
+        let r = checkout(app, &c, "declined-1", &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!((r.json()["status"].as_str(), r.json()["number"].as_str()), (Some("cancelled"), orders[0]["number"].as_str()));
+        assert_eq!(app.count("orders").await, 1);
+        assert_eq!(lot_quantity(app, shop.lot).await, 10);
+        let good = tokenize(shop.processor, "4242424242424242").await;
+        let r = checkout(app, &c, "declined-2", &good).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["status"], "paid");
+        assert_eq!(lot_quantity(app, shop.lot).await, 7);
         shop.app.stop().await;
     }
 
