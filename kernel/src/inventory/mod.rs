@@ -327,6 +327,34 @@ pub async fn apply_lot_change(
     delta: i64,
     change: &StockChange<'_>,
 ) -> Result<AppliedChange> {
+    let Some((quantity_after, variant_id)) = update_lot_quantity(conn, lot_id, delta).await? else {
+        return Err(match lot_quantity(conn, lot_id).await? {
+            None => Error::not_found(format!("lot {lot_id}")),
+            Some(quantity) => Error::conflict(
+                Some("delta"),
+                format!("lot {lot_id} holds {quantity}; it cannot go below zero"),
+            ),
+        });
+    };
+    let mut applied = [AppliedChange {
+        lot_id,
+        variant_id,
+        delta,
+        quantity_after,
+        ledger_id: 0,
+    }];
+    write_ledger(conn, &mut applied, change).await?;
+    let [applied] = applied;
+    Ok(applied)
+}
+
+/// Adds `delta` to a lot's quantity unless that would take it below zero: the quantity
+/// after and the lot's variant, or None when the lot holds too few (or is not there).
+async fn update_lot_quantity(
+    conn: &mut AnyConnection,
+    lot_id: i64,
+    delta: i64,
+) -> Result<Option<(i64, i64)>> {
     let row = sqlx::query(
         "UPDATE lots SET quantity = quantity + $1, updated_at = $2
          WHERE id = $3 AND quantity + $1 >= 0
@@ -337,67 +365,9 @@ pub async fn apply_lot_change(
     .bind(lot_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else {
-        let exists = sqlx::query("SELECT quantity FROM lots WHERE id = $1")
-            .bind(lot_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        return Err(match exists {
-            None => Error::not_found(format!("lot {lot_id}")),
-            Some(row) => {
-                let quantity: i64 = row.try_get(0)?;
-                Error::conflict(
-                    Some("delta"),
-                    format!("lot {lot_id} holds {quantity}; it cannot go below zero"),
-                )
-            }
-        });
-    };
-    let quantity_after: i64 = row.try_get(0)?;
-    let variant_id: i64 = row.try_get(1)?;
-    let ledger_id: i64 = sqlx::query(
-        "INSERT INTO stock_ledger (lot_id, variant_id, delta, quantity_after, reason, actor, note, reference, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-    )
-    .bind(lot_id)
-    .bind(variant_id)
-    .bind(delta)
-    .bind(quantity_after)
-    .bind(change.reason.as_str())
-    .bind(change.actor)
-    .bind(change.note)
-    .bind(change.reference)
-    .bind(crate::time::now())
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
-    crate::failpoint::hit("inventory.after_ledger");
-    let products = affected_products_of(conn, &BTreeSet::from([variant_id]))
-        .await?
-        .remove(&variant_id)
-        .unwrap_or_default();
-    crate::bus::record(
-        conn,
-        "variant",
-        variant_id,
-        "stock.changed",
-        &serde_json::json!({
-            "variant_id": variant_id,
-            "lot_id": lot_id,
-            "delta": delta,
-            "quantity_after": quantity_after,
-            "reason": change.reason.as_str(),
-            "products": products,
-        }),
-    )
-    .await?;
-    Ok(AppliedChange {
-        lot_id,
-        variant_id,
-        delta,
-        quantity_after,
-        ledger_id,
-    })
+    Ok(row
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()?)
 }
 
 /// One lot's share of an allocation.
@@ -548,7 +518,7 @@ pub async fn reserve(
                 if take <= 0 {
                     break;
                 }
-                let Some(after) = take_from_lot(conn, lot.id, take).await? else {
+                let Some((after, _)) = update_lot_quantity(conn, lot.id, -take).await? else {
                     continue;
                 };
                 taken += take;
@@ -594,22 +564,6 @@ async fn lot_quantity(conn: &mut AnyConnection, lot_id: i64) -> Result<Option<i6
         .bind(lot_id)
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row.map(|row| row.try_get(0)).transpose()?)
-}
-
-/// Takes `units` from a lot unless that would take it below zero; the quantity left, or
-/// None when the lot holds fewer now.
-async fn take_from_lot(conn: &mut AnyConnection, lot_id: i64, units: i64) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "UPDATE lots SET quantity = quantity - $1, updated_at = $2
-         WHERE id = $3 AND quantity >= $1
-         RETURNING quantity",
-    )
-    .bind(units)
-    .bind(crate::time::now())
-    .bind(lot_id)
-    .fetch_optional(&mut *conn)
-    .await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }
 
