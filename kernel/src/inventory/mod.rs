@@ -76,6 +76,45 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// The bundle compositions of the variants whose placeholders are `list`: rows of
+/// `0, bundle, component, units per bundle` and `padding` empty text columns, read in
+/// one statement (`UNION ALL`) with the lots that [`sellable_lots_sql`] selects.
+fn compositions_sql(list: &str, padding: usize) -> String {
+    format!(
+        "SELECT CAST(0 AS BIGINT), bundle_variant_id, component_variant_id, quantity{}
+         FROM bundle_components WHERE bundle_variant_id IN ({list})",
+        ", ''".repeat(padding)
+    )
+}
+
+/// The condition on `lots` for what can be sold now (`$1`: the expiry cutoff) of the
+/// variants whose placeholders are `list` and of their components. The variants are
+/// an `IN (… UNION …)`, so PostgreSQL keeps the lots index.
+fn sellable_lots_sql(list: &str) -> String {
+    format!(
+        "expires_on >= $1 AND quantity > 0 AND variant_id IN (
+           SELECT id FROM variants WHERE id IN ({list})
+           UNION
+           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))"
+    )
+}
+
+/// Takes a row of [`compositions_sql`] into `parts` (bundle → (component, units));
+/// false when the row is a lot's instead.
+fn add_composition(
+    row: &sqlx::any::AnyRow,
+    parts: &mut HashMap<i64, Vec<(i64, i64)>>,
+) -> Result<bool> {
+    if row.try_get::<i64, _>(0)? != 0 {
+        return Ok(false);
+    }
+    parts
+        .entry(row.try_get(1)?)
+        .or_default()
+        .push((row.try_get(2)?, row.try_get(3)?));
+    Ok(true)
+}
+
 /// Availability of each variant in `variant_ids`; bundle variants are derived from their
 /// components. Variants with no sellable stock are present as out of stock.
 pub async fn availability(
@@ -91,17 +130,14 @@ pub async fn availability(
     let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
     let list = placeholders(2, variant_ids.len());
     let sql = format!(
-        "SELECT CAST(0 AS BIGINT), bundle_variant_id, component_variant_id, quantity, ''
-         FROM bundle_components WHERE bundle_variant_id IN ({list})
+        "{}
          UNION ALL
          SELECT CAST(1 AS BIGINT), variant_id, CAST(SUM(quantity) AS BIGINT), CAST(0 AS BIGINT),
            MIN(expires_on)
-         FROM lots
-         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN (
-           SELECT id FROM variants WHERE id IN ({list})
-           UNION
-           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))
-         GROUP BY variant_id"
+         FROM lots WHERE {}
+         GROUP BY variant_id",
+        compositions_sql(&list, 1),
+        sellable_lots_sql(&list)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
     for id in variant_ids {
@@ -110,12 +146,7 @@ pub async fn availability(
     let mut components: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
     let mut direct: HashMap<i64, (i64, String)> = HashMap::new();
     for row in query.fetch_all(&mut *conn).await? {
-        if row.try_get::<i64, _>(0)? == 0 {
-            components
-                .entry(row.try_get(1)?)
-                .or_default()
-                .push((row.try_get(2)?, row.try_get(3)?));
-        } else {
+        if !add_composition(&row, &mut components)? {
             direct.insert(row.try_get(1)?, (row.try_get(2)?, row.try_get(4)?));
         }
     }
@@ -444,14 +475,11 @@ pub async fn reserve(
     // told apart by the first column.
     let list = placeholders(2, ids.len());
     let sql = format!(
-        "SELECT CAST(0 AS BIGINT), bundle_variant_id, component_variant_id, quantity, '', ''
-         FROM bundle_components WHERE bundle_variant_id IN ({list})
+        "{}
          UNION ALL
-         SELECT CAST(1 AS BIGINT), id, variant_id, quantity, batch, expires_on FROM lots
-         WHERE expires_on >= $1 AND quantity > 0 AND variant_id IN (
-           SELECT id FROM variants WHERE id IN ({list})
-           UNION
-           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))"
+         SELECT CAST(1 AS BIGINT), id, variant_id, quantity, batch, expires_on FROM lots WHERE {}",
+        compositions_sql(&list, 2),
+        sellable_lots_sql(&list)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(&cutoff);
     for id in &ids {
@@ -460,12 +488,7 @@ pub async fn reserve(
     let mut parts: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
     let mut lots: HashMap<i64, Vec<SellableLot>> = HashMap::new();
     for row in query.fetch_all(&mut *conn).await? {
-        if row.try_get::<i64, _>(0)? == 0 {
-            parts
-                .entry(row.try_get(1)?)
-                .or_default()
-                .push((row.try_get(2)?, row.try_get(3)?));
-        } else {
+        if !add_composition(&row, &mut parts)? {
             lots.entry(row.try_get(2)?).or_default().push(SellableLot {
                 id: row.try_get(1)?,
                 quantity: row.try_get(3)?,

@@ -227,11 +227,10 @@ fn new_order_number() -> String {
     format!("OL-{}-{}", &code[..5], &code[5..])
 }
 
-/// The shipping rate for a method, country and parcel weight: the country's own rates
-/// before the `*` ones, the lightest band that takes the weight.
-/// The price of shipping a parcel of `weight` grams by method `code` to `country` (None
-/// when the method does not go there at that weight), and the country's tax rate in
-/// basis points: both merchant-set tables, read in one statement.
+/// The price of shipping a parcel of `weight` grams by method `code` to `country` (the
+/// country's own rates before the `*` ones, the lightest band that takes the weight;
+/// None when the method does not go there at that weight), and the country's tax rate
+/// in basis points: both merchant-set tables, read in one statement.
 async fn shipping_and_tax(
     db: &crate::store::Db,
     code: &str,
@@ -436,17 +435,16 @@ pub async fn checkout(
         Ok(row) => row.try_get(0)?,
         Err(err) if crate::store::is_unique_violation(&err) => {
             drop(tx);
+            // The key made an order from this cart, which is open again (a declined
+            // payment reopens it): that order answers, as when the key was first used.
+            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
+                return Ok(done);
+            }
             return match order_by_key(state, idempotency_key).await? {
-                Some((_, made_from)) if made_from != cart_id => Err(Error::conflict(
+                Some(_) => Err(Error::conflict(
                     Some("Idempotency-Key"),
                     "this Idempotency-Key was used for another cart",
                 )),
-                // Its cart is open again (a declined payment reopens it): the order the
-                // key made answers, as it did when the key was first used.
-                Some(_) => match replay(state, idempotency_key, cart_id, &input).await? {
-                    Some(done) => Ok(done),
-                    None => Err(err.into()),
-                },
                 None => Err(err.into()),
             };
         }
