@@ -1,8 +1,9 @@
-//! Application state and the kernel's lifecycle: connect, migrate, seed, start the event
-//! dispatcher, and stop it again.
+//! Application state and the kernel's lifecycle: connect, migrate, seed, start the bus
+//! and the job workers, and stop them again.
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -10,14 +11,25 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts::Keyring;
-use crate::bus::{Bus, Dispatcher};
+use crate::bus::{Bus, BusParts, BusRuntime, ClusterOnceConsumer, NodeLocalConsumer};
 use crate::cache::{CacheInvalidator, CatalogCache};
 use crate::config::ServeConfig;
+use crate::jobs::{JobRegistry, JobRuntime, Schedule};
 use crate::plugins::{PluginReloader, Plugins};
-use crate::store::Db;
+use crate::store::{Backend, Db, Reads};
+use crate::time::Clock;
 
+#[derive(Clone)]
 pub struct Inner {
+    /// The primary's pool for shoppers' and staff's requests.
     pub db: Db,
+    /// The pool of durable background work: job workers, cluster-once consumers, the
+    /// event sequencer. Never queues behind (or in front of) shoppers' requests.
+    pub work_db: Db,
+    /// Reads that tolerate lag (the catalog on a cache miss): the replica when fresh.
+    pub reads: Reads,
+    /// The kernel's clock: time-based work reads it, tests move it.
+    pub clock: Clock,
     pub bus: Bus,
     pub cache: CatalogCache,
     pub config: ServeConfig,
@@ -40,24 +52,46 @@ impl Deref for AppState {
     }
 }
 
+impl AppState {
+    /// The same kernel with `db` as its pool: background work runs domain code that
+    /// reads `state.db` without taking shoppers' connections.
+    pub fn on_pool(&self, db: Db) -> AppState {
+        let mut inner = (*self.0).clone();
+        inner.db = db;
+        AppState(Arc::new(inner))
+    }
+}
+
+/// What an embedding program (or a test) adds to a kernel: consumers of the bus, and
+/// job kinds and schedules beside the built-in ones.
+#[derive(Default)]
+pub struct Extensions {
+    pub node_local: Vec<Arc<dyn NodeLocalConsumer>>,
+    pub cluster_once: Vec<Arc<dyn ClusterOnceConsumer>>,
+    pub jobs: JobRegistry,
+    /// The clock to run on (tests share one between nodes and move it).
+    pub clock: Option<Clock>,
+}
+
 /// A running kernel: its state and its background tasks.
 pub struct Kernel {
     pub state: AppState,
     background_db: Db,
     shutdown: watch::Sender<bool>,
-    dispatcher: JoinHandle<()>,
+    bus: BusRuntime,
+    jobs: JobRuntime,
     /// The plugins directory watcher, when enabled.
     plugins_dir: Option<JoinHandle<()>>,
-    /// The sweep of expired customer sessions, when enabled.
-    session_sweep: Option<JoinHandle<()>>,
-    /// The payment reconciler, when enabled.
-    payment_reconciler: Option<JoinHandle<()>>,
 }
 
 impl Kernel {
     /// Connects to the database, applies migrations, seeds the demo catalog into an empty
-    /// store when configured to, and starts the event dispatcher.
+    /// store when configured to, and starts the bus and the job workers.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Kernel> {
+        Kernel::start_with(config, Extensions::default()).await
+    }
+
+    pub async fn start_with(config: ServeConfig, extensions: Extensions) -> anyhow::Result<Kernel> {
         let metrics = crate::telemetry::prometheus();
         let url = config.store.database_url()?;
         let db = Db::connect(&url, config.store.db_max_connections).await?;
@@ -79,15 +113,27 @@ impl Kernel {
                 .context("loading the accounts' keys")?,
         );
         let limiter = Arc::new(crate::ratelimit::RateLimiter::from_config(&config).await?);
-        let bus = Bus::new();
+        let clock = extensions.clock.clone().unwrap_or_default();
+        let bus = Bus::new(crate::bus::node_id_from_env(
+            config.cluster.node_id.as_deref(),
+        ));
         let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
             cache_dir: Some(config.plugin_cache_dir()),
             ..Default::default()
         })
         .context("starting the plugin runtime")?;
-        // Background work gets its own small pool so it never queues behind (or in
-        // front of) shoppers' requests.
+        // Background work gets pools of its own so it never queues behind (or in front
+        // of) shoppers' requests: relaxed bookkeeping, and durable work.
         let background_db = Db::connect_background(&url, 3).await?;
+        let work_connections =
+            u32::try_from(config.cluster.job_workers + extensions.cluster_once.len() + 3)
+                .unwrap_or(8);
+        let work_db = Db::connect_named(&url, work_connections, "jobs").await?;
+        let reads = Reads::new(db.clone(), connect_replica(&config, db.backend).await?);
+        // Node-local consumers start where the log is now: read it before loading the
+        // plugins, so an activation committed in between is handled, not missed.
+        let start = crate::bus::log::head(&mut *work_db.pool.acquire().await?).await?;
+        raise_fence_to_now(&db, &reads).await?;
         let plugins = Arc::new(Plugins::new(
             Arc::new(runtime),
             db.clone(),
@@ -108,18 +154,40 @@ impl Kernel {
             .map_err(|e| anyhow::anyhow!("loading plugins: {}", e.body().message))?;
         let cache = CatalogCache::new(config.cache_ttl());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let dispatcher = Dispatcher::new(
-            background_db.clone(),
-            bus.clone(),
-            vec![
-                Arc::new(CacheInvalidator {
-                    cache: cache.clone(),
-                }),
-                Arc::new(PluginReloader {
-                    plugins: plugins.clone(),
-                }),
-            ],
+        let wakeups = Arc::new(
+            crate::bus::wakeup::Wakeups::connect(
+                config.redis_url.as_deref(),
+                &url,
+                &work_db,
+                &start.store_id,
+            )
+            .await?,
         );
+        let mut node_local: Vec<Arc<dyn NodeLocalConsumer>> = vec![
+            Arc::new(CacheInvalidator {
+                cache: cache.clone(),
+            }),
+            Arc::new(PluginReloader {
+                plugins: plugins.clone(),
+            }),
+        ];
+        node_local.extend(extensions.node_local);
+        let bus_runtime = BusRuntime::start(
+            &bus,
+            BusParts {
+                work_db: work_db.clone(),
+                background_db: background_db.clone(),
+                reads: reads.clone(),
+                clock: clock.clone(),
+                config: config.cluster.bus(),
+                node_local,
+                cluster_once: extensions.cluster_once,
+                wakeups,
+            },
+            start.position,
+            shutdown_rx.clone(),
+        )
+        .await?;
         let plugins_dir = if config.watch_plugins {
             Some(
                 crate::plugins::watch::start(
@@ -132,16 +200,13 @@ impl Kernel {
         } else {
             None
         };
-        let session_sweep = (config.session_sweep_secs > 0).then(|| {
-            tokio::spawn(crate::accounts::sweep::run(
-                background_db.clone(),
-                std::time::Duration::from_secs(config.session_sweep_secs),
-                shutdown_rx.clone(),
-            ))
-        });
-        let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
+        let jobs_config = config.cluster.jobs();
+        let registry = Arc::new(built_in_jobs(&config, extensions.jobs));
         let state = AppState(Arc::new(Inner {
             db,
+            work_db: work_db.clone(),
+            reads,
+            clock,
             bus,
             cache,
             config,
@@ -150,6 +215,8 @@ impl Kernel {
             keys,
             limiter,
         }));
+        let jobs =
+            JobRuntime::start(state.on_pool(work_db), registry, jobs_config, shutdown_rx).await?;
         // Erasure requests a crash left unfinished complete now.
         let resumed = crate::accounts::privacy::resume_pending(&state)
             .await
@@ -160,23 +227,13 @@ impl Kernel {
         if resumed > 0 {
             tracing::info!(resumed, "finished erasure requests left unfinished");
         }
-        // Payments a crash left unsettled are settled at once, then checked regularly.
-        let payment_reconciler = (state.config.payment_reconcile_secs > 0).then(|| {
-            tokio::spawn(crate::orders::reconcile::run(
-                state.clone(),
-                std::time::Duration::from_secs(state.config.payment_reconcile_secs),
-                std::time::Duration::from_secs(state.config.payment_reconcile_grace_secs),
-                shutdown.subscribe(),
-            ))
-        });
         Ok(Kernel {
             state,
             background_db,
             shutdown,
-            dispatcher,
+            bus: bus_runtime,
+            jobs,
             plugins_dir,
-            session_sweep,
-            payment_reconciler,
         })
     }
 
@@ -184,29 +241,107 @@ impl Kernel {
         crate::http::router(self.state.clone())
     }
 
-    /// Stops background work and closes the pool. Events not yet delivered stay in the
-    /// outbox and are delivered after the next start.
+    /// Stops background work and closes the pools. Events not yet handled stay in the
+    /// log (cluster-once consumers continue from their positions on any node); running
+    /// jobs get a moment to finish, then go back to the queue.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if let Err(err) = self.dispatcher.await {
-            tracing::warn!(error = %err, "event dispatcher ended abnormally");
-        }
+        self.jobs.stop().await;
+        self.bus.stop().await;
         if let Some(watcher) = self.plugins_dir
             && let Err(err) = watcher.await
         {
             tracing::warn!(error = %err, "plugins directory watcher ended abnormally");
         }
-        if let Some(sweep) = self.session_sweep
-            && let Err(err) = sweep.await
-        {
-            tracing::warn!(error = %err, "session sweep ended abnormally");
-        }
-        if let Some(reconciler) = self.payment_reconciler
-            && let Err(err) = reconciler.await
-        {
-            tracing::warn!(error = %err, "payment reconciler ended abnormally");
-        }
         self.background_db.close().await;
+        self.state.work_db.close().await;
+        if let Some(replica) = self.state.reads.replica() {
+            replica.close().await;
+        }
         self.state.db.close().await;
     }
+}
+
+/// The kernel's own job kinds and schedules, with the extensions' beside them.
+fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry {
+    registry
+        .handler(crate::accounts::sweep::job())
+        .handler(crate::orders::reconcile::job(Duration::from_secs(
+            config.payment_reconcile_grace_secs,
+        )))
+        .handler(crate::bus::log::prune_job(Duration::from_secs(
+            config.cluster.bus_retention_secs,
+        )));
+    if config.session_sweep_secs > 0 {
+        registry.schedule(Schedule {
+            name: "sessions.sweep",
+            kind: crate::accounts::sweep::JOB,
+            interval: Duration::from_secs(config.session_sweep_secs),
+            at_start: false,
+        });
+    }
+    if config.payment_reconcile_secs > 0 {
+        // Payments a crash left unsettled are settled when a node starts, then
+        // regularly.
+        registry.schedule(Schedule {
+            name: "payments.reconcile",
+            kind: crate::orders::reconcile::JOB,
+            interval: Duration::from_secs(config.payment_reconcile_secs),
+            at_start: true,
+        });
+    }
+    if config.cluster.bus_prune_secs > 0 {
+        registry.schedule(Schedule {
+            name: "bus.prune",
+            kind: crate::bus::log::PRUNE_JOB,
+            interval: Duration::from_secs(config.cluster.bus_prune_secs),
+            at_start: false,
+        });
+    }
+    registry
+}
+
+/// The read replica's pool, when `DATABASE_READ_URL` is set (PostgreSQL only).
+async fn connect_replica(config: &ServeConfig, backend: Backend) -> anyhow::Result<Option<Db>> {
+    let Some(url) = config
+        .cluster
+        .database_read_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        backend == Backend::Postgres && Backend::Postgres == backend_of(url),
+        "DATABASE_READ_URL needs PostgreSQL as the primary and the replica"
+    );
+    let replica = Db::connect_named(url, config.store.db_max_connections, "replica")
+        .await
+        .context("connecting to the read replica (DATABASE_READ_URL)")?;
+    tracing::info!("catalog reads go to the read replica when it is fresh");
+    Ok(Some(replica))
+}
+
+fn backend_of(url: &str) -> Backend {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// A node that starts reads nothing from a replica older than the primary is now.
+async fn raise_fence_to_now(db: &Db, reads: &Reads) -> anyhow::Result<()> {
+    if reads.replica().is_none() {
+        return Ok(());
+    }
+    let lsn: String = sqlx::Row::try_get(
+        &sqlx::query("SELECT CAST(pg_current_wal_lsn() AS TEXT)")
+            .fetch_one(&db.pool)
+            .await?,
+        0,
+    )?;
+    reads.raise_fence(&lsn);
+    Ok(())
 }

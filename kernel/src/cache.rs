@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::future::Cache;
 
-use crate::bus::{Consumer, ConsumerFuture, Event};
+use crate::bus::{ConsumerFuture, Event, NodeLocalConsumer};
 use crate::catalog::model::{Category, Product, ProductPage};
 use crate::error::Result;
 use crate::inventory::settings::StoreSettings;
@@ -79,15 +79,22 @@ impl CatalogCache {
     }
 }
 
-/// The bus consumer that keeps the cache true to the database. Invalidation is
-/// idempotent, so a redelivered event does no harm.
+/// The node-local consumer that keeps this node's cache true to the database.
+/// Invalidation is idempotent, so a redelivered event does no harm.
 pub struct CacheInvalidator {
     pub cache: CatalogCache,
 }
 
-impl Consumer for CacheInvalidator {
+impl NodeLocalConsumer for CacheInvalidator {
     fn name(&self) -> &'static str {
         "cache-invalidator"
+    }
+
+    fn resync(&self) -> ConsumerFuture<'_> {
+        Box::pin(async move {
+            self.cache.invalidate_all();
+            Ok(())
+        })
     }
 
     fn handle<'a>(&'a self, event: &'a Event) -> ConsumerFuture<'a> {

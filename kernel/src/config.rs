@@ -173,6 +173,107 @@ pub struct ServeConfig {
         default_value_t = 120
     )]
     pub payment_reconcile_grace_secs: u64,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+}
+
+/// Running several nodes: the read replica, the bus and the job workers.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterConfig {
+    /// A read replica's URL (`postgres://…`) for reads that tolerate lag: catalog pages
+    /// and listings on a cache miss. Unset: every read goes to the primary.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// This node's name in `bus_nodes`, the job leases and the logs. Unset: host name,
+    /// process id and a random suffix.
+    #[arg(long, env = "OLIVINE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How often a node looks at the event log when no wake-up came (milliseconds).
+    #[arg(long, env = "OLIVINE_BUS_POLL_MS", default_value_t = 500)]
+    pub bus_poll_ms: u64,
+
+    /// How long a cluster-once consumer's lease lasts: a dead node's consumers move to
+    /// another node after this long (seconds).
+    #[arg(long, env = "OLIVINE_BUS_LEASE_SECS", default_value_t = 30)]
+    pub bus_lease_secs: u64,
+
+    /// Attempts a cluster-once consumer makes at one event before dead-lettering it.
+    #[arg(long, env = "OLIVINE_BUS_MAX_ATTEMPTS", default_value_t = 10)]
+    pub bus_max_attempts: u32,
+
+    /// The first retry delay of a failing cluster-once consumer (milliseconds; doubles
+    /// with every attempt, up to five minutes).
+    #[arg(long, env = "OLIVINE_BUS_RETRY_BASE_MS", default_value_t = 1000)]
+    pub bus_retry_base_ms: u64,
+
+    /// How long events stay in the log after every consumer has handled them (seconds).
+    #[arg(long, env = "OLIVINE_BUS_RETENTION_SECS", default_value_t = 3600)]
+    pub bus_retention_secs: u64,
+
+    /// How often handled events are pruned (seconds; 0: never).
+    #[arg(long, env = "OLIVINE_BUS_PRUNE_SECS", default_value_t = 600)]
+    pub bus_prune_secs: u64,
+
+    /// Jobs this node runs at once.
+    #[arg(long, env = "OLIVINE_JOB_WORKERS", default_value_t = 4)]
+    pub job_workers: usize,
+
+    /// How long a job's lease lasts without renewal: a dead node's jobs run elsewhere
+    /// after this long (seconds).
+    #[arg(long, env = "OLIVINE_JOB_LEASE_SECS", default_value_t = 60)]
+    pub job_lease_secs: u64,
+
+    /// How often the job workers look for due jobs when nothing woke them
+    /// (milliseconds).
+    #[arg(long, env = "OLIVINE_JOB_POLL_MS", default_value_t = 1000)]
+    pub job_poll_ms: u64,
+
+    /// The first retry delay of a failed job (milliseconds; doubles with every attempt,
+    /// up to an hour).
+    #[arg(long, env = "OLIVINE_JOB_RETRY_BASE_MS", default_value_t = 1000)]
+    pub job_retry_base_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            database_read_url: None,
+            node_id: None,
+            bus_poll_ms: 500,
+            bus_lease_secs: 30,
+            bus_max_attempts: 10,
+            bus_retry_base_ms: 1000,
+            bus_retention_secs: 3600,
+            bus_prune_secs: 600,
+            job_workers: 4,
+            job_lease_secs: 60,
+            job_poll_ms: 1000,
+            job_retry_base_ms: 1000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn bus(&self) -> crate::bus::BusConfig {
+        crate::bus::BusConfig {
+            poll_interval: Duration::from_millis(self.bus_poll_ms.max(10)),
+            lease: Duration::from_secs(self.bus_lease_secs.max(1)),
+            max_attempts: self.bus_max_attempts.max(1),
+            retry_base: Duration::from_millis(self.bus_retry_base_ms.max(1)),
+        }
+    }
+
+    pub fn jobs(&self) -> crate::jobs::JobsConfig {
+        crate::jobs::JobsConfig {
+            workers: self.job_workers.max(1),
+            lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            poll_interval: Duration::from_millis(self.job_poll_ms.max(10)),
+            retry_base: Duration::from_millis(self.job_retry_base_ms.max(1)),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -204,6 +305,7 @@ impl ServeConfig {
             session_sweep_secs: 3600,
             payment_reconcile_secs: 30,
             payment_reconcile_grace_secs: 120,
+            cluster: ClusterConfig::default(),
         }
     }
 

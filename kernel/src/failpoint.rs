@@ -27,3 +27,17 @@ pub fn hit(name: &str) {
         std::process::abort();
     }
 }
+
+/// Like [`hit`], for async code; `OLIVINE_FAILPOINTS=name=hang` makes the point wait
+/// forever instead (the process stays up, mid-work, for a test to `kill -9` it).
+pub async fn hit_async(name: &str) {
+    let armed = armed();
+    if armed.is_empty() {
+        return;
+    }
+    if armed.contains(&format!("{name}=hang")) {
+        eprintln!("failpoint {name} reached: hanging");
+        std::future::pending::<()>().await;
+    }
+    hit(name);
+}

@@ -14,6 +14,7 @@ pub mod error;
 pub mod failpoint;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod orders;
 pub mod plugins;
 pub mod ratelimit;

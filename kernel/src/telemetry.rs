@@ -24,8 +24,10 @@ pub fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                // Every `…_duration_seconds` is a histogram with buckets (not a summary),
+                // so dashboards can take quantiles across nodes.
                 .set_buckets_for_metric(
-                    Matcher::Full("olivine_http_request_duration_seconds".to_owned()),
+                    Matcher::Suffix("duration_seconds".to_owned()),
                     &[
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                         5.0,

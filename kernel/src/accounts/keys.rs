@@ -156,7 +156,12 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<Key> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // Written whole under a name of this process's own, then linked into place: a node
+    // starting beside this one on a shared volume sees no file or the whole key, never
+    // a half-written one, and the first link wins.
     let key: Key = rand::random();
+    let temp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -164,19 +169,29 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<Key> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => {
-            use std::io::Write;
-            writeln!(file, "{}", STANDARD.encode(key))
-                .and_then(|_| file.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
+    {
+        use std::io::Write;
+        let mut file = options
+            .open(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
+        writeln!(file, "{}", STANDARD.encode(key))
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("writing {}", temp.display()))?;
+    }
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                sync_dir(dir);
+            }
             tracing::info!(path = %path.display(), "generated a master key: back it up, the customers' identity cannot be read without it");
             Ok(key)
         }
         // Another process created it meanwhile: use theirs.
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
             let text = std::fs::read_to_string(path)?;
-            decode_key(&text)
+            decode_key(&text).with_context(|| format!("master key file {}", path.display()))
         }
         Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
     }

@@ -1,4 +1,4 @@
-//! The session sweep: a background task that deletes what can never be used again.
+//! The session sweep: a scheduled job that deletes what can never be used again.
 //!
 //! - refresh tokens that expired more than [`SWEEP_GRACE_SECS`] ago (an expired token is
 //!   refused before any replay check, so its row no longer protects anything);
@@ -9,11 +9,11 @@
 //!
 //! The grace keeps recent history for investigating an incident.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
+use crate::jobs::{FnHandler, JobContext, JobHandler};
 use crate::store::Db;
 
 /// How long expired tokens and revoked sessions are kept before they are deleted.
@@ -64,33 +64,22 @@ pub async fn sweep_sessions(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Sweep
     })
 }
 
-/// Sweeps every `interval` until `shutdown` turns true. Failures are logged and retried
-/// at the next tick.
-pub async fn run(db: Db, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            changed = shutdown.changed() => {
-                // The kernel is gone (sender dropped) or stopping.
-                if changed.is_err() {
-                    return;
-                }
+/// The job kind of a sweep (scheduled every `OLIVINE_SESSION_SWEEP_SECS`).
+pub const JOB: &str = "sessions.sweep";
+
+pub fn job() -> Arc<dyn JobHandler> {
+    FnHandler::new(JOB, |ctx: &JobContext| {
+        Box::pin(async move {
+            let report = sweep_sessions(&ctx.state.db, ctx.state.clock.now()).await?;
+            if report != SweepReport::default() {
+                tracing::info!(
+                    refresh_tokens = report.refresh_tokens,
+                    sessions = report.sessions,
+                    staff_sessions = report.staff_sessions,
+                    "swept expired sessions"
+                );
             }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        match sweep_sessions(&db, Utc::now()).await {
-            Ok(report) if report != SweepReport::default() => tracing::info!(
-                refresh_tokens = report.refresh_tokens,
-                sessions = report.sessions,
-                staff_sessions = report.staff_sessions,
-                "swept expired sessions"
-            ),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "session sweep failed"),
-        }
-    }
+            Ok(())
+        })
+    })
 }

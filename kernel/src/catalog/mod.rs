@@ -23,8 +23,9 @@ fn from_cache_error(err: Arc<Error>) -> Error {
     }
 }
 
-/// A product as shoppers see it, from the cache; the database is read only on a miss
-/// (and concurrent misses of one slug share one read).
+/// A product as shoppers see it, from the cache; the database (the read replica when it
+/// is fresh enough) is read only on a miss, and concurrent misses of one slug share one
+/// read.
 pub async fn cached_product(state: &AppState, slug: &str) -> Result<Option<Arc<CachedProduct>>> {
     if slug.is_empty() || slug.len() > 100 {
         return Ok(None);
@@ -34,7 +35,7 @@ pub async fn cached_product(state: &AppState, slug: &str) -> Result<Option<Arc<C
         .products
         .try_get_with_by_ref(slug, async {
             metrics::counter!("olivine_cache_misses_total", "cache" => "product").increment(1);
-            let mut conn = state.db.pool.acquire().await?;
+            let mut conn = state.reads.acquire().await?;
             let product = repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("product `{slug}`")))?;
@@ -64,7 +65,7 @@ pub async fn cached_listing(state: &AppState, filter: &ProductFilter) -> Result<
         .cache
         .listings
         .try_get_with(key, async {
-            let mut conn = state.db.pool.acquire().await?;
+            let mut conn = state.reads.acquire().await?;
             Ok::<_, Error>(Arc::new(
                 repo::list_products(&mut conn, filter, Visibility::Public).await?,
             ))
@@ -78,7 +79,7 @@ pub async fn cached_categories(state: &AppState) -> Result<Arc<Vec<Category>>> {
         .cache
         .categories
         .try_get_with((), async {
-            let mut conn = state.db.pool.acquire().await?;
+            let mut conn = state.reads.acquire().await?;
             Ok::<_, Error>(Arc::new(repo::list_categories(&mut conn).await?))
         })
         .await

@@ -53,6 +53,7 @@ use crate::staff::Access;
         (name = "admin-orders", description = "Orders, their state changes, shipping and tax rate tables (staff token with the permission)"),
         (name = "staff", description = "Staff sign-in and sign-out"),
         (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
+        (name = "admin-operations", description = "The cluster at work: event bus positions and dead letters, the job queue and its schedules (staff token with operations.read / operations.manage)"),
     )
 )]
 struct ApiDoc;
@@ -88,6 +89,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::accounts::api::admin_routes())
         .merge(crate::staff::api::admin_routes())
         .merge(crate::orders::api::admin_routes())
+        .merge(crate::bus::api::admin_routes())
+        .merge(crate::jobs::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -252,9 +255,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     state.db.record_pool_metrics();
-    if let Ok(pending) = crate::bus::pending_count(&state.db).await {
-        metrics::gauge!("olivine_bus_pending_events").set(pending as f64);
+    state.work_db.record_pool_metrics();
+    if let Some(replica) = state.reads.replica() {
+        replica.record_pool_metrics();
     }
+    crate::bus::record_metrics(&state.db, &state.bus).await;
+    crate::jobs::record_metrics(&state.db, state.clock.now()).await;
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(state.metrics.render()))

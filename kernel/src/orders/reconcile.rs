@@ -13,14 +13,15 @@
 //! is voided (by order, since we have no reference) and the order cancelled, its stock
 //! released. So no authorisation is left without a paid order.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use tokio::sync::watch;
 
 use super::{OrderStatus, PAYMENT_TOKEN_CONTEXT, Transition};
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::jobs::{FnHandler, JobContext, JobHandler};
 use crate::plugins::payments::{PaymentOutcome, PaymentRequest};
 use olivine_plugin_runtime::bindings::types as plugin_types;
 
@@ -45,7 +46,7 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Settles every pending order whose payment attempt began more than `grace` ago.
 pub async fn reconcile_once(state: &AppState, grace: Duration) -> Result<ReconcileReport> {
-    let now = chrono::Utc::now();
+    let now = state.clock.now();
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
     let rows = sqlx::query(
         "SELECT id, number, payment_token_enc, created_at FROM orders
@@ -141,39 +142,27 @@ async fn give_up(state: &AppState, order_id: i64, number: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reconciles at once, then every `interval`, until `shutdown` turns true. Failures are
-/// logged and retried at the next tick.
-pub async fn run(
-    state: AppState,
-    interval: Duration,
-    grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
+/// The job kind of a reconciliation run (scheduled every
+/// `OLIVINE_PAYMENT_RECONCILE_SECS`, and when a node starts).
+pub const JOB: &str = "payments.reconcile";
+
+/// The reconciler as a job: settles what it can; a processor that cannot answer yet is
+/// asked again at the next run, so a run itself fails only on the kernel's own errors.
+pub fn job(grace: Duration) -> Arc<dyn JobHandler> {
+    FnHandler::new(JOB, move |ctx: &JobContext| {
+        Box::pin(async move {
+            let report = reconcile_once(&ctx.state, grace)
+                .await
+                .map_err(|e| anyhow::anyhow!("payment reconciliation: {}", e.body().message))?;
+            if report != ReconcileReport::default() {
+                tracing::info!(
+                    paid = report.paid,
+                    cancelled = report.cancelled,
+                    waiting = report.waiting,
+                    "reconciled payments"
+                );
             }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        match reconcile_once(&state, grace).await {
-            Ok(report) if report != ReconcileReport::default() => tracing::info!(
-                paid = report.paid,
-                cancelled = report.cancelled,
-                waiting = report.waiting,
-                "reconciled payments"
-            ),
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "payment reconciliation failed; retrying later")
-            }
-        }
-    }
+            Ok(())
+        })
+    })
 }

@@ -1003,13 +1003,13 @@ fn observe_call(
     }
 }
 
-/// The bus consumer that keeps every node's snapshot current: plugin events (from this
-/// node or another) trigger a reload. Reloading is idempotent.
+/// The node-local consumer that keeps every node's snapshot current: plugin events (from
+/// this node or another) trigger a reload. Reloading is idempotent.
 pub struct PluginReloader {
     pub plugins: Arc<Plugins>,
 }
 
-impl crate::bus::Consumer for PluginReloader {
+impl crate::bus::NodeLocalConsumer for PluginReloader {
     fn name(&self) -> &'static str {
         "plugin-reloader"
     }
@@ -1017,12 +1017,22 @@ impl crate::bus::Consumer for PluginReloader {
     fn handle<'a>(&'a self, event: &'a crate::bus::Event) -> crate::bus::ConsumerFuture<'a> {
         Box::pin(async move {
             if event.aggregate_type == "plugin" {
-                self.plugins
-                    .reload()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.body().message))?;
+                self.reload().await?;
             }
             Ok(())
         })
+    }
+
+    fn resync(&self) -> crate::bus::ConsumerFuture<'_> {
+        Box::pin(self.reload())
+    }
+}
+
+impl PluginReloader {
+    async fn reload(&self) -> anyhow::Result<()> {
+        self.plugins
+            .reload()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.body().message))
     }
 }

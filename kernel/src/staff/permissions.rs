@@ -46,10 +46,16 @@ pub enum Permission {
     /// Create staff users, change roles, make and revoke their tokens.
     #[serde(rename = "staff.manage")]
     StaffManage,
+    /// See how the cluster runs: the event bus, its dead letters, the job queue.
+    #[serde(rename = "operations.read")]
+    OperationsRead,
+    /// Replay dead letters, retry or discard dead jobs.
+    #[serde(rename = "operations.manage")]
+    OperationsManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 16] = [
         Permission::CatalogRead,
         Permission::CatalogWrite,
         Permission::InventoryRead,
@@ -64,6 +70,8 @@ impl Permission {
         Permission::OrdersRead,
         Permission::OrdersWrite,
         Permission::StaffManage,
+        Permission::OperationsRead,
+        Permission::OperationsManage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +90,8 @@ impl Permission {
             Permission::OrdersRead => "orders.read",
             Permission::OrdersWrite => "orders.write",
             Permission::StaffManage => "staff.manage",
+            Permission::OperationsRead => "operations.read",
+            Permission::OperationsManage => "operations.manage",
         }
     }
 }
@@ -135,6 +145,8 @@ impl Role {
                 PrivacyManage,
                 OrdersRead,
                 OrdersWrite,
+                OperationsRead,
+                OperationsManage,
             ],
             Role::Catalog => &[
                 CatalogRead,
@@ -198,6 +210,8 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         "shipping-rates" | "tax-rates" if read => OrdersRead,
         "shipping-rates" | "tax-rates" => SettingsWrite,
         "staff" => StaffManage,
+        "bus" | "jobs" if read => OperationsRead,
+        "bus" | "jobs" => OperationsManage,
         _ => return None,
     };
     Some(Access::Needs(permission))

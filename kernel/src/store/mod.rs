@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 pub use migrate::{latest_version, migrate, schema_version};
 
@@ -46,6 +47,8 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// What `/metrics` calls this pool: `primary`, `replica`, `background`, `jobs`.
+    pub name: &'static str,
     /// Connections handed out by the pool since start: the cache benchmark reads it to
     /// prove a cache hit touches no database.
     acquisitions: Arc<AtomicU64>,
@@ -53,7 +56,17 @@ pub struct Db {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
-        Db::open(url, max_connections, false).await
+        Db::open(url, max_connections, false, "primary").await
+    }
+
+    /// A pool with durable commits under another name in `/metrics` (`jobs`,
+    /// `replica`).
+    pub async fn connect_named(
+        url: &str,
+        max_connections: u32,
+        name: &'static str,
+    ) -> anyhow::Result<Db> {
+        Db::open(url, max_connections, false, name).await
     }
 
     /// A pool for background bookkeeping whose writes may be lost with the database
@@ -62,10 +75,15 @@ impl Db {
     /// reach disk (`synchronous_commit = off`), so they cost the shoppers' requests less.
     /// Never use it for a write that must survive.
     pub async fn connect_background(url: &str, max_connections: u32) -> anyhow::Result<Db> {
-        Db::open(url, max_connections, true).await
+        Db::open(url, max_connections, true, "background").await
     }
 
-    async fn open(url: &str, max_connections: u32, relaxed: bool) -> anyhow::Result<Db> {
+    async fn open(
+        url: &str,
+        max_connections: u32,
+        relaxed: bool,
+        name: &'static str,
+    ) -> anyhow::Result<Db> {
         install_default_drivers();
         let backend = Backend::from_url(url)?;
         let acquisitions = Arc::new(AtomicU64::new(0));
@@ -107,6 +125,7 @@ impl Db {
         Ok(Db {
             pool,
             backend,
+            name,
             acquisitions,
         })
     }
@@ -129,13 +148,17 @@ impl Db {
     pub fn record_pool_metrics(&self) {
         let size = self.pool.size() as f64;
         let idle = self.pool.num_idle() as f64;
-        metrics::gauge!("olivine_db_pool_connections", "state" => "open").set(size);
-        metrics::gauge!("olivine_db_pool_connections", "state" => "idle").set(idle);
-        metrics::gauge!("olivine_db_pool_connections", "state" => "in_use").set(size - idle);
-        metrics::gauge!("olivine_db_pool_max_connections")
+        let pool = self.name;
+        metrics::gauge!("olivine_db_pool_connections", "pool" => pool, "state" => "open").set(size);
+        metrics::gauge!("olivine_db_pool_connections", "pool" => pool, "state" => "idle").set(idle);
+        metrics::gauge!("olivine_db_pool_connections", "pool" => pool, "state" => "in_use")
+            .set(size - idle);
+        metrics::gauge!("olivine_db_pool_max_connections", "pool" => pool)
             .set(self.pool.options().get_max_connections() as f64);
-        metrics::counter!("olivine_db_connection_acquisitions_total")
-            .absolute(self.connection_acquisitions());
+        if pool == "primary" {
+            metrics::counter!("olivine_db_connection_acquisitions_total")
+                .absolute(self.connection_acquisitions());
+        }
     }
 
     pub async fn close(&self) {
@@ -163,4 +186,110 @@ pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Where reads that tolerate lag go (catalog listings and pages on a cache miss, search
+/// rebuilds, reports): the read replica (`DATABASE_READ_URL`) when there is one and it
+/// has replayed everything this node has seen events of, else the primary. Carts,
+/// orders, accounts and admin reads never come here.
+///
+/// The fence is the primary's WAL position when the events this node last read were
+/// numbered (`bus_log.lsn`); it rises before the node's consumers handle those events, so
+/// a cache entry they drop is never refilled from a replica that is older than the
+/// change. A replica that is behind, or down, is skipped for the primary.
+#[derive(Clone)]
+pub struct Reads {
+    primary: Db,
+    replica: Option<Db>,
+    fence: Arc<AtomicU64>,
+    replayed: Arc<AtomicU64>,
+    last_warning: Arc<AtomicU64>,
+}
+
+/// A PostgreSQL LSN (`16/B374D848`) as a number.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+}
+
+impl Reads {
+    pub fn new(primary: Db, replica: Option<Db>) -> Reads {
+        Reads {
+            primary,
+            replica,
+            fence: Arc::new(AtomicU64::new(0)),
+            replayed: Arc::new(AtomicU64::new(0)),
+            last_warning: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Reads go to the primary only.
+    pub fn primary_only(primary: Db) -> Reads {
+        Reads::new(primary, None)
+    }
+
+    pub fn replica(&self) -> Option<&Db> {
+        self.replica.as_ref()
+    }
+
+    /// Raises the fence to the WAL position `lsn` (never lowers it).
+    pub fn raise_fence(&self, lsn: &str) {
+        if let Some(lsn) = parse_lsn(lsn) {
+            self.fence.fetch_max(lsn, Ordering::AcqRel);
+        }
+    }
+
+    /// A connection for a read that tolerates lag.
+    pub async fn acquire(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        if let Some(replica) = &self.replica {
+            match self.replica_if_fresh(replica).await {
+                Ok(Some(conn)) => {
+                    metrics::counter!("olivine_db_replica_reads_total", "outcome" => "replica")
+                        .increment(1);
+                    return Ok(conn);
+                }
+                Ok(None) => {}
+                Err(err) => self.warn(&format!("the read replica is unreachable: {err}")),
+            }
+            metrics::counter!("olivine_db_replica_reads_total", "outcome" => "primary")
+                .increment(1);
+        }
+        self.primary.pool.acquire().await
+    }
+
+    /// A replica connection when the replica has replayed up to the fence.
+    async fn replica_if_fresh(
+        &self,
+        replica: &Db,
+    ) -> Result<Option<PoolConnection<Any>>, sqlx::Error> {
+        let fence = self.fence.load(Ordering::Acquire);
+        let mut conn = replica.pool.acquire().await?;
+        if self.replayed.load(Ordering::Acquire) >= fence {
+            return Ok(Some(conn));
+        }
+        let replayed: Option<String> = sqlx::query("SELECT CAST(pg_last_wal_replay_lsn() AS TEXT)")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let replayed = replayed.as_deref().and_then(parse_lsn).unwrap_or(0);
+        self.replayed.fetch_max(replayed, Ordering::AcqRel);
+        Ok((replayed >= fence).then_some(conn))
+    }
+
+    /// Logs a replica problem at most once a minute.
+    fn warn(&self, message: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last + 60
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("{message}; reading from the primary");
+        }
+    }
 }

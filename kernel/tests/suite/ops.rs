@@ -24,7 +24,12 @@ both_backends! {
         assert!(metric_value(&text, requests) >= requests_before + 2.0, "{requests} was {requests_before}: {text}");
         assert!(metric_value(&text, timed) >= timed_before + 2.0, "{timed} was {timed_before}: {text}");
         assert!(text.contains("olivine_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/products/{slug}\""));
-        assert!(text.contains("olivine_db_pool_connections{state=\"idle\"}"));
+        assert!(text.contains("olivine_db_pool_connections{pool=\"primary\",state=\"idle\"}"), "{text}");
+        assert!(text.contains("olivine_db_pool_connections{pool=\"jobs\",state=\"in_use\"}"), "{text}");
+        assert!(text.contains("olivine_jobs{state=\"dead\"}"), "{text}");
+        assert!(text.contains("olivine_jobs_oldest_queued_age_seconds"), "{text}");
+        assert!(text.contains("olivine_bus_log_head"), "{text}");
+        assert!(text.contains("olivine_bus_consumer_lag_events{consumer=\"cache-invalidator\",kind=\"node-local\"}"), "{text}");
         assert!(text.contains("olivine_db_connection_acquisitions_total"));
         app.stop().await;
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+pub use olivine::app::Extensions;
 use olivine::app::Kernel;
 use olivine::config::ServeConfig;
 use serde_json::Value;
@@ -44,28 +45,58 @@ fn unique_name() -> String {
     format!("t_{}_{}_{}", std::process::id(), nanos, n)
 }
 
+/// `base` with `search_path` set to `schema`.
+fn with_schema(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
 /// A database of its own for one test: a SQLite file in a temporary directory, or a
 /// new schema on the PostgreSQL server.
 pub struct TestDb {
     pub backend: Backend,
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     pub url: Option<String>,
     schema: Option<String>,
+    /// The PostgreSQL server the schema is on.
+    server: String,
+}
+
+/// The data directory of a test's store: its own temporary one, or another node's
+/// (the nodes of one store share it as they would share a volume: master key, token).
+pub enum TestDir {
+    Owned(tempfile::TempDir),
+    Shared(std::path::PathBuf),
+}
+
+impl TestDir {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            TestDir::Owned(dir) => dir.path(),
+            TestDir::Shared(path) => path,
+        }
+    }
 }
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::on_server(backend, &postgres_url()).await
+    }
+
+    /// A database of its own on the PostgreSQL server at `base` (or SQLite).
+    pub async fn on_server(backend: Backend, base: &str) -> TestDb {
+        let dir = TestDir::Owned(tempfile::tempdir().expect("temp dir"));
         match backend {
             Backend::Sqlite => TestDb {
                 backend,
                 dir,
                 url: None,
                 schema: None,
+                server: base.to_owned(),
             },
             Backend::Postgres => {
                 let schema = unique_name();
-                let admin = olivine::store::Db::connect(&postgres_url(), 1)
+                let admin = olivine::store::Db::connect(base, 1)
                     .await
                     .expect("PostgreSQL at 127.0.0.1:5432 (set OLIVINE_TEST_DATABASE_URL)");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
@@ -73,17 +104,33 @@ impl TestDb {
                     .await
                     .expect("create schema");
                 admin.close().await;
-                let base = postgres_url();
-                let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                let url = with_schema(base, &schema);
                 TestDb {
                     backend,
                     dir,
                     url: Some(url),
                     schema: Some(schema),
+                    server: base.to_owned(),
                 }
             }
         }
+    }
+
+    /// The same database and data directory, for another node of the store; dropping it
+    /// leaves the database alone.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            dir: TestDir::Shared(self.dir.path().to_owned()),
+            url: self.url.clone(),
+            schema: None,
+            server: self.server.clone(),
+        }
+    }
+
+    /// This test's schema on another server that has it (a streaming replica).
+    pub fn url_on(&self, base: &str) -> Option<String> {
+        self.schema.as_ref().map(|schema| with_schema(base, schema))
     }
 
     pub fn config(&self) -> ServeConfig {
@@ -102,6 +149,8 @@ impl TestDb {
         // One compiled-plugin cache for every test: compiling is the slow part.
         config.plugin_cache_dir =
             Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
+        // Few connections per kernel: tests run side by side on one PostgreSQL.
+        config.cluster.job_workers = 2;
         config
     }
 
@@ -125,7 +174,7 @@ impl TestDb {
     /// Drops the PostgreSQL schema (SQLite files go with the temporary directory).
     pub async fn drop(self) {
         if let Some(schema) = &self.schema
-            && let Ok(admin) = olivine::store::Db::connect(&postgres_url(), 1).await
+            && let Ok(admin) = olivine::store::Db::connect(&self.server, 1).await
         {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                 .execute(&admin.pool)
@@ -181,12 +230,39 @@ impl TestApp {
     }
 
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
-        let db = TestDb::new(backend).await;
+        Self::start_extended(backend, adjust, Extensions::default()).await
+    }
+
+    /// A kernel with consumers, job kinds or schedules of the test's own.
+    pub async fn start_extended(
+        backend: Backend,
+        adjust: impl FnOnce(&mut ServeConfig),
+        extensions: Extensions,
+    ) -> TestApp {
+        Self::start_on(TestDb::new(backend).await, adjust, extensions).await
+    }
+
+    pub async fn start_on(
+        db: TestDb,
+        adjust: impl FnOnce(&mut ServeConfig),
+        extensions: Extensions,
+    ) -> TestApp {
         let mut config = db.config();
         adjust(&mut config);
-        let kernel = Kernel::start(config).await.expect("kernel starts");
+        let kernel = Kernel::start_with(config, extensions)
+            .await
+            .expect("kernel starts");
         let router = kernel.router();
         TestApp { kernel, router, db }
+    }
+
+    /// Another node of the same store (same database and data directory).
+    pub async fn another_node(
+        &self,
+        adjust: impl FnOnce(&mut ServeConfig),
+        extensions: Extensions,
+    ) -> TestApp {
+        Self::start_on(self.db.shared(), adjust, extensions).await
     }
 
     /// Starts with the demo catalog loaded.
@@ -363,19 +439,17 @@ impl TestApp {
         metric_value(&r.text(), series)
     }
 
-    /// Waits until the dispatcher has delivered every event in the outbox.
+    /// Waits until every event in the log is numbered and handled by this node's
+    /// consumers and the cluster-once consumers.
     pub async fn settle(&self) {
-        for _ in 0..200 {
-            if olivine::bus::pending_count(&self.kernel.state.db)
-                .await
-                .expect("pending")
-                == 0
-            {
+        let state = &self.kernel.state;
+        for _ in 0..500 {
+            if state.bus.pending(&state.db).await.expect("pending") == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("events were not dispatched within 2 s");
+        panic!("events were not handled within 5 s");
     }
 
     pub async fn stop(self) {

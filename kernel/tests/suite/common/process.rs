@@ -35,7 +35,7 @@ pub fn spawn_with(db: &TestDb, port: u16, failpoints: &str, env: &[(&str, &str)]
         .env("OLIVINE_BUNDLED_PLUGINS", "false")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log_file(port));
     for (key, value) in db.env() {
         command.env(key, value);
     }
@@ -82,6 +82,24 @@ pub fn http_with_headers(
     Some((status, body))
 }
 
+/// Where the server on `port` logs (warnings and errors), for a failing test to show.
+pub fn log_path(port: u16) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("olivine-{port}.log"))
+}
+
+fn log_file(port: u16) -> Stdio {
+    std::fs::File::create(log_path(port))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// The end of the log of the server on `port`.
+pub fn log_tail(port: u16) -> String {
+    let text = std::fs::read_to_string(log_path(port)).unwrap_or_default();
+    let start = text.len().saturating_sub(4000);
+    text[text.ceil_char_boundary(start)..].to_owned()
+}
+
 /// Waits until the server on `port` answers `/readyz` with 200.
 pub fn wait_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -91,7 +109,10 @@ pub fn wait_ready(port: u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("server on port {port} did not become ready");
+    panic!(
+        "server on port {port} did not become ready; its log ends:\n{}",
+        log_tail(port)
+    );
 }
 
 /// Waits (up to 30 s) for the process to exit.
@@ -102,6 +123,25 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
             return status;
         }
         assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to 10 s) until the server on `port` has handled every event in the log
+/// (`olivine_bus_pending_events` 0 in its `/metrics`).
+pub fn wait_settled(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some((200, text)) = http(port, "GET", "/metrics", None)
+            && super::metric_value(&text, "olivine_bus_pending_events") == 0.0
+            && text.contains("olivine_bus_pending_events")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events not handled on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
