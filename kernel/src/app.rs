@@ -215,8 +215,14 @@ impl Kernel {
             keys,
             limiter,
         }));
-        let jobs =
-            JobRuntime::start(state.on_pool(work_db), registry, jobs_config, shutdown_rx).await?;
+        let jobs = JobRuntime::start(
+            state.on_pool(work_db),
+            background_db.clone(),
+            registry,
+            jobs_config,
+            shutdown_rx,
+        )
+        .await?;
         // Erasure requests a crash left unfinished complete now.
         let resumed = crate::accounts::privacy::resume_pending(&state)
             .await

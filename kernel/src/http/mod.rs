@@ -259,8 +259,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     if let Some(replica) = state.reads.replica() {
         replica.record_pool_metrics();
     }
-    crate::bus::record_metrics(&state.db, &state.bus).await;
-    crate::jobs::record_metrics(&state.db, state.clock.now()).await;
+    // On the work pool: the primary's acquisition counter measures requests only.
+    crate::bus::record_metrics(&state.work_db, &state.bus).await;
+    crate::jobs::record_metrics(&state.work_db, state.clock.now()).await;
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(state.metrics.render()))

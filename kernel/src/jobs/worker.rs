@@ -1,5 +1,5 @@
 //! The workers of one node: a loop that fires due schedules, takes back leases that ran
-//! out, and leases due jobs for as many workers as are free; a task per running job that
+//! out, and leases due jobs (up to twice as many as workers); a task per running job that
 //! renews its lease; and a completer that deletes finished jobs in batches.
 
 use std::sync::Arc;
@@ -57,9 +57,11 @@ pub struct JobRuntime {
 
 impl JobRuntime {
     /// Enters the schedules and starts the workers. `state` is the kernel's state on
-    /// the jobs' pool.
+    /// the jobs' pool; `bookkeeping` (the relaxed background pool) deletes finished
+    /// jobs: a deletion lost with a database crash only runs that job again.
     pub async fn start(
         state: AppState,
+        bookkeeping: Db,
         registry: Arc<JobRegistry>,
         config: JobsConfig,
         shutdown: watch::Receiver<bool>,
@@ -68,7 +70,7 @@ impl JobRuntime {
             enter_schedule(&state.db, schedule, &state.clock).await?;
         }
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let completer = tokio::spawn(complete_finished(state.db.clone(), done_rx));
+        let completer = tokio::spawn(complete_finished(bookkeeping, done_rx));
         let leaser = tokio::spawn(
             Leaser {
                 state,
@@ -136,7 +138,11 @@ struct Leaser {
 
 impl Leaser {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        // Up to twice the workers are leased at a time (the second half waits for a
+        // worker), so a busy node leases in batches rather than one job per statement.
+        let workers = self.config.workers.max(1);
+        let in_hand = Arc::new(Semaphore::new(workers * 2));
+        let slots = Arc::new(Semaphore::new(workers));
         let lease_sql = lease_sql(self.state.db.backend, &self.registry.kinds());
         let mut last_reap = Instant::now() - self.config.lease;
         let reap_every = (self.config.lease / 4).max(Duration::from_millis(250));
@@ -163,7 +169,7 @@ impl Leaser {
                 }
                 let next_schedule =
                     (!self.registry.schedules().is_empty()).then_some(schedules_due);
-                let free = slots.available_permits();
+                let free = in_hand.available_permits();
                 let leased = if free > 0 {
                     self.lease(&lease_sql, free).await?
                 } else {
@@ -171,7 +177,7 @@ impl Leaser {
                 };
                 let full = free > 0 && leased.len() == free;
                 for job in leased {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    let Ok(held) = in_hand.clone().try_acquire_owned() else {
                         break;
                     };
                     let runner = Runner {
@@ -180,9 +186,13 @@ impl Leaser {
                         config: self.config.clone(),
                         done: self.done.clone(),
                     };
+                    let slots = slots.clone();
                     tokio::spawn(async move {
-                        runner.run(job).await;
-                        drop(permit);
+                        let leased_at = Instant::now();
+                        if let Ok(_worker) = slots.acquire_owned().await {
+                            runner.run(job, leased_at).await;
+                        }
+                        drop(held);
                     });
                 }
                 let next_job = if full || free == 0 {
@@ -196,9 +206,11 @@ impl Leaser {
                 Ok((busy, next_schedule, next_job)) => {
                     backoff = Duration::from_millis(100);
                     if busy {
-                        // Every worker is taken: wait for one, then lease what is free.
+                        // Everything leased is running or waiting: lease again once half
+                        // of it is done.
+                        let half = u32::try_from(workers).unwrap_or(u32::MAX);
                         tokio::select! {
-                            permit = slots.clone().acquire_owned() => drop(permit),
+                            permits = in_hand.clone().acquire_many_owned(half) => drop(permits),
                             _ = shutdown.changed() => {}
                         }
                         continue;
@@ -230,8 +242,9 @@ impl Leaser {
         }
         // Stopping: let running jobs finish for a while; what is still running then is
         // given back at once rather than when its lease runs out.
-        let all = u32::try_from(self.config.workers.max(1)).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+        let all = u32::try_from(workers * 2).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(Duration::from_secs(10), in_hand.acquire_many(all)).await;
         if drained.is_err() {
             let node = self.state.bus.node_id();
             match sqlx::query(
@@ -420,12 +433,17 @@ struct Runner {
 }
 
 impl Runner {
-    async fn run(self, job: LeasedJob) {
+    async fn run(self, job: LeasedJob, leased_at: Instant) {
         let Some(handler) = self.registry.get(&job.kind).cloned() else {
             return;
         };
         let kind = job.kind.clone();
         let (id, attempt) = (job.id, job.attempt);
+        // A job that waited long for a worker confirms its lease first: one whose lease
+        // ran out meanwhile may be running elsewhere already.
+        if leased_at.elapsed() > self.config.lease / 3 && !self.renew(id, attempt).await {
+            return;
+        }
         let started = Instant::now();
         let ctx = JobContext::new(job, self.state.clone());
         crate::failpoint::hit_async("jobs.running").await;
@@ -437,7 +455,9 @@ impl Runner {
             loop {
                 tokio::select! {
                     outcome = &mut run => break outcome,
-                    _ = renew.tick() => self.renew(id, attempt).await,
+                    _ = renew.tick() => {
+                        self.renew(id, attempt).await;
+                    }
                 }
             }
         };
@@ -470,7 +490,8 @@ impl Runner {
         }
     }
 
-    async fn renew(&self, id: i64, attempt: u32) {
+    /// Extends the lease; false when it is no longer this worker's.
+    async fn renew(&self, id: i64, attempt: u32) -> bool {
         let until = self.state.clock.now()
             + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
         match sqlx::query(
@@ -483,10 +504,14 @@ impl Runner {
         .await
         {
             Ok(done) if done.rows_affected() == 0 => {
-                tracing::warn!(job = id, "a running job's lease was lost (it ran longer than its lease with the database unreachable?)")
+                tracing::warn!(job = id, "a job's lease was lost (it waited or ran longer than its lease without renewing)");
+                false
             }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(job = id, error = %err, "renewing a job's lease failed"),
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(job = id, error = %err, "renewing a job's lease failed");
+                true
+            }
         }
     }
 
@@ -556,17 +581,31 @@ async fn complete_finished(db: Db, mut done: mpsc::UnboundedReceiver<Finished>) 
     let mut batch = Vec::with_capacity(100);
     while let Some(first) = done.recv().await {
         batch.push(first);
-        while batch.len() < 100 {
-            match done.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        // Gather what finishes within a millisecond: one statement for many jobs.
+        let gather = tokio::time::sleep(Duration::from_millis(1));
+        tokio::pin!(gather);
+        while batch.len() < 200 {
+            tokio::select! {
+                next = done.recv() => match next {
+                    Some(next) => batch.push(next),
+                    None => break,
+                },
+                _ = &mut gather => break,
             }
         }
-        let conditions = (0..batch.len())
-            .map(|i| format!("(id = ${} AND attempts = ${})", i * 2 + 1, i * 2 + 2))
+        // `id IN (…)` finds the rows by the primary key; the pairs fence each lease.
+        let ids = (0..batch.len())
+            .map(|i| format!("${}", i * 2 + 1))
             .collect::<Vec<_>>()
-            .join(" OR ");
-        let sql = format!("DELETE FROM jobs WHERE state = 'running' AND ({conditions})");
+            .join(", ");
+        let pairs = (0..batch.len())
+            .map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "DELETE FROM jobs WHERE id IN ({ids}) AND state = 'running'
+                AND (id, attempts) IN (VALUES {pairs})"
+        );
         let mut delete = sqlx::query(sqlx::AssertSqlSafe(sql));
         for finished in &batch {
             delete = delete.bind(finished.id).bind(i64::from(finished.attempt));
