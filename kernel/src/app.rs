@@ -152,6 +152,12 @@ impl Kernel {
             .reload()
             .await
             .map_err(|e| anyhow::anyhow!("loading plugins: {}", e.body().message))?;
+        plugins.set_prices_include_tax(
+            crate::inventory::settings::load(&mut *db.pool.acquire().await?)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the store settings: {}", e.body().message))?
+                .prices_include_tax,
+        );
         let cache = CatalogCache::new(config.cache_ttl());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let wakeups = Arc::new(

@@ -29,8 +29,9 @@ pub struct CatalogCache {
     /// Product listings by their normalised query.
     pub listings: Cache<String, Arc<ProductPage>>,
     pub categories: Cache<(), Arc<Vec<Category>>>,
-    /// The store settings every cart and checkout reads. Kept a second at most, so a
-    /// change made on another node shows that soon even before its event arrives.
+    /// The store settings every cart, checkout and product page reads. A change is
+    /// dropped on every node by its `settings.updated` event (within milliseconds); the
+    /// TTL bounds a node that missed it.
     pub settings: Cache<(), StoreSettings>,
 }
 
@@ -48,7 +49,7 @@ impl CatalogCache {
             categories: Cache::builder().max_capacity(1).time_to_live(ttl).build(),
             settings: Cache::builder()
                 .max_capacity(1)
-                .time_to_live(Duration::from_secs(1))
+                .time_to_live(ttl.min(Duration::from_secs(60)))
                 .build(),
         }
     }
@@ -61,6 +62,16 @@ impl CatalogCache {
         let settings = crate::inventory::settings::load(conn).await?;
         self.settings.insert((), settings.clone()).await;
         Ok(settings)
+    }
+
+    /// The store settings, cached or read from `db` (a connection is taken only on a
+    /// miss, so a page served from the cache touches no database).
+    pub async fn store_settings_from(&self, db: &crate::store::Db) -> Result<StoreSettings> {
+        if let Some(settings) = self.settings.get(&()).await {
+            return Ok(settings);
+        }
+        let mut conn = db.pool.acquire().await?;
+        self.store_settings(&mut conn).await
     }
 
     pub async fn invalidate_product(&self, slug: &str) {

@@ -35,6 +35,9 @@ pub struct ErrorBody {
     /// The fields at fault, when the problem is with the input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
+    /// With `total_changed`: what the order costs now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Box<crate::orders::totals::CheckoutQuote>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,10 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A checkout whose total is not the one the client showed: nothing was placed or
+    /// charged (409, with the new quote).
+    #[error("the total changed")]
+    TotalChanged(Box<crate::orders::totals::CheckoutQuote>),
     /// A client passed its rate limit (429, with `Retry-After`).
     #[error("too many requests; retry after {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
@@ -103,7 +110,7 @@ impl Error {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Conflict { .. } | Error::TotalChanged(_) => StatusCode::CONFLICT,
             Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
@@ -161,6 +168,21 @@ impl Error {
                 vec![],
             ),
             Error::Unavailable(why) => ("unavailable", why.clone(), vec![]),
+            Error::TotalChanged(quote) => {
+                let total = crate::catalog::model::Money {
+                    amount_minor: quote.total_minor,
+                    currency: quote.currency.clone(),
+                };
+                let message = format!(
+                    "the order now costs {}, not the total shown: review it and check out again",
+                    total.display()
+                );
+                (
+                    "total_changed",
+                    message.clone(),
+                    vec![FieldError::new("expected_total_minor", message)],
+                )
+            }
             Error::TooManyRequests { retry_after_secs } => (
                 "too_many_requests",
                 format!("too many requests: try again in {retry_after_secs} s"),
@@ -173,6 +195,10 @@ impl Error {
             error: code,
             message,
             fields,
+            quote: match self {
+                Error::TotalChanged(quote) => Some(quote.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod cart;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod countries;
 pub mod error;
 pub mod failpoint;
 pub mod http;

@@ -95,6 +95,10 @@ pub struct PluginSection {
     pub abi: String,
     #[serde(default)]
     pub description: String,
+    /// A notification channel's kind: `email`, `push`, `sms`, `webhook`, … (what the
+    /// kernel routes to it, and what the shop may promise, e.g. a confirmation email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +153,8 @@ pub struct Manifest {
     pub world: World,
     pub abi: semver::Version,
     pub description: String,
+    /// A notification channel's kind (`email`, `push`, `webhook`, …).
+    pub channel: Option<String>,
     pub http_hosts: Vec<String>,
     pub settings: BTreeMap<String, SettingSpec>,
     pub limits: Limits,
@@ -274,6 +280,18 @@ impl Manifest {
             }
         }
         for (name, spec) in &file.settings {
+            // `store.` keys are the kernel's facts of the store (see PLUGINS.md).
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems.push(problem(
+                    &format!("settings.{name}"),
+                    "a setting's name is 1-64 lowercase letters, digits and underscores",
+                ));
+            }
             if let Some(default) = &spec.default
                 && let Err(message) = check_setting_value(spec.kind, default)
             {
@@ -290,6 +308,21 @@ impl Manifest {
         {
             problems.push(problem("limits.memory_mib", "between 1 and 256"));
         }
+        if let Some(channel) = &file.plugin.channel {
+            if world != Some(World::NotificationChannel) {
+                problems.push(problem(
+                    "plugin.channel",
+                    "only notification-channel plugins name a channel",
+                ));
+            } else if !(2..=32).contains(&channel.len())
+                || !channel.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            {
+                problems.push(problem(
+                    "plugin.channel",
+                    "a channel kind in lowercase letters, e.g. email, push, sms, webhook",
+                ));
+            }
+        }
         if file.inputs != Inputs::default() && world != Some(World::PricingRule) {
             problems.push(problem("inputs", "only pricing rules declare [inputs]"));
         }
@@ -303,6 +336,7 @@ impl Manifest {
                 world,
                 abi,
                 description: file.plugin.description,
+                channel: file.plugin.channel,
                 http_hosts: file.permissions.http,
                 settings: file.settings,
                 limits: file.limits,

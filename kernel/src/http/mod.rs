@@ -3,6 +3,8 @@
 
 pub mod card_numbers;
 pub mod extract;
+pub mod openapi;
+pub mod security;
 pub mod session;
 pub mod storefront;
 pub mod storefront_account;
@@ -111,6 +113,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = api(&state);
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    openapi::complete(&mut openapi);
     let openapi_json = Bytes::from(openapi.to_json().unwrap_or_else(|_| "{}".to_owned()));
     let max_body = state.config.max_body_bytes;
     Router::new()
@@ -125,6 +128,11 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/healthz", get(healthz))
+        .route(
+            storefront_checkout::CHECKOUT_SCRIPT_PATH,
+            get(security::serve_script),
+        )
+        .route(security::REPORT_PATH, axum::routing::post(security::report))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(storefront::routes(&state))
@@ -132,6 +140,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::ratelimit::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::headers,
         ))
         .layer(middleware::from_fn(crate::telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body))

@@ -346,7 +346,17 @@ pub(super) async fn product_response(
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
     };
-    let body = product_body(product, selected, session, message.as_deref());
+    let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
+        Ok(settings) => settings.prices_include_tax,
+        Err(err) => return error_page(&err, "product", &categories),
+    };
+    let body = product_body(
+        product,
+        selected,
+        session,
+        message.as_deref(),
+        prices_include_tax,
+    );
     let mut response = (
         status,
         Html(layout(&product.name, &categories, nav_slug, body).into_string()),
@@ -501,6 +511,7 @@ fn product_body(
     selected: Option<&Variant>,
     session: &Session,
     problem: Option<&str>,
+    prices_include_tax: bool,
 ) -> Markup {
     let first_category = product.categories.first();
     html! {
@@ -520,7 +531,7 @@ fn product_body(
                     span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
                     h1 { (product.name) }
                     @match selected {
-                        Some(variant) => (buy_panel(product, variant, session, problem)),
+                        Some(variant) => (buy_panel(product, variant, session, problem, prices_include_tax)),
                         None => p.muted { "This product is not available at the moment." },
                     }
                 }
@@ -562,11 +573,15 @@ fn buy_panel(
     variant: &Variant,
     session: &Session,
     problem: Option<&str>,
+    prices_include_tax: bool,
 ) -> Markup {
     let sellable = variant.availability.state != StockState::OutOfStock
         && variant.availability.sellable_quantity > 0;
     html! {
-        p.product-price { (variant.price.display()) }
+        p.product-price {
+            (variant.price.display())
+            " " span.tax-note { @if prices_include_tax { "incl. VAT" } @else { "excl. tax" } }
+        }
         @if product.variants.len() > 1 {
             fieldset.variants {
                 legend { "Choose an option" }

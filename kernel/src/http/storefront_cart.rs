@@ -447,6 +447,10 @@ async fn cart_response(
         Some(cart) => product_names(state, cart).await,
         None => HashMap::new(),
     };
+    let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
+        Ok(settings) => settings.prices_include_tax,
+        Err(err) => return super::storefront_account::server_error(&err, "cart"),
+    };
     let body = html! {
         header.page-head { h1 { "Your cart" } }
         @match cart.filter(|c| !c.lines.is_empty()) {
@@ -454,7 +458,7 @@ async fn cart_response(
                 p { "Your cart is empty." }
                 p { a.button.primary href="/" { "Continue shopping" } }
             },
-            Some(cart) => (cart_body(cart, &names, session, problem)),
+            Some(cart) => (cart_body(cart, &names, session, problem, prices_include_tax)),
         }
     };
     // The count in the header is this cart's, not the one the request's cookie had.
@@ -516,6 +520,7 @@ fn cart_body(
     names: &HashMap<String, String>,
     session: &Session,
     problem: Option<&LineProblem>,
+    prices_include_tax: bool,
 ) -> Markup {
     let currency = cart.currency.as_deref().unwrap_or("");
     html! {
@@ -544,6 +549,13 @@ fn cart_body(
                     dt { "Discounts and surcharges" } dd { (money(cart.adjustments_total_minor, currency)) }
                 }
                 dt { strong { "Total" } } dd.cart-total { strong { (money(cart.total_minor, currency)) } }
+            }
+            p.muted.tax-note {
+                @if prices_include_tax {
+                    "Prices include VAT. Shipping is shown at checkout, with the total, before you pay."
+                } @else {
+                    "Tax and shipping are shown at checkout, with the total, before you pay."
+                }
             }
             @if !cart.skipped_rules.is_empty() {
                 p.muted { "Some offers could not be checked just now and are not included." }

@@ -1,5 +1,6 @@
-//! Checkout in the storefront: the address, the shipping method and the card, then the
-//! confirmation page. The order is [`crate::orders::checkout`]'s, called directly, so the
+//! Checkout in the storefront: the address, the country and the shipping method, the
+//! order's total with shipping and tax (computed by the quote the checkout charges), then
+//! the card, then the confirmation page. The order is [`crate::orders::checkout`]'s, called directly, so the
 //! page places orders exactly as the JSON API does.
 //!
 //! Card details never reach the kernel. The card inputs have no `name`, so a browser
@@ -19,7 +20,7 @@
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,17 +28,19 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use cookie::SameSite;
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 
 use super::session::{self, Session, see_other};
 use super::storefront_account::{
-    Form, FormErrors, account_page_response, form_alert, labelled_input, server_error, status_of,
+    Form, FormErrors, account_page_response, form_alert, labelled_input, sentence, server_error,
+    status_of,
 };
 use super::storefront_cart::{self as cart_pages, Shopper};
 use super::storefront_orders::order_details;
 use crate::app::AppState;
 use crate::cart::Cart;
 use crate::error::{Error, FieldError};
+use crate::orders::totals::{self, CheckoutQuote};
 use crate::orders::{self, CheckoutRequest, ShippingAddress};
 
 const CHECKOUT_PATH: &str = "/checkout";
@@ -49,11 +52,13 @@ const PLACED_COOKIE_MAX_AGE_SECS: i64 = 24 * 60 * 60;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(CHECKOUT_PATH, get(checkout_page).post(checkout_submit))
+        .route("/checkout/quote", get(quote_json))
         .route("/checkout/confirmation/{number}", get(confirmation_page))
 }
 
-/// The address fields: name, label, autocomplete, required.
-const ADDRESS_FIELDS: [(&str, &str, &str, bool); 7] = [
+/// The address fields but the country (a list of its own): name, label, autocomplete,
+/// required.
+const ADDRESS_FIELDS: [(&str, &str, &str, bool); 6] = [
     ("name", "Full name", "shipping name", true),
     ("line1", "Address line 1", "shipping address-line1", true),
     ("line2", "Address line 2", "shipping address-line2", false),
@@ -65,12 +70,6 @@ const ADDRESS_FIELDS: [(&str, &str, &str, bool); 7] = [
         false,
     ),
     ("postal_code", "Postal code", "shipping postal-code", true),
-    (
-        "country",
-        "Country code (e.g. NL)",
-        "shipping country",
-        true,
-    ),
 ];
 
 /// What the form shows: the values typed (or proposed), by field name.
@@ -81,6 +80,7 @@ impl Values {
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
+            .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
             .filter(|value| !value.is_empty())
@@ -112,6 +112,166 @@ fn posted_checkout_key(form: &Form) -> Option<String> {
     .then(|| key.to_owned())
 }
 
+// ---- what the order costs -----------------------------------------------------------------
+
+/// The countries the shop ships to, by name: those of the shipping rate table, or every
+/// country when a rate is for `*`. The code proposed when the shopper has none: the
+/// first country the table names (the shop's home, usually).
+async fn shipping_countries(
+    state: &AppState,
+) -> Result<(Vec<(String, String)>, Option<String>), Error> {
+    let rates = orders::api::read_shipping_rates(state).await?;
+    let named: Vec<&str> = rates
+        .iter()
+        .map(|r| r.country.as_str())
+        .filter(|c| *c != "*")
+        .collect();
+    let home = named.first().map(|c| (*c).to_owned());
+    let mut countries: Vec<(String, String)> = if rates.iter().any(|r| r.country == "*") {
+        crate::countries::COUNTRIES
+            .iter()
+            .map(|(code, name)| ((*code).to_owned(), (*name).to_owned()))
+            .collect()
+    } else {
+        named
+            .iter()
+            .map(|code| {
+                let name = crate::countries::name(code).unwrap_or(code);
+                ((*code).to_owned(), name.to_owned())
+            })
+            .collect()
+    };
+    countries.sort_by(|a, b| a.1.cmp(&b.1));
+    countries.dedup_by(|a, b| a.0 == b.0);
+    Ok((countries, home))
+}
+
+/// The order's totals for the country and method in `values`; `None` until a country is
+/// chosen. An error is the shopper's (no shipping there): it is shown at the country.
+async fn quote_for(
+    state: &AppState,
+    cart: &Cart,
+    values: &Values,
+) -> Option<Result<CheckoutQuote, Error>> {
+    let country = values.get("country")?;
+    Some(
+        totals::quote(
+            state,
+            cart,
+            country,
+            values.get("shipping_method"),
+            "country",
+        )
+        .await,
+    )
+}
+
+/// The summary panel: the lines by product and variant, and, with a quote, shipping,
+/// tax and the total the order will be charged.
+fn summary(cart: &Cart, quote: Option<&CheckoutQuote>) -> Markup {
+    let currency = cart.currency.as_deref().unwrap_or("");
+    let amount = |minor: i64| cart_pages::money(minor, currency);
+    html! {
+        h2 { "Your order" }
+        ul.checkout-lines {
+            @for line in &cart.lines {
+                li {
+                    span { (line.quantity) " × " (totals::line_title(line)) }
+                    span.amount { (line.total.display()) }
+                }
+            }
+        }
+        dl.facts.totals {
+            dt { "Subtotal" } dd { (amount(cart.subtotal_minor)) }
+            @if cart.adjustments_total_minor != 0 {
+                dt { "Discounts and surcharges" } dd { (amount(cart.adjustments_total_minor)) }
+            }
+            @match quote {
+                Some(quote) => {
+                    dt { "Shipping · " (quote.shipping_method_name) } dd #summary-shipping { (amount(quote.shipping_minor)) }
+                    @if !quote.prices_include_tax {
+                        dt { "Tax (" (super::storefront_orders::tax_percent(quote.tax_rate_bp)) ")" } dd #summary-tax { (amount(quote.tax_minor)) }
+                    }
+                    dt.total { "Total" } dd.total #summary-total data-total-minor=(quote.total_minor) { (amount(quote.total_minor)) }
+                    @if quote.prices_include_tax {
+                        dt.muted { "Includes VAT (" (super::storefront_orders::tax_percent(quote.tax_rate_bp)) ")" } dd.muted #summary-tax { (amount(quote.tax_minor)) }
+                    }
+                }
+                None => {
+                    dt.total { "Goods" } dd.total { (amount(cart.total_minor)) }
+                }
+            }
+        }
+        @if quote.is_none() {
+            p.muted #summary-note { "Choose the country to ship to: shipping, tax and the total show here before you pay." }
+        }
+        p { a href="/cart" { "Change the cart" } }
+    }
+}
+
+/// The method options: with a quote, the methods to that country with their prices;
+/// without, every method of the rate table.
+fn method_options(
+    methods: &[(String, String)],
+    quote: Option<&CheckoutQuote>,
+    chosen: Option<&str>,
+    currency: &str,
+) -> Markup {
+    html! {
+        @match quote {
+            Some(quote) => {
+                @for method in &quote.methods {
+                    option value=(method.code) selected[method.code == quote.shipping_method] {
+                        (method.name) " · " (cart_pages::money(method.shipping_minor, currency))
+                    }
+                }
+            }
+            None => {
+                @for (code, name) in methods {
+                    option value=(code) selected[chosen == Some(code.as_str())] { (name) }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /checkout/quote?country=…&shipping_method=…`: the page's script shows the totals
+/// in place with this. The same panel the page renders, and the total to expect.
+async fn quote_json(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let shopper = match cart_pages::shopper(&state, &session, &headers).await {
+        Ok(shopper) => shopper,
+        Err(err) => return err.into_response(),
+    };
+    let Some(cart) = ready_cart(&shopper) else {
+        return Error::conflict(None, "the cart cannot be checked out").into_response();
+    };
+    let mut values = Values::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        values.set(&key, value.trim());
+    }
+    let currency = cart.currency.as_deref().unwrap_or("");
+    let (quote, error) = match quote_for(&state, cart, &values).await {
+        Some(Ok(quote)) => (Some(quote), None),
+        Some(Err(Error::Validation(fields))) => {
+            (None, fields.first().map(|f| sentence(&f.message)))
+        }
+        Some(Err(err)) => return err.into_response(),
+        None => (None, None),
+    };
+    axum::Json(serde_json::json!({
+        "summary_html": summary(cart, quote.as_ref()).into_string(),
+        "methods_html": quote.as_ref().map(|q| method_options(&[], Some(q), None, currency).into_string()),
+        "total_minor": quote.as_ref().map(|q| q.total_minor),
+        "error": error,
+    }))
+    .into_response()
+}
+
 // ---- the page ------------------------------------------------------------------------------
 
 async fn checkout_page(
@@ -132,7 +292,7 @@ async fn checkout_page(
     };
     let cart = cart.clone();
     let key = new_checkout_key();
-    render(&state, &session, shopper, &cart, &values, &key, None).await
+    render(&state, &session, shopper, &cart, values, &key, None, None).await
 }
 
 /// The cart when it can be checked out (lines, nothing marked); else the cart page.
@@ -168,14 +328,18 @@ async fn proposed_values(state: &AppState, shopper: &Shopper) -> Result<Values, 
     Ok(values)
 }
 
+/// Renders the form with the order's totals: `quote` when the caller has one (a total
+/// that changed), else computed for the values' country and method.
+#[allow(clippy::too_many_arguments)]
 async fn render(
     state: &AppState,
     session: &Session,
     shopper: Shopper,
     cart: &Cart,
-    values: &Values,
+    mut values: Values,
     checkout_key: &str,
     problem: Option<Problem>,
+    quote: Option<CheckoutQuote>,
 ) -> Response {
     let methods = match orders::api::read_shipping_rates(state).await {
         Ok(rates) => {
@@ -195,77 +359,161 @@ async fn render(
         }
         Err(err) => return server_error(&err, "checkout"),
     };
-    let tokenize_url = crate::plugins::payments::checkout_tokenize_url(&state.plugins);
-    let (status, errors) = match problem {
+    let (countries, home) = match shipping_countries(state).await {
+        Ok(found) => found,
+        Err(err) => return server_error(&err, "checkout"),
+    };
+    if values.get("country").is_none()
+        && let Some(home) = home
+    {
+        values.set("country", &home);
+    }
+    let (status, mut errors) = match problem {
         Some(problem) => (problem.status, problem.errors),
         None => (StatusCode::OK, FormErrors::default()),
+    };
+    let quote = match quote {
+        Some(quote) => Some(quote),
+        None => match quote_for(state, cart, &values).await {
+            Some(Ok(quote)) => Some(quote),
+            Some(Err(Error::Validation(fields))) => {
+                // Said where the shopper chooses: at the country or the method.
+                for field in fields {
+                    if errors.field(&field.field).is_none() {
+                        errors.fields.push(field);
+                    }
+                }
+                None
+            }
+            Some(Err(err)) => return server_error(&err, "checkout"),
+            None => None,
+        },
     };
     let status = if status == StatusCode::OK {
         status_of(&errors)
     } else {
         status
     };
-    let body = checkout_body(
+    let page = CheckoutPage {
         cart,
-        values,
-        &methods,
-        tokenize_url.as_deref(),
+        values: &values,
+        methods: &methods,
+        countries: &countries,
+        quote: quote.as_ref(),
+        tokenize_url: crate::plugins::payments::checkout_tokenize_url(&state.plugins),
         checkout_key,
         session,
-        &errors,
-    );
+        errors: &errors,
+    };
     let items = cart.lines.iter().map(|l| l.quantity).sum();
-    let response = session::with_cart_items(
+    let mut response = session::with_cart_items(
         items,
-        account_page_response(state, status, "Checkout", body),
+        account_page_response(state, status, "Checkout", page.body()),
     )
     .await;
+    // The page's script sends the card to the processor: its origin, and no other, joins
+    // the page's policy.
+    if let Some(origin) = page
+        .tokenize_url
+        .as_deref()
+        .and_then(super::security::origin_of)
+    {
+        response
+            .extensions_mut()
+            .insert(super::security::ExtraOrigins(vec![origin]));
+    }
     cart_pages::with_cookies(response, shopper.cookies)
 }
 
-fn checkout_body(
-    cart: &Cart,
-    values: &Values,
-    methods: &[(String, String)],
-    tokenize_url: Option<&str>,
-    checkout_key: &str,
-    session: &Session,
-    errors: &FormErrors,
-) -> Markup {
-    let currency = cart.currency.as_deref().unwrap_or("");
-    let chosen_method = values
-        .get("shipping_method")
-        .or(methods.first().map(|(code, _)| code.as_str()));
-    html! {
-        header.page-head { h1 { "Checkout" } }
-        div.checkout {
-            form #checkout-form.panel method="post" action=(CHECKOUT_PATH) data-tokenize-url=[tokenize_url] {
-                (session.csrf_input())
-                input type="hidden" name="checkout_key" value=(checkout_key);
-                input type="hidden" name="payment_token" value="";
-                p #checkout-error.form-alert role="alert" hidden[errors.form.is_none()] {
-                    @if let Some(message) = &errors.form { (message) }
-                }
-                @if errors.form.is_none() { (form_alert(errors)) }
-                h2 { "Contact" }
-                (labelled_input("Email", "email", "email", values.get("email"), "email", true, errors))
-                h2 { "Shipping address" }
-                @for (name, label, autocomplete, required) in ADDRESS_FIELDS {
-                    (labelled_input(label, name, "text", values.get(name), autocomplete, required, errors))
-                }
-                h2 { "Shipping method" }
-                div.field {
-                    label for="f-shipping_method" { "Method" }
-                    select #f-shipping_method name="shipping_method" required {
-                        @for (code, name) in methods {
-                            option value=(code) selected[chosen_method == Some(code.as_str())] { (name) }
+struct CheckoutPage<'a> {
+    cart: &'a Cart,
+    values: &'a Values,
+    methods: &'a [(String, String)],
+    countries: &'a [(String, String)],
+    quote: Option<&'a CheckoutQuote>,
+    tokenize_url: Option<String>,
+    checkout_key: &'a str,
+    session: &'a Session,
+    errors: &'a FormErrors,
+}
+
+impl CheckoutPage<'_> {
+    fn body(&self) -> Markup {
+        let errors = self.errors;
+        let values = self.values;
+        let tokenize_url = self.tokenize_url.as_deref();
+        let currency = self.cart.currency.as_deref().unwrap_or("");
+        let chosen_method = values
+            .get("shipping_method")
+            .or(self.methods.first().map(|(code, _)| code.as_str()));
+        html! {
+            header.page-head { h1 { "Checkout" } }
+            div.checkout {
+                form #checkout-form.panel method="post" action=(CHECKOUT_PATH) data-tokenize-url=[tokenize_url] {
+                    (self.session.csrf_input())
+                    input type="hidden" name="checkout_key" value=(self.checkout_key);
+                    input type="hidden" name="payment_token" value="";
+                    input type="hidden" name="expected_total_minor" value=[self.quote.map(|q| q.total_minor)];
+                    p #checkout-error.form-alert role="alert" hidden[errors.form.is_none()] {
+                        @if let Some(message) = &errors.form { (message) }
+                    }
+                    @if errors.form.is_none() { (form_alert(errors)) }
+                    h2 { "Contact" }
+                    (labelled_input("Email", "email", "email", values.get("email"), "email", true, errors))
+                    h2 { "Shipping address" }
+                    @for (name, label, autocomplete, required) in ADDRESS_FIELDS {
+                        (labelled_input(label, name, "text", values.get(name), autocomplete, required, errors))
+                    }
+                    (self.country_select())
+                    h2 { "Shipping method" }
+                    div.field {
+                        label for="f-shipping_method" { "Method" }
+                        select #f-shipping_method name="shipping_method" required
+                            aria-invalid=[errors.field("shipping_method").map(|_| "true")] {
+                            (method_options(self.methods, self.quote, chosen_method, currency))
+                        }
+                        @if let Some(message) = errors.field("shipping_method") {
+                            p.field-error #f-shipping_method-error { (sentence(message)) }
                         }
                     }
-                    @if let Some(message) = errors.field("shipping_method") {
-                        p.field-error { (message) }
-                    }
-                    p.muted { "Shipping and tax are added to the total for your address." }
+                    // Without JavaScript, a change of country or method is shown by this;
+                    // the page's script hides it and updates the totals in place.
+                    p { button #review-order.button.secondary type="submit" name="step" value="review" { "Update total" } }
+                    (self.card_section(tokenize_url))
                 }
+                section #order-summary.panel.cart-summary aria-live="polite" {
+                    (summary(self.cart, self.quote))
+                }
+            }
+            script src=(CHECKOUT_SCRIPT_PATH) integrity=(super::security::checkout_script().integrity) defer {}
+        }
+    }
+
+    fn country_select(&self) -> Markup {
+        let chosen = self.values.get("country").map(str::to_ascii_uppercase);
+        let error = self.errors.field("country");
+        html! {
+            div.field {
+                label for="f-country" { "Country" }
+                select #f-country name="country" autocomplete="shipping country" required
+                    aria-invalid=[error.map(|_| "true")]
+                    aria-describedby=[error.map(|_| "f-country-error")] {
+                    option value="" disabled selected[chosen.is_none()] { "Choose a country" }
+                    @for (code, name) in self.countries {
+                        option value=(code) selected[chosen.as_deref() == Some(code.as_str())] { (name) }
+                    }
+                }
+                @if let Some(message) = error {
+                    p.field-error #f-country-error { (sentence(message)) }
+                }
+            }
+        }
+    }
+
+    /// The card: shown once the order has a total (the shopper sees it before paying).
+    fn card_section(&self, tokenize_url: Option<&str>) -> Markup {
+        html! {
+            div #card-section hidden[self.quote.is_none()] {
                 h2 { "Card" }
                 @match tokenize_url {
                     Some(_) => {
@@ -275,17 +523,19 @@ fn checkout_body(
                             label for="card-number" { "Card number" }
                             input #card-number type="text" inputmode="numeric" autocomplete="cc-number" required;
                         }
-                        div.field {
-                            label for="card-exp-month" { "Expiry month (MM)" }
-                            input #card-exp-month type="text" inputmode="numeric" autocomplete="cc-exp-month" maxlength="2" required;
-                        }
-                        div.field {
-                            label for="card-exp-year" { "Expiry year (YYYY)" }
-                            input #card-exp-year type="text" inputmode="numeric" autocomplete="cc-exp-year" maxlength="4" required;
-                        }
-                        div.field {
-                            label for="card-cvc" { "Security code" }
-                            input #card-cvc type="text" inputmode="numeric" autocomplete="cc-csc" maxlength="4" required;
+                        div.card-row {
+                            div.field {
+                                label for="card-exp-month" { "Expiry month (MM)" }
+                                input #card-exp-month type="text" inputmode="numeric" autocomplete="cc-exp-month" maxlength="2" required;
+                            }
+                            div.field {
+                                label for="card-exp-year" { "Expiry year (YYYY)" }
+                                input #card-exp-year type="text" inputmode="numeric" autocomplete="cc-exp-year" maxlength="4" required;
+                            }
+                            div.field {
+                                label for="card-cvc" { "Security code" }
+                                input #card-cvc type="text" inputmode="numeric" autocomplete="cc-csc" maxlength="4" required;
+                            }
                         }
                         p { button #place-order.button.primary.wide type="submit" { "Place order" } }
                     }
@@ -295,76 +545,12 @@ fn checkout_body(
                     }
                 }
             }
-            section.panel.cart-summary {
-                h2 { "Your order" }
-                ul.checkout-lines {
-                    @for line in &cart.lines {
-                        li { (line.quantity) " × " (line.title) " " span.amount { (line.total.display()) } }
-                    }
-                }
-                dl.facts {
-                    dt { "Subtotal" } dd { (cart_pages::money(cart.subtotal_minor, currency)) }
-                    @if cart.adjustments_total_minor != 0 {
-                        dt { "Discounts and surcharges" } dd { (cart_pages::money(cart.adjustments_total_minor, currency)) }
-                    }
-                    dt { strong { "Before shipping and tax" } } dd { strong { (cart_pages::money(cart.total_minor, currency)) } }
-                }
-                p { a href="/cart" { "Change the cart" } }
-            }
         }
-        @if tokenize_url.is_some() { script { (PreEscaped(CHECKOUT_SCRIPT)) } }
     }
 }
 
-/// Tokenizes the card in the browser, then submits the form with the token only.
-const CHECKOUT_SCRIPT: &str = r#"
-(function () {
-  var form = document.getElementById('checkout-form');
-  if (!form) return;
-  var errorBox = document.getElementById('checkout-error');
-  var button = document.getElementById('place-order');
-  var busy = false;
-  function value(id) { return document.getElementById(id).value.trim(); }
-  function fail(message) {
-    errorBox.textContent = message;
-    errorBox.hidden = false;
-    button.disabled = false;
-    busy = false;
-  }
-  form.addEventListener('submit', function (event) {
-    event.preventDefault();
-    if (busy) return;
-    busy = true;
-    button.disabled = true;
-    errorBox.hidden = true;
-    var card = {
-      number: value('card-number').replace(/[\s-]/g, ''),
-      exp_month: parseInt(value('card-exp-month'), 10),
-      exp_year: parseInt(value('card-exp-year'), 10),
-      cvc: value('card-cvc')
-    };
-    fetch(form.dataset.tokenizeUrl, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(card)
-    }).then(function (response) {
-      return response.json().then(function (body) { return { ok: response.ok, body: body }; },
-        function () { return { ok: false, body: {} }; });
-    }).then(function (answer) {
-      if (!answer.ok || !answer.body.token) {
-        var error = answer.body.error || {};
-        fail('Your card could not be checked: ' + (error.message || 'please check the card details') + '.');
-        return;
-      }
-      form.elements['payment_token'].value = answer.body.token;
-      // The card inputs have no name: only the token is posted.
-      HTMLFormElement.prototype.submit.call(form);
-    }).catch(function () {
-      fail('The payment processor could not be reached. Please try again.');
-    });
-  });
-})();
-"#;
+/// Where the page's script is served.
+pub(super) const CHECKOUT_SCRIPT_PATH: &str = "/assets/checkout.js";
 
 // ---- placing the order -------------------------------------------------------------------
 
@@ -384,7 +570,7 @@ async fn checkout_submit(
         return cart_pages::with_cookies(see_other("/cart"), shopper.cookies);
     };
     let mut values = Values::default();
-    for name in ["email", "shipping_method"]
+    for name in ["email", "shipping_method", "country"]
         .into_iter()
         .chain(ADDRESS_FIELDS.iter().map(|(name, ..)| *name))
     {
@@ -392,7 +578,6 @@ async fn checkout_submit(
     }
     let Some(key) = key else {
         // A form this page did not render (or an old one): show a fresh one.
-        let key = new_checkout_key();
         let problem = Problem {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             errors: form_error(
@@ -404,12 +589,17 @@ async fn checkout_submit(
             &session,
             shopper,
             &cart,
-            &values,
-            &key,
+            values,
+            &new_checkout_key(),
             Some(problem),
+            None,
         )
         .await;
     };
+    if form.get("step") == "review" {
+        // "Update total": the same form with the totals for the chosen country.
+        return render(&state, &session, shopper, &cart, values, &key, None, None).await;
+    }
     let token = form.get("payment_token").trim();
     if token.is_empty() {
         let problem = Problem {
@@ -423,12 +613,30 @@ async fn checkout_submit(
             &session,
             shopper,
             &cart,
-            &values,
+            values,
             &key,
             Some(problem),
+            None,
         )
         .await;
     }
+    let Ok(expected_total) = form.get("expected_total_minor").trim().parse::<i64>() else {
+        let problem = Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: form_error("Please check the total for your country, then place the order."),
+        };
+        return render(
+            &state,
+            &session,
+            shopper,
+            &cart,
+            values,
+            &key,
+            Some(problem),
+            None,
+        )
+        .await;
+    };
     let optional = |name: &str| {
         let value = form.get(name).trim();
         (!value.is_empty()).then(|| value.to_owned())
@@ -446,6 +654,7 @@ async fn checkout_submit(
         },
         shipping_method: form.get("shipping_method").trim().to_owned(),
         payment_token: Some(token.to_owned()),
+        expected_total_minor: Some(expected_total),
     };
     let placed = orders::checkout(&state, &cart.id, shopper.customer.as_ref(), &key, request).await;
     match placed {
@@ -466,6 +675,29 @@ async fn checkout_submit(
             let location = format!("{CONFIRMATION_PATH}/{}", order.number);
             cart_pages::with_cookies(see_other(&location), shopper.cookies)
         }
+        Err(Error::TotalChanged(quote)) => {
+            // Nothing was placed or charged: the form again with the new total.
+            let currency = cart.currency.as_deref().unwrap_or("");
+            let problem = Problem {
+                status: StatusCode::CONFLICT,
+                errors: form_error(&format!(
+                    "The total changed from {} to {} since it was shown (a price, a discount or a shipping rate changed). Nothing was charged: please check it and place the order again.",
+                    cart_pages::money(expected_total, currency),
+                    cart_pages::money(quote.total_minor, currency),
+                )),
+            };
+            render(
+                &state,
+                &session,
+                shopper,
+                &cart,
+                values,
+                &key,
+                Some(problem),
+                Some(*quote),
+            )
+            .await
+        }
         Err(err) => {
             let Some((problem, same_order)) = problem_of(&err) else {
                 return server_error(&err, "checkout");
@@ -481,9 +713,10 @@ async fn checkout_submit(
                 &session,
                 shopper,
                 &cart,
-                &values,
+                values,
                 &key,
                 Some(problem),
+                None,
             )
             .await
         }
@@ -609,7 +842,9 @@ async fn confirmation_page(
             h1 { "Thank you for your order" }
             p { "Your order number is " strong #order-number { (order.number) } "." }
         }
-        @if let Some(email) = &order.email {
+        // Promised only when a channel sends email (the notifications work routes
+        // `order.placed` to it).
+        @if let Some(email) = order.email.as_ref().filter(|_| state.plugins.has_channel("email")) {
             p.muted { "A confirmation is on its way to " (email) "." }
         }
         (order_details(&order))

@@ -65,6 +65,7 @@ pub(super) fn order_details(order: &Order) -> Markup {
                     tr {
                         th scope="col" { "Product" }
                         th scope="col" { "Quantity" }
+                        th scope="col" { @if order.prices_include_tax { "VAT included" } @else { "Tax" } }
                         th scope="col" { "Total" }
                     }
                 }
@@ -78,6 +79,7 @@ pub(super) fn order_details(order: &Order) -> Markup {
                                 }
                             }
                             td { (line.quantity) }
+                            td { (money(line.tax_minor, currency)) }
                             td { (money(line.total_minor, currency)) }
                         }
                     }
@@ -89,8 +91,13 @@ pub(super) fn order_details(order: &Order) -> Markup {
                     dt { "Discounts and surcharges" } dd { (money(order.adjustments_minor, currency)) }
                 }
                 dt { "Shipping (" (order.shipping_method) ")" } dd { (money(order.shipping_minor, currency)) }
-                dt { "Tax" } dd { (money(order.tax_minor, currency)) }
+                @if !order.prices_include_tax {
+                    dt { "Tax" } dd #order-tax { (money(order.tax_minor, currency)) }
+                }
                 dt { strong { "Total" } } dd #order-total { strong { (money(order.total_minor, currency)) } }
+                @if order.prices_include_tax {
+                    dt.muted { "Includes VAT (" (tax_percent(order.tax_rate_bp)) ")" } dd.muted #order-tax { (money(order.tax_minor, currency)) }
+                }
                 @if order.refunded_minor > 0 {
                     dt { "Refunded" } dd { (money(order.refunded_minor, currency)) }
                 }
@@ -103,7 +110,7 @@ pub(super) fn order_details(order: &Order) -> Markup {
                     @if let Some(line2) = &address.line2 { (line2) br; }
                     (address.postal_code) " " (address.city) br;
                     @if let Some(region) = &address.region { (region) br; }
-                    (address.country)
+                    (crate::countries::name(&address.country).unwrap_or(&address.country))
                 }
             }
         }
@@ -178,4 +185,13 @@ async fn order_page(
         body,
     )
     .await
+}
+
+/// A rate in basis points as a percentage: `2100` → `21 %`, `550` → `5.5 %`.
+pub(super) fn tax_percent(rate_bp: i64) -> String {
+    if rate_bp % 100 == 0 {
+        format!("{} %", rate_bp / 100)
+    } else {
+        format!("{} %", rate_bp as f64 / 100.0)
+    }
 }

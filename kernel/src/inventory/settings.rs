@@ -13,6 +13,10 @@ pub struct StoreSettings {
     pub min_shelf_life_days: i64,
     /// At or below this many sellable units a variant shows as low stock.
     pub low_stock_threshold: i64,
+    /// Catalog prices and shipping rates include tax (VAT), as EU consumer prices must:
+    /// the shelf price is what the shopper pays, and the order breaks out the VAT included
+    /// at the destination's rate. Off: prices are net and tax is added at checkout.
+    pub prices_include_tax: bool,
 }
 
 impl Default for StoreSettings {
@@ -20,6 +24,7 @@ impl Default for StoreSettings {
         StoreSettings {
             min_shelf_life_days: 60,
             low_stock_threshold: 5,
+            prices_include_tax: false,
         }
     }
 }
@@ -29,6 +34,7 @@ impl Default for StoreSettings {
 pub struct SettingsPatch {
     pub min_shelf_life_days: Option<i64>,
     pub low_stock_threshold: Option<i64>,
+    pub prices_include_tax: Option<bool>,
 }
 
 pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
@@ -39,6 +45,10 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
     {
         let key: String = row.try_get(0)?;
         let value: String = row.try_get(1)?;
+        if key == "prices_include_tax" {
+            settings.prices_include_tax = value == "true";
+            continue;
+        }
         let Ok(number) = value.parse::<i64>() else {
             tracing::warn!(key, value, "ignoring a setting that is not a number");
             continue;
@@ -77,8 +87,18 @@ pub async fn update(
     let before = load(conn).await?;
     let now = crate::time::now();
     for (key, value) in [
-        ("min_shelf_life_days", patch.min_shelf_life_days),
-        ("low_stock_threshold", patch.low_stock_threshold),
+        (
+            "min_shelf_life_days",
+            patch.min_shelf_life_days.map(|v| v.to_string()),
+        ),
+        (
+            "low_stock_threshold",
+            patch.low_stock_threshold.map(|v| v.to_string()),
+        ),
+        (
+            "prices_include_tax",
+            patch.prices_include_tax.map(|v| v.to_string()),
+        ),
     ] {
         let Some(value) = value else { continue };
         sqlx::query(
@@ -86,7 +106,7 @@ pub async fn update(
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(key)
-        .bind(value.to_string())
+        .bind(value)
         .bind(&now)
         .execute(&mut *conn)
         .await?;

@@ -86,6 +86,7 @@ pub enum JobState {
 #[serde(deny_unknown_fields)]
 pub struct JobFilter {
     /// Only jobs in this state.
+    #[param(inline)]
     pub state: Option<JobState>,
     /// Only jobs of this kind, e.g. `sessions.sweep`.
     pub kind: Option<String>,

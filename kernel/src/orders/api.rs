@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::totals::{CheckoutQuote, QuoteRequest};
 use super::{CheckoutRequest, Order, RefundRequest, Transition};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Problems, Result};
@@ -19,6 +20,7 @@ use crate::http::extract::{CustomerAuth, JsonBody, MaybeCustomer, PathParam, Sta
 pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(checkout))
+        .routes(routes!(checkout_quote))
         .routes(routes!(list_shipping_rates))
 }
 
@@ -69,6 +71,35 @@ async fn checkout(
         StatusCode::OK
     };
     Ok((status, Json(order)))
+}
+
+/// What the cart costs delivered to a country by a shipping method: goods after the
+/// pricing rules, shipping, tax (included or added, per line) and the total, with every
+/// method to that country. Computed by the code the checkout uses: send its
+/// `total_minor` as the checkout's `expected_total_minor`, and the checkout charges that
+/// or refuses.
+#[utoipa::path(post, path = "/carts/{id}/checkout-quote", tag = "orders", params(("id" = String, Path)),
+    request_body = QuoteRequest, security((), ("customer_token" = [])),
+    responses((status = 200, body = CheckoutQuote),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn checkout_quote(
+    State(state): State<AppState>,
+    MaybeCustomer(customer): MaybeCustomer,
+    PathParam(id): PathParam<String>,
+    JsonBody(input): JsonBody<QuoteRequest>,
+) -> Result<Json<CheckoutQuote>> {
+    let cart = crate::cart::get(&state, &id, customer.as_ref()).await?;
+    Ok(Json(
+        super::totals::quote(
+            &state,
+            &cart,
+            &input.country,
+            input.shipping_method.as_deref(),
+            "country",
+        )
+        .await?,
+    ))
 }
 
 /// The signed-in customer's orders, newest first, with status and tracking numbers.

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod reconcile;
+pub mod totals;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -108,6 +109,12 @@ pub struct CheckoutRequest {
     /// order waits, pending, with its stock reserved.
     #[serde(default)]
     pub payment_token: Option<String>,
+    /// The total the shopper was shown (a checkout quote's `total_minor`). When the
+    /// order would cost anything else (a price, rate or rule changed since), nothing is
+    /// placed or charged: 409 `total_changed` with the new quote.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub expected_total_minor: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -119,6 +126,9 @@ pub struct OrderLine {
     pub unit_price_minor: i64,
     pub adjustments: Vec<AppliedAdjustment>,
     pub total_minor: i64,
+    /// The line's tax: included in `total_minor` when the order's prices include tax,
+    /// else added to it.
+    pub tax_minor: i64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -130,7 +140,13 @@ pub struct Order {
     pub subtotal_minor: i64,
     pub adjustments_minor: i64,
     pub shipping_minor: i64,
+    /// The tax of the lines and shipping: included in their prices when
+    /// `prices_include_tax`, else added to the total.
     pub tax_minor: i64,
+    /// The prices (and shipping) include tax (VAT), as EU consumer prices do.
+    pub prices_include_tax: bool,
+    /// The destination's tax rate, in basis points (2100 = 21 %).
+    pub tax_rate_bp: i64,
     pub total_minor: i64,
     pub shipping_method: String,
     pub tracking_number: Option<String>,
@@ -227,43 +243,6 @@ fn new_order_number() -> String {
     format!("OL-{}-{}", &code[..5], &code[5..])
 }
 
-/// The price of shipping a parcel of `weight` grams by method `code` to `country` (the
-/// country's own rates before the `*` ones, the lightest band that takes the weight;
-/// None when the method does not go there at that weight), and the country's tax rate
-/// in basis points: both merchant-set tables, read in one statement.
-async fn shipping_and_tax(
-    db: &crate::store::Db,
-    code: &str,
-    country: &str,
-    weight: i64,
-    currency: &str,
-) -> Result<(Option<i64>, i64)> {
-    let row = sqlx::query(
-        "SELECT
-           (SELECT price_minor FROM shipping_rates
-            WHERE code = $1 AND (country = $2 OR country = '*') AND max_weight_grams >= $3
-              AND currency = $4
-            ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END, max_weight_grams LIMIT 1),
-           (SELECT rate_bp FROM tax_rates WHERE country = $2 OR country = '*'
-            ORDER BY CASE WHEN country = '*' THEN 1 ELSE 0 END LIMIT 1)",
-    )
-    .bind(code)
-    .bind(country)
-    .bind(weight)
-    .bind(currency)
-    .fetch_one(&db.pool)
-    .await?;
-    Ok((
-        row.try_get(0)?,
-        row.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
-    ))
-}
-
-/// Tax on an amount at a rate in basis points, rounded half up.
-fn tax_on(amount: i64, rate_bp: i64) -> i64 {
-    (amount.saturating_mul(rate_bp) + 5_000).div_euclid(10_000)
-}
-
 /// The order an idempotency key made, if any: `(order id, cart id)`.
 async fn order_by_key(state: &AppState, key: &str) -> Result<Option<(i64, String)>> {
     let row = sqlx::query("SELECT id, cart_id FROM orders WHERE idempotency_key = $1")
@@ -277,6 +256,11 @@ async fn order_by_key(state: &AppState, key: &str) -> Result<Option<(i64, String
 
 /// Turns the cart into an order. Answers `(order, created)`: a retry with the same key
 /// answers the order the first attempt made.
+///
+/// The steps: check the input; read the cart; price the delivery exactly as the quote
+/// does (refusing with the new quote when the client saw another total); then one
+/// transaction takes the cart, writes the order, reserves its lots and records
+/// `order.placed`; then the payment, when the request carries a card token.
 pub async fn checkout(
     state: &AppState,
     cart_id: &str,
@@ -288,6 +272,84 @@ pub async fn checkout(
     // A key already used is found without a lookup of its own: its cart is no longer
     // open (the retry answers the order made from it), or the order's INSERT below
     // meets the key's unique index (a key used for another cart).
+    let email = checked_email(state, customer, &input).await?;
+    let cart = match open_cart(state, cart_id, customer, idempotency_key, &input).await? {
+        OpenCart::Ready(cart) => cart,
+        OpenCart::Replayed(done) => return Ok(*done),
+    };
+    let quote = totals::quote(
+        state,
+        &cart,
+        &input.shipping_address.country,
+        Some(&input.shipping_method),
+        "shipping_address.country",
+    )
+    .await?;
+    if let Some(expected) = input.expected_total_minor
+        && expected != quote.total_minor
+    {
+        return Err(Error::TotalChanged(Box::new(quote)));
+    }
+    let mut address = input.shipping_address.clone();
+    address.country = quote.country.clone();
+    let placed = Placed {
+        number: new_order_number(),
+        now: crate::time::now(),
+        email_enc: state.keys.encrypt_field(EMAIL_CONTEXT, &email)?,
+        address_enc: state.keys.encrypt_field(
+            ADDRESS_CONTEXT,
+            &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
+        )?,
+        // A checkout that pays records the payment attempt with the order: if this
+        // process dies before the processor's answer is recorded, the reconciler
+        // finishes it.
+        token_enc: input
+            .payment_token
+            .as_deref()
+            .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
+            .transpose()?,
+    };
+    let order_id = match place(state, &cart, customer, idempotency_key, &quote, &placed).await? {
+        Placement::Placed(order_id) => order_id,
+        Placement::Taken(why) => {
+            // A concurrent retry with the same key may have just made the order, or the
+            // key made one from this cart before it opened again (a declined payment).
+            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
+                return Ok(done);
+            }
+            return Err(why);
+        }
+    };
+    // The answer is the order as written, not read back.
+    let mut order = written_order(&quote, &placed, email, address);
+    if let Some(token) = &input.payment_token {
+        let facts = PaymentFacts {
+            number: placed.number.clone(),
+            status: OrderStatus::Pending,
+            total_minor: quote.total_minor,
+            currency: quote.currency.clone(),
+            payment_reference: None,
+            refunded_minor: 0,
+        };
+        match authorize_recorded(state, order_id, &facts, token).await? {
+            Some(recorded) => {
+                order.status = recorded.status;
+                order.payment_reference = Some(recorded.payment_reference);
+                order.updated_at = recorded.at;
+            }
+            // Something else moved the order meanwhile: it is read as it is now.
+            None => order = load(state, order_id, true).await?,
+        }
+    }
+    Ok((order, true))
+}
+
+/// The input's problems, all at once; answers the email confirmations go to.
+async fn checked_email(
+    state: &AppState,
+    customer: Option<&Authenticated>,
+    input: &CheckoutRequest,
+) -> Result<String> {
     let mut problems = Problems::new();
     if let Some(token) = &input.payment_token {
         check_payment_token(&mut problems, token);
@@ -300,6 +362,9 @@ pub async fn checkout(
         64,
         true,
     );
+    if let Some(expected) = input.expected_total_minor {
+        problems.check(expected >= 0, "expected_total_minor", "must be at least 0");
+    }
     let email = match (&input.email, customer) {
         (Some(email), _) => {
             crate::accounts::check_email(&mut problems, "email", email);
@@ -316,13 +381,29 @@ pub async fn checkout(
         }
     };
     problems.into_result()?;
+    Ok(email)
+}
 
+enum OpenCart {
+    Ready(crate::cart::Cart),
+    /// The key made an order from this cart already: its answer.
+    Replayed(Box<(Order, bool)>),
+}
+
+/// The cart, priced, when it can be checked out.
+async fn open_cart(
+    state: &AppState,
+    cart_id: &str,
+    customer: Option<&Authenticated>,
+    idempotency_key: &str,
+    input: &CheckoutRequest,
+) -> Result<OpenCart> {
     let cart = match crate::cart::get(state, cart_id, customer).await {
         Ok(cart) => cart,
         Err(Error::NotFound(what)) => {
             // A concurrent checkout with the same key may have just ordered the cart.
-            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
-                return Ok(done);
+            if let Some(done) = replay(state, idempotency_key, cart_id, input).await? {
+                return Ok(OpenCart::Replayed(Box::new(done)));
             }
             return Err(Error::NotFound(what));
         }
@@ -337,181 +418,156 @@ pub async fn checkout(
             "some lines cannot be bought as they are: see each line's problem",
         ));
     }
-    let currency = cart.currency.clone().unwrap_or_default();
-    let country = input.shipping_address.country.trim().to_ascii_uppercase();
-    let mut address = input.shipping_address.clone();
-    address.country = country.clone();
-    let email_enc = state.keys.encrypt_field(EMAIL_CONTEXT, &email)?;
-    let address_enc = state.keys.encrypt_field(
-        ADDRESS_CONTEXT,
-        &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
-    )?;
+    Ok(OpenCart::Ready(cart))
+}
 
-    let weight = cart.lines.iter().fold(0i64, |total, line| {
-        total.saturating_add(
-            line.facts
-                .weight_grams
-                .saturating_mul(i64::from(line.quantity)),
-        )
-    });
-    let (shipping, rate_bp) = shipping_and_tax(
-        &state.db,
-        input.shipping_method.trim(),
-        &country,
-        weight,
-        &currency,
-    )
-    .await?;
-    let Some(shipping) = shipping else {
-        return Err(Error::invalid(
-            "shipping_method",
-            format!(
-                "no `{}` shipping to {country} for this parcel",
-                input.shipping_method.trim()
-            ),
-        ));
-    };
+/// What a new order is written with besides its quote.
+struct Placed {
+    number: String,
+    now: String,
+    email_enc: String,
+    address_enc: String,
+    token_enc: Option<String>,
+}
 
+enum Placement {
+    Placed(i64),
+    /// The cart was taken, or the key used: the error to answer when no replay does.
+    Taken(Error),
+}
+
+/// The checkout's transaction: takes the cart (a second checkout of it waits here, then
+/// finds it ordered), writes the order, reserves the whole cart's lots, writes the lines
+/// and allocations, records `order.placed`.
+async fn place(
+    state: &AppState,
+    cart: &crate::cart::Cart,
+    customer: Option<&Authenticated>,
+    idempotency_key: &str,
+    quote: &totals::CheckoutQuote,
+    placed: &Placed,
+) -> Result<Placement> {
     let mut tx = state.db.begin().await?;
-    // The cart is taken inside the transaction: a second checkout of it waits here and
-    // then finds it ordered.
     let taken = sqlx::query(
         "UPDATE carts SET status = 'ordered', updated_at = $1 WHERE id = $2 AND status = 'open'",
     )
-    .bind(crate::time::now())
-    .bind(cart_id)
+    .bind(&placed.now)
+    .bind(&cart.id)
     .execute(&mut *tx)
     .await?;
     if taken.rows_affected() == 0 {
-        drop(tx);
-        // A concurrent retry with the same key may have just made the order.
-        if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
-            return Ok(done);
-        }
-        return Err(Error::conflict(None, "the cart was checked out already"));
+        return Ok(Placement::Taken(Error::conflict(
+            None,
+            "the cart was checked out already",
+        )));
     }
-    let goods = cart.total_minor;
-    let tax = tax_on(goods.saturating_add(shipping), rate_bp);
-    let total = goods.saturating_add(shipping).saturating_add(tax);
-    let number = new_order_number();
-    let now = crate::time::now();
-    // A checkout that pays records the payment attempt with the order: if this process
-    // dies before the processor's answer is recorded, the reconciler finishes it.
-    let token_enc = input
-        .payment_token
-        .as_deref()
-        .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
-        .transpose()?;
-    let attempted_at = token_enc.as_ref().map(|_| now.clone());
+    let attempted_at = placed.token_enc.as_ref().map(|_| placed.now.clone());
     let inserted = sqlx::query(
         "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
             shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at,
-            payment_token_enc, payment_attempted_at)
+            payment_token_enc, payment_attempted_at, prices_include_tax, tax_rate_bp)
          VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
-            $16, $17)
+            $16, $17, $18, $19)
          RETURNING id",
     )
-    .bind(&number)
+    .bind(&placed.number)
     .bind(customer.map(|c| c.customer_id))
-    .bind(cart_id)
+    .bind(&cart.id)
     .bind(idempotency_key)
-    .bind(&currency)
-    .bind(cart.subtotal_minor)
-    .bind(cart.adjustments_total_minor)
-    .bind(shipping)
-    .bind(tax)
-    .bind(total)
-    .bind(input.shipping_method.trim())
-    .bind(&country)
-    .bind(&email_enc)
-    .bind(&address_enc)
-    .bind(&now)
-    .bind(&token_enc)
+    .bind(&quote.currency)
+    .bind(quote.subtotal_minor)
+    .bind(quote.adjustments_minor)
+    .bind(quote.shipping_minor)
+    .bind(quote.tax_minor)
+    .bind(quote.total_minor)
+    .bind(&quote.shipping_method)
+    .bind(&quote.country)
+    .bind(&placed.email_enc)
+    .bind(&placed.address_enc)
+    .bind(&placed.now)
+    .bind(&placed.token_enc)
     .bind(&attempted_at)
+    .bind(i64::from(quote.prices_include_tax))
+    .bind(quote.tax_rate_bp)
     .fetch_one(&mut *tx)
     .await;
     let order_id: i64 = match inserted {
         Ok(row) => row.try_get(0)?,
         Err(err) if crate::store::is_unique_violation(&err) => {
             drop(tx);
-            // The key made an order from this cart, which is open again (a declined
-            // payment reopens it): that order answers, as when the key was first used.
-            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
-                return Ok(done);
-            }
-            return match order_by_key(state, idempotency_key).await? {
-                Some(_) => Err(Error::conflict(
-                    Some("Idempotency-Key"),
-                    "this Idempotency-Key was used for another cart",
-                )),
-                None => Err(err.into()),
-            };
+            return Ok(Placement::Taken(
+                match order_by_key(state, idempotency_key).await? {
+                    Some(_) => Error::conflict(
+                        Some("Idempotency-Key"),
+                        "this Idempotency-Key was used for another cart",
+                    ),
+                    None => err.into(),
+                },
+            ));
         }
         Err(err) => return Err(err.into()),
     };
-    let settings = state.cache.store_settings(&mut tx).await?;
+    write_lines(state, &mut tx, order_id, cart, quote, placed, customer).await?;
+    record_placed(&mut tx, quote, placed, customer).await?;
+    // A shopper's purchase is not audited: the stock ledger holds each lot taken (actor,
+    // order number) and the outbox the order. The audit log is for staff, plugin,
+    // privacy and stock-adjustment actions, and writing to its chain would make every
+    // checkout queue on the chain's one head row.
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(Placement::Placed(order_id))
+}
+
+/// Reserves the cart's lots and writes the order's lines and allocations, each in one
+/// statement.
+async fn write_lines(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    order_id: i64,
+    cart: &crate::cart::Cart,
+    quote: &totals::CheckoutQuote,
+    placed: &Placed,
+    customer: Option<&Authenticated>,
+) -> Result<()> {
+    let settings = state.cache.store_settings(&mut *tx).await?;
     let actor = customer.map_or("guest", |c| c.pseudonym.as_str());
     let stock_change = StockChange {
         reason: StockReason::Allocated,
         actor,
         note: None,
-        reference: Some(&number),
+        reference: Some(&placed.number),
     };
-    // The line's title on the order is the product's name with the variant's, as the
-    // shopper saw them: later catalog edits do not rewrite what was bought.
-    let mut by_variant: Vec<(String, &crate::cart::CartLine)> = cart
-        .lines
-        .iter()
-        .map(|line| {
-            let (product, variant) = (&line.facts.product_name, &line.title);
-            let title = if product.is_empty() || variant.is_empty() {
-                format!("{product}{variant}")
-            } else {
-                format!("{product} – {variant}")
-            };
-            (title, line)
-        })
-        .collect();
-    by_variant.sort_by_key(|(_, line)| line.facts.variant_id);
-    let mut event_lines = Vec::with_capacity(by_variant.len());
-    let mut adjustments_json = Vec::with_capacity(by_variant.len());
-    for (title, line) in &by_variant {
-        event_lines.push(serde_json::json!({
-            "sku": line.sku, "title": title, "quantity": line.quantity,
-            "subscription": line.subscription, "total_minor": line.total.amount_minor,
-        }));
-        adjustments_json
-            .push(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?);
-    }
     // The whole cart at once: lots are taken in variant-id order across checkouts, so
     // two checkouts never wait on each other in a circle.
-    let wanted: Vec<(i64, i64)> = by_variant
+    let mut wanted: Vec<(i64, i64)> = cart
+        .lines
         .iter()
-        .map(|(_, line)| (line.facts.variant_id, i64::from(line.quantity)))
+        .map(|line| (line.facts.variant_id, i64::from(line.quantity)))
         .collect();
+    wanted.sort_unstable();
     let (allocations, _ledgered) =
-        crate::inventory::reserve(&mut tx, &wanted, &settings, &stock_change).await?;
-    // The order's lines and allocations, each in one statement.
+        crate::inventory::reserve(&mut *tx, &wanted, &settings, &stock_change).await?;
     let sql = format!(
         "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
-            unit_price_minor, adjustments_minor, total_minor, adjustments)
+            unit_price_minor, adjustments_minor, total_minor, adjustments, tax_minor)
          VALUES {}",
-        crate::store::value_rows(by_variant.len(), 10)
+        crate::store::value_rows(cart.lines.len(), 11)
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for ((title, line), adjustments) in by_variant.iter().zip(&adjustments_json) {
+    for (line, quoted) in cart.lines.iter().zip(&quote.lines) {
         insert = insert
             .bind(order_id)
             .bind(line.facts.variant_id)
             .bind(&line.sku)
-            .bind(title)
+            .bind(&quoted.title)
             .bind(i64::from(line.quantity))
             .bind(i32::from(line.subscription))
             .bind(line.unit_price.amount_minor)
             .bind(line.adjustments.iter().map(|a| a.amount_minor).sum::<i64>())
             .bind(line.total.amount_minor)
-            .bind(adjustments);
+            .bind(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?)
+            .bind(quoted.tax_minor);
     }
     insert.execute(&mut *tx).await?;
     if !allocations.is_empty() {
@@ -529,85 +585,94 @@ pub async fn checkout(
         }
         insert.execute(&mut *tx).await?;
     }
+    Ok(())
+}
+
+/// `order.placed`: everything a confirmation email shows except who it goes to (the
+/// recipient is read from the order, encrypted there, when it is sent, so the outbox
+/// holds no personal data).
+async fn record_placed(
+    tx: &mut sqlx::AnyConnection,
+    quote: &totals::CheckoutQuote,
+    placed: &Placed,
+    customer: Option<&Authenticated>,
+) -> Result<()> {
+    let lines: Vec<serde_json::Value> = quote
+        .lines
+        .iter()
+        .map(|line| {
+            serde_json::json!({
+                "sku": line.sku, "title": line.title, "quantity": line.quantity,
+                "subscription": line.subscription, "total_minor": line.total_minor,
+                "tax_minor": line.tax_minor,
+            })
+        })
+        .collect();
     crate::bus::record(
-        &mut tx,
+        tx,
         "order",
-        &number,
+        &placed.number,
         "order.placed",
-        // Everything a confirmation email shows except who it goes to: the recipient is
-        // read from the order (encrypted there) when it is sent, so the outbox holds no
-        // personal data.
         &serde_json::json!({
-            "number": number,
-            "lines": event_lines,
-            "subtotal_minor": cart.subtotal_minor,
-            "adjustments_minor": cart.adjustments_total_minor,
-            "shipping_method": input.shipping_method.trim(),
-            "shipping_minor": shipping,
-            "tax_minor": tax,
-            "total_minor": total,
-            "currency": currency,
+            "number": placed.number,
+            "lines": lines,
+            "subtotal_minor": quote.subtotal_minor,
+            "adjustments_minor": quote.adjustments_minor,
+            "shipping_method": quote.shipping_method,
+            "shipping_minor": quote.shipping_minor,
+            "tax_minor": quote.tax_minor,
+            "prices_include_tax": quote.prices_include_tax,
+            "total_minor": quote.total_minor,
+            "currency": quote.currency,
             "customer": customer.map(|c| c.customer_id),
-            "placed_at": now,
+            "placed_at": placed.now,
         }),
     )
     .await?;
-    // A shopper's purchase is not audited: the stock ledger holds each lot taken (actor,
-    // order number) and the outbox the order. The audit log is for staff, plugin,
-    // privacy and stock-adjustment actions, and writing to its chain would make every
-    // checkout queue on the chain's one head row.
-    tx.commit().await?;
-    // The answer is the order as written, not read back.
-    let mut order = Order {
-        number: number.clone(),
+    Ok(())
+}
+
+/// The order as the checkout wrote it.
+fn written_order(
+    quote: &totals::CheckoutQuote,
+    placed: &Placed,
+    email: String,
+    address: ShippingAddress,
+) -> Order {
+    Order {
+        number: placed.number.clone(),
         status: OrderStatus::Pending,
-        currency: currency.clone(),
-        lines: by_variant
+        currency: quote.currency.clone(),
+        lines: quote
+            .lines
             .iter()
-            .map(|(title, line)| OrderLine {
+            .map(|line| OrderLine {
                 sku: line.sku.clone(),
-                title: title.clone(),
-                quantity: i64::from(line.quantity),
+                title: line.title.clone(),
+                quantity: line.quantity,
                 subscription: line.subscription,
-                unit_price_minor: line.unit_price.amount_minor,
+                unit_price_minor: line.unit_price_minor,
                 adjustments: line.adjustments.clone(),
-                total_minor: line.total.amount_minor,
+                total_minor: line.total_minor,
+                tax_minor: line.tax_minor,
             })
             .collect(),
-        subtotal_minor: cart.subtotal_minor,
-        adjustments_minor: cart.adjustments_total_minor,
-        shipping_minor: shipping,
-        tax_minor: tax,
-        total_minor: total,
-        shipping_method: input.shipping_method.trim().to_owned(),
+        subtotal_minor: quote.subtotal_minor,
+        adjustments_minor: quote.adjustments_minor,
+        shipping_minor: quote.shipping_minor,
+        tax_minor: quote.tax_minor,
+        prices_include_tax: quote.prices_include_tax,
+        tax_rate_bp: quote.tax_rate_bp,
+        total_minor: quote.total_minor,
+        shipping_method: quote.shipping_method.clone(),
         tracking_number: None,
         payment_reference: None,
         refunded_minor: 0,
         email: Some(email),
         shipping_address: Some(address),
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    if let Some(token) = &input.payment_token {
-        let facts = PaymentFacts {
-            number,
-            status: OrderStatus::Pending,
-            total_minor: total,
-            currency,
-            payment_reference: None,
-            refunded_minor: 0,
-        };
-        match authorize_recorded(state, order_id, &facts, token).await? {
-            Some(recorded) => {
-                order.status = recorded.status;
-                order.payment_reference = Some(recorded.payment_reference);
-                order.updated_at = recorded.at;
-            }
-            // Something else moved the order meanwhile: it is read as it is now.
-            None => order = load(state, order_id, true).await?,
-        }
+        created_at: placed.now.clone(),
+        updated_at: placed.now.clone(),
     }
-    Ok((order, true))
 }
 
 /// The order a checkout with this key already made from this cart, if any (paid now if
@@ -635,7 +700,8 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
     let row = sqlx::query(
         "SELECT number, status, currency, subtotal_minor, adjustments_minor, shipping_minor,
             tax_minor, total_minor, shipping_method, tracking_number, email_enc,
-            shipping_address_enc, created_at, updated_at, payment_reference, refunded_minor
+            shipping_address_enc, created_at, updated_at, payment_reference, refunded_minor,
+            prices_include_tax, tax_rate_bp
          FROM orders WHERE id = $1",
     )
     .bind(order_id)
@@ -662,7 +728,8 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
         (None, None)
     };
     let lines = sqlx::query(
-        "SELECT sku, title, quantity, subscription, unit_price_minor, adjustments, total_minor
+        "SELECT sku, title, quantity, subscription, unit_price_minor, adjustments, total_minor,
+            tax_minor
          FROM order_lines WHERE order_id = $1 ORDER BY id",
     )
     .bind(order_id)
@@ -679,6 +746,7 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
             unit_price_minor: r.try_get(4)?,
             adjustments: serde_json::from_str(&adjustments).map_err(anyhow::Error::from)?,
             total_minor: r.try_get(6)?,
+            tax_minor: r.try_get(7)?,
         })
     })
     .collect::<Result<Vec<_>>>()?;
@@ -693,6 +761,8 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
         adjustments_minor: row.try_get(4)?,
         shipping_minor: row.try_get(5)?,
         tax_minor: row.try_get(6)?,
+        prices_include_tax: row.try_get::<i64, _>(16)? != 0,
+        tax_rate_bp: row.try_get(17)?,
         total_minor: row.try_get(7)?,
         shipping_method: row.try_get(8)?,
         tracking_number: row.try_get(9)?,

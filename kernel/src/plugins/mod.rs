@@ -118,6 +118,9 @@ pub struct Plugins {
     /// nothing; failures are also persisted.
     failures: Mutex<HashMap<String, i64>>,
     pub decisions: decisions::DecisionLog,
+    /// The store's pricing mode, which pricing rules read as the setting
+    /// `store.prices_include_tax` (kept current by the `settings.updated` event).
+    prices_include_tax: std::sync::atomic::AtomicBool,
 }
 
 fn manifest_errors(problems: Vec<olivine_plugin_runtime::manifest::ManifestError>) -> Error {
@@ -222,6 +225,7 @@ impl Plugins {
         Plugins {
             runtime,
             decisions: decisions::DecisionLog::start(background_db),
+            prices_include_tax: std::sync::atomic::AtomicBool::new(false),
             db,
             bus,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
@@ -238,6 +242,26 @@ impl Plugins {
     /// The active set now. Hold it for the length of one request.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Whether catalog prices include tax, as pricing rules are told.
+    pub fn prices_include_tax(&self) -> bool {
+        self.prices_include_tax
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_prices_include_tax(&self, include: bool) {
+        self.prices_include_tax
+            .store(include, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An active notification channel of this kind (`email`, `push`, …) is there.
+    pub fn has_channel(&self, kind: &str) -> bool {
+        self.snapshot
+            .load()
+            .notifications
+            .iter()
+            .any(|active| active.plugin.manifest.channel.as_deref() == Some(kind))
     }
 
     /// Rebuilds the snapshot from the database and swaps it in. A plugin that no longer
@@ -1018,6 +1042,11 @@ impl crate::bus::NodeLocalConsumer for PluginReloader {
         Box::pin(async move {
             if event.aggregate_type == "plugin" {
                 self.reload().await?;
+            }
+            if event.event_type == "settings.updated"
+                && let Some(include) = event.payload["prices_include_tax"].as_bool()
+            {
+                self.plugins.set_prices_include_tax(include);
             }
             Ok(())
         })

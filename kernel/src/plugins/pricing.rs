@@ -85,6 +85,10 @@ fn adjustments_digest(adjustments: &[types::Adjustment]) -> String {
     hash(&bytes)
 }
 
+/// The setting every pricing rule can read: `true` when catalog prices include tax
+/// (VAT), `false` when tax is added at checkout.
+pub const STORE_PRICES_INCLUDE_TAX: &str = "store.prices_include_tax";
+
 /// Runs every active pricing rule on the cart. Adjustments of a higher-priority rule
 /// come first; an adjustment that would take a line (or the cart) below zero after the
 /// ones before it is dropped, so the total never goes negative.
@@ -108,10 +112,17 @@ async fn price_cart_on(
     // Guest calls are synchronous (and WASI's sync bindings block on their own
     // runtime): run the whole rule chain on one blocking thread.
     let rules = snapshot.pricing.clone();
+    let include_tax = plugins.prices_include_tax().to_string();
     let results = tokio::task::spawn_blocking(move || {
         let results: Vec<_> = rules
             .iter()
-            .map(|rule| rule.plugin.price(&cart, &rule.settings))
+            .map(|rule| {
+                // Store facts beside the merchant's settings: `store.` keys are the
+                // kernel's (manifest setting names have no dot).
+                let mut settings = (*rule.settings).clone();
+                settings.insert(STORE_PRICES_INCLUDE_TAX.to_owned(), include_tax.clone());
+                rule.plugin.price(&cart, &Arc::new(settings))
+            })
             .collect();
         (cart, results)
     })

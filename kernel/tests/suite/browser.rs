@@ -519,8 +519,26 @@ async fn shop() -> Shop {
         .admin_send(
             Method::PUT,
             "/api/v1/admin/shipping-rates",
-            &json!([{"code": "standard", "name": "Standard", "country": "*",
-                "max_weight_grams": 5000, "price_minor": 500, "currency": "EUR"}]),
+            &json!([{"code": "standard", "name": "Standard", "country": "NL",
+                "max_weight_grams": 5000, "price_minor": 495, "currency": "EUR"},
+                {"code": "standard", "name": "Standard", "country": "*",
+                "max_weight_grams": 5000, "price_minor": 995, "currency": "EUR"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // An EU shop: prices include VAT, at the destination's rate.
+    let r = app
+        .admin_send(
+            Method::PUT,
+            "/api/v1/admin/tax-rates",
+            &json!([{"country": "NL", "rate_bp": 2100}, {"country": "DE", "rate_bp": 1900}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = app
+        .admin_patch(
+            "/api/v1/admin/settings",
+            &json!({"prices_include_tax": true}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -661,6 +679,11 @@ fn check_out(browser: &Browser, email: &str, card: &str) {
 
 /// From the cart page to the checkout form; fills in the address and shipping method.
 fn fill_address(browser: &Browser, email: &str) {
+    fill_address_in(browser, email, "NL");
+}
+
+/// [`fill_address`] to `country`.
+fn fill_address_in(browser: &Browser, email: &str, country: &str) {
     let checkout = browser.wait_for("a#checkout-link");
     browser.click(&checkout);
     browser.wait_for_path("/checkout", WAIT);
@@ -676,7 +699,8 @@ fn fill_address(browser: &Browser, email: &str) {
     browser.fill("form#checkout-form input[name=line2]", "");
     browser.fill("form#checkout-form input[name=city]", "Utrecht");
     browser.fill("form#checkout-form input[name=postal_code]", "3511 AB");
-    browser.fill("form#checkout-form input[name=country]", "NL");
+    let option = browser.wait_for(&format!("select[name=country] option[value={country}]"));
+    browser.click(&option);
     let standard = browser.wait_for("select[name=shipping_method] option[value=standard]");
     browser.click(&standard);
 }
@@ -880,6 +904,67 @@ async fn a_declined_card_shows_the_reason_and_places_no_order() {
     );
     assert_eq!(shop.lot_quantity().await, 9);
 
+    drop(browser);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_shown_before_paying_is_the_total_charged_in_two_countries() {
+    let shop = shop().await;
+    let browser = Browser::launch("total-before-paying");
+    let email = "vat@example.com";
+    register(&browser, &shop, "Vera", email);
+    // 2 x 19.99 with 21 % VAT included; shipping 4.95 to the Netherlands, 9.95 elsewhere;
+    // Germany's VAT is 19 %.
+    for (country, shipping, vat_label, total) in [
+        ("NL", "€4.95", "Includes VAT (21 %)", "€44.93"),
+        ("DE", "€9.95", "Includes VAT (19 %)", "€49.93"),
+    ] {
+        browse_and_add_to_cart(&browser, &shop, 2);
+        fill_address_in(&browser, email, country);
+        // The page's script shows this country's totals in place, before the card.
+        browser.wait_until(WAIT, "the country's shipping in the summary", || {
+            (browser.wait_for_text("#summary-shipping") == shipping).then_some(())
+        });
+        let shown = browser.wait_for_text("#summary-total");
+        assert_eq!(shown, total, "{country}: the total before paying");
+        let summary = browser.wait_for_text("#order-summary");
+        assert!(summary.contains(vat_label), "{country}: {summary}");
+        assert!(
+            summary.contains(PRODUCT_NAME),
+            "the summary names the product: {summary}"
+        );
+        let card = browser.wait_for("#card-section");
+        assert_eq!(
+            browser.property(&card, "hidden"),
+            json!(false),
+            "{country}: the card comes with the total"
+        );
+        pay(&browser, GOOD_CARD);
+        browser.wait_for_path("/checkout/confirmation/*", WAIT_FOR_ORDER);
+        let number = browser.wait_for_text("#order-number");
+        assert_eq!(
+            browser.wait_for_text("#order-total"),
+            shown,
+            "{country}: charged what was shown"
+        );
+        let order = shop
+            .app
+            .admin_get(&format!("/api/v1/admin/orders/{number}"))
+            .await
+            .json();
+        let charged = olivine::catalog::model::Money {
+            amount_minor: order["total_minor"].as_i64().unwrap(),
+            currency: "EUR".into(),
+        };
+        assert_eq!(charged.display(), shown, "{order}");
+        assert_eq!(order["status"], "paid", "{order}");
+        assert!(
+            !browser.wait_for_text("main").contains("on its way"),
+            "no email is promised without an email channel"
+        );
+        browser.goto(&shop.url("/"));
+    }
     drop(browser);
     shop.stop().await;
 }

@@ -38,6 +38,7 @@ mod privacy;
 mod process;
 mod rate_limit;
 mod replica;
+mod security_headers;
 mod session_sweep;
 mod staff;
 mod storefront;

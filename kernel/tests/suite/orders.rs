@@ -108,6 +108,99 @@ async fn lot_quantity(app: &TestApp, lot: i64) -> i64 {
 }
 
 both_backends! {
+    async fn the_quote_is_what_the_checkout_charges_and_a_changed_total_is_refused(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let lot = store(&app, 10).await;
+        let r = app.admin_send(Method::PUT, "/api/v1/admin/tax-rates",
+            &json!([{"country": "NL", "rate_bp": 2100}, {"country": "DE", "rate_bp": 1900}])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let cart = cart_with(&app, None, 2).await;
+        let path = format!("/api/v1/carts/{cart}/checkout-quote");
+        let quote = |body: Value| send(&app, Method::POST, &path, None, Some(body));
+
+        // Net prices (the default): 2 x 19.99 + 4.95 to NL, 21 % added on each.
+        let nl = quote(json!({"country": "nl", "shipping_method": "standard"})).await;
+        assert_eq!(nl.status, StatusCode::OK, "{}", nl.text());
+        let nl = nl.json();
+        assert_eq!((nl["goods_minor"].as_i64(), nl["shipping_minor"].as_i64(), nl["tax_minor"].as_i64(), nl["total_minor"].as_i64()),
+            (Some(3998), Some(495), Some(944), Some(5437)), "{nl}");
+        assert_eq!(nl["prices_include_tax"], false);
+        assert_eq!(nl["lines"][0]["tax_minor"], 840);
+        assert_eq!(nl["shipping_tax_minor"], 104);
+        assert_eq!(nl["lines"][0]["title"], "Test Magnesium – 60 capsules", "{nl}");
+        // Germany: the `*` rate and 19 %. Every method there, with its total.
+        let de = quote(json!({"country": "DE"})).await.json();
+        assert_eq!((de["shipping_minor"].as_i64(), de["tax_rate_bp"].as_i64(), de["tax_minor"].as_i64()),
+            (Some(1495), Some(1900), Some(760 + 284)), "{de}");
+        assert_eq!(de["methods"][0]["total_minor"], de["total_minor"]);
+        // Nowhere to ship, a method that does not go there, bad input: said per field.
+        let r = app.admin_send(Method::PUT, "/api/v1/admin/shipping-rates", &json!([
+            {"code": "standard", "name": "Standard", "country": "NL", "max_weight_grams": 2000, "price_minor": 495, "currency": "EUR"},
+            {"code": "standard", "name": "Standard", "country": "DE", "max_weight_grams": 2000, "price_minor": 1495, "currency": "EUR"}
+        ])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        quote(json!({"country": "US"})).await.assert_field_error(422, "country");
+        quote(json!({"country": "NL", "shipping_method": "drone"})).await.assert_field_error(422, "shipping_method");
+        quote(json!({"country": "Netherlands"})).await.assert_field_error(422, "country");
+        assert_eq!(send(&app, Method::POST, "/api/v1/carts/cart_nope/checkout-quote", None, Some(json!({"country": "NL"}))).await.status,
+            StatusCode::NOT_FOUND);
+
+        // The checkout charges the quote's total; another total is refused with the new
+        // quote, and nothing is placed or reserved.
+        let mut body = checkout_body();
+        body["expected_total_minor"] = json!(5437 - 1);
+        let r = checkout(&app, &cart, None, Some("quote-1"), body.clone()).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        assert_eq!(r.json()["error"], "total_changed");
+        assert_eq!(r.json()["quote"]["total_minor"], 5437);
+        assert!(r.json()["fields"][0]["field"] == "expected_total_minor", "{}", r.text());
+        assert_eq!(app.count("orders").await, 0);
+        assert_eq!(lot_quantity(&app, lot).await, 10);
+        body["expected_total_minor"] = json!(5437);
+        let r = checkout(&app, &cart, None, Some("quote-1"), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let order = r.json();
+        assert_eq!(order["total_minor"], 5437);
+        assert_eq!(order["lines"][0]["tax_minor"], 840);
+        assert_eq!(order["tax_rate_bp"], 2100);
+        let number = order["number"].as_str().unwrap();
+        assert_eq!(app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json(), order);
+        app.stop().await;
+    }
+
+    async fn with_prices_including_vat_the_shelf_price_is_what_the_shopper_pays(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app, 10).await;
+        let r = app.admin_send(Method::PUT, "/api/v1/admin/tax-rates",
+            &json!([{"country": "NL", "rate_bp": 2100}, {"country": "DE", "rate_bp": 1900}])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = app.admin_patch("/api/v1/admin/settings", &json!({"prices_include_tax": true})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["prices_include_tax"], true);
+        app.settle().await;
+        let cart = cart_with(&app, None, 2).await;
+        for (country, shipping, rate, vat) in [("NL", 495, 2100, 694 + 86), ("DE", 1495, 1900, 638 + 239)] {
+            let quote = send(&app, Method::POST, &format!("/api/v1/carts/{cart}/checkout-quote"), None,
+                Some(json!({"country": country}))).await.json();
+            // The total is goods + shipping as priced; the VAT in them is broken out at the
+            // destination's rate (39.98 x 21/121 = 6.94, 4.95 x 21/121 = 0.86).
+            assert_eq!(quote["prices_include_tax"], true, "{quote}");
+            assert_eq!(quote["total_minor"], 3998 + shipping, "{quote}");
+            assert_eq!(quote["tax_rate_bp"], rate, "{quote}");
+            assert_eq!(quote["tax_minor"], vat, "{quote}");
+        }
+        let mut body = checkout_body();
+        body["shipping_address"]["country"] = json!("de");
+        body["expected_total_minor"] = json!(3998 + 1495);
+        let r = checkout(&app, &cart, None, Some("gross-1"), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let order = r.json();
+        assert_eq!((order["total_minor"].as_i64(), order["tax_minor"].as_i64(), order["prices_include_tax"].as_bool()),
+            (Some(3998 + 1495), Some(638 + 239), Some(true)), "{order}");
+        assert_eq!(order["lines"][0]["tax_minor"], 638, "{order}");
+        app.stop().await;
+    }
+
     async fn a_bundle_and_its_component_in_one_cart_take_the_components_lots(backend: Backend) {
         use sqlx::Row;
         let app = TestApp::start(backend).await;

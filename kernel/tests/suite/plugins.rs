@@ -35,6 +35,22 @@ fn reasons(quote: &Value) -> Vec<String> {
 }
 
 both_backends! {
+    async fn pricing_rules_read_whether_prices_include_tax(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
+        let r = app.admin_post("/api/v1/admin/plugins", &plugin_upload("testing/chaos", "chaos", |m| m)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let r = app.admin_patch("/api/v1/admin/plugins/chaos", &json!({"settings": {"mode": "store-facts"}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let body = json!({"lines": [{"sku": "MAG-GLY-60", "quantity": 1}]});
+        // The demo store's prices include VAT.
+        assert!(reasons(&quote(&app, &body).await).contains(&"prices_include_tax=true".to_owned()));
+        let r = app.admin_patch("/api/v1/admin/settings", &json!({"prices_include_tax": false})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert!(reasons(&quote(&app, &body).await).contains(&"prices_include_tax=false".to_owned()));
+        app.stop().await;
+    }
+
     async fn bundled_pricing_rules_price_a_quote(backend: Backend) {
         let app = TestApp::start_with(backend, |c| { c.seed_demo = true; c.bundled_plugins = true; }).await;
         let plugins = app.admin_get("/api/v1/admin/plugins").await.json();

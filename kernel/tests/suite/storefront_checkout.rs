@@ -24,6 +24,15 @@ async fn card_shop(backend: Backend) -> Shop {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = shop
+        .app
+        .admin_send(
+            axum::http::Method::PUT,
+            "/api/v1/admin/tax-rates",
+            &json!([{"country": "*", "rate_bp": 2100}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     shop.app.settle().await;
     shop
 }
@@ -68,6 +77,7 @@ fn address_fields<'a>(csrf: &'a str, key: &'a str, token: &'a str) -> Vec<(&'a s
         ("csrf", csrf),
         ("checkout_key", key),
         ("payment_token", token),
+        ("expected_total_minor", ""),
         ("email", "guest@example.com"),
         ("name", "Ada Guest"),
         ("line1", "Main 1"),
@@ -78,6 +88,39 @@ fn address_fields<'a>(csrf: &'a str, key: &'a str, token: &'a str) -> Vec<(&'a s
         ("country", "nl"),
         ("shipping_method", "standard"),
     ]
+}
+
+/// The form's fields to place the order, with the total the page showed.
+fn placing<'a>(
+    csrf: &'a str,
+    key: &'a str,
+    token: &'a str,
+    total: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut fields = address_fields(csrf, key, token);
+    for field in fields
+        .iter_mut()
+        .filter(|(name, _)| *name == "expected_total_minor")
+    {
+        field.1 = total;
+    }
+    fields
+}
+
+/// "Update total" with the address filled in (no script needed): the page with the
+/// order's total; answers it and the total it shows.
+async fn review(
+    app: &TestApp,
+    browser: &mut Browser,
+    csrf: &str,
+    key: &str,
+) -> (TestResponse, String) {
+    let mut fields = address_fields(csrf, key, "");
+    fields.push(("step", "review"));
+    let page = post_form(app, browser, "/checkout", &fields).await;
+    assert_html(&page, StatusCode::OK);
+    let total = hidden(&page, "expected_total_minor");
+    (page, total)
 }
 
 both_backends! {
@@ -118,9 +161,19 @@ both_backends! {
         assert!(r.text().contains("card details"), "{}", r.text());
         assert_eq!(app.count("orders").await, 0);
 
+        // Without a country yet (the shop ships anywhere), the page asks for one before it
+        // shows the card; "Update total" shows shipping, tax and the total to pay.
+        assert!(html.contains("Choose the country to ship to"), "{html}");
+        assert!(html.contains(r#"id="card-section" hidden"#), "{html}");
+        let (reviewed, total) = review(app, &mut browser, &csrf, &key).await;
+        // 2 x 19.99 and 5.00 shipping (the `*` rate), 21 % added: 54.43.
+        assert_eq!(total, "5443", "{}", reviewed.text());
+        assert!(reviewed.text().contains("€54.43"), "{}", reviewed.text());
+        assert!(!reviewed.text().contains(r#"id="card-section" hidden"#), "the card comes once the total shows");
+
         // The page's script tokenized the card at the processor; the form posts the token.
         let token = tokenize(shop.processor, "4242424242424242").await;
-        let fields = address_fields(&csrf, &key, &token);
+        let fields = placing(&csrf, &key, &token, &total);
         let r = post_form(app, &mut browser, "/checkout", &fields).await;
         let confirmation = location(&r);
         assert!(confirmation.starts_with("/checkout/confirmation/OL-"), "{confirmation}");
@@ -157,8 +210,9 @@ both_backends! {
         let mut browser = guest_with_cart(app, "1").await;
         let page = get(app, &mut browser, "/checkout").await;
         let (csrf, key) = (csrf_of(&page), hidden(&page, "checkout_key"));
+        let (_, total) = review(app, &mut browser, &csrf, &key).await;
         let token = tokenize(shop.processor, "4000000000000002").await;
-        let r = post_form(app, &mut browser, "/checkout", &address_fields(&csrf, &key, &token)).await;
+        let r = post_form(app, &mut browser, "/checkout", &placing(&csrf, &key, &token, &total)).await;
         assert_html(&r, StatusCode::PAYMENT_REQUIRED);
         assert!(r.text().contains("declined"), "{}", r.text());
         assert!(r.text().contains("Nothing was charged"), "{}", r.text());
@@ -169,7 +223,8 @@ both_backends! {
         assert_eq!(lot_quantity(app, shop.lot).await, 10);
         // Another card with the new key pays for the same cart.
         let token = tokenize(shop.processor, "5555555555554444").await;
-        let r = post_form(app, &mut browser, "/checkout", &address_fields(&csrf, &new_key, &token)).await;
+        let total = hidden(&r, "expected_total_minor");
+        let r = post_form(app, &mut browser, "/checkout", &placing(&csrf, &new_key, &token, &total)).await;
         assert!(location(&r).starts_with("/checkout/confirmation/"));
         let orders = app.admin_get("/api/v1/admin/orders").await.json();
         let statuses: Vec<&str> = orders.as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
@@ -200,4 +255,112 @@ both_backends! {
         assert!(!page.text().contains("data-tokenize-url"), "{}", page.text());
         app.stop().await;
     }
+
+    async fn a_total_that_changed_since_the_review_is_shown_again_and_nothing_is_charged(backend: Backend) {
+        let shop = card_shop(backend).await;
+        let app = &shop.app;
+        let mut browser = guest_with_cart(app, "2").await;
+        let page = get(app, &mut browser, "/checkout").await;
+        let (csrf, key) = (csrf_of(&page), hidden(&page, "checkout_key"));
+        let (_, shown) = review(app, &mut browser, &csrf, &key).await;
+        // The merchant raises shipping between the review and "Place order".
+        let r = app.admin_send(axum::http::Method::PUT, "/api/v1/admin/shipping-rates", &json!([
+            {"code": "standard", "name": "Standard", "country": "*", "max_weight_grams": 5000, "price_minor": 700, "currency": "EUR"}
+        ])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let token = tokenize(shop.processor, "4242424242424242").await;
+        let r = post_form(app, &mut browser, "/checkout", &placing(&csrf, &key, &token, &shown)).await;
+        assert_html(&r, StatusCode::CONFLICT);
+        assert!(r.text().contains("The total changed from €54.43 to €56.85"), "{}", r.text());
+        assert!(r.text().contains("Nothing was charged"), "{}", r.text());
+        assert_eq!(hidden(&r, "expected_total_minor"), "5685");
+        assert_eq!(app.count("orders").await, 0);
+        assert_eq!(lot_quantity(app, shop.lot).await, 10);
+        // Placed at the total now shown.
+        let token = tokenize(shop.processor, "4242424242424242").await;
+        let r = post_form(app, &mut browser, "/checkout", &placing(&csrf, &key, &token, "5685")).await;
+        let confirmation = location(&r);
+        assert!(confirmation.starts_with("/checkout/confirmation/"), "{}", r.text());
+        let number = confirmation.rsplit('/').next().unwrap();
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!(order["total_minor"], 5685, "{order}");
+        // No email channel is active: the confirmation promises none.
+        let page = get(app, &mut browser, &confirmation).await;
+        assert!(!page.text().contains("on its way"), "{}", page.text());
+        shop.app.stop().await;
+    }
+
+    async fn the_country_is_chosen_from_where_the_shop_ships(backend: Backend) {
+        let shop = card_shop(backend).await;
+        let app = &shop.app;
+        let r = app.admin_send(axum::http::Method::PUT, "/api/v1/admin/shipping-rates", &json!([
+            {"code": "standard", "name": "Standard", "country": "NL", "max_weight_grams": 5000, "price_minor": 495, "currency": "EUR"},
+            {"code": "express", "name": "Express", "country": "NL", "max_weight_grams": 5000, "price_minor": 1295, "currency": "EUR"},
+            {"code": "standard", "name": "Standard", "country": "BE", "max_weight_grams": 5000, "price_minor": 895, "currency": "EUR"}
+        ])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let mut browser = guest_with_cart(app, "1").await;
+        let page = get(app, &mut browser, "/checkout").await;
+        let html = page.text();
+        // A list of the two countries, the shop's home first chosen, its total shown at once.
+        assert!(html.contains(r#"<option value="NL" selected>Netherlands</option>"#), "{html}");
+        assert!(html.contains(r#"<option value="BE">Belgium</option>"#), "{html}");
+        assert!(!html.contains(r#"value="DE""#), "{html}");
+        assert!(!html.contains(r#"input id="f-country""#), "no free text");
+        assert!(html.contains("Standard · €4.95") && html.contains("Express · €12.95"), "{html}");
+        assert!(html.contains(r#"id="summary-total""#), "{html}");
+        // The in-place update the page's script asks for: another country's totals.
+        let r = get(app, &mut browser, "/checkout/quote?country=BE&shipping_method=standard").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let quote = r.json();
+        assert_eq!(quote["total_minor"], 1999 + 895 + 420 + 188, "{quote}");
+        assert!(quote["summary_html"].as_str().unwrap().contains("€35.02"), "{quote}");
+        // A country the shop does not ship to says so, before the card is asked for.
+        let r = get(app, &mut browser, "/checkout/quote?country=DE").await;
+        let quote = r.json();
+        assert!(quote["total_minor"].is_null(), "{quote}");
+        assert!(quote["error"].as_str().unwrap().contains("does not ship"), "{quote}");
+        let (csrf, key) = (csrf_of(&page), hidden(&page, "checkout_key"));
+        let mut fields = address_fields(&csrf, &key, "");
+        for field in fields.iter_mut().filter(|(name, _)| *name == "country") {
+            field.1 = "DE";
+        }
+        fields.push(("step", "review"));
+        let r = post_form(app, &mut browser, "/checkout", &fields).await;
+        assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().contains("does not ship this order to DE"), "{}", r.text());
+        assert!(r.text().contains(r#"id="card-section" hidden"#), "{}", r.text());
+        shop.app.stop().await;
+    }
+
+
+    async fn the_checkout_runs_only_the_scripts_of_the_inventory(backend: Backend) {
+        use sha2::Digest;
+        let shop = card_shop(backend).await;
+        let app = &shop.app;
+        let mut browser = guest_with_cart(app, "1").await;
+        let page = get(app, &mut browser, "/checkout").await;
+        crate::security_headers::assert_page_headers("/checkout", &page);
+        // The processor's origin, which the card goes to, is the one other source allowed.
+        let csp = page.headers["content-security-policy"].to_str().unwrap().to_owned();
+        let processor = format!("http://{}", shop.processor);
+        assert!(csp.contains(&format!("script-src 'self' {processor};")), "{csp}");
+        assert!(csp.contains(&format!("connect-src 'self' {processor};")), "{csp}");
+        // Every script on the page is one of the inventory's, pinned by its integrity hash,
+        // and the file served has that hash.
+        let html = page.text();
+        let tags: Vec<&str> = html.match_indices("<script").map(|(at, _)| &html[at..at + html[at..].find('>').unwrap()]).collect();
+        assert_eq!(tags.len(), olivine::http::security::scripts().len(), "{tags:?}");
+        for script in olivine::http::security::scripts() {
+            let tag = tags.iter().find(|t| t.contains(&format!(r#"src="{}""#, script.path)))
+                .unwrap_or_else(|| panic!("{} missing from the page: {tags:?}", script.name));
+            assert!(tag.contains(&format!(r#"integrity="{}""#, script.integrity)), "{tag}");
+            let served = app.get(script.path).await;
+            assert_eq!(served.status, StatusCode::OK);
+            let digest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sha2::Sha256::digest(&served.body));
+            assert_eq!(format!("sha256-{digest}"), script.integrity, "the served {} is the one pinned", script.path);
+        }
+        shop.app.stop().await;
+    }
+
 }

@@ -31,6 +31,21 @@ pub fn run(mode: &str, cart: &Cart) -> Result<Vec<Adjustment>, String> {
             .first()
             .map(|line| vec![Adjustment::line(line.line_id, -1, "chaos ok")])
             .unwrap_or_default()),
+        // Tells what the store says of its prices (the kernel's `store.` settings).
+        "store-facts" => {
+            let include = olivine_sdk::settings::get_or("store.prices_include_tax", "unset");
+            Ok(cart
+                .lines
+                .first()
+                .map(|line| {
+                    vec![Adjustment::line(
+                        line.line_id,
+                        -1,
+                        format!("prices_include_tax={include}"),
+                    )]
+                })
+                .unwrap_or_default())
+        }
         "loop" => spin(),
         "alloc" => hoard(),
         "trap" => trap(),
@@ -71,7 +86,7 @@ pub fn run(mode: &str, cart: &Cart) -> Result<Vec<Adjustment>, String> {
             Ok(Vec::new())
         }
         other => Err(format!(
-            "unknown chaos mode `{other}`; use ok, loop, alloc, trap, recurse, huge-output, invalid-output or log-spam"
+            "unknown chaos mode `{other}`; use ok, store-facts, loop, alloc, trap, recurse, huge-output, invalid-output or log-spam"
         )),
     }
 }
