@@ -36,8 +36,20 @@ pub fn format_date(date: NaiveDate) -> String {
 
 /// Parses a `YYYY-MM-DD` date, returning a message fit for a field error.
 pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("`{text}` is not a date of the form YYYY-MM-DD"))
+    // Exactly `YYYY-MM-DD` (chrono alone would also take `2025-1-5` or `+2025-01-05`),
+    // as the OpenAPI document's `format: date` says.
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| format!("`{text}` is not a date of the form YYYY-MM-DD"))
 }
 
 /// The kernel's clock: the system time plus an offset that only tests move. Scheduled
@@ -106,5 +118,34 @@ impl Clock {
     pub async fn moved(&self) {
         let mut moved = self.moved.subscribe();
         let _ = moved.changed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_exactly_yyyy_mm_dd() {
+        assert_eq!(
+            parse_date("2025-01-31"),
+            Ok(NaiveDate::from_ymd_opt(2025, 1, 31).unwrap())
+        );
+        assert!(parse_date("2024-02-29").is_ok());
+        for bad in [
+            "",
+            "2025-1-5",
+            "2025-01-5",
+            "+2025-01-05",
+            "2025-02-30",
+            "2025-13-01",
+            "20250101",
+            "2025/01/01",
+            " 2025-01-01",
+            "2025-01-01 ",
+            "२०२५-०१-०१",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -438,6 +438,27 @@ default = "3"
     }
 
     #[test]
+    fn only_notification_channels_name_a_channel_and_setting_names_have_no_dot() {
+        let channel = |world: &str, kind: &str| {
+            GOOD.replace("pricing-rule", world).replace(
+                "description = \"x\"",
+                &format!("description = \"x\"\nchannel = \"{kind}\""),
+            )
+        };
+        let m = Manifest::parse(&channel("notification-channel", "email")).unwrap();
+        assert_eq!(m.channel.as_deref(), Some("email"));
+        assert_eq!(Manifest::parse(GOOD).unwrap().channel, None);
+        let e = Manifest::parse(&channel("pricing-rule", "email")).unwrap_err();
+        assert_eq!(e[0].field, "plugin.channel");
+        let e = Manifest::parse(&channel("notification-channel", "E Mail")).unwrap_err();
+        assert_eq!(e[0].field, "plugin.channel");
+        // `store.` keys are the kernel's facts: no setting can take one.
+        let dotted = GOOD.replace("[settings.buy]", "[settings.\"store.buy\"]");
+        let e = Manifest::parse(&dotted).unwrap_err();
+        assert_eq!(e[0].field, "settings.store.buy");
+    }
+
+    #[test]
     fn manifest_errors_name_the_key() {
         let e = Manifest::parse(&GOOD.replace("pricing-rule", "coffee-machine")).unwrap_err();
         assert_eq!(e[0].field, "plugin.world");

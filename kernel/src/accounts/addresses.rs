@@ -10,6 +10,10 @@ use utoipa::ToSchema;
 use super::{Authenticated, Keyring};
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
+use crate::http::schema::{
+    CountryCode, OptionalPostalCode, Phone, SingleLine100, SingleLine200, SingleLineOrBlank50,
+    SingleLineOrBlank100, SingleLineOrBlank200,
+};
 
 /// How many addresses one account may keep.
 pub const MAX_ADDRESSES: i64 = 50;
@@ -47,20 +51,29 @@ pub struct Address {
 #[serde(deny_unknown_fields)]
 pub struct NewAddress {
     /// Up to 50 characters.
+    #[schema(value_type = Option<SingleLineOrBlank50>)]
     pub label: Option<String>,
     /// The recipient, 1 to 200 characters.
+    #[schema(value_type = SingleLine200)]
     pub name: String,
     /// 1 to 200 characters.
+    #[schema(value_type = SingleLine200)]
     pub line1: String,
+    #[schema(value_type = Option<SingleLineOrBlank200>)]
     pub line2: Option<String>,
     /// 1 to 100 characters.
+    #[schema(value_type = SingleLine100)]
     pub city: String,
+    #[schema(value_type = Option<SingleLineOrBlank100>)]
     pub region: Option<String>,
     /// Letters, digits, spaces and hyphens, up to 16.
+    #[schema(value_type = Option<OptionalPostalCode>)]
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2 (`NL`; lower case is accepted).
+    #[schema(value_type = CountryCode)]
     pub country: String,
     /// Digits with optional `+` first, spaces, `-`, `.`, `(` `)`; 4 to 20 digits.
+    #[schema(value_type = Option<Phone>)]
     pub phone: Option<String>,
     /// Makes it the default address (the first address is the default anyway).
     #[serde(default)]
@@ -72,31 +85,35 @@ pub struct NewAddress {
 #[serde(deny_unknown_fields)]
 pub struct AddressChanges {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<SingleLineOrBlank50>)]
     pub label: Option<Option<String>>,
+    /// Required: it cannot be cleared.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = SingleLine200, required = false)]
     pub name: Option<Option<String>>,
+    /// Required: it cannot be cleared.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = SingleLine200, required = false)]
     pub line1: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<SingleLineOrBlank200>)]
     pub line2: Option<Option<String>>,
+    /// Required: it cannot be cleared.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = SingleLine100, required = false)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<SingleLineOrBlank100>)]
     pub region: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<OptionalPostalCode>)]
     pub postal_code: Option<Option<String>>,
+    /// Required: it cannot be cleared.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = CountryCode, required = false)]
     pub country: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Phone>)]
     pub phone: Option<Option<String>>,
     pub is_default: Option<bool>,
 }
@@ -125,42 +142,43 @@ struct Fields {
     phone: Option<String>,
 }
 
-/// Free text: trimmed, at most `max` characters, no control characters (a NUL byte is a
-/// 422 here, not a database error later).
-fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize) {
+/// Free text: at most `max` characters as sent (surrounding whitespace included), no
+/// control characters once trimmed (a NUL byte is a 422 here, not a database error
+/// later). Answers the trimmed value.
+fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize) -> String {
     problems.check(
         value.chars().count() <= max,
         field,
         format!("must be at most {max} characters"),
     );
+    let value = value.trim();
     problems.check(
         !value.chars().any(char::is_control),
         field,
         "must not contain control characters",
     );
+    value.to_owned()
 }
 
 fn required(problems: &mut Problems, field: &str, value: Option<String>, max: usize) -> String {
-    let value = value.map(|v| v.trim().to_owned()).unwrap_or_default();
-    if value.is_empty() {
+    let value = value.unwrap_or_default();
+    if value.trim().is_empty() {
         problems.add(field, "is required");
+        String::new()
     } else {
-        check_text(problems, field, &value, max);
+        check_text(problems, field, &value, max)
     }
-    value
 }
 
+/// An optional field: blank is none (but still no longer than `max`).
 fn optional(
     problems: &mut Problems,
     field: &str,
     value: Option<String>,
     max: usize,
 ) -> Option<String> {
-    let value = value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())?;
-    check_text(problems, field, &value, max);
-    Some(value)
+    let value = check_text(problems, field, &value?, max);
+    (!value.is_empty()).then_some(value)
 }
 
 fn check_postal_code(problems: &mut Problems, value: &Option<String>) {
@@ -626,5 +644,23 @@ mod tests {
         };
         assert!(postal("1017 AB") && postal("SW1A 1AA") && postal("10115") && postal("1000-001"));
         assert!(!postal("'; DROP TABLE customers; --"));
+    }
+
+    #[test]
+    fn limits_count_the_value_as_sent_and_blank_is_none() {
+        let field = |value: &str, max: usize| {
+            let mut p = Problems::new();
+            let kept = optional(&mut p, "label", Some(value.to_owned()), max);
+            (kept, p.is_empty())
+        };
+        assert_eq!(field("  Home\t", 50), (Some("Home".to_owned()), true));
+        assert_eq!(field("   ", 50), (None, true));
+        // Whitespace counts towards the limit, as the OpenAPI document's maxLength does.
+        assert!(!field(&" ".repeat(51), 50).1);
+        assert!(!field(&format!("{} ", "a".repeat(50)), 50).1);
+        assert!(!field("a\tb", 50).1);
+        let mut p = Problems::new();
+        assert_eq!(required(&mut p, "name", Some(" \n ".to_owned()), 200), "");
+        assert!(!p.is_empty());
     }
 }

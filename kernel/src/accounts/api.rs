@@ -54,6 +54,8 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerImport {
+    /// At most 10,000.
+    #[schema(max_items = 10_000)]
     pub customers: Vec<LegacyCustomer>,
 }
 
@@ -299,7 +301,7 @@ pub struct PrivacyRequestList {
 /// Privacy requests (exports and erasures), newest first, optionally by status and
 /// kind. Permission: `privacy.read`.
 #[utoipa::path(get, path = "/privacy-requests", tag = "admin-privacy", params(RequestFilter),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = PrivacyRequestList), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn list_privacy_requests(
@@ -316,7 +318,7 @@ async fn list_privacy_requests(
 /// `customers.read_identity`.
 #[utoipa::path(get, path = "/customers/{pseudonym}", tag = "admin-customers",
     params(("pseudonym" = String, Path, description = "The customer's pseudonym (`c_…`)")),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 200, body = CustomerView), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn view_customer(
@@ -335,7 +337,7 @@ async fn view_customer(
 #[utoipa::path(post, path = "/customers/{pseudonym}/erasure", tag = "admin-privacy",
     request_body = StaffErasureRequest,
     params(("pseudonym" = String, Path, description = "The customer's pseudonym (`c_…`)")),
-    security(("admin_token" = [])),
+    security(("staff_token" = [])),
     responses((status = 202, body = PrivacyRequest), (status = 200, body = PrivacyRequest),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]

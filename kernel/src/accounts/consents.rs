@@ -23,11 +23,13 @@ const MAX_PER_REQUEST: usize = 32;
 pub struct ConsentInput {
     /// Lower case letters, digits and `_`, starting with a letter, up to 48: e.g.
     /// `marketing_email`, `analytics`.
+    #[schema(value_type = crate::http::schema::ConsentPurpose)]
     pub purpose: String,
     /// Agreed (`true`) or declined / withdrawn (`false`).
     pub granted: bool,
     /// The version of the wording the customer was shown, e.g. `2025-01`: letters,
     /// digits, `.`, `-`, `_`, up to 32.
+    #[schema(value_type = crate::http::schema::WordingVersion)]
     pub version: String,
 }
 
@@ -35,7 +37,9 @@ pub struct ConsentInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentUpdate {
-    /// Purposes to set; purposes not named keep their state.
+    /// Purposes to set (at most 32, each named once); purposes not named keep their
+    /// state.
+    #[schema(max_items = 32)]
     pub consents: Vec<ConsentInput>,
 }
 

@@ -99,7 +99,27 @@ pub fn write_key_file(path: &Path, key: &Key) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let temp = with_suffix(path, ".tmp");
-    let _ = std::fs::remove_file(&temp);
+    write_private(&temp, key)?;
+    std::fs::rename(&temp, path)
+        .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Writes `key` into a new file at `path` only its owner can read, synced (a stale file
+/// of the same name is replaced).
+fn write_private(path: &Path, key: &Key) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut file = create_private(path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{}", STANDARD.encode(key))
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates a file only its owner can read (mode 0600); fails if it exists.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -107,19 +127,7 @@ pub fn write_key_file(path: &Path, key: &Key) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    {
-        use std::io::Write;
-        let mut file = options
-            .open(&temp)
-            .with_context(|| format!("creating {}", temp.display()))?;
-        writeln!(file, "{}", STANDARD.encode(key))
-            .and_then(|_| file.sync_all())
-            .with_context(|| format!("writing {}", temp.display()))?;
-    }
-    std::fs::rename(&temp, path)
-        .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
-    sync_dir(dir);
-    Ok(())
+    options.open(path)
 }
 
 /// Makes renames in `dir` durable (best effort: not every platform can open a directory).
@@ -161,23 +169,7 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<Key> {
     // a half-written one, and the first link wins.
     let key: Key = rand::random();
     let temp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&temp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    {
-        use std::io::Write;
-        let mut file = options
-            .open(&temp)
-            .with_context(|| format!("creating {}", temp.display()))?;
-        writeln!(file, "{}", STANDARD.encode(key))
-            .and_then(|_| file.sync_all())
-            .with_context(|| format!("writing {}", temp.display()))?;
-    }
+    write_private(&temp, &key)?;
     let linked = std::fs::hard_link(&temp, path);
     let _ = std::fs::remove_file(&temp);
     match linked {

@@ -112,8 +112,10 @@ pub fn normalise_email(email: &str) -> String {
 /// A plausible address: one `@`, a non-empty local part, a dotted domain, no spaces or
 /// control characters. (Whether it exists is for a confirmation mail to find out.)
 pub fn check_email(problems: &mut Problems, field: &str, email: &str) {
+    // The limit counts the address as sent, surrounding whitespace included.
+    let valid = email.chars().count() <= EMAIL_MAX_CHARS;
     let email = email.trim();
-    let valid = email.chars().count() <= EMAIL_MAX_CHARS
+    let valid = valid
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && match email.split_once('@') {
             Some((local, domain)) => {
@@ -146,7 +148,7 @@ fn check_name(problems: &mut Problems, name: &str) {
     let trimmed = name.trim();
     problems.check(
         !trimmed.is_empty()
-            && trimmed.chars().count() <= NAME_MAX_CHARS
+            && name.chars().count() <= NAME_MAX_CHARS
             && !trimmed.chars().any(char::is_control),
         "name",
         format!("must be 1 to {NAME_MAX_CHARS} characters, without control characters"),
@@ -208,12 +210,17 @@ pub(crate) async fn verify_password(password: String, stored: Option<String>) ->
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
+    #[schema(value_type = crate::http::schema::Email)]
     pub email: String,
     /// 10 to 256 characters.
+    #[schema(value_type = crate::http::schema::Password)]
     pub password: String,
+    #[schema(value_type = crate::http::schema::SingleLine200)]
     pub name: String,
-    /// What the customer agreed to (or declined) on the registration form.
+    /// What the customer agreed to (or declined) on the registration form: at most 32
+    /// purposes, each named once.
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub consents: Vec<consents::ConsentInput>,
 }
 
@@ -293,9 +300,12 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyCustomer {
+    #[schema(value_type = crate::http::schema::Email)]
     pub email: String,
+    #[schema(value_type = crate::http::schema::NonBlankText200)]
     pub name: String,
     /// `$2a$`/`$2b$`/`$2y$` bcrypt, or an argon2id PHC string.
+    #[schema(value_type = crate::http::schema::LegacyPasswordHash)]
     pub password_hash: String,
 }
 
@@ -322,9 +332,8 @@ pub async fn import_legacy(
     );
     for (i, c) in customers.iter().enumerate() {
         check_email(&mut problems, &format!("customers[{i}].email"), &c.email);
-        let name = c.name.trim();
         problems.check(
-            !name.is_empty() && name.chars().count() <= 200,
+            !c.name.trim().is_empty() && c.name.chars().count() <= 200,
             format!("customers[{i}].name"),
             "1 to 200 characters",
         );
@@ -683,6 +692,7 @@ pub async fn account(state: &AppState, customer_id: i64) -> Result<Account> {
 pub struct PasswordChange {
     pub current_password: String,
     /// 10 to 256 characters.
+    #[schema(value_type = crate::http::schema::Password)]
     pub new_password: String,
 }
 

@@ -171,11 +171,34 @@ async fn requests_of(conn: &mut AnyConnection, pseudonym: &str) -> Result<Vec<Pr
 #[serde(deny_unknown_fields)]
 pub struct RequestFilter {
     /// `received`, `processing`, `completed` or `failed`.
+    #[param(inline, value_type = Option<RequestStatusName>)]
     pub status: Option<String>,
     /// `export` or `erasure`.
+    #[param(inline, value_type = Option<RequestKind>)]
     pub kind: Option<String>,
     /// Requests per page, 1 to 500 (default 100), newest first.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+}
+
+/// The statuses of a privacy request.
+// Only documents `RequestFilter.status`, which `list_requests` checks against `STATUSES`.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatusName {
+    Received,
+    Processing,
+    Completed,
+    Failed,
+}
+
+/// The kinds of privacy request.
+// Only documents `RequestFilter.kind`, which `list_requests` checks against `KINDS`.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    Export,
+    Erasure,
 }
 
 const STATUSES: [&str; 4] = ["received", "processing", "completed", "failed"];
@@ -490,8 +513,24 @@ pub struct ErasureRequest {
     /// The current password.
     pub password: String,
     /// Exactly `erase my account`.
+    #[schema(value_type = EraseConfirmation)]
     pub confirm: String,
 }
+
+/// The phrase that confirms a self-service erasure (`ERASE_CONFIRMATION`).
+pub struct EraseConfirmation;
+
+impl utoipa::PartialSchema for EraseConfirmation {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("Exactly `erase my account`."))
+            .enum_values(Some([ERASE_CONFIRMATION]))
+            .into()
+    }
+}
+
+impl ToSchema for EraseConfirmation {}
 
 /// The staff erasure request body.
 #[derive(Deserialize, ToSchema)]

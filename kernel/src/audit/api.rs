@@ -81,22 +81,32 @@ pub struct AuditPage {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
-    /// Exactly this actor, e.g. `admin`.
+    /// Exactly this actor, e.g. `admin` (1 to 200 characters).
+    #[param(min_length = 1, max_length = 200)]
     pub actor: Option<String>,
-    /// Exactly this action, e.g. `product.updated`.
+    /// Exactly this action, e.g. `product.updated` (1 to 200 characters).
+    #[param(min_length = 1, max_length = 200)]
     pub action: Option<String>,
-    /// Exactly this target type, e.g. `product`, `lot`, `plugin`.
+    /// Exactly this target type, e.g. `product`, `lot`, `plugin` (1 to 200 characters).
+    #[param(min_length = 1, max_length = 200)]
     pub target_type: Option<String>,
-    /// Exactly this target id (with `target_type`, one thing's history).
+    /// Exactly this target id (with `target_type`, one thing's history; 1 to 200
+    /// characters).
+    #[param(min_length = 1, max_length = 200)]
     pub target_id: Option<String>,
-    /// Entries at or after this instant (RFC 3339, e.g. `2025-01-31T00:00:00Z`).
+    /// Entries at or after this instant (RFC 3339, e.g. `2025-01-31T00:00:00Z`; encode
+    /// `+` as `%2B`).
+    #[param(format = DateTime)]
     pub since: Option<String>,
-    /// Entries before this instant (RFC 3339; exclusive).
+    /// Entries before this instant (RFC 3339; exclusive); after `since`.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Cursor: continue after this entry in the newest-first listing, i.e. entries with a
     /// smaller seq (the previous page's `next_after_seq`).
+    #[param(minimum = 1)]
     pub after_seq: Option<i64>,
     /// Entries per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -145,7 +155,7 @@ async fn list_audit(
     ] {
         if let Some(value) = value {
             problems.check(
-                !value.is_empty() && value.len() <= MAX_TEXT_FILTER,
+                !value.is_empty() && value.chars().count() <= MAX_TEXT_FILTER,
                 field,
                 format!("must be 1 to {MAX_TEXT_FILTER} characters"),
             );

@@ -156,7 +156,8 @@ async fn bus_status(State(state): State<AppState>) -> Result<Json<BusStatus>> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterFilter {
-    /// Only this consumer's.
+    /// Only this consumer's (1 to 100 characters).
+    #[param(min_length = 1, max_length = 100)]
     pub consumer: Option<String>,
     /// `false` (default): only those not yet replayed; `true`: only replayed ones.
     pub replayed: Option<bool>,
@@ -182,20 +183,9 @@ async fn list_dead_letters(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<DeadLetterFilter>,
 ) -> Result<Json<DeadLetterPage>> {
-    let limit = filter.limit.unwrap_or(50);
     let mut problems = Problems::new();
-    problems.check(
-        (1..=500).contains(&limit),
-        "limit",
-        "must be between 1 and 500",
-    );
-    if let Some(consumer) = &filter.consumer {
-        problems.check(
-            !consumer.is_empty() && consumer.len() <= 100,
-            "consumer",
-            "must be 1 to 100 characters",
-        );
-    }
+    let limit = crate::http::paging::limit(&mut problems, filter.limit);
+    crate::http::paging::check_name(&mut problems, "consumer", &filter.consumer);
     problems.into_result()?;
     let replayed = if filter.replayed.unwrap_or(false) {
         "IS NOT NULL"
@@ -212,17 +202,11 @@ async fn list_dead_letters(
     .bind(limit + 1)
     .fetch_all(&state.db.pool)
     .await?;
-    let mut dead_letters = rows
+    let dead_letters = rows
         .iter()
         .map(dead_letter_from_row)
         .collect::<Result<Vec<_>>>()?;
-    let more = dead_letters.len() as i64 > limit;
-    dead_letters.truncate(limit as usize);
-    let next_after_id = if more {
-        dead_letters.last().map(|d| d.id)
-    } else {
-        None
-    };
+    let (dead_letters, next_after_id) = crate::http::paging::split(dead_letters, limit, |d| d.id);
     Ok(Json(DeadLetterPage {
         dead_letters,
         next_after_id,

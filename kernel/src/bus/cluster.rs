@@ -83,6 +83,31 @@ enum Delivery {
     Failed(anyhow::Error),
 }
 
+/// Moves the consumer's position from just before `event` to it, if it is still there
+/// and this node holds the lease; the row stays locked until the transaction ends.
+async fn move_past(
+    tx: &mut sqlx::AnyConnection,
+    name: &str,
+    node: &str,
+    event: &Event,
+    now: &str,
+) -> Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
+            updated_at = $2
+         WHERE name = $3 AND position = $4 AND leased_by = $5",
+    )
+    .bind(event.position)
+    .bind(now)
+    .bind(name)
+    .bind(event.position - 1)
+    .bind(node)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
 /// Handles one event in the transaction that moves the position past it.
 async fn deliver(
     db: &Db,
@@ -92,20 +117,7 @@ async fn deliver(
     now: &str,
 ) -> Result<Delivery> {
     let mut tx = db.begin().await?;
-    let moved = sqlx::query(
-        "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
-            updated_at = $2
-         WHERE name = $3 AND position = $4 AND leased_by = $5",
-    )
-    .bind(event.position)
-    .bind(now)
-    .bind(consumer.name())
-    .bind(event.position - 1)
-    .bind(node)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved == 0 {
+    if !move_past(&mut tx, consumer.name(), node, event, now).await? {
         tx.rollback().await?;
         return Ok(Delivery::LeaseLost);
     }
@@ -154,20 +166,7 @@ async fn dead_letter(
     now: &str,
 ) -> Result<bool> {
     let mut tx = db.begin().await?;
-    let moved = sqlx::query(
-        "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
-            updated_at = $2
-         WHERE name = $3 AND position = $4 AND leased_by = $5",
-    )
-    .bind(event.position)
-    .bind(now)
-    .bind(name)
-    .bind(event.position - 1)
-    .bind(node)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved == 0 {
+    if !move_past(&mut tx, name, node, event, now).await? {
         tx.rollback().await?;
         return Ok(false);
     }

@@ -76,7 +76,11 @@ pub struct Cart {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLine {
+    /// The SKU of a variant for sale.
+    #[schema(value_type = crate::http::schema::Sku)]
     pub sku: String,
+    /// 1 to 999 (with the units of this SKU the cart has already).
+    #[schema(minimum = 1, maximum = 999)]
     pub quantity: u32,
     /// Bought on subscription (subscribe-and-save applies).
     #[serde(default)]
@@ -87,6 +91,8 @@ pub struct NewLine {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineChange {
+    /// 1 to 999.
+    #[schema(minimum = 1, maximum = 999)]
     pub quantity: u32,
 }
 

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{Problems, Result};
+use crate::http::schema::{
+    CurrencyCode, NonBlankText, NonBlankText100, NonBlankText200, Sku, SkuOrBlank, Slug, Tag,
+};
 use crate::inventory::Availability;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -101,8 +104,12 @@ pub enum SupplementForm {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ingredient {
+    #[schema(value_type = NonBlankText)]
     pub name: String,
+    /// A positive number.
+    #[schema(exclusive_minimum = 0)]
     pub amount: f64,
+    #[schema(value_type = NonBlankText)]
     pub unit: String,
 }
 
@@ -110,14 +117,25 @@ pub struct Ingredient {
 #[serde(deny_unknown_fields)]
 pub struct SupplementAttributes {
     pub form: SupplementForm,
+    /// At least one.
+    #[schema(min_items = 1)]
     pub ingredients: Vec<Ingredient>,
+    #[schema(value_type = NonBlankText)]
     pub serving_size: String,
+    #[schema(minimum = 1, maximum = 4294967295_u32)]
     pub servings_per_container: u32,
+    #[schema(value_type = NonBlankText)]
     pub usage: String,
-    #[serde(default)]
+    /// `null` counts as absent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub allergens: Vec<String>,
-    #[serde(default)]
+    /// `null` counts as absent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub warnings: String,
+    /// The regulatory disclaimer every supplement carries.
+    #[schema(value_type = NonBlankText)]
     pub disclaimer: String,
 }
 
@@ -146,13 +164,20 @@ pub enum RoutineStep {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkincareAttributes {
+    /// At least one.
+    #[schema(min_items = 1)]
     pub skin_types: Vec<SkinType>,
+    #[schema(minimum = 1, maximum = 4294967295_u32)]
     pub volume_ml: u32,
     pub routine_step: RoutineStep,
+    #[schema(value_type = NonBlankText)]
     pub application: String,
-    #[serde(default)]
+    /// `null` counts as absent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub key_ingredients: Vec<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 4294967295_u32)]
     pub period_after_opening_months: Option<u32>,
 }
 
@@ -167,9 +192,93 @@ pub enum BundleKind {
 #[serde(deny_unknown_fields)]
 pub struct BundleAttributes {
     pub kind: BundleKind,
-    #[serde(default)]
+    /// `null` counts as absent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(nullable)]
     pub contents_note: String,
 }
+
+/// An optional attribute's value with `null` read as absent, as the taxonomy plugins
+/// read attributes (so a product type checks the same with its taxonomy or without).
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// The schema of `attributes`: the attributes of the product's type, which must be the
+/// one of `product_type` (checked by [`validate_attributes`]).
+pub struct ProductAttributes;
+
+impl utoipa::PartialSchema for ProductAttributes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{OneOfBuilder, Ref};
+        OneOfBuilder::new()
+            .description(Some(
+                "The attributes of the product's type: `SupplementAttributes` for a \
+                 supplement, `SkincareAttributes` for skincare, `BundleAttributes` for a \
+                 bundle.",
+            ))
+            .item(Ref::from_schema_name("SupplementAttributes"))
+            .item(Ref::from_schema_name("SkincareAttributes"))
+            .item(Ref::from_schema_name("BundleAttributes"))
+            .into()
+    }
+}
+
+impl ToSchema for ProductAttributes {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            SupplementAttributes::name().into(),
+            SupplementAttributes::schema(),
+        ));
+        <SupplementAttributes as ToSchema>::schemas(schemas);
+        schemas.push((
+            SkincareAttributes::name().into(),
+            SkincareAttributes::schema(),
+        ));
+        <SkincareAttributes as ToSchema>::schemas(schemas);
+        schemas.push((BundleAttributes::name().into(), BundleAttributes::schema()));
+        <BundleAttributes as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The schema of a variant's `options` ([`check_options`]).
+pub struct VariantOptions;
+
+impl utoipa::PartialSchema for VariantOptions {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let text = |max: usize| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(max))
+                .pattern(Some(crate::http::schema::NON_BLANK))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Option values by name, e.g. `{\"size\": \"60 capsules\"}`: at most 10; \
+                 names of 1 to 50 characters, values of 1 to 100, neither only whitespace.",
+            ))
+            .max_properties(Some(10))
+            .property_names(Some(text(50)))
+            .additional_properties(Some(text(100)))
+            .examples([serde_json::json!({"size": "60 capsules"})])
+            .into()
+    }
+}
+
+impl ToSchema for VariantOptions {}
 
 /// Checks `attributes` against the schema of `product_type` and returns them normalised.
 /// Field paths in errors start with `attributes.`.
@@ -270,50 +379,68 @@ pub fn validate_attributes(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentInput {
+    /// A variant of another, non-bundle product.
+    #[schema(value_type = Sku)]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVariant {
-    /// Leave out to have the taxonomy plugin of the product's type derive it.
+    /// Leave out, or blank, to have the taxonomy plugin of the product's type derive it.
     #[serde(default)]
+    #[schema(value_type = SkuOrBlank)]
     pub sku: String,
+    #[schema(value_type = NonBlankText200)]
     pub title: String,
     /// Option values such as `{"size": "60 capsules", "flavour": "vanilla"}`.
     #[serde(default)]
+    #[schema(value_type = VariantOptions)]
     pub options: BTreeMap<String, String>,
-    /// Price in minor units (cents); a non-negative integer.
+    /// Price in minor units (cents), at most 1,000,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_minor: i64,
-    /// ISO 4217 code, e.g. `EUR`.
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub weight_grams: i64,
-    /// Required for variants of bundle products, forbidden otherwise.
+    /// Required (1 to 50) for variants of bundle products, forbidden otherwise; each SKU
+    /// once.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub components: Vec<ComponentInput>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    #[schema(value_type = Slug)]
     pub slug: String,
+    #[schema(value_type = NonBlankText200)]
     pub name: String,
     pub product_type: ProductType,
     #[serde(default)]
+    #[schema(max_length = 20000)]
     pub description: String,
     #[serde(default)]
     pub status: ProductStatus,
-    /// Category slugs.
+    /// Slugs of existing categories, at most 20.
     #[serde(default)]
+    #[schema(value_type = Vec<Slug>, max_items = 20)]
     pub categories: Vec<String>,
+    /// At most 30.
     #[serde(default)]
+    #[schema(value_type = Vec<Tag>, max_items = 30)]
     pub tags: Vec<String>,
-    /// Type-specific attributes (see `SupplementAttributes`, `SkincareAttributes`,
-    /// `BundleAttributes`).
-    #[schema(value_type = Object)]
+    /// The attributes of `product_type` (`SupplementAttributes`, `SkincareAttributes`
+    /// or `BundleAttributes`).
+    #[schema(value_type = ProductAttributes)]
     pub attributes: serde_json::Value,
+    /// At most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub variants: Vec<NewVariant>,
 }
 
@@ -321,13 +448,21 @@ pub struct NewProduct {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(value_type = Option<Slug>)]
     pub slug: Option<String>,
+    #[schema(value_type = Option<NonBlankText200>)]
     pub name: Option<String>,
+    #[schema(max_length = 20000)]
     pub description: Option<String>,
     pub status: Option<ProductStatus>,
+    /// Slugs of existing categories, at most 20.
+    #[schema(value_type = Option<Vec<Slug>>, max_items = 20)]
     pub categories: Option<Vec<String>>,
+    /// At most 30.
+    #[schema(value_type = Option<Vec<Tag>>, max_items = 30)]
     pub tags: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
+    /// The attributes of the product's type.
+    #[schema(value_type = Option<ProductAttributes>)]
     pub attributes: Option<serde_json::Value>,
     /// When given, the update is refused with 409 unless it matches the stored version.
     pub version: Option<i64>,
@@ -336,12 +471,21 @@ pub struct ProductPatch {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantPatch {
+    /// Blank: the taxonomy plugin of the product's type derives it again.
+    #[schema(value_type = Option<SkuOrBlank>)]
     pub sku: Option<String>,
+    #[schema(value_type = Option<NonBlankText200>)]
     pub title: Option<String>,
+    #[schema(value_type = Option<VariantOptions>)]
     pub options: Option<BTreeMap<String, String>>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_minor: Option<i64>,
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub weight_grams: Option<i64>,
+    /// For a variant of a bundle product: 1 to 50, each SKU once.
+    #[schema(max_items = 50)]
     pub components: Option<Vec<ComponentInput>>,
     pub position: Option<i64>,
 }
@@ -349,10 +493,13 @@ pub struct VariantPatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCategory {
+    #[schema(value_type = Slug)]
     pub slug: String,
+    #[schema(value_type = NonBlankText100)]
     pub name: String,
-    /// Slug of the parent category, if any.
+    /// Slug of the parent category, if any (an existing one).
     #[serde(default)]
+    #[schema(value_type = Option<Slug>)]
     pub parent: Option<String>,
     #[serde(default)]
     pub position: i64,
@@ -514,12 +661,12 @@ pub fn check_options(problems: &mut Problems, field: &str, options: &BTreeMap<St
     problems.check(options.len() <= 10, field, "at most 10 options");
     for (name, value) in options {
         problems.check(
-            !name.trim().is_empty() && name.len() <= 50,
+            !name.trim().is_empty() && name.chars().count() <= 50,
             format!("{field}.{name}"),
             "option names are 1-50 characters",
         );
         problems.check(
-            !value.trim().is_empty() && value.len() <= 100,
+            !value.trim().is_empty() && value.chars().count() <= 100,
             format!("{field}.{name}"),
             "option values are 1-100 characters",
         );

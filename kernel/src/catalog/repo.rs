@@ -325,6 +325,13 @@ pub async fn update_product(
     if let Some(tags) = &patch.tags {
         check_tags(&mut problems, "tags", tags);
     }
+    if let Some(categories) = &patch.categories {
+        problems.check(
+            categories.len() <= 20,
+            "categories",
+            "at most 20 categories",
+        );
+    }
     let attributes = match &patch.attributes {
         Some(attributes) => match validate_attributes(current.product_type, attributes) {
             Ok(normalised) => Some(normalised),
@@ -1019,11 +1026,13 @@ pub struct ProductFilter {
     pub tag: Option<String>,
     /// `supplement`, `skincare` or `bundle`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", inline, value_type = Option<ProductType>)]
     pub product_type: Option<String>,
-    /// 1-based page number.
+    /// 1-based page number, at most 100000 (default 1).
+    #[param(minimum = 1, maximum = 100_000)]
     pub page: Option<i64>,
     /// Items per page, 1 to 100 (default 24).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 

@@ -4,6 +4,8 @@
 pub mod card_numbers;
 pub mod extract;
 pub mod openapi;
+pub mod paging;
+pub mod schema;
 pub mod security;
 pub mod session;
 pub mod storefront;

@@ -159,10 +159,11 @@ pub async fn headers(State(state): State<AppState>, request: Request, next: Next
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
+    // A page may ask for less (the privacy request status page sends no referrer, its
+    // URL being its secret): keep what the handler set.
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     headers.insert(
         "permissions-policy",
         HeaderValue::from_static(PERMISSIONS_POLICY),

@@ -90,10 +90,28 @@ async fn receive_lot_route(
 #[serde(deny_unknown_fields)]
 pub struct Adjustment {
     /// Units to add (positive) or remove (negative); never zero.
+    #[schema(value_type = crate::http::schema::StockDelta)]
     pub delta: i64,
+    /// Receipts, allocations and releases are booked by their own operations.
+    #[schema(value_type = AdjustmentReason)]
     pub reason: StockReason,
+    /// Up to 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub note: Option<String>,
+}
+
+/// The reasons an adjustment may give: every stock reason but those booked by their own
+/// operations (`received`, `allocated`, `released`).
+// Only documents `Adjustment.reason`, which the handler checks.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentReason {
+    CountCorrection,
+    Damaged,
+    ExpiredWriteOff,
+    Returned,
+    Other,
 }
 
 /// Corrects a lot's quantity, with a reason the ledger keeps.
@@ -123,7 +141,7 @@ async fn adjust_lot(
     );
     if let Some(note) = &input.note {
         problems.check(
-            note.len() <= 1000,
+            note.chars().count() <= 1000,
             "note",
             "must be at most 1000 characters",
         );

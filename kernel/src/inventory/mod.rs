@@ -666,7 +666,9 @@ pub struct Location {
 #[serde(deny_unknown_fields)]
 pub struct NewLocation {
     /// Short unique code, e.g. `AMS-1`.
+    #[schema(value_type = crate::http::schema::LocationCode)]
     pub code: String,
+    #[schema(value_type = crate::http::schema::NonBlankText100)]
     pub name: String,
 }
 
@@ -742,16 +744,25 @@ pub async fn list_locations(conn: &mut AnyConnection) -> Result<Vec<Location>> {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLot {
+    /// The SKU of an existing, non-bundle variant.
+    #[schema(value_type = crate::http::schema::Sku)]
     pub sku: String,
-    /// Location code.
+    /// The code of an existing location.
+    #[schema(value_type = crate::http::schema::LocationCode)]
     pub location: String,
+    #[schema(value_type = crate::http::schema::NonBlankText64)]
     pub batch: String,
-    /// `YYYY-MM-DD`
+    /// `YYYY-MM-DD`, not in the future.
+    #[schema(value_type = crate::http::schema::IsoDate)]
     pub manufactured_on: String,
     /// `YYYY-MM-DD`; after `manufactured_on`.
+    #[schema(value_type = crate::http::schema::IsoDate)]
     pub expires_on: String,
+    #[schema(minimum = 0, maximum = 10_000_000)]
     pub quantity: i64,
+    /// Up to 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub note: Option<String>,
 }
 
@@ -783,7 +794,7 @@ pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) 
     );
     if let Some(note) = &input.note {
         problems.check(
-            note.len() <= 1000,
+            note.chars().count() <= 1000,
             "note",
             "must be at most 1000 characters",
         );

@@ -32,7 +32,9 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
+    #[schema(minimum = 0, maximum = 3650)]
     pub min_shelf_life_days: Option<i64>,
+    #[schema(minimum = 0, maximum = 100_000)]
     pub low_stock_threshold: Option<i64>,
     pub prices_include_tax: Option<bool>,
 }

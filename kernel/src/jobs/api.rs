@@ -88,7 +88,8 @@ pub struct JobFilter {
     /// Only jobs in this state.
     #[param(inline)]
     pub state: Option<JobState>,
-    /// Only jobs of this kind, e.g. `sessions.sweep`.
+    /// Only jobs of this kind, e.g. `sessions.sweep` (1 to 100 characters).
+    #[param(min_length = 1, max_length = 100)]
     pub kind: Option<String>,
     /// Continue after this id (the previous page's `next_after_id`).
     pub after_id: Option<i64>,
@@ -112,20 +113,9 @@ async fn list_jobs(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<JobFilter>,
 ) -> Result<Json<JobPage>> {
-    let limit = filter.limit.unwrap_or(50);
     let mut problems = Problems::new();
-    problems.check(
-        (1..=500).contains(&limit),
-        "limit",
-        "must be between 1 and 500",
-    );
-    if let Some(kind) = &filter.kind {
-        problems.check(
-            !kind.is_empty() && kind.len() <= 100,
-            "kind",
-            "must be 1 to 100 characters",
-        );
-    }
+    let limit = crate::http::paging::limit(&mut problems, filter.limit);
+    crate::http::paging::check_name(&mut problems, "kind", &filter.kind);
     problems.into_result()?;
     let state_condition = match filter.state {
         None => "1 = 1",
@@ -143,14 +133,8 @@ async fn list_jobs(
     .bind(limit + 1)
     .fetch_all(&state.db.pool)
     .await?;
-    let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
-    let more = jobs.len() as i64 > limit;
-    jobs.truncate(limit as usize);
-    let next_after_id = if more {
-        jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
+    let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    let (jobs, next_after_id) = crate::http::paging::split(jobs, limit, |j| j.id);
     Ok(Json(JobPage {
         jobs,
         next_after_id,

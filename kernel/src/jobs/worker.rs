@@ -472,11 +472,14 @@ impl Runner {
         match outcome {
             Ok(()) => {
                 metrics::counter!("olivine_jobs_completed_total", "kind" => kind).increment(1);
-                if !ctx.completed_in_handler() {
-                    let _ = self.done.send(Finished { id, attempt });
-                }
-                if let Some(name) = schedule {
-                    self.schedule_ran(&name, None).await;
+                match schedule {
+                    // Done and counted at once: the schedule's next run must not find
+                    // this one still holding the schedule's key.
+                    Some(name) => self.complete_scheduled(&ctx, &name).await,
+                    None if !ctx.completed_in_handler() => {
+                        let _ = self.done.send(Finished { id, attempt });
+                    }
+                    None => {}
                 }
             }
             Err(err) => {
@@ -557,22 +560,70 @@ impl Runner {
         }
     }
 
+    /// Deletes a scheduled run and counts it, in one transaction.
+    async fn complete_scheduled(&self, ctx: &JobContext, name: &str) {
+        let done = async {
+            let mut tx = self.state.db.begin().await?;
+            if !ctx.completed_in_handler() {
+                ctx.complete_in(&mut tx).await?;
+            }
+            record_run(
+                &mut tx,
+                name,
+                self.state.bus.node_id(),
+                &self.state.clock,
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        if let Err(err) = done.await {
+            tracing::warn!(schedule = name, error = %format!("{err:#}"), "completing a scheduled run failed (its lease will run out and it runs again)");
+        }
+    }
+
     async fn schedule_ran(&self, name: &str, error: Option<&str>) {
-        let now = format_timestamp(self.state.clock.now());
-        if let Err(err) = sqlx::query(
-            "UPDATE job_schedules SET runs = runs + 1, last_run_at = $1, last_node = $2,
-                last_error = $3 WHERE name = $4",
+        let mut conn = match self.state.db.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(schedule = name, error = %err, "recording a scheduled run failed");
+                return;
+            }
+        };
+        if let Err(err) = record_run(
+            &mut conn,
+            name,
+            self.state.bus.node_id(),
+            &self.state.clock,
+            error,
         )
-        .bind(&now)
-        .bind(self.state.bus.node_id())
-        .bind(error)
-        .bind(name)
-        .execute(&self.state.db.pool)
         .await
         {
             tracing::warn!(schedule = name, error = %err, "recording a scheduled run failed");
         }
     }
+}
+
+/// Counts a run of a schedule, by `node`, with its error when it failed.
+async fn record_run(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    node: &str,
+    clock: &Clock,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_schedules SET runs = runs + 1, last_run_at = $1, last_node = $2,
+            last_error = $3 WHERE name = $4",
+    )
+    .bind(format_timestamp(clock.now()))
+    .bind(node)
+    .bind(error)
+    .bind(name)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Deletes finished jobs, many to a statement. A crash before that runs them again

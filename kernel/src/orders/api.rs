@@ -15,6 +15,7 @@ use super::{CheckoutRequest, Order, RefundRequest, Transition};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Problems, Result};
 use crate::http::extract::{CustomerAuth, JsonBody, MaybeCustomer, PathParam, StaffAuth};
+use crate::http::schema::{CountryOrAny, CurrencyCode, ShippingMethodCode};
 
 /// Under `/api/v1`.
 pub fn public_routes() -> OpenApiRouter<AppState> {
@@ -46,7 +47,9 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 /// shipping and tax. Needs an `Idempotency-Key` header: a retry with the same key answers
 /// the same order (200) instead of placing another.
 #[utoipa::path(post, path = "/carts/{id}/checkout", tag = "orders", params(("id" = String, Path),
-    ("Idempotency-Key" = String, Header, description = "The same key never places a second order")),
+    ("Idempotency-Key" = String, Header, min_length = 1, max_length = 200,
+        pattern = "^[A-Za-z0-9._:-]{1,200}$",
+        description = "The same key never places a second order: 1 to 200 letters, digits, `-`, `_`, `.`, `:`")),
     request_body = CheckoutRequest, security((), ("customer_token" = [])),
     responses((status = 201, body = Order), (status = 200, body = Order),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -193,12 +196,49 @@ async fn admin_transition(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingRate {
+    #[schema(value_type = ShippingMethodCode)]
     pub code: String,
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$",
+        example = "Standard (2-4 days)"
+    )]
     pub name: String,
+    #[schema(value_type = CountryOrAny)]
     pub country: String,
+    #[schema(minimum = 1)]
     pub max_weight_grams: i64,
+    #[schema(minimum = 0)]
     pub price_minor: i64,
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
+}
+
+/// The body of `PUT /api/v1/admin/shipping-rates`: the whole table, at most 1000 rates,
+/// one per code, country and weight.
+pub struct ShippingRateTable;
+
+impl utoipa::PartialSchema for ShippingRateTable {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("ShippingRate"))
+            .max_items(Some(1000))
+            .into()
+    }
+}
+
+impl ToSchema for ShippingRateTable {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((ShippingRate::name().into(), ShippingRate::schema()));
+    }
 }
 
 pub(crate) async fn read_shipping_rates(state: &AppState) -> Result<Vec<ShippingRate>> {
@@ -238,9 +278,10 @@ fn country_field(problems: &mut Problems, field: &str, country: &str) {
 }
 
 /// Replaces the whole shipping rate table.
-#[utoipa::path(put, path = "/shipping-rates", tag = "admin-orders", request_body = Vec<ShippingRate>,
+#[utoipa::path(put, path = "/shipping-rates", tag = "admin-orders", request_body = ShippingRateTable,
     security(("staff_token" = [])),
-    responses((status = 200, body = Vec<ShippingRate>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<ShippingRate>), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn replace_shipping_rates(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
@@ -336,7 +377,10 @@ async fn replace_shipping_rates(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaxRate {
+    #[schema(value_type = CountryOrAny)]
     pub country: String,
+    /// 0 to 10000 basis points.
+    #[schema(minimum = 0, maximum = 10_000)]
     pub rate_bp: i64,
 }
 

@@ -18,6 +18,10 @@ use utoipa::ToSchema;
 use crate::accounts::Authenticated;
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
+use crate::http::schema::{
+    CountryCode, Email, PaymentToken, PostalCode, ShippingMethodCode, SingleLine64, SingleLine100,
+    SingleLine200, SingleLineOrBlank100, SingleLineOrBlank200,
+};
 use crate::inventory::{StockChange, StockReason};
 use crate::plugins::pricing::AppliedAdjustment;
 
@@ -82,15 +86,22 @@ impl OrderStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingAddress {
+    #[schema(value_type = SingleLine200)]
     pub name: String,
+    #[schema(value_type = SingleLine200)]
     pub line1: String,
     #[serde(default)]
+    #[schema(value_type = Option<SingleLineOrBlank200>)]
     pub line2: Option<String>,
+    #[schema(value_type = SingleLine100)]
     pub city: String,
     #[serde(default)]
+    #[schema(value_type = Option<SingleLineOrBlank100>)]
     pub region: Option<String>,
+    #[schema(value_type = PostalCode)]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
+    /// ISO 3166-1 alpha-2, of a country the shop ships this order to.
+    #[schema(value_type = CountryCode)]
     pub country: String,
 }
 
@@ -98,16 +109,20 @@ pub struct ShippingAddress {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
-    /// Where confirmations go. A signed-in customer may leave it out (their account's).
+    /// Where confirmations go. A signed-in customer may leave it out (their account's);
+    /// a guest must give it.
     #[serde(default)]
+    #[schema(value_type = Option<Email>)]
     pub email: Option<String>,
     pub shipping_address: ShippingAddress,
-    /// The `code` of a shipping rate (see `GET /api/v1/shipping-rates`).
+    /// The `code` of a shipping rate to the country (see `GET /api/v1/shipping-rates`).
+    #[schema(value_type = ShippingMethodCode)]
     pub shipping_method: String,
     /// The payment processor's token for the card (the browser sends the card to the
     /// processor, never to us). With it the order is authorised at once; without it the
     /// order waits, pending, with its stock reserved.
     #[serde(default)]
+    #[schema(value_type = Option<PaymentToken>)]
     pub payment_token: Option<String>,
     /// The total the shopper was shown (a checkout quote's `total_minor`). When the
     /// order would cost anything else (a price, rate or rule changed since), nothing is
@@ -117,9 +132,11 @@ pub struct CheckoutRequest {
     pub expected_total_minor: Option<i64>,
 }
 
+/// A line of an order (and of a checkout quote), as the shopper bought it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderLine {
     pub sku: String,
+    /// The product's name with the variant's, e.g. `Magnesium Glycinate – 60 capsules`.
     pub title: String,
     pub quantity: i64,
     pub subscription: bool,
@@ -160,13 +177,16 @@ pub struct Order {
     pub updated_at: String,
 }
 
+/// Free text: required or not, at most `max` characters as sent (surrounding whitespace
+/// included), no control characters once trimmed.
 fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize, required: bool) {
+    let length = value.chars().count();
     let value = value.trim();
     if required && value.is_empty() {
         problems.add(field, "is required");
     }
     problems.check(
-        value.chars().count() <= max,
+        length <= max,
         field,
         format!("must be at most {max} characters"),
     );
@@ -198,7 +218,7 @@ fn check_address(problems: &mut Problems, a: &ShippingAddress) {
     );
     problems.check(
         !a.postal_code.trim().is_empty()
-            && a.postal_code.trim().chars().count() <= 16
+            && a.postal_code.chars().count() <= 16
             && a.postal_code
                 .trim()
                 .chars()
@@ -643,20 +663,7 @@ fn written_order(
         number: placed.number.clone(),
         status: OrderStatus::Pending,
         currency: quote.currency.clone(),
-        lines: quote
-            .lines
-            .iter()
-            .map(|line| OrderLine {
-                sku: line.sku.clone(),
-                title: line.title.clone(),
-                quantity: line.quantity,
-                subscription: line.subscription,
-                unit_price_minor: line.unit_price_minor,
-                adjustments: line.adjustments.clone(),
-                total_minor: line.total_minor,
-                tax_minor: line.tax_minor,
-            })
-            .collect(),
+        lines: quote.lines.clone(),
         subtotal_minor: quote.subtotal_minor,
         adjustments_minor: quote.adjustments_minor,
         shipping_minor: quote.shipping_minor,
@@ -836,13 +843,73 @@ pub async fn list_for_customer(state: &AppState, customer_id: i64) -> Result<Vec
 }
 
 /// A staff change of an order's state.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
     pub to: OrderStatus,
-    /// Required to mark an order fulfilled (shipped).
+    /// Required to mark an order fulfilled (shipped); refused with any other `to`.
     #[serde(default)]
     pub tracking_number: Option<String>,
+}
+
+/// Two shapes, as [`transition_inner`] checks them: `fulfilled` with a tracking number,
+/// or another state without one.
+impl utoipa::PartialSchema for Transition {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let to = |states: &[OrderStatus]| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(states.iter().map(|s| s.as_str())))
+        };
+        let others = [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Delivered,
+            OrderStatus::Cancelled,
+            OrderStatus::Refunded,
+        ];
+        OneOfBuilder::new()
+            .description(Some(
+                "The state to move to: `fulfilled` (shipped) with its `tracking_number`, or \
+                 another state without one.",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .property("to", to(&[OrderStatus::Fulfilled]))
+                    .property(
+                        "tracking_number",
+                        Ref::from_schema_name(SingleLine64::name()),
+                    )
+                    .required("to")
+                    .required("tracking_number")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("to", to(&others))
+                    .property(
+                        "tracking_number",
+                        ObjectBuilder::new().schema_type(Type::Null),
+                    )
+                    .required("to")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Transition {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((SingleLine64::name().into(), SingleLine64::schema()));
+    }
 }
 
 /// Moves an order to another state if its current state allows it (409 otherwise).
@@ -1326,7 +1393,9 @@ async fn payment_operation(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
+    /// At least 1 and at most what is left to refund; absent: all of it.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
 }
 

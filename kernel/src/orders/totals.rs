@@ -20,42 +20,25 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::cart::{Cart, CartLine};
 use crate::error::{Error, Result};
+use crate::orders::OrderLine;
 use crate::plugins::pricing::AppliedAdjustment;
 
 /// Where a quote is for.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CheckoutQuoteRequest)]
 pub struct QuoteRequest {
-    /// The destination country, ISO 3166-1 alpha-2 (e.g. `NL`).
+    /// The destination country: two letters, ISO 3166-1 alpha-2 (e.g. `NL`; lower case
+    /// and surrounding whitespace are accepted), where the shop ships this cart.
     #[schema(
-        min_length = 2,
-        max_length = 2,
-        pattern = "^[A-Za-z]{2}$",
+        pattern = r"^[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[A-Za-z]{2}[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
         example = "NL"
     )]
     pub country: String,
-    /// The `code` of a shipping rate; unset: the cheapest method to that country.
+    /// The `code` of a shipping rate to the country; unset: the cheapest method to it.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = Option<crate::http::schema::ShippingMethodCode>)]
     pub shipping_method: Option<String>,
-}
-
-/// A line as the quote (and the order) shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct QuotedLine {
-    pub sku: String,
-    /// The product's name with the variant's, e.g. `Magnesium Glycinate – 60 capsules`.
-    pub title: String,
-    pub quantity: i64,
-    pub subscription: bool,
-    pub unit_price_minor: i64,
-    /// The pricing rules' adjustments to this line, each with its reason.
-    pub adjustments: Vec<AppliedAdjustment>,
-    /// After the pricing rules' adjustments.
-    pub total_minor: i64,
-    /// The tax on this line: included in `total_minor` when prices include tax, else
-    /// added to it.
-    pub tax_minor: i64,
 }
 
 /// A shipping method the cart can go by to the country, and what the order would cost
@@ -78,7 +61,7 @@ pub struct CheckoutQuote {
     pub prices_include_tax: bool,
     /// The destination's tax rate in basis points (2100 = 21 %).
     pub tax_rate_bp: i64,
-    pub lines: Vec<QuotedLine>,
+    pub lines: Vec<OrderLine>,
     /// Adjustments to the whole cart (not to one line), with their reasons.
     pub cart_adjustments: Vec<AppliedAdjustment>,
     /// The lines before adjustments.
@@ -191,7 +174,7 @@ fn priced(
     shipping: i64,
     rate_bp: i64,
     prices_include_tax: bool,
-) -> (Vec<QuotedLine>, i64, i64, i64) {
+) -> (Vec<OrderLine>, i64, i64, i64) {
     let tax = |amount: i64| {
         if prices_include_tax {
             tax_included(amount, rate_bp)
@@ -199,10 +182,10 @@ fn priced(
             tax_on(amount, rate_bp)
         }
     };
-    let lines: Vec<QuotedLine> = cart
+    let lines: Vec<OrderLine> = cart
         .lines
         .iter()
-        .map(|line| QuotedLine {
+        .map(|line| OrderLine {
             sku: line.sku.clone(),
             title: line_title(line),
             quantity: i64::from(line.quantity),

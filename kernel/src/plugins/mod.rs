@@ -94,6 +94,8 @@ pub struct PluginInfo {
 #[serde(deny_unknown_fields)]
 pub struct PluginPatch {
     pub enabled: Option<bool>,
+    /// 0 to 1,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
     /// Replaces the settings; checked against the manifest's schema.
     pub settings: Option<BTreeMap<String, String>>,

@@ -25,6 +25,7 @@ pub struct PackageUpload {
     /// The text of plugin.toml.
     pub manifest: String,
     /// The `.wasm` component, base64 (standard alphabet).
+    #[schema(value_type = crate::http::schema::Base64)]
     pub wasm_base64: String,
     /// Self-test fixtures by file name; run through the real host before installing.
     #[serde(default)]

@@ -196,7 +196,10 @@ async fn price_cart_on(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteLineInput {
+    /// The SKU of a variant for sale; every line in one currency.
+    #[schema(value_type = crate::http::schema::Sku)]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: u32,
     /// Bought on subscription (subscribe-and-save applies).
     #[serde(default)]
@@ -206,9 +209,12 @@ pub struct QuoteLineInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
+    /// 1 to 1000 lines.
+    #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<QuoteLineInput>,
-    /// Customer segments a rule may look at, e.g. `first-order`.
+    /// Customer segments a rule may look at, e.g. `first-order`; at most 20.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub customer_segments: Vec<String>,
 }
 

@@ -34,7 +34,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 
 /// Signs a staff user in: a session token (12 hours) for the admin API. A wrong email
 /// or password gets the same 401.
-#[utoipa::path(post, path = "/sign-in", tag = "staff", request_body = StaffCredentials,
+#[utoipa::path(post, path = "/sign-in", tag = "staff", operation_id = "staff_sign_in", request_body = StaffCredentials,
     responses((status = 200, body = StaffSession), (status = 401, body = ErrorBody)))]
 async fn sign_in(
     State(state): State<AppState>,
@@ -55,7 +55,7 @@ async fn sign_in(
 }
 
 /// Revokes the token the request carries.
-#[utoipa::path(post, path = "/sign-out", tag = "staff", security(("staff_token" = [])),
+#[utoipa::path(post, path = "/sign-out", tag = "staff", operation_id = "staff_sign_out", security(("staff_token" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn sign_out(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ async fn sign_out(
 }
 
 /// The signed-in staff user, with the permissions of their role.
-#[utoipa::path(get, path = "/me", tag = "admin-staff", security(("staff_token" = [])),
+#[utoipa::path(get, path = "/me", tag = "admin-staff", operation_id = "staff_me", security(("staff_token" = [])),
     responses((status = 200, body = StaffUser), (status = 401, body = ErrorBody)))]
 async fn me(State(state): State<AppState>, StaffAuth(staff): StaffAuth) -> Result<Json<StaffUser>> {
     Ok(Json(super::get_user(&state.db, staff.id).await?))
@@ -136,6 +136,7 @@ async fn list_tokens(
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// What the token is for, e.g. `ci deploy`.
+    #[schema(value_type = crate::http::schema::SingleLine100)]
     pub label: String,
 }
 

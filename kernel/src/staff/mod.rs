@@ -179,19 +179,24 @@ pub async fn list_users(db: &Db) -> Result<Vec<StaffUser>> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewStaff {
+    #[schema(value_type = crate::http::schema::Email)]
     pub email: String,
+    #[schema(value_type = crate::http::schema::SingleLine200)]
     pub name: String,
     pub role: Role,
     /// Optional: without one the user works with API tokens only.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::schema::Password>)]
     pub password: Option<String>,
 }
 
+/// Not blank, at most `max` characters as sent, no control characters once trimmed.
 fn check_name(problems: &mut Problems, field: &str, name: &str, max: usize) {
+    let length = name.chars().count();
     let name = name.trim();
     problems.check(!name.is_empty(), field, "must not be empty");
     problems.check(
-        name.chars().count() <= max,
+        length <= max,
         field,
         format!("must be at most {max} characters"),
     );
@@ -260,11 +265,13 @@ pub async fn create_user(db: &Db, actor: &str, input: NewStaff) -> Result<StaffU
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffPatch {
+    #[schema(value_type = Option<crate::http::schema::SingleLine200>)]
     pub name: Option<String>,
     pub role: Option<Role>,
     /// `true` disables the user (their tokens stop working at once); `false` enables.
     pub disabled: Option<bool>,
     /// Sets a new password.
+    #[schema(value_type = Option<crate::http::schema::Password>)]
     pub password: Option<String>,
 }
 

@@ -699,10 +699,12 @@ fn fill_address_in(browser: &Browser, email: &str, country: &str) {
     browser.fill("form#checkout-form input[name=line2]", "");
     browser.fill("form#checkout-form input[name=city]", "Utrecht");
     browser.fill("form#checkout-form input[name=postal_code]", "3511 AB");
-    let option = browser.wait_for(&format!("select[name=country] option[value={country}]"));
-    browser.click(&option);
+    // The method first: choosing a country makes the page's script rebuild the method
+    // list (with that country's prices), which would leave a found option stale.
     let standard = browser.wait_for("select[name=shipping_method] option[value=standard]");
     browser.click(&standard);
+    let option = browser.wait_for(&format!("select[name=country] option[value={country}]"));
+    browser.click(&option);
 }
 
 /// Types the card into the checkout page's card fields and places the order.

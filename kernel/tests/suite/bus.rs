@@ -190,17 +190,6 @@ impl Node {
     }
 }
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !done().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Asserts that `delivered` holds every committed `(aggregate, seq)` once, each
 /// aggregate's in the order 1, 2, 3, …
 fn assert_complete_and_ordered(

@@ -229,6 +229,7 @@ async fn a_scheduled_job_runs_once_for_the_cluster_not_once_per_node() {
     // Four more runs take at least four intervals when the cluster runs it once per
     // interval; a sweep per node would take a third of that.
     let first = Instant::now();
+    let deadline = first + Duration::from_secs(60);
     let (start, _) = schedule_runs(&cluster.db, "sessions.sweep").await;
     let mut nodes = std::collections::BTreeSet::new();
     loop {

@@ -14,26 +14,6 @@ use olivine::store::Db;
 use olivine::time::Clock;
 use sqlx::Row;
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !done().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn scalar(db: &Db, sql: &'static str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
 async fn effects_table(db: &Db) {
     sqlx::query("CREATE TABLE job_effects (job_id BIGINT PRIMARY KEY, node TEXT NOT NULL)")
         .execute(&db.pool)

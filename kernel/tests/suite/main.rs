@@ -28,6 +28,7 @@ mod injection;
 mod inventory;
 mod jobs;
 mod keys;
+mod openapi_conformance;
 mod ops;
 mod orders;
 mod payments;

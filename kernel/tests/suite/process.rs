@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use crate::common::process::*;
 use crate::common::*;
-use sqlx::Row;
-
-async fn count(db: &olivine::store::Db, sql: &'static str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
 
 fn product_json(slug: &str, sku: &str) -> String {
     let mut p = supplement(slug, sku);
@@ -37,9 +27,9 @@ both_backends! {
         assert!(!wait_exit(&mut child).success());
 
         let conn = db.connect().await;
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 0);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM variants").await, 0);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM variants").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 0);
 
         // Restarted without the failpoint, the same request succeeds and its event is
         // delivered.
@@ -48,7 +38,7 @@ both_backends! {
         let (status, body) = http(port, "POST", "/api/v1/admin/products", Some(&product_json("crash", "CRASH"))).unwrap();
         assert_eq!(status, 201, "{body}");
         wait_settled(port);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 1);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox").await, 1);
         child.kill().ok();
         child.wait().ok();
         conn.close().await;
@@ -73,9 +63,9 @@ both_backends! {
         assert!(http(port, "POST", "/api/v1/admin/lots", Some(&lot)).is_none());
         assert!(!wait_exit(&mut child).success());
         let conn = db.connect().await;
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM lots").await, 0);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM stock_ledger").await, 0);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE event_type = 'stock.changed'").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM lots").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM stock_ledger").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE event_type = 'stock.changed'").await, 0);
         conn.close().await;
         db.drop().await;
     }
@@ -92,8 +82,8 @@ both_backends! {
         assert!(matches!(answer, None | Some((201, _))), "{answer:?}");
         assert!(!wait_exit(&mut child).success());
         let conn = db.connect().await;
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 1);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE position IS NULL").await, 1);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM products").await, 1);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE position IS NULL").await, 1);
         assert_eq!(olivine::bus::pending_count(&conn).await.unwrap(), 1);
 
         // The next start numbers it and its consumers handle it.
@@ -101,7 +91,7 @@ both_backends! {
         wait_ready(port);
         wait_settled(port);
         assert_eq!(olivine::bus::pending_count(&conn).await.unwrap(), 0);
-        assert_eq!(count(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE position IS NULL").await, 0);
+        assert_eq!(scalar(&conn, "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE position IS NULL").await, 0);
         child.kill().ok();
         child.wait().ok();
         conn.close().await;
