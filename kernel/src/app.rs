@@ -283,7 +283,17 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         )))
         .handler(crate::bus::log::prune_job(Duration::from_secs(
             config.cluster.bus_retention_secs,
-        )));
+        )))
+        .handler(crate::subscriptions::renew::scan_job())
+        .handler(crate::subscriptions::renew::renew_job());
+    if config.subscription_scan_secs > 0 {
+        registry.schedule(Schedule {
+            name: "subscriptions.scan",
+            kind: crate::subscriptions::renew::SCAN_JOB,
+            interval: Duration::from_secs(config.subscription_scan_secs),
+            at_start: true,
+        });
+    }
     if config.session_sweep_secs > 0 {
         registry.schedule(Schedule {
             name: "sessions.sweep",

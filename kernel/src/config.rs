@@ -174,6 +174,11 @@ pub struct ServeConfig {
     )]
     pub payment_reconcile_grace_secs: u64,
 
+    /// How often the subscription scan looks for renewals that are due, pauses that
+    /// ended and renewals to announce (seconds; 0: never). It also runs once at start.
+    #[arg(long, env = "OLIVINE_SUBSCRIPTION_SCAN_SECS", default_value_t = 60)]
+    pub subscription_scan_secs: u64,
+
     #[command(flatten)]
     pub cluster: ClusterConfig,
 }
@@ -305,6 +310,7 @@ impl ServeConfig {
             session_sweep_secs: 3600,
             payment_reconcile_secs: 30,
             payment_reconcile_grace_secs: 120,
+            subscription_scan_secs: 60,
             cluster: ClusterConfig::default(),
         }
     }

@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod seed;
 pub mod staff;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod time;
 

@@ -313,10 +313,9 @@ pub fn export_sections() -> Vec<ExportSection> {
             name: "orders",
             collect: |s, c| Box::pin(crate::orders::export_on(c, &s.keys, s.customer_id)),
         },
-        // No subscriptions module yet.
         ExportSection {
             name: "subscriptions",
-            collect: |_, _| Box::pin(async { Ok(json!([])) }),
+            collect: |s, c| Box::pin(crate::subscriptions::export_on(c, &s.keys, s.customer_id)),
         },
         // No loyalty module yet: its ledger entries go here.
         ExportSection {
@@ -742,6 +741,8 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
         .rows_affected();
     // Orders stay for accounting, without the identity on them.
     let orders = crate::orders::erase_identity(&mut tx, customer_id).await?;
+    // Subscriptions end: nothing renews for an erased customer.
+    let subscriptions = crate::subscriptions::erase(&mut tx, customer_id, &now).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -780,6 +781,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "erased": false,
                 "addresses": addresses,
                 "orders_with_identity": orders,
+                "subscriptions_cancelled": subscriptions,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),

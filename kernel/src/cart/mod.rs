@@ -38,6 +38,10 @@ pub struct CartLine {
     pub title: String,
     pub quantity: u32,
     pub subscription: bool,
+    /// How often a subscription line is delivered (`30d`, `2w`, `1m`); `null` for a line
+    /// bought once.
+    #[schema(value_type = Option<crate::http::schema::SubscriptionInterval>)]
+    pub subscription_interval: Option<String>,
     pub unit_price: Money,
     pub subtotal: Money,
     /// Discounts and surcharges of the pricing rules, each with its reason.
@@ -85,6 +89,11 @@ pub struct NewLine {
     /// Bought on subscription (subscribe-and-save applies).
     #[serde(default)]
     pub subscription: bool,
+    /// How often a subscription is delivered: one of the product's
+    /// `subscription_intervals` (its first when left out). Only with `subscription`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::http::schema::SubscriptionInterval>)]
+    pub interval: Option<String>,
 }
 
 /// A line's new quantity.
@@ -253,14 +262,20 @@ struct StoredLine {
     sku: String,
     quantity: u32,
     subscription: bool,
+    interval: Option<String>,
 }
 
-/// What a cart's lines are read as: `l.id, l.quantity, l.subscription, p.status` and
-/// then the pricing's variant columns, over `cart_lines l`, `variants v`, `products p`.
+/// What a cart's lines are read as: `l.id, l.quantity, l.subscription, p.status`, the
+/// pricing's variant columns, then `l.subscription_interval, p.subscription_intervals`,
+/// over `cart_lines l`, `variants v`, `products p`.
 const LINE_COLUMNS: &str = concat!(
     "l.id, l.quantity, l.subscription, p.status, ",
-    variant_columns!()
+    variant_columns!(),
+    ", l.subscription_interval, p.subscription_intervals"
 );
+
+/// The column after the variant's in [`LINE_COLUMNS`].
+const AFTER_VARIANT: usize = 14;
 
 /// A cart's lines with the variants they are priced at (those of active products, by
 /// SKU), read in the same statement so pricing reads nothing again.
@@ -268,6 +283,8 @@ const LINE_COLUMNS: &str = concat!(
 struct ReadLines {
     lines: Vec<StoredLine>,
     variants: HashMap<String, VariantRow>,
+    /// The intervals each variant's product offers on subscription, by variant id.
+    intervals: HashMap<i64, String>,
 }
 
 impl ReadLines {
@@ -288,8 +305,11 @@ impl ReadLines {
                 sku: sku.clone(),
                 quantity: u32::try_from(row.try_get::<i64, _>(at + 1)?).unwrap_or(0),
                 subscription: row.try_get::<i64, _>(at + 2)? != 0,
+                interval: row.try_get(at + AFTER_VARIANT)?,
             });
         }
+        self.intervals
+            .insert(variant_id, row.try_get(at + AFTER_VARIANT + 1)?);
         if !active {
             return Ok(None);
         }
@@ -313,6 +333,33 @@ async fn stored_lines(conn: &mut sqlx::AnyConnection, id: &str) -> Result<ReadLi
         read.add_row(row, 0)?;
     }
     Ok(read)
+}
+
+/// A subscription's items priced as a cart of subscription lines would be (the
+/// subscribe-and-save rules apply), with their stock: what its next renewal costs, and
+/// what the renewal orders. `label` names it where a cart id would be.
+pub async fn price_subscription(
+    state: &AppState,
+    subscription_id: i64,
+    label: &str,
+) -> Result<Cart> {
+    let sql = format!(
+        "SELECT i.id, i.quantity, CAST(1 AS BIGINT), p.status, {},
+            CAST(NULL AS TEXT), p.subscription_intervals
+         FROM subscription_items i
+         JOIN variants v ON v.id = i.variant_id JOIN products p ON p.id = v.product_id
+         WHERE i.subscription_id = $1 ORDER BY i.id",
+        variant_columns!()
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(subscription_id)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut read = ReadLines::default();
+    for row in &rows {
+        read.add_row(row, 0)?;
+    }
+    price_lines(state, label, true, read, None).await
 }
 
 async fn availability_of(
@@ -355,7 +402,9 @@ async fn price_lines(
     read: ReadLines,
     stock: Option<HashMap<i64, Availability>>,
 ) -> Result<Cart> {
-    let ReadLines { lines, variants } = read;
+    let ReadLines {
+        lines, variants, ..
+    } = read;
     if lines.is_empty() {
         return Ok(empty_cart(id, signed_in));
     }
@@ -409,6 +458,7 @@ async fn price_lines(
             title: quoted.title,
             quantity: quoted.quantity,
             subscription: quoted.subscription,
+            subscription_interval: line.interval.clone(),
             unit_price: quoted.unit_price,
             subtotal: quoted.subtotal,
             adjustments: quoted.adjustments,
@@ -431,6 +481,35 @@ async fn price_lines(
         skipped_rules: quote.skipped_rules,
         input_hash: quote.input_hash,
     })
+}
+
+/// The interval a new line is bought at: none for a line bought once; for a
+/// subscription, the one asked for when the product offers it, else the product's first.
+fn chosen_interval(input: &NewLine, offered: &str) -> Result<Option<String>> {
+    let offered: Vec<&str> = offered
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    match (&input.interval, input.subscription) {
+        (Some(_), false) => Err(Error::invalid(
+            "interval",
+            "is only for a line bought on subscription",
+        )),
+        (None, false) => Ok(None),
+        (_, true) if offered.is_empty() => Err(Error::invalid(
+            "subscription",
+            "this product is not sold on subscription",
+        )),
+        (None, true) => Ok(Some(offered[0].to_owned())),
+        (Some(wanted), true) => match offered.iter().find(|o| **o == wanted.as_str()) {
+            Some(found) => Ok(Some((*found).to_owned())),
+            None => Err(Error::invalid(
+                "interval",
+                format!("this product is delivered every {}", offered.join(", ")),
+            )),
+        },
+    }
 }
 
 fn check_quantity(problems: &mut Problems, field: &str, quantity: u32) {
@@ -520,7 +599,8 @@ pub async fn add_line(
          JOIN variants v ON v.id = l.variant_id JOIN products p ON p.id = v.product_id
          WHERE l.cart_id = $1
          UNION ALL
-         SELECT CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), p.status, {}
+         SELECT CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), p.status, {},
+            CAST(NULL AS TEXT), p.subscription_intervals
          FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $2",
         variant_columns!()
     );
@@ -544,6 +624,10 @@ pub async fn add_line(
             format!("no product for sale has SKU `{}`", input.sku),
         )
     })?;
+    let interval = chosen_interval(
+        &input,
+        read.intervals.get(&variant_id).map_or("", String::as_str),
+    )?;
     read.lines.sort_by_key(|line| line.id);
     let lines = &mut read.lines;
     let existing = lines
@@ -581,9 +665,11 @@ pub async fn add_line(
     refuse_beyond_stock(&stock, variant_id, quantity.saturating_add(others))?;
     // The cart's row is ours until commit, so the quantity computed above is the line's.
     let line_id: i64 = sqlx::query(
-        "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (cart_id, variant_id, subscription) DO UPDATE SET quantity = excluded.quantity
+        "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at,
+            subscription_interval)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (cart_id, variant_id, subscription) DO UPDATE SET quantity = excluded.quantity,
+            subscription_interval = excluded.subscription_interval
          RETURNING id",
     )
     .bind(id)
@@ -591,18 +677,23 @@ pub async fn add_line(
     .bind(i32::from(input.subscription))
     .bind(i64::from(quantity))
     .bind(crate::time::now())
+    .bind(&interval)
     .fetch_one(&mut *tx)
     .await?
     .try_get(0)?;
     tx.commit().await?;
     match existing {
-        Some(i) => lines[i].quantity = quantity,
+        Some(i) => {
+            lines[i].quantity = quantity;
+            lines[i].interval = interval;
+        }
         None => lines.push(StoredLine {
             id: line_id,
             variant_id,
             sku: sku.to_owned(),
             quantity,
             subscription: input.subscription,
+            interval,
         }),
     }
     price_lines(state, id, signed_in, read, Some(stock)).await
@@ -685,7 +776,8 @@ pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -
         Some(_) => return Err(not_found(guest_id)),
     }
     let rows = sqlx::query(
-        "SELECT variant_id, subscription, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY id",
+        "SELECT variant_id, subscription, quantity, subscription_interval FROM cart_lines
+         WHERE cart_id = $1 ORDER BY id",
     )
     .bind(guest_id)
     .fetch_all(&mut *tx)
@@ -695,6 +787,7 @@ pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -
         let variant_id: i64 = row.try_get(0)?;
         let subscription = i32::from(row.try_get::<i64, _>(1)? != 0);
         let quantity: i64 = row.try_get(2)?;
+        let interval: Option<String> = row.try_get(3)?;
         let updated = sqlx::query(
             "UPDATE cart_lines SET quantity = CASE WHEN quantity + $1 > 999 THEN 999 ELSE quantity + $1 END
              WHERE cart_id = $2 AND variant_id = $3 AND subscription = $4",
@@ -707,14 +800,16 @@ pub async fn merge(state: &AppState, guest_id: &str, customer: &Authenticated) -
         .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
-                "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO cart_lines (cart_id, variant_id, subscription, quantity, added_at,
+                    subscription_interval)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&target)
             .bind(variant_id)
             .bind(subscription)
             .bind(quantity)
             .bind(&now)
+            .bind(&interval)
             .execute(&mut *tx)
             .await?;
         }

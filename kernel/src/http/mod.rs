@@ -15,6 +15,7 @@ pub mod storefront_cart;
 pub mod storefront_checkout;
 pub mod storefront_orders;
 pub mod storefront_privacy;
+pub mod storefront_subscriptions;
 
 use axum::Router;
 use axum::body::Body;
@@ -93,6 +94,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::accounts::api::admin_routes())
         .merge(crate::staff::api::admin_routes())
         .merge(crate::orders::api::admin_routes())
+        .merge(crate::subscriptions::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
@@ -107,6 +109,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/carts", crate::cart::api::routes())
                 .merge(crate::orders::api::public_routes())
                 .nest("/account", crate::orders::api::account_routes())
+                .nest("/account", crate::subscriptions::api::account_routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -284,6 +284,14 @@ schema_type! {
         (Some(1), Some(32)),
         "2025-01",
     );
+    /// How often a subscription is delivered (`subscriptions::Interval::parse`).
+    SubscriptionInterval => string(
+        "Every N days (`30d`), weeks (`2w`) or months (`1m`): 1 to 366 days, 52 weeks or 12 \
+         months.",
+        "^[1-9][0-9]{0,2}[dwm]$",
+        (Some(2), Some(4)),
+        "30d",
+    );
     /// The code of a shipping method (`PUT /api/v1/admin/shipping-rates`).
     ShippingMethodCode => string(
         "A shipping method's code: 1 to 64 letters, digits, `-` or `_`.",

@@ -46,6 +46,11 @@ pub const SECTIONS: &[AccountSection] = &[
         summary: "What you ordered, where it is, and its tracking number.",
     },
     AccountSection {
+        href: "/account/subscriptions",
+        title: "Subscriptions",
+        summary: "What is delivered regularly: skip, pause, move the date or cancel.",
+    },
+    AccountSection {
         href: "/account/addresses",
         title: "Addresses",
         summary: "Your delivery addresses, and which one checkout proposes first.",
@@ -80,6 +85,7 @@ pub fn routes() -> Router<AppState> {
         )
         .merge(super::storefront_addresses::routes())
         .merge(super::storefront_orders::routes())
+        .merge(super::storefront_subscriptions::routes())
         .merge(super::storefront_privacy::routes())
 }
 

@@ -227,6 +227,9 @@ async fn add_submit(
         sku: sku.clone(),
         quantity,
         subscription: !form.get("subscription").is_empty(),
+        interval: Some(form.get("interval"))
+            .filter(|i| !i.is_empty() && !form.get("subscription").is_empty())
+            .map(str::to_owned),
     };
     let mut shopper = match shopper(&state, &session, &headers).await {
         Ok(shopper) => shopper,

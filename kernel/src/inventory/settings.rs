@@ -17,6 +17,22 @@ pub struct StoreSettings {
     /// the shelf price is what the shopper pays, and the order breaks out the VAT included
     /// at the destination's rate. Off: prices are net and tax is added at checkout.
     pub prices_include_tax: bool,
+    /// `subscription.renewal_upcoming` is recorded this many days before a renewal.
+    pub subscription_notice_days: i64,
+    /// A declined renewal is tried again this many days after its first decline, once
+    /// for each number.
+    pub subscription_retry_days: Vec<i64>,
+    /// What becomes of a subscription whose last retry is declined too.
+    pub subscription_after_dunning: AfterDunning,
+}
+
+/// What a subscription becomes when dunning gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterDunning {
+    /// Paused indefinitely: the customer resumes it with a working card.
+    Pause,
+    Cancel,
 }
 
 impl Default for StoreSettings {
@@ -25,8 +41,25 @@ impl Default for StoreSettings {
             min_shelf_life_days: 60,
             low_stock_threshold: 5,
             prices_include_tax: false,
+            subscription_notice_days: 3,
+            subscription_retry_days: vec![1, 3, 7],
+            subscription_after_dunning: AfterDunning::Pause,
         }
     }
+}
+
+/// The retry days as stored (`1,3,7`); answers None unless each is 1 to 60 and later
+/// than the one before, at most 10 of them.
+fn parse_retry_days(text: &str) -> Option<Vec<i64>> {
+    if text.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    let days: Vec<i64> = text
+        .split(',')
+        .map(|d| d.trim().parse::<i64>().ok())
+        .collect::<Option<_>>()?;
+    let ordered = days.windows(2).all(|w| w[0] < w[1]);
+    (ordered && days.len() <= 10 && days.iter().all(|d| (1..=60).contains(d))).then_some(days)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -37,6 +70,13 @@ pub struct SettingsPatch {
     #[schema(minimum = 0, maximum = 100_000)]
     pub low_stock_threshold: Option<i64>,
     pub prices_include_tax: Option<bool>,
+    #[schema(minimum = 0, maximum = 60)]
+    pub subscription_notice_days: Option<i64>,
+    /// Days after a renewal's first decline to try again, increasing, each 1 to 60, at
+    /// most 10 (empty: no retries).
+    #[schema(max_items = 10)]
+    pub subscription_retry_days: Option<Vec<i64>>,
+    pub subscription_after_dunning: Option<AfterDunning>,
 }
 
 pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
@@ -47,9 +87,27 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
     {
         let key: String = row.try_get(0)?;
         let value: String = row.try_get(1)?;
-        if key == "prices_include_tax" {
-            settings.prices_include_tax = value == "true";
-            continue;
+        match key.as_str() {
+            "prices_include_tax" => {
+                settings.prices_include_tax = value == "true";
+                continue;
+            }
+            "subscription_retry_days" => {
+                match parse_retry_days(&value) {
+                    Some(days) => settings.subscription_retry_days = days,
+                    None => tracing::warn!(value, "ignoring unreadable subscription_retry_days"),
+                }
+                continue;
+            }
+            "subscription_after_dunning" => {
+                settings.subscription_after_dunning = if value == "cancel" {
+                    AfterDunning::Cancel
+                } else {
+                    AfterDunning::Pause
+                };
+                continue;
+            }
+            _ => {}
         }
         let Ok(number) = value.parse::<i64>() else {
             tracing::warn!(key, value, "ignoring a setting that is not a number");
@@ -58,6 +116,7 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
         match key.as_str() {
             "min_shelf_life_days" => settings.min_shelf_life_days = number,
             "low_stock_threshold" => settings.low_stock_threshold = number,
+            "subscription_notice_days" => settings.subscription_notice_days = number,
             _ => {}
         }
     }
@@ -85,6 +144,26 @@ pub async fn update(
             "must be between 0 and 100000",
         );
     }
+    if let Some(days) = patch.subscription_notice_days {
+        problems.check(
+            (0..=60).contains(&days),
+            "subscription_notice_days",
+            "must be between 0 and 60",
+        );
+    }
+    let retry_days = patch.subscription_retry_days.as_ref().map(|days| {
+        days.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    if let Some(days) = &retry_days {
+        problems.check(
+            parse_retry_days(days).is_some(),
+            "subscription_retry_days",
+            "must be at most 10 days, each 1 to 60, each later than the one before",
+        );
+    }
     problems.into_result()?;
     let before = load(conn).await?;
     let now = crate::time::now();
@@ -100,6 +179,18 @@ pub async fn update(
         (
             "prices_include_tax",
             patch.prices_include_tax.map(|v| v.to_string()),
+        ),
+        (
+            "subscription_notice_days",
+            patch.subscription_notice_days.map(|v| v.to_string()),
+        ),
+        ("subscription_retry_days", retry_days),
+        (
+            "subscription_after_dunning",
+            patch.subscription_after_dunning.map(|v| match v {
+                AfterDunning::Pause => "pause".to_owned(),
+                AfterDunning::Cancel => "cancel".to_owned(),
+            }),
         ),
     ] {
         let Some(value) = value else { continue };

@@ -27,7 +27,7 @@ use crate::plugins::pricing::AppliedAdjustment;
 
 const EMAIL_CONTEXT: &str = "orders.email";
 const ADDRESS_CONTEXT: &str = "orders.shipping_address";
-const PAYMENT_TOKEN_CONTEXT: &str = "orders.payment_token";
+pub(crate) const PAYMENT_TOKEN_CONTEXT: &str = "orders.payment_token";
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -197,7 +197,7 @@ fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize, req
     );
 }
 
-fn check_address(problems: &mut Problems, a: &ShippingAddress) {
+pub(crate) fn check_address(problems: &mut Problems, a: &ShippingAddress) {
     let f = |name: &str| format!("shipping_address.{name}");
     check_text(problems, &f("name"), &a.name, 200, true);
     check_text(problems, &f("line1"), &a.line1, 200, true);
@@ -253,7 +253,7 @@ fn check_idempotency_key(key: &str) -> Result<()> {
 }
 
 /// A readable order number that does not reveal how many orders the store has.
-fn new_order_number() -> String {
+pub(crate) fn new_order_number() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let bytes: [u8; 10] = rand::random();
     let code: String = bytes
@@ -329,7 +329,8 @@ pub async fn checkout(
             .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
             .transpose()?,
     };
-    let order_id = match place(state, &cart, customer, idempotency_key, &quote, &placed).await? {
+    let origin = Origin::Checkout { customer };
+    let order_id = match place(state, &cart, &origin, idempotency_key, &quote, &placed).await? {
         Placement::Placed(order_id) => order_id,
         Placement::Taken(why) => {
             // A concurrent retry with the same key may have just made the order, or the
@@ -432,6 +433,12 @@ async fn open_cart(
     if cart.lines.is_empty() {
         return Err(Error::conflict(None, "the cart is empty"));
     }
+    if customer.is_none() && cart.lines.iter().any(|line| line.subscription) {
+        return Err(Error::conflict(
+            Some("lines"),
+            "sign in to subscribe: a subscription belongs to an account",
+        ));
+    }
     if !cart.can_check_out {
         return Err(Error::conflict(
             Some("lines"),
@@ -442,57 +449,86 @@ async fn open_cart(
 }
 
 /// What a new order is written with besides its quote.
-struct Placed {
-    number: String,
-    now: String,
-    email_enc: String,
-    address_enc: String,
-    token_enc: Option<String>,
+pub(crate) struct Placed {
+    pub(crate) number: String,
+    pub(crate) now: String,
+    pub(crate) email_enc: String,
+    pub(crate) address_enc: String,
+    pub(crate) token_enc: Option<String>,
 }
 
-enum Placement {
+/// Where an order comes from: the two share every step from the price to the payment.
+pub(crate) enum Origin<'a> {
+    /// A shopper's checkout of their cart.
+    Checkout { customer: Option<&'a Authenticated> },
+    /// A subscription's renewal: `attempt` at its `cycle`.
+    Renewal {
+        subscription_id: i64,
+        customer_id: i64,
+        cycle: i64,
+        attempt: i64,
+    },
+}
+
+impl Origin<'_> {
+    fn customer_id(&self) -> Option<i64> {
+        match self {
+            Origin::Checkout { customer } => customer.map(|c| c.customer_id),
+            Origin::Renewal { customer_id, .. } => Some(*customer_id),
+        }
+    }
+
+    /// Who the stock ledger says took the units.
+    fn actor(&self) -> &str {
+        match self {
+            Origin::Checkout { customer } => customer.map_or("guest", |c| c.pseudonym.as_str()),
+            Origin::Renewal { .. } => "subscription",
+        }
+    }
+}
+
+pub(crate) enum Placement {
     Placed(i64),
     /// The cart was taken, or the key used: the error to answer when no replay does.
     Taken(Error),
 }
 
-/// The checkout's transaction: takes the cart (a second checkout of it waits here, then
-/// finds it ordered), writes the order, reserves the whole cart's lots, writes the lines
-/// and allocations, records `order.placed`.
-async fn place(
+/// The order's transaction: takes its source (the cart: a second checkout of it waits
+/// here, then finds it ordered; or the subscription's cycle), writes the order, reserves
+/// the whole cart's lots, writes the lines and allocations, records `order.placed`.
+pub(crate) async fn place(
     state: &AppState,
     cart: &crate::cart::Cart,
-    customer: Option<&Authenticated>,
+    origin: &Origin<'_>,
     idempotency_key: &str,
     quote: &totals::CheckoutQuote,
     placed: &Placed,
 ) -> Result<Placement> {
     let mut tx = state.db.begin().await?;
-    let taken = sqlx::query(
-        "UPDATE carts SET status = 'ordered', updated_at = $1 WHERE id = $2 AND status = 'open'",
-    )
-    .bind(&placed.now)
-    .bind(&cart.id)
-    .execute(&mut *tx)
-    .await?;
-    if taken.rows_affected() == 0 {
-        return Ok(Placement::Taken(Error::conflict(
-            None,
-            "the cart was checked out already",
-        )));
+    if let Some(why) = take_source(&mut tx, cart, origin, &placed.now).await? {
+        return Ok(Placement::Taken(why));
     }
     let attempted_at = placed.token_enc.as_ref().map(|_| placed.now.clone());
+    let (subscription_id, renewal_cycle) = match origin {
+        Origin::Renewal {
+            subscription_id,
+            cycle,
+            ..
+        } => (Some(*subscription_id), Some(*cycle)),
+        Origin::Checkout { .. } => (None, None),
+    };
     let inserted = sqlx::query(
         "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
             shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at,
-            payment_token_enc, payment_attempted_at, prices_include_tax, tax_rate_bp)
+            payment_token_enc, payment_attempted_at, prices_include_tax, tax_rate_bp,
+            subscription_id, renewal_cycle)
          VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
-            $16, $17, $18, $19)
+            $16, $17, $18, $19, $20, $21)
          RETURNING id",
     )
     .bind(&placed.number)
-    .bind(customer.map(|c| c.customer_id))
+    .bind(origin.customer_id())
     .bind(&cart.id)
     .bind(idempotency_key)
     .bind(&quote.currency)
@@ -510,6 +546,8 @@ async fn place(
     .bind(&attempted_at)
     .bind(i64::from(quote.prices_include_tax))
     .bind(quote.tax_rate_bp)
+    .bind(subscription_id)
+    .bind(renewal_cycle)
     .fetch_one(&mut *tx)
     .await;
     let order_id: i64 = match inserted {
@@ -528,8 +566,25 @@ async fn place(
         }
         Err(err) => return Err(err.into()),
     };
-    write_lines(state, &mut tx, order_id, cart, quote, placed, customer).await?;
-    record_placed(&mut tx, quote, placed, customer).await?;
+    write_lines(state, &mut tx, order_id, cart, quote, placed, origin).await?;
+    record_placed(&mut tx, quote, placed, origin).await?;
+    if let Origin::Renewal {
+        subscription_id,
+        cycle,
+        attempt,
+        ..
+    } = origin
+    {
+        crate::subscriptions::renew::record_attempt(
+            &mut tx,
+            *subscription_id,
+            *cycle,
+            *attempt,
+            order_id,
+            &state.clock.now_text(),
+        )
+        .await?;
+    }
     // A shopper's purchase is not audited: the stock ledger holds each lot taken (actor,
     // order number) and the outbox the order. The audit log is for staff, plugin,
     // privacy and stock-adjustment actions, and writing to its chain would make every
@@ -537,6 +592,46 @@ async fn place(
     tx.commit().await?;
     state.bus.notify();
     Ok(Placement::Placed(order_id))
+}
+
+/// Takes what the order is made from, so nothing else makes it: the open cart, or the
+/// subscription's cycle while it is still active and due. Answers why not, when not.
+async fn take_source(
+    tx: &mut sqlx::AnyConnection,
+    cart: &crate::cart::Cart,
+    origin: &Origin<'_>,
+    now: &str,
+) -> Result<Option<Error>> {
+    match origin {
+        Origin::Checkout { .. } => {
+            let taken = sqlx::query(
+                "UPDATE carts SET status = 'ordered', updated_at = $1
+                 WHERE id = $2 AND status = 'open'",
+            )
+            .bind(now)
+            .bind(&cart.id)
+            .execute(&mut *tx)
+            .await?;
+            Ok((taken.rows_affected() == 0)
+                .then(|| Error::conflict(None, "the cart was checked out already")))
+        }
+        Origin::Renewal {
+            subscription_id,
+            cycle,
+            attempt,
+            ..
+        } => {
+            let claimed =
+                crate::subscriptions::renew::claim_cycle(tx, *subscription_id, *cycle, *attempt)
+                    .await?;
+            Ok((!claimed).then(|| {
+                Error::conflict(
+                    None,
+                    "the subscription was paused, skipped or changed meanwhile",
+                )
+            }))
+        }
+    }
 }
 
 /// Reserves the cart's lots and writes the order's lines and allocations, each in one
@@ -548,10 +643,10 @@ async fn write_lines(
     cart: &crate::cart::Cart,
     quote: &totals::CheckoutQuote,
     placed: &Placed,
-    customer: Option<&Authenticated>,
+    origin: &Origin<'_>,
 ) -> Result<()> {
     let settings = state.cache.store_settings(&mut *tx).await?;
-    let actor = customer.map_or("guest", |c| c.pseudonym.as_str());
+    let actor = origin.actor();
     let stock_change = StockChange {
         reason: StockReason::Allocated,
         actor,
@@ -570,9 +665,10 @@ async fn write_lines(
         crate::inventory::reserve(&mut *tx, &wanted, &settings, &stock_change).await?;
     let sql = format!(
         "INSERT INTO order_lines (order_id, variant_id, sku, title, quantity, subscription,
-            unit_price_minor, adjustments_minor, total_minor, adjustments, tax_minor)
+            unit_price_minor, adjustments_minor, total_minor, adjustments, tax_minor,
+            subscription_interval)
          VALUES {}",
-        crate::store::value_rows(cart.lines.len(), 11)
+        crate::store::value_rows(cart.lines.len(), 12)
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (line, quoted) in cart.lines.iter().zip(&quote.lines) {
@@ -587,7 +683,8 @@ async fn write_lines(
             .bind(line.adjustments.iter().map(|a| a.amount_minor).sum::<i64>())
             .bind(line.total.amount_minor)
             .bind(serde_json::to_string(&line.adjustments).map_err(anyhow::Error::from)?)
-            .bind(quoted.tax_minor);
+            .bind(quoted.tax_minor)
+            .bind(&line.subscription_interval);
     }
     insert.execute(&mut *tx).await?;
     if !allocations.is_empty() {
@@ -615,7 +712,7 @@ async fn record_placed(
     tx: &mut sqlx::AnyConnection,
     quote: &totals::CheckoutQuote,
     placed: &Placed,
-    customer: Option<&Authenticated>,
+    origin: &Origin<'_>,
 ) -> Result<()> {
     let lines: Vec<serde_json::Value> = quote
         .lines
@@ -644,7 +741,12 @@ async fn record_placed(
             "prices_include_tax": quote.prices_include_tax,
             "total_minor": quote.total_minor,
             "currency": quote.currency,
-            "customer": customer.map(|c| c.customer_id),
+            "customer": origin.customer_id(),
+            "subscription": match origin {
+                Origin::Renewal { subscription_id, cycle, .. } =>
+                    serde_json::json!({ "id": subscription_id, "cycle": cycle }),
+                Origin::Checkout { .. } => serde_json::Value::Null,
+            },
             "placed_at": placed.now,
         }),
     )
@@ -1145,7 +1247,7 @@ use olivine_plugin_runtime::bindings::types as plugin_types;
 
 /// A processor token: its alphabet, and never only digits (a card number is never a
 /// token).
-fn check_payment_token(problems: &mut Problems, token: &str) {
+pub(crate) fn check_payment_token(problems: &mut Problems, token: &str) {
     problems.check(
         !token.is_empty()
             && token.len() <= 200
@@ -1273,6 +1375,8 @@ async fn authorize_recorded(
                         &serde_json::json!({ "number": facts.number, "total_minor": facts.total_minor }),
                     )
                     .await?;
+                    // Paying starts the order's subscriptions, or pays a renewal's cycle.
+                    crate::subscriptions::on_order_paid(&mut tx, state, order_id, token).await?;
                 }
                 tx.commit().await?;
                 Ok(moved.then_some(PaymentRecorded {

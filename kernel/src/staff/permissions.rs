@@ -207,6 +207,8 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         "privacy-requests" => PrivacyManage,
         "orders" if read => OrdersRead,
         "orders" => OrdersWrite,
+        "subscriptions" if read => OrdersRead,
+        "subscriptions" => OrdersWrite,
         "shipping-rates" | "tax-rates" if read => OrdersRead,
         "shipping-rates" | "tax-rates" => SettingsWrite,
         "staff" => StaffManage,

@@ -47,4 +47,5 @@ mod storefront_account;
 mod storefront_cart;
 mod storefront_checkout;
 mod storefront_privacy;
+mod subscriptions;
 mod taxonomy;

@@ -81,6 +81,13 @@ pub(crate) struct Shop {
 }
 
 pub(crate) async fn shop(backend: Backend) -> Shop {
+    shop_with(backend, |_| {}).await
+}
+
+pub(crate) async fn shop_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut olivine::config::ServeConfig),
+) -> Shop {
     let (addr, handle) = sandbox_processor::spawn_with(
         "127.0.0.1:0",
         sandbox_processor::Config {
@@ -90,7 +97,7 @@ pub(crate) async fn shop(backend: Backend) -> Shop {
     )
     .await
     .expect("sandbox processor");
-    let app = TestApp::start(backend).await;
+    let app = TestApp::start_with(backend, adjust).await;
     basic_setup(&app).await;
     let r = app
         .admin_post("/api/v1/admin/products", &supplement("mag", "MAG"))

@@ -1,0 +1,387 @@
+//! Subscriptions end to end against the real sandbox processor and payment adapter:
+//! checkout starts them, the kernel's clock (moved by the test, never slept to) makes
+//! the scan and the worker renew them, once per cycle whatever runs twice; shoppers
+//! pause, skip, swap and cancel through the API with a 409 for what their state does not
+//! allow; a declined renewal is retried on the store's days and then paused.
+
+use std::time::Duration;
+
+use crate::common::*;
+use crate::payments::{Shop, authorizations, lot_quantity, shop_with, tokenize};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use olivine::subscriptions::renew::{RenewPayload, RenewalOutcome, renew};
+use serde_json::{Value, json};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The payments shop, without the session sweep: the tests move the clock by weeks, and
+/// the sweep would end the shopper's session meanwhile.
+async fn sub_shop(
+    backend: Backend,
+    adjust: impl FnOnce(&mut olivine::config::ServeConfig),
+) -> Shop {
+    shop_with(backend, |c| {
+        c.session_sweep_secs = 0;
+        adjust(c);
+    })
+    .await
+}
+
+async fn as_customer(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    app.request(
+        method,
+        path,
+        Some(token),
+        body.map(|b| Body::from(b.to_string())),
+        Some("application/json"),
+    )
+    .await
+}
+
+/// A signed-in customer who bought two MAG-60 on a 30-day subscription with `card`:
+/// answers (their token, the first order, the subscription's number).
+async fn subscribed(shop: &Shop, email: &str, card: &str) -> (String, Value, String) {
+    let app = &shop.app;
+    let token = app.customer_token(email).await;
+    let cart = as_customer(app, &token, Method::POST, "/api/v1/carts", None).await;
+    assert!(cart.status.is_success(), "{}", cart.text());
+    let cart = cart.json()["id"].as_str().unwrap().to_owned();
+    let r = as_customer(
+        app,
+        &token,
+        Method::POST,
+        &format!("/api/v1/carts/{cart}/lines"),
+        Some(json!({"sku": "MAG-60", "quantity": 2, "subscription": true, "interval": "30d"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["lines"][0]["subscription_interval"], "30d");
+    let card_token = tokenize(shop.processor, card).await;
+    let body = json!({"shipping_method": "standard", "payment_token": card_token,
+        "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "NL"}});
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/carts/{cart}/checkout"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(
+            "idempotency-key",
+            format!("sub-{}", email.replace('@', "-at-")),
+        )
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let order = r.json();
+    assert_eq!(order["status"], "paid", "{order}");
+    let list = as_customer(
+        app,
+        &token,
+        Method::GET,
+        "/api/v1/account/subscriptions",
+        None,
+    )
+    .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let subs = list.json();
+    assert_eq!(subs.as_array().map(Vec::len), Some(1), "{subs}");
+    let number = subs[0]["number"].as_str().unwrap().to_owned();
+    (token, order, number)
+}
+
+async fn detail(app: &TestApp, token: &str, number: &str) -> Value {
+    let r = as_customer(
+        app,
+        token,
+        Method::GET,
+        &format!("/api/v1/account/subscriptions/{number}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+async fn act(app: &TestApp, token: &str, number: &str, action: Value) -> TestResponse {
+    as_customer(
+        app,
+        token,
+        Method::POST,
+        &format!("/api/v1/account/subscriptions/{number}/actions"),
+        Some(action),
+    )
+    .await
+}
+
+async fn orders_of(app: &TestApp) -> i64 {
+    app.count("orders").await
+}
+
+/// Moves the kernel's clock and waits until the subscription has reached `cycle`.
+async fn advance_until_cycle(
+    app: &TestApp,
+    token: &str,
+    number: &str,
+    by: Duration,
+    cycle: i64,
+) -> Value {
+    app.kernel.state.clock.advance(by);
+    let mut last = Value::Null;
+    wait_until(&format!("{number} reaches cycle {cycle}"), async || {
+        last = detail(app, token, number).await;
+        last["cycle"].as_i64() == Some(cycle)
+    })
+    .await;
+    last
+}
+
+fn renewal_count(sub: &Value, outcome: &str) -> usize {
+    sub["renewals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == outcome)
+        .count()
+}
+
+both_backends! {
+    async fn checkout_starts_a_subscription_and_the_clock_renews_it_once_per_cycle(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let (token, order, number) = subscribed(&shop, "renew@example.com", "4242424242424242").await;
+        let sub = detail(app, &token, &number).await;
+        assert_eq!((sub["status"].as_str(), sub["interval"].as_str(), sub["cycle"].as_i64()),
+            (Some("active"), Some("30d"), Some(1)), "{sub}");
+        assert_eq!(sub["items"], json!([{"sku": "MAG-60", "title": sub["items"][0]["title"], "quantity": 2}]));
+        // What the next renewal costs is what the first order cost (same items, rules, rate).
+        assert_eq!(sub["next_renewal"]["total_minor"], order["total_minor"], "{sub}");
+        assert_eq!(sub["shipping_address"]["city"], "Utrecht");
+        let stock_before = lot_quantity(app, shop.lot).await;
+
+        // 30 days on, the scan enqueues the renewal and the worker places and pays it.
+        let sub = advance_until_cycle(app, &token, &number, 30 * DAY + Duration::from_secs(60), 2).await;
+        assert_eq!(renewal_count(&sub, "paid"), 1, "{sub}");
+        let renewal_order = sub["renewals"][0]["order_number"].as_str().unwrap().to_owned();
+        let renewed = as_customer(app, &token, Method::GET, &format!("/api/v1/account/orders/{renewal_order}"), None).await;
+        assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text());
+        assert_eq!(renewed.json()["status"], "paid");
+        assert_eq!(renewed.json()["total_minor"], order["total_minor"]);
+        assert_eq!(authorizations(shop.processor, &renewal_order).await.len(), 1);
+        assert_eq!(lot_quantity(app, shop.lot).await, stock_before - 2);
+        assert_eq!(orders_of(app).await, 2);
+
+        // The same cycle's job again, and the scan again: nothing more.
+        let id = scalar(&app.kernel.state.db, "SELECT MAX(id) FROM subscriptions").await;
+        let again = renew(&app.kernel.state, RenewPayload { subscription: id, cycle: 1, attempt: 1 }).await.unwrap();
+        assert_eq!(again, RenewalOutcome::Stale);
+        olivine::subscriptions::renew::scan(&app.kernel.state).await.unwrap();
+        app.settle().await;
+        assert_eq!(orders_of(app).await, 2);
+        assert_eq!(authorizations(shop.processor, &renewal_order).await.len(), 1);
+        // The next renewal is one interval after the one before, not after the worker ran.
+        let next = chrono::DateTime::parse_from_rfc3339(sub["next_renewal_at"].as_str().unwrap()).unwrap();
+        let first = chrono::DateTime::parse_from_rfc3339(detail(app, &token, &number).await["renewals"][0]["at"].as_str().unwrap()).unwrap();
+        assert!(next > first + chrono::Duration::days(29), "{next} after {first}");
+    }
+
+    async fn two_workers_on_one_due_cycle_make_one_order_and_one_charge(backend: Backend) {
+        // No scan: the test runs the renewals itself, at once, twice.
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let (_token, _order, _number) = subscribed(&shop, "race@example.com", "4242424242424242").await;
+        app.kernel.state.clock.advance(31 * DAY);
+        let id = scalar(&app.kernel.state.db, "SELECT MAX(id) FROM subscriptions").await;
+        let p = RenewPayload { subscription: id, cycle: 1, attempt: 1 };
+        let other = app.another_node(|c| c.subscription_scan_secs = 0, olivine::app::Extensions {
+            clock: Some(app.kernel.state.clock.clone()),
+            ..Default::default()
+        }).await;
+        let (a, b) = tokio::join!(renew(&app.kernel.state, p), renew(&other.kernel.state, p));
+        let mut outcomes = vec![a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| format!("{o:?}"));
+        assert!(outcomes.contains(&RenewalOutcome::Paid), "{outcomes:?}");
+        assert_eq!(orders_of(app).await, 2, "{outcomes:?}");
+        let paid = scalar(&app.kernel.state.db, "SELECT COUNT(*) FROM subscription_renewals WHERE outcome = 'paid'").await;
+        assert_eq!(paid, 1);
+        let number: String = sqlx::query_scalar("SELECT number FROM orders WHERE subscription_id IS NOT NULL")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        assert_eq!(authorizations(shop.processor, &number).await.len(), 1);
+        other.stop().await;
+    }
+
+    async fn skip_pause_resume_swap_and_cancel_are_transitions_with_409s(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "change@example.com", "4242424242424242").await;
+        // Skip, and skipping again is a 409; unskip; skip again: the next cycle makes no order.
+        let r = act(app, &token, &number, json!({"action": "skip"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["skip_next"], true);
+        let r = act(app, &token, &number, json!({"action": "skip"})).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        assert_eq!(act(app, &token, &number, json!({"action": "unskip"})).await.status, StatusCode::OK);
+        assert_eq!(act(app, &token, &number, json!({"action": "skip"})).await.status, StatusCode::OK);
+        let sub = advance_until_cycle(app, &token, &number, 31 * DAY, 2).await;
+        assert_eq!(renewal_count(&sub, "skipped"), 1, "{sub}");
+        assert_eq!(sub["skip_next"], false);
+        assert_eq!(orders_of(app).await, 1);
+
+        // A swap applies from the next cycle; an unknown SKU is a 422 naming the item.
+        let r = act(app, &token, &number, json!({"action": "change", "items": [{"sku": "NOPE", "quantity": 1}]})).await;
+        r.assert_field_error(422, "items[0].sku");
+        let r = act(app, &token, &number, json!({"action": "change", "items": [{"sku": "MAG-60", "quantity": 1}], "interval": "2w"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!((r.json()["interval"].as_str(), r.json()["items"][0]["quantity"].as_i64()), (Some("2w"), Some(1)));
+
+        // Paused: nothing renews, resume is the way back; resuming an active one is a 409.
+        let r = act(app, &token, &number, json!({"action": "pause"})).await;
+        assert_eq!((r.status, r.json()["status"].as_str()), (StatusCode::OK, Some("paused")), "{}", r.text());
+        assert_eq!(act(app, &token, &number, json!({"action": "renew_now"})).await.status, StatusCode::CONFLICT);
+        app.kernel.state.clock.advance(60 * DAY);
+        olivine::subscriptions::renew::scan(&app.kernel.state).await.unwrap();
+        app.settle().await;
+        assert_eq!(orders_of(app).await, 1);
+        // Resuming an overdue subscription renews it at once, with the swapped items.
+        let r = act(app, &token, &number, json!({"action": "resume"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(act(app, &token, &number, json!({"action": "resume"})).await.status, StatusCode::CONFLICT);
+        let sub = advance_until_cycle(app, &token, &number, Duration::from_secs(61), 3).await;
+        let order_number = sub["renewals"][0]["order_number"].as_str().unwrap();
+        let renewed = as_customer(app, &token, Method::GET, &format!("/api/v1/account/orders/{order_number}"), None).await.json();
+        assert_eq!(renewed["lines"][0]["quantity"], 1, "{renewed}");
+
+        // Cancelled for good: every action but reading is a 409.
+        let r = act(app, &token, &number, json!({"action": "cancel", "reason": "too many capsules"})).await;
+        assert_eq!((r.status, r.json()["cancel_reason"].as_str()), (StatusCode::OK, Some("too many capsules")), "{}", r.text());
+        for action in [json!({"action": "skip"}), json!({"action": "resume"}), json!({"action": "pause"}),
+                json!({"action": "cancel", "reason": "again"})] {
+            let r = act(app, &token, &number, action.clone()).await;
+            assert_eq!(r.status, StatusCode::CONFLICT, "{action}: {}", r.text());
+        }
+        // Another customer's subscription is not found; every change is in the audit log.
+        let stranger = app.customer_token("stranger@example.com").await;
+        assert_eq!(act(app, &stranger, &number, json!({"action": "skip"})).await.status, StatusCode::NOT_FOUND);
+        let audited = scalar(&app.kernel.state.db, "SELECT COUNT(*) FROM audit_log WHERE target_type = 'subscription'").await;
+        assert_eq!(audited, 7);
+        // Staff see it with its renewals.
+        let r = app.admin_get("/api/v1/admin/subscriptions?status=cancelled").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()[0]["number"], number.as_str());
+    }
+
+    async fn a_declined_renewal_is_retried_on_the_store_days_then_paused(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "dunning@example.com", "4242424242424242").await;
+        // The card on file now declines.
+        let declining = tokenize(shop.processor, "4000000000009995").await;
+        let r = act(app, &token, &number, json!({"action": "replace_payment_method", "payment_token": declining})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let stock = lot_quantity(app, shop.lot).await;
+        app.kernel.state.clock.advance(31 * DAY);
+        let failed = async |n: i64| {
+            let mut last = Value::Null;
+            // The subscription records the decline with its attempt (the answer reads the
+            // two apart, so wait for both).
+            wait_until(&format!("{n} declines"), async || {
+                last = detail(app, &token, &number).await;
+                renewal_count(&last, "declined") == n as usize
+                    && (last["failed_attempts"] == n || last["status"] == "paused")
+            }).await;
+            last
+        };
+        let sub = failed(1).await;
+        assert_eq!((sub["status"].as_str(), sub["failed_attempts"].as_i64()), (Some("active"), Some(1)), "{sub}");
+        assert!(sub["retry_at"].is_string(), "{sub}");
+        // The declined order gave its stock back.
+        assert_eq!(lot_quantity(app, shop.lot).await, stock);
+        // Retries 1, 3 and 7 days after the first decline; then paused.
+        app.kernel.state.clock.advance(DAY + Duration::from_secs(60));
+        failed(2).await;
+        app.kernel.state.clock.advance(2 * DAY);
+        failed(3).await;
+        app.kernel.state.clock.advance(4 * DAY);
+        let sub = failed(4).await;
+        wait_until("paused after the last retry", async || {
+            detail(app, &token, &number).await["status"] == "paused"
+        }).await;
+        assert_eq!(sub["cycle"], 1);
+        assert_eq!(renewal_count(&sub, "paid"), 0);
+        // A working card and a resume: renewed at once, the same cycle.
+        let good = tokenize(shop.processor, "4242424242424242").await;
+        assert_eq!(act(app, &token, &number, json!({"action": "replace_payment_method", "payment_token": good})).await.status, StatusCode::OK);
+        assert_eq!(act(app, &token, &number, json!({"action": "resume"})).await.status, StatusCode::OK);
+        let sub = advance_until_cycle(app, &token, &number, Duration::from_secs(61), 2).await;
+        assert_eq!(renewal_count(&sub, "paid"), 1, "{sub}");
+        assert_eq!(sub["failed_attempts"], 0);
+    }
+
+    async fn guests_cannot_subscribe_and_intervals_are_the_products(backend: Backend) {
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let r = app.request(Method::POST, "/api/v1/carts", None, None, None).await;
+        let cart = r.json()["id"].as_str().unwrap().to_owned();
+        let add = async |body: Value| {
+            app.request(Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+                Some(Body::from(body.to_string())), Some("application/json")).await
+        };
+        add(json!({"sku": "MAG-60", "quantity": 1, "subscription": true, "interval": "45d"})).await
+            .assert_field_error(422, "interval");
+        add(json!({"sku": "MAG-60", "quantity": 1, "interval": "30d"})).await
+            .assert_field_error(422, "interval");
+        let r = add(json!({"sku": "MAG-60", "quantity": 1, "subscription": true})).await;
+        assert_eq!(r.json()["lines"][0]["subscription_interval"], "30d", "the product's first");
+        let body = json!({"email": "guest@example.com", "shipping_method": "standard",
+            "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "NL"}});
+        let request = Request::builder().method(Method::POST).uri(format!("/api/v1/carts/{cart}/checkout"))
+            .header(header::CONTENT_TYPE, "application/json").header("idempotency-key", "guest-sub")
+            .body(Body::from(body.to_string())).unwrap();
+        let r = app.send(request).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        assert!(r.text().contains("sign in to subscribe"), "{}", r.text());
+    }
+}
+
+both_backends! {
+    async fn the_storefront_account_lists_a_subscription_and_its_forms_skip_and_cancel(backend: Backend) {
+        use crate::common::browser::{self, Browser};
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let (_token, order, number) = subscribed(&shop, "pages@example.com", "4242424242424242").await;
+        let mut b = Browser::default();
+        let r = browser::sign_in(app, &mut b, "pages@example.com", "correct horse battery", None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+        let list = browser::get(app, &mut b, "/account/subscriptions").await;
+        browser::assert_html(&list, StatusCode::OK);
+        assert!(list.text().contains(&number), "{}", list.text());
+        assert!(list.text().contains("every 30 days"));
+        let page = browser::get(app, &mut b, &format!("/account/subscriptions/{number}")).await;
+        browser::assert_html(&page, StatusCode::OK);
+        let total = order["total_minor"].as_i64().unwrap();
+        assert!(page.text().contains(&format!("€{}.{:02}", total / 100, total % 100)), "the next delivery's cost: {}", page.text());
+        let csrf = browser::csrf_of(&page);
+        let action = format!("/account/subscriptions/{number}/actions");
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "skip")]).await;
+        assert_eq!(browser::location(&r), format!("/account/subscriptions/{number}?done=skip"));
+        let page = browser::get(app, &mut b, &browser::location(&r)).await;
+        assert!(page.text().contains("The next delivery is skipped."), "{}", page.text());
+        // A second skip (a stale page) is refused on the page with the API's reason.
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "skip")]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        assert!(r.text().contains("skipped already"), "{}", r.text());
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "cancel"), ("reason", "")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "cancel"), ("reason", "moving abroad")]).await;
+        assert_eq!(browser::location(&r), format!("/account/subscriptions/{number}?done=cancel"));
+        let page = browser::get(app, &mut b, &format!("/account/subscriptions/{number}")).await;
+        assert!(page.text().contains(r#"data-status="cancelled""#), "{}", page.text());
+        assert!(!page.text().contains(r#"value="skip""#), "no forms once cancelled");
+    }
+}
