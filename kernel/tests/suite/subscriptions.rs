@@ -385,3 +385,87 @@ both_backends! {
         assert!(!page.text().contains(r#"value="skip""#), "no forms once cancelled");
     }
 }
+
+both_backends! {
+    async fn a_kernel_killed_after_the_processor_approved_a_renewal_charges_it_once(backend: Backend) {
+        use crate::common::process::{free_port, spawn_with, wait_exit, wait_ready};
+        use sqlx::Row;
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let (_token, _order, number) = subscribed(&shop, "crash@example.com", "4242424242424242").await;
+        // Due now by the real binary's clock (the system's).
+        let past = olivine::time::format_timestamp(chrono::Utc::now() - chrono::Duration::minutes(1));
+        sqlx::query("UPDATE subscriptions SET next_renewal_at = $1").bind(&past)
+            .execute(&shop.app.kernel.state.db.pool).await.unwrap();
+        let Shop { app, processor, _handle, .. } = shop;
+        let TestApp { kernel, db, .. } = app;
+        kernel.shutdown().await;
+
+        // The scan at start enqueues the renewal; the process dies right after the
+        // processor approved its charge, before the order or the cycle recorded it.
+        let port = free_port();
+        let mut child = spawn_with(&db, port, "payments.authorized", &[]);
+        assert!(!wait_exit(&mut child).success(), "the failpoint ends the process");
+        let conn = db.connect().await;
+        let row = sqlx::query("SELECT number, status FROM orders WHERE subscription_id IS NOT NULL")
+            .fetch_one(&conn.pool).await.unwrap();
+        let renewal_order: String = row.get(0);
+        assert_eq!(row.get::<String, _>(1), "pending");
+        assert_eq!(authorizations(processor, &renewal_order).await.len(), 1);
+        let cycle: i64 = sqlx::query("SELECT cycle FROM subscriptions").fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(cycle, 1, "the cycle has not moved");
+
+        // The next start settles it (the reconciler, or the renewal job again): paid once,
+        // the cycle moved once, no second order.
+        let mut child = spawn_with(&db, port, "", &[("OLIVINE_PAYMENT_RECONCILE_GRACE_SECS", "0"), ("OLIVINE_JOB_LEASE_SECS", "1")]);
+        tokio::task::spawn_blocking(move || wait_ready(port)).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let cycle: i64 = sqlx::query("SELECT cycle FROM subscriptions").fetch_one(&conn.pool).await.unwrap().get(0);
+            if cycle == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the renewal was not settled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let orders: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE subscription_id IS NOT NULL")
+            .fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(orders, 1, "one renewal order");
+        let status: String = sqlx::query("SELECT status FROM orders WHERE number = $1").bind(&renewal_order)
+            .fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(status, "paid");
+        assert_eq!(authorizations(processor, &renewal_order).await.len(), 1, "one charge");
+        let paid: i64 = sqlx::query("SELECT COUNT(*) FROM subscription_renewals WHERE outcome = 'paid'")
+            .fetch_one(&conn.pool).await.unwrap().get(0);
+        assert_eq!(paid, 1);
+        let _ = number;
+        child.kill().ok();
+        child.wait().ok();
+        conn.close().await;
+        db.drop().await;
+    }
+}
+
+both_backends! {
+    async fn the_export_holds_subscriptions_and_erasure_ends_them(backend: Backend) {
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "gdpr@example.com", "4242424242424242").await;
+        let r = as_customer(app, &token, Method::GET, "/api/v1/account/export", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let subs = &r.json()["sections"]["subscriptions"];
+        assert_eq!(subs[0]["number"], number.as_str(), "{subs}");
+        assert_eq!(subs[0]["shipping_address"]["city"], "Utrecht");
+        assert_eq!(subs[0]["items"][0]["sku"], "MAG-60");
+        let r = as_customer(app, &token, Method::POST, "/api/v1/account/erasure", Some(json!({
+            "password": "correct horse battery", "confirm": "erase my account"}))).await;
+        assert!(r.status.is_success(), "{}", r.text());
+        wait_until("the erasure cancels the subscription", async || {
+            scalar(&app.kernel.state.db, "SELECT COUNT(*) FROM subscriptions WHERE status = 'cancelled' AND payment_method_enc IS NULL AND shipping_address_enc IS NULL AND email_enc IS NULL").await == 1
+        }).await;
+        // Nothing renews for an erased customer.
+        app.kernel.state.clock.advance(31 * DAY);
+        olivine::subscriptions::renew::scan(&app.kernel.state).await.unwrap();
+        app.settle().await;
+        assert_eq!(orders_of(app).await, 1);
+    }
+}
