@@ -168,6 +168,7 @@ pub async fn seed(db: &Db, json: &str, progress: &Progress) -> anyhow::Result<Se
             status: product.status,
             categories: product.categories,
             tags: product.tags,
+            subscription_intervals: None,
             attributes: product.attributes,
             variants: product
                 .variants

@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use crate::error::{Problems, Result};
 use crate::http::schema::{
-    CurrencyCode, NonBlankText, NonBlankText100, NonBlankText200, Sku, SkuOrBlank, Slug, Tag,
+    CurrencyCode, NonBlankText, NonBlankText100, NonBlankText200, Sku, SkuOrBlank, Slug,
+    SubscriptionInterval, Tag,
 };
 use crate::inventory::Availability;
 
@@ -434,6 +435,11 @@ pub struct NewProduct {
     #[serde(default)]
     #[schema(value_type = Vec<Tag>, max_items = 30)]
     pub tags: Vec<String>,
+    /// How often it can be delivered on subscription (`30d`, `2w`, `1m`), the first
+    /// the default; empty: not sold on subscription. Absent: `30d`, `60d`, `90d`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<SubscriptionInterval>>, max_items = 6)]
+    pub subscription_intervals: Option<Vec<String>>,
     /// The attributes of `product_type` (`SupplementAttributes`, `SkincareAttributes`
     /// or `BundleAttributes`).
     #[schema(value_type = ProductAttributes)]
@@ -461,6 +467,10 @@ pub struct ProductPatch {
     /// At most 30.
     #[schema(value_type = Option<Vec<Tag>>, max_items = 30)]
     pub tags: Option<Vec<String>>,
+    /// How often it can be delivered on subscription, the first the default; empty: not
+    /// sold on subscription. Subscriptions running keep their interval.
+    #[schema(value_type = Option<Vec<SubscriptionInterval>>, max_items = 6)]
+    pub subscription_intervals: Option<Vec<String>>,
     /// The attributes of the product's type.
     #[schema(value_type = Option<ProductAttributes>)]
     pub attributes: Option<serde_json::Value>,
@@ -557,6 +567,10 @@ pub struct Product {
     pub attributes: serde_json::Value,
     pub categories: Vec<CategoryRef>,
     pub tags: Vec<String>,
+    /// How often it can be delivered on subscription, the first the default; empty:
+    /// not sold on subscription.
+    #[schema(value_type = Vec<SubscriptionInterval>)]
+    pub subscription_intervals: Vec<String>,
     pub variants: Vec<Variant>,
     pub version: i64,
     pub created_at: String,
@@ -673,6 +687,24 @@ pub fn check_options(problems: &mut Problems, field: &str, options: &BTreeMap<St
     }
 }
 
+/// Subscription intervals: at most 6, each `30d`, `2w` or `1m` within a year, no two
+/// alike.
+pub fn check_intervals(problems: &mut Problems, field: &str, intervals: &[String]) {
+    problems.check(intervals.len() <= 6, field, "at most 6 intervals");
+    for (i, interval) in intervals.iter().enumerate() {
+        problems.check(
+            crate::subscriptions::Interval::parse(interval).is_some(),
+            format!("{field}[{i}]"),
+            "must be every 1 to 366 days (`30d`), 52 weeks (`2w`) or 12 months (`1m`)",
+        );
+        problems.check(
+            !intervals[..i].contains(interval),
+            format!("{field}[{i}]"),
+            "is named twice",
+        );
+    }
+}
+
 pub fn check_tags(problems: &mut Problems, field: &str, tags: &[String]) {
     problems.check(tags.len() <= 30, field, "at most 30 tags");
     for (i, tag) in tags.iter().enumerate() {
@@ -779,6 +811,9 @@ pub fn validate_new_product(input: &NewProduct) -> Result<serde_json::Value> {
         "must be at most 20,000 characters",
     );
     check_tags(&mut problems, "tags", &input.tags);
+    if let Some(intervals) = &input.subscription_intervals {
+        check_intervals(&mut problems, "subscription_intervals", intervals);
+    }
     problems.check(
         input.categories.len() <= 20,
         "categories",

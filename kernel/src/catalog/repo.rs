@@ -203,6 +203,13 @@ pub async fn create_product(
         }
     })?;
     let product_id: i64 = row.try_get(0)?;
+    if let Some(intervals) = &input.subscription_intervals {
+        sqlx::query("UPDATE products SET subscription_intervals = $1 WHERE id = $2")
+            .bind(intervals.join(","))
+            .bind(product_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     crate::failpoint::hit("catalog.after_product_insert");
     set_categories_and_tags(conn, product_id, Some(&categories), Some(&input.tags)).await?;
     let mut variant_ids = Vec::new();
@@ -325,6 +332,9 @@ pub async fn update_product(
     if let Some(tags) = &patch.tags {
         check_tags(&mut problems, "tags", tags);
     }
+    if let Some(intervals) = &patch.subscription_intervals {
+        check_intervals(&mut problems, "subscription_intervals", intervals);
+    }
     if let Some(categories) = &patch.categories {
         problems.check(
             categories.len() <= 20,
@@ -360,7 +370,8 @@ pub async fn update_product(
             name = COALESCE($2, name),
             description = COALESCE($3, description),
             status = COALESCE($4, status),
-            attributes = COALESCE($5, attributes)
+            attributes = COALESCE($5, attributes),
+            subscription_intervals = COALESCE($7, subscription_intervals)
          WHERE id = $6",
     )
     .bind(patch.slug.as_deref())
@@ -369,6 +380,7 @@ pub async fn update_product(
     .bind(patch.status.map(ProductStatus::as_str))
     .bind(attributes.map(|a| a.to_string()))
     .bind(product_id)
+    .bind(patch.subscription_intervals.as_ref().map(|i| i.join(",")))
     .execute(&mut *conn)
     .await
     .map_err(|err| {
@@ -854,20 +866,20 @@ pub async fn load_product(
     key: ProductKey<'_>,
     visibility: Visibility,
 ) -> Result<Option<Product>> {
-    let base = "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at FROM products";
+    let base = "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at, subscription_intervals FROM products";
     let query = match key {
         ProductKey::Slug(slug) => sqlx::query(if visibility == Visibility::Public {
-            "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at FROM products WHERE slug = $1 AND status = 'active'"
+            "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at, subscription_intervals FROM products WHERE slug = $1 AND status = 'active'"
         } else {
-            "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at FROM products WHERE slug = $1"
+            "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at, subscription_intervals FROM products WHERE slug = $1"
         })
         .bind(slug.to_owned()),
         ProductKey::Id(id) => {
             let _ = base;
             sqlx::query(if visibility == Visibility::Public {
-                "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at FROM products WHERE id = $1 AND status = 'active'"
+                "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at, subscription_intervals FROM products WHERE id = $1 AND status = 'active'"
             } else {
-                "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at FROM products WHERE id = $1"
+                "SELECT id, slug, name, product_type, description, status, attributes, version, created_at, updated_at, subscription_intervals FROM products WHERE id = $1"
             })
             .bind(id)
         }
@@ -946,10 +958,21 @@ pub async fn load_product(
         categories,
         tags,
         variants,
+        subscription_intervals: intervals_of(&row.try_get::<String, _>(10)?),
         version: row.try_get(7)?,
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
     }))
+}
+
+/// The stored list (`30d,60d`) as the JSON list.
+fn intervals_of(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -427,6 +427,14 @@ schema_type! {
                 .maximum(Some(10_000_000)),
         )
         .examples([24]);
+    /// Days after a renewal's first decline to try again (`inventory::settings`).
+    RetryDay => ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .description(Some("A day, 1 to 60, later than the one before it in the list."))
+        .minimum(Some(1))
+        .maximum(Some(60))
+        .examples([3]);
 }
 
 #[cfg(test)]

@@ -625,11 +625,20 @@ fn buy_panel(
                     input id="f-quantity" name="quantity" type="number" value="1" min="1"
                         max=(crate::cart::MAX_QUANTITY) inputmode="numeric" required;
                 }
-                @if matches!(product.product_type, ProductType::Supplement) {
+                @if matches!(product.product_type, ProductType::Supplement)
+                    && !product.subscription_intervals.is_empty() {
                     div.field.checkbox {
                         label {
                             input type="checkbox" name="subscription" value="1";
                             " Subscribe & save: deliver this again regularly"
+                        }
+                    }
+                    div.field {
+                        label for="f-interval" { "Deliver" }
+                        select id="f-interval" name="interval" {
+                            @for interval in &product.subscription_intervals {
+                                option value=(interval) { (super::storefront_subscriptions::every(interval)) }
+                            }
                         }
                     }
                 }

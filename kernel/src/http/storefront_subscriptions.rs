@@ -42,7 +42,7 @@ fn status_text(status: Status) -> &'static str {
 }
 
 /// `30d` → "every 30 days".
-fn every(interval: &str) -> String {
+pub(super) fn every(interval: &str) -> String {
     let (count, unit) = interval.split_at(interval.len().saturating_sub(1));
     let unit = match (unit, count) {
         ("d", "1") => "day",

@@ -74,7 +74,7 @@ pub struct SettingsPatch {
     pub subscription_notice_days: Option<i64>,
     /// Days after a renewal's first decline to try again, increasing, each 1 to 60, at
     /// most 10 (empty: no retries).
-    #[schema(max_items = 10)]
+    #[schema(value_type = Option<Vec<crate::http::schema::RetryDay>>, max_items = 10)]
     pub subscription_retry_days: Option<Vec<i64>>,
     pub subscription_after_dunning: Option<AfterDunning>,
 }

@@ -469,3 +469,38 @@ both_backends! {
         assert_eq!(orders_of(app).await, 1);
     }
 }
+
+both_backends! {
+    async fn merchants_set_each_products_intervals_and_the_product_page_offers_them(backend: Backend) {
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let id = scalar(&app.kernel.state.db, "SELECT MAX(id) FROM products").await;
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"), &json!({"subscription_intervals": ["2w", "2w"]})).await;
+        r.assert_field_error(422, "subscription_intervals[1]");
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"), &json!({"subscription_intervals": ["400d"]})).await;
+        r.assert_field_error(422, "subscription_intervals[0]");
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"), &json!({"subscription_intervals": ["2w", "1m"]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["subscription_intervals"], json!(["2w", "1m"]));
+        app.settle().await;
+        let page = app.get("/p/mag").await;
+        assert!(page.text().contains(r#"<option value="2w">every 2 weeks</option>"#), "{}", page.text());
+        assert!(page.text().contains(r#"<option value="1m">every month</option>"#));
+        // A cart line takes one of them; the first when none is named.
+        let r = app.request(Method::POST, "/api/v1/carts", None, None, None).await;
+        let cart = r.json()["id"].as_str().unwrap().to_owned();
+        let r = app.request(Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+            Some(Body::from(json!({"sku": "MAG-60", "quantity": 1, "subscription": true, "interval": "30d"}).to_string())),
+            Some("application/json")).await;
+        r.assert_field_error(422, "interval");
+        let r = app.request(Method::POST, &format!("/api/v1/carts/{cart}/lines"), None,
+            Some(Body::from(json!({"sku": "MAG-60", "quantity": 1, "subscription": true}).to_string())),
+            Some("application/json")).await;
+        assert_eq!(r.json()["lines"][0]["subscription_interval"], "2w", "{}", r.text());
+        // Not sold on subscription any more.
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"), &json!({"subscription_intervals": []})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert!(!app.get("/p/mag").await.text().contains(r#"name="subscription""#));
+    }
+}
