@@ -221,7 +221,7 @@ pub enum Action {
     Skip,
     /// Takes a skip back.
     Unskip,
-    /// Renews now instead of at the next date (active).
+    /// Renews now instead of at the next date (active); in dunning, retries now.
     RenewNow,
     /// Cancels for good, with the customer's reason.
     Cancel {
@@ -952,7 +952,11 @@ async fn apply(
         Action::RenewNow if active => {
             run(
                 tx,
-                guarded("next_renewal_at = $5, skip_next = 0"),
+                // In dunning, the retry is what runs next: it runs now.
+                guarded(
+                    "next_renewal_at = $5, skip_next = 0,
+                     retry_at = CASE WHEN failed_attempts > 0 THEN $5 ELSE retry_at END",
+                ),
                 vec![Some(now_text.clone())],
             )
             .await?;

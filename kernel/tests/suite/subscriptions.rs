@@ -302,10 +302,12 @@ both_backends! {
         assert!(sub["retry_at"].is_string(), "{sub}");
         // The declined order gave its stock back.
         assert_eq!(lot_quantity(app, shop.lot).await, stock);
-        // Retries 1, 3 and 7 days after the first decline; then paused.
-        app.kernel.state.clock.advance(DAY + Duration::from_secs(60));
+        // "Order now" in dunning retries at once; then 3 and 7 days after the first
+        // decline; then paused.
+        let r = act(app, &token, &number, json!({"action": "renew_now"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         failed(2).await;
-        app.kernel.state.clock.advance(2 * DAY);
+        app.kernel.state.clock.advance(3 * DAY + Duration::from_secs(60));
         failed(3).await;
         app.kernel.state.clock.advance(4 * DAY);
         let sub = failed(4).await;
