@@ -254,13 +254,19 @@ fn check_idempotency_key(key: &str) -> Result<()> {
 
 /// A readable order number that does not reveal how many orders the store has.
 pub(crate) fn new_order_number() -> String {
+    public_number("OL")
+}
+
+/// A number to show people (`OL-7KQ2M-XP4HD`): 10 random characters of an alphabet
+/// without look-alikes (no 0/O, 1/I).
+pub(crate) fn public_number(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let bytes: [u8; 10] = rand::random();
     let code: String = bytes
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect();
-    format!("OL-{}-{}", &code[..5], &code[5..])
+    format!("{prefix}-{}-{}", &code[..5], &code[5..])
 }
 
 /// The order an idempotency key made, if any: `(order id, cart id)`.

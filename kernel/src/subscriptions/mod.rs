@@ -378,13 +378,7 @@ async fn row_by_number(
 }
 
 fn new_number() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let bytes: [u8; 10] = rand::random();
-    let code: String = bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect();
-    format!("SUB-{}-{}", &code[..5], &code[5..])
+    crate::orders::public_number("SUB")
 }
 
 /// An order was paid (in the transaction that records it): a renewal's pays its cycle;
