@@ -2,9 +2,10 @@
 //! real payment processor while developing and testing payment adapters.
 //!
 //! It tokenizes cards (the checkout page posts card details to it straight from the
-//! browser, so the kernel only ever sees tokens), authorizes, captures, refunds and voids
-//! with idempotency keys, and has test cards that succeed, decline, ask for a retry or
-//! time out. The API is described in `README.md` next to this crate's `Cargo.toml`.
+//! browser, so the kernel only ever sees tokens), saves tokenized cards on customers for
+//! later off-session charges (subscription renewals), authorizes, captures, refunds and
+//! voids with idempotency keys, and has test cards that succeed, decline (hard or soft,
+//! at once or only after a first approval), ask for a retry or time out. The API is described in `README.md` next to this crate's `Cargo.toml`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -15,7 +16,8 @@
 //! # }
 //! ```
 //!
-//! Nothing is persisted: a restart forgets every card, authorization and idempotency key.
+//! Nothing is persisted: a restart forgets every card, customer, authorization and
+//! idempotency key.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +38,10 @@ use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 /// The test cards. Every other number that passes the Luhn check is approved too.
+///
+/// A decline's `decline_type` is `hard` for `lost_card` and `stolen_card` (the card will
+/// never work again) and `soft` for `card_declined` and `insufficient_funds` (it may
+/// work later).
 pub mod cards {
     /// Visa, approved.
     pub const SUCCESS: &str = "4242424242424242";
@@ -45,6 +51,19 @@ pub mod cards {
     pub const DECLINED: &str = "4000000000000002";
     /// Declined with `insufficient_funds`.
     pub const INSUFFICIENT_FUNDS: &str = "4000000000009995";
+    /// Declined with `lost_card` (a hard decline), every time.
+    pub const LOST_CARD: &str = "4000000000009987";
+    /// Declined with `stolen_card` (a hard decline), every time.
+    pub const STOLEN_CARD: &str = "4000000000009979";
+    /// Approves the first authorization of the tokenized card; every later one is
+    /// declined with `insufficient_funds` (a soft decline). "Of the card" means of that
+    /// token's card, charged through the token or through a customer saved from it; an
+    /// idempotent replay of the first authorization still answers the approval. For
+    /// renewals that start failing after a successful first payment.
+    pub const DECLINES_LATER: &str = "4000000000000341";
+    /// Like [`DECLINES_LATER`], but the later authorizations are declined with
+    /// `lost_card` (a hard decline).
+    pub const DECLINES_LATER_HARD: &str = "4000000000000358";
     /// The first authorization attempt under an idempotency key answers 503; the retry
     /// with the same key (and body) is approved.
     pub const RETRY: &str = "4000000000000119";
@@ -220,6 +239,8 @@ pub fn router(config: Config) -> Router {
         .route("/v1/authorizations/{id}/capture", post(capture))
         .route("/v1/authorizations/{id}/refund", post(refund))
         .route("/v1/authorizations/{id}/void", post(void))
+        .route("/v1/customers", post(create_customer))
+        .route("/v1/customers/{id}", get(get_customer))
         .fallback(not_found)
         .with_state(app)
 }
@@ -272,7 +293,9 @@ impl App {
 #[derive(Default)]
 struct Ledger {
     seq: u64,
+    /// Tokenized cards by token.
     cards: HashMap<String, Card>,
+    customers: HashMap<String, Customer>,
     authorizations: HashMap<String, Authorization>,
     /// Authorization ids in creation order.
     order: Vec<String>,
@@ -317,6 +340,39 @@ impl Ledger {
 struct Card {
     number: String,
     brand: &'static str,
+    /// Approved authorizations of this card entry (through its token or a customer).
+    approved: u64,
+}
+
+impl Card {
+    fn last4(&self) -> &str {
+        self.number
+            .get(self.number.len().saturating_sub(4)..)
+            .unwrap_or("")
+    }
+}
+
+/// A saved payment method: a tokenized card kept for later (off-session) charges.
+struct Customer {
+    id: String,
+    /// The token whose card entry this customer charges.
+    token: String,
+    reference: Option<String>,
+    brand: &'static str,
+    last4: String,
+    created_at: u64,
+}
+
+impl Customer {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": "customer",
+            "reference": self.reference,
+            "payment_method": {"brand": self.brand, "last4": self.last4},
+            "created_at": self.created_at,
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -361,6 +417,8 @@ struct Authorization {
     refunded_minor: i64,
     decline_reason: Option<&'static str>,
     reference: String,
+    customer: Option<String>,
+    off_session: bool,
     brand: &'static str,
     last4: String,
     created_at: u64,
@@ -379,7 +437,10 @@ impl Authorization {
             "refunded_minor": self.refunded_minor,
             "decline_reason": self.decline_reason,
             "decline_message": self.decline_reason.map(decline_message),
+            "decline_type": self.decline_reason.map(decline_type),
             "reference": self.reference,
+            "customer": self.customer,
+            "off_session": self.off_session,
             "card": {"brand": self.brand, "last4": self.last4},
             "created_at": self.created_at,
             "operations": self.operations.iter().map(Operation::json).collect::<Vec<_>>(),
@@ -404,7 +465,17 @@ impl Authorization {
 fn decline_message(reason: &str) -> &'static str {
     match reason {
         "insufficient_funds" => "The card has insufficient funds.",
+        "lost_card" => "The card was reported lost.",
+        "stolen_card" => "The card was reported stolen.",
         _ => "The card was declined.",
+    }
+}
+
+/// `hard`: the card will never work again, stop trying it. `soft`: it may work later.
+fn decline_type(reason: &str) -> &'static str {
+    match reason {
+        "lost_card" | "stolen_card" => "hard",
+        _ => "soft",
     }
 }
 
@@ -573,6 +644,33 @@ fn required_text(body: &Map<String, Value>, name: &str) -> Result<String, Reply>
     text_field(body, name)?.ok_or_else(|| Reply::invalid(name, "is required"))
 }
 
+/// `reference`: 1 to [`MAX_REFERENCE`] characters, not blank, no control characters.
+fn reference_field(body: &Map<String, Value>) -> Result<Option<String>, Reply> {
+    const FIELD: &str = "reference";
+    let Some(reference) = text_field(body, FIELD)? else {
+        return Ok(None);
+    };
+    if reference.trim().is_empty()
+        || reference.chars().count() > MAX_REFERENCE
+        || reference.chars().any(char::is_control)
+    {
+        return Err(Reply::invalid(
+            FIELD,
+            format!("must be 1 to {MAX_REFERENCE} characters without control characters"),
+        ));
+    }
+    Ok(Some(reference))
+}
+
+/// A JSON boolean (`true` or `false`); absent or `null` is `None`.
+fn bool_field(body: &Map<String, Value>, name: &str) -> Result<Option<bool>, Reply> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Reply::invalid(name, "must be true or false")),
+    }
+}
+
 /// An integer field, given as a JSON integer or a string of digits.
 fn int_field(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reply> {
     match body.get(name) {
@@ -678,10 +776,17 @@ enum Behaviour {
     Timeout,
 }
 
-fn behaviour(number: &str) -> Behaviour {
+/// What authorizing the card `number` does, given how many authorizations of its card
+/// entry were approved before (`approved`). The one place numbers map to behaviour.
+fn behaviour(number: &str, approved: u64) -> Behaviour {
     match number {
         cards::DECLINED => Behaviour::Decline("card_declined"),
         cards::INSUFFICIENT_FUNDS => Behaviour::Decline("insufficient_funds"),
+        cards::LOST_CARD => Behaviour::Decline("lost_card"),
+        cards::STOLEN_CARD => Behaviour::Decline("stolen_card"),
+        cards::DECLINES_LATER if approved > 0 => Behaviour::Decline("insufficient_funds"),
+        cards::DECLINES_LATER_HARD if approved > 0 => Behaviour::Decline("lost_card"),
+        cards::DECLINES_LATER | cards::DECLINES_LATER_HARD => Behaviour::Approve,
         cards::RETRY => Behaviour::RetryOnce,
         cards::TIMEOUT => Behaviour::Timeout,
         _ => Behaviour::Approve,
@@ -829,7 +934,14 @@ fn tokenize_inner(app: &App, body: &Bytes) -> Result<Reply, Reply> {
     let token = ledger.new_id("tok");
     let brand = brand(&number);
     let last4 = number[number.len() - 4..].to_owned();
-    ledger.cards.insert(token.clone(), Card { number, brand });
+    ledger.cards.insert(
+        token.clone(),
+        Card {
+            number,
+            brand,
+            approved: 0,
+        },
+    );
     drop(ledger);
     app.log(|| format!("tokenized {brand} …{last4} as {token}"));
     Ok(Reply::new(
@@ -889,6 +1001,12 @@ async fn authorize_inner(app: &App, headers: &HeaderMap, body: &Bytes) -> Result
     }
 }
 
+/// What an authorization charges: a token's card, or the card saved on a customer.
+enum Source {
+    Token(String),
+    Customer(String),
+}
+
 enum Authorized {
     Reply(Reply),
     /// The timeout card: an in-flight idempotency entry was written; wait, then 504.
@@ -904,25 +1022,48 @@ fn authorize_locked(app: &App, key: &str, body: Map<String, Value>) -> Result<Au
     if let Some(reply) = ledger.replay(key, &fingerprint) {
         return Ok(Authorized::Reply(reply));
     }
-    deny_unknown(&body, &["token", "amount_minor", "currency", "reference"])?;
-    let token = required_text(&body, "token")?;
+    deny_unknown(
+        &body,
+        &[
+            "token",
+            "customer",
+            "amount_minor",
+            "currency",
+            "reference",
+            "off_session",
+        ],
+    )?;
+    let source = match (text_field(&body, "token")?, text_field(&body, "customer")?) {
+        (Some(token), None) => Source::Token(token),
+        (None, Some(customer)) => Source::Customer(customer),
+        _ => {
+            return Err(Reply::invalid(
+                "token",
+                "give exactly one of `token` or `customer`",
+            ));
+        }
+    };
     let amount = amount_field(&body, true)?.unwrap_or_default();
     let currency = currency_field(&body, true)?.unwrap_or_default();
-    let reference = required_text(&body, "reference")?;
-    if reference.trim().is_empty()
-        || reference.chars().count() > MAX_REFERENCE
-        || reference.chars().any(char::is_control)
-    {
-        return Err(Reply::invalid(
-            "reference",
-            format!("must be 1 to {MAX_REFERENCE} characters without control characters"),
-        ));
-    }
-    let Some(card) = ledger.cards.get(&token) else {
-        return Err(Reply::invalid("token", "unknown token"));
+    let reference =
+        reference_field(&body)?.ok_or_else(|| Reply::invalid("reference", "is required"))?;
+    let off_session = bool_field(&body, "off_session")?.unwrap_or(false);
+    let (token, customer) = match source {
+        Source::Token(token) => (token, None),
+        Source::Customer(id) => match ledger.customers.get(&id) {
+            Some(customer) => (customer.token.clone(), Some(id)),
+            None => return Err(Reply::invalid("customer", "unknown customer")),
+        },
     };
-    let (brand, last4) = (card.brand, card.number[card.number.len() - 4..].to_owned());
-    let decline_reason = match behaviour(&card.number) {
+    let Some(card) = ledger.cards.get(&token) else {
+        return Err(match customer {
+            // Cards are never forgotten, so a saved customer always has one.
+            Some(_) => Reply::invalid("customer", "the customer's card is gone"),
+            None => Reply::invalid("token", "unknown token"),
+        });
+    };
+    let (brand, last4) = (card.brand, card.last4().to_owned());
+    let decline_reason = match behaviour(&card.number, card.approved) {
         Behaviour::Approve => None,
         Behaviour::Decline(reason) => Some(reason),
         Behaviour::RetryOnce => {
@@ -944,6 +1085,11 @@ fn authorize_locked(app: &App, key: &str, body: Map<String, Value>) -> Result<Au
             return Ok(Authorized::Hang);
         }
     };
+    if decline_reason.is_none()
+        && let Some(card) = ledger.cards.get_mut(&token)
+    {
+        card.approved += 1;
+    }
     let id = ledger.new_id("auth");
     let authorization = Authorization {
         id: id.clone(),
@@ -958,6 +1104,8 @@ fn authorize_locked(app: &App, key: &str, body: Map<String, Value>) -> Result<Au
         refunded_minor: 0,
         decline_reason,
         reference,
+        customer,
+        off_session,
         brand,
         last4,
         created_at: now_secs(),
@@ -966,11 +1114,13 @@ fn authorize_locked(app: &App, key: &str, body: Map<String, Value>) -> Result<Au
     let reply = Reply::new(StatusCode::CREATED, authorization.json());
     app.log(|| {
         format!(
-            "authorize {id} {} {} {} ref={} key={key}",
+            "authorize {id} {} {} {} ref={} customer={} off_session={} key={key}",
             authorization.status.as_str(),
             authorization.amount_minor,
             authorization.currency,
-            authorization.reference
+            authorization.reference,
+            authorization.customer.as_deref().unwrap_or("-"),
+            authorization.off_session,
         )
     });
     ledger.authorizations.insert(id.clone(), authorization);
@@ -983,7 +1133,15 @@ fn authorize_locked(app: &App, key: &str, body: Map<String, Value>) -> Result<Au
 
 /// The `{id}` of a path; one that is not UTF-8 names no authorization.
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Reply> {
-    path.map(|Path(id)| id).map_err(|_| unknown_authorization())
+    path_id_or(path, unknown_authorization)
+}
+
+/// The `{id}` of a path, or `unknown()` when it cannot be read.
+fn path_id_or(
+    path: Result<Path<String>, PathRejection>,
+    unknown: fn() -> Reply,
+) -> Result<String, Reply> {
+    path.map(|Path(id)| id).map_err(|_| unknown())
 }
 
 async fn get_authorization(
@@ -1011,6 +1169,77 @@ fn unknown_authorization() -> Reply {
         "no such authorization",
         None,
     )
+}
+
+fn unknown_customer() -> Reply {
+    Reply::error(StatusCode::NOT_FOUND, "not_found", "no such customer", None)
+}
+
+async fn create_customer(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Reply {
+    match create_customer_inner(&app, &headers, &body) {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
+
+fn create_customer_inner(app: &App, headers: &HeaderMap, body: &Bytes) -> Result<Reply, Reply> {
+    check_api_key(&app.config, headers)?;
+    let key = idempotency_key(headers)?;
+    let body = json_object(body)?;
+    let fingerprint = Fingerprint {
+        route: "POST /v1/customers".to_owned(),
+        body: Value::Object(body.clone()),
+    };
+    let mut ledger = app.lock();
+    if let Some(reply) = ledger.replay(&key, &fingerprint) {
+        return Ok(reply);
+    }
+    deny_unknown(&body, &["token", "reference"])?;
+    let token = required_text(&body, "token")?;
+    let reference = reference_field(&body)?;
+    let Some(card) = ledger.cards.get(&token) else {
+        return Err(Reply::invalid("token", "unknown token"));
+    };
+    let (brand, last4) = (card.brand, card.last4().to_owned());
+    let id = ledger.new_id("cus");
+    let customer = Customer {
+        id: id.clone(),
+        token,
+        reference,
+        brand,
+        last4,
+        created_at: now_secs(),
+    };
+    let reply = Reply::new(StatusCode::CREATED, customer.json());
+    app.log(|| {
+        format!(
+            "customer {id} {brand} …{} ref={} key={key}",
+            customer.last4,
+            customer.reference.as_deref().unwrap_or("-")
+        )
+    });
+    ledger.customers.insert(id, customer);
+    ledger
+        .idempotency
+        .insert(key, Idempotent::Done(fingerprint, reply.clone()));
+    Ok(reply)
+}
+
+async fn get_customer(
+    State(app): State<App>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Reply {
+    if let Err(reply) = check_api_key(&app.config, &headers) {
+        return reply;
+    }
+    let id = match path_id_or(path, unknown_customer) {
+        Ok(id) => id,
+        Err(reply) => return reply,
+    };
+    match app.lock().customers.get(&id) {
+        Some(c) => Reply::new(StatusCode::OK, c.json()),
+        None => unknown_customer(),
+    }
 }
 
 async fn list_authorizations(
@@ -1268,19 +1497,54 @@ mod tests {
 
     #[test]
     fn test_cards_pass_luhn() {
+        let mut seen = HashSet::new();
         for number in [
             cards::SUCCESS,
             cards::SUCCESS_MASTERCARD,
             cards::DECLINED,
             cards::INSUFFICIENT_FUNDS,
+            cards::LOST_CARD,
+            cards::STOLEN_CARD,
+            cards::DECLINES_LATER,
+            cards::DECLINES_LATER_HARD,
             cards::RETRY,
             cards::TIMEOUT,
         ] {
             assert!(luhn_valid(number), "{number}");
+            assert_eq!(number.len(), 16, "{number}");
+            assert!(seen.insert(number), "{number} is listed twice");
         }
         assert!(!luhn_valid("4242424242424241"));
         assert!(!luhn_valid(""));
         assert!(!luhn_valid("42a2"));
+    }
+
+    #[test]
+    fn behaviour_of_the_test_cards() {
+        let decline = |number: &str, approved: u64| match behaviour(number, approved) {
+            Behaviour::Decline(reason) => Some(reason),
+            _ => None,
+        };
+        assert_eq!(decline(cards::LOST_CARD, 0), Some("lost_card"));
+        assert_eq!(decline(cards::STOLEN_CARD, 0), Some("stolen_card"));
+        assert_eq!(decline(cards::DECLINES_LATER, 0), None);
+        assert_eq!(
+            decline(cards::DECLINES_LATER, 1),
+            Some("insufficient_funds")
+        );
+        assert_eq!(decline(cards::DECLINES_LATER_HARD, 0), None);
+        assert_eq!(decline(cards::DECLINES_LATER_HARD, 7), Some("lost_card"));
+        // Any other valid number is approved however often it was approved before.
+        assert!(matches!(behaviour(cards::SUCCESS, 99), Behaviour::Approve));
+        assert!(matches!(
+            behaviour("4000000000000366", 5),
+            Behaviour::Approve
+        ));
+        assert_eq!(decline_type("lost_card"), "hard");
+        assert_eq!(decline_type("stolen_card"), "hard");
+        assert_eq!(decline_type("card_declined"), "soft");
+        assert_eq!(decline_type("insufficient_funds"), "soft");
+        assert_eq!(decline_message("lost_card"), "The card was reported lost.");
     }
 
     #[test]

@@ -116,6 +116,21 @@ fn auth_body(token: &str, amount: i64, reference: &str) -> Value {
     json!({"token": token, "amount_minor": amount, "currency": "EUR", "reference": reference})
 }
 
+/// The body of an authorization that charges the card saved on `customer`.
+fn customer_body(customer: &str, amount: i64, reference: &str, off_session: bool) -> Value {
+    json!({
+        "customer": customer, "amount_minor": amount, "currency": "EUR",
+        "reference": reference, "off_session": off_session,
+    })
+}
+
+/// A customer saved from `token` under idempotency key `key`; its id.
+async fn customer(addr: SocketAddr, token: &str, key: &str) -> String {
+    let a = post(addr, "/v1/customers", Some(key), json!({"token": token})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    a.body["id"].as_str().unwrap().to_owned()
+}
+
 /// A fresh authorization of `amount` on the success card; its id.
 async fn authorized(addr: SocketAddr, amount: i64, key: &str) -> String {
     let tok = token(addr, cards::SUCCESS).await;
@@ -368,7 +383,10 @@ async fn authorize_success_and_declines() {
     assert_eq!(b["captured_minor"], 0);
     assert_eq!(b["refunded_minor"], 0);
     assert_eq!(b["decline_reason"], Value::Null);
+    assert_eq!(b["decline_type"], Value::Null);
     assert_eq!(b["reference"], "order-1");
+    assert_eq!(b["customer"], Value::Null);
+    assert_eq!(b["off_session"], false);
     assert_eq!(b["card"]["last4"], "4242");
     assert!(a.header("idempotent-replayed").is_none());
 
@@ -385,9 +403,11 @@ async fn authorize_success_and_declines() {
         (201, Some("authorized"))
     );
 
-    for (number, reason) in [
-        (cards::DECLINED, "card_declined"),
-        (cards::INSUFFICIENT_FUNDS, "insufficient_funds"),
+    for (number, reason, kind) in [
+        (cards::DECLINED, "card_declined", "soft"),
+        (cards::INSUFFICIENT_FUNDS, "insufficient_funds", "soft"),
+        (cards::LOST_CARD, "lost_card", "hard"),
+        (cards::STOLEN_CARD, "stolen_card", "hard"),
     ] {
         let tok = token(addr, number).await;
         let a = post(
@@ -400,6 +420,7 @@ async fn authorize_success_and_declines() {
         assert_eq!(a.status, 201, "{}", a.body);
         assert_eq!(a.body["status"], "declined");
         assert_eq!(a.body["decline_reason"], reason);
+        assert_eq!(a.body["decline_type"], kind);
         assert!(a.body["decline_message"].as_str().unwrap().len() > 5);
         // A declined authorization can be neither captured nor voided.
         let id = a.body["id"].as_str().unwrap();
@@ -967,6 +988,39 @@ async fn api_key_guards_everything_but_tokens() {
         let a = post(addr, &path, Some("k2"), json!({})).await;
         assert_eq!(a.status, 401, "{op}");
     }
+    let save = json!({"token": tok}).to_string();
+    let a = request(
+        addr,
+        "POST",
+        "/v1/customers",
+        &[("Idempotency-Key", "k3")],
+        Some(&save),
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    let a = request(
+        addr,
+        "POST",
+        "/v1/customers",
+        &[
+            ("Idempotency-Key", "k3"),
+            ("Authorization", "Bearer sk_test_123"),
+        ],
+        Some(&save),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let path = format!("/v1/customers/{}", a.body["id"].as_str().unwrap());
+    assert_eq!(get(addr, &path).await.status, 401);
+    let a = request(
+        addr,
+        "GET",
+        &path,
+        &[("Authorization", "Bearer sk_test_123")],
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
     let a = request(
         addr,
         "POST",
@@ -1006,6 +1060,7 @@ async fn odd_input_never_breaks_it() {
         format!("/v1/authorizations/{id}/refund"),
         format!("/v1/authorizations/{id}/void"),
         "/v1/authorizations/%00%ff/capture".to_owned(),
+        "/v1/customers".to_owned(),
     ];
     for path in &paths {
         for (i, body) in bodies.iter().enumerate() {
@@ -1020,6 +1075,7 @@ async fn odd_input_never_breaks_it() {
         }
     }
     // Still serving, and the authorization's arithmetic still holds.
+    assert_eq!(get(addr, "/v1/customers/%00%ff").await.status, 404);
     let g = get(addr, &format!("/v1/authorizations/{id}")).await;
     assert_eq!(g.status, 200);
     let captured = g.body["captured_minor"].as_i64().unwrap();
@@ -1118,4 +1174,380 @@ async fn concurrent_captures_never_exceed_the_authorization() {
     let g = get(addr, &format!("/v1/authorizations/{id}")).await;
     assert_eq!(g.body["captured_minor"], 10_000);
     assert_eq!(g.body["operations"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn customer_saved_and_charged_off_session_twice() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::SUCCESS).await;
+    let a = post(
+        addr,
+        "/v1/customers",
+        Some("cus-1"),
+        json!({"token": tok, "reference": "subscription-9"}),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let c = &a.body;
+    let id = c["id"].as_str().unwrap();
+    assert!(id.starts_with("cus_"));
+    assert_eq!(c["object"], "customer");
+    assert_eq!(c["reference"], "subscription-9");
+    assert_eq!(
+        c["payment_method"],
+        json!({"brand": "visa", "last4": "4242"})
+    );
+    assert!(c["created_at"].as_u64().unwrap() > 1_700_000_000);
+    assert!(a.body.get("token").is_none());
+
+    for (i, key) in ["renew-1", "renew-2"].into_iter().enumerate() {
+        let a = post(
+            addr,
+            "/v1/authorizations",
+            Some(key),
+            customer_body(id, 999, &format!("renewal-{i}"), true),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(a.body["status"], "authorized");
+        assert_eq!(a.body["customer"], id);
+        assert_eq!(a.body["off_session"], true);
+        assert_eq!(a.body["decline_type"], Value::Null);
+        assert_eq!(a.body["card"]["last4"], "4242");
+        let auth = a.body["id"].as_str().unwrap();
+        let cap = post(
+            addr,
+            &format!("/v1/authorizations/{auth}/capture"),
+            Some(&format!("{key}-capture")),
+            json!({}),
+        )
+        .await;
+        assert_eq!(cap.status, 200, "{}", cap.body);
+        assert_eq!(cap.body["customer"], id);
+    }
+    // The token keeps working on its own, and a customer needs no reference.
+    let a = post(
+        addr,
+        "/v1/authorizations",
+        Some("by-token"),
+        auth_body(&tok, 100, "one-off"),
+    )
+    .await;
+    assert_eq!(a.body["status"], "authorized");
+    let a = post(addr, "/v1/customers", Some("cus-2"), json!({"token": tok})).await;
+    assert_eq!(a.status, 201);
+    assert_eq!(a.body["reference"], Value::Null);
+    // Any tokenized card can be saved; charging it behaves like the card.
+    let declined = token(addr, cards::DECLINED).await;
+    let cus = customer(addr, &declined, "cus-declined").await;
+    let a = post(
+        addr,
+        "/v1/authorizations",
+        Some("charge-declined"),
+        customer_body(&cus, 100, "renewal-x", true),
+    )
+    .await;
+    assert_eq!(a.body["status"], "declined");
+    assert_eq!(a.body["decline_type"], "soft");
+    let list = get(addr, "/v1/authorizations?reference=renewal-1").await;
+    let data = list.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["customer"], id);
+}
+
+#[tokio::test]
+async fn get_customer_and_unknown_customer() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::SUCCESS_MASTERCARD).await;
+    let a = post(
+        addr,
+        "/v1/customers",
+        Some("cus-get"),
+        json!({"token": tok, "reference": "user-12"}),
+    )
+    .await;
+    let id = a.body["id"].as_str().unwrap();
+    let g = get(addr, &format!("/v1/customers/{id}")).await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, a.body);
+    assert_eq!(g.body["payment_method"]["brand"], "mastercard");
+    assert_eq!(g.body["payment_method"]["last4"], "4444");
+    let g = get(addr, "/v1/customers/cus_nope").await;
+    assert_eq!((g.status, g.error_code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn customers_idempotency_and_field_errors() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::SUCCESS).await;
+    let body = json!({"token": tok, "reference": "user-1"});
+    let first = post(addr, "/v1/customers", Some("save-1"), body.clone()).await;
+    assert_eq!(first.status, 201);
+    assert!(first.header("idempotent-replayed").is_none());
+    let again = post(addr, "/v1/customers", Some("save-1"), body).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // Same key, another body: conflict, nothing saved.
+    let other = post(
+        addr,
+        "/v1/customers",
+        Some("save-1"),
+        json!({"token": tok, "reference": "user-2"}),
+    )
+    .await;
+    assert_eq!(other.status, 409);
+    assert_eq!(other.error_code(), "idempotency_key_reused");
+    // Keys are global: an authorization's key cannot save a customer.
+    let a = post(
+        addr,
+        "/v1/authorizations",
+        Some("auth-key"),
+        auth_body(&tok, 100, "o"),
+    )
+    .await;
+    assert_eq!(a.status, 201);
+    let other = post(
+        addr,
+        "/v1/customers",
+        Some("auth-key"),
+        json!({"token": tok}),
+    )
+    .await;
+    assert_eq!(other.error_code(), "idempotency_key_reused");
+    let a = post(addr, "/v1/customers", None, json!({"token": tok})).await;
+    assert_eq!((a.status, a.error_field()), (400, "Idempotency-Key"));
+
+    let cases = [
+        (json!({}), "token"),
+        (json!({"token": "tok_nope"}), "token"),
+        (json!({"token": true}), "token"),
+        (json!({"token": tok, "reference": ""}), "reference"),
+        (json!({"token": tok, "reference": "a\nb"}), "reference"),
+        (
+            json!({"token": tok, "reference": "r".repeat(201)}),
+            "reference",
+        ),
+        (json!({"token": tok, "reference": ["x"]}), "reference"),
+        (json!({"token": tok, "email": "a@b.example"}), "email"),
+    ];
+    for (i, (body, field)) in cases.into_iter().enumerate() {
+        let a = post(
+            addr,
+            "/v1/customers",
+            Some(&format!("bad-{i}")),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{body}: {}", a.body);
+        assert_eq!(a.error_code(), "invalid_request", "{body}");
+        assert_eq!(a.error_field(), field, "{body}: {}", a.body);
+    }
+    // A refused request is not remembered: the key works once the body is right.
+    let a = post(addr, "/v1/customers", Some("bad-1"), json!({"token": tok})).await;
+    assert_eq!(a.status, 201);
+    let a = post(
+        addr,
+        "/v1/customers",
+        Some("save-200"),
+        json!({"token": tok, "reference": "r".repeat(200)}),
+    )
+    .await;
+    assert_eq!(a.status, 201);
+}
+
+#[tokio::test]
+async fn authorize_needs_exactly_one_of_token_or_customer() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::SUCCESS).await;
+    let cus = customer(addr, &tok, "cus").await;
+    let cases = [
+        (
+            json!({"token": tok, "customer": cus, "amount_minor": 100, "currency": "EUR", "reference": "o"}),
+            "token",
+        ),
+        (
+            json!({"amount_minor": 100, "currency": "EUR", "reference": "o", "off_session": true}),
+            "token",
+        ),
+        (
+            json!({"token": null, "customer": null, "amount_minor": 100, "currency": "EUR", "reference": "o"}),
+            "token",
+        ),
+        (customer_body("cus_nope", 100, "o", true), "customer"),
+        (
+            json!({"customer": true, "amount_minor": 100, "currency": "EUR", "reference": "o"}),
+            "customer",
+        ),
+        (
+            json!({"customer": cus, "amount_minor": 100, "currency": "EUR", "reference": "o", "off_session": "yes"}),
+            "off_session",
+        ),
+        (
+            json!({"customer": cus, "amount_minor": 0, "currency": "EUR", "reference": "o"}),
+            "amount_minor",
+        ),
+    ];
+    for (i, (body, field)) in cases.into_iter().enumerate() {
+        let a = post(
+            addr,
+            "/v1/authorizations",
+            Some(&format!("one-{i}")),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{body}: {}", a.body);
+        assert_eq!(a.error_code(), "invalid_request", "{body}");
+        assert_eq!(a.error_field(), field, "{body}: {}", a.body);
+    }
+    let list = get(addr, "/v1/authorizations").await;
+    assert!(list.body["data"].as_array().unwrap().is_empty());
+    // `off_session` defaults to false for a customer too.
+    let a = post(
+        addr,
+        "/v1/authorizations",
+        Some("one-0"),
+        json!({"customer": cus, "amount_minor": 100, "currency": "EUR", "reference": "o"}),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["off_session"], false);
+    assert_eq!(a.body["customer"], cus.as_str());
+}
+
+#[tokio::test]
+async fn declines_later_card_approves_first_then_declines_soft() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::DECLINES_LATER).await;
+    let first_body = auth_body(&tok, 1999, "sub-1");
+    let first = post(addr, "/v1/authorizations", Some("dl-1"), first_body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["status"], "authorized");
+    assert_eq!(first.body["decline_type"], Value::Null);
+    let cus = customer(addr, &tok, "dl-cus").await;
+    let second = post(
+        addr,
+        "/v1/authorizations",
+        Some("dl-2"),
+        customer_body(&cus, 1999, "sub-2", true),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_eq!(second.body["status"], "declined");
+    assert_eq!(second.body["decline_reason"], "insufficient_funds");
+    assert_eq!(second.body["decline_type"], "soft");
+    assert_eq!(
+        second.body["decline_message"],
+        "The card has insufficient funds."
+    );
+    assert_eq!(second.body["customer"], cus.as_str());
+    // Replays never count: the first stays approved, the second declined.
+    let replay = post(addr, "/v1/authorizations", Some("dl-1"), first_body).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(replay.body["status"], "authorized");
+    let replay = post(
+        addr,
+        "/v1/authorizations",
+        Some("dl-2"),
+        customer_body(&cus, 1999, "sub-2", true),
+    )
+    .await;
+    assert_eq!(replay.body, second.body);
+    // Through the token again: still declined (it is the same card entry).
+    let third = post(
+        addr,
+        "/v1/authorizations",
+        Some("dl-3"),
+        auth_body(&tok, 1999, "sub-3"),
+    )
+    .await;
+    assert_eq!(third.body["decline_reason"], "insufficient_funds");
+    // A new token of the same number is a new card entry: approved once again.
+    let fresh = token(addr, cards::DECLINES_LATER).await;
+    let a = post(
+        addr,
+        "/v1/authorizations",
+        Some("dl-4"),
+        auth_body(&fresh, 1999, "sub-4"),
+    )
+    .await;
+    assert_eq!(a.body["status"], "authorized");
+}
+
+#[tokio::test]
+async fn declines_later_hard_card_declines_lost_card_after_the_first() {
+    let (addr, _h) = start(Config::default()).await;
+    let tok = token(addr, cards::DECLINES_LATER_HARD).await;
+    // The first charge may go through a customer as well.
+    let cus = customer(addr, &tok, "dlh-cus").await;
+    let first = post(
+        addr,
+        "/v1/authorizations",
+        Some("dlh-1"),
+        customer_body(&cus, 500, "sub-1", false),
+    )
+    .await;
+    assert_eq!(first.body["status"], "authorized", "{}", first.body);
+    let second = post(
+        addr,
+        "/v1/authorizations",
+        Some("dlh-2"),
+        customer_body(&cus, 500, "sub-2", true),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_eq!(second.body["status"], "declined");
+    assert_eq!(second.body["decline_reason"], "lost_card");
+    assert_eq!(second.body["decline_type"], "hard");
+    assert_eq!(
+        second.body["decline_message"],
+        "The card was reported lost."
+    );
+    let third = post(
+        addr,
+        "/v1/authorizations",
+        Some("dlh-3"),
+        auth_body(&tok, 500, "sub-3"),
+    )
+    .await;
+    assert_eq!(third.body["decline_reason"], "lost_card");
+}
+
+#[tokio::test]
+async fn lost_and_stolen_cards_decline_hard_at_once() {
+    let (addr, _h) = start(Config::default()).await;
+    for (number, reason, message) in [
+        (cards::LOST_CARD, "lost_card", "The card was reported lost."),
+        (
+            cards::STOLEN_CARD,
+            "stolen_card",
+            "The card was reported stolen.",
+        ),
+    ] {
+        let tok = token(addr, number).await;
+        let a = post(
+            addr,
+            "/v1/authorizations",
+            Some(&format!("{reason}-1")),
+            auth_body(&tok, 100, reason),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(a.body["status"], "declined");
+        assert_eq!(a.body["decline_reason"], reason);
+        assert_eq!(a.body["decline_type"], "hard");
+        assert_eq!(a.body["decline_message"], message);
+        // Saving it works; charging the customer is declined the same way.
+        let cus = customer(addr, &tok, &format!("{reason}-cus")).await;
+        let a = post(
+            addr,
+            "/v1/authorizations",
+            Some(&format!("{reason}-2")),
+            customer_body(&cus, 100, reason, true),
+        )
+        .await;
+        assert_eq!(a.body["decline_reason"], reason);
+        assert_eq!(a.body["decline_type"], "hard");
+    }
 }
