@@ -1,7 +1,9 @@
-//! Host bindings of the five worlds of `wit/olivine-plugin.wit`. The payment-adapter
-//! world imports every host interface, so it is generated first and the other worlds
-//! reuse its types and host traits (`with`): one implementation of `log`, `settings`
-//! and `http` serves every world.
+//! Host bindings of the five worlds of `wit/olivine-plugin.wit` (`olivine:plugin@0.1.0`)
+//! and of the payment-adapter world's second version (`wit/v0.2`, `@0.2.0`). The 0.1
+//! payment-adapter world imports every host interface, so it is generated first and the
+//! other worlds reuse its types and host traits (`with`): one implementation of `log`,
+//! `settings` and `http` serves every world and both versions. Each frozen version keeps
+//! its own binding, so plugins built for 0.1 keep loading.
 
 pub mod adapter {
     wasmtime::component::bindgen!({
@@ -33,3 +35,22 @@ world!(pricing, "pricing-rule", {});
 world!(taxonomy, "variant-taxonomy", {});
 world!(loyalty, "loyalty-rule", {});
 world!(notification, "notification-channel", { "olivine:plugin/http": crate::bindings::http, });
+
+/// The payment-adapter world at 0.2: saved payment methods, off-session charges, hard
+/// and soft declines. It imports 0.1's `log`, `settings` and `http` and reuses 0.1's
+/// shared records.
+pub mod adapter_v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "payment-adapter",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::bindings::types,
+            "olivine:plugin/log@0.1.0": crate::bindings::log,
+            "olivine:plugin/settings@0.1.0": crate::bindings::settings,
+            "olivine:plugin/http@0.1.0": crate::bindings::http,
+        },
+    });
+}
+
+/// The payment records the kernel speaks (0.2's); a 0.1 adapter's are converted.
+pub use adapter_v0_2::olivine::plugin0_2_0::types as payment;

@@ -13,7 +13,13 @@ pub mod testing;
 
 pub use host::HttpGrant;
 pub use manifest::{Limits, Manifest, SettingSpec, SettingType, World};
-pub use runtime::{CallError, CallStats, LoadError, PaymentCall, Plugin, Runtime, RuntimeConfig};
+pub use runtime::{
+    CallError, CallStats, LoadError, PaymentAnswer, PaymentCall, Plugin, Runtime, RuntimeConfig,
+    supported_abis,
+};
 
-/// The ABI this host speaks: `olivine:plugin@0.1.x`.
+/// The ABI every world speaks: `olivine:plugin@0.1.x`.
 pub const ABI_VERSION: &str = "0.1.0";
+/// The payment-adapter world also speaks its second version, `olivine:plugin@0.2.x`
+/// (`wit/v0.2`).
+pub const PAYMENT_ABI_VERSION: &str = "0.2.0";

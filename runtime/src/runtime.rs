@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use crate::bindings::{adapter, loyalty, notification, pricing, taxonomy, types};
+use crate::bindings::{
+    adapter, adapter_v0_2, loyalty, notification, payment, pricing, taxonomy, types,
+};
 use crate::host::{HostState, HttpGrant};
 use crate::manifest::{Manifest, World};
 
@@ -121,6 +123,7 @@ struct Linkers {
     taxonomy: Linker<HostState>,
     loyalty: Linker<HostState>,
     payment: Linker<HostState>,
+    payment_v0_2: Linker<HostState>,
     notification: Linker<HostState>,
 }
 
@@ -192,6 +195,9 @@ impl Runtime {
             })?,
             payment: linker(&engine, |l| {
                 adapter::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            payment_v0_2: linker(&engine, |l| {
+                adapter_v0_2::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
             })?,
             notification: linker(&engine, |l| {
                 notification::NotificationChannel::add_to_linker::<_, HasSelf<_>>(l, |s| s)
@@ -268,17 +274,22 @@ impl Runtime {
         wasm: &[u8],
         http: Option<HttpGrant>,
     ) -> Result<Plugin, LoadError> {
-        let supported = semver::Version::parse(crate::ABI_VERSION)
-            .map_err(|e| LoadError::Invalid(e.to_string()))?;
-        if !abi_compatible(&supported, &manifest.abi) {
+        let supported = supported_abis(manifest.world);
+        let Some(abi) = supported
+            .iter()
+            .find(|v| abi_compatible(v, &manifest.abi))
+            .cloned()
+        else {
             return Err(LoadError::IncompatibleAbi(format!(
-                "the manifest says olivine:plugin@{}, this kernel speaks {}.{}.x",
-                manifest.abi, supported.major, supported.minor
+                "the manifest says olivine:plugin@{}, this kernel speaks {} for {}",
+                manifest.abi,
+                speaks(&supported),
+                manifest.world.name()
             )));
-        }
+        };
         let hash = Self::content_hash(wasm);
         let component = self.compile_hashed(wasm, &hash)?;
-        check_exports(&self.engine, &component, manifest.world, &supported)?;
+        check_exports(&self.engine, &component, manifest.world, &abi)?;
         let link = |e: wasmtime::Error| LoadError::Imports(format!("{e:#}"));
         let pre = match manifest.world {
             World::PricingRule => Pre::Pricing(
@@ -303,6 +314,15 @@ impl Runtime {
                 loyalty::LoyaltyRulePre::new(
                     self.linkers
                         .loyalty
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
+            World::PaymentAdapter if abi.minor >= 2 => Pre::PaymentV0_2(
+                adapter_v0_2::PaymentAdapterPre::new(
+                    self.linkers
+                        .payment_v0_2
                         .instantiate_pre(&component)
                         .map_err(link)?,
                 )
@@ -355,6 +375,25 @@ impl Runtime {
             http,
         })
     }
+}
+
+/// The ABI versions the kernel loads for a world: 0.1 for every world, and 0.2 for
+/// payment adapters.
+pub fn supported_abis(world: World) -> Vec<semver::Version> {
+    let mut versions = vec![semver::Version::new(0, 1, 0)];
+    if world == World::PaymentAdapter {
+        versions.push(semver::Version::new(0, 2, 0));
+    }
+    versions
+}
+
+/// `0.1.x` or `0.1.x and 0.2.x`.
+fn speaks(versions: &[semver::Version]) -> String {
+    versions
+        .iter()
+        .map(|v| format!("olivine:plugin@{}.{}.x", v.major, v.minor))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn abi_compatible(supported: &semver::Version, wanted: &semver::Version) -> bool {
@@ -410,7 +449,7 @@ fn check_exports(
     match semver::Version::parse(version) {
         Ok(v) if abi_compatible(supported, &v) => Ok(()),
         _ => Err(LoadError::IncompatibleAbi(format!(
-            "the component exports {export}; this kernel speaks olivine:plugin@{}.{}.x",
+            "the component exports {export}, but its manifest says olivine:plugin@{}.{}",
             supported.major, supported.minor
         ))),
     }
@@ -421,6 +460,7 @@ enum Pre {
     Taxonomy(taxonomy::VariantTaxonomyPre<HostState>),
     Loyalty(loyalty::LoyaltyRulePre<HostState>),
     Payment(adapter::PaymentAdapterPre<HostState>),
+    PaymentV0_2(adapter_v0_2::PaymentAdapterPre<HostState>),
     Notification(notification::NotificationChannelPre<HostState>),
 }
 
@@ -668,25 +708,57 @@ impl Plugin {
         Ok((entries, stats))
     }
 
+    /// Whether this adapter can save payment methods for later charges (built for 0.2).
+    /// A 0.1 adapter cannot: the kernel keeps charging the checkout's token.
+    pub fn saves_payment_methods(&self) -> bool {
+        matches!(self.pre, Pre::PaymentV0_2(_))
+    }
+
     /// Calls a payment operation. Blocking (outbound HTTP): call it from a blocking
-    /// thread.
+    /// thread. A 0.1 adapter gets its records converted: a saved method is charged as
+    /// the token it was (0.1 adapters save nothing), and its declines are soft.
     pub fn payment(
         &self,
         operation: PaymentCall<'_>,
         settings: &Settings,
-    ) -> Result<(Result<types::PaymentResult, types::PaymentError>, CallStats), CallError> {
-        self.run(settings, self.fuel_budget(0), |pre, store| {
-            let Pre::Payment(pre) = pre else {
-                return Err(wasmtime::Error::msg("not a payment adapter"));
-            };
-            let instance = pre.instantiate(&mut *store)?;
-            let payments = instance.olivine_plugin_payments();
-            match operation {
-                PaymentCall::Authorize(request) => payments.call_authorize(store, request),
-                PaymentCall::Capture(op) => payments.call_capture(store, op),
-                PaymentCall::Refund(op) => payments.call_refund(store, op),
-                PaymentCall::Void(op) => payments.call_void(store, op),
+    ) -> Result<(Result<PaymentAnswer, payment::PaymentError>, CallStats), CallError> {
+        self.run(settings, self.fuel_budget(0), |pre, store| match pre {
+            Pre::PaymentV0_2(pre) => {
+                let instance = pre.instantiate(&mut *store)?;
+                let payments = instance.olivine_plugin0_2_0_payments();
+                let done = |r: wasmtime::Result<Result<payment::PaymentResult, _>>| {
+                    r.map(|r| r.map(PaymentAnswer::Done))
+                };
+                match operation {
+                    PaymentCall::Save(request) => payments
+                        .call_save_payment_method(store, request)
+                        .map(|r| r.map(PaymentAnswer::Saved)),
+                    PaymentCall::Authorize(request) => done(payments.call_authorize(store, request)),
+                    PaymentCall::Capture(op) => done(payments.call_capture(store, op)),
+                    PaymentCall::Refund(op) => done(payments.call_refund(store, op)),
+                    PaymentCall::Void(op) => done(payments.call_void(store, op)),
+                }
             }
+            Pre::Payment(pre) => {
+                let instance = pre.instantiate(&mut *store)?;
+                let payments = instance.olivine_plugin_payments();
+                let answer = match operation {
+                    PaymentCall::Save(_) => {
+                        return Ok(Err(payment::PaymentError::Invalid(
+                            "this adapter is built for olivine:plugin@0.1 and cannot save payment methods"
+                                .to_owned(),
+                        )));
+                    }
+                    PaymentCall::Authorize(request) => {
+                        payments.call_authorize(store, &v0_1::authorize_request(request))?
+                    }
+                    PaymentCall::Capture(op) => payments.call_capture(store, &v0_1::operation(op))?,
+                    PaymentCall::Refund(op) => payments.call_refund(store, &v0_1::operation(op))?,
+                    PaymentCall::Void(op) => payments.call_void(store, &v0_1::operation(op))?,
+                };
+                Ok(answer.map(v0_1::result).map_err(v0_1::error))
+            }
+            _ => Err(wasmtime::Error::msg("not a payment adapter")),
         })
         .map_err(|e| self.wrong_world(e, World::PaymentAdapter))
     }
@@ -789,10 +861,67 @@ fn check_adjustments(
 }
 
 pub enum PaymentCall<'a> {
-    Authorize(&'a types::AuthorizeRequest),
-    Capture(&'a types::PaymentOperation),
-    Refund(&'a types::PaymentOperation),
-    Void(&'a types::PaymentOperation),
+    Save(&'a payment::SaveRequest),
+    Authorize(&'a payment::AuthorizeRequest),
+    Capture(&'a payment::PaymentOperation),
+    Refund(&'a payment::PaymentOperation),
+    Void(&'a payment::PaymentOperation),
+}
+
+/// What a payment call answered.
+#[derive(Debug, Clone)]
+pub enum PaymentAnswer {
+    Saved(payment::SavedMethod),
+    Done(payment::PaymentResult),
+}
+
+/// The kernel's payment records (0.2) as a 0.1 adapter takes and gives them.
+mod v0_1 {
+    use crate::bindings::{payment, types};
+
+    pub fn authorize_request(r: &payment::AuthorizeRequest) -> types::AuthorizeRequest {
+        types::AuthorizeRequest {
+            order_id: r.order_id.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            amount: r.amount.clone(),
+            // A 0.1 adapter saves nothing: what the kernel kept is the checkout's token.
+            payment_token: match &r.source {
+                payment::PaymentSource::Token(t) | payment::PaymentSource::Saved(t) => t.clone(),
+            },
+            customer: r.customer.clone(),
+        }
+    }
+
+    pub fn operation(o: &payment::PaymentOperation) -> types::PaymentOperation {
+        types::PaymentOperation {
+            order_id: o.order_id.clone(),
+            idempotency_key: o.idempotency_key.clone(),
+            processor_reference: o.processor_reference.clone(),
+            amount: o.amount.clone(),
+        }
+    }
+
+    pub fn result(r: types::PaymentResult) -> super::PaymentAnswer {
+        super::PaymentAnswer::Done(payment::PaymentResult {
+            status: r.status,
+            processor_reference: r.processor_reference,
+            message: r.message,
+        })
+    }
+
+    /// 0.1 cannot tell a hard decline from a soft one: soft, so dunning retries it.
+    pub fn error(e: types::PaymentError) -> payment::PaymentError {
+        match e {
+            types::PaymentError::Declined(message) => {
+                payment::PaymentError::Declined(payment::Decline {
+                    message,
+                    hard: false,
+                })
+            }
+            types::PaymentError::Retryable(m) => payment::PaymentError::Retryable(m),
+            types::PaymentError::Invalid(m) => payment::PaymentError::Invalid(m),
+        }
+    }
 }
 
 #[cfg(test)]

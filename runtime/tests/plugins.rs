@@ -318,3 +318,78 @@ fn oversized_input_is_refused_before_the_call() {
     let err = plugin.price(&cart(6), &settings).unwrap_err();
     assert_eq!(err.kind(), "input_too_large", "{err}");
 }
+
+/// Both versions of the payment-adapter world load side by side: sandbox-payments is
+/// built for 0.2 (saves methods, hard declines), chaos-payments for 0.1, whose records
+/// the host converts; a manifest that claims the other version is refused.
+#[test]
+fn payment_adapters_of_both_abi_versions_load() {
+    use olivine_plugin_runtime::bindings::payment;
+    use olivine_plugin_runtime::{PaymentAnswer, PaymentCall};
+
+    let runtime = runtime();
+    let v2 = load(&runtime, "sandbox-payments", "sandbox_payments");
+    assert_eq!(v2.manifest.abi, semver::Version::new(0, 2, 0));
+    assert!(v2.saves_payment_methods());
+    let (manifest, wasm) = package("testing/chaos-payments", "chaos_payments");
+    assert_eq!(manifest.abi, semver::Version::new(0, 1, 0));
+    let v1 = runtime.load(manifest.clone(), &wasm, None).unwrap();
+    assert!(!v1.saves_payment_methods());
+
+    let settings = Arc::new(BTreeMap::from([("mode".to_owned(), "approve".to_owned())]));
+    let request = payment::AuthorizeRequest {
+        order_id: "1001".into(),
+        idempotency_key: "1001:authorize".into(),
+        amount: types::Money {
+            amount_minor: 100,
+            currency: "EUR".into(),
+        },
+        source: payment::PaymentSource::Saved("tok_kept".into()),
+        off_session: true,
+        customer: None,
+    };
+    let (answer, _) = v1
+        .payment(PaymentCall::Authorize(&request), &settings)
+        .unwrap();
+    assert!(
+        matches!(&answer, Ok(PaymentAnswer::Done(r)) if r.processor_reference == "chaos-1001"),
+        "{answer:?}"
+    );
+    let save = payment::SaveRequest {
+        payment_token: "tok_1".into(),
+        idempotency_key: "1001:save".into(),
+        customer: None,
+    };
+    let (answer, _) = v1.payment(PaymentCall::Save(&save), &settings).unwrap();
+    assert!(
+        matches!(answer, Err(payment::PaymentError::Invalid(ref m)) if m.contains("0.1")),
+        "{answer:?}"
+    );
+    // A 0.1 decline arrives soft.
+    let declining = Arc::new(BTreeMap::from([("mode".to_owned(), "decline".to_owned())]));
+    let (answer, _) = v1
+        .payment(PaymentCall::Authorize(&request), &declining)
+        .unwrap();
+    assert!(
+        matches!(
+            answer,
+            Err(payment::PaymentError::Declined(payment::Decline {
+                hard: false,
+                ..
+            }))
+        ),
+        "{answer:?}"
+    );
+
+    // The manifest's version must be the component's.
+    let mut claims_v2 = manifest;
+    claims_v2.abi = semver::Version::new(0, 2, 0);
+    let err = runtime.load(claims_v2, &wasm, None).unwrap_err();
+    assert!(matches!(err, LoadError::IncompatibleAbi(_)), "{err}");
+    assert!(err.to_string().contains("payments@0.1.0"), "{err}");
+    // 0.2 is the payment-adapter world's alone.
+    let (mut pricing, pricing_wasm) = package("multi-buy", "multi_buy");
+    pricing.abi = semver::Version::new(0, 2, 0);
+    let err = runtime.load(pricing, &pricing_wasm, None).unwrap_err();
+    assert!(err.to_string().contains("0.1.x for pricing-rule"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! Guest-side SDK for Olivine WebAssembly plugins (`olivine:plugin@0.1.0`, see
-//! `wit/olivine-plugin.wit`).
+//! `wit/olivine-plugin.wit`, and the payment-adapter world's `@0.2.0`, `wit/v0.2`).
 //!
 //! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It implements one of five
 //! small traits and exports it with the matching macro:
@@ -10,6 +10,7 @@
 //! | `variant-taxonomy`     | [`VariantTaxonomy`]     | [`export_variant_taxonomy!`]       |
 //! | `loyalty-rule`         | [`LoyaltyRule`]         | [`export_loyalty_rule!`]           |
 //! | `payment-adapter`      | [`PaymentAdapter`]      | [`export_payment_adapter!`]        |
+//! | `payment-adapter` 0.1  | [`PaymentAdapterV0_1`]  | [`export_payment_adapter_v0_1!`]   |
 //! | `notification-channel` | [`NotificationChannel`] | [`export_notification_channel!`]   |
 //!
 //! ```ignore
@@ -32,8 +33,11 @@
 //! ```
 //!
 //! The generated bindings of each world live in [`pricing`], [`taxonomy`], [`loyalty`],
-//! [`payments`] and [`notifications`]; the types every world shares are generated once,
-//! in [`types`]. Plugins that prefer the raw generated `Guest` traits can implement
+//! [`payments`] (0.2; [`payments_v0_1`] for the first version) and [`notifications`];
+//! the types every world shares are generated once, in [`types`], and the payment
+//! records of 0.2 in [`payment_types`]. A payment adapter built for 0.2 can save a
+//! payment method for renewals and tells hard declines from soft ones; one built for
+//! 0.1 keeps loading. Plugins that prefer the raw generated `Guest` traits can implement
 //! e.g. `olivine_sdk::pricing::exports::olivine::plugin::pricing::Guest` and export it
 //! with `olivine_sdk::pricing::export!(MyType);` instead.
 //!
@@ -100,10 +104,53 @@ world!(
     /// Generated bindings of the `loyalty-rule` world.
     loyalty, "loyalty-rule", "$crate::loyalty"
 );
-world!(
-    /// Generated bindings of the `payment-adapter` world.
-    payments, "payment-adapter", "$crate::payments", "olivine:plugin/http@0.1.0"
-);
+/// Generated bindings of the `payment-adapter` world, first version (0.1). Included in a
+/// world of another name: wit-bindgen names a crate-wide export macro after the world,
+/// and 0.2's world has the same name.
+#[allow(missing_docs)]
+pub mod payments_v0_1 {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "
+            package olivine:sdk;
+            world payment-adapter-v0-1 {
+                include olivine:plugin/payment-adapter@0.1.0;
+            }
+        ",
+        world: "olivine:sdk/payment-adapter-v0-1",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+            "olivine:plugin/http@0.1.0": crate::common::olivine::plugin::http,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::payments_v0_1",
+    });
+}
+
+/// Generated bindings of the `payment-adapter` world at 0.2 (`wit/v0.2`): saved payment
+/// methods, off-session charges, hard and soft declines. It imports 0.1's `log`,
+/// `settings` and `http`, so [`http`], [`log`] and [`settings`] serve it as they serve
+/// every world.
+#[allow(missing_docs)]
+pub mod payments {
+    wit_bindgen::generate!({
+        path: "../wit/v0.2",
+        world: "payment-adapter",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+            "olivine:plugin/http@0.1.0": crate::common::olivine::plugin::http,
+        },
+        additional_derives: [PartialEq, Eq, Clone],
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::payments",
+    });
+}
 world!(
     /// Generated bindings of the `notification-channel` world.
     notifications, "notification-channel", "$crate::notifications", "olivine:plugin/http@0.1.0"
@@ -112,6 +159,12 @@ world!(
 /// The records, enums and variants of `olivine:plugin/types`, shared by every world.
 pub mod types {
     pub use crate::common::olivine::plugin::types::*;
+}
+
+/// The payment records of `olivine:plugin/types@0.2.0`, what a [`PaymentAdapter`] takes
+/// and gives. `Money`, `CustomerRef` and `PaymentStatus` are the shared ones of [`types`].
+pub mod payment_types {
+    pub use crate::payments::olivine::plugin0_2_0::types::*;
 }
 
 mod cart;
@@ -126,10 +179,12 @@ pub mod testing;
 pub use money::MoneyError;
 pub use types::Money;
 
+use payment_types::{
+    AuthorizeRequest, PaymentError, PaymentOperation, PaymentResult, SaveRequest, SavedMethod,
+};
 use types::{
-    Adjustment, AuthorizeRequest, Cart, DeliveryError, DeliveryReceipt, FieldError, LoyaltyEvent,
-    Notification, PaymentError, PaymentOperation, PaymentResult, PointsEntry, ProductInput,
-    TaxonomyInfo, ValidatedProduct,
+    Adjustment, Cart, DeliveryError, DeliveryReceipt, FieldError, LoyaltyEvent, Notification,
+    PointsEntry, ProductInput, TaxonomyInfo, ValidatedProduct,
 };
 
 /// A `pricing-rule` plugin: proposes price adjustments for a cart.
@@ -154,9 +209,12 @@ pub trait LoyaltyRule {
     fn on_event(event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String>;
 }
 
-/// A `payment-adapter` plugin: talks to a payment processor through [`http`].
+/// A `payment-adapter` plugin (0.2): talks to a payment processor through [`http`].
 pub trait PaymentAdapter {
-    /// Authorises an amount on a payment token.
+    /// Turns the checkout's one-time token into a method the processor keeps, for
+    /// renewals charged later without the shopper (off session).
+    fn save_payment_method(request: &SaveRequest) -> Result<SavedMethod, PaymentError>;
+    /// Authorises an amount on a one-time token or a saved method.
     fn authorize(request: &AuthorizeRequest) -> Result<PaymentResult, PaymentError>;
     /// Captures an authorised payment (`amount: None` = in full).
     fn capture(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
@@ -164,6 +222,28 @@ pub trait PaymentAdapter {
     fn refund(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
     /// Voids an authorisation that was not captured.
     fn void(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError>;
+}
+
+/// A `payment-adapter` plugin built for the first version of the world (0.1): no saved
+/// methods, every decline soft. The kernel still loads it; new adapters implement
+/// [`PaymentAdapter`].
+pub trait PaymentAdapterV0_1 {
+    /// Authorises an amount on a payment token.
+    fn authorize(
+        request: &types::AuthorizeRequest,
+    ) -> Result<types::PaymentResult, types::PaymentError>;
+    /// Captures an authorised payment (`amount: None` = in full).
+    fn capture(
+        operation: &types::PaymentOperation,
+    ) -> Result<types::PaymentResult, types::PaymentError>;
+    /// Refunds a captured payment (`amount: None` = in full).
+    fn refund(
+        operation: &types::PaymentOperation,
+    ) -> Result<types::PaymentResult, types::PaymentError>;
+    /// Voids an authorisation that was not captured.
+    fn void(
+        operation: &types::PaymentOperation,
+    ) -> Result<types::PaymentResult, types::PaymentError>;
 }
 
 /// A `notification-channel` plugin: delivers notifications through [`http`].
@@ -227,33 +307,70 @@ macro_rules! export_loyalty_rule {
     };
 }
 
-/// Exports a [`PaymentAdapter`] implementation as the plugin's `payments` interface.
+/// Exports a [`PaymentAdapter`] implementation as the plugin's `payments@0.2.0`
+/// interface (its manifest says `abi = "0.2"`).
 #[macro_export]
 macro_rules! export_payment_adapter {
     ($ty:ident) => {
-        impl $crate::payments::exports::olivine::plugin::payments::Guest for $ty {
+        impl $crate::payments::exports::olivine::plugin0_2_0::payments::Guest for $ty {
+            fn save_payment_method(
+                request: $crate::payment_types::SaveRequest,
+            ) -> ::core::result::Result<$crate::payment_types::SavedMethod, $crate::payment_types::PaymentError> {
+                <$ty as $crate::PaymentAdapter>::save_payment_method(&request)
+            }
             fn authorize(
-                request: $crate::types::AuthorizeRequest,
-            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                request: $crate::payment_types::AuthorizeRequest,
+            ) -> ::core::result::Result<$crate::payment_types::PaymentResult, $crate::payment_types::PaymentError> {
                 <$ty as $crate::PaymentAdapter>::authorize(&request)
             }
             fn capture(
-                operation: $crate::types::PaymentOperation,
-            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                operation: $crate::payment_types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::payment_types::PaymentResult, $crate::payment_types::PaymentError> {
                 <$ty as $crate::PaymentAdapter>::capture(&operation)
             }
             fn refund(
-                operation: $crate::types::PaymentOperation,
-            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                operation: $crate::payment_types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::payment_types::PaymentResult, $crate::payment_types::PaymentError> {
                 <$ty as $crate::PaymentAdapter>::refund(&operation)
             }
             fn void(
-                operation: $crate::types::PaymentOperation,
-            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                operation: $crate::payment_types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::payment_types::PaymentResult, $crate::payment_types::PaymentError> {
                 <$ty as $crate::PaymentAdapter>::void(&operation)
             }
         }
         $crate::payments::export!($ty with_types_in $crate::payments);
+    };
+}
+
+/// Exports a [`PaymentAdapterV0_1`] implementation as the plugin's `payments@0.1.0`
+/// interface (its manifest says `abi = "0.1"`).
+#[macro_export]
+macro_rules! export_payment_adapter_v0_1 {
+    ($ty:ident) => {
+        impl $crate::payments_v0_1::exports::olivine::plugin::payments::Guest for $ty {
+            fn authorize(
+                request: $crate::types::AuthorizeRequest,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapterV0_1>::authorize(&request)
+            }
+            fn capture(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapterV0_1>::capture(&operation)
+            }
+            fn refund(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapterV0_1>::refund(&operation)
+            }
+            fn void(
+                operation: $crate::types::PaymentOperation,
+            ) -> ::core::result::Result<$crate::types::PaymentResult, $crate::types::PaymentError> {
+                <$ty as $crate::PaymentAdapterV0_1>::void(&operation)
+            }
+        }
+        $crate::payments_v0_1::export!($ty with_types_in $crate::payments_v0_1);
     };
 }
 
@@ -277,12 +394,15 @@ macro_rules! export_notification_channel {
 /// What most plugins need: `use olivine_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::money::{self, MoneyError};
+    pub use crate::payment_types::{
+        AuthorizeRequest, Decline, PaymentError, PaymentOperation, PaymentResult, PaymentSource,
+        SaveRequest, SavedMethod,
+    };
     pub use crate::product::FieldErrors;
     pub use crate::types::{
-        Adjustment, AttributeSpec, AuthorizeRequest, Cart, CartLine, CustomerRef, DeliveryError,
-        DeliveryReceipt, FieldError, LoyaltyEvent, Money, Notification, PaymentError,
-        PaymentOperation, PaymentResult, PaymentStatus, PointsEntry, ProductInput, ProductRef,
-        ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
+        Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, DeliveryError, DeliveryReceipt,
+        FieldError, LoyaltyEvent, Money, Notification, PaymentStatus, PointsEntry, ProductInput,
+        ProductRef, ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
     };
     pub use crate::{
         LoyaltyRule, NotificationChannel, PaymentAdapter, PricingRule, VariantTaxonomy,

@@ -3,10 +3,12 @@
 //! output) becomes a clean decline the shopper can be told about, never an error page;
 //! the failure counts towards disabling the adapter automatically. The checkout calls
 //! [`call`]; every operation carries an idempotency key derived from the order, so a
-//! retry never charges twice.
+//! retry never charges twice. A checkout that starts subscriptions first saves the card
+//! with the processor ([`save`]) when the adapter can (built for `olivine:plugin@0.2`);
+//! renewals then charge the saved method off session.
 
-use olivine_plugin_runtime::PaymentCall;
-use olivine_plugin_runtime::bindings::types;
+use olivine_plugin_runtime::bindings::payment;
+use olivine_plugin_runtime::{PaymentAnswer, PaymentCall};
 
 use super::decisions::hash;
 use super::{Judged, Plugins};
@@ -14,15 +16,17 @@ use super::{Judged, Plugins};
 /// An operation on a payment, owned so it can cross to the blocking thread.
 #[derive(Debug, Clone)]
 pub enum PaymentRequest {
-    Authorize(types::AuthorizeRequest),
-    Capture(types::PaymentOperation),
-    Refund(types::PaymentOperation),
-    Void(types::PaymentOperation),
+    Save(payment::SaveRequest),
+    Authorize(payment::AuthorizeRequest),
+    Capture(payment::PaymentOperation),
+    Refund(payment::PaymentOperation),
+    Void(payment::PaymentOperation),
 }
 
 impl PaymentRequest {
     fn name(&self) -> &'static str {
         match self {
+            PaymentRequest::Save(_) => "save_payment_method",
             PaymentRequest::Authorize(_) => "authorize",
             PaymentRequest::Capture(_) => "capture",
             PaymentRequest::Refund(_) => "refund",
@@ -32,9 +36,15 @@ impl PaymentRequest {
 
     fn digest(&self) -> String {
         let text = match self {
+            // Never the token itself: digests are kept in the decision log.
+            PaymentRequest::Save(r) => format!("save\0{}", r.idempotency_key),
             PaymentRequest::Authorize(r) => format!(
-                "authorize\0{}\0{}\0{}\0{}",
-                r.order_id, r.idempotency_key, r.amount.amount_minor, r.amount.currency
+                "authorize\0{}\0{}\0{}\0{}\0{}",
+                r.order_id,
+                r.idempotency_key,
+                r.amount.amount_minor,
+                r.amount.currency,
+                r.off_session
             ),
             PaymentRequest::Capture(o) | PaymentRequest::Refund(o) | PaymentRequest::Void(o) => {
                 format!(
@@ -55,9 +65,12 @@ impl PaymentRequest {
 #[derive(Debug, Clone)]
 pub enum PaymentOutcome {
     /// The processor answered: approved, or pending (it will say later).
-    Done(types::PaymentResult),
-    /// Tell the shopper why; release what was reserved.
-    Declined { reason: String },
+    Done(payment::PaymentResult),
+    /// The method is saved (for [`PaymentRequest::Save`]).
+    Saved(payment::SavedMethod),
+    /// Tell the shopper why; release what was reserved. `hard`: the method will never
+    /// work again (lost, stolen, closed), so a renewal does not retry it.
+    Declined { reason: String, hard: bool },
     /// Try again later with the same idempotency key.
     Retry { reason: String },
 }
@@ -75,6 +88,25 @@ pub fn checkout_tokenize_url(plugins: &Plugins) -> Option<String> {
         .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
 }
 
+impl PaymentOutcome {
+    fn declined(reason: &str) -> PaymentOutcome {
+        PaymentOutcome::Declined {
+            reason: reason.to_owned(),
+            hard: false,
+        }
+    }
+}
+
+/// Whether the active adapter saves payment methods for later (built for 0.2). A 0.1
+/// adapter does not: its subscriptions are charged with the checkout's token.
+pub fn saves_payment_methods(plugins: &Plugins) -> bool {
+    let snapshot = plugins.snapshot();
+    snapshot
+        .payments
+        .first()
+        .is_some_and(|adapter| adapter.plugin.saves_payment_methods())
+}
+
 /// Runs `request` through the adapter `adapter_id` (or the first active one).
 pub async fn call(
     plugins: &Plugins,
@@ -88,9 +120,9 @@ pub async fn call(
         .find(|p| adapter_id.is_none_or(|id| p.id == id))
         .cloned();
     let Some(adapter) = adapter else {
-        return PaymentOutcome::Declined {
-            reason: "payments are not available right now (no active payment adapter)".into(),
-        };
+        return PaymentOutcome::declined(
+            "payments are not available right now (no active payment adapter)",
+        );
     };
     let name = request.name();
     let input_hash = request.digest();
@@ -98,6 +130,7 @@ pub async fn call(
         let adapter = adapter.clone();
         tokio::task::spawn_blocking(move || {
             let call = match &request {
+                PaymentRequest::Save(r) => PaymentCall::Save(r),
                 PaymentRequest::Authorize(r) => PaymentCall::Authorize(r),
                 PaymentRequest::Capture(o) => PaymentCall::Capture(o),
                 PaymentRequest::Refund(o) => PaymentCall::Refund(o),
@@ -111,32 +144,32 @@ pub async fn call(
         Ok(result) => result,
         Err(err) => {
             tracing::error!(plugin = adapter.id, error = %err, "payment task failed");
-            return PaymentOutcome::Declined {
-                reason: "the payment could not be processed".into(),
-            };
+            return PaymentOutcome::declined("the payment could not be processed");
         }
     };
     match result {
         Ok((answer, stats)) => {
             let outcome = match answer {
-                Ok(done) => PaymentOutcome::Done(done),
-                Err(types::PaymentError::Declined(reason)) => PaymentOutcome::Declined { reason },
-                Err(types::PaymentError::Retryable(reason)) => PaymentOutcome::Retry { reason },
-                Err(types::PaymentError::Invalid(reason)) => {
+                Ok(PaymentAnswer::Done(done)) => PaymentOutcome::Done(done),
+                Ok(PaymentAnswer::Saved(saved)) => PaymentOutcome::Saved(saved),
+                Err(payment::PaymentError::Declined(decline)) => PaymentOutcome::Declined {
+                    reason: decline.message,
+                    hard: decline.hard,
+                },
+                Err(payment::PaymentError::Retryable(reason)) => PaymentOutcome::Retry { reason },
+                Err(payment::PaymentError::Invalid(reason)) => {
                     tracing::error!(
                         plugin = adapter.id,
                         call = name,
                         reason,
                         "payment adapter refused the request as invalid"
                     );
-                    PaymentOutcome::Declined {
-                        reason: "the payment could not be processed".into(),
-                    }
+                    PaymentOutcome::declined("the payment could not be processed")
                 }
             };
             let judged = Judged {
                 outcome: match &outcome {
-                    PaymentOutcome::Done(_) => "ok",
+                    PaymentOutcome::Done(_) | PaymentOutcome::Saved(_) => "ok",
                     PaymentOutcome::Declined { .. } => "declined",
                     PaymentOutcome::Retry { .. } => "retry",
                 },
@@ -152,9 +185,7 @@ pub async fn call(
             plugins
                 .book_call(&adapter, name, input_hash, Err(&err))
                 .await;
-            PaymentOutcome::Declined {
-                reason: "the payment could not be processed".into(),
-            }
+            PaymentOutcome::declined("the payment could not be processed")
         }
     }
 }

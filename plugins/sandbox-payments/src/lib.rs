@@ -1,8 +1,14 @@
 //! Payment adapter for Olivine's sandbox card processor (`examples/sandbox-processor`),
 //! through the host's HTTP import.
 //!
-//! - `authorize` POSTs `{token, amount_minor, currency, reference: order_id}` to
-//!   `<base_url>/v1/authorizations`; `capture`, `refund` and `void` POST to
+//! Built for `olivine:plugin@0.2` (payment-adapter): saved payment methods and hard
+//! declines.
+//!
+//! - `save_payment_method` POSTs `{token, reference: customer pseudonym}` to
+//!   `<base_url>/v1/customers`; the customer id is the saved method's reference.
+//! - `authorize` POSTs `{token | customer, off_session, amount_minor, currency,
+//!   reference: order_id}` to `<base_url>/v1/authorizations`; `capture`, `refund` and
+//!   `void` POST to
 //!   `<base_url>/v1/authorizations/<processor_reference>/<operation>`. Every request
 //!   carries the kernel's idempotency key as `Idempotency-Key`, so a retry never charges
 //!   twice.
@@ -11,7 +17,8 @@
 //!
 //! Outcomes: an authorized or completed operation is `approved` with the processor's
 //! authorization id as the reference; a decline is `declined` with a message for the
-//! shopper; 5xx (503, 504), 429, timeouts, transport failures and a request still in
+//! shopper, hard when the processor's `decline_type` is `hard` (lost or stolen card);
+//! 5xx (503, 504), 429, timeouts, transport failures and a request still in
 //! flight under the same key are `retryable`; any other 4xx (including 409 for an
 //! illegal capture, refund or void, with the processor's message) and a host that was
 //! not granted are `invalid`.
@@ -150,9 +157,9 @@ fn check_reference(reference: &str) -> Result<(), PaymentError> {
     }
 }
 
-pub fn authorize_request(config: &Config, r: &AuthorizeRequest) -> Result<Request, PaymentError> {
-    check_idempotency_key(&r.idempotency_key)?;
-    let token = r.payment_token.trim();
+/// A token or saved reference: not empty, and never a card number.
+fn check_token(token: &str) -> Result<&str, PaymentError> {
+    let token = token.trim();
     if token.is_empty() {
         return Err(PaymentError::Invalid("no payment token".into()));
     }
@@ -161,6 +168,65 @@ pub fn authorize_request(config: &Config, r: &AuthorizeRequest) -> Result<Reques
             "the payment token is a card number; card data must never reach the kernel".into(),
         ));
     }
+    Ok(token)
+}
+
+pub fn save_request(config: &Config, r: &SaveRequest) -> Result<Request, PaymentError> {
+    check_idempotency_key(&r.idempotency_key)?;
+    let token = check_token(&r.payment_token)?;
+    let mut body = Map::new();
+    body.insert("token".into(), json!(token));
+    if let Some(customer) = &r.customer {
+        body.insert("reference".into(), json!(customer.pseudonym));
+    }
+    Ok(config.request(
+        Request::post(format!("{}/v1/customers", config.base_url))
+            .json(Value::Object(body).to_string()),
+        Some(&r.idempotency_key),
+    ))
+}
+
+pub fn save_outcome(result: Result<Response, HttpError>) -> Result<SavedMethod, PaymentError> {
+    let customer = classify(result)?;
+    let id = text(&customer, "id")
+        .filter(|id| id.starts_with("cus_"))
+        .ok_or_else(|| {
+            PaymentError::Retryable("the payment processor's answer has no customer id".into())
+        })?;
+    let card = customer.get("payment_method").unwrap_or(&Value::Null);
+    let label = match (text(card, "brand"), text(card, "last4")) {
+        (Some(brand), Some(last4)) => format!("{} ending {last4}", capitalised(brand)),
+        _ => "saved card".to_owned(),
+    };
+    Ok(SavedMethod {
+        reference: id.to_owned(),
+        label,
+    })
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+pub fn authorize_request(config: &Config, r: &AuthorizeRequest) -> Result<Request, PaymentError> {
+    check_idempotency_key(&r.idempotency_key)?;
+    let (field, value) = match &r.source {
+        PaymentSource::Token(token) => ("token", check_token(token)?),
+        PaymentSource::Saved(customer) => {
+            let customer = customer.trim();
+            if !customer.starts_with("cus_") {
+                return Err(PaymentError::Invalid(format!(
+                    "`{}` is not a saved sandbox customer",
+                    snippet(customer, 80)
+                )));
+            }
+            ("customer", customer)
+        }
+    };
     if r.amount.amount_minor <= 0 {
         return Err(PaymentError::Invalid(format!(
             "the amount to authorize must be positive, got {}",
@@ -171,7 +237,8 @@ pub fn authorize_request(config: &Config, r: &AuthorizeRequest) -> Result<Reques
         return Err(PaymentError::Invalid("no order id".into()));
     }
     let body = json!({
-        "token": token,
+        field: value,
+        "off_session": r.off_session,
         "amount_minor": r.amount.amount_minor,
         "currency": r.amount.currency,
         "reference": r.order_id,
@@ -254,8 +321,20 @@ pub fn shopper_message(decline_reason: Option<&str>) -> String {
         }
         Some("expired_card") => "Your card has expired. Please use another card.".into(),
         Some("incorrect_cvc") => "Your card's security code is incorrect.".into(),
+        Some("lost_card") | Some("stolen_card") => {
+            "Your card cannot be used. Please use another card.".into()
+        }
         _ => "Your card was declined. Please use another card.".into(),
     }
+}
+
+/// A declined authorization: the shopper's message, hard when the processor says the
+/// card will never work again.
+fn decline(auth: &Value) -> PaymentError {
+    PaymentError::Declined(Decline {
+        message: shopper_message(text(auth, "decline_reason")),
+        hard: text(auth, "decline_type") == Some("hard"),
+    })
 }
 
 fn snippet(text: &str, max: usize) -> String {
@@ -321,14 +400,8 @@ fn classify(result: Result<Response, HttpError>) -> Result<Value, PaymentError> 
     };
     match status {
         402 => {
-            let reason = serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .and_then(|v| {
-                    v.get("decline_reason")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                });
-            Err(PaymentError::Declined(shopper_message(reason.as_deref())))
+            let body = serde_json::from_slice::<Value>(&response.body).unwrap_or_default();
+            Err(decline(&body))
         }
         // The same request is still running at the processor: ask again later.
         409 if code == "idempotency_key_in_use" => Err(PaymentError::Retryable(described)),
@@ -377,10 +450,7 @@ pub fn authorize_outcome(
                 message,
             })
         }
-        Some("declined") => Err(PaymentError::Declined(shopper_message(text(
-            &auth,
-            "decline_reason",
-        )))),
+        Some("declined") => Err(decline(&auth)),
         other => Err(PaymentError::Retryable(format!(
             "the payment processor answered an authorization with status {other:?}"
         ))),
@@ -486,17 +556,18 @@ pub fn void_by_order(config: &Config, o: &PaymentOperation) -> Result<PaymentRes
     })
 }
 
+/// `subject`: `order 1001`, `customer c_1f…`.
 fn logged<T>(
     call: &str,
-    order_id: &str,
+    subject: &str,
     result: Result<T, PaymentError>,
 ) -> Result<T, PaymentError> {
     match &result {
         Err(PaymentError::Retryable(why)) => {
-            log::warn!("{call} for order {order_id}: retryable: {why}")
+            log::warn!("{call} for {subject}: retryable: {why}")
         }
         Err(PaymentError::Invalid(why)) => {
-            log::error!("{call} for order {order_id}: invalid: {why}")
+            log::error!("{call} for {subject}: invalid: {why}")
         }
         _ => {}
     }
@@ -511,18 +582,31 @@ fn operate(op: Op, o: &PaymentOperation) -> Result<PaymentResult, PaymentError> 
         }
         operation_outcome(op, http::send(&operation_request(&config, op, o)?))
     })();
-    logged(op.path(), &o.order_id, result)
+    logged(op.path(), &format!("order {}", o.order_id), result)
 }
 
 pub struct SandboxPayments;
 
 impl PaymentAdapter for SandboxPayments {
+    fn save_payment_method(request: &SaveRequest) -> Result<SavedMethod, PaymentError> {
+        let result = (|| {
+            let config = Config::from_host()?;
+            save_outcome(http::send(&save_request(&config, request)?))
+        })();
+        let customer = request.customer.as_ref().map(|c| c.pseudonym.as_str());
+        logged(
+            "save payment method",
+            &format!("customer {}", customer.unwrap_or("-")),
+            result,
+        )
+    }
+
     fn authorize(request: &AuthorizeRequest) -> Result<PaymentResult, PaymentError> {
         let result = (|| {
             let config = Config::from_host()?;
             authorize_outcome(http::send(&authorize_request(&config, request)?))
         })();
-        logged("authorize", &request.order_id, result)
+        logged("authorize", &format!("order {}", request.order_id), result)
     }
 
     fn capture(operation: &PaymentOperation) -> Result<PaymentResult, PaymentError> {

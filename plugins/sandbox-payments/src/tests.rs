@@ -23,7 +23,8 @@ fn authorize_request_of(token: &str, amount: i64) -> AuthorizeRequest {
         order_id: "1042".into(),
         idempotency_key: "order-1042-authorize".into(),
         amount: eur(amount),
-        payment_token: token.into(),
+        source: PaymentSource::Token(token.into()),
+        off_session: false,
         customer: None,
     }
 }
@@ -106,8 +107,98 @@ fn authorize_posts_the_token_and_the_idempotency_key() {
     assert_eq!(r.header_value("content-type"), Some("application/json"));
     assert_eq!(
         body_of(r),
-        json!({"token": "tok_ok", "amount_minor": 2599, "currency": "EUR", "reference": "1042"})
+        json!({"token": "tok_ok", "off_session": false, "amount_minor": 2599, "currency": "EUR", "reference": "1042"})
     );
+}
+
+#[test]
+fn a_saved_customer_is_charged_off_session() {
+    settings();
+    testing::mock_http(|_| Ok(json_response(201, authorization("authorized", 0, 0))));
+    let mut request = authorize_request_of("", 2599);
+    request.source = PaymentSource::Saved("cus_7".into());
+    request.off_session = true;
+    SandboxPayments::authorize(&request).unwrap();
+    assert_eq!(
+        body_of(&testing::sent_requests()[0]),
+        json!({"customer": "cus_7", "off_session": true, "amount_minor": 2599, "currency": "EUR", "reference": "1042"})
+    );
+    // A saved reference that is not a customer never reaches the processor.
+    settings();
+    request.source = PaymentSource::Saved("tok_1".into());
+    assert!(matches!(
+        SandboxPayments::authorize(&request),
+        Err(PaymentError::Invalid(_))
+    ));
+    assert!(testing::sent_requests().is_empty());
+}
+
+#[test]
+fn saving_a_payment_method_makes_a_customer() {
+    settings();
+    testing::mock_http(|_| {
+        Ok(json_response(
+            201,
+            json!({"id": "cus_1", "object": "customer", "reference": "c_9",
+                   "payment_method": {"brand": "visa", "last4": "4242"}}),
+        ))
+    });
+    let saved = SandboxPayments::save_payment_method(&SaveRequest {
+        payment_token: "tok_ok".into(),
+        idempotency_key: "save-1".into(),
+        customer: Some(CustomerRef {
+            pseudonym: "c_9".into(),
+            segments: vec![],
+        }),
+    })
+    .unwrap();
+    assert_eq!(saved.reference, "cus_1");
+    assert_eq!(saved.label, "Visa ending 4242");
+    let sent = testing::sent_requests();
+    assert_eq!(sent[0].url, format!("{BASE}/v1/customers"));
+    assert_eq!(sent[0].header_value("idempotency-key"), Some("save-1"));
+    assert_eq!(
+        body_of(&sent[0]),
+        json!({"token": "tok_ok", "reference": "c_9"})
+    );
+    // An unknown token is the processor refusing the request.
+    settings();
+    testing::mock_http(|_| {
+        Ok(error(
+            422,
+            "invalid_request",
+            "unknown token",
+            Some("token"),
+        ))
+    });
+    let refused = SandboxPayments::save_payment_method(&SaveRequest {
+        payment_token: "tok_gone".into(),
+        idempotency_key: "save-2".into(),
+        customer: None,
+    });
+    assert!(matches!(refused, Err(PaymentError::Invalid(m)) if m.contains("token")));
+}
+
+#[test]
+fn lost_and_stolen_cards_are_hard_declines() {
+    let mut declined = authorization("declined", 0, 0);
+    for reason in ["lost_card", "stolen_card"] {
+        declined["decline_reason"] = reason.into();
+        declined["decline_type"] = "hard".into();
+        assert_eq!(
+            authorize_with(Ok(json_response(201, declined.clone()))),
+            Err(PaymentError::Declined(Decline {
+                message: "Your card cannot be used. Please use another card.".into(),
+                hard: true,
+            }))
+        );
+    }
+    declined["decline_reason"] = "insufficient_funds".into();
+    declined["decline_type"] = "soft".into();
+    assert!(matches!(
+        authorize_with(Ok(json_response(201, declined))),
+        Err(PaymentError::Declined(Decline { hard: false, .. }))
+    ));
 }
 
 #[test]
@@ -129,26 +220,28 @@ fn declines_are_declined_with_a_message_for_the_shopper() {
     declined["decline_message"] = "internal wording".into();
     assert_eq!(
         authorize_with(Ok(json_response(201, declined.clone()))),
-        Err(PaymentError::Declined(
-            "Your card was declined. Please use another card.".into()
-        ))
+        Err(PaymentError::Declined(Decline {
+            message: "Your card was declined. Please use another card.".into(),
+            hard: false,
+        }))
     );
     declined["decline_reason"] = "insufficient_funds".into();
     assert_eq!(
         authorize_with(Ok(json_response(201, declined.clone()))),
-        Err(PaymentError::Declined(
-            "Your card has insufficient funds. Please use another card.".into()
-        ))
+        Err(PaymentError::Declined(Decline {
+            message: "Your card has insufficient funds. Please use another card.".into(),
+            hard: false,
+        }))
     );
     declined["decline_reason"] = "something_new".into();
     assert!(matches!(
         authorize_with(Ok(json_response(201, declined))),
-        Err(PaymentError::Declined(m)) if m.starts_with("Your card was declined")
+        Err(PaymentError::Declined(d)) if d.message.starts_with("Your card was declined")
     ));
     // A processor that answers declines with 402 is understood as well.
     assert!(matches!(
         authorize_with(Ok(json_response(402, json!({"decline_reason": "insufficient_funds"})))),
-        Err(PaymentError::Declined(m)) if m.contains("insufficient funds")
+        Err(PaymentError::Declined(d)) if d.message.contains("insufficient funds")
     ));
     assert!(matches!(
         authorize_with(Ok(Response::new(402))),
@@ -712,7 +805,8 @@ mod live {
             order_id: order.into(),
             idempotency_key: key.into(),
             amount: eur(amount),
-            payment_token: token.into(),
+            source: PaymentSource::Token(token.into()),
+            off_session: false,
             customer: None,
         })
     }
@@ -777,8 +871,32 @@ mod live {
             let t = token(base, number);
             assert!(matches!(
                 authorize(&order(number), &order(number), &t, 100),
-                Err(PaymentError::Declined(m)) if m.contains(needle)
+                Err(PaymentError::Declined(d)) if d.message.contains(needle)
             ));
+        }
+
+        // A saved customer charged off session; a card that declines later, soft and hard.
+        for (number, hard) in [("4000000000000341", false), ("4000000000000358", true)] {
+            let t = token(base, number);
+            let saved = SandboxPayments::save_payment_method(&SaveRequest {
+                payment_token: t.clone(),
+                idempotency_key: order(&format!("save-{number}")),
+                customer: None,
+            })
+            .unwrap();
+            assert!(authorize(&order(number), &order(number), &t, 100).is_ok());
+            let renewal = SandboxPayments::authorize(&AuthorizeRequest {
+                order_id: order(&format!("{number}-renewal")),
+                idempotency_key: order(&format!("{number}-renewal")),
+                amount: eur(100),
+                source: PaymentSource::Saved(saved.reference),
+                off_session: true,
+                customer: None,
+            });
+            assert!(
+                matches!(&renewal, Err(PaymentError::Declined(d)) if d.hard == hard),
+                "{renewal:?}"
+            );
         }
 
         // Retry once, then approved under the same key.

@@ -1,10 +1,15 @@
 //! A payment adapter that misbehaves on purpose, for the kernel's failure-policy tests:
 //! the `mode` setting makes every operation approve, decline, ask for a retry, trap or
-//! loop forever. It never talks to a processor.
+//! loop forever. It never talks to a processor. Built for `olivine:plugin@0.1` on
+//! purpose: the kernel's tests load it to show that 0.1 payment adapters keep working
+//! beside 0.2 ones.
 
 use std::hint::black_box;
 
-use olivine_sdk::prelude::*;
+use olivine_sdk::PaymentAdapterV0_1;
+use olivine_sdk::types::{
+    AuthorizeRequest, PaymentError, PaymentOperation, PaymentResult, PaymentStatus,
+};
 
 pub fn respond(mode: &str, order_id: &str) -> Result<PaymentResult, PaymentError> {
     match mode {
@@ -45,7 +50,7 @@ fn mode() -> String {
 
 pub struct ChaosPayments;
 
-impl PaymentAdapter for ChaosPayments {
+impl PaymentAdapterV0_1 for ChaosPayments {
     fn authorize(request: &AuthorizeRequest) -> Result<PaymentResult, PaymentError> {
         respond(&mode(), &request.order_id)
     }
@@ -63,7 +68,7 @@ impl PaymentAdapter for ChaosPayments {
     }
 }
 
-olivine_sdk::export_payment_adapter!(ChaosPayments);
+olivine_sdk::export_payment_adapter_v0_1!(ChaosPayments);
 
 #[cfg(test)]
 mod tests {
