@@ -61,9 +61,10 @@ pub enum Error {
     },
     #[error("authentication required")]
     Unauthorized,
-    /// The payment processor declined; the message is for the shopper (402).
-    #[error("{0}")]
-    PaymentDeclined(String),
+    /// The payment processor declined; the reason is for the shopper (402). `hard`: the
+    /// method will never work again (lost, stolen, closed card), so nothing retries it.
+    #[error("{reason}")]
+    PaymentDeclined { reason: String, hard: bool },
     /// Authenticated, but the role lacks the permission (403).
     #[error("{0}")]
     Forbidden(String),
@@ -113,7 +114,7 @@ impl Error {
             Error::Conflict { .. } | Error::TotalChanged(_) => StatusCode::CONFLICT,
             Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
+            Error::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +151,7 @@ impl Error {
                 vec![],
             ),
             Error::Forbidden(why) => ("forbidden", why.clone(), vec![]),
-            Error::PaymentDeclined(why) => ("payment_declined", why.clone(), vec![]),
+            Error::PaymentDeclined { reason, .. } => ("payment_declined", reason.clone(), vec![]),
             Error::InvalidCredentials(message) => {
                 ("invalid_credentials", (*message).to_owned(), vec![])
             }

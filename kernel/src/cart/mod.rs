@@ -337,11 +337,13 @@ async fn stored_lines(conn: &mut sqlx::AnyConnection, id: &str) -> Result<ReadLi
 
 /// A subscription's items priced as a cart of subscription lines would be (the
 /// subscribe-and-save rules apply), with their stock: what its next renewal costs, and
-/// what the renewal orders. `label` names it where a cart id would be.
+/// what the renewal orders. `label` names it where a cart id would be; `leave_out`: item
+/// ids not priced (those a renewal that ships what there is delivers without).
 pub async fn price_subscription(
     state: &AppState,
     subscription_id: i64,
     label: &str,
+    leave_out: &[i64],
 ) -> Result<Cart> {
     let sql = format!(
         "SELECT i.id, i.quantity, CAST(1 AS BIGINT), p.status, {},
@@ -357,7 +359,9 @@ pub async fn price_subscription(
         .await?;
     let mut read = ReadLines::default();
     for row in &rows {
-        read.add_row(row, 0)?;
+        if !leave_out.contains(&row.try_get::<i64, _>(0)?) {
+            read.add_row(row, 0)?;
+        }
     }
     price_lines(state, label, true, read, None).await
 }

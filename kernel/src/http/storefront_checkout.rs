@@ -780,7 +780,7 @@ fn problem_of(err: &Error) -> Option<(Problem, bool)> {
                 false,
             ))
         }
-        Error::PaymentDeclined(reason) => Some((
+        Error::PaymentDeclined { reason, .. } => Some((
             Problem {
                 status: StatusCode::PAYMENT_REQUIRED,
                 errors: form_error(&declined_message(reason)),

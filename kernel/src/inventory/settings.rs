@@ -24,6 +24,34 @@ pub struct StoreSettings {
     pub subscription_retry_days: Vec<i64>,
     /// What becomes of a subscription whose last retry is declined too.
     pub subscription_after_dunning: AfterDunning,
+    /// What a renewal does when an item cannot be delivered.
+    pub subscription_out_of_stock: OutOfStock,
+    /// With `wait`: how many days a renewal waits for stock (tried daily) before the
+    /// cycle is skipped.
+    pub subscription_stock_wait_days: i64,
+}
+
+/// What a renewal does when an item is out of stock; the shopper is told by an event
+/// either way (`subscription.renewal_skipped`, `.renewal_waiting`, `.renewal_partial`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfStock {
+    /// Skip this cycle; the next one comes an interval later.
+    Skip,
+    /// Try again daily, up to `subscription_stock_wait_days`, then skip.
+    Wait,
+    /// Deliver the items there are; leave out the rest this cycle.
+    ShipAvailable,
+}
+
+impl OutOfStock {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutOfStock::Skip => "skip",
+            OutOfStock::Wait => "wait",
+            OutOfStock::ShipAvailable => "ship_available",
+        }
+    }
 }
 
 /// What a subscription becomes when dunning gives up.
@@ -44,6 +72,8 @@ impl Default for StoreSettings {
             subscription_notice_days: 3,
             subscription_retry_days: vec![1, 3, 7],
             subscription_after_dunning: AfterDunning::Pause,
+            subscription_out_of_stock: OutOfStock::Skip,
+            subscription_stock_wait_days: 7,
         }
     }
 }
@@ -77,6 +107,9 @@ pub struct SettingsPatch {
     #[schema(value_type = Option<Vec<crate::http::schema::RetryDay>>, max_items = 10)]
     pub subscription_retry_days: Option<Vec<i64>>,
     pub subscription_after_dunning: Option<AfterDunning>,
+    pub subscription_out_of_stock: Option<OutOfStock>,
+    #[schema(minimum = 1, maximum = 30)]
+    pub subscription_stock_wait_days: Option<i64>,
 }
 
 pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
@@ -99,6 +132,14 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
                 }
                 continue;
             }
+            "subscription_out_of_stock" => {
+                settings.subscription_out_of_stock = match value.as_str() {
+                    "wait" => OutOfStock::Wait,
+                    "ship_available" => OutOfStock::ShipAvailable,
+                    _ => OutOfStock::Skip,
+                };
+                continue;
+            }
             "subscription_after_dunning" => {
                 settings.subscription_after_dunning = if value == "cancel" {
                     AfterDunning::Cancel
@@ -117,6 +158,7 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
             "min_shelf_life_days" => settings.min_shelf_life_days = number,
             "low_stock_threshold" => settings.low_stock_threshold = number,
             "subscription_notice_days" => settings.subscription_notice_days = number,
+            "subscription_stock_wait_days" => settings.subscription_stock_wait_days = number,
             _ => {}
         }
     }
@@ -149,6 +191,13 @@ pub async fn update(
             (0..=60).contains(&days),
             "subscription_notice_days",
             "must be between 0 and 60",
+        );
+    }
+    if let Some(days) = patch.subscription_stock_wait_days {
+        problems.check(
+            (1..=30).contains(&days),
+            "subscription_stock_wait_days",
+            "must be between 1 and 30",
         );
     }
     let retry_days = patch.subscription_retry_days.as_ref().map(|days| {
@@ -191,6 +240,16 @@ pub async fn update(
                 AfterDunning::Pause => "pause".to_owned(),
                 AfterDunning::Cancel => "cancel".to_owned(),
             }),
+        ),
+        (
+            "subscription_out_of_stock",
+            patch
+                .subscription_out_of_stock
+                .map(|v| v.as_str().to_owned()),
+        ),
+        (
+            "subscription_stock_wait_days",
+            patch.subscription_stock_wait_days.map(|v| v.to_string()),
         ),
     ] {
         let Some(value) = value else { continue };

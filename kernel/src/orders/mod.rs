@@ -332,7 +332,12 @@ pub async fn checkout(
         token_enc: input
             .payment_token
             .as_deref()
-            .map(|token| state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token))
+            .map(|token| {
+                let charge = Charge::Token(token.to_owned());
+                state
+                    .keys
+                    .encrypt_field(PAYMENT_TOKEN_CONTEXT, &charge.encode())
+            })
             .transpose()?,
     };
     let origin = Origin::Checkout { customer };
@@ -357,8 +362,11 @@ pub async fn checkout(
             currency: quote.currency.clone(),
             payment_reference: None,
             refunded_minor: 0,
+            subscriber: customer
+                .filter(|_| quote.lines.iter().any(|line| line.subscription))
+                .map(|c| c.pseudonym.clone()),
         };
-        match authorize_recorded(state, order_id, &facts, token).await? {
+        match authorize_recorded(state, order_id, &facts, &Charge::Token(token.clone())).await? {
             Some(recorded) => {
                 order.status = recorded.status;
                 order.payment_reference = Some(recorded.payment_reference);
@@ -805,7 +813,7 @@ async fn replay(
         return Ok(None);
     }
     if let Some(token) = &input.payment_token {
-        authorize(state, order_id, token).await?;
+        authorize(state, order_id, &Charge::Token(token.clone())).await?;
     }
     Ok(Some((load(state, order_id, true).await?, false)))
 }
@@ -1249,7 +1257,46 @@ pub async fn erase_identity(tx: &mut sqlx::AnyConnection, customer_id: i64) -> R
 // ---- payments ------------------------------------------------------------------------
 
 use crate::plugins::payments::{PaymentOutcome, PaymentRequest};
-use olivine_plugin_runtime::bindings::types as plugin_types;
+use olivine_plugin_runtime::bindings::{payment, types as plugin_types};
+
+/// What a payment is charged to: the checkout's one-time token, or a method the
+/// processor saved for later (a subscription's renewals, charged off session). Stored
+/// encrypted as `token:…` or `saved:…`; text without a prefix (written before saved
+/// methods existed) is a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    Token(String),
+    Saved(String),
+}
+
+impl Charge {
+    pub fn encode(&self) -> String {
+        match self {
+            Charge::Token(token) => format!("token:{token}"),
+            Charge::Saved(reference) => format!("saved:{reference}"),
+        }
+    }
+
+    pub fn decode(text: &str) -> Charge {
+        match text.split_once(':') {
+            Some(("saved", reference)) => Charge::Saved(reference.to_owned()),
+            Some(("token", token)) => Charge::Token(token.to_owned()),
+            _ => Charge::Token(text.to_owned()),
+        }
+    }
+
+    fn source(&self) -> payment::PaymentSource {
+        match self {
+            Charge::Token(token) => payment::PaymentSource::Token(token.clone()),
+            Charge::Saved(reference) => payment::PaymentSource::Saved(reference.clone()),
+        }
+    }
+
+    /// A saved method is charged without the shopper: renewals.
+    fn off_session(&self) -> bool {
+        matches!(self, Charge::Saved(_))
+    }
+}
 
 /// A processor token: its alphabet, and never only digits (a card number is never a
 /// token).
@@ -1273,12 +1320,19 @@ struct PaymentFacts {
     currency: String,
     payment_reference: Option<String>,
     refunded_minor: i64,
+    /// A checkout order with lines on subscription: the customer's pseudonym, for whom
+    /// the card is saved before it is charged.
+    subscriber: Option<String>,
 }
 
 async fn payment_facts(state: &AppState, order_id: i64) -> Result<PaymentFacts> {
     let row = sqlx::query(
-        "SELECT number, status, total_minor, currency, payment_reference, refunded_minor
-         FROM orders WHERE id = $1",
+        "SELECT o.number, o.status, o.total_minor, o.currency, o.payment_reference,
+            o.refunded_minor,
+            CASE WHEN o.subscription_id IS NULL AND EXISTS (
+                SELECT 1 FROM order_lines l WHERE l.order_id = o.id AND l.subscription = 1
+            ) THEN c.pseudonym END
+         FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE o.id = $1",
     )
     .bind(order_id)
     .fetch_one(&state.db.pool)
@@ -1293,6 +1347,7 @@ async fn payment_facts(state: &AppState, order_id: i64) -> Result<PaymentFacts> 
         currency: row.try_get(3)?,
         payment_reference: row.try_get(4)?,
         refunded_minor: row.try_get(5)?,
+        subscriber: row.try_get(6)?,
     })
 }
 
@@ -1308,7 +1363,7 @@ fn money(amount_minor: i64, currency: &str) -> plugin_types::Money {
 /// shopper told why (402). The processor unsure or down: the order stays pending with
 /// its stock, and the same checkout (same Idempotency-Key) may be sent again (503).
 /// The idempotency key is derived from the order, so a retry never charges twice.
-pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<()> {
+pub async fn authorize(state: &AppState, order_id: i64, charge: &Charge) -> Result<()> {
     let facts = payment_facts(state, order_id).await?;
     if facts.status != OrderStatus::Pending {
         return Ok(());
@@ -1319,12 +1374,16 @@ pub async fn authorize(state: &AppState, order_id: i64, token: &str) -> Result<(
         "UPDATE orders SET payment_token_enc = $1, payment_attempted_at = $2
          WHERE id = $3 AND status = 'pending'",
     )
-    .bind(state.keys.encrypt_field(PAYMENT_TOKEN_CONTEXT, token)?)
+    .bind(
+        state
+            .keys
+            .encrypt_field(PAYMENT_TOKEN_CONTEXT, &charge.encode())?,
+    )
     .bind(crate::time::now())
     .bind(order_id)
     .execute(&state.db.pool)
     .await?;
-    authorize_recorded(state, order_id, &facts, token).await?;
+    authorize_recorded(state, order_id, &facts, charge).await?;
     Ok(())
 }
 
@@ -1341,16 +1400,25 @@ async fn authorize_recorded(
     state: &AppState,
     order_id: i64,
     facts: &PaymentFacts,
-    token: &str,
+    charge: &Charge,
 ) -> Result<Option<PaymentRecorded>> {
+    // What the order's subscriptions will charge: the card saved first when the order
+    // starts some and the adapter can save (again after a crash: same key, same answer).
+    let subscriptions_charge = match (&facts.subscriber, charge) {
+        (Some(subscriber), Charge::Token(token)) => {
+            save_for_subscriptions(state, order_id, facts, subscriber, token).await?
+        }
+        _ => charge.clone(),
+    };
     let outcome = crate::plugins::payments::call(
         &state.plugins,
         None,
-        PaymentRequest::Authorize(plugin_types::AuthorizeRequest {
+        PaymentRequest::Authorize(payment::AuthorizeRequest {
             order_id: facts.number.clone(),
             idempotency_key: format!("{}:authorize", facts.number),
             amount: money(facts.total_minor, &facts.currency),
-            payment_token: token.to_owned(),
+            source: charge.source(),
+            off_session: charge.off_session(),
             customer: None,
         }),
     )
@@ -1382,7 +1450,13 @@ async fn authorize_recorded(
                     )
                     .await?;
                     // Paying starts the order's subscriptions, or pays a renewal's cycle.
-                    crate::subscriptions::on_order_paid(&mut tx, state, order_id, token).await?;
+                    crate::subscriptions::on_order_paid(
+                        &mut tx,
+                        state,
+                        order_id,
+                        &subscriptions_charge,
+                    )
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(moved.then_some(PaymentRecorded {
@@ -1410,21 +1484,68 @@ async fn authorize_recorded(
             }
             plugin_types::PaymentStatus::Declined => {
                 cancel_unpaid(state, order_id, &facts.number).await?;
-                Err(Error::PaymentDeclined(if result.message.is_empty() {
-                    "the payment was declined".to_owned()
-                } else {
-                    result.message
-                }))
+                Err(Error::PaymentDeclined {
+                    reason: if result.message.is_empty() {
+                        "the payment was declined".to_owned()
+                    } else {
+                        result.message
+                    },
+                    hard: false,
+                })
             }
         },
-        PaymentOutcome::Declined { reason } => {
+        PaymentOutcome::Declined { reason, hard } => {
             cancel_unpaid(state, order_id, &facts.number).await?;
-            Err(Error::PaymentDeclined(reason))
+            Err(Error::PaymentDeclined { reason, hard })
         }
-        PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
-            "the payment could not be completed ({reason}); order {} keeps its stock: send the same checkout again (same Idempotency-Key)",
-            facts.number
+        PaymentOutcome::Saved(_) => Err(Error::Internal(anyhow::anyhow!(
+            "the payment adapter answered an authorization with a saved method"
         ))),
+        PaymentOutcome::Retry { reason } => Err(payment_unavailable(&facts.number, &reason)),
+    }
+}
+
+fn payment_unavailable(number: &str, reason: &str) -> Error {
+    Error::Unavailable(format!(
+        "the payment could not be completed ({reason}); order {number} keeps its stock: send the same checkout again (same Idempotency-Key)"
+    ))
+}
+
+/// Saves the checkout's card with the processor for the subscriptions the order starts
+/// (a 0.1 adapter cannot: they keep the token). Refused: the order is cancelled like a
+/// declined payment, since its subscriptions could never renew.
+async fn save_for_subscriptions(
+    state: &AppState,
+    order_id: i64,
+    facts: &PaymentFacts,
+    subscriber: &str,
+    token: &str,
+) -> Result<Charge> {
+    if !crate::plugins::payments::saves_payment_methods(&state.plugins) {
+        return Ok(Charge::Token(token.to_owned()));
+    }
+    let request = PaymentRequest::Save(payment::SaveRequest {
+        payment_token: token.to_owned(),
+        idempotency_key: format!("{}:save", facts.number),
+        customer: Some(plugin_types::CustomerRef {
+            pseudonym: subscriber.to_owned(),
+            segments: Vec::new(),
+        }),
+    });
+    match crate::plugins::payments::call(&state.plugins, None, request).await {
+        PaymentOutcome::Saved(saved) => Ok(Charge::Saved(saved.reference)),
+        PaymentOutcome::Retry { reason } => Err(payment_unavailable(&facts.number, &reason)),
+        PaymentOutcome::Declined { reason, hard } => {
+            cancel_unpaid(state, order_id, &facts.number).await?;
+            Err(Error::PaymentDeclined { reason, hard })
+        }
+        PaymentOutcome::Done(_) => {
+            cancel_unpaid(state, order_id, &facts.number).await?;
+            Err(Error::PaymentDeclined {
+                reason: "the card could not be saved for the subscription".to_owned(),
+                hard: false,
+            })
+        }
     }
 }
 
@@ -1470,7 +1591,7 @@ async fn payment_operation(
     let Some(reference) = facts.payment_reference.clone() else {
         return Ok(());
     };
-    let operation = plugin_types::PaymentOperation {
+    let operation = payment::PaymentOperation {
         order_id: facts.number.clone(),
         idempotency_key: key,
         processor_reference: reference,
@@ -1489,10 +1610,13 @@ async fn payment_operation(
             None,
             format!("the processor refused the {kind}: {}", result.message),
         )),
-        PaymentOutcome::Declined { reason } => Err(Error::conflict(
+        PaymentOutcome::Declined { reason, .. } => Err(Error::conflict(
             None,
             format!("the processor refused the {kind}: {reason}"),
         )),
+        PaymentOutcome::Saved(_) => Err(Error::Internal(anyhow::anyhow!(
+            "the payment adapter answered a {kind} with a saved method"
+        ))),
         PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
             "the {kind} could not be completed now ({reason}); send the same request again"
         ))),

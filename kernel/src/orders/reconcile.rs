@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::jobs::{FnHandler, JobContext, JobHandler};
 use crate::plugins::payments::{PaymentOutcome, PaymentRequest};
-use olivine_plugin_runtime::bindings::types as plugin_types;
+use olivine_plugin_runtime::bindings::payment;
 
 /// A pending order whose payment has not been settled for this long is cancelled (and
 /// any authorisation for it voided).
@@ -63,10 +63,12 @@ pub async fn reconcile_once(state: &AppState, grace: Duration) -> Result<Reconci
         let number: String = row.try_get(1)?;
         let token_enc: String = row.try_get(2)?;
         let created_at: String = row.try_get(3)?;
-        let token = state
-            .keys
-            .decrypt_field(PAYMENT_TOKEN_CONTEXT, &token_enc)?;
-        match super::authorize(state, order_id, &token).await {
+        let charge = super::Charge::decode(
+            &state
+                .keys
+                .decrypt_field(PAYMENT_TOKEN_CONTEXT, &token_enc)?,
+        );
+        match super::authorize(state, order_id, &charge).await {
             Ok(()) => {
                 let status = super::payment_facts(state, order_id).await?.status;
                 if status == OrderStatus::Paid {
@@ -79,7 +81,7 @@ pub async fn reconcile_once(state: &AppState, grace: Duration) -> Result<Reconci
                     report.waiting += 1;
                 }
             }
-            Err(Error::PaymentDeclined(reason)) => {
+            Err(Error::PaymentDeclined { reason, .. }) => {
                 tracing::info!(
                     order = number,
                     reason,
@@ -115,7 +117,7 @@ pub async fn reconcile_once(state: &AppState, grace: Duration) -> Result<Reconci
 /// order pending for the next run.
 async fn give_up(state: &AppState, order_id: i64, number: &str) -> Result<()> {
     let facts = super::payment_facts(state, order_id).await?;
-    let void = PaymentRequest::Void(plugin_types::PaymentOperation {
+    let void = PaymentRequest::Void(payment::PaymentOperation {
         order_id: number.to_owned(),
         idempotency_key: format!("{number}:void"),
         processor_reference: facts.payment_reference.unwrap_or_default(),
@@ -125,7 +127,7 @@ async fn give_up(state: &AppState, order_id: i64, number: &str) -> Result<()> {
         PaymentOutcome::Retry { reason } => {
             return Err(Error::Unavailable(format!("voiding {number}: {reason}")));
         }
-        PaymentOutcome::Done(_) | PaymentOutcome::Declined { .. } => {}
+        PaymentOutcome::Done(_) | PaymentOutcome::Saved(_) | PaymentOutcome::Declined { .. } => {}
     }
     let change = Transition {
         to: OrderStatus::Cancelled,

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
 use crate::http::schema::{IsoDate, SingleLine200, SubscriptionInterval};
-use crate::orders::ShippingAddress;
+use crate::orders::{Charge, ShippingAddress};
 use crate::time::{format_timestamp, parse_timestamp};
 
 /// The encryption context of a subscription's payment method (the processor's token).
@@ -382,12 +382,13 @@ fn new_number() -> String {
 }
 
 /// An order was paid (in the transaction that records it): a renewal's pays its cycle;
-/// a checkout's with lines on subscription starts one subscription per interval.
+/// a checkout's with lines on subscription starts one subscription per interval,
+/// charged later to `method` (the card the processor saved, or the checkout's token).
 pub(crate) async fn on_order_paid(
     tx: &mut AnyConnection,
     state: &AppState,
     order_id: i64,
-    payment_token: &str,
+    method: &Charge,
 ) -> Result<()> {
     let order = sqlx::query(
         "SELECT subscription_id, renewal_cycle, customer_id, currency, shipping_method, country,
@@ -433,7 +434,7 @@ pub(crate) async fn on_order_paid(
     let now_text = format_timestamp(now);
     let method_enc = state
         .keys
-        .encrypt_field(PAYMENT_METHOD_CONTEXT, payment_token)?;
+        .encrypt_field(PAYMENT_METHOD_CONTEXT, &method.encode())?;
     let order_number: String = order.try_get(8)?;
     for (interval, items) in by_interval {
         let number = new_number();
@@ -564,7 +565,7 @@ async fn next_renewal(state: &AppState, row: &SubscriptionRow) -> Result<Option<
     if row.status == Status::Cancelled {
         return Ok(None);
     }
-    let cart = crate::cart::price_subscription(state, row.id, &row.number).await?;
+    let cart = crate::cart::price_subscription(state, row.id, &row.number, &[]).await?;
     if cart.lines.is_empty() {
         return Ok(None);
     }
@@ -808,9 +809,16 @@ pub async fn act(
         } => Some(variants_for(state, items).await?),
         _ => None,
     };
+    // A new card is saved with the processor before anything is written.
+    let card = match &action {
+        Action::ReplacePaymentMethod { payment_token } => {
+            Some(save_card(state, number, customer, payment_token.trim()).await?)
+        }
+        _ => None,
+    };
     let mut tx = state.db.begin().await?;
     let row = row_by_number(&mut tx, number, customer).await?;
-    let changed = apply(state, &mut tx, &row, &action, now, swapped).await?;
+    let changed = apply(state, &mut tx, &row, &action, now, swapped, card).await?;
     let Some(changes) = changed else {
         return Err(illegal(&row, &action));
     };
@@ -841,6 +849,54 @@ pub async fn act(
     state.bus.notify();
     state.bus.notify_jobs();
     get(state, number, customer).await
+}
+
+/// A replacement card as renewals will charge it: saved with the processor when the
+/// adapter can (a decline is a 402, the processor down a 503), else the token itself.
+async fn save_card(
+    state: &AppState,
+    number: &str,
+    customer: Option<i64>,
+    token: &str,
+) -> Result<Charge> {
+    use crate::plugins::payments::{self, PaymentOutcome, PaymentRequest};
+    use olivine_plugin_runtime::bindings::{payment, types};
+    if !payments::saves_payment_methods(&state.plugins) {
+        return Ok(Charge::Token(token.to_owned()));
+    }
+    let owner = sqlx::query(
+        "SELECT s.customer_id, c.pseudonym FROM subscriptions s
+         JOIN customers c ON c.id = s.customer_id WHERE s.number = $1",
+    )
+    .bind(number)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .map(|row| Ok::<(i64, String), sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+    .transpose()?;
+    let Some((_, pseudonym)) = owner.filter(|(id, _)| customer.is_none_or(|c| c == *id)) else {
+        return Err(Error::not_found(format!("subscription {number}")));
+    };
+    // One key per subscription and card: a retried request saves the card once.
+    let digest = crate::plugins::decisions::hash(token.as_bytes());
+    let request = PaymentRequest::Save(payment::SaveRequest {
+        payment_token: token.to_owned(),
+        idempotency_key: format!("{number}:card:{}", &digest[..16.min(digest.len())]),
+        customer: Some(types::CustomerRef {
+            pseudonym,
+            segments: Vec::new(),
+        }),
+    });
+    match payments::call(&state.plugins, None, request).await {
+        PaymentOutcome::Saved(saved) => Ok(Charge::Saved(saved.reference)),
+        PaymentOutcome::Declined { reason, hard } => Err(Error::PaymentDeclined { reason, hard }),
+        PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
+            "the card could not be saved now ({reason}); send the same request again"
+        ))),
+        PaymentOutcome::Done(_) => Err(Error::PaymentDeclined {
+            reason: "the card could not be saved".to_owned(),
+            hard: false,
+        }),
+    }
 }
 
 /// Variant ids of a swap's SKUs (products for sale only).
@@ -883,6 +939,7 @@ async fn apply(
     action: &Action,
     now: DateTime<Utc>,
     swapped: Option<Vec<(i64, i64)>>,
+    card: Option<Charge>,
 ) -> Result<Option<serde_json::Value>> {
     use serde_json::json;
     let now_text = format_timestamp(now);
@@ -1018,9 +1075,10 @@ async fn apply(
             }))
         }
         Action::ReplacePaymentMethod { payment_token } if open => {
+            let card = card.unwrap_or_else(|| Charge::Token(payment_token.trim().to_owned()));
             let enc = state
                 .keys
-                .encrypt_field(PAYMENT_METHOD_CONTEXT, payment_token.trim())?;
+                .encrypt_field(PAYMENT_METHOD_CONTEXT, &card.encode())?;
             // A renewal waiting for its retry is tried again at once with the new card.
             let failing = active && row.failed_attempts > 0;
             run(

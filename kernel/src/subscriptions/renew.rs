@@ -26,9 +26,9 @@ use sqlx::{AnyConnection, Row};
 use super::{PAYMENT_METHOD_CONTEXT, Status, SubscriptionRow};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::inventory::settings::AfterDunning;
+use crate::inventory::settings::{AfterDunning, OutOfStock};
 use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob};
-use crate::orders::{Origin, Placed, Placement};
+use crate::orders::{Charge, Origin, Placed, Placement};
 use crate::time::{format_timestamp, parse_timestamp};
 
 pub const SCAN_JOB: &str = "subscriptions.scan";
@@ -261,6 +261,8 @@ pub enum RenewalOutcome {
     Declined,
     Skipped,
     OutOfStock,
+    /// Out of stock, tried again tomorrow (the `wait` policy).
+    WaitingForStock,
 }
 
 /// Runs one attempt at one cycle. An error leaves the job for a retry: nothing was
@@ -287,17 +289,15 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
     if row.skip_next {
         return pass_cycle(state, &row, p.attempt, "skipped", None).await;
     }
-    let cart =
-        crate::cart::price_subscription(state, row.id, &format!("renewal:{}", row.number)).await?;
-    if cart.lines.is_empty() || !cart.can_check_out {
-        let why = cart
-            .lines
-            .iter()
-            .filter_map(|l| l.problem.as_ref().map(|p| format!("{}: {p}", l.sku)))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return pass_cycle(state, &row, p.attempt, "out_of_stock", Some(why)).await;
-    }
+    let (cart, left_out) = match deliverable(state, &row).await? {
+        Deliverable::Cart(cart, left_out) => (cart, left_out),
+        Deliverable::Skip(why) => {
+            return pass_cycle(state, &row, p.attempt, "out_of_stock", Some(why)).await;
+        }
+        Deliverable::Wait(why, days) => {
+            return wait_for_stock(state, &row, p.attempt, &why, days).await;
+        }
+    };
     let quote = crate::orders::totals::quote(
         state,
         &cart,
@@ -314,9 +314,11 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
             row.number
         )));
     };
-    let token = state
-        .keys
-        .decrypt_field(PAYMENT_METHOD_CONTEXT, method_enc)?;
+    let charge = Charge::decode(
+        &state
+            .keys
+            .decrypt_field(PAYMENT_METHOD_CONTEXT, method_enc)?,
+    );
     let placed = Placed {
         number: crate::orders::new_order_number(),
         now: crate::time::now(),
@@ -325,7 +327,7 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
         token_enc: Some(
             state
                 .keys
-                .encrypt_field(crate::orders::PAYMENT_TOKEN_CONTEXT, &token)?,
+                .encrypt_field(crate::orders::PAYMENT_TOKEN_CONTEXT, &charge.encode())?,
         ),
     };
     let origin = Origin::Renewal {
@@ -340,7 +342,171 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
         // Another worker claimed this attempt first, or the subscription changed.
         Placement::Taken(_) => return Ok(RenewalOutcome::Stale),
     };
-    pay(state, &row, p.attempt, order_id, &token).await
+    if !left_out.is_empty() {
+        record_left_out(state, &row, p.attempt, &left_out).await?;
+    }
+    pay(state, &row, p.attempt, order_id, &charge).await
+}
+
+/// What a renewal can deliver, by the store's out-of-stock policy.
+enum Deliverable {
+    /// The items to order, and the SKUs left out (shipping what there is).
+    Cart(crate::cart::Cart, Vec<String>),
+    /// Nothing to deliver this cycle: why.
+    Skip(String),
+    /// Wait for stock (why, up to how many days).
+    Wait(String, i64),
+}
+
+async fn deliverable(state: &AppState, row: &SubscriptionRow) -> Result<Deliverable> {
+    let label = format!("renewal:{}", row.number);
+    let cart = crate::cart::price_subscription(state, row.id, &label, &[]).await?;
+    if !cart.lines.is_empty() && cart.can_check_out {
+        return Ok(Deliverable::Cart(cart, Vec::new()));
+    }
+    let why = cart
+        .lines
+        .iter()
+        .filter_map(|l| l.problem.as_ref().map(|p| format!("{}: {p}", l.sku)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let settings = {
+        let mut conn = state.db.pool.acquire().await?;
+        state.cache.store_settings(&mut conn).await?
+    };
+    match settings.subscription_out_of_stock {
+        OutOfStock::Skip => Ok(Deliverable::Skip(why)),
+        OutOfStock::Wait => Ok(Deliverable::Wait(
+            why,
+            settings.subscription_stock_wait_days,
+        )),
+        OutOfStock::ShipAvailable => {
+            let (missing, available): (Vec<_>, Vec<_>) =
+                cart.lines.iter().partition(|l| l.problem.is_some());
+            if available.is_empty() {
+                return Ok(Deliverable::Skip(why));
+            }
+            let ids: Vec<i64> = missing.iter().map(|l| l.id).collect();
+            let skus = missing.iter().map(|l| l.sku.clone()).collect();
+            // Priced again without them: multi-buy rules see what is delivered.
+            let cart = crate::cart::price_subscription(state, row.id, &label, &ids).await?;
+            if cart.lines.is_empty() || !cart.can_check_out {
+                return Ok(Deliverable::Skip(why));
+            }
+            Ok(Deliverable::Cart(cart, skus))
+        }
+    }
+}
+
+/// Out of stock under the `wait` policy: tried again in a day, until the store's days
+/// since this cycle's first such attempt have passed; then the cycle is skipped. The
+/// wait moves the renewal date, so the next cycle comes an interval after delivery.
+async fn wait_for_stock(
+    state: &AppState,
+    row: &SubscriptionRow,
+    attempt: i64,
+    why: &str,
+    wait_days: i64,
+) -> Result<RenewalOutcome> {
+    let now = state.clock.now();
+    let first: Option<String> = sqlx::query(
+        "SELECT MIN(created_at) FROM subscription_renewals
+         WHERE subscription_id = $1 AND cycle = $2 AND outcome = 'out_of_stock'",
+    )
+    .bind(row.id)
+    .bind(row.cycle)
+    .fetch_one(&state.db.pool)
+    .await?
+    .try_get(0)?;
+    let since = first.as_deref().and_then(parse_timestamp).unwrap_or(now);
+    let gives_up_at = since + chrono::Duration::days(wait_days);
+    let retry_at = now + chrono::Duration::days(1);
+    if now >= gives_up_at {
+        let why = format!("{why} (waited {wait_days} days for stock)");
+        return pass_cycle(state, row, attempt, "out_of_stock", Some(why)).await;
+    }
+    let (now_text, retry_text) = (format_timestamp(now), format_timestamp(retry_at));
+    let mut tx = state.db.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE subscriptions SET cycle_attempts = $1, next_renewal_at = $2,
+            retry_at = CASE WHEN failed_attempts > 0 THEN $2 ELSE retry_at END, updated_at = $3
+         WHERE id = $4 AND cycle = $5 AND cycle_attempts = $6 AND status = 'active'",
+    )
+    .bind(attempt)
+    .bind(&retry_text)
+    .bind(&now_text)
+    .bind(row.id)
+    .bind(row.cycle)
+    .bind(attempt - 1)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Ok(RenewalOutcome::Stale);
+    }
+    sqlx::query(
+        "INSERT INTO subscription_renewals (subscription_id, cycle, attempt, outcome, message,
+            created_at, updated_at)
+         VALUES ($1, $2, $3, 'out_of_stock', $4, $5, $5)",
+    )
+    .bind(row.id)
+    .bind(row.cycle)
+    .bind(attempt)
+    .bind(format!("waiting for stock: {why}"))
+    .bind(&now_text)
+    .execute(&mut *tx)
+    .await?;
+    crate::bus::record(
+        &mut tx,
+        "subscription",
+        &row.number,
+        "subscription.renewal_waiting",
+        &serde_json::json!({
+            "number": row.number, "customer": row.customer_id, "cycle": row.cycle,
+            "reason": why, "retry_at": retry_text,
+            "gives_up_at": format_timestamp(gives_up_at),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RenewalOutcome::WaitingForStock)
+}
+
+/// A renewal placed without some items (the `ship_available` policy): its attempt says
+/// which, and `subscription.renewal_partial` tells the shopper.
+async fn record_left_out(
+    state: &AppState,
+    row: &SubscriptionRow,
+    attempt: i64,
+    left_out: &[String],
+) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE subscription_renewals SET message = $1
+         WHERE subscription_id = $2 AND cycle = $3 AND attempt = $4",
+    )
+    .bind(format!(
+        "delivered without (out of stock): {}",
+        left_out.join(", ")
+    ))
+    .bind(row.id)
+    .bind(row.cycle)
+    .bind(attempt)
+    .execute(&mut *tx)
+    .await?;
+    crate::bus::record(
+        &mut tx,
+        "subscription",
+        &row.number,
+        "subscription.renewal_partial",
+        &serde_json::json!({
+            "number": row.number, "customer": row.customer_id, "cycle": row.cycle,
+            "left_out": left_out,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The attempt at this cycle whose order is placed and not yet settled, if any.
@@ -375,13 +541,15 @@ async fn settle(
             let Some(method_enc) = &row.payment_method_enc else {
                 return Ok(RenewalOutcome::Waiting);
             };
-            let token = state
-                .keys
-                .decrypt_field(PAYMENT_METHOD_CONTEXT, method_enc)?;
-            pay(state, row, attempt, order_id, &token).await
+            let charge = Charge::decode(
+                &state
+                    .keys
+                    .decrypt_field(PAYMENT_METHOD_CONTEXT, method_enc)?,
+            );
+            pay(state, row, attempt, order_id, &charge).await
         }
         "cancelled" => {
-            decline(state, row, attempt, "the payment was declined").await?;
+            decline(state, row, attempt, "the payment was declined", false).await?;
             Ok(RenewalOutcome::Declined)
         }
         // Paid: paying advanced the cycle in its own transaction.
@@ -395,9 +563,9 @@ async fn pay(
     row: &SubscriptionRow,
     attempt: i64,
     order_id: i64,
-    token: &str,
+    charge: &Charge,
 ) -> Result<RenewalOutcome> {
-    match crate::orders::authorize(state, order_id, token).await {
+    match crate::orders::authorize(state, order_id, charge).await {
         Ok(()) => {
             let status: String = sqlx::query("SELECT status FROM orders WHERE id = $1")
                 .bind(order_id)
@@ -410,8 +578,8 @@ async fn pay(
                 RenewalOutcome::Waiting
             })
         }
-        Err(Error::PaymentDeclined(reason)) => {
-            decline(state, row, attempt, &reason).await?;
+        Err(Error::PaymentDeclined { reason, hard }) => {
+            decline(state, row, attempt, &reason, hard).await?;
             Ok(RenewalOutcome::Declined)
         }
         // The processor could not answer: the job is tried again later, and the same
@@ -597,12 +765,14 @@ async fn pass_cycle(
 }
 
 /// A declined attempt: recorded, and the next one scheduled by the store's retry days
-/// counted from the cycle's first decline; after the last, paused or cancelled.
+/// counted from the cycle's first decline; after the last, or at once when the decline
+/// is hard (the card will never work again), paused or cancelled.
 async fn decline(
     state: &AppState,
     row: &SubscriptionRow,
     attempt: i64,
     message: &str,
+    hard: bool,
 ) -> Result<()> {
     let now = state.clock.now();
     let now_text = format_timestamp(now);
@@ -634,7 +804,8 @@ async fn decline(
         .unwrap_or(now);
     let retry_after = usize::try_from(failed - 1)
         .ok()
-        .and_then(|i| settings.subscription_retry_days.get(i).copied());
+        .and_then(|i| settings.subscription_retry_days.get(i).copied())
+        .filter(|_| !hard);
     let (status, retry_at) = match retry_after {
         Some(days) => (
             Status::Active,
@@ -670,7 +841,7 @@ async fn decline(
         &serde_json::json!({
             "number": row.number, "customer": row.customer_id, "cycle": row.cycle,
             "attempt": attempt, "reason": message, "retry_at": retry_at,
-            "status": status.as_str(),
+            "status": status.as_str(), "hard_decline": hard,
         }),
     )
     .await?;

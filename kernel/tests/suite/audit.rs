@@ -348,11 +348,12 @@ both_backends! {
         let state_plugins = app.kernel.state.plugins.clone();
         for order in 0..olivine::plugins::AUTO_DISABLE_AFTER {
             let request = olivine::plugins::payments::PaymentRequest::Authorize(
-                olivine_plugin_runtime::bindings::types::AuthorizeRequest {
+                olivine_plugin_runtime::bindings::payment::AuthorizeRequest {
                     order_id: format!("{order}"),
                     idempotency_key: format!("order-{order}-authorize"),
                     amount: olivine_plugin_runtime::bindings::types::Money { amount_minor: 100, currency: "EUR".to_owned() },
-                    payment_token: "tok_test".to_owned(),
+                    source: olivine_plugin_runtime::bindings::payment::PaymentSource::Token("tok_test".to_owned()),
+                    off_session: false,
                     customer: None,
                 });
             let _ = olivine::plugins::payments::call(&state_plugins, Some("chaos-payments"), request).await;

@@ -173,7 +173,14 @@ both_backends! {
         assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text());
         assert_eq!(renewed.json()["status"], "paid");
         assert_eq!(renewed.json()["total_minor"], order["total_minor"]);
-        assert_eq!(authorizations(shop.processor, &renewal_order).await.len(), 1);
+        // The checkout charged its one-time token; the renewal the card the processor
+        // saved for it (a customer), off session.
+        let charged = authorizations(shop.processor, &renewal_order).await;
+        assert_eq!(charged.len(), 1);
+        assert!(charged[0]["customer"].as_str().is_some_and(|c| c.starts_with("cus_")), "{charged:?}");
+        assert_eq!(charged[0]["off_session"], true);
+        let first = authorizations(shop.processor, order["number"].as_str().unwrap()).await;
+        assert_eq!((first[0]["customer"].clone(), first[0]["off_session"].clone()), (Value::Null, json!(false)));
         assert_eq!(lot_quantity(app, shop.lot).await, stock_before - 2);
         assert_eq!(orders_of(app).await, 2);
 
@@ -323,6 +330,106 @@ both_backends! {
         let sub = advance_until_cycle(app, &token, &number, Duration::from_secs(61), 2).await;
         assert_eq!(renewal_count(&sub, "paid"), 1, "{sub}");
         assert_eq!(sub["failed_attempts"], 0);
+    }
+
+    async fn a_card_that_declines_renewals_is_dunned_unless_the_decline_is_hard(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        // Approves the checkout, declines later charges: insufficient funds (soft) and
+        // lost card (hard).
+        let (soft_token, _, soft) = subscribed(&shop, "soft@example.com", sandbox_processor::cards::DECLINES_LATER).await;
+        let (hard_token, _, hard) = subscribed(&shop, "hard@example.com", sandbox_processor::cards::DECLINES_LATER_HARD).await;
+        app.kernel.state.clock.advance(31 * DAY);
+        let mut soft_sub = Value::Null;
+        let mut hard_sub = Value::Null;
+        wait_until("both renewals declined", async || {
+            soft_sub = detail(app, &soft_token, &soft).await;
+            hard_sub = detail(app, &hard_token, &hard).await;
+            renewal_count(&soft_sub, "declined") == 1 && soft_sub["failed_attempts"] == 1
+                && renewal_count(&hard_sub, "declined") == 1 && hard_sub["status"] == "paused"
+        }).await;
+        // Soft: the store's first retry day is set, still active.
+        assert_eq!(soft_sub["status"], "active", "{soft_sub}");
+        assert!(soft_sub["retry_at"].is_string(), "{soft_sub}");
+        // Hard: no retry; paused at once (the store's after-dunning setting), and no
+        // further attempt however long the clock runs.
+        assert!(hard_sub["retry_at"].is_null(), "{hard_sub}");
+        assert_eq!(hard_sub["failed_attempts"], 1);
+        let hard_events = scalar(&app.kernel.state.db,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'subscription.renewal_failed' AND payload LIKE '%\"hard_decline\":true%'").await;
+        assert_eq!(hard_events, 1);
+        app.kernel.state.clock.advance(8 * DAY);
+        wait_until("the soft one retried", async || {
+            renewal_count(&detail(app, &soft_token, &soft).await, "declined") >= 2
+        }).await;
+        app.settle().await;
+        assert_eq!(renewal_count(&detail(app, &hard_token, &hard).await, "declined"), 1);
+    }
+
+    async fn out_of_stock_renewals_follow_the_store_policy(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "stock@example.com", "4242424242424242").await;
+        // A second item with no stock at all.
+        let r = app.admin_post("/api/v1/admin/products", &supplement("zinc", "ZNC")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let r = act(app, &token, &number, json!({"action": "change", "items": [
+            {"sku": "MAG-60", "quantity": 2}, {"sku": "ZNC-60", "quantity": 1}]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let settings = |policy: &str| json!({"subscription_out_of_stock": policy, "subscription_stock_wait_days": 2});
+        let r = app.admin_patch("/api/v1/admin/settings", &settings("ship_available")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["subscription_out_of_stock"], "ship_available");
+        app.admin_patch("/api/v1/admin/settings", &json!({"subscription_stock_wait_days": 31})).await
+            .assert_field_error(422, "subscription_stock_wait_days");
+
+        // Ship what is there: the renewal orders the magnesium alone and says so.
+        let sub = advance_until_cycle(app, &token, &number, 31 * DAY, 2).await;
+        assert_eq!(renewal_count(&sub, "paid"), 1, "{sub}");
+        assert!(sub["renewals"][0]["message"].as_str().unwrap_or("").contains("ZNC-60"), "{sub}");
+        let lines = scalar(&app.kernel.state.db,
+            "SELECT COUNT(*) FROM order_lines WHERE order_id = (SELECT MAX(id) FROM orders)").await;
+        assert_eq!(lines, 1);
+        assert_eq!(scalar(&app.kernel.state.db,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'subscription.renewal_partial'").await, 1);
+
+        // Wait: tried daily; stock back in time and it ships, the same cycle.
+        let r = app.admin_patch("/api/v1/admin/settings", &settings("wait")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let left = lot_quantity(app, shop.lot).await;
+        let r = app.admin_post(&format!("/api/v1/admin/lots/{}/adjustments", shop.lot),
+            &json!({"delta": -left, "reason": "count_correction"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.kernel.state.clock.advance(31 * DAY);
+        let mut waiting = Value::Null;
+        wait_until("the renewal waits for stock", async || {
+            waiting = detail(app, &token, &number).await;
+            renewal_count(&waiting, "out_of_stock") == 1
+        }).await;
+        assert_eq!(waiting["cycle"], 2, "{waiting}");
+        assert!(waiting["renewals"][0]["message"].as_str().unwrap_or("").starts_with("waiting for stock"), "{waiting}");
+        assert_eq!(scalar(&app.kernel.state.db,
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'subscription.renewal_waiting'").await, 1);
+        let r = act(app, &token, &number, json!({"action": "change", "items": [{"sku": "MAG-60", "quantity": 2}]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = app.admin_post(&format!("/api/v1/admin/lots/{}/adjustments", shop.lot),
+            &json!({"delta": 4, "reason": "count_correction"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let sub = advance_until_cycle(app, &token, &number, DAY + Duration::from_secs(60), 3).await;
+        assert_eq!(renewal_count(&sub, "paid"), 2, "{sub}");
+
+        // Still out after the store's two days: the cycle is skipped.
+        let r = app.admin_post(&format!("/api/v1/admin/lots/{}/adjustments", shop.lot),
+            &json!({"delta": -2, "reason": "count_correction"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.kernel.state.clock.advance(31 * DAY);
+        wait_until("first wait", async || renewal_count(&detail(app, &token, &number).await, "out_of_stock") == 2).await;
+        app.kernel.state.clock.advance(DAY + Duration::from_secs(60));
+        wait_until("second wait", async || renewal_count(&detail(app, &token, &number).await, "out_of_stock") == 3).await;
+        let sub = advance_until_cycle(app, &token, &number, DAY + Duration::from_secs(60), 4).await;
+        assert_eq!(renewal_count(&sub, "out_of_stock"), 4, "{sub}");
+        assert_eq!(renewal_count(&sub, "paid"), 2, "{sub}");
+        assert!(sub["renewals"].as_array().unwrap().iter().any(|r| r["message"].as_str().unwrap_or("").contains("waited 2 days")), "{sub}");
     }
 
     async fn guests_cannot_subscribe_and_intervals_are_the_products(backend: Backend) {
