@@ -444,17 +444,15 @@ async fn wait_for_stock(
     if moved == 0 {
         return Ok(RenewalOutcome::Stale);
     }
-    sqlx::query(
-        "INSERT INTO subscription_renewals (subscription_id, cycle, attempt, outcome, message,
-            created_at, updated_at)
-         VALUES ($1, $2, $3, 'out_of_stock', $4, $5, $5)",
+    let message = format!("waiting for stock: {why}");
+    insert_attempt(
+        &mut tx,
+        row,
+        attempt,
+        "out_of_stock",
+        Some(&message),
+        &now_text,
     )
-    .bind(row.id)
-    .bind(row.cycle)
-    .bind(attempt)
-    .bind(format!("waiting for stock: {why}"))
-    .bind(&now_text)
-    .execute(&mut *tx)
     .await?;
     crate::bus::record(
         &mut tx,
@@ -732,18 +730,14 @@ async fn pass_cycle(
     if moved == 0 {
         return Ok(RenewalOutcome::Stale);
     }
-    sqlx::query(
-        "INSERT INTO subscription_renewals (subscription_id, cycle, attempt, outcome, message,
-            created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    insert_attempt(
+        &mut tx,
+        row,
+        attempt,
+        outcome,
+        message.as_deref(),
+        &now_text,
     )
-    .bind(row.id)
-    .bind(row.cycle)
-    .bind(attempt)
-    .bind(outcome)
-    .bind(&message)
-    .bind(&now_text)
-    .execute(&mut *tx)
     .await?;
     crate::bus::record(
         &mut tx,
@@ -762,6 +756,31 @@ async fn pass_cycle(
     } else {
         RenewalOutcome::OutOfStock
     })
+}
+
+/// Records an attempt that made no order (skipped, out of stock).
+async fn insert_attempt(
+    tx: &mut AnyConnection,
+    row: &SubscriptionRow,
+    attempt: i64,
+    outcome: &str,
+    message: Option<&str>,
+    now_text: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO subscription_renewals (subscription_id, cycle, attempt, outcome, message,
+            created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(row.id)
+    .bind(row.cycle)
+    .bind(attempt)
+    .bind(outcome)
+    .bind(message)
+    .bind(now_text)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A declined attempt: recorded, and the next one scheduled by the store's retry days
