@@ -281,7 +281,7 @@ impl Action {
 const COLUMNS: &str = "id, number, customer_id, status, interval_count, interval_unit, cycle,
     next_renewal_at, skip_next, paused_until, currency, shipping_method, country, email_enc,
     shipping_address_enc, payment_method_enc, failed_attempts, cycle_attempts, first_failed_at,
-    retry_at, cancel_reason, created_at, updated_at";
+    retry_at, cancel_reason, created_at, updated_at, announced_cycle, announced_total_minor";
 
 /// A subscription's row.
 #[derive(Debug, Clone)]
@@ -308,6 +308,9 @@ pub(crate) struct SubscriptionRow {
     pub cancel_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The cycle whose renewal price was announced, and that price.
+    pub announced_cycle: i64,
+    pub announced_total_minor: Option<i64>,
 }
 
 impl SubscriptionRow {
@@ -341,6 +344,8 @@ impl SubscriptionRow {
             cancel_reason: row.try_get(20)?,
             created_at: row.try_get(21)?,
             updated_at: row.try_get(22)?,
+            announced_cycle: row.try_get(23)?,
+            announced_total_minor: row.try_get(24)?,
         })
     }
 }
@@ -561,7 +566,10 @@ async fn view(state: &AppState, row: SubscriptionRow, detailed: bool) -> Result<
 }
 
 /// The next renewal's price as the renewal will compute it now (none once cancelled).
-async fn next_renewal(state: &AppState, row: &SubscriptionRow) -> Result<Option<NextRenewal>> {
+pub(crate) async fn next_renewal(
+    state: &AppState,
+    row: &SubscriptionRow,
+) -> Result<Option<NextRenewal>> {
     if row.status == Status::Cancelled {
         return Ok(None);
     }
@@ -573,16 +581,8 @@ async fn next_renewal(state: &AppState, row: &SubscriptionRow) -> Result<Option<
         .lines
         .iter()
         .find_map(|l| l.problem.as_ref().map(|p| format!("{}: {p}", l.sku)));
-    let quote = match crate::orders::totals::quote(
-        state,
-        &cart,
-        &row.country,
-        Some(&row.shipping_method),
-        "country",
-    )
-    .await
-    {
-        Ok(quote) => quote,
+    let quote = match renew::quote_held(state, row, cart).await {
+        Ok((_, quote)) => quote,
         Err(Error::Validation(_)) | Err(Error::Conflict { .. }) => return Ok(None),
         Err(other) => return Err(other),
     };
@@ -1067,6 +1067,11 @@ async fn apply(
             if let Some(items) = &swapped {
                 write_items(tx, row.id, items).await?;
             }
+            // The shopper sees the changed price in this answer: no announced price holds.
+            sqlx::query("UPDATE subscriptions SET announced_total_minor = NULL WHERE id = $1")
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
             Some(json!({
                 "next_renewal_at": next,
                 "interval": interval.map(Interval::text),

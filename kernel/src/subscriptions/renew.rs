@@ -28,7 +28,9 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::inventory::settings::{AfterDunning, OutOfStock};
 use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob};
+use crate::orders::totals::CheckoutQuote;
 use crate::orders::{Charge, Origin, Placed, Placement};
+use crate::plugins::pricing::AppliedAdjustment;
 use crate::time::{format_timestamp, parse_timestamp};
 
 pub const SCAN_JOB: &str = "subscriptions.scan";
@@ -222,11 +224,19 @@ async fn record_notices(state: &AppState, now: DateTime<Utc>) -> Result<u64> {
         let id: i64 = row.try_get(0)?;
         let number: String = row.try_get(1)?;
         let cycle: i64 = row.try_get(3)?;
+        // The price announced is the one this cycle's renewal will not exceed.
+        let price = match super::row_by_id(&mut *state.db.pool.acquire().await?, id).await? {
+            Some(sub) => super::next_renewal(state, &sub).await?,
+            None => None,
+        };
         let mut tx = state.db.begin().await?;
         let done = sqlx::query(
-            "UPDATE subscriptions SET notified_cycle = $1 WHERE id = $2 AND notified_cycle < $1",
+            "UPDATE subscriptions SET notified_cycle = $1, announced_cycle = $1,
+                announced_total_minor = $2
+             WHERE id = $3 AND notified_cycle < $1",
         )
         .bind(cycle)
+        .bind(price.as_ref().map(|p| p.total_minor))
         .bind(id)
         .execute(&mut *tx)
         .await?
@@ -240,6 +250,8 @@ async fn record_notices(state: &AppState, now: DateTime<Utc>) -> Result<u64> {
                 &serde_json::json!({
                     "number": number, "customer": row.try_get::<i64, _>(2)?, "cycle": cycle,
                     "renews_at": row.try_get::<String, _>(4)?,
+                    "total_minor": price.as_ref().map(|p| p.total_minor),
+                    "currency": price.as_ref().map(|p| p.currency.clone()),
                 }),
             )
             .await?;
@@ -298,14 +310,7 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
             return wait_for_stock(state, &row, p.attempt, &why, days).await;
         }
     };
-    let quote = crate::orders::totals::quote(
-        state,
-        &cart,
-        &row.country,
-        Some(&row.shipping_method),
-        "country",
-    )
-    .await?;
+    let (cart, quote) = quote_held(state, &row, cart).await?;
     let (Some(email_enc), Some(address_enc), Some(method_enc)) =
         (&row.email_enc, &row.address_enc, &row.payment_method_enc)
     else {
@@ -347,6 +352,71 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
     }
     pay(state, &row, p.attempt, order_id, &charge).await
 }
+
+/// The renewal's quote, never above the price `renewal_upcoming` announced for this
+/// cycle: a rise since is taken off as a cart adjustment (net of its own tax when prices
+/// exclude tax; a step or two more may be needed for rounding).
+pub(crate) async fn quote_held(
+    state: &AppState,
+    row: &SubscriptionRow,
+    mut cart: crate::cart::Cart,
+) -> Result<(crate::cart::Cart, CheckoutQuote)> {
+    let quote_of = async |cart: &crate::cart::Cart| {
+        crate::orders::totals::quote(
+            state,
+            cart,
+            &row.country,
+            Some(&row.shipping_method),
+            "country",
+        )
+        .await
+    };
+    let mut quote = quote_of(&cart).await?;
+    let Some(announced) = row
+        .announced_total_minor
+        .filter(|_| row.announced_cycle == row.cycle)
+    else {
+        return Ok((cart, quote));
+    };
+    for _ in 0..4 {
+        let over = quote.total_minor - announced;
+        if over <= 0 {
+            break;
+        }
+        let step = if quote.prices_include_tax {
+            over
+        } else {
+            (over * 10_000 / (10_000 + quote.tax_rate_bp.max(0))).max(1)
+        };
+        let reason = format!(
+            "price held at the {} announced",
+            crate::catalog::model::Money {
+                amount_minor: announced,
+                currency: quote.currency.clone(),
+            }
+            .display()
+        );
+        match cart
+            .cart_adjustments
+            .iter_mut()
+            .find(|a| a.rule == PRICE_HOLD_RULE)
+        {
+            Some(held) => held.amount_minor -= step,
+            None => cart.cart_adjustments.push(AppliedAdjustment {
+                amount_minor: -step,
+                reason,
+                rule: PRICE_HOLD_RULE.to_owned(),
+            }),
+        }
+        cart.adjustments_total_minor -= step;
+        cart.total_minor -= step;
+        quote = quote_of(&cart).await?;
+    }
+    Ok((cart, quote))
+}
+
+/// The `rule` of the adjustment that holds an announced price.
+const PRICE_HOLD_RULE: &str = "kernel:announced-price";
 
 /// What a renewal can deliver, by the store's out-of-stock policy.
 enum Deliverable {

@@ -432,6 +432,34 @@ both_backends! {
         assert!(sub["renewals"].as_array().unwrap().iter().any(|r| r["message"].as_str().unwrap_or("").contains("waited 2 days")), "{sub}");
     }
 
+    async fn a_price_rise_after_the_renewal_notice_waits_for_the_next_cycle(backend: Backend) {
+        let shop = sub_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let (token, order, number) = subscribed(&shop, "price@example.com", "4242424242424242").await;
+        let paid = order["total_minor"].as_i64().unwrap();
+        // 3 days ahead (the store's notice days) the renewal and its price are announced.
+        app.kernel.state.clock.advance(27 * DAY + Duration::from_secs(60));
+        olivine::subscriptions::renew::scan(&app.kernel.state).await.unwrap();
+        let announced: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'subscription.renewal_upcoming'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        let announced: Value = serde_json::from_str(&announced).unwrap();
+        assert_eq!(announced["total_minor"], paid, "{announced}");
+        // Then the merchant raises the price: the shopper sees what the next cycle will
+        // cost, but this renewal charges what was announced.
+        let variant = app.get("/api/v1/products/mag").await.json()["variants"][0]["id"].as_i64().unwrap();
+        let r = app.admin_patch(&format!("/api/v1/admin/variants/{variant}"), &json!({"price_minor": 2999})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert_eq!(detail(app, &token, &number).await["next_renewal"]["total_minor"], paid);
+        let sub = advance_until_cycle(app, &token, &number, 3 * DAY, 2).await;
+        let renewal = sub["renewals"][0]["order_number"].as_str().unwrap().to_owned();
+        let renewed = as_customer(app, &token, Method::GET, &format!("/api/v1/account/orders/{renewal}"), None).await.json();
+        assert_eq!(renewed["total_minor"], paid, "{renewed}");
+        assert_eq!(authorizations(shop.processor, &renewal).await[0]["amount_minor"], paid);
+        // The next cycle is at the new price.
+        assert!(sub["next_renewal"]["total_minor"].as_i64().unwrap() > paid, "{sub}");
+    }
+
     async fn guests_cannot_subscribe_and_intervals_are_the_products(backend: Backend) {
         let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
         let app = &shop.app;
