@@ -80,6 +80,8 @@ pub struct Kernel {
     shutdown: watch::Sender<bool>,
     bus: BusRuntime,
     jobs: JobRuntime,
+    /// The renewals' own lane of job workers and its pool (none with 0 renewal workers).
+    renewals: Option<(JobRuntime, Db)>,
     /// The plugins directory watcher, when enabled.
     plugins_dir: Option<JoinHandle<()>>,
 }
@@ -221,6 +223,31 @@ impl Kernel {
             keys,
             limiter,
         }));
+        let renewals = if state.config.renewal_workers > 0 {
+            let workers = state.config.renewal_workers;
+            let pool = Db::connect_named(
+                &state.config.store.database_url()?,
+                u32::try_from(workers + 2).unwrap_or(8),
+                "renewals",
+            )
+            .await?;
+            let mut registry = JobRegistry::default();
+            registry.handler(crate::subscriptions::renew::renew_job());
+            let lane = JobRuntime::start(
+                state.on_pool(pool.clone()),
+                background_db.clone(),
+                Arc::new(registry),
+                crate::jobs::JobsConfig {
+                    workers,
+                    ..jobs_config.clone()
+                },
+                shutdown_rx.clone(),
+            )
+            .await?;
+            Some((lane, pool))
+        } else {
+            None
+        };
         let jobs = JobRuntime::start(
             state.on_pool(work_db),
             background_db.clone(),
@@ -245,6 +272,7 @@ impl Kernel {
             shutdown,
             bus: bus_runtime,
             jobs,
+            renewals,
             plugins_dir,
         })
     }
@@ -259,6 +287,10 @@ impl Kernel {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.jobs.stop().await;
+        if let Some((lane, pool)) = self.renewals {
+            lane.stop().await;
+            pool.close().await;
+        }
         self.bus.stop().await;
         if let Some(watcher) = self.plugins_dir
             && let Err(err) = watcher.await
@@ -284,8 +316,7 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         .handler(crate::bus::log::prune_job(Duration::from_secs(
             config.cluster.bus_retention_secs,
         )))
-        .handler(crate::subscriptions::renew::scan_job())
-        .handler(crate::subscriptions::renew::renew_job());
+        .handler(crate::subscriptions::renew::scan_job());
     if config.subscription_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "subscriptions.scan",

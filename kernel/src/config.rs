@@ -179,6 +179,12 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_SUBSCRIPTION_SCAN_SECS", default_value_t = 60)]
     pub subscription_scan_secs: u64,
 
+    /// Subscription renewals this node runs at once, on workers and a database pool of
+    /// their own, so a renewal storm never holds up shoppers or other background work
+    /// (0: this node runs no renewals; others in the cluster do).
+    #[arg(long, env = "OLIVINE_RENEWAL_WORKERS", default_value_t = 4)]
+    pub renewal_workers: usize,
+
     #[command(flatten)]
     pub cluster: ClusterConfig,
 }
@@ -311,6 +317,7 @@ impl ServeConfig {
             payment_reconcile_secs: 30,
             payment_reconcile_grace_secs: 120,
             subscription_scan_secs: 60,
+            renewal_workers: 4,
             cluster: ClusterConfig::default(),
         }
     }

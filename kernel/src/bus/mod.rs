@@ -179,7 +179,9 @@ struct Shared {
     /// Events were committed here, or another node said there are new ones.
     wake: Notify,
     /// Jobs became due (here or, by wake-up, on another node).
-    jobs_wake: Notify,
+    /// Counts wake-ups of the job workers; every lane watches it (a `Notify` would
+    /// wake one lane only).
+    jobs_wake: watch::Sender<u64>,
     /// The newest position this node knows the log to have.
     head: watch::Sender<i64>,
     /// Where cross-node wake-ups go; none until the bus starts.
@@ -223,7 +225,7 @@ impl Bus {
             shared: Arc::new(Shared {
                 node_id,
                 wake: Notify::new(),
-                jobs_wake: Notify::new(),
+                jobs_wake: watch::channel(0).0,
                 head: watch::channel(0).0,
                 wakeups: OnceLock::new(),
                 cluster: OnceLock::new(),
@@ -246,15 +248,23 @@ impl Bus {
     /// Call after committing a transaction that enqueued jobs due now: this node's
     /// workers look at once, and so do the other nodes'.
     pub fn notify_jobs(&self) {
-        self.shared.jobs_wake.notify_one();
+        self.wake_jobs();
         if let Some(wakeups) = self.shared.wakeups.get() {
             let wakeups = wakeups.clone();
             tokio::spawn(async move { wakeups.publish(wakeup::Topic::Jobs).await });
         }
     }
 
-    pub(crate) async fn jobs_woken(&self) {
-        self.shared.jobs_wake.notified().await
+    pub(crate) fn wake_jobs(&self) {
+        self.shared
+            .jobs_wake
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wake-ups of this node's job workers: `changed()` answers at the next one (or at
+    /// once for one since the last look).
+    pub(crate) fn jobs_wakeups(&self) -> watch::Receiver<u64> {
+        self.shared.jobs_wake.subscribe()
     }
 
     /// The newest position this node knows of.

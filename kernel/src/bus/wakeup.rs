@@ -215,7 +215,7 @@ fn connected(was_down: &mut bool, backoff: &mut Duration) {
 
 fn wake(bus: &Bus, topic: &str) {
     match topic {
-        "jobs" => bus.shared.jobs_wake.notify_one(),
+        "jobs" => bus.wake_jobs(),
         _ => bus.shared.wake.notify_one(),
     }
 }

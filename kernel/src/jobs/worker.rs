@@ -149,6 +149,7 @@ impl Leaser {
         let mut backoff = Duration::from_millis(100);
         // When a schedule is due next; looked at again then, or after a poll interval.
         let mut schedules_due = self.state.clock.now();
+        let mut wakeups = self.state.bus.jobs_wakeups();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -225,7 +226,7 @@ impl Leaser {
                                     .unwrap_or_default()
                         });
                     tokio::select! {
-                        _ = self.state.bus.jobs_woken() => {}
+                        _ = wakeups.changed() => {}
                         _ = self.state.clock.sleep_until(wake_at, self.config.poll_interval) => {}
                         _ = shutdown.changed() => {}
                     }

@@ -460,6 +460,21 @@ both_backends! {
         assert!(sub["next_renewal"]["total_minor"].as_i64().unwrap() > paid, "{sub}");
     }
 
+    async fn renewals_run_only_on_their_own_workers(backend: Backend) {
+        // A node without renewal workers: the scan (an ordinary job) enqueues the renewal,
+        // and nothing else on the node runs it.
+        let shop = sub_shop(backend, |c| c.renewal_workers = 0).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "lane@example.com", "4242424242424242").await;
+        app.kernel.state.clock.advance(31 * DAY);
+        olivine::subscriptions::renew::scan(&app.kernel.state).await.unwrap();
+        app.kernel.state.bus.notify_jobs();
+        app.settle().await;
+        assert_eq!(scalar(&app.kernel.state.db,
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'subscriptions.renew' AND state = 'queued'").await, 1);
+        assert_eq!(detail(app, &token, &number).await["cycle"], 1);
+    }
+
     async fn guests_cannot_subscribe_and_intervals_are_the_products(backend: Backend) {
         let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
         let app = &shop.app;
