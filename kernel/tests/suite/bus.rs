@@ -329,8 +329,11 @@ both_backends! {
             olivine::bus::record(&mut tx, "aggregate", "p", "test.happened", &serde_json::json!({ "seq": seq })).await.unwrap();
             tx.commit().await.unwrap();
         }
-        // The node starts at the head like a new consumer would: move its position back
-        // to the start of the log so it works through those twenty.
+        // Number them now, so the node starts at the head like a new consumer would (its
+        // own sequencer numbering them after it started would let the consumer begin
+        // before the move below); then move its position back to the start of the log
+        // so it works through those twenty.
+        olivine::bus::log::sequence(&db).await.unwrap();
         let clock = Clock::system();
         let hanging = Effects::hanging_on("effects", Some(13));
         let first = node(&test_db, "first", &clock, vec![], vec![hanging.clone()]).await;
