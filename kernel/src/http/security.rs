@@ -58,7 +58,7 @@ pub fn scripts() -> &'static [Script] {
     SCRIPTS.get_or_init(|| {
         vec![script(
             "checkout",
-            "the checkout page: shows the order's total for the chosen country in place, and sends the card from the browser to the payment processor, posting only the token it answers",
+            "the pages that take a card (the checkout, and a subscription's new card in the account): shows the checkout's total for the chosen country in place, and sends the card from the browser to the payment processor, posting only the token it answers",
             super::storefront_checkout::CHECKOUT_SCRIPT_PATH,
             include_str!("checkout.js"),
         )]

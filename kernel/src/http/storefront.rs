@@ -636,9 +636,7 @@ fn buy_panel(
                     div.field {
                         label for="f-interval" { "Deliver" }
                         select id="f-interval" name="interval" {
-                            @for interval in &product.subscription_intervals {
-                                option value=(interval) { (super::storefront_subscriptions::every(interval)) }
-                            }
+                            (super::storefront_subscriptions::interval_options(&product.subscription_intervals, None))
                         }
                     }
                 }

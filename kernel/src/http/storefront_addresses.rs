@@ -144,7 +144,7 @@ fn address_fields(values: &Values, errors: &FormErrors) -> Markup {
     }
 }
 
-fn one_line(address: &Address) -> String {
+pub(super) fn one_line(address: &Address) -> String {
     let mut parts: Vec<&str> = vec![address.line1.as_str()];
     parts.extend(address.line2.as_deref());
     let city = match &address.postal_code {

@@ -58,7 +58,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The address fields but the country (a list of its own): name, label, autocomplete,
 /// required.
-const ADDRESS_FIELDS: [(&str, &str, &str, bool); 6] = [
+pub(super) const ADDRESS_FIELDS: [(&str, &str, &str, bool); 6] = [
     ("name", "Full name", "shipping name", true),
     ("line1", "Address line 1", "shipping address-line1", true),
     ("line2", "Address line 2", "shipping address-line2", false),
@@ -117,7 +117,7 @@ fn posted_checkout_key(form: &Form) -> Option<String> {
 /// The countries the shop ships to, by name: those of the shipping rate table, or every
 /// country when a rate is for `*`. The code proposed when the shopper has none: the
 /// first country the table names (the shop's home, usually).
-async fn shipping_countries(
+pub(super) async fn shipping_countries(
     state: &AppState,
 ) -> Result<(Vec<(String, String)>, Option<String>), Error> {
     let rates = orders::api::read_shipping_rates(state).await?;
@@ -413,15 +413,7 @@ async fn render(
     .await;
     // The page's script sends the card to the processor: its origin, and no other, joins
     // the page's policy.
-    if let Some(origin) = page
-        .tokenize_url
-        .as_deref()
-        .and_then(super::security::origin_of)
-    {
-        response
-            .extensions_mut()
-            .insert(super::security::ExtraOrigins(vec![origin]));
-    }
+    allow_processor(&mut response, page.tokenize_url.as_deref());
     cart_pages::with_cookies(response, shopper.cookies)
 }
 
@@ -485,29 +477,12 @@ impl CheckoutPage<'_> {
                     (summary(self.cart, self.quote))
                 }
             }
-            script src=(CHECKOUT_SCRIPT_PATH) integrity=(super::security::checkout_script().integrity) defer {}
+            (checkout_script_tag())
         }
     }
 
     fn country_select(&self) -> Markup {
-        let chosen = self.values.get("country").map(str::to_ascii_uppercase);
-        let error = self.errors.field("country");
-        html! {
-            div.field {
-                label for="f-country" { "Country" }
-                select #f-country name="country" autocomplete="shipping country" required
-                    aria-invalid=[error.map(|_| "true")]
-                    aria-describedby=[error.map(|_| "f-country-error")] {
-                    option value="" disabled selected[chosen.is_none()] { "Choose a country" }
-                    @for (code, name) in self.countries {
-                        option value=(code) selected[chosen.as_deref() == Some(code.as_str())] { (name) }
-                    }
-                }
-                @if let Some(message) = error {
-                    p.field-error #f-country-error { (sentence(message)) }
-                }
-            }
-        }
+        country_select(self.countries, self.values.get("country"), self.errors)
     }
 
     /// The card: shown once the order has a total (the shopper sees it before paying).
@@ -517,30 +492,11 @@ impl CheckoutPage<'_> {
                 h2 { "Card" }
                 @match tokenize_url {
                     Some(_) => {
-                        p.muted { "Your card details go straight to our payment processor; they never reach this shop." }
-                        // No `name`: these are never posted to the shop.
-                        div.field {
-                            label for="card-number" { "Card number" }
-                            input #card-number type="text" inputmode="numeric" autocomplete="cc-number" required;
-                        }
-                        div.card-row {
-                            div.field {
-                                label for="card-exp-month" { "Expiry month (MM)" }
-                                input #card-exp-month type="text" inputmode="numeric" autocomplete="cc-exp-month" maxlength="2" required;
-                            }
-                            div.field {
-                                label for="card-exp-year" { "Expiry year (YYYY)" }
-                                input #card-exp-year type="text" inputmode="numeric" autocomplete="cc-exp-year" maxlength="4" required;
-                            }
-                            div.field {
-                                label for="card-cvc" { "Security code" }
-                                input #card-cvc type="text" inputmode="numeric" autocomplete="cc-csc" maxlength="4" required;
-                            }
-                        }
+                        (card_fields())
                         p { button #place-order.button.primary.wide type="submit" { "Place order" } }
                     }
                     None => {
-                        p.form-alert role="status" { "This shop cannot take card payments right now. Please try again later." }
+                        (no_card_payments())
                         p { button #place-order.button.primary.wide type="submit" disabled { "Place order" } }
                     }
                 }
@@ -549,8 +505,84 @@ impl CheckoutPage<'_> {
     }
 }
 
+/// The country list of an address form, `chosen` selected.
+pub(super) fn country_select(
+    countries: &[(String, String)],
+    chosen: Option<&str>,
+    errors: &FormErrors,
+) -> Markup {
+    let chosen = chosen.map(str::to_ascii_uppercase);
+    let error = errors.field("country");
+    html! {
+        div.field {
+            label for="f-country" { "Country" }
+            select #f-country name="country" autocomplete="shipping country" required
+                aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[error.map(|_| "f-country-error")] {
+                option value="" disabled selected[chosen.is_none()] { "Choose a country" }
+                @for (code, name) in countries {
+                    option value=(code) selected[chosen.as_deref() == Some(code.as_str())] { (name) }
+                }
+            }
+            @if let Some(message) = error {
+                p.field-error #f-country-error { (sentence(message)) }
+            }
+        }
+    }
+}
+
+/// The card inputs the page's script reads and sends to the processor. They have no
+/// `name`: a browser never posts them to the shop.
+pub(super) fn card_fields() -> Markup {
+    html! {
+        p.muted { "Your card details go straight to our payment processor; they never reach this shop." }
+        div.field {
+            label for="card-number" { "Card number" }
+            input #card-number type="text" inputmode="numeric" autocomplete="cc-number" required;
+        }
+        div.card-row {
+            div.field {
+                label for="card-exp-month" { "Expiry month (MM)" }
+                input #card-exp-month type="text" inputmode="numeric" autocomplete="cc-exp-month" maxlength="2" required;
+            }
+            div.field {
+                label for="card-exp-year" { "Expiry year (YYYY)" }
+                input #card-exp-year type="text" inputmode="numeric" autocomplete="cc-exp-year" maxlength="4" required;
+            }
+            div.field {
+                label for="card-cvc" { "Security code" }
+                input #card-cvc type="text" inputmode="numeric" autocomplete="cc-csc" maxlength="4" required;
+            }
+        }
+    }
+}
+
+/// Said where the card would be entered when no processor takes it.
+pub(super) fn no_card_payments() -> Markup {
+    html! {
+        p.form-alert role="status" { "This shop cannot take card payments right now. Please try again later." }
+    }
+}
+
 /// Where the page's script is served.
 pub(super) const CHECKOUT_SCRIPT_PATH: &str = "/assets/checkout.js";
+
+/// The page's script, pinned by its integrity hash (a page that takes a card carries it).
+pub(super) fn checkout_script_tag() -> Markup {
+    html! {
+        script src=(CHECKOUT_SCRIPT_PATH) integrity=(super::security::checkout_script().integrity) defer {}
+    }
+}
+
+/// The processor's origin, which a page that takes a card lets its script reach: its
+/// response's extension for the security headers.
+pub(super) fn allow_processor(response: &mut Response, tokenize_url: Option<&str>) {
+    if let Some(origin) = tokenize_url.and_then(super::security::origin_of) {
+        response
+            .extensions_mut()
+            .insert(super::security::ExtraOrigins(vec![origin]));
+    }
+}
 
 // ---- placing the order -------------------------------------------------------------------
 

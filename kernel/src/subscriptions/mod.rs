@@ -644,6 +644,61 @@ pub async fn get(state: &AppState, number: &str, customer: Option<i64>) -> Resul
     view(state, row, true).await
 }
 
+/// What a subscription's items may be changed to: for each item its product's variants
+/// (to swap a size or flavour), and the intervals the items' products offer.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    /// Each interval once, in the products' order.
+    pub intervals: Vec<String>,
+    /// In the subscription's item order.
+    pub items: Vec<ItemChoices>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemChoices {
+    /// The item's SKU now.
+    pub sku: String,
+    /// Its product's variants, by SKU with their title, in the product's order.
+    pub variants: Vec<(String, String)>,
+}
+
+/// The [`Choices`] of a subscription; `customer` limits it to theirs (another's has none).
+pub async fn choices(state: &AppState, number: &str, customer: Option<i64>) -> Result<Choices> {
+    let rows = sqlx::query(
+        "SELECT v.sku, o.sku, o.title, p.subscription_intervals
+         FROM subscriptions s
+         JOIN subscription_items i ON i.subscription_id = s.id
+         JOIN variants v ON v.id = i.variant_id
+         JOIN products p ON p.id = v.product_id
+         JOIN variants o ON o.product_id = p.id
+         WHERE s.number = $1 AND ($2 IS NULL OR s.customer_id = $2)
+         ORDER BY i.id, o.position, o.id",
+    )
+    .bind(number)
+    .bind(customer)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut out = Choices::default();
+    for row in &rows {
+        let sku: String = row.try_get(0)?;
+        let variant = (row.try_get(1)?, row.try_get(2)?);
+        match out.items.last_mut().filter(|item| item.sku == sku) {
+            Some(item) => item.variants.push(variant),
+            None => out.items.push(ItemChoices {
+                sku,
+                variants: vec![variant],
+            }),
+        }
+        let offered: String = row.try_get(3)?;
+        for interval in offered.split(',').map(str::trim) {
+            if !interval.is_empty() && !out.intervals.iter().any(|i| i == interval) {
+                out.intervals.push(interval.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What a filter on staff's list asks for.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,8 @@
 //! product, adds it to the cart, checks out with a test card that the checkout page's
 //! script tokenizes at the processor from the browser, reads the order in the account,
 //! and sees the tracking number once the merchant ships; a declined card shows the reason
-//! and places no order.
+//! and places no order. A subscriber gives their subscription a new card on its page,
+//! which the same script tokenizes at the processor.
 //!
 //! Chromium and chromedriver come from `scripts/install-browser`, which `scripts/test`
 //! runs first; when chromedriver is still missing the test runs that script itself, and
@@ -967,6 +968,76 @@ async fn the_total_shown_before_paying_is_the_total_charged_in_two_countries() {
         );
         browser.goto(&shop.url("/"));
     }
+    drop(browser);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_replaces_the_card_and_the_new_card_goes_only_to_the_processor() {
+    const NEW_CARD: &str = "5555555555554444";
+    let shop = shop().await;
+    let browser = Browser::launch("new-card");
+    let email = "sub@example.com";
+    register(&browser, &shop, "Sam", email);
+    // On subscription from the product page, paid at checkout.
+    browser.goto(&shop.url("/p/mag"));
+    let subscribe = browser.wait_for("form.add-to-cart input[name=subscription]");
+    browser.click(&subscribe);
+    let add = browser.wait_for("form.add-to-cart button[type=submit]");
+    browser.click(&add);
+    browser.wait_for_path("/cart", WAIT);
+    check_out(&browser, email, GOOD_CARD);
+    browser.wait_for_path("/checkout/confirmation/*", WAIT_FOR_ORDER);
+    let card_on_file = async || {
+        let enc: String = sqlx::query_scalar("SELECT payment_method_enc FROM subscriptions")
+            .fetch_one(&shop.app.kernel.state.db.pool)
+            .await
+            .expect("a subscription");
+        shop.app
+            .kernel
+            .state
+            .keys
+            .decrypt_field("subscriptions.payment_method", &enc)
+            .expect("its card")
+    };
+    let before = card_on_file().await;
+
+    // The subscription's page: a card the processor refuses to tokenize is said in place.
+    browser.goto(&shop.url("/account/subscriptions"));
+    let link = browser.wait_for("a.subscription-link");
+    browser.click(&link);
+    browser.wait_for_path("/account/subscriptions/SUB-*", WAIT);
+    let path = browser.current_path();
+    browser.fill("#card-form #card-number", "4242424242424241");
+    browser.fill("#card-form #card-exp-month", "12");
+    browser.fill("#card-form #card-exp-year", "2030");
+    browser.fill("#card-form #card-cvc", "123");
+    let replace = browser.wait_for("#replace-card");
+    browser.click(&replace);
+    let error = browser.wait_for_text_within("#card-error", WAIT_FOR_ORDER);
+    assert!(
+        error.contains("Your card could not be checked"),
+        "the shopper is told: {error}"
+    );
+    assert_eq!(browser.current_path(), path, "nothing was posted");
+
+    // A good card: the script tokenizes it and posts only the token.
+    browser.fill("#card-form #card-number", NEW_CARD);
+    let replace = browser.wait_for("#replace-card");
+    browser.click(&replace);
+    browser.wait_for_path(
+        &format!("{path}?done=replace_payment_method"),
+        WAIT_FOR_ORDER,
+    );
+    let notice = browser.wait_for_text("p.form-notice");
+    assert_eq!(notice, "The next deliveries are paid with the new card.");
+    let after = card_on_file().await;
+    assert!(
+        after.starts_with("saved:cus_") && after != before,
+        "{before} then {after}"
+    );
+    assert_not_stored(shop.app.db.dir.path(), NEW_CARD);
+
     drop(browser);
     shop.stop().await;
 }

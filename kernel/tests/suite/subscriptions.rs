@@ -656,3 +656,209 @@ both_backends! {
         assert!(!app.get("/p/mag").await.text().contains(r#"name="subscription""#));
     }
 }
+
+/// A signed-in browser of the subscriber `email`, on their subscription's page: answers
+/// the browser, the page and the path its forms post to.
+async fn on_subscription_page(
+    app: &TestApp,
+    email: &str,
+    number: &str,
+) -> (crate::common::browser::Browser, TestResponse, String) {
+    use crate::common::browser::{self, Browser};
+    let mut b = Browser::default();
+    let r = browser::sign_in(app, &mut b, email, browser::PASSWORD, None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let page = browser::get(app, &mut b, &format!("/account/subscriptions/{number}")).await;
+    browser::assert_html(&page, StatusCode::OK);
+    (b, page, format!("/account/subscriptions/{number}/actions"))
+}
+
+#[track_caller]
+fn assert_contains(page: &TestResponse, needles: &[&str]) {
+    let html = page.text();
+    for needle in needles {
+        assert!(html.contains(needle), "{needle} is missing from {html}");
+    }
+}
+
+both_backends! {
+    async fn the_storefront_page_pauses_until_a_date_and_changes_interval_items_and_address(backend: Backend) {
+        use crate::common::browser;
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let email = "forms@example.com";
+        let (token, _order, number) = subscribed(&shop, email, "4242424242424242").await;
+        let (mut b, page, action) = on_subscription_page(app, email, &number).await;
+        let path = format!("/account/subscriptions/{number}");
+        // Every change the API has, as a form (no card without a tokenization URL).
+        assert_contains(&page, &[
+            r#"<input id="pause_until" type="date" name="until""#,
+            r#"value="change_interval""#,
+            r#"<option value="30d" selected>every 30 days</option><option value="60d">every 60 days</option>"#,
+            r#"value="change_items""#,
+            r#"<input id="item0_quantity" name="item0_quantity" type="number" value="2""#,
+            r#"<option value="MAG-60" selected>60 capsules</option><option value="MAG-120">120 capsules</option>"#,
+            r#"value="change_address""#,
+            r#"<input id="f-postal_code" name="postal_code" type="text" value="3511 AB""#,
+            r#"<option value="NL" selected>"#,
+            "This shop cannot take card payments right now.",
+        ]);
+        assert!(!page.text().contains("<script"), "no card form, no script");
+        let csrf = browser::csrf_of(&page);
+        let post = async |b: &mut browser::Browser, fields: &[(&str, &str)]| {
+            let mut all = vec![("csrf", csrf.as_str())];
+            all.extend_from_slice(fields);
+            browser::post_form(app, b, &action, &all).await
+        };
+
+        // Paused until a date: the page and the API say until when; resumed by the form.
+        let until = (app.kernel.state.clock.now() + chrono::Duration::days(10)).format("%Y-%m-%d").to_string();
+        let r = post(&mut b, &[("action", "pause"), ("until", &until)]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=pause_until"));
+        let page = browser::get(app, &mut b, &browser::location(&r)).await;
+        assert_contains(&page, &["The subscription is paused until the date shown", &format!(r#"<dd id="paused-until">{until}</dd>"#),
+            r#"value="resume""#]);
+        assert!(!page.text().contains(r#"name="until""#), "a paused subscription has no pause form");
+        let sub = detail(app, &token, &number).await;
+        assert_eq!((sub["status"].as_str(), sub["paused_until"].as_str()), (Some("paused"), Some(format!("{until}T00:00:00.000Z").as_str())), "{sub}");
+        let r = post(&mut b, &[("action", "resume")]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=resume"));
+        // A date in the past is the API's 422, said on the page.
+        let r = post(&mut b, &[("action", "pause"), ("until", "2001-01-01")]).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_contains(&r, &["The date to pause until must be today or later."]);
+
+        // How often.
+        let r = post(&mut b, &[("action", "change_interval"), ("interval", "60d")]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=change_interval"));
+        let page = browser::get(app, &mut b, &path).await;
+        assert_contains(&page, &[r#"<dd id="subscription-interval">every 60 days</dd>"#, r#"<option value="60d" selected>"#]);
+        assert_eq!(detail(app, &token, &number).await["interval"], "60d");
+
+        // Another size, three of it.
+        let r = post(&mut b, &[("action", "change_items"), ("item0_sku", "MAG-120"), ("item0_quantity", "3")]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=change_items"));
+        let page = browser::get(app, &mut b, &path).await;
+        assert_contains(&page, &[r#"<option value="MAG-120" selected>120 capsules</option>"#,
+            r#"<input id="item0_quantity" name="item0_quantity" type="number" value="3""#]);
+        assert_eq!(detail(app, &token, &number).await["items"], json!([{"sku": "MAG-120", "title": "Test Magnesium – 120 capsules", "quantity": 3}]));
+        // Taking out the only item, or a quantity that is no number: refused, nothing changed.
+        let r = post(&mut b, &[("action", "change_items"), ("item0_sku", "MAG-120"), ("item0_quantity", "0")]).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_contains(&r, &["A subscription must hold 1 to 50 items."]);
+        let r = post(&mut b, &[("action", "change_items"), ("item0_sku", "MAG-120"), ("item0_quantity", "lots")]).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_contains(&r, &["Please enter the quantity of MAG-120 as a whole number"]);
+        assert_eq!(detail(app, &token, &number).await["items"][0]["quantity"], 3);
+
+        // A new address; a wrong one comes back as typed, its problem at its field.
+        let address = [("name", "Grace Hopper"), ("line1", "Prinsengracht 5"), ("line2", ""), ("city", "Amsterdam"),
+            ("region", ""), ("postal_code", "1015 AA"), ("country", "NL")];
+        let mut fields = vec![("action", "change_address")];
+        fields.extend_from_slice(&address);
+        let r = post(&mut b, &fields).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=change_address"));
+        let page = browser::get(app, &mut b, &browser::location(&r)).await;
+        assert_contains(&page, &["The next deliveries go to the new address.", "Grace Hopper, Prinsengracht 5, 1015 AA Amsterdam, NL",
+            r#"<input id="f-city" name="city" type="text" value="Amsterdam""#]);
+        let sub = detail(app, &token, &number).await;
+        assert_eq!((sub["shipping_address"]["city"].as_str(), sub["shipping_address"]["postal_code"].as_str()), (Some("Amsterdam"), Some("1015 AA")), "{sub}");
+        let fields = [("action", "change_address"), ("name", "Typed Name"), ("line1", "Somewhere 1"), ("city", "Haarlem"),
+            ("postal_code", "!!"), ("country", "NL")];
+        let r = post(&mut b, &fields).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_contains(&r, &["The address was not changed", r#"value="Typed Name""#, r#"id="f-postal_code-error""#]);
+        assert_eq!(detail(app, &token, &number).await["shipping_address"]["city"], "Amsterdam");
+
+        // Or one of the customer's saved addresses.
+        let r = as_customer(app, &token, Method::POST, "/api/v1/account/addresses", Some(json!({
+            "label": "Work", "name": "Ada Lovelace", "line1": "Markt 1", "city": "Delft", "postal_code": "2611 GP", "country": "NL"}))).await;
+        assert!(r.status.is_success(), "{}", r.text());
+        let saved = r.json()["id"].as_str().unwrap().to_owned();
+        let page = browser::get(app, &mut b, &path).await;
+        assert_contains(&page, &[r#"<select id="saved_address" name="address_id" required>"#, &format!(r#"value="{saved}""#)]);
+        let r = post(&mut b, &[("action", "use_address"), ("address_id", &saved)]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=change_address"));
+        assert_eq!(detail(app, &token, &number).await["shipping_address"]["city"], "Delft");
+        let r = post(&mut b, &[("action", "use_address"), ("address_id", "adr_not_mine")]).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Cancelled: the forms are gone, and a change posted from a stale page is the 409.
+        let r = post(&mut b, &[("action", "cancel"), ("reason", "enough for now")]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=cancel"));
+        let page = browser::get(app, &mut b, &path).await;
+        assert!(!page.text().contains(r#"value="change_items""#), "no forms once cancelled");
+        for fields in [vec![("action", "change_interval"), ("interval", "30d")],
+                vec![("action", "change_items"), ("item0_sku", "MAG-60"), ("item0_quantity", "1")],
+                vec![("action", "pause"), ("until", until.as_str())]] {
+            let r = post(&mut b, &fields).await;
+            browser::assert_html(&r, StatusCode::CONFLICT);
+            assert_contains(&r, &[r#"id="subscription-problem""#, "A subscription that is cancelled cannot be"]);
+        }
+        assert_eq!(detail(app, &token, &number).await["interval"], "60d");
+    }
+
+    async fn the_storefront_page_replaces_the_card_through_the_processor(backend: Backend) {
+        use crate::common::browser;
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let host = shop.processor.to_string();
+        let r = app.admin_patch("/api/v1/admin/plugins/sandbox-payments", &json!({"settings": {
+            "base_url": format!("http://{host}"), "checkout_tokenize_url": format!("http://{host}/v1/tokens")}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        let email = "card@example.com";
+        let (_token, _order, number) = subscribed(&shop, email, "4242424242424242").await;
+        let (mut b, page, action) = on_subscription_page(app, email, &number).await;
+        let path = format!("/account/subscriptions/{number}");
+        // The card form posts to the shop and tokenizes at the processor, through the
+        // checkout's pinned script, whose processor origin the page's policy allows.
+        crate::security_headers::assert_page_headers(&path, &page);
+        let script = olivine::http::security::checkout_script();
+        assert_contains(&page, &[
+            &format!(r#"<form id="card-form" method="post" action="{action}" data-tokenize-url="http://{host}/v1/tokens">"#),
+            r#"<input type="hidden" name="action" value="replace_payment_method">"#,
+            r#"<input type="hidden" name="payment_token" value="">"#,
+            &format!(r#"<script src="{}" integrity="{}" defer>"#, script.path, script.integrity),
+        ]);
+        let html = page.text();
+        let card_input = &html[html.find(r#"<input id="card-number""#).unwrap()..];
+        assert!(!card_input[..card_input.find('>').unwrap()].contains("name="), "the card number is never posted");
+        let csp = page.headers["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains(&format!("connect-src 'self' http://{host};")), "{csp}");
+        let csrf = browser::csrf_of(&page);
+        let card_on_file = async || {
+            let enc: String = sqlx::query_scalar("SELECT payment_method_enc FROM subscriptions WHERE number = $1")
+                .bind(&number).fetch_one(&app.kernel.state.db.pool).await.unwrap();
+            app.kernel.state.keys.decrypt_field("subscriptions.payment_method", &enc).unwrap()
+        };
+        let before = card_on_file().await;
+
+        // What the page's script posts: the token the processor gave the browser.
+        let new_card = tokenize(shop.processor, "5555555555554444").await;
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "replace_payment_method"), ("payment_token", &new_card)]).await;
+        assert_eq!(browser::location(&r), format!("{path}?done=replace_payment_method"));
+        let page = browser::get(app, &mut b, &browser::location(&r)).await;
+        assert_contains(&page, &["The next deliveries are paid with the new card."]);
+        let after = card_on_file().await;
+        assert!(after.starts_with("saved:cus_") && after != before, "{before} then {after}");
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT COUNT(*) FROM outbox WHERE event_type = 'subscription.payment_method_replaced'").await, 1);
+
+        // A token the processor refuses: the reason on the page, the card on file kept.
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "replace_payment_method"), ("payment_token", "tok_never_issued")]).await;
+        browser::assert_html(&r, StatusCode::PAYMENT_REQUIRED);
+        assert_contains(&r, &[r#"id="subscription-problem""#, "The card was not accepted: the payment could not be processed. The card on file is unchanged"]);
+        assert_eq!(card_on_file().await, after);
+        // Without the script no token comes: the page says what it needs.
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "replace_payment_method"), ("payment_token", "")]).await;
+        browser::assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_contains(&r, &["the page needs JavaScript"]);
+        // The processor down: a 503 that says to try again.
+        let another = tokenize(shop.processor, "4242424242424242").await;
+        shop._handle.abort();
+        let r = browser::post_form(app, &mut b, &action, &[("csrf", &csrf), ("action", "replace_payment_method"), ("payment_token", &another)]).await;
+        browser::assert_html(&r, StatusCode::SERVICE_UNAVAILABLE);
+        assert_contains(&r, &["could not save the card just now; the card on file is unchanged"]);
+        assert_eq!(card_on_file().await, after);
+    }
+}
