@@ -36,6 +36,11 @@ pub struct Head {
 /// Numbers the committed events that have no position yet, in id order; returns the
 /// new head when it numbered any.
 pub async fn sequence(db: &Db) -> Result<Option<Head>, sqlx::Error> {
+    Ok(sequence_batch(db).await?.map(|(head, _)| head))
+}
+
+/// [`sequence`], with how many events it numbered (at most [`SEQUENCE_BATCH`]).
+async fn sequence_batch(db: &Db) -> Result<Option<(Head, i64)>, sqlx::Error> {
     // Most calls find nothing to do: answer those without taking the lock.
     let waiting = sqlx::query("SELECT id FROM outbox WHERE position IS NULL LIMIT 1")
         .fetch_optional(&db.pool)
@@ -86,7 +91,7 @@ pub async fn sequence(db: &Db) -> Result<Option<Head>, sqlx::Error> {
     };
     tx.commit().await?;
     metrics::counter!("olivine_bus_events_sequenced_total").increment(numbered as u64);
-    Ok(Some(head))
+    Ok(Some((head, numbered)))
 }
 
 /// The head as the database has it now.
@@ -263,10 +268,12 @@ pub(crate) async fn run_sequencer(
             return;
         }
         let step = async {
-            let numbered = sequence(&db).await?;
-            let more = numbered.is_some();
+            let numbered = sequence_batch(&db).await?;
+            // A full batch may leave more behind. After a partial one, events committed
+            // since have each woken this task (a stored permit), so it need not look.
+            let more = numbered.as_ref().is_some_and(|(_, n)| *n >= SEQUENCE_BATCH);
             let head = match numbered {
-                Some(head) => {
+                Some((head, _)) => {
                     wakeups.publish(wakeup::Topic::Bus).await;
                     head
                 }
@@ -289,8 +296,6 @@ pub(crate) async fn run_sequencer(
                 });
                 metrics::gauge!("olivine_bus_log_head").set(head.position as f64);
                 if more {
-                    // A full batch may leave more behind; a partial one costs one more
-                    // cheap look.
                     continue;
                 }
                 tokio::select! {

@@ -1387,6 +1387,30 @@ pub async fn authorize(state: &AppState, order_id: i64, charge: &Charge) -> Resu
     Ok(())
 }
 
+/// [`authorize`] for an order just placed with its charge on record (a renewal's): what
+/// the order holds is known, so nothing is read or written before the processor call.
+/// Answers the order's status after it, or None when something else moved the order.
+pub(crate) async fn authorize_placed(
+    state: &AppState,
+    order_id: i64,
+    number: &str,
+    quote: &totals::CheckoutQuote,
+    charge: &Charge,
+) -> Result<Option<OrderStatus>> {
+    let facts = PaymentFacts {
+        number: number.to_owned(),
+        status: OrderStatus::Pending,
+        total_minor: quote.total_minor,
+        currency: quote.currency.clone(),
+        payment_reference: None,
+        refunded_minor: 0,
+        subscriber: None,
+    };
+    Ok(authorize_recorded(state, order_id, &facts, charge)
+        .await?
+        .map(|recorded| recorded.status))
+}
+
 /// What an authorisation wrote on the order.
 struct PaymentRecorded {
     status: OrderStatus,

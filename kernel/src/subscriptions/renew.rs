@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::inventory::settings::{AfterDunning, OutOfStock};
 use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob};
 use crate::orders::totals::CheckoutQuote;
-use crate::orders::{Charge, Origin, Placed, Placement};
+use crate::orders::{Charge, OrderStatus, Origin, Placed, Placement};
 use crate::plugins::pricing::AppliedAdjustment;
 use crate::time::{format_timestamp, parse_timestamp};
 
@@ -350,7 +350,8 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
     if !left_out.is_empty() {
         record_left_out(state, &row, p.attempt, &left_out).await?;
     }
-    pay(state, &row, p.attempt, order_id, &charge).await
+    let paid = crate::orders::authorize_placed(state, order_id, &placed.number, &quote, &charge);
+    paid_or_declined(state, &row, p.attempt, order_id, paid.await).await
 }
 
 /// The renewal's quote, never above the price `renewal_upcoming` announced for this
@@ -599,13 +600,8 @@ async fn settle(
     attempt: i64,
     order_id: i64,
 ) -> Result<RenewalOutcome> {
-    let status: String = sqlx::query("SELECT status FROM orders WHERE id = $1")
-        .bind(order_id)
-        .fetch_one(&state.db.pool)
-        .await?
-        .try_get(0)?;
-    match status.as_str() {
-        "pending" => {
+    match order_status(state, order_id).await? {
+        OrderStatus::Pending => {
             let Some(method_enc) = &row.payment_method_enc else {
                 return Ok(RenewalOutcome::Waiting);
             };
@@ -616,7 +612,7 @@ async fn settle(
             );
             pay(state, row, attempt, order_id, &charge).await
         }
-        "cancelled" => {
+        OrderStatus::Cancelled => {
             decline(state, row, attempt, "the payment was declined", false).await?;
             Ok(RenewalOutcome::Declined)
         }
@@ -633,14 +629,26 @@ async fn pay(
     order_id: i64,
     charge: &Charge,
 ) -> Result<RenewalOutcome> {
-    match crate::orders::authorize(state, order_id, charge).await {
-        Ok(()) => {
-            let status: String = sqlx::query("SELECT status FROM orders WHERE id = $1")
-                .bind(order_id)
-                .fetch_one(&state.db.pool)
-                .await?
-                .try_get(0)?;
-            Ok(if status == "paid" {
+    let paid = crate::orders::authorize(state, order_id, charge).await.map(|()| None);
+    paid_or_declined(state, row, attempt, order_id, paid).await
+}
+
+/// What came of a renewal order's authorization (its status after it, None when
+/// unknown); a decline is recorded on the subscription.
+async fn paid_or_declined(
+    state: &AppState,
+    row: &SubscriptionRow,
+    attempt: i64,
+    order_id: i64,
+    paid: Result<Option<OrderStatus>>,
+) -> Result<RenewalOutcome> {
+    match paid {
+        Ok(status) => {
+            let status = match status {
+                Some(status) => status,
+                None => order_status(state, order_id).await?,
+            };
+            Ok(if status == OrderStatus::Paid {
                 RenewalOutcome::Paid
             } else {
                 RenewalOutcome::Waiting
@@ -654,6 +662,16 @@ async fn pay(
         // order is paid with the same key.
         Err(other) => Err(other),
     }
+}
+
+async fn order_status(state: &AppState, order_id: i64) -> Result<OrderStatus> {
+    let status: String = sqlx::query("SELECT status FROM orders WHERE id = $1")
+        .bind(order_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get(0)?;
+    OrderStatus::parse(&status)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("order {order_id} has status {status}")))
 }
 
 /// The claim of an attempt, first in the renewal order's transaction: answers false
