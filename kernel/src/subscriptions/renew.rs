@@ -117,13 +117,19 @@ pub async fn scan(state: &AppState) -> Result<ScanReport> {
         ..ScanReport::default()
     };
     report.noticed = record_notices(state, now).await?;
+    // Renewals still queued from an earlier pass are left out here rather than refused
+    // by the jobs' unique key (the same `renewal:{id}:{cycle}:{attempt}` as
+    // `renewal_job`): in a storm, every pass would otherwise try all of them again.
     let mut after = 0_i64;
     loop {
         let rows = sqlx::query(
-            "SELECT id, cycle, cycle_attempts FROM subscriptions
+            "SELECT id, cycle, cycle_attempts FROM subscriptions s
              WHERE status = 'active' AND id > $1
                AND ((failed_attempts = 0 AND next_renewal_at <= $2)
                     OR (failed_attempts > 0 AND retry_at <= $2))
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE unique_key = 'renewal:'
+                   || CAST(s.id AS TEXT) || ':' || CAST(s.cycle AS TEXT) || ':'
+                   || CAST(s.cycle_attempts + 1 AS TEXT))
              ORDER BY id LIMIT $3",
         )
         .bind(after)
