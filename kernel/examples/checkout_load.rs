@@ -24,144 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
-use serde_json::{Value, json};
+use anyhow::{Context, ensure};
+use serde_json::json;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-#[derive(Clone)]
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    admin: String,
-}
-
-impl Client {
-    fn send(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut response = match method {
-            "GET" => {
-                let mut request = self.agent.get(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.call()
-            }
-            _ => {
-                let mut request = match method {
-                    "POST" => self.agent.post(url),
-                    "PATCH" => self.agent.patch(url),
-                    "PUT" => self.agent.put(url),
-                    other => bail!("unsupported method {other}"),
-                };
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request
-                    .header("content-type", "application/json")
-                    .send(body.map(Value::to_string).unwrap_or_default())
-            }
-        }
-        .with_context(|| format!("{method} {url}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).with_context(|| format!("{method} {url}: {text}"))?
-        };
-        Ok((status, value))
-    }
-
-    fn kernel(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let (status, value) = self.send(method, &url, &[], body)?;
-        ensure!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {value}"
-        );
-        Ok(value)
-    }
-
-    fn admin(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.admin);
-        let (status, value) = self.send(method, &url, &[("authorization", &auth)], Some(body))?;
-        ensure!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {value}"
-        );
-        Ok(value)
-    }
-}
-
-fn date_in(days: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::days(days))
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-/// Products `bench-0…` with one variant each and a lot that will not run out.
-fn stock_catalog(client: &Client, products: usize) -> anyhow::Result<Vec<String>> {
-    let mut skus = Vec::new();
-    for i in 0..products {
-        let sku = format!("BENCH{i}-60");
-        let product = json!({
-            "slug": format!("bench-{i}"), "name": format!("Bench Magnesium {i}"),
-            "product_type": "supplement", "description": "Load test product.",
-            "categories": ["supplements"], "tags": ["bench"],
-            "attributes": {
-                "form": "capsules",
-                "ingredients": [{"name": "Magnesium", "amount": 200, "unit": "mg"}],
-                "serving_size": "2 capsules", "servings_per_container": 30,
-                "usage": "Take 2 daily.", "allergens": [], "warnings": "",
-                "disclaimer": "Not evaluated by the FDA."
-            },
-            "variants": [{"sku": sku, "title": "60 capsules", "options": {"count": "60"},
-                "price_minor": 1999, "currency": "EUR", "weight_grams": 120}]
-        });
-        client.admin("POST", "/api/v1/admin/products", &product)?;
-        client.admin(
-            "POST",
-            "/api/v1/admin/lots",
-            &json!({"sku": sku, "location": "AMS-1", "batch": format!("L{i}"),
-                "manufactured_on": date_in(-10), "expires_on": date_in(700),
-                "quantity": 10_000_000}),
-        )?;
-        skus.push(sku);
-    }
-    Ok(skus)
-}
-
-/// Milliseconds at the given percentiles of the samples, and their count.
-fn summary(mut samples: Vec<Duration>) -> String {
-    if samples.is_empty() {
-        return "no samples".to_owned();
-    }
-    samples.sort_unstable();
-    let at = |p: f64| {
-        let index = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[index].as_secs_f64() * 1000.0
-    };
-    format!(
-        "n={} p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
-        samples.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        samples[samples.len() - 1].as_secs_f64() * 1000.0
-    )
-}
+mod common;
+use common::{Client, card_token, env_or, start_processor, stock_catalog, summary};
 
 struct Buyer {
     client: Client,
@@ -193,12 +60,7 @@ impl Buyer {
     }
 
     fn token(&self) -> anyhow::Result<String> {
-        let url = format!("{}/v1/tokens", self.processor);
-        let card =
-            json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
-        let (status, body) = self.client.send("POST", &url, &[], Some(&card))?;
-        ensure!(status == 201, "tokenize: {status} {body}");
-        Ok(body["token"].as_str().context("token")?.to_owned())
+        card_token(&self.client, &self.processor, "4242424242424242")
     }
 
     fn checkout_loop(
@@ -328,25 +190,8 @@ fn main() -> anyhow::Result<()> {
     let pay = env_or("PAY", 1) != 0;
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let (processor, _handle) = runtime.block_on(sandbox_processor::spawn("127.0.0.1:0"));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .max_idle_connections_per_host(buyers_n * 2)
-        .build()
-        .into();
-    let client = Client {
-        agent,
-        base: base.trim_end_matches('/').to_owned(),
-        admin,
-    };
-    let host = processor.to_string();
-    client.admin(
-        "PATCH",
-        "/api/v1/admin/plugins/sandbox-payments",
-        &json!({"enabled": true, "settings": {"base_url": format!("http://{host}")},
-            "granted_hosts": [host]}),
-    )?;
+    let client = Client::new(&base, admin, buyers_n * 2);
+    let (processor, _processor) = start_processor(&runtime, &client)?;
     let skus = Arc::new(stock_catalog(&client, products)?);
     eprintln!(
         "stocked {products} products; sandbox processor at {processor}; {buyers_n} buyers, {seconds} s per phase"
@@ -355,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         .map(|n| {
             Arc::new(Buyer {
                 client: client.clone(),
-                processor: format!("http://{processor}"),
+                processor: processor.clone(),
                 skus: skus.clone(),
                 n,
                 buyers: buyers_n,

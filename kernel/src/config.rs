@@ -181,8 +181,10 @@ pub struct ServeConfig {
 
     /// Subscription renewals this node runs at once, on workers and a database pool of
     /// their own, so a renewal storm never holds up shoppers or other background work
-    /// (0: this node runs no renewals; others in the cluster do).
-    #[arg(long, env = "OLIVINE_RENEWAL_WORKERS", default_value_t = 4)]
+    /// (0: this node runs no renewals; others in the cluster do). Three renew as fast as
+    /// four on two cores and slow shoppers less (docs/PERFORMANCE.md); about one more
+    /// than the cores is the measured sweet spot.
+    #[arg(long, env = "OLIVINE_RENEWAL_WORKERS", default_value_t = 3)]
     pub renewal_workers: usize,
 
     #[command(flatten)]
@@ -317,7 +319,7 @@ impl ServeConfig {
             payment_reconcile_secs: 30,
             payment_reconcile_grace_secs: 120,
             subscription_scan_secs: 60,
-            renewal_workers: 4,
+            renewal_workers: 3,
             cluster: ClusterConfig::default(),
         }
     }

@@ -635,7 +635,9 @@ async fn pay(
     order_id: i64,
     charge: &Charge,
 ) -> Result<RenewalOutcome> {
-    let paid = crate::orders::authorize(state, order_id, charge).await.map(|()| None);
+    let paid = crate::orders::authorize(state, order_id, charge)
+        .await
+        .map(|()| None);
     paid_or_declined(state, row, attempt, order_id, paid).await
 }
 
