@@ -19,25 +19,14 @@ cd "$(dirname "$0")/.."
 
 runs="${RUNS:-1}"
 port="${PORT:-18092}"
-pg_host="${PGHOST:-127.0.0.1}"
-pg_port="${PGPORT:-5432}"
-pg_user="${PGUSER:-postgres}"
 export SUBSCRIPTIONS="${SUBSCRIPTIONS:-10000}" SHOPPERS="${SHOPPERS:-16}"
 
-if ! command -v psql >/dev/null 2>&1; then
-  echo "==> installing the PostgreSQL client (Debian package)"
-  apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null
-fi
-if ! command -v curl >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq curl >/dev/null
-fi
+. bench/lib.sh
 
 echo "==> cargo build --release (kernel and the load generator)"
 cargo build --release -p olivine-kernel --bin olivine --example renewal_storm
 bin="${OLIVINE_BIN:-target/release/olivine}"
 load=target/release/examples/renewal_storm
-
-psql_admin() { psql -X -q -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -c "$1"; }
 
 for run in $(seq 1 "$runs"); do
   db="olivine_renewals_$$_$run"
@@ -62,11 +51,7 @@ for run in $(seq 1 "$runs"); do
     rm -rf "$data"
   }
   trap cleanup EXIT
-  for _ in $(seq 1 600); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$data/kernel.log"; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "$port" "$pid" "$data/kernel.log"
   echo
   echo "==> run $run of $runs: $SUBSCRIPTIONS subscriptions, $SHOPPERS shoppers ($bin, database $db)"
   if ! DATABASE_URL="$url" OLIVINE_URL="http://127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" "$load"; then

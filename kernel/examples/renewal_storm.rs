@@ -175,6 +175,17 @@ async fn renewal_outcomes(db: &sqlx::PgPool) -> anyhow::Result<Vec<(String, i64)
         .collect()
 }
 
+/// What the shoppers saw in a phase, printed.
+fn report(title: &str, seen: Latencies, time: Duration) {
+    println!(
+        "{title} ({:.0} s, {:.0} checkouts/s):",
+        time.as_secs_f64(),
+        seen.checkout.len() as f64 / time.as_secs_f64()
+    );
+    println!("  product JSON:  {}", summary(seen.product));
+    println!("  checkout:      {}", summary(seen.checkout));
+}
+
 struct Shopper {
     client: Client,
     processor: String,
@@ -435,20 +446,8 @@ fn main() -> anyhow::Result<()> {
     };
     let (calm_product, calm_checkout) = p99(&mut calm);
     let (storm_product, storm_checkout) = p99(&mut storm);
-    println!(
-        "shoppers without renewals ({:.0} s, {:.0} checkouts/s):",
-        calm_time.as_secs_f64(),
-        calm.checkout.len() as f64 / calm_time.as_secs_f64()
-    );
-    println!("  product JSON:  {}", summary(calm.product));
-    println!("  checkout:      {}", summary(calm.checkout));
-    println!(
-        "shoppers during the storm ({:.0} s, {:.0} checkouts/s):",
-        storm_time.as_secs_f64(),
-        storm.checkout.len() as f64 / storm_time.as_secs_f64()
-    );
-    println!("  product JSON:  {}", summary(storm.product));
-    println!("  checkout:      {}", summary(storm.checkout));
+    report("shoppers without renewals", calm, calm_time);
+    report("shoppers during the storm", storm, storm_time);
     println!(
         "p99 during / without: product JSON {:.2}x, checkout {:.2}x",
         storm_product / calm_product.max(0.001),

@@ -781,23 +781,28 @@ fn form_error(message: &str) -> FormErrors {
     }
 }
 
+/// The API's field errors as an address form's: the API names address fields
+/// `shipping_address.<name>`, the form `<name>`.
+pub(super) fn address_form_errors(fields: &[FieldError]) -> Vec<FieldError> {
+    fields
+        .iter()
+        .map(|f| {
+            let name = f
+                .field
+                .strip_prefix("shipping_address.")
+                .unwrap_or(&f.field);
+            FieldError::new(name.to_owned(), f.message.clone())
+        })
+        .collect()
+}
+
 /// What the form says about a failed checkout, and whether the form keeps its key (a
 /// retry that must complete the same order) rather than getting a new one. `None` for a
 /// server error.
 fn problem_of(err: &Error) -> Option<(Problem, bool)> {
     match err {
         Error::Validation(fields) => {
-            // The API names address fields `shipping_address.<name>`; the form, `<name>`.
-            let fields: Vec<FieldError> = fields
-                .iter()
-                .map(|f| {
-                    let name = f
-                        .field
-                        .strip_prefix("shipping_address.")
-                        .unwrap_or(&f.field);
-                    FieldError::new(name.to_owned(), f.message.clone())
-                })
-                .collect();
+            let fields = address_form_errors(fields);
             let payment = fields.iter().find(|f| f.field == "payment_token").cloned();
             Some((
                 Problem {

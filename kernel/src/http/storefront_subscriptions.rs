@@ -792,16 +792,7 @@ fn card_refused(reason: &str) -> String {
 
 /// A refused address: the form again as typed, each problem at its field.
 fn address_refusal(fields: &[FieldError], form: &Form) -> Refusal {
-    let fields = fields
-        .iter()
-        .map(|f| {
-            let name = f
-                .field
-                .strip_prefix("shipping_address.")
-                .unwrap_or(&f.field);
-            FieldError::new(name.to_owned(), f.message.clone())
-        })
-        .collect();
+    let fields = super::storefront_checkout::address_form_errors(fields);
     Refusal {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: "The address was not changed: please correct the marked fields.".to_owned(),
