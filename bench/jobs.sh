@@ -12,19 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pg_host="${PGHOST:-127.0.0.1}"
-pg_port="${PGPORT:-5432}"
-pg_user="${PGUSER:-postgres}"
-
-if ! command -v psql >/dev/null 2>&1; then
-  echo "==> installing the PostgreSQL client (Debian package)"
-  apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null
-fi
+. bench/lib.sh
 
 echo "==> cargo build --release --example jobs_bench"
 cargo build --release -p olivine-kernel --example jobs_bench
 
-psql_admin() { psql -X -q -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -c "$1"; }
 db="olivine_jobs_bench_$$"
 psql_admin "CREATE DATABASE $db"
 trap 'psql_admin "DROP DATABASE IF EXISTS $db" || true' EXIT
