@@ -864,9 +864,14 @@ pub async fn act(
         } => Some(variants_for(state, items).await?),
         _ => None,
     };
-    // A new card is saved with the processor before anything is written.
+    // A new card is saved with the processor before anything is written, and only for
+    // a subscription that can take one (the processor would keep it for nothing).
     let card = match &action {
         Action::ReplacePaymentMethod { payment_token } => {
+            let row = row_by_number(&mut *state.db.pool.acquire().await?, number, customer).await?;
+            if row.status == Status::Cancelled {
+                return Err(illegal(&row, &action));
+            }
             Some(save_card(state, number, customer, payment_token.trim()).await?)
         }
         _ => None,

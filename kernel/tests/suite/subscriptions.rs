@@ -264,11 +264,13 @@ both_backends! {
         let renewed = as_customer(app, &token, Method::GET, &format!("/api/v1/account/orders/{order_number}"), None).await.json();
         assert_eq!(renewed["lines"][0]["quantity"], 1, "{renewed}");
 
-        // Cancelled for good: every action but reading is a 409.
+        // Cancelled for good: every action but reading is a 409. A new card is refused
+        // before the processor sees it (an unissued token would be its 402 there).
         let r = act(app, &token, &number, json!({"action": "cancel", "reason": "too many capsules"})).await;
         assert_eq!((r.status, r.json()["cancel_reason"].as_str()), (StatusCode::OK, Some("too many capsules")), "{}", r.text());
         for action in [json!({"action": "skip"}), json!({"action": "resume"}), json!({"action": "pause"}),
-                json!({"action": "cancel", "reason": "again"})] {
+                json!({"action": "cancel", "reason": "again"}),
+                json!({"action": "replace_payment_method", "payment_token": "tok_never_issued"})] {
             let r = act(app, &token, &number, action.clone()).await;
             assert_eq!(r.status, StatusCode::CONFLICT, "{action}: {}", r.text());
         }
