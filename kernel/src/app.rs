@@ -172,9 +172,7 @@ impl Kernel {
             .await?,
         );
         let mut node_local: Vec<Arc<dyn NodeLocalConsumer>> = vec![
-            Arc::new(CacheInvalidator {
-                cache: cache.clone(),
-            }),
+            Arc::new(CacheInvalidator::new(cache.clone(), work_db.clone())),
             Arc::new(PluginReloader {
                 plugins: plugins.clone(),
             }),

@@ -92,8 +92,71 @@ impl CatalogCache {
 
 /// The node-local consumer that keeps this node's cache true to the database.
 /// Invalidation is idempotent, so a redelivered event does no harm.
+///
+/// A stock change does not drop a cached product: its availability is read again once
+/// per batch of events (one statement for every product the batch named) and the entry
+/// replaced, so a storm of orders (a renewal run) leaves shoppers' reads as cache hits
+/// instead of a full product load per read.
 pub struct CacheInvalidator {
     pub cache: CatalogCache,
+    /// The primary (its background pool): a replica may not have the change the event
+    /// announced yet.
+    pub db: crate::store::Db,
+    pub stock_changed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl CacheInvalidator {
+    pub fn new(cache: CatalogCache, db: crate::store::Db) -> Self {
+        CacheInvalidator {
+            cache,
+            db,
+            stock_changed: Default::default(),
+        }
+    }
+
+    fn stock_changed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.stock_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the availability of the cached products among `slugs` and replaces their
+    /// entries; products not cached need nothing.
+    async fn refresh_stock(&self, slugs: Vec<String>) -> anyhow::Result<()> {
+        let mut cached = Vec::new();
+        for slug in slugs {
+            if let Some(entry) = self.cache.products.get(&slug).await {
+                cached.push((slug, entry));
+            }
+        }
+        if cached.is_empty() {
+            return Ok(());
+        }
+        let variant_ids: Vec<i64> = cached
+            .iter()
+            .flat_map(|(_, entry)| entry.product.variants.iter().map(|v| v.id))
+            .collect();
+        let mut conn = self.db.pool.acquire().await?;
+        let settings = self.cache.store_settings(&mut conn).await?;
+        let mut availability =
+            crate::inventory::availability(&mut conn, &variant_ids, &settings).await?;
+        drop(conn);
+        for (slug, entry) in cached {
+            let mut product = entry.product.clone();
+            for variant in &mut product.variants {
+                variant.availability = availability
+                    .remove(&variant.id)
+                    .unwrap_or_else(crate::inventory::Availability::out_of_stock);
+            }
+            let json = Bytes::from(serde_json::to_vec(&product)?);
+            self.cache
+                .products
+                .insert(slug, Arc::new(CachedProduct { product, json }))
+                .await;
+        }
+        metrics::counter!("olivine_cache_stock_refreshes_total").increment(1);
+        Ok(())
+    }
 }
 
 impl NodeLocalConsumer for CacheInvalidator {
@@ -103,6 +166,7 @@ impl NodeLocalConsumer for CacheInvalidator {
 
     fn resync(&self) -> ConsumerFuture<'_> {
         Box::pin(async move {
+            self.stock_changed().clear();
             self.cache.invalidate_all();
             Ok(())
         })
@@ -111,18 +175,43 @@ impl NodeLocalConsumer for CacheInvalidator {
     fn handle<'a>(&'a self, event: &'a Event) -> ConsumerFuture<'a> {
         Box::pin(async move {
             if event.event_type == "settings.updated" {
+                // The shelf-life settings decide what is sellable: nothing is refreshed
+                // from a view that is dropped anyway.
+                self.stock_changed().clear();
                 self.cache.invalidate_all();
                 return Ok(());
             }
+            let stock_only = event.event_type == "stock.changed";
             if let Some(products) = event.payload.get("products").and_then(|p| p.as_array()) {
                 for slug in products.iter().filter_map(|s| s.as_str()) {
-                    self.cache.invalidate_product(slug).await;
+                    if stock_only {
+                        self.stock_changed().insert(slug.to_owned());
+                    } else {
+                        self.stock_changed().remove(slug);
+                        self.cache.invalidate_product(slug).await;
+                    }
                 }
             }
             // Listings show names, prices and stock of many products: any catalog or
             // stock change may alter them.
             self.cache.invalidate_lists();
             metrics::counter!("olivine_cache_invalidations_total").increment(1);
+            Ok(())
+        })
+    }
+
+    fn end_batch(&self) -> ConsumerFuture<'_> {
+        Box::pin(async move {
+            let slugs: Vec<String> = self.stock_changed().iter().cloned().collect();
+            if slugs.is_empty() {
+                return Ok(());
+            }
+            self.refresh_stock(slugs.clone()).await?;
+            // Only now: a failure above keeps them for the retry.
+            let mut pending = self.stock_changed();
+            for slug in &slugs {
+                pending.remove(slug);
+            }
             Ok(())
         })
     }

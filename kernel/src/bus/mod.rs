@@ -123,6 +123,12 @@ pub trait NodeLocalConsumer: Send + Sync {
     fn resync(&self) -> ConsumerFuture<'_> {
         Box::pin(async { Ok(()) })
     }
+    /// Called after `handle` took every event of a batch, before the node's position
+    /// moves past them: work collected over the batch is done here once (the cache
+    /// refreshes each product's stock once however many stock events named it).
+    fn end_batch(&self) -> ConsumerFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A consumer that runs once for the whole cluster. `handle` gets the transaction that

@@ -63,33 +63,59 @@ pub(super) async fn run(
             continue;
         }
         for event in &events {
-            loop {
-                match consumer.handle(event).await {
-                    Ok(()) => {
-                        backoff = Duration::from_millis(50);
-                        break;
-                    }
-                    Err(err) => {
-                        tracing::warn!(
-                            consumer = name,
-                            event = event.id,
-                            event_type = event.event_type,
-                            error = %format!("{err:#}"),
-                            "node-local consumer failed; will retry"
-                        );
-                        metrics::counter!("olivine_bus_consumer_failures_total", "consumer" => name)
-                            .increment(1);
-                        pause(&mut backoff, &mut shutdown).await;
-                        if *shutdown.borrow() {
-                            return;
-                        }
-                    }
-                }
+            let handled = retry(name, Some(event), &mut backoff, &mut shutdown, || {
+                consumer.handle(event)
+            });
+            if !handled.await {
+                return;
             }
-            position.store(event.position, Ordering::Release);
+        }
+        if !retry(name, None, &mut backoff, &mut shutdown, || {
+            consumer.end_batch()
+        })
+        .await
+        {
+            return;
+        }
+        if let Some(last) = events.last() {
+            position.store(last.position, Ordering::Release);
         }
         metrics::counter!("olivine_bus_events_delivered_total", "consumer" => name)
             .increment(events.len() as u64);
+    }
+}
+
+/// Runs `step` until it succeeds (answers true), backing off between failures; false
+/// when the node stops first.
+async fn retry<'a>(
+    name: &'static str,
+    event: Option<&super::Event>,
+    backoff: &mut Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    step: impl Fn() -> super::ConsumerFuture<'a>,
+) -> bool {
+    loop {
+        match step().await {
+            Ok(()) => {
+                *backoff = Duration::from_millis(50);
+                return true;
+            }
+            Err(err) => {
+                tracing::warn!(
+                    consumer = name,
+                    event = event.map(|e| e.id),
+                    event_type = event.map(|e| e.event_type.as_str()),
+                    error = %format!("{err:#}"),
+                    "node-local consumer failed; will retry"
+                );
+                metrics::counter!("olivine_bus_consumer_failures_total", "consumer" => name)
+                    .increment(1);
+                pause(backoff, shutdown).await;
+                if *shutdown.borrow() {
+                    return false;
+                }
+            }
+        }
     }
 }
 

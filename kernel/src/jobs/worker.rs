@@ -329,11 +329,20 @@ impl Leaser {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if moved == 1 {
-                let job = NewJob::new(schedule.kind, serde_json::json!({ "schedule": name }))
-                    .unique(format!("schedule:{name}"))
-                    .max_attempts(3);
-                super::enqueue(&mut tx, &job, now).await?;
+            if moved == 0 {
+                continue;
+            }
+            let job = NewJob::new(schedule.kind, serde_json::json!({ "schedule": name }))
+                .unique(format!("schedule:{name}"))
+                .max_attempts(3);
+            if super::enqueue(&mut tx, &job, now).await?.is_none() {
+                // The last run still holds the key (queued, running or retrying): the
+                // schedule stays due and fires again after it, instead of waiting a whole
+                // interval for what changed while it ran. Dropping `tx` rolls back the move.
+                let retry =
+                    now + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default();
+                next = Some(next.map_or(retry, |n| n.min(retry)));
+                continue;
             }
             tx.commit().await?;
         }

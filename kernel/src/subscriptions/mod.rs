@@ -1050,7 +1050,12 @@ async fn apply(
                 vec![Some(next.clone())],
             )
             .await?;
-            Some(json!({ "status": "active", "next_renewal_at": next }))
+            // Overdue (the date passed while paused): it runs now, not at the next scan.
+            let overdue = next == now_text;
+            if overdue {
+                renew::enqueue(tx, row.id, row.cycle, row.cycle_attempts + 1, now).await?;
+            }
+            Some(json!({ "status": "active", "next_renewal_at": next, "renew_now": overdue }))
         }
         Action::Skip if open && !row.skip_next => {
             run(tx, guarded("skip_next = 1"), vec![]).await?;

@@ -56,4 +56,34 @@ both_backends! {
         assert_eq!(app.kernel.state.db.connection_acquisitions(), before);
         app.stop().await;
     }
+
+    async fn a_stock_change_refreshes_the_cached_product_in_place(backend: Backend) {
+        let app = TestApp::with_demo(backend).await;
+        app.settle().await;
+        let path = "/api/v1/products/magnesium-glycinate";
+        let first = app.get(path).await.json();
+        let variant = &first["variants"][0];
+        let sku = variant["sku"].as_str().unwrap().to_owned();
+        let quantity = variant["availability"]["sellable_quantity"].as_i64().unwrap();
+        let lots = app.admin_get(&format!("/api/v1/admin/lots?sku={sku}")).await.json();
+        let lot = lots.as_array().and_then(|l| l.first()).expect("a lot")["id"].as_i64().unwrap();
+        let r = app.admin_post(&format!("/api/v1/admin/lots/{lot}/adjustments"),
+            &serde_json::json!({"delta": -3, "reason": "damaged"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        // The consumer read the stock again and replaced the entry: the next read is a
+        // hit (no connection) and tells the new quantity.
+        let before = app.kernel.state.db.connection_acquisitions();
+        let after = app.get(path).await.json();
+        assert_eq!(app.kernel.state.db.connection_acquisitions(), before, "the read after a stock change was a miss");
+        assert_eq!(after["variants"][0]["availability"]["sellable_quantity"], quantity - 3, "{after}");
+        assert_eq!(after["name"], first["name"]);
+        // A catalog change still drops the entry: the next read loads the new name.
+        let id = first["id"].as_i64().unwrap();
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"), &serde_json::json!({"name": "Magnesium Glycinate Plus"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert_eq!(app.get(path).await.json()["name"], "Magnesium Glycinate Plus");
+        app.stop().await;
+    }
 }
