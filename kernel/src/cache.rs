@@ -96,14 +96,19 @@ impl CatalogCache {
 /// A stock change does not drop a cached product: its availability is read again once
 /// per batch of events (one statement for every product the batch named) and the entry
 /// replaced, so a storm of orders (a renewal run) leaves shoppers' reads as cache hits
-/// instead of a full product load per read.
+/// instead of a full product load per read. Refreshes are at least
+/// [`STOCK_REFRESH_INTERVAL`] apart: in a storm the events of that time are one batch
+/// and one statement, and a product's quantity is at most that much behind.
 pub struct CacheInvalidator {
     pub cache: CatalogCache,
     /// The primary (its background pool): a replica may not have the change the event
     /// announced yet.
     pub db: crate::store::Db,
     pub stock_changed: std::sync::Mutex<std::collections::HashSet<String>>,
+    last_refresh: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+pub const STOCK_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 impl CacheInvalidator {
     pub fn new(cache: CatalogCache, db: crate::store::Db) -> Self {
@@ -111,7 +116,25 @@ impl CacheInvalidator {
             cache,
             db,
             stock_changed: Default::default(),
+            last_refresh: Default::default(),
         }
+    }
+
+    /// Waits until the last refresh is [`STOCK_REFRESH_INTERVAL`] old, then marks a new one.
+    async fn refresh_turn(&self) {
+        let wait = self
+            .last_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|last| STOCK_REFRESH_INTERVAL.saturating_sub(last.elapsed()))
+            .unwrap_or_default();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        *self
+            .last_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 
     fn stock_changed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -202,10 +225,13 @@ impl NodeLocalConsumer for CacheInvalidator {
 
     fn end_batch(&self) -> ConsumerFuture<'_> {
         Box::pin(async move {
-            let slugs: Vec<String> = self.stock_changed().iter().cloned().collect();
-            if slugs.is_empty() {
+            if self.stock_changed().is_empty() {
                 return Ok(());
             }
+            // Events that arrive meanwhile are read as the next batch: the consumer does
+            // not get behind, it takes larger batches.
+            self.refresh_turn().await;
+            let slugs: Vec<String> = self.stock_changed().iter().cloned().collect();
             self.refresh_stock(slugs.clone()).await?;
             // Only now: a failure above keeps them for the retry.
             let mut pending = self.stock_changed();
