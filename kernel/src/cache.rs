@@ -15,10 +15,21 @@ use crate::error::Result;
 use crate::inventory::settings::StoreSettings;
 use sqlx::AnyConnection;
 
-/// A product as cached: the view for HTML and its JSON encoding for the API.
+/// A product as cached: the view for HTML and its JSON answer for the API, with its
+/// validator and compressed forms (made once per entry, not per request).
 pub struct CachedProduct {
     pub product: Product,
-    pub json: Bytes,
+    pub json: crate::http::caching::Prepared,
+}
+
+impl CachedProduct {
+    pub fn new(product: Product) -> anyhow::Result<CachedProduct> {
+        let json = Bytes::from(serde_json::to_vec(&product)?);
+        Ok(CachedProduct {
+            product,
+            json: crate::http::caching::Prepared::new("application/json", json),
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -171,10 +182,9 @@ impl CacheInvalidator {
                     .remove(&variant.id)
                     .unwrap_or_else(crate::inventory::Availability::out_of_stock);
             }
-            let json = Bytes::from(serde_json::to_vec(&product)?);
             self.cache
                 .products
-                .insert(slug, Arc::new(CachedProduct { product, json }))
+                .insert(slug, Arc::new(CachedProduct::new(product)?))
                 .await;
         }
         metrics::counter!("olivine_cache_stock_refreshes_total").increment(1);

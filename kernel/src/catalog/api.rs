@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -41,22 +41,35 @@ async fn list_products(
 }
 
 /// One active product with its variants, prices, stock state and best-before date.
+///
+/// The answer carries a strong `ETag` and `Cache-Control: public, max-age=60,
+/// stale-while-revalidate=600`; a client that sends the ETag back in `If-None-Match`
+/// gets 304 with no body while the product (its stock included) is unchanged. Compressed
+/// (brotli or gzip) by `Accept-Encoding`.
 #[utoipa::path(get, path = "/products/{slug}", tag = "catalog",
-    params(("slug" = String, Path, description = "Product slug")),
-    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+    params(("slug" = String, Path, description = "Product slug"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is the product's current one")),
+    responses(
+        (status = 200, body = Product, headers(
+            ("ETag" = String, description = "Strong validator of this answer"),
+            ("Cache-Control" = String, description = "public, max-age=60, stale-while-revalidate=600"))),
+        (status = 304, description = "Not modified: the ETag sent is current", headers(
+            ("ETag" = String, description = "The current validator"))),
+        (status = 404, body = ErrorBody)))]
 async fn get_product(
     State(state): State<AppState>,
     PathParam(slug): PathParam<String>,
+    headers: HeaderMap,
 ) -> Result<Response> {
     match super::cached_product(&state, &slug).await? {
-        Some(cached) => Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            cached.json.clone(),
-        )
-            .into_response()),
+        Some(cached) => Ok(cached.json.respond(&headers, PRODUCT_CACHE_CONTROL)),
         None => Err(Error::not_found(format!("product `{slug}`"))),
     }
 }
+
+/// A product changes rarely but its stock often: caches keep it a minute and may show
+/// it while they revalidate for ten more (a 304 when nothing changed).
+const PRODUCT_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
 
 /// All categories, ordered by position, then name.
 #[utoipa::path(get, path = "/categories", tag = "catalog",

@@ -8,8 +8,6 @@ pub mod repo;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::app::AppState;
 use crate::cache::CachedProduct;
 use crate::error::{Error, Result};
@@ -39,8 +37,7 @@ pub async fn cached_product(state: &AppState, slug: &str) -> Result<Option<Arc<C
             let product = repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("product `{slug}`")))?;
-            let json = Bytes::from(serde_json::to_vec(&product).map_err(anyhow::Error::from)?);
-            Ok::<_, Error>(Arc::new(CachedProduct { product, json }))
+            Ok::<_, Error>(Arc::new(CachedProduct::new(product)?))
         })
         .await;
     match loaded {

@@ -1,6 +1,8 @@
 //! The HTTP surface: the storefront (HTML), the JSON API under `/api/v1` with its
 //! OpenAPI document, the admin API, and the operational endpoints.
 
+pub mod assets;
+pub mod caching;
 pub mod card_numbers;
 pub mod extract;
 pub mod openapi;
@@ -133,10 +135,6 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/healthz", get(healthz))
-        .route(
-            storefront_checkout::CHECKOUT_SCRIPT_PATH,
-            get(security::serve_script),
-        )
         .route(security::REPORT_PATH, axum::routing::post(security::report))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -155,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             Error::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
+        .layer(caching::compression_layer())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

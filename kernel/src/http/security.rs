@@ -59,31 +59,14 @@ pub fn scripts() -> &'static [Script] {
         vec![script(
             "checkout",
             "the pages that take a card (the checkout, and a subscription's new card in the account): shows the checkout's total for the chosen country in place, and sends the card from the browser to the payment processor, posting only the token it answers",
-            super::storefront_checkout::CHECKOUT_SCRIPT_PATH,
-            include_str!("checkout.js"),
+            &super::assets::checkout_js().path,
+            super::assets::checkout_js().body,
         )]
     })
 }
 
 pub fn checkout_script() -> &'static Script {
     &scripts()[0]
-}
-
-/// Serves the inventory's scripts. Their names stay the same, so they are revalidated
-/// rather than cached for long (the page's `integrity` pins the content either way).
-pub async fn serve_script(request: Request) -> Response {
-    let path = request.uri().path();
-    match scripts().iter().find(|s| s.path == path) {
-        Some(script) => (
-            [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                (header::CACHE_CONTROL, "public, max-age=300"),
-            ],
-            script.body,
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
 }
 
 /// Origins a page's CSP lets scripts and connections reach beside the shop: a handler
@@ -253,7 +236,8 @@ mod tests {
     fn the_inventory_pins_each_script_by_its_content() {
         let script = checkout_script();
         assert!(script.integrity.starts_with("sha256-"));
-        assert_eq!(script.path, "/assets/checkout.js");
+        assert_eq!(script.path, super::super::assets::checkout_js().path);
+        assert!(script.path.starts_with("/assets/checkout."));
         let digest = Sha256::digest(script.body.as_bytes());
         assert!(
             script

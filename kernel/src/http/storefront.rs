@@ -25,7 +25,6 @@ use crate::error::Error;
 use crate::inventory::{Availability, StockState};
 
 const STORE_NAME: &str = "Olivine";
-const SITE_CSS: &str = include_str!("site.css");
 /// Products on the home page.
 const FEATURED_COUNT: i64 = 12;
 /// Products per category page.
@@ -47,7 +46,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             state.clone(),
             super::session::layer,
         ))
-        .route("/assets/site.css", get(site_css))
+        .merge(super::assets::routes())
 }
 
 /// The 404 page. It has no state to read categories from, so its header carries no
@@ -100,16 +99,6 @@ fn error_page(err: &Error, page: &str, categories: &[Category]) -> Response {
 
 fn page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
-}
-
-async fn site_css() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        SITE_CSS,
-    )
 }
 
 // ---- query strings ----------------------------------------------------------------------
@@ -386,7 +375,7 @@ pub(crate) fn layout(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (STORE_NAME) }
-                link rel="stylesheet" href="/assets/site.css";
+                link rel="stylesheet" href=(super::assets::site_css().path);
             }
             body {
                 header.site-header {
@@ -942,6 +931,6 @@ mod tests {
         let (status, Html(body)) = not_found_page();
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.starts_with("<!DOCTYPE html>"));
-        assert!(body.contains("/assets/site.css"));
+        assert!(body.contains(&super::super::assets::site_css().path));
     }
 }

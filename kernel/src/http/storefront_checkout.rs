@@ -564,13 +564,10 @@ pub(super) fn no_card_payments() -> Markup {
     }
 }
 
-/// Where the page's script is served.
-pub(super) const CHECKOUT_SCRIPT_PATH: &str = "/assets/checkout.js";
-
 /// The page's script, pinned by its integrity hash (a page that takes a card carries it).
 pub(super) fn checkout_script_tag() -> Markup {
     html! {
-        script src=(CHECKOUT_SCRIPT_PATH) integrity=(super::security::checkout_script().integrity) defer {}
+        script src=(super::security::checkout_script().path) integrity=(super::security::checkout_script().integrity) defer {}
     }
 }
 

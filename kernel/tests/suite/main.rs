@@ -24,6 +24,7 @@ mod catalog_api;
 mod cli_plugin;
 mod cluster;
 mod deploy;
+mod http_caching;
 mod injection;
 mod inventory;
 mod jobs;

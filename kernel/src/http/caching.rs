@@ -1,0 +1,279 @@
+//! HTTP caching and compression of answers the kernel keeps ready: content negotiation
+//! (`Accept-Encoding`), strong validators (`ETag`, `If-None-Match` → 304) and the
+//! `Cache-Control` a mobile app's offline cache or a CDN can use.
+//!
+//! Other answers are compressed on the way out by tower-http's compression layer
+//! ([`compression_layer`]); an answer that already carries `Content-Encoding` (a cached
+//! product, compressed once) passes it untouched.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+
+/// Bodies smaller than this go out as they are: compressing them saves less than the
+/// encoding's own overhead and a round of work on both ends.
+pub const MIN_COMPRESSED_BYTES: u64 = 1024;
+
+/// Compresses (brotli or gzip, by `Accept-Encoding`) every answer over
+/// [`MIN_COMPRESSED_BYTES`] that is not already compressed, an image or an event stream.
+pub fn compression_layer() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .no_deflate()
+        .no_zstd()
+        .compress_when(
+            SizeAbove::new(MIN_COMPRESSED_BYTES)
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::SSE),
+        )
+}
+
+/// A content coding the kernel answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+impl Coding {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Coding::Identity => None,
+            Coding::Gzip => Some("gzip"),
+            Coding::Brotli => Some("br"),
+        }
+    }
+
+    /// What the client accepts best (brotli before gzip at equal weight); identity when
+    /// it names neither with a weight above zero.
+    pub fn preferred(headers: &HeaderMap) -> Coding {
+        let mut best = (Coding::Identity, 0.0_f32);
+        for value in headers.get_all(header::ACCEPT_ENCODING) {
+            let Ok(value) = value.to_str() else { continue };
+            for item in value.split(',') {
+                let mut parts = item.split(';');
+                let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let weight = parts
+                    .find_map(|p| p.trim().strip_prefix("q=").map(str::trim))
+                    .map_or(Some(1.0), |q| q.parse::<f32>().ok())
+                    .unwrap_or(0.0);
+                let coding = match name.as_str() {
+                    "br" => Coding::Brotli,
+                    "gzip" | "x-gzip" => Coding::Gzip,
+                    _ => continue,
+                };
+                let better = weight > best.1
+                    || (weight == best.1 && weight > 0.0 && coding == Coding::Brotli);
+                if weight > 0.0 && better {
+                    best = (coding, weight);
+                }
+            }
+        }
+        best.0
+    }
+}
+
+/// An answer kept ready: its bytes, their strong validator, and each compressed form,
+/// made the first time a client asks for it.
+pub struct Prepared {
+    pub content_type: &'static str,
+    pub identity: Bytes,
+    /// The digest of `identity` (no quotes): the ETag of every coding of it, with a
+    /// suffix per coding (a strong validator names one representation).
+    pub digest: String,
+    brotli: OnceLock<Bytes>,
+    gzip: OnceLock<Bytes>,
+}
+
+impl Prepared {
+    pub fn new(content_type: &'static str, identity: Bytes) -> Prepared {
+        let digest = crate::plugins::decisions::hash(&identity);
+        Prepared {
+            content_type,
+            digest: digest[..32.min(digest.len())].to_owned(),
+            identity,
+            brotli: OnceLock::new(),
+            gzip: OnceLock::new(),
+        }
+    }
+
+    fn body(&self, coding: Coding) -> Bytes {
+        match coding {
+            Coding::Identity => self.identity.clone(),
+            Coding::Brotli => self
+                .brotli
+                .get_or_init(|| compress(Coding::Brotli, &self.identity))
+                .clone(),
+            Coding::Gzip => self
+                .gzip
+                .get_or_init(|| compress(Coding::Gzip, &self.identity))
+                .clone(),
+        }
+    }
+
+    fn etag(&self, coding: Coding) -> String {
+        match coding.token() {
+            Some(token) => format!("\"{}-{token}\"", self.digest),
+            None => format!("\"{}\"", self.digest),
+        }
+    }
+
+    /// Whether `If-None-Match` names this content in any coding (the weak comparison
+    /// RFC 9110 asks for there; `*` matches anything).
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|tag| tag.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|tag| {
+                tag == "*"
+                    || tag
+                        .strip_prefix(self.digest.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest == "-br" || rest == "-gzip")
+            })
+    }
+
+    /// The answer to `headers`: 304 when the client holds this content, else the body in
+    /// the best coding it accepts; `cache_control` either way.
+    pub fn respond(&self, headers: &HeaderMap, cache_control: &'static str) -> Response {
+        let small = (self.identity.len() as u64) < MIN_COMPRESSED_BYTES;
+        let coding = if small {
+            Coding::Identity
+        } else {
+            Coding::preferred(headers)
+        };
+        let mut response = if self.matches(headers) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            (
+                [(header::CONTENT_TYPE, self.content_type)],
+                self.body(coding),
+            )
+                .into_response()
+        };
+        let out = response.headers_mut();
+        if let Ok(etag) = HeaderValue::from_str(&self.etag(coding)) {
+            out.insert(header::ETAG, etag);
+        }
+        out.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
+        out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if let (Some(token), false) = (
+            coding.token(),
+            response.status() == StatusCode::NOT_MODIFIED,
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        }
+        response
+    }
+}
+
+/// `bytes` compressed with `coding`. Brotli at quality 9: a cached answer is compressed
+/// once and sent many times, so the smaller size is worth the few milliseconds.
+fn compress(coding: Coding, bytes: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(bytes.len() / 3 + 64);
+    let written = match coding {
+        Coding::Identity => return Bytes::copy_from_slice(bytes),
+        Coding::Brotli => {
+            let params = brotli::enc::BrotliEncoderParams {
+                quality: 9,
+                lgwin: 20,
+                ..Default::default()
+            };
+            brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).map(|_| ())
+        }
+        Coding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(&mut out, flate2::Compression::best());
+            encoder
+                .write_all(bytes)
+                .and_then(|()| encoder.finish().map(|_| ()))
+        }
+    };
+    match written {
+        Ok(()) => Bytes::from(out),
+        // Writing into memory does not fail; should it, the client gets it uncompressed
+        // under the coding's name, which it could not read: say so loudly instead.
+        Err(err) => {
+            tracing::error!(error = %err, "compressing a cached answer failed");
+            Bytes::copy_from_slice(bytes)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_best_accepted_coding_wins() {
+        let pick = |v: &str| Coding::preferred(&headers(&[(header::ACCEPT_ENCODING, v)]));
+        assert_eq!(pick("gzip, deflate, br"), Coding::Brotli);
+        assert_eq!(pick("gzip"), Coding::Gzip);
+        assert_eq!(pick("br;q=0, gzip"), Coding::Gzip);
+        assert_eq!(pick("br;q=0.5, gzip;q=0.8"), Coding::Gzip);
+        assert_eq!(pick("identity"), Coding::Identity);
+        assert_eq!(pick("gzip;q=0"), Coding::Identity);
+        assert_eq!(pick("gzip;q=nonsense"), Coding::Identity);
+        assert_eq!(Coding::preferred(&HeaderMap::new()), Coding::Identity);
+    }
+
+    #[test]
+    fn a_validator_names_the_content_in_any_coding() {
+        let prepared = Prepared::new("application/json", Bytes::from(vec![b'a'; 4000]));
+        let tag = prepared.digest.clone();
+        for sent in [
+            format!("\"{tag}\""),
+            format!("W/\"{tag}-br\""),
+            format!("\"x\", \"{tag}-gzip\""),
+            "*".to_owned(),
+        ] {
+            assert!(
+                prepared.matches(&headers(&[(header::IF_NONE_MATCH, &sent)])),
+                "{sent}"
+            );
+        }
+        assert!(!prepared.matches(&headers(&[(header::IF_NONE_MATCH, "\"other\"")])));
+        assert!(!prepared.matches(&headers(&[(header::IF_NONE_MATCH, &format!("\"{tag}x\""))])));
+    }
+
+    #[test]
+    fn compressed_forms_decode_to_the_content() {
+        use std::io::Read;
+        let content = serde_json::to_vec(
+            &serde_json::json!({"name": "Magnesium", "lines": vec!["capsule"; 300]}),
+        )
+        .unwrap();
+        let prepared = Prepared::new("application/json", Bytes::from(content.clone()));
+        let br = prepared.body(Coding::Brotli);
+        let gz = prepared.body(Coding::Gzip);
+        assert!(br.len() < content.len() / 3 && gz.len() < content.len() / 3);
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &br[..], &mut out).unwrap();
+        assert_eq!(out, content);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, content);
+    }
+}
