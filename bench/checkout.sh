@@ -33,7 +33,7 @@ for run in $(seq 1 "$runs"); do
   token="bench-admin-token-$RANDOM$RANDOM"
   DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" \
     OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" \
-    OLIVINE_RATE_LIMIT_API=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
+    OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
     "$bin" serve >"$data/kernel.log" 2>&1 &
   pid=$!
   cleanup() {

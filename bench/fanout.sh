@@ -59,7 +59,7 @@ start_node() {
   DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" REDIS_URL="$redis" \
     OLIVINE_NODE_ID="$name" OLIVINE_DATA_DIR="$data/$name" OLIVINE_MASTER_KEY="$master_key" \
     OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" OLIVINE_SEED_DEMO=false \
-    OLIVINE_RATE_LIMIT_API=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
+    OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
     "$bin" serve >"$data/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 600); do

@@ -4,7 +4,7 @@
 # product page (plain and brotli). Prints wrk's throughput and latency percentiles, the
 # bytes per answer, and how many database connections the server acquired during each
 # run (zero means every request was a cache hit that never touched the database).
-# The API rate limit is off, as a merchant would set it for a load test from one address;
+# The API rate limits are off, as a merchant would set them for a load test from one address;
 # a run with any answer other than the expected status fails.
 #
 #   bench/load.sh                 # 20 s per target, 64 connections
@@ -35,7 +35,7 @@ fi
 
 data="$(mktemp -d)"
 OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" RUST_LOG=warn \
-  OLIVINE_RATE_LIMIT_API=off \
+  OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off \
   "$bin" serve &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT

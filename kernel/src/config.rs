@@ -151,6 +151,12 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_RATE_LIMIT_API", default_value = "600/1m")]
     pub rate_limit_api: Limit,
 
+    /// Catalog reads under `/api/` (products, categories, the OpenAPI document: cached
+    /// answers) per client: far more than other requests, so the shoppers of one mobile
+    /// carrier behind one address are not throttled.
+    #[arg(long, env = "OLIVINE_RATE_LIMIT_CATALOG", default_value = "6000/1m")]
+    pub rate_limit_catalog: Limit,
+
     /// Identify clients by the last address of `X-Forwarded-For` (only behind a proxy
     /// that sets it) rather than by the connection's peer address.
     #[arg(long, env = "OLIVINE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
@@ -314,6 +320,7 @@ impl ServeConfig {
             rate_limit_sign_in_account: Limit::new(30, 15 * 60),
             rate_limit_register: Limit::new(5, 10 * 60),
             rate_limit_api: Limit::new(600, 60),
+            rate_limit_catalog: Limit::new(6000, 60),
             trust_forwarded_for: false,
             session_sweep_secs: 3600,
             payment_reconcile_secs: 30,

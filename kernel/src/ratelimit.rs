@@ -46,6 +46,8 @@ pub enum Class {
     Register,
     /// Every other request under `/api/`, per client.
     Api,
+    /// Reads of the catalog under `/api/` (cached answers), per client.
+    Catalog,
 }
 
 impl Class {
@@ -55,6 +57,7 @@ impl Class {
             Class::SignInAccount => "sign-in-account",
             Class::Register => "register",
             Class::Api => "api",
+            Class::Catalog => "catalog",
         }
     }
 }
@@ -71,10 +74,24 @@ pub fn classify(method: &Method, path: &str) -> Option<Class> {
         Some(Class::SignIn)
     } else if method == Method::POST && REGISTER.contains(&path) {
         Some(Class::Register)
+    } else if (method == Method::GET || method == Method::HEAD) && is_catalog_read(path) {
+        Some(Class::Catalog)
     } else if path.starts_with("/api/") {
         Some(Class::Api)
     } else {
         None
+    }
+}
+
+/// The catalog's public reads: the product list, one product, the categories, the
+/// OpenAPI document. Answered from the cache, so they cost little.
+fn is_catalog_read(path: &str) -> bool {
+    match path.strip_prefix("/api/v1/") {
+        Some("products" | "categories" | "openapi.json") => true,
+        Some(rest) => rest
+            .strip_prefix("products/")
+            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/')),
+        None => false,
     }
 }
 
@@ -152,6 +169,7 @@ pub struct Limits {
     pub sign_in_account: Limit,
     pub register: Limit,
     pub api: Limit,
+    pub catalog: Limit,
 }
 
 impl Limits {
@@ -161,6 +179,7 @@ impl Limits {
             Class::SignInAccount => self.sign_in_account,
             Class::Register => self.register,
             Class::Api => self.api,
+            Class::Catalog => self.catalog,
         }
     }
 }
@@ -188,6 +207,7 @@ impl RateLimiter {
                 sign_in_account: config.rate_limit_sign_in_account,
                 register: config.rate_limit_register,
                 api: config.rate_limit_api,
+                catalog: config.rate_limit_catalog,
             },
             prefix: config.rate_limit_prefix.clone(),
             trust_forwarded_for: config.trust_forwarded_for,
@@ -459,7 +479,26 @@ mod tests {
             classify(&Method::GET, "/api/v1/account/sign-in"),
             Some(Class::Api)
         );
-        assert_eq!(classify(&Method::GET, "/api/v1/products"), Some(Class::Api));
+        for read in [
+            "/api/v1/products",
+            "/api/v1/products/magnesium",
+            "/api/v1/categories",
+            "/api/v1/openapi.json",
+        ] {
+            assert_eq!(classify(&Method::GET, read), Some(Class::Catalog), "{read}");
+        }
+        for other in [
+            "/api/v1/products/",
+            "/api/v1/products/x/y",
+            "/api/v1/price-quotes",
+            "/api/v1/admin/products",
+        ] {
+            assert_eq!(classify(&Method::GET, other), Some(Class::Api), "{other}");
+        }
+        assert_eq!(
+            classify(&Method::POST, "/api/v1/products"),
+            Some(Class::Api)
+        );
         assert_eq!(classify(&Method::GET, "/account/sign-in"), None);
         assert_eq!(classify(&Method::GET, "/products/x"), None);
     }

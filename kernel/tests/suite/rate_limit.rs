@@ -143,7 +143,7 @@ async fn api_requests_are_limited_and_windows_end() {
     .await;
     let get = |client: &'static str| {
         let mut request = Request::builder()
-            .uri("/api/v1/products")
+            .uri("/api/v1/shipping-rates")
             .body(Body::empty())
             .expect("request");
         request
@@ -172,6 +172,37 @@ async fn api_requests_are_limited_and_windows_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_reads_have_a_budget_of_their_own() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.rate_limit_api = Limit::new(1, 3600);
+        c.rate_limit_catalog = Limit::new(3, 3600);
+    })
+    .await;
+    // Three cached reads pass where other API requests get one: a NAT full of shoppers
+    // browsing is not throttled like writes are.
+    for path in [
+        "/api/v1/products",
+        "/api/v1/products/nothing-here",
+        "/api/v1/categories",
+    ] {
+        let r = app.get(path).await;
+        assert!(
+            r.status == StatusCode::OK || r.status == StatusCode::NOT_FOUND,
+            "{path}: {}",
+            r.status
+        );
+    }
+    assert_limited(&app.get("/api/v1/products").await);
+    // The other budget is untouched by them, and spent on its own.
+    assert_eq!(
+        app.get("/api/v1/shipping-rates").await.status,
+        StatusCode::OK
+    );
+    assert_limited(&app.get("/api/v1/shipping-rates").await);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_identifies_clients_when_trusted() {
     let app = TestApp::start_with(Backend::Sqlite, |c| {
         c.rate_limit_api = Limit::new(1, 3600);
@@ -180,7 +211,7 @@ async fn forwarded_for_identifies_clients_when_trusted() {
     .await;
     let get = |forwarded: &str| {
         Request::builder()
-            .uri("/api/v1/products")
+            .uri("/api/v1/shipping-rates")
             .header("x-forwarded-for", forwarded)
             .body(Body::empty())
             .expect("request")
@@ -235,10 +266,16 @@ async fn redis_windows_end() {
         c.rate_limit_api = Limit::new(1, 1);
     })
     .await;
-    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
-    assert_limited(&app.get("/api/v1/products").await);
+    assert_eq!(
+        app.get("/api/v1/shipping-rates").await.status,
+        StatusCode::OK
+    );
+    assert_limited(&app.get("/api/v1/shipping-rates").await);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/shipping-rates").await.status,
+        StatusCode::OK
+    );
     app.stop().await;
 }
 
@@ -253,9 +290,15 @@ async fn an_unreachable_redis_fails_open_to_local_counters() {
     // Other tests' kernels count into the same series: assert the increase.
     let errors_series = "olivine_rate_limit_redis_errors_total";
     let errors_before = app.metric(errors_series).await;
-    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
-    assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
-    assert_limited(&app.get("/api/v1/products").await);
+    assert_eq!(
+        app.get("/api/v1/shipping-rates").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/shipping-rates").await.status,
+        StatusCode::OK
+    );
+    assert_limited(&app.get("/api/v1/shipping-rates").await);
     let errors = app.metric(errors_series).await;
     assert!(
         errors >= errors_before + 1.0,
