@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -62,7 +62,16 @@ async fn get_product(
     headers: HeaderMap,
 ) -> Result<Response> {
     match super::cached_product(&state, &slug).await? {
-        Some(cached) => Ok(cached.json.respond(&headers, PRODUCT_CACHE_CONTROL)),
+        Some(cached) => {
+            let mut response = cached.json.respond(&headers, PRODUCT_CACHE_CONTROL);
+            // What a CDN purges by: every event that changes this answer names the slug
+            // in its `products` (product.*, variant.*, stock.changed).
+            if let Ok(tag) = HeaderValue::from_str(&format!("product-{}", cached.product.slug)) {
+                response.headers_mut().insert("surrogate-key", tag.clone());
+                response.headers_mut().insert("cache-tag", tag);
+            }
+            Ok(response)
+        }
         None => Err(Error::not_found(format!("product `{slug}`"))),
     }
 }

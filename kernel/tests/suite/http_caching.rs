@@ -51,6 +51,9 @@ both_backends! {
         assert_eq!(header_of(&plain, header::CONTENT_ENCODING), "");
         assert_eq!(header_of(&plain, header::CACHE_CONTROL), "public, max-age=60, stale-while-revalidate=600");
         assert_eq!(header_of(&plain, header::VARY), "accept-encoding");
+        // The tag a CDN purges by when an event names the product.
+        assert_eq!(plain.headers["surrogate-key"], "product-magnesium-glycinate");
+        assert_eq!(plain.headers["cache-tag"], "product-magnesium-glycinate");
         let etag = header_of(&plain, header::ETAG).to_owned();
         assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
 
