@@ -115,7 +115,8 @@ pub struct CacheInvalidator {
     /// The primary (its background pool): a replica may not have the change the event
     /// announced yet.
     pub db: crate::store::Db,
-    pub stock_changed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Slugs of the batch's stock changes, refreshed at its end.
+    stock_changed: std::sync::Mutex<std::collections::HashSet<String>>,
     last_refresh: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
@@ -242,12 +243,9 @@ impl NodeLocalConsumer for CacheInvalidator {
             // not get behind, it takes larger batches.
             self.refresh_turn().await;
             let slugs: Vec<String> = self.stock_changed().iter().cloned().collect();
-            self.refresh_stock(slugs.clone()).await?;
-            // Only now: a failure above keeps them for the retry.
-            let mut pending = self.stock_changed();
-            for slug in &slugs {
-                pending.remove(slug);
-            }
+            self.refresh_stock(slugs).await?;
+            // Only now (no event is handled meanwhile): a failure keeps them for the retry.
+            self.stock_changed().clear();
             Ok(())
         })
     }
