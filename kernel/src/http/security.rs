@@ -160,15 +160,29 @@ pub async fn headers(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-/// The request came over HTTPS: its URI says so, or a proxy the kernel trusts
-/// (`OLIVINE_TRUST_FORWARDED_FOR`) set `X-Forwarded-Proto: https`.
+/// The request came over HTTPS to a proxy the kernel trusts (`OLIVINE_TRUST_FORWARDED_FOR`):
+/// it said so in `X-Forwarded-Proto: https` or in the standard `Forwarded: proto=https`
+/// (RFC 7239; the first hop's element, the one the client reached).
 fn came_over_https(headers: &HeaderMap, trust_proxy: bool) -> bool {
-    trust_proxy
-        && headers
-            .get("x-forwarded-proto")
+    let first = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+            .map(str::trim)
+    };
+    let forwarded_proto = first("forwarded").and_then(|element| {
+        element.split(';').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("proto")
+                .then(|| value.trim().trim_matches('"'))
+        })
+    });
+    trust_proxy
+        && first("x-forwarded-proto")
+            .or(forwarded_proto)
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
 /// `POST /csp-reports`: a browser's report of something the policy blocked (the older
@@ -230,6 +244,36 @@ mod tests {
         assert_eq!(origin_of("javascript:alert(1)"), None);
         assert_eq!(origin_of("https://a b/"), None);
         assert_eq!(origin_of("https://x'; script-src *"), None);
+    }
+
+    #[test]
+    fn https_is_what_a_trusted_proxy_says() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(came_over_https(&with("x-forwarded-proto", "https"), true));
+        assert!(came_over_https(
+            &with("forwarded", "for=192.0.2.60;proto=https;by=203.0.113.43"),
+            true
+        ));
+        assert!(came_over_https(
+            &with("forwarded", "Proto=\"HTTPS\", proto=http"),
+            true
+        ));
+        assert!(!came_over_https(
+            &with("forwarded", "for=192.0.2.60;proto=http"),
+            true
+        ));
+        assert!(!came_over_https(
+            &with("forwarded", "proto=http, proto=https"),
+            true
+        ));
+        assert!(!came_over_https(&with("forwarded", "for=192.0.2.60"), true));
+        // Untrusted: whatever the client claims.
+        assert!(!came_over_https(&with("forwarded", "proto=https"), false));
+        assert!(!came_over_https(&with("x-forwarded-proto", "https"), false));
     }
 
     #[test]
