@@ -87,8 +87,9 @@ pub struct Prepared {
     /// The digest of `identity` (no quotes): the ETag of every coding of it, with a
     /// suffix per coding (a strong validator names one representation).
     pub digest: String,
-    brotli: OnceLock<Bytes>,
-    gzip: OnceLock<Bytes>,
+    /// `None` when compressing failed: that coding is then not offered.
+    brotli: OnceLock<Option<Bytes>>,
+    gzip: OnceLock<Option<Bytes>>,
 }
 
 impl Prepared {
@@ -103,9 +104,10 @@ impl Prepared {
         }
     }
 
-    fn body(&self, coding: Coding) -> Bytes {
+    /// The content in `coding`, or `None` when it could not be compressed.
+    fn body(&self, coding: Coding) -> Option<Bytes> {
         match coding {
-            Coding::Identity => self.identity.clone(),
+            Coding::Identity => Some(self.identity.clone()),
             Coding::Brotli => self
                 .brotli
                 .get_or_init(|| compress(Coding::Brotli, &self.identity))
@@ -145,19 +147,19 @@ impl Prepared {
     /// the best coding it accepts; `cache_control` either way.
     pub fn respond(&self, headers: &HeaderMap, cache_control: &'static str) -> Response {
         let small = (self.identity.len() as u64) < MIN_COMPRESSED_BYTES;
-        let coding = if small {
+        let wanted = if small {
             Coding::Identity
         } else {
             Coding::preferred(headers)
         };
+        let (coding, body) = match self.body(wanted) {
+            Some(body) => (wanted, body),
+            None => (Coding::Identity, self.identity.clone()),
+        };
         let mut response = if self.matches(headers) {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            (
-                [(header::CONTENT_TYPE, self.content_type)],
-                self.body(coding),
-            )
-                .into_response()
+            ([(header::CONTENT_TYPE, self.content_type)], body).into_response()
         };
         let out = response.headers_mut();
         if let Ok(etag) = HeaderValue::from_str(&self.etag(coding)) {
@@ -184,10 +186,10 @@ impl Prepared {
 /// times, so brotli runs at quality 10 (a 2.3 KB product: 854 bytes in about 1.5 ms; quality
 /// 4 makes 1,035 bytes in 63 µs, 5 to 9 are slower than 10 and larger, 11 saves 20 bytes
 /// for twice the time), with a 64 KiB window: the answers are small.
-fn compress(coding: Coding, bytes: &[u8]) -> Bytes {
+fn compress(coding: Coding, bytes: &[u8]) -> Option<Bytes> {
     let mut out = Vec::with_capacity(bytes.len() / 3 + 64);
     let written = match coding {
-        Coding::Identity => return Bytes::copy_from_slice(bytes),
+        Coding::Identity => return Some(Bytes::copy_from_slice(bytes)),
         Coding::Brotli => {
             let params = brotli::enc::BrotliEncoderParams {
                 quality: 10,
@@ -204,12 +206,11 @@ fn compress(coding: Coding, bytes: &[u8]) -> Bytes {
         }
     };
     match written {
-        Ok(()) => Bytes::from(out),
-        // Writing into memory does not fail; should it, the client gets it uncompressed
-        // under the coding's name, which it could not read: say so loudly instead.
+        Ok(()) => Some(Bytes::from(out)),
+        // Writing into memory does not fail; should it, the answer goes out uncompressed.
         Err(err) => {
             tracing::error!(error = %err, "compressing a cached answer failed");
-            Bytes::copy_from_slice(bytes)
+            None
         }
     }
 }
@@ -266,8 +267,8 @@ mod tests {
         )
         .unwrap();
         let prepared = Prepared::new("application/json", Bytes::from(content.clone()));
-        let br = prepared.body(Coding::Brotli);
-        let gz = prepared.body(Coding::Gzip);
+        let br = prepared.body(Coding::Brotli).unwrap();
+        let gz = prepared.body(Coding::Gzip).unwrap();
         assert!(br.len() < content.len() / 3 && gz.len() < content.len() / 3);
         let mut out = Vec::new();
         brotli::BrotliDecompress(&mut &br[..], &mut out).unwrap();
