@@ -127,8 +127,9 @@ impl Kernel {
         // Background work gets pools of its own so it never queues behind (or in front
         // of) shoppers' requests: relaxed bookkeeping, and durable work.
         let background_db = Db::connect_background(&url, 3).await?;
+        // The loyalty processor beside the extensions' cluster-once consumers.
         let work_connections =
-            u32::try_from(config.cluster.job_workers + extensions.cluster_once.len() + 3)
+            u32::try_from(config.cluster.job_workers + extensions.cluster_once.len() + 4)
                 .unwrap_or(8);
         let work_db = Db::connect_named(&url, work_connections, "jobs").await?;
         let reads = Reads::new(db.clone(), connect_replica(&config, db.backend).await?);
@@ -178,6 +179,12 @@ impl Kernel {
             }),
         ];
         node_local.extend(extensions.node_local);
+        let mut cluster_once: Vec<Arc<dyn ClusterOnceConsumer>> =
+            vec![Arc::new(crate::loyalty::rules::LoyaltyConsumer {
+                plugins: plugins.clone(),
+                clock: clock.clone(),
+            })];
+        cluster_once.extend(extensions.cluster_once);
         let bus_runtime = BusRuntime::start(
             &bus,
             BusParts {
@@ -187,7 +194,7 @@ impl Kernel {
                 clock: clock.clone(),
                 config: config.cluster.bus(),
                 node_local,
-                cluster_once: extensions.cluster_once,
+                cluster_once,
                 wakeups,
             },
             start.position,
@@ -314,7 +321,17 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         .handler(crate::bus::log::prune_job(Duration::from_secs(
             config.cluster.bus_retention_secs,
         )))
-        .handler(crate::subscriptions::renew::scan_job());
+        .handler(crate::subscriptions::renew::scan_job())
+        .handler(crate::loyalty::rules::rule_job())
+        .handler(crate::loyalty::rules::expire_job());
+    if config.loyalty_expiry_scan_secs > 0 {
+        registry.schedule(Schedule {
+            name: "loyalty.expire",
+            kind: crate::loyalty::rules::EXPIRE_JOB,
+            interval: Duration::from_secs(config.loyalty_expiry_scan_secs),
+            at_start: false,
+        });
+    }
     if config.subscription_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "subscriptions.scan",

@@ -185,6 +185,11 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_SUBSCRIPTION_SCAN_SECS", default_value_t = 60)]
     pub subscription_scan_secs: u64,
 
+    /// How often loyalty balances are checked for expiry after months without an order
+    /// (seconds; 0: never). Expiry itself is the store setting `loyalty_expiry_months`.
+    #[arg(long, env = "OLIVINE_LOYALTY_EXPIRY_SCAN_SECS", default_value_t = 3600)]
+    pub loyalty_expiry_scan_secs: u64,
+
     /// Subscription renewals this node runs at once, on workers and a database pool of
     /// their own, so a renewal storm never holds up shoppers or other background work
     /// (0: this node runs no renewals; others in the cluster do). Three renew as fast as
@@ -326,6 +331,7 @@ impl ServeConfig {
             payment_reconcile_secs: 30,
             payment_reconcile_grace_secs: 120,
             subscription_scan_secs: 60,
+            loyalty_expiry_scan_secs: 3600,
             renewal_workers: 3,
             cluster: ClusterConfig::default(),
         }

@@ -16,6 +16,7 @@ pub mod failpoint;
 pub mod http;
 pub mod inventory;
 pub mod jobs;
+pub mod loyalty;
 pub mod orders;
 pub mod plugins;
 pub mod ratelimit;

@@ -274,6 +274,15 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
             .try_get(0)?;
         consents::record(&mut tx, customer_id, &input.consents, "registration").await?;
     }
+    // For the loyalty rules (a welcome bonus); the pseudonym only, no identity.
+    crate::bus::record(
+        &mut tx,
+        "customer",
+        &pseudonym,
+        "customer.registered",
+        &serde_json::json!({ "pseudonym": pseudonym }),
+    )
+    .await?;
     // No identity in the entry: the audit log can never be erased.
     crate::audit::record(
         &mut tx,
@@ -288,6 +297,7 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
     )
     .await?;
     tx.commit().await?;
+    state.bus.notify();
     Ok(Account {
         pseudonym,
         email,

@@ -317,10 +317,9 @@ pub fn export_sections() -> Vec<ExportSection> {
             name: "subscriptions",
             collect: |s, c| Box::pin(crate::subscriptions::export_on(c, &s.keys, s.customer_id)),
         },
-        // No loyalty module yet: its ledger entries go here.
         ExportSection {
             name: "loyalty_ledger",
-            collect: |_, _| Box::pin(async { Ok(json!([])) }),
+            collect: |s, c| Box::pin(crate::loyalty::export_on(c, s.customer_id)),
         },
         ExportSection {
             name: "plugin_data",

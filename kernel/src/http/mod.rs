@@ -97,6 +97,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::staff::api::admin_routes())
         .merge(crate::orders::api::admin_routes())
         .merge(crate::subscriptions::api::admin_routes())
+        .merge(crate::loyalty::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
@@ -112,6 +113,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(crate::orders::api::public_routes())
                 .nest("/account", crate::orders::api::account_routes())
                 .nest("/account", crate::subscriptions::api::account_routes())
+                .nest("/account", crate::loyalty::api::account_routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -684,6 +684,7 @@ async fn checkout_submit(
         shipping_method: form.get("shipping_method").trim().to_owned(),
         payment_token: Some(token.to_owned()),
         expected_total_minor: Some(expected_total),
+        redeem_points: None,
     };
     let placed = orders::checkout(&state, &cart.id, shopper.customer.as_ref(), &key, request).await;
     match placed {

@@ -29,6 +29,20 @@ pub struct StoreSettings {
     /// With `wait`: how many days a renewal waits for stock (tried daily) before the
     /// cycle is skipped.
     pub subscription_stock_wait_days: i64,
+    /// What one loyalty point is worth at checkout, in minor units (0: points cannot be
+    /// spent).
+    pub loyalty_point_value_minor: i64,
+    /// The fewest points a checkout may spend.
+    pub loyalty_min_redeem_points: i64,
+    /// The largest share of an order's goods points may pay, in percent.
+    pub loyalty_max_redeem_percent: i64,
+    /// Points earned by an order become spendable this many days after it was paid (so
+    /// buying, spending and returning does not pay).
+    pub loyalty_pending_days: i64,
+    /// Points expire after this many months without an order (0: they never expire).
+    pub loyalty_expiry_months: i64,
+    /// The most points (either sign) one rule may credit for one event.
+    pub loyalty_max_points_per_event: i64,
 }
 
 /// What a renewal does when an item is out of stock; the shopper is told by an event
@@ -74,6 +88,12 @@ impl Default for StoreSettings {
             subscription_after_dunning: AfterDunning::Pause,
             subscription_out_of_stock: OutOfStock::Skip,
             subscription_stock_wait_days: 7,
+            loyalty_point_value_minor: 1,
+            loyalty_min_redeem_points: 100,
+            loyalty_max_redeem_percent: 50,
+            loyalty_pending_days: 14,
+            loyalty_expiry_months: 0,
+            loyalty_max_points_per_event: 100_000,
         }
     }
 }
@@ -110,6 +130,50 @@ pub struct SettingsPatch {
     pub subscription_out_of_stock: Option<OutOfStock>,
     #[schema(minimum = 1, maximum = 30)]
     pub subscription_stock_wait_days: Option<i64>,
+    #[schema(minimum = 0, maximum = 10_000)]
+    pub loyalty_point_value_minor: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub loyalty_min_redeem_points: Option<i64>,
+    #[schema(minimum = 1, maximum = 100)]
+    pub loyalty_max_redeem_percent: Option<i64>,
+    #[schema(minimum = 0, maximum = 365)]
+    pub loyalty_pending_days: Option<i64>,
+    #[schema(minimum = 0, maximum = 120)]
+    pub loyalty_expiry_months: Option<i64>,
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    pub loyalty_max_points_per_event: Option<i64>,
+}
+
+/// The loyalty settings as (key, value, allowed range), for checks and storage.
+fn loyalty_numbers(patch: &SettingsPatch) -> [(&'static str, Option<i64>, (i64, i64)); 6] {
+    [
+        (
+            "loyalty_point_value_minor",
+            patch.loyalty_point_value_minor,
+            (0, 10_000),
+        ),
+        (
+            "loyalty_min_redeem_points",
+            patch.loyalty_min_redeem_points,
+            (0, 1_000_000),
+        ),
+        (
+            "loyalty_max_redeem_percent",
+            patch.loyalty_max_redeem_percent,
+            (1, 100),
+        ),
+        ("loyalty_pending_days", patch.loyalty_pending_days, (0, 365)),
+        (
+            "loyalty_expiry_months",
+            patch.loyalty_expiry_months,
+            (0, 120),
+        ),
+        (
+            "loyalty_max_points_per_event",
+            patch.loyalty_max_points_per_event,
+            (1, 10_000_000),
+        ),
+    ]
 }
 
 pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
@@ -159,6 +223,12 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
             "low_stock_threshold" => settings.low_stock_threshold = number,
             "subscription_notice_days" => settings.subscription_notice_days = number,
             "subscription_stock_wait_days" => settings.subscription_stock_wait_days = number,
+            "loyalty_point_value_minor" => settings.loyalty_point_value_minor = number,
+            "loyalty_min_redeem_points" => settings.loyalty_min_redeem_points = number,
+            "loyalty_max_redeem_percent" => settings.loyalty_max_redeem_percent = number,
+            "loyalty_pending_days" => settings.loyalty_pending_days = number,
+            "loyalty_expiry_months" => settings.loyalty_expiry_months = number,
+            "loyalty_max_points_per_event" => settings.loyalty_max_points_per_event = number,
             _ => {}
         }
     }
@@ -213,6 +283,15 @@ pub async fn update(
             "must be at most 10 days, each 1 to 60, each later than the one before",
         );
     }
+    for (key, value, (min, max)) in loyalty_numbers(patch) {
+        if let Some(value) = value {
+            problems.check(
+                (min..=max).contains(&value),
+                key,
+                format!("must be between {min} and {max}"),
+            );
+        }
+    }
     problems.into_result()?;
     let before = load(conn).await?;
     let now = crate::time::now();
@@ -251,7 +330,13 @@ pub async fn update(
             "subscription_stock_wait_days",
             patch.subscription_stock_wait_days.map(|v| v.to_string()),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        loyalty_numbers(patch)
+            .into_iter()
+            .map(|(key, value, _)| (key, value.map(|v| v.to_string()))),
+    ) {
         let Some(value) = value else { continue };
         sqlx::query(
             "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)

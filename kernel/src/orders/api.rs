@@ -94,12 +94,12 @@ async fn checkout_quote(
 ) -> Result<Json<CheckoutQuote>> {
     let cart = crate::cart::get(&state, &id, customer.as_ref()).await?;
     Ok(Json(
-        super::totals::quote(
+        super::totals::quote_with_points(
             &state,
             &cart,
-            &input.country,
-            input.shipping_method.as_deref(),
-            "country",
+            customer.as_ref().map(|c| c.customer_id),
+            input.redeem_points,
+            (&input.country, input.shipping_method.as_deref(), "country"),
         )
         .await?,
     ))

@@ -130,6 +130,12 @@ pub struct CheckoutRequest {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub expected_total_minor: Option<i64>,
+    /// Loyalty points to spend (signed-in customers): taken in the order's transaction,
+    /// given back if the order is cancelled or its payment declined. Send the same
+    /// number the quote had.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub redeem_points: Option<i64>,
 }
 
 /// A line of an order (and of a checkout quote), as the shopper bought it.
@@ -170,6 +176,8 @@ pub struct Order {
     /// The processor's reference of the payment, once authorised.
     pub payment_reference: Option<String>,
     pub refunded_minor: i64,
+    /// Loyalty points spent on the order.
+    pub points_redeemed: i64,
     /// Decrypted for the customer and for staff; absent once erased.
     pub email: Option<String>,
     pub shipping_address: Option<ShippingAddress>,
@@ -303,12 +311,16 @@ pub async fn checkout(
         OpenCart::Ready(cart) => cart,
         OpenCart::Replayed(done) => return Ok(*done),
     };
-    let quote = totals::quote(
+    let quote = totals::quote_with_points(
         state,
         &cart,
-        &input.shipping_address.country,
-        Some(&input.shipping_method),
-        "shipping_address.country",
+        customer.map(|c| c.customer_id),
+        input.redeem_points,
+        (
+            &input.shipping_address.country,
+            Some(&input.shipping_method),
+            "shipping_address.country",
+        ),
     )
     .await?;
     if let Some(expected) = input.expected_total_minor
@@ -536,9 +548,9 @@ pub(crate) async fn place(
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
             shipping_method, country, email_enc, shipping_address_enc, created_at, updated_at,
             payment_token_enc, payment_attempted_at, prices_include_tax, tax_rate_bp,
-            subscription_id, renewal_cycle)
+            subscription_id, renewal_cycle, points_redeemed)
          VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
-            $16, $17, $18, $19, $20, $21)
+            $16, $17, $18, $19, $20, $21, $22)
          RETURNING id",
     )
     .bind(&placed.number)
@@ -562,6 +574,7 @@ pub(crate) async fn place(
     .bind(quote.tax_rate_bp)
     .bind(subscription_id)
     .bind(renewal_cycle)
+    .bind(quote.points_redeemed)
     .fetch_one(&mut *tx)
     .await;
     let order_id: i64 = match inserted {
@@ -581,6 +594,23 @@ pub(crate) async fn place(
         Err(err) => return Err(err.into()),
     };
     write_lines(state, &mut tx, order_id, cart, quote, placed, origin).await?;
+    if quote.points_redeemed > 0
+        && let Some(customer_id) = origin.customer_id()
+    {
+        let redemption = crate::loyalty::Redemption {
+            customer_id,
+            points: quote.points_redeemed,
+            value_minor: 0,
+        };
+        crate::loyalty::spend(
+            &mut tx,
+            &redemption,
+            order_id,
+            &placed.number,
+            &state.clock.now_text(),
+        )
+        .await?;
+    }
     record_placed(&mut tx, quote, placed, origin).await?;
     if let Origin::Renewal {
         subscription_id,
@@ -791,6 +821,7 @@ fn written_order(
         tracking_number: None,
         payment_reference: None,
         refunded_minor: 0,
+        points_redeemed: quote.points_redeemed,
         email: Some(email),
         shipping_address: Some(address),
         created_at: placed.now.clone(),
@@ -824,7 +855,7 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
         "SELECT number, status, currency, subtotal_minor, adjustments_minor, shipping_minor,
             tax_minor, total_minor, shipping_method, tracking_number, email_enc,
             shipping_address_enc, created_at, updated_at, payment_reference, refunded_minor,
-            prices_include_tax, tax_rate_bp
+            prices_include_tax, tax_rate_bp, points_redeemed
          FROM orders WHERE id = $1",
     )
     .bind(order_id)
@@ -891,6 +922,7 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
         tracking_number: row.try_get(9)?,
         payment_reference: row.try_get(14)?,
         refunded_minor: row.try_get(15)?,
+        points_redeemed: row.try_get(18)?,
         email,
         shipping_address,
         created_at: row.try_get(12)?,
@@ -1159,6 +1191,16 @@ async fn transition_inner(
             );
         }
         crate::inventory::audit_changes(&mut tx, &applied, &release).await?;
+        // Points spent on the order are the shopper's again at once (a declined payment
+        // lets them check out again with them).
+        crate::loyalty::restore_spent(
+            &mut tx,
+            id,
+            (1, 1),
+            &format!("order-cancelled:{number}"),
+            &state.clock.now_text(),
+        )
+        .await?;
     }
     crate::audit::record(
         &mut tx,

@@ -39,6 +39,12 @@ pub struct QuoteRequest {
     #[serde(default)]
     #[schema(value_type = Option<crate::http::schema::ShippingMethodCode>)]
     pub shipping_method: Option<String>,
+    /// Loyalty points to spend on the order (signed-in customers; see
+    /// `GET /api/v1/account/loyalty` for the balance and the shop's rules): a cart
+    /// adjustment of their value.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub redeem_points: Option<i64>,
 }
 
 /// A shipping method the cart can go by to the country, and what the order would cost
@@ -79,6 +85,9 @@ pub struct CheckoutQuote {
     pub tax_minor: i64,
     /// What the checkout charges: `goods + shipping`, plus `tax` when prices exclude it.
     pub total_minor: i64,
+    /// Loyalty points the order spends (their value is the cart adjustment of rule
+    /// `loyalty`).
+    pub points_redeemed: i64,
     /// Every method to this country for this parcel, with the total by it, cheapest
     /// first.
     pub methods: Vec<ShippingChoice>,
@@ -276,8 +285,35 @@ pub async fn quote(
         shipping_tax_minor: shipping_tax,
         tax_minor: tax,
         total_minor: total,
+        points_redeemed: 0,
         methods,
     })
+}
+
+/// [`quote`] with loyalty points spent on the goods: checked against the customer's
+/// balance and the shop's rules (a 422 naming `redeem_points` when they may not be
+/// spent), then priced as a cart adjustment.
+pub async fn quote_with_points(
+    state: &AppState,
+    cart: &Cart,
+    customer_id: Option<i64>,
+    redeem_points: Option<i64>,
+    (country, method, country_field): (&str, Option<&str>, &str),
+) -> Result<CheckoutQuote> {
+    let redemption = crate::loyalty::redemption(
+        state,
+        customer_id,
+        redeem_points.unwrap_or(0),
+        cart.total_minor,
+    )
+    .await?;
+    let Some(redemption) = redemption else {
+        return quote(state, cart, country, method, country_field).await;
+    };
+    let spent = crate::loyalty::apply_redemption(cart, &redemption);
+    let mut quote = quote(state, &spent, country, method, country_field).await?;
+    quote.points_redeemed = redemption.points;
+    Ok(quote)
 }
 
 #[cfg(test)]

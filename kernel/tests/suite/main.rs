@@ -29,6 +29,7 @@ mod injection;
 mod inventory;
 mod jobs;
 mod keys;
+mod loyalty;
 mod openapi_conformance;
 mod ops;
 mod orders;

@@ -1,0 +1,475 @@
+//! The loyalty processor: a cluster-once consumer of the bus that turns loyalty-relevant
+//! events into ledger entries, off the checkout's path.
+//!
+//! For each event it does the kernel's own part (a refund or cancellation takes back the
+//! order's points in proportion) and asks every active `loyalty-rule` plugin what the
+//! event earns. A rule's entries are checked (a reason, bounded points) and written in
+//! the consumer's transaction, keyed by (customer, event, rule), so they happen once.
+//! A rule that fails does not hold up the others or the events behind: its call becomes
+//! a durable job ([`RULE_JOB`]) that retries with backoff and goes dead after its
+//! attempts, for staff to retry once the rule is fixed; it credits once either way.
+
+use std::sync::Arc;
+
+use olivine_plugin_runtime::bindings::types;
+use olivine_plugin_runtime::{CallError, CallStats};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::{EntryKind, NewEntry};
+use crate::bus::{ClusterOnceConsumer, ConsumerFuture, Event};
+use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob, Permanent};
+use crate::plugins::decisions::hash;
+use crate::plugins::{ActivePlugin, Judged, Plugins};
+use crate::time::Clock;
+
+/// The job that retries one rule's call for one event.
+pub const RULE_JOB: &str = "loyalty.rule";
+/// The scheduled job that expires points after months without an order.
+pub const EXPIRE_JOB: &str = "loyalty.expire";
+/// The consumer's name in `bus_consumers`.
+pub const CONSUMER: &str = "loyalty";
+/// The longest reason a rule may give.
+const MAX_REASON_CHARS: usize = 200;
+
+/// An event as the rules get it, with what the kernel worked out for it: kept in a
+/// retry job as it was, so a retry credits what the first try would have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleInput {
+    /// `event:<outbox id>`: the ledger's source for what rules credit.
+    pub source: String,
+    pub kind: String,
+    pub customer_id: i64,
+    pub pseudonym: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub count: Option<u32>,
+    pub order_id: Option<i64>,
+    /// When credited points become spendable (an order's after the pending period).
+    pub available_at: String,
+    /// The most points (either sign) one rule may credit for it.
+    pub max_points: i64,
+}
+
+impl RuleInput {
+    fn event(&self) -> types::LoyaltyEvent {
+        types::LoyaltyEvent {
+            kind: self.kind.clone(),
+            customer: types::CustomerRef {
+                pseudonym: self.pseudonym.clone(),
+                segments: Vec::new(),
+            },
+            amount: self
+                .amount_minor
+                .zip(self.currency.clone())
+                .map(|(amount_minor, currency)| types::Money {
+                    amount_minor,
+                    currency,
+                }),
+            count: self.count,
+            event_id: self.source.clone(),
+        }
+    }
+}
+
+pub struct LoyaltyConsumer {
+    pub plugins: Arc<Plugins>,
+    pub clock: Clock,
+}
+
+impl ClusterOnceConsumer for LoyaltyConsumer {
+    fn name(&self) -> &'static str {
+        CONSUMER
+    }
+
+    fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a> {
+        Box::pin(async move {
+            let now = self.clock.now_text();
+            let Some(input) = input_for(event, tx, &now, self.clock.now()).await? else {
+                return Ok(());
+            };
+            let snapshot = self.plugins.snapshot();
+            for rule in &snapshot.loyalty {
+                let (answer, booking) = call(rule, &input).await;
+                // Booked after this transaction: on SQLite it holds the one write lock
+                // that booking a failure needs.
+                let plugins = self.plugins.clone();
+                tokio::spawn(async move { booking.book(&plugins).await });
+                match answer {
+                    Ok(entries) => credit(tx, &input, &rule.id, &entries, &now).await?,
+                    Err(reason) => {
+                        tracing::warn!(
+                            plugin = rule.id,
+                            source = input.source,
+                            reason,
+                            "loyalty rule failed; retrying in a job"
+                        );
+                        let job = NewJob::new(
+                            RULE_JOB,
+                            serde_json::json!({ "rule": rule.id, "input": input }),
+                        )
+                        .unique(format!("loyalty:{}:{}", input.source, rule.id));
+                        crate::jobs::enqueue(tx, &job, self.clock.now()).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads what an event means for loyalty, doing the kernel's own part of refunds and
+/// cancellations on the way. `None`: nothing to credit (another kind of event, a
+/// guest's order, an erased customer).
+async fn input_for(
+    event: &Event,
+    tx: &mut AnyConnection,
+    now: &str,
+    now_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<RuleInput>> {
+    let payload = &event.payload;
+    let settings = crate::inventory::settings::load(tx).await?;
+    let source = format!("event:{}", event.id);
+    let mut input = RuleInput {
+        source: source.clone(),
+        kind: event.event_type.clone(),
+        customer_id: 0,
+        pseudonym: String::new(),
+        amount_minor: None,
+        currency: None,
+        count: None,
+        order_id: None,
+        available_at: now.to_owned(),
+        max_points: settings.loyalty_max_points_per_event,
+    };
+    match event.event_type.as_str() {
+        "order.paid" | "order.refunded" | "order.cancelled" => {
+            let Some(number) = payload.get("number").and_then(|n| n.as_str()) else {
+                return Ok(None);
+            };
+            let Some(order) = order_facts(tx, number).await? else {
+                return Ok(None);
+            };
+            input.customer_id = order.customer_id;
+            input.pseudonym = order.pseudonym;
+            input.order_id = Some(order.id);
+            input.currency = Some(order.currency);
+            match event.event_type.as_str() {
+                "order.paid" => {
+                    input.amount_minor = Some(order.total_minor);
+                    let pending = chrono::Duration::days(settings.loyalty_pending_days);
+                    input.available_at = crate::time::format_timestamp(now_at + pending);
+                    super::lock_account(tx, order.customer_id, now, Some(now)).await?;
+                }
+                kind => {
+                    // The kernel takes back the order's points itself, in proportion
+                    // to what was refunded; a cancellation gives back what was spent.
+                    let part = if kind == "order.cancelled" || order.status == "refunded" {
+                        (1, 1)
+                    } else {
+                        (order.refunded_minor, order.total_minor)
+                    };
+                    input.amount_minor = payload
+                        .get("amount_minor")
+                        .and_then(|a| a.as_i64())
+                        .or(Some(order.refunded_minor));
+                    super::reverse_earned(tx, order.id, part, &source, now).await?;
+                    super::restore_spent(tx, order.id, part, &source, now).await?;
+                }
+            }
+        }
+        "subscription.renewed" => {
+            let (Some(customer_id), Some(cycle)) = (
+                payload.get("customer").and_then(|c| c.as_i64()),
+                payload.get("cycle").and_then(|c| c.as_i64()),
+            ) else {
+                return Ok(None);
+            };
+            let Some(pseudonym) = pseudonym_of(tx, customer_id).await? else {
+                return Ok(None);
+            };
+            input.customer_id = customer_id;
+            input.pseudonym = pseudonym;
+            input.count = u32::try_from(cycle).ok();
+        }
+        "customer.registered" => {
+            let Some(pseudonym) = payload.get("pseudonym").and_then(|p| p.as_str()) else {
+                return Ok(None);
+            };
+            let row =
+                sqlx::query("SELECT id FROM customers WHERE pseudonym = $1 AND erased_at IS NULL")
+                    .bind(pseudonym)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(row) = row else { return Ok(None) };
+            input.customer_id = row.try_get(0)?;
+            input.pseudonym = pseudonym.to_owned();
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(input))
+}
+
+struct OrderFacts {
+    id: i64,
+    customer_id: i64,
+    pseudonym: String,
+    currency: String,
+    total_minor: i64,
+    refunded_minor: i64,
+    status: String,
+}
+
+/// A customer's order (none for a guest's, or an erased customer's).
+async fn order_facts(tx: &mut AnyConnection, number: &str) -> anyhow::Result<Option<OrderFacts>> {
+    let row = sqlx::query(
+        "SELECT o.id, o.customer_id, c.pseudonym, o.currency, o.total_minor, o.refunded_minor,
+            o.status
+         FROM orders o JOIN customers c ON c.id = o.customer_id
+         WHERE o.number = $1 AND c.erased_at IS NULL",
+    )
+    .bind(number)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(OrderFacts {
+        id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        pseudonym: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        total_minor: row.try_get(4)?,
+        refunded_minor: row.try_get(5)?,
+        status: row.try_get(6)?,
+    }))
+}
+
+async fn pseudonym_of(tx: &mut AnyConnection, customer_id: i64) -> anyhow::Result<Option<String>> {
+    Ok(
+        sqlx::query("SELECT pseudonym FROM customers WHERE id = $1 AND erased_at IS NULL")
+            .bind(customer_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?,
+    )
+}
+
+/// A finished call to book (metrics, decision record, failure count).
+struct Booking {
+    rule: Arc<ActivePlugin>,
+    input_hash: String,
+    result: Option<Result<(CallStats, &'static str, String), CallError>>,
+}
+
+impl Booking {
+    async fn book(self, plugins: &Plugins) {
+        match self.result {
+            Some(Ok((stats, outcome, output_hash))) => {
+                let judged = Judged {
+                    outcome,
+                    output_hash,
+                };
+                plugins
+                    .book_call(&self.rule, "on-event", self.input_hash, Ok((stats, judged)))
+                    .await
+            }
+            Some(Err(err)) => {
+                plugins
+                    .book_call(&self.rule, "on-event", self.input_hash, Err(&err))
+                    .await
+            }
+            // The call's task died: nothing to say of the rule.
+            None => {}
+        }
+    }
+}
+
+/// Calls one rule and checks its answer: every entry has a reason of one line, and the
+/// points of the event stay within the shop's bound. Answers the entries (or why not)
+/// and the call to book.
+async fn call(
+    rule: &Arc<ActivePlugin>,
+    input: &RuleInput,
+) -> (Result<Vec<types::PointsEntry>, String>, Booking) {
+    let event = input.event();
+    let mut booking = Booking {
+        rule: rule.clone(),
+        input_hash: hash(
+            format!(
+                "{}\0{}\0{}\0{:?}\0{:?}",
+                event.kind,
+                event.event_id,
+                event.customer.pseudonym,
+                input.amount_minor,
+                event.count
+            )
+            .as_bytes(),
+        ),
+        result: None,
+    };
+    let result = {
+        let rule = rule.clone();
+        tokio::task::spawn_blocking(move || rule.plugin.on_loyalty_event(&event, &rule.settings))
+            .await
+    };
+    let answer = match result {
+        Err(err) => Err(format!("the rule's task failed: {err}")),
+        Ok(Ok((entries, stats))) => {
+            let checked = check(&entries, input.max_points);
+            booking.result = Some(Ok((
+                stats,
+                if checked.is_ok() { "ok" } else { "rejected" },
+                hash(format!("{entries:?}").as_bytes()),
+            )));
+            checked
+                .map(|()| entries)
+                .map_err(|why| format!("the rule {} answered wrongly: {why}", rule.id))
+        }
+        Ok(Err(err)) => {
+            let answer = Err(format!("the rule {} {err}", rule.id));
+            booking.result = Some(Err(err));
+            answer
+        }
+    };
+    (answer, booking)
+}
+
+/// Why a rule's answer cannot be written, if it cannot.
+fn check(entries: &[types::PointsEntry], max_points: i64) -> Result<(), String> {
+    let mut total: i64 = 0;
+    for entry in entries {
+        let reason = entry.reason.trim();
+        if reason.is_empty()
+            || reason.chars().count() > MAX_REASON_CHARS
+            || reason.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "an entry's reason must be one line of 1 to {MAX_REASON_CHARS} characters"
+            ));
+        }
+        total = total.saturating_add(entry.points.saturating_abs());
+    }
+    if total > max_points {
+        return Err(format!(
+            "credited {total} points for one event; the shop allows at most {max_points}"
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a rule's entries for an event (once: the key is the event, the rule and the
+/// entry's place in the answer).
+async fn credit(
+    tx: &mut AnyConnection,
+    input: &RuleInput,
+    rule: &str,
+    entries: &[types::PointsEntry],
+    now: &str,
+) -> anyhow::Result<()> {
+    if entries.iter().all(|e| e.points == 0) {
+        return Ok(());
+    }
+    super::lock_account(tx, input.customer_id, now, None).await?;
+    for (seq, entry) in entries.iter().enumerate() {
+        if entry.points == 0 {
+            continue;
+        }
+        // Points a rule takes away are spendable-side at once.
+        let available_at = if entry.points > 0 {
+            input.available_at.as_str()
+        } else {
+            now
+        };
+        super::write_entry(
+            tx,
+            &NewEntry {
+                customer_id: input.customer_id,
+                points: entry.points,
+                kind: if entry.points > 0 {
+                    EntryKind::Earned
+                } else {
+                    EntryKind::Reversed
+                },
+                reason: entry.reason.trim(),
+                source: &input.source,
+                rule,
+                seq: i64::try_from(seq).unwrap_or(i64::MAX),
+                order_id: input.order_id,
+                available_at,
+                actor: None,
+                now,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RulePayload {
+    rule: String,
+    input: RuleInput,
+}
+
+/// Retries one rule's call for one event: the credit and the job's end commit together.
+pub fn rule_job() -> Arc<dyn JobHandler> {
+    FnHandler::new(RULE_JOB, |ctx: &JobContext| {
+        Box::pin(async move {
+            let payload: RulePayload = ctx
+                .payload()
+                .map_err(|e| Permanent(format!("unreadable loyalty job: {e}")))?;
+            let state = &ctx.state;
+            let snapshot = state.plugins.snapshot();
+            let Some(rule) = snapshot.loyalty.iter().find(|r| r.id == payload.rule) else {
+                anyhow::bail!(
+                    "the loyalty rule `{}` is not active; enable it and retry this job",
+                    payload.rule
+                );
+            };
+            let (answer, booking) = call(rule, &payload.input).await;
+            booking.book(&state.plugins).await;
+            let entries = answer.map_err(anyhow::Error::msg)?;
+            let now = state.clock.now_text();
+            let mut tx = state.db.begin().await?;
+            credit(&mut tx, &payload.input, &rule.id, &entries, &now).await?;
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    })
+}
+
+/// Expires balances after months without an order (when the shop turned expiry on).
+pub fn expire_job() -> Arc<dyn JobHandler> {
+    FnHandler::new(EXPIRE_JOB, |ctx: &JobContext| {
+        Box::pin(async move {
+            let expired = super::expire(&ctx.state).await?;
+            if expired > 0 {
+                tracing::info!(expired, "loyalty balances expired");
+            }
+            Ok(())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(points: i64, reason: &str) -> types::PointsEntry {
+        types::PointsEntry {
+            points,
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn answers_need_reasons_and_stay_within_the_bound() {
+        assert!(check(&[entry(10, "Order paid")], 100).is_ok());
+        assert!(check(&[entry(10, "  ")], 100).is_err());
+        assert!(check(&[entry(10, "two\nlines")], 100).is_err());
+        assert!(check(&[entry(60, "a"), entry(-50, "b")], 100).is_err());
+        assert!(check(&[entry(i64::MIN, "a")], i64::MAX - 1).is_err());
+        assert!(check(&[], 1).is_ok());
+    }
+}

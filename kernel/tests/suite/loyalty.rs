@@ -1,0 +1,397 @@
+//! Loyalty end to end: the first-party `loyalty-points` rule credits paid orders through
+//! the bus (once, however often the event comes), the points wait out the pending
+//! period on the kernel's clock, refunds take back their share, checkout spends points
+//! under a lock (two concurrent checkouts cannot spend them twice), cancellations and
+//! declines give them back, a failing rule is retried and dead-lettered and credits once
+//! when fixed, and balances expire after months without an order.
+
+use std::time::Duration;
+
+use crate::common::*;
+use crate::payments::{Shop, shop_with, tokenize};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use olivine::bus::ClusterOnceConsumer;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The payments shop without the session sweep (the tests move the clock by weeks).
+async fn loyalty_shop(
+    backend: Backend,
+    adjust: impl FnOnce(&mut olivine::config::ServeConfig),
+) -> Shop {
+    shop_with(backend, |c| {
+        c.session_sweep_secs = 0;
+        adjust(c);
+    })
+    .await
+}
+
+async fn install_rule(app: &TestApp, dir: &str, crate_name: &str, settings: Value) {
+    let r = app
+        .admin_post(
+            "/api/v1/admin/plugins",
+            &plugin_upload(dir, crate_name, |m| m),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let id = dir.rsplit('/').next().unwrap();
+    let r = app
+        .admin_patch(
+            &format!("/api/v1/admin/plugins/{id}"),
+            &json!({"enabled": true, "settings": settings}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    app.settle().await;
+}
+
+async fn as_customer(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    app.request(
+        method,
+        path,
+        Some(token),
+        body.map(|b| Body::from(b.to_string())),
+        Some("application/json"),
+    )
+    .await
+}
+
+async fn loyalty(app: &TestApp, token: &str) -> Value {
+    let r = as_customer(app, token, Method::GET, "/api/v1/account/loyalty", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+async fn pseudonym(app: &TestApp, token: &str) -> String {
+    let r = as_customer(app, token, Method::GET, "/api/v1/account/me", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["pseudonym"].as_str().unwrap().to_owned()
+}
+
+/// A cart with `quantity` MAG-60 (19.99 each), made with `token` (or as a guest).
+async fn cart(app: &TestApp, token: Option<&str>, quantity: u32) -> String {
+    let r = app
+        .request(Method::POST, "/api/v1/carts", token, None, None)
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/carts/{id}/lines"),
+            token,
+            Some(Body::from(
+                json!({"sku": "MAG-60", "quantity": quantity}).to_string(),
+            )),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    id
+}
+
+async fn checkout(
+    shop: &Shop,
+    token: &str,
+    cart: &str,
+    card: &str,
+    redeem_points: Option<i64>,
+) -> TestResponse {
+    let card_token = tokenize(shop.processor, card).await;
+    let mut body = json!({"shipping_method": "standard", "payment_token": card_token,
+        "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "NL"}});
+    if let Some(points) = redeem_points {
+        body["redeem_points"] = json!(points);
+    }
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/carts/{cart}/checkout"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("idempotency-key", format!("loyalty-{cart}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    shop.app.send(request).await
+}
+
+async fn ledger_rows(app: &TestApp, rule: &str) -> Vec<(i64, String)> {
+    sqlx::query("SELECT points, kind FROM loyalty_ledger WHERE rule = $1 ORDER BY id")
+        .bind(rule)
+        .fetch_all(&app.kernel.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.try_get(0).unwrap(), row.try_get(1).unwrap()))
+        .collect()
+}
+
+/// The outbox event of type `event_type` about order `number`, as consumers get it.
+async fn order_event(app: &TestApp, event_type: &str, number: &str) -> olivine::bus::Event {
+    let row = sqlx::query(
+        "SELECT id, position, aggregate_type, aggregate_id, event_type, payload, created_at
+         FROM outbox WHERE event_type = $1 AND aggregate_id = $2",
+    )
+    .bind(event_type)
+    .bind(number)
+    .fetch_one(&app.kernel.state.db.pool)
+    .await
+    .unwrap();
+    let payload: String = row.try_get(5).unwrap();
+    olivine::bus::Event {
+        id: row.try_get(0).unwrap(),
+        position: row.try_get::<Option<i64>, _>(1).unwrap().unwrap_or(0),
+        aggregate_type: row.try_get(2).unwrap(),
+        aggregate_id: row.try_get(3).unwrap(),
+        event_type: row.try_get(4).unwrap(),
+        payload: serde_json::from_str(&payload).unwrap(),
+        created_at: row.try_get(6).unwrap(),
+    }
+}
+
+/// Delivers `event` to the loyalty processor again, as a redelivery would.
+async fn redeliver(app: &TestApp, event: &olivine::bus::Event) {
+    let state = &app.kernel.state;
+    let consumer = olivine::loyalty::rules::LoyaltyConsumer {
+        plugins: state.plugins.clone(),
+        clock: state.clock.clone(),
+    };
+    let mut tx = state.db.begin().await.unwrap();
+    consumer.handle(event, &mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn adjust(app: &TestApp, who: &str, points: i64, reason: &str) -> TestResponse {
+    app.admin_post(
+        &format!("/api/v1/admin/customers/{who}/loyalty/adjustments"),
+        &json!({"points": points, "reason": reason}),
+    )
+    .await
+}
+
+both_backends! {
+    async fn paid_orders_earn_once_wait_pending_and_refunds_take_back_their_share(backend: Backend) {
+        let shop = loyalty_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        install_rule(app, "loyalty-points", "loyalty_points", json!({"points_per_unit": "1"})).await;
+        let token = app.customer_token("earner@example.com").await;
+        let c = cart(app, Some(&token), 2).await;
+        let r = checkout(&shop, &token, &c, "4242424242424242", None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let order = r.json();
+        assert_eq!(order["status"], "paid", "{order}");
+        assert_eq!(order["total_minor"], 4498);
+        let number = order["number"].as_str().unwrap().to_owned();
+        app.settle().await;
+        // €44.98 paid: 44 points, pending for the shop's 14 days.
+        let points = loyalty(app, &token).await;
+        assert_eq!((points["balance"].as_i64(), points["pending"].as_i64()), (Some(0), Some(44)), "{points}");
+        assert_eq!(points["entries"][0]["state"], "pending", "{points}");
+        assert_eq!(points["entries"][0]["order_number"], number.as_str());
+        assert!(points["entries"][0]["reason"].as_str().unwrap().starts_with("Order paid"), "{points}");
+        // The same event delivered three times credits once.
+        let paid = order_event(app, "order.paid", &number).await;
+        for _ in 0..3 {
+            redeliver(app, &paid).await;
+        }
+        assert_eq!(ledger_rows(app, "loyalty-points").await, [(44, "earned".to_owned())]);
+        // After the pending period the points are spendable.
+        app.kernel.state.clock.advance(15 * DAY);
+        let points = loyalty(app, &token).await;
+        assert_eq!((points["balance"].as_i64(), points["pending"].as_i64()), (Some(44), Some(0)), "{points}");
+        assert_eq!(points["balance_value_minor"], 44);
+        // Refunding half takes back half; the rest, the rest (of a captured payment).
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "fulfilled", "tracking_number": "TRK-1"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/refunds"), &json!({"amount_minor": 2249})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert_eq!(loyalty(app, &token).await["balance"], 22);
+        let refund = order_event(app, "order.refunded", &number).await;
+        redeliver(app, &refund).await;
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/refunds"), &json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        let points = loyalty(app, &token).await;
+        assert_eq!(points["balance"], 0, "{points}");
+        assert_eq!(
+            ledger_rows(app, "loyalty-points").await,
+            [(44, "earned".to_owned()), (-22, "reversed".to_owned()), (-22, "reversed".to_owned())]
+        );
+        shop.app.stop().await;
+    }
+
+    async fn points_pay_part_of_an_order_once_even_under_concurrent_checkouts(backend: Backend) {
+        let shop = loyalty_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let token = app.customer_token("spender@example.com").await;
+        let who = pseudonym(app, &token).await;
+        let r = adjust(app, &who, 1000, "Welcome gift").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["balance"], 1000);
+        let mine = cart(app, Some(&token), 2).await;
+        // The quote prices the points as a cart adjustment, and refuses what the rules do not allow.
+        let quote = |points: i64| {
+            let (app, token, mine) = (app, token.clone(), mine.clone());
+            async move {
+                as_customer(app, &token, Method::POST, &format!("/api/v1/carts/{mine}/checkout-quote"),
+                    Some(json!({"country": "NL", "redeem_points": points}))).await
+            }
+        };
+        let r = quote(1000).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let q = r.json();
+        assert_eq!((q["points_redeemed"].as_i64(), q["total_minor"].as_i64()), (Some(1000), Some(3498)), "{q}");
+        assert_eq!(q["cart_adjustments"][0]["rule"], "loyalty", "{q}");
+        quote(99).await.assert_field_error(422, "redeem_points");
+        quote(1001).await.assert_field_error(422, "redeem_points");
+        quote(-5).await.assert_field_error(422, "redeem_points");
+        // A guest cannot spend points.
+        let guest = cart(app, None, 1).await;
+        let r = app.request(Method::POST, &format!("/api/v1/carts/{guest}/checkout-quote"), None,
+            Some(Body::from(json!({"country": "NL", "redeem_points": 100}).to_string())), Some("application/json")).await;
+        r.assert_field_error(422, "redeem_points");
+        // Two checkouts of two carts spend the same 1000 points at once: one wins.
+        let other = cart(app, None, 2).await;
+        let (a, b) = tokio::join!(
+            checkout(&shop, &token, &mine, "4242424242424242", Some(1000)),
+            checkout(&shop, &token, &other, "4242424242424242", Some(1000)),
+        );
+        let statuses = [a.status, b.status];
+        assert!(statuses.contains(&StatusCode::CREATED), "{} / {}", a.text(), b.text());
+        let lost = if a.status == StatusCode::CREATED { &b } else { &a };
+        assert!(lost.status == StatusCode::CONFLICT || lost.status == StatusCode::UNPROCESSABLE_ENTITY, "{}", lost.text());
+        assert!(lost.text().contains("redeem_points"), "{}", lost.text());
+        let won = if a.status == StatusCode::CREATED { a.json() } else { b.json() };
+        assert_eq!((won["points_redeemed"].as_i64(), won["total_minor"].as_i64()), (Some(1000), Some(3498)), "{won}");
+        assert_eq!(won["status"], "paid");
+        let points = loyalty(app, &token).await;
+        assert_eq!(points["balance"], 0, "{points}");
+        // Cancelling the order gives the points back.
+        let number = won["number"].as_str().unwrap();
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"), &json!({"to": "cancelled"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(loyalty(app, &token).await["balance"], 1000);
+        app.settle().await;
+        assert_eq!(loyalty(app, &token).await["balance"], 1000, "the consumer gives back nothing twice");
+        // A declined payment gives them back too, and the shopper can spend them again.
+        let again = cart(app, Some(&token), 2).await;
+        let r = checkout(&shop, &token, &again, "4000000000000002", Some(500)).await;
+        assert!(r.status.is_client_error(), "{}", r.text());
+        assert_eq!(loyalty(app, &token).await["balance"], 1000);
+        let kinds: Vec<String> = loyalty(app, &token).await["entries"].as_array().unwrap().iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(kinds, ["restored", "spent", "restored", "spent", "adjusted"]);
+        shop.app.stop().await;
+    }
+
+    async fn a_failing_rule_is_retried_then_dead_and_credits_once_when_fixed(backend: Backend) {
+        let shop = loyalty_shop(backend, |c| c.cluster.job_retry_base_ms = 1).await;
+        let app = &shop.app;
+        install_rule(app, "testing/chaos-loyalty", "chaos_loyalty", json!({"mode": "trap"})).await;
+        let token = app.customer_token("unlucky@example.com").await;
+        let c = cart(app, Some(&token), 1).await;
+        let r = checkout(&shop, &token, &c, "4242424242424242", None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        app.settle().await;
+        // The rule's calls went to jobs (one per event it failed on: the customer's
+        // registration and the order's payment); the bus did not wait for them.
+        let mut dead = Vec::new();
+        wait_until("the order's loyalty job is dead", async || {
+            let r = app.admin_get("/api/v1/admin/jobs?kind=loyalty.rule&state=dead").await;
+            dead = r.json()["jobs"].as_array().cloned().unwrap_or_default();
+            dead.iter().any(|j| j["payload"]["input"]["kind"] == "order.paid")
+        }).await;
+        let job = dead.iter().find(|j| j["payload"]["input"]["kind"] == "order.paid").unwrap().clone();
+        assert!(job["last_error"].as_str().unwrap_or("").contains("chaos-loyalty"), "{job}");
+        assert_eq!(ledger_rows(app, "chaos-loyalty").await, []);
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM bus_dead_letters").await, 0);
+        // Fixed (and enabled again: five failures in a row disabled it), the jobs are
+        // retried and the order's credits once.
+        let r = app.admin_patch("/api/v1/admin/plugins/chaos-loyalty", &json!({"enabled": true, "settings": {"mode": "ok"}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        for dead_job in &dead {
+            let id = dead_job["id"].as_i64().unwrap();
+            let r = app.admin_post(&format!("/api/v1/admin/jobs/{id}/retry"), &json!({})).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+        wait_until("the fixed rule credits", async || !ledger_rows(app, "chaos-loyalty").await.is_empty()).await;
+        let id = job["id"].as_i64().unwrap();
+        let r = app.admin_post(&format!("/api/v1/admin/jobs/{id}/retry"), &json!({})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+        let number = scalar_text(app, "SELECT number FROM orders").await;
+        redeliver(app, &order_event(app, "order.paid", &number).await).await;
+        assert_eq!(ledger_rows(app, "chaos-loyalty").await, [(7, "earned".to_owned())]);
+        // A rule that answers more than the shop's bound is refused the same way.
+        let r = app.admin_patch("/api/v1/admin/plugins/chaos-loyalty", &json!({"settings": {"mode": "too-many-points"}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        let c = cart(app, Some(&token), 1).await;
+        let r = checkout(&shop, &token, &c, "4242424242424242", None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        app.settle().await;
+        wait_until("the flood is refused into a job", async || {
+            scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE kind = 'loyalty.rule'").await == 1
+        }).await;
+        assert_eq!(ledger_rows(app, "chaos-loyalty").await, [(7, "earned".to_owned())]);
+        shop.app.stop().await;
+    }
+
+    async fn staff_corrections_are_checked_and_audited_and_balances_expire(backend: Backend) {
+        let shop = loyalty_shop(backend, |c| c.loyalty_expiry_scan_secs = 60).await;
+        let app = &shop.app;
+        let token = app.customer_token("idle@example.com").await;
+        let who = pseudonym(app, &token).await;
+        adjust(app, &who, 0, "nothing").await.assert_field_error(422, "points");
+        adjust(app, &who, 10, " ").await.assert_field_error(422, "reason");
+        assert_eq!(adjust(app, "c_nobody", 10, "Gift").await.status, StatusCode::NOT_FOUND);
+        let r = adjust(app, &who, 500, "Apology for a late parcel").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let r = adjust(app, &who, -501, "Too much").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+        let r = app.admin_get(&format!("/api/v1/admin/customers/{who}/loyalty")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["entries"][0]["reason"], "Apology for a late parcel");
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE action = 'loyalty.adjusted'").await, 1);
+        // Support staff read a ledger but do not change it.
+        let support = app.staff_token("support").await;
+        let r = app.request(Method::GET, &format!("/api/v1/admin/customers/{who}/loyalty"), Some(&support), None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = app.request(Method::POST, &format!("/api/v1/admin/customers/{who}/loyalty/adjustments"), Some(&support),
+            Some(Body::from(json!({"points": 5, "reason": "x"}).to_string())), Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        // With expiry on, seven quiet months expire the balance (once).
+        let r = app.admin_patch("/api/v1/admin/settings", &json!({"loyalty_expiry_months": 6})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        assert!(loyalty(app, &token).await["expires_at"].is_string());
+        app.kernel.state.clock.advance(210 * DAY);
+        wait_until("the balance expires", async || {
+            app.admin_get(&format!("/api/v1/admin/customers/{who}/loyalty")).await.json()["balance"] == 0
+        }).await;
+        let view = app.admin_get(&format!("/api/v1/admin/customers/{who}/loyalty")).await.json();
+        assert_eq!(view["entries"][0]["kind"], "expired", "{view}");
+        assert_eq!(view["entries"][0]["points"], -500, "{view}");
+        assert_eq!(olivine::loyalty::expire(&app.kernel.state).await.unwrap(), 0);
+        shop.app.stop().await;
+    }
+}
+
+async fn scalar_text(app: &TestApp, sql: &'static str) -> String {
+    sqlx::query(sql)
+        .fetch_one(&app.kernel.state.db.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
