@@ -181,7 +181,7 @@ impl Kernel {
         node_local.extend(extensions.node_local);
         let mut cluster_once: Vec<Arc<dyn ClusterOnceConsumer>> =
             vec![Arc::new(crate::loyalty::rules::LoyaltyConsumer {
-                plugins: plugins.clone(),
+                plugins: Arc::downgrade(&plugins),
                 clock: clock.clone(),
             })];
         cluster_once.extend(extensions.cluster_once);

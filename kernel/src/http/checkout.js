@@ -71,6 +71,8 @@
       var mine = ++asked;
       var query = '?country=' + encodeURIComponent(country) +
         '&shipping_method=' + encodeURIComponent(method);
+      var points = form.elements['redeem_points'];
+      if (points) query += '&redeem_points=' + encodeURIComponent(points.value);
       fetch('/checkout/quote' + query, { credentials: 'same-origin', headers: { 'Accept': 'application/json' } })
         .then(function (response) { return response.json(); })
         .then(function (answer) {
@@ -78,14 +80,18 @@
           summary.innerHTML = answer.summary_html;
           if (answer.methods_html) form.elements['shipping_method'].innerHTML = answer.methods_html;
           form.elements['expected_total_minor'].value = answer.total_minor == null ? '' : answer.total_minor;
-          var countryError = document.getElementById('f-country-error');
-          if (countryError) countryError.remove();
+          ['f-quote-error', 'f-country-error'].forEach(function (id) {
+            var old = document.getElementById(id);
+            if (old) old.remove();
+          });
           if (answer.error) {
+            // Said at the field it is about: the country, or the points.
+            var field = form.elements[answer.error_field] || form.elements['country'];
             var note = document.createElement('p');
             note.className = 'field-error';
-            note.id = 'f-country-error';
+            note.id = 'f-quote-error';
             note.textContent = answer.error;
-            form.elements['country'].parentNode.appendChild(note);
+            field.parentNode.appendChild(note);
           }
           if (cardSection) cardSection.hidden = answer.total_minor == null;
         })
@@ -95,6 +101,7 @@
     }
     form.elements['country'].addEventListener('change', requote);
     form.elements['shipping_method'].addEventListener('change', requote);
+    if (form.elements['redeem_points']) form.elements['redeem_points'].addEventListener('change', requote);
 
     if (!form.dataset.tokenizeUrl) return;
     tokenizeOnSubmit(form, document.getElementById('checkout-error'), document.getElementById('place-order'),

@@ -15,6 +15,7 @@ pub mod storefront_account;
 pub mod storefront_addresses;
 pub mod storefront_cart;
 pub mod storefront_checkout;
+pub mod storefront_loyalty;
 pub mod storefront_orders;
 pub mod storefront_privacy;
 pub mod storefront_subscriptions;

@@ -51,6 +51,11 @@ pub const SECTIONS: &[AccountSection] = &[
         summary: "What is delivered regularly: skip, pause, move the date or cancel.",
     },
     AccountSection {
+        href: "/account/points",
+        title: "Points",
+        summary: "Your loyalty points: what you can spend, what is on its way, and why.",
+    },
+    AccountSection {
         href: "/account/addresses",
         title: "Addresses",
         summary: "Your delivery addresses, and which one checkout proposes first.",
@@ -86,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .merge(super::storefront_addresses::routes())
         .merge(super::storefront_orders::routes())
         .merge(super::storefront_subscriptions::routes())
+        .merge(super::storefront_loyalty::routes())
         .merge(super::storefront_privacy::routes())
 }
 

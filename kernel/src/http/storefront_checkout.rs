@@ -152,18 +152,35 @@ async fn quote_for(
     state: &AppState,
     cart: &Cart,
     values: &Values,
+    customer_id: Option<i64>,
 ) -> Option<Result<CheckoutQuote, Error>> {
     let country = values.get("country")?;
+    let points = match points_of(values) {
+        Ok(points) => points,
+        Err(err) => return Some(Err(err)),
+    };
     Some(
-        totals::quote(
+        totals::quote_with_points(
             state,
             cart,
-            country,
-            values.get("shipping_method"),
-            "country",
+            customer_id,
+            points,
+            (country, values.get("shipping_method"), "country"),
         )
         .await,
     )
+}
+
+/// The points the shopper typed in to spend (none for a blank field).
+fn points_of(values: &Values) -> Result<Option<i64>, Error> {
+    values
+        .get("redeem_points")
+        .map(|text| {
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::invalid("redeem_points", "must be a whole number of points"))
+        })
+        .transpose()
 }
 
 /// The summary panel: the lines by product and variant, and, with a quote, shipping,
@@ -185,6 +202,14 @@ fn summary(cart: &Cart, quote: Option<&CheckoutQuote>) -> Markup {
             dt { "Subtotal" } dd { (amount(cart.subtotal_minor)) }
             @if cart.adjustments_total_minor != 0 {
                 dt { "Discounts and surcharges" } dd { (amount(cart.adjustments_total_minor)) }
+            }
+            @if let Some(quote) = quote.filter(|q| q.points_redeemed > 0) {
+                dt { "Points (" (quote.points_redeemed) ")" }
+                dd #summary-points {
+                    (amount(quote.cart_adjustments.iter()
+                        .filter(|a| a.rule == crate::loyalty::CHECKOUT_RULE)
+                        .map(|a| a.amount_minor).sum::<i64>()))
+                }
             }
             @match quote {
                 Some(quote) => {
@@ -255,19 +280,23 @@ async fn quote_json(
         values.set(&key, value.trim());
     }
     let currency = cart.currency.as_deref().unwrap_or("");
-    let (quote, error) = match quote_for(&state, cart, &values).await {
-        Some(Ok(quote)) => (Some(quote), None),
-        Some(Err(Error::Validation(fields))) => {
-            (None, fields.first().map(|f| sentence(&f.message)))
-        }
+    let customer_id = shopper.customer.as_ref().map(|c| c.customer_id);
+    let (quote, error, error_field) = match quote_for(&state, cart, &values, customer_id).await {
+        Some(Ok(quote)) => (Some(quote), None, None),
+        Some(Err(Error::Validation(fields))) => (
+            None,
+            fields.first().map(|f| sentence(&f.message)),
+            fields.first().map(|f| f.field.clone()),
+        ),
         Some(Err(err)) => return err.into_response(),
-        None => (None, None),
+        None => (None, None, None),
     };
     axum::Json(serde_json::json!({
         "summary_html": summary(cart, quote.as_ref()).into_string(),
         "methods_html": quote.as_ref().map(|q| method_options(&[], Some(q), None, currency).into_string()),
         "total_minor": quote.as_ref().map(|q| q.total_minor),
         "error": error,
+        "error_field": error_field,
     }))
     .into_response()
 }
@@ -372,9 +401,18 @@ async fn render(
         Some(problem) => (problem.status, problem.errors),
         None => (StatusCode::OK, FormErrors::default()),
     };
+    let customer_id = shopper.customer.as_ref().map(|c| c.customer_id);
+    // A signed-in shopper with points to spend is offered them.
+    let points = match customer_id {
+        Some(id) => match crate::loyalty::summary(state, id).await {
+            Ok(summary) => Some(summary).filter(|s| s.balance > 0 && s.point_value_minor > 0),
+            Err(err) => return server_error(&err, "checkout"),
+        },
+        None => None,
+    };
     let quote = match quote {
         Some(quote) => Some(quote),
-        None => match quote_for(state, cart, &values).await {
+        None => match quote_for(state, cart, &values, customer_id).await {
             Some(Ok(quote)) => Some(quote),
             Some(Err(Error::Validation(fields))) => {
                 // Said where the shopper chooses: at the country or the method.
@@ -404,6 +442,7 @@ async fn render(
         checkout_key,
         session,
         errors: &errors,
+        points: points.as_ref(),
     };
     let items = cart.lines.iter().map(|l| l.quantity).sum();
     let mut response = session::with_cart_items(
@@ -427,6 +466,8 @@ struct CheckoutPage<'a> {
     checkout_key: &'a str,
     session: &'a Session,
     errors: &'a FormErrors,
+    /// The signed-in shopper's points, when they have some to spend.
+    points: Option<&'a crate::loyalty::LoyaltySummary>,
 }
 
 impl CheckoutPage<'_> {
@@ -466,6 +507,16 @@ impl CheckoutPage<'_> {
                         }
                         @if let Some(message) = errors.field("shipping_method") {
                             p.field-error #f-shipping_method-error { (sentence(message)) }
+                        }
+                    }
+                    @if let Some(points) = self.points {
+                        h2 { "Points" }
+                        (labelled_input("Points to spend", "redeem_points", "number", values.get("redeem_points"), "off", false, errors))
+                        p.muted #points-hint {
+                            "You have " (points.balance) " points, worth "
+                            (cart_pages::money(points.balance_value_minor, currency))
+                            ". Spend at least " (points.min_redeem_points) ", on up to "
+                            (points.max_redeem_percent) " % of the goods."
                         }
                     }
                     // Without JavaScript, a change of country or method is shown by this;
@@ -599,7 +650,7 @@ async fn checkout_submit(
         return cart_pages::with_cookies(see_other("/cart"), shopper.cookies);
     };
     let mut values = Values::default();
-    for name in ["email", "shipping_method", "country"]
+    for name in ["email", "shipping_method", "country", "redeem_points"]
         .into_iter()
         .chain(ADDRESS_FIELDS.iter().map(|(name, ..)| *name))
     {
@@ -670,6 +721,26 @@ async fn checkout_submit(
         let value = form.get(name).trim();
         (!value.is_empty()).then(|| value.to_owned())
     };
+    let redeem_points = match points_of(&values) {
+        Ok(points) => points,
+        Err(err) => {
+            let problem = Problem {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                errors: FormErrors::from_error(&err).unwrap_or_default(),
+            };
+            return render(
+                &state,
+                &session,
+                shopper,
+                &cart,
+                values,
+                &key,
+                Some(problem),
+                None,
+            )
+            .await;
+        }
+    };
     let request = CheckoutRequest {
         email: Some(form.get("email").trim().to_owned()),
         shipping_address: ShippingAddress {
@@ -684,7 +755,7 @@ async fn checkout_submit(
         shipping_method: form.get("shipping_method").trim().to_owned(),
         payment_token: Some(token.to_owned()),
         expected_total_minor: Some(expected_total),
-        redeem_points: None,
+        redeem_points,
     };
     let placed = orders::checkout(&state, &cart.id, shopper.customer.as_ref(), &key, request).await;
     match placed {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Adjustment, LoyaltySummary};
+use super::{LoyaltySummary, PointsAdjustment};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
 use crate::http::extract::{CustomerAuth, JsonBody, PathParam, StaffAuth};
@@ -52,14 +52,14 @@ async fn customer_loyalty(
 /// `customers.write`.
 #[utoipa::path(post, path = "/customers/{pseudonym}/loyalty/adjustments", tag = "admin-customers",
     params(("pseudonym" = String, Path, description = "The customer's pseudonym (`c_…`)")),
-    request_body = Adjustment, security(("staff_token" = [])),
+    request_body = PointsAdjustment, security(("staff_token" = [])),
     responses((status = 201, body = LoyaltySummary), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn adjust(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
     PathParam(pseudonym): PathParam<String>,
-    JsonBody(input): JsonBody<Adjustment>,
+    JsonBody(input): JsonBody<PointsAdjustment>,
 ) -> Result<(StatusCode, Json<LoyaltySummary>)> {
     Ok((
         StatusCode::CREATED,

@@ -60,7 +60,7 @@ impl EntryKind {
 
 /// One ledger entry as the shopper and staff read it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LedgerEntry {
+pub struct LoyaltyEntry {
     pub id: i64,
     /// Signed: credits are positive.
     pub points: i64,
@@ -91,6 +91,9 @@ pub struct LoyaltySummary {
     pub pending: i64,
     /// What the balance pays at checkout, in minor units of the order's currency.
     pub balance_value_minor: i64,
+    /// The currency of the customer's latest order (points pay in the order's
+    /// currency), for showing what they are worth; none before a first order.
+    pub currency: Option<String>,
     /// What one point pays, in minor units (0: points cannot be spent in this shop).
     pub point_value_minor: i64,
     /// The fewest points one checkout may spend.
@@ -101,7 +104,7 @@ pub struct LoyaltySummary {
     /// not expire in this shop, or there is nothing to expire).
     pub expires_at: Option<String>,
     /// The newest 200 entries.
-    pub entries: Vec<LedgerEntry>,
+    pub entries: Vec<LoyaltyEntry>,
 }
 
 /// An entry to write.
@@ -217,7 +220,7 @@ pub async fn summary(state: &AppState, customer_id: i64) -> Result<LoyaltySummar
         let kind: String = row.try_get(2)?;
         let points: i64 = row.try_get(1)?;
         let available_at: String = row.try_get(7)?;
-        entries.push(LedgerEntry {
+        entries.push(LoyaltyEntry {
             id: row.try_get(0)?,
             points,
             state: entry_state(&kind, points, &available_at, &now).to_owned(),
@@ -230,6 +233,13 @@ pub async fn summary(state: &AppState, customer_id: i64) -> Result<LoyaltySummar
             created_at: row.try_get(8)?,
         });
     }
+    let currency: Option<String> =
+        sqlx::query("SELECT currency FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 1")
+            .bind(customer_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
     let expires_at = if settings.loyalty_expiry_months > 0 && balance + pending > 0 {
         let last: Option<String> =
             sqlx::query("SELECT last_order_at FROM loyalty_accounts WHERE customer_id = $1")
@@ -256,6 +266,7 @@ pub async fn summary(state: &AppState, customer_id: i64) -> Result<LoyaltySummar
         balance_value_minor: balance
             .max(0)
             .saturating_mul(settings.loyalty_point_value_minor),
+        currency,
         point_value_minor: settings.loyalty_point_value_minor,
         min_redeem_points: settings.loyalty_min_redeem_points,
         max_redeem_percent: settings.loyalty_max_redeem_percent,
@@ -523,7 +534,7 @@ fn share(amount: i64, part: i64, whole: i64) -> i64 {
 /// A staff correction.
 #[derive(Debug, Clone, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Adjustment {
+pub struct PointsAdjustment {
     /// Signed, not 0, at most 10,000,000 either way. A deduction may not take the
     /// spendable balance below zero.
     #[schema(minimum = -10_000_000, maximum = 10_000_000)]
@@ -538,7 +549,7 @@ pub async fn adjust(
     state: &AppState,
     actor: &str,
     pseudonym: &str,
-    input: Adjustment,
+    input: PointsAdjustment,
 ) -> Result<LoyaltySummary> {
     let mut problems = Problems::new();
     problems.check(

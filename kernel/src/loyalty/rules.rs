@@ -9,7 +9,7 @@
 //! a durable job ([`RULE_JOB`]) that retries with backoff and goes dead after its
 //! attempts, for staff to retry once the rule is fixed; it credits once either way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use olivine_plugin_runtime::bindings::types;
 use olivine_plugin_runtime::{CallError, CallStats};
@@ -73,7 +73,9 @@ impl RuleInput {
 }
 
 pub struct LoyaltyConsumer {
-    pub plugins: Arc<Plugins>,
+    /// Weak: the bus holds its consumers and the plugins hold the bus; a strong
+    /// reference here would keep a stopped kernel's plugin runtime alive for good.
+    pub plugins: Weak<Plugins>,
     pub clock: Clock,
 }
 
@@ -88,12 +90,15 @@ impl ClusterOnceConsumer for LoyaltyConsumer {
             let Some(input) = input_for(event, tx, &now, self.clock.now()).await? else {
                 return Ok(());
             };
-            let snapshot = self.plugins.snapshot();
+            let Some(plugins) = self.plugins.upgrade() else {
+                anyhow::bail!("the kernel is stopping");
+            };
+            let snapshot = plugins.snapshot();
             for rule in &snapshot.loyalty {
                 let (answer, booking) = call(rule, &input).await;
                 // Booked after this transaction: on SQLite it holds the one write lock
                 // that booking a failure needs.
-                let plugins = self.plugins.clone();
+                let plugins = plugins.clone();
                 tokio::spawn(async move { booking.book(&plugins).await });
                 match answer {
                     Ok(entries) => credit(tx, &input, &rule.id, &entries, &now).await?,

@@ -161,7 +161,7 @@ async fn order_event(app: &TestApp, event_type: &str, number: &str) -> olivine::
 async fn redeliver(app: &TestApp, event: &olivine::bus::Event) {
     let state = &app.kernel.state;
     let consumer = olivine::loyalty::rules::LoyaltyConsumer {
-        plugins: state.plugins.clone(),
+        plugins: std::sync::Arc::downgrade(&state.plugins),
         clock: state.clock.clone(),
     };
     let mut tx = state.db.begin().await.unwrap();
@@ -383,6 +383,59 @@ both_backends! {
         assert_eq!(view["entries"][0]["kind"], "expired", "{view}");
         assert_eq!(view["entries"][0]["points"], -500, "{view}");
         assert_eq!(olivine::loyalty::expire(&app.kernel.state).await.unwrap(), 0);
+        shop.app.stop().await;
+    }
+}
+
+both_backends! {
+    async fn shoppers_see_their_points_and_spend_them_on_the_checkout_page(backend: Backend) {
+        use crate::common::browser::*;
+        let shop = loyalty_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        let mut browser = signed_in(app, "pages@example.com", "Page Shopper").await;
+        let who = scalar_text(app, "SELECT pseudonym FROM customers").await;
+        let r = adjust(app, &who, 500, "Welcome gift").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let page = get(app, &mut browser, "/account/points").await;
+        assert_html(&page, StatusCode::OK);
+        assert!(page.text().contains(r#"id="points-balance" data-points="500""#), "{}", page.text());
+        assert!(page.text().contains("Welcome gift"), "{}", page.text());
+        let page = get(app, &mut browser, "/account").await;
+        assert!(page.text().contains(r#"href="/account/points""#), "{}", page.text());
+
+        let product = get(app, &mut browser, "/p/mag").await;
+        let csrf = csrf_of(&product);
+        let r = post_form(app, &mut browser, "/cart/lines",
+            &[("csrf", &csrf), ("product", "mag"), ("sku", "MAG-60"), ("quantity", "2")]).await;
+        assert_eq!(location(&r), "/cart");
+        let page = get(app, &mut browser, "/checkout").await;
+        assert_html(&page, StatusCode::OK);
+        assert!(page.text().contains(r#"id="f-redeem_points""#), "{}", page.text());
+        // The page's script asks for the totals with the points.
+        let quote = get(app, &mut browser, "/checkout/quote?country=NL&shipping_method=standard&redeem_points=200").await;
+        assert_eq!(quote.json()["total_minor"], 4298, "{}", quote.text());
+        assert!(quote.json()["summary_html"].as_str().unwrap().contains("Points (200)"), "{}", quote.text());
+        let quote = get(app, &mut browser, "/checkout/quote?country=NL&shipping_method=standard&redeem_points=50").await;
+        assert_eq!(quote.json()["error_field"], "redeem_points", "{}", quote.text());
+
+        // Placed with the points (the script tokenized the card and set the total).
+        let csrf = csrf_of(&page);
+        let key = {
+            let html = page.text();
+            let marker = r#"name="checkout_key" value=""#;
+            let start = html.find(marker).unwrap() + marker.len();
+            html[start..start + html[start..].find('"').unwrap()].to_owned()
+        };
+        let token = tokenize(shop.processor, "4242424242424242").await;
+        let fields = [("csrf", csrf.as_str()), ("checkout_key", &key), ("payment_token", &token),
+            ("expected_total_minor", "4298"), ("email", "pages@example.com"), ("name", "Ada"),
+            ("line1", "Main 1"), ("line2", ""), ("city", "Utrecht"), ("region", ""),
+            ("postal_code", "3511 AB"), ("country", "NL"), ("shipping_method", "standard"),
+            ("redeem_points", "200")];
+        let r = post_form(app, &mut browser, "/checkout", &fields).await;
+        assert!(location(&r).starts_with("/checkout/confirmation/"), "{}", r.text());
+        let page = get(app, &mut browser, "/account/points").await;
+        assert!(page.text().contains(r#"id="points-balance" data-points="300""#), "{}", page.text());
         shop.app.stop().await;
     }
 }

@@ -1,7 +1,9 @@
 //! Loyalty points: `points_per_unit` points per whole currency unit paid on `order.paid`
 //! (truncated: €49.99 earns 49 at the default of 1), and a bonus of
-//! `renewal_bonus_points` on every `renewal_bonus_every`-th `subscription.renewed`. Other
-//! events earn nothing.
+//! `renewal_bonus_points` on every `renewal_bonus_every`-th `subscription.renewed`,
+//! `welcome_points` on `customer.registered` and `review_points` on `review.published`
+//! (both off at 0, the default). Other events earn nothing: refunds and cancellations
+//! are taken back by the kernel itself.
 
 use olivine_sdk::prelude::*;
 use olivine_sdk::settings::{self, Settings};
@@ -11,6 +13,8 @@ pub struct Config {
     pub points_per_unit: i64,
     pub renewal_bonus_every: u32,
     pub renewal_bonus_points: i64,
+    pub welcome_points: i64,
+    pub review_points: i64,
 }
 
 impl Config {
@@ -29,6 +33,16 @@ impl Config {
             renewal_bonus_points: settings::ensure_range(
                 "renewal_bonus_points",
                 s.get_parsed_or("renewal_bonus_points", 100)?,
+                0..=1_000_000,
+            )?,
+            welcome_points: settings::ensure_range(
+                "welcome_points",
+                s.get_parsed_or("welcome_points", 0)?,
+                0..=1_000_000,
+            )?,
+            review_points: settings::ensure_range(
+                "review_points",
+                s.get_parsed_or("review_points", 0)?,
                 0..=1_000_000,
             )?,
         })
@@ -81,6 +95,14 @@ pub fn on_event(event: &LoyaltyEvent, config: &Config) -> Result<Vec<PointsEntry
                 format!("Renewal bonus: {} renewal", ordinal(count)),
             )])
         }
+        "customer.registered" if config.welcome_points > 0 => Ok(vec![PointsEntry::new(
+            config.welcome_points,
+            "Welcome to the shop",
+        )]),
+        "review.published" if config.review_points > 0 => Ok(vec![PointsEntry::new(
+            config.review_points,
+            "Thank you for your review",
+        )]),
         _ => Ok(Vec::new()),
     }
 }
@@ -160,6 +182,31 @@ mod tests {
         let out = on_event(&event("subscription.renewed", None, Some(3)), &config).unwrap();
         assert_eq!(out, [PointsEntry::new(100, "Renewal bonus: 3rd renewal")]);
         assert!(on_event(&event("subscription.renewed", None, None), &config).is_err());
+    }
+
+    #[test]
+    fn welcome_and_review_bonuses_are_off_until_set() {
+        for kind in ["customer.registered", "review.published"] {
+            assert!(
+                on_event(&event(kind, None, None), &defaults())
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let generous = Config {
+            welcome_points: 50,
+            review_points: 20,
+            ..defaults()
+        };
+        let out = on_event(&event("customer.registered", None, None), &generous).unwrap();
+        assert_eq!(out, [PointsEntry::new(50, "Welcome to the shop")]);
+        let out = on_event(&event("review.published", None, None), &generous).unwrap();
+        assert_eq!(out[0].points, 20);
+        assert!(
+            on_event(&event("order.refunded", None, None), &generous)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub fn spawn_with(db: &TestDb, port: u16, failpoints: &str, env: &[(&str, &str)]
         .env("OLIVINE_FAILPOINTS", failpoints)
         // These tests count outbox deliveries; bundled plugin installs would add events.
         .env("OLIVINE_BUNDLED_PLUGINS", "false")
+        // A crashed process holds the cluster-once consumers' leases (the loyalty
+        // processor's) until they run out; the restarted one takes them over after this.
+        .env("OLIVINE_BUS_LEASE_SECS", "2")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log_file(port));
