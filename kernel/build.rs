@@ -15,6 +15,8 @@ const BUNDLED: &[(&str, bool)] = &[
     ("multi-buy", false),
     ("tiered-volume", true),
     ("loyalty-points", true),
+    // Needs its category and window set first.
+    ("category-campaign", false),
     // Needs a webhook URL first.
     ("webhook-notifier", false),
     // Needs the processor's base URL and a granted host first.

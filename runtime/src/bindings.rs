@@ -1,5 +1,6 @@
 //! Host bindings of the five worlds of `wit/olivine-plugin.wit` (`olivine:plugin@0.1.0`)
-//! and of the payment-adapter world's second version (`wit/v0.2`, `@0.2.0`). The 0.1
+//! and of the second versions of the payment-adapter and loyalty-rule worlds (`wit/v0.2`,
+//! `@0.2.0`). The 0.1
 //! payment-adapter world imports every host interface, so it is generated first and the
 //! other worlds reuse its types and host traits (`with`): one implementation of `log`,
 //! `settings` and `http` serves every world and both versions. Each frozen version keeps
@@ -54,3 +55,21 @@ pub mod adapter_v0_2 {
 
 /// The payment records the kernel speaks (0.2's); a 0.1 adapter's are converted.
 pub use adapter_v0_2::olivine::plugin0_2_0::types as payment;
+
+/// The loyalty-rule world at 0.2: the event carries its time, the order's lines and the
+/// customer's last twelve months. It imports 0.1's `log` and `settings` and reuses 0.1's
+/// shared records.
+pub mod loyalty_v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "loyalty-rule",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::bindings::types,
+            "olivine:plugin/log@0.1.0": crate::bindings::log,
+            "olivine:plugin/settings@0.1.0": crate::bindings::settings,
+        },
+    });
+}
+
+/// The loyalty records the kernel speaks (0.2's); a 0.1 rule gets the event converted.
+pub use loyalty_v0_2::olivine::plugin0_2_0::loyalty_types;

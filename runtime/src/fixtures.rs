@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bindings::types;
+use crate::bindings::{loyalty_types, types};
 use crate::runtime::Plugin;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +200,8 @@ pub struct MoneyJson {
     pub currency: String,
 }
 
+/// A 0.2 `loyalty-event`. What 0.2 added is optional, so fixtures written for 0.1 keep
+/// parsing: no lines, no product, a zero history, and the start of the epoch as the time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoyaltyEventJson {
@@ -210,19 +212,102 @@ pub struct LoyaltyEventJson {
     #[serde(default)]
     pub count: Option<u32>,
     pub event_id: String,
+    #[serde(default = "epoch")]
+    pub occurred_at: String,
+    #[serde(default)]
+    pub lines: Vec<OrderLineJson>,
+    #[serde(default)]
+    pub history: Option<CustomerHistoryJson>,
+    #[serde(default)]
+    pub product_slug: Option<String>,
 }
 
-impl From<&LoyaltyEventJson> for types::LoyaltyEvent {
+/// What a fixture without a time or a customer-since gets.
+pub const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+fn epoch() -> String {
+    EPOCH.to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineJson {
+    pub sku: String,
+    #[serde(default)]
+    pub product_slug: String,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    pub quantity: u32,
+    pub total: MoneyJson,
+    #[serde(default)]
+    pub subscription: bool,
+}
+
+/// Each field is optional: a zero spend (in the event's currency), no orders, a customer
+/// since the start of the epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerHistoryJson {
+    #[serde(default)]
+    pub spend_12_months: Option<MoneyJson>,
+    #[serde(default)]
+    pub orders_12_months: u32,
+    #[serde(default = "epoch")]
+    pub customer_since: String,
+}
+
+impl From<&MoneyJson> for types::Money {
+    fn from(m: &MoneyJson) -> Self {
+        types::Money {
+            amount_minor: m.amount_minor,
+            currency: m.currency.clone(),
+        }
+    }
+}
+
+impl From<&LoyaltyEventJson> for loyalty_types::LoyaltyEvent {
     fn from(e: &LoyaltyEventJson) -> Self {
-        types::LoyaltyEvent {
+        let amount: Option<types::Money> = e.amount.as_ref().map(Into::into);
+        let zero = || types::Money {
+            amount_minor: 0,
+            currency: amount
+                .as_ref()
+                .map(|m| m.currency.clone())
+                .unwrap_or_default(),
+        };
+        let history = match &e.history {
+            Some(h) => loyalty_types::CustomerHistory {
+                spend_12_months: h.spend_12_months.as_ref().map_or_else(zero, Into::into),
+                orders_12_months: h.orders_12_months,
+                customer_since: h.customer_since.clone(),
+            },
+            None => loyalty_types::CustomerHistory {
+                spend_12_months: zero(),
+                orders_12_months: 0,
+                customer_since: epoch(),
+            },
+        };
+        loyalty_types::LoyaltyEvent {
             kind: e.kind.clone(),
             customer: (&e.customer).into(),
-            amount: e.amount.as_ref().map(|m| types::Money {
-                amount_minor: m.amount_minor,
-                currency: m.currency.clone(),
-            }),
+            amount,
             count: e.count,
             event_id: e.event_id.clone(),
+            occurred_at: e.occurred_at.clone(),
+            lines: e
+                .lines
+                .iter()
+                .map(|l| loyalty_types::OrderLine {
+                    sku: l.sku.clone(),
+                    product_slug: l.product_slug.clone(),
+                    categories: l.categories.clone(),
+                    quantity: l.quantity,
+                    total: (&l.total).into(),
+                    subscription: l.subscription,
+                })
+                .collect(),
+            history,
+            product_slug: e.product_slug.clone(),
         }
     }
 }

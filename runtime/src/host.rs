@@ -343,3 +343,4 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 
 impl crate::bindings::types::Host for HostState {}
 impl crate::bindings::payment::Host for HostState {}
+impl crate::bindings::loyalty_types::Host for HostState {}

@@ -23,3 +23,5 @@ pub const ABI_VERSION: &str = "0.1.0";
 /// The payment-adapter world also speaks its second version, `olivine:plugin@0.2.x`
 /// (`wit/v0.2`).
 pub const PAYMENT_ABI_VERSION: &str = "0.2.0";
+/// So does the loyalty-rule world (`wit/v0.2/loyalty-rule.wit`).
+pub const LOYALTY_ABI_VERSION: &str = "0.2.0";

@@ -12,7 +12,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::bindings::{
-    adapter, adapter_v0_2, loyalty, notification, payment, pricing, taxonomy, types,
+    adapter, adapter_v0_2, loyalty, loyalty_types, loyalty_v0_2, notification, payment, pricing,
+    taxonomy, types,
 };
 use crate::host::{HostState, HttpGrant};
 use crate::manifest::{Manifest, World};
@@ -122,6 +123,7 @@ struct Linkers {
     pricing: Linker<HostState>,
     taxonomy: Linker<HostState>,
     loyalty: Linker<HostState>,
+    loyalty_v0_2: Linker<HostState>,
     payment: Linker<HostState>,
     payment_v0_2: Linker<HostState>,
     notification: Linker<HostState>,
@@ -192,6 +194,9 @@ impl Runtime {
             })?,
             loyalty: linker(&engine, |l| {
                 loyalty::LoyaltyRule::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            loyalty_v0_2: linker(&engine, |l| {
+                loyalty_v0_2::LoyaltyRule::add_to_linker::<_, HasSelf<_>>(l, |s| s)
             })?,
             payment: linker(&engine, |l| {
                 adapter::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
@@ -310,6 +315,15 @@ impl Runtime {
                 )
                 .map_err(link)?,
             ),
+            World::LoyaltyRule if abi.minor >= 2 => Pre::LoyaltyV0_2(
+                loyalty_v0_2::LoyaltyRulePre::new(
+                    self.linkers
+                        .loyalty_v0_2
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
             World::LoyaltyRule => Pre::Loyalty(
                 loyalty::LoyaltyRulePre::new(
                     self.linkers
@@ -378,10 +392,10 @@ impl Runtime {
 }
 
 /// The ABI versions the kernel loads for a world: 0.1 for every world, and 0.2 for
-/// payment adapters.
+/// payment adapters and loyalty rules.
 pub fn supported_abis(world: World) -> Vec<semver::Version> {
     let mut versions = vec![semver::Version::new(0, 1, 0)];
-    if world == World::PaymentAdapter {
+    if matches!(world, World::PaymentAdapter | World::LoyaltyRule) {
         versions.push(semver::Version::new(0, 2, 0));
     }
     versions
@@ -459,6 +473,7 @@ enum Pre {
     Pricing(pricing::PricingRulePre<HostState>),
     Taxonomy(taxonomy::VariantTaxonomyPre<HostState>),
     Loyalty(loyalty::LoyaltyRulePre<HostState>),
+    LoyaltyV0_2(loyalty_v0_2::LoyaltyRulePre<HostState>),
     Payment(adapter::PaymentAdapterPre<HostState>),
     PaymentV0_2(adapter_v0_2::PaymentAdapterPre<HostState>),
     Notification(notification::NotificationChannelPre<HostState>),
@@ -684,20 +699,40 @@ impl Plugin {
         Ok((result, stats))
     }
 
+    /// Asks a loyalty rule what an event earns. A rule built for 0.1 gets the event's
+    /// 0.1 fields only (no time, lines, history or product). The budget grows with the
+    /// order's lines, as a pricing call's does with the cart's.
     pub fn on_loyalty_event(
         &self,
-        event: &types::LoyaltyEvent,
+        event: &loyalty_types::LoyaltyEvent,
         settings: &Settings,
     ) -> Result<(Vec<types::PointsEntry>, CallStats), CallError> {
+        let categories: usize = event.lines.iter().map(|l| l.categories.len()).sum();
+        if event.lines.len() > self.config.max_input_items
+            || categories > self.config.max_input_items
+        {
+            return Err(CallError::InputTooLarge(format!(
+                "an event of {} order lines and {categories} line categories (at most {} each)",
+                event.lines.len(),
+                self.config.max_input_items
+            )));
+        }
         let (result, stats) = self
-            .run(settings, self.fuel_budget(0), |pre, store| {
-                let Pre::Loyalty(pre) = pre else {
-                    return Err(wasmtime::Error::msg("not a loyalty rule"));
-                };
-                pre.instantiate(&mut *store)?
-                    .olivine_plugin_loyalty()
-                    .call_on_event(store, event)
-            })
+            .run(
+                settings,
+                self.fuel_budget(event.lines.len()),
+                |pre, store| match pre {
+                    Pre::LoyaltyV0_2(pre) => pre
+                        .instantiate(&mut *store)?
+                        .olivine_plugin0_2_0_loyalty()
+                        .call_on_event(store, event),
+                    Pre::Loyalty(pre) => pre
+                        .instantiate(&mut *store)?
+                        .olivine_plugin_loyalty()
+                        .call_on_event(store, &v0_1::loyalty_event(event)),
+                    _ => Err(wasmtime::Error::msg("not a loyalty rule")),
+                },
+            )
             .map_err(|e| self.wrong_world(e, World::LoyaltyRule))?;
         let entries = result.map_err(CallError::Plugin)?;
         if entries.len() > 100 {
@@ -875,9 +910,21 @@ pub enum PaymentAnswer {
     Done(payment::PaymentResult),
 }
 
-/// The kernel's payment records (0.2) as a 0.1 adapter takes and gives them.
+/// The kernel's payment and loyalty records (0.2) as a 0.1 plugin takes and gives them.
 mod v0_1 {
-    use crate::bindings::{payment, types};
+    use crate::bindings::{loyalty_types, payment, types};
+
+    /// 0.1's fields of a 0.2 loyalty event; the rest is what 0.1 rules were built
+    /// without.
+    pub fn loyalty_event(e: &loyalty_types::LoyaltyEvent) -> types::LoyaltyEvent {
+        types::LoyaltyEvent {
+            kind: e.kind.clone(),
+            customer: e.customer.clone(),
+            amount: e.amount.clone(),
+            count: e.count,
+            event_id: e.event_id.clone(),
+        }
+    }
 
     pub fn authorize_request(r: &payment::AuthorizeRequest) -> types::AuthorizeRequest {
         types::AuthorizeRequest {

@@ -18,7 +18,10 @@ const FIRST_PARTY: &[(&str, &str)] = &[
     ("supplements-taxonomy", "supplements_taxonomy"),
     ("skincare-taxonomy", "skincare_taxonomy"),
     ("loyalty-points", "loyalty_points"),
+    ("category-campaign", "category_campaign"),
     ("testing/chaos", "chaos"),
+    // Built for the loyalty world 0.1: its fixtures go through the host's conversion.
+    ("testing/chaos-loyalty", "chaos_loyalty"),
 ];
 
 #[test]
@@ -110,9 +113,12 @@ fn chaos(
     (runtime.load(manifest, &wasm, None).unwrap(), settings)
 }
 
+/// Whether a call failed the way a chaos mode should make it fail.
+type ExpectedFailure = fn(&CallError) -> bool;
+
 #[test]
 fn hostile_guests_are_contained() {
-    let cases: &[(&str, fn(&CallError) -> bool)] = &[
+    let cases: &[(&str, ExpectedFailure)] = &[
         ("loop", |e| matches!(e, CallError::OutOfFuel(_))),
         ("alloc", |e| matches!(e, CallError::MemoryExceeded(10))),
         ("trap", |e| matches!(e, CallError::Trap(_))),
@@ -392,4 +398,110 @@ fn payment_adapters_of_both_abi_versions_load() {
     pricing.abi = semver::Version::new(0, 2, 0);
     let err = runtime.load(pricing, &pricing_wasm, None).unwrap_err();
     assert!(err.to_string().contains("0.1.x for pricing-rule"), "{err}");
+}
+
+/// A paid order of two lines, one in `supplements`, by a customer who spent €600 in the
+/// last twelve months.
+fn paid_order(lines: usize) -> olivine_plugin_runtime::bindings::loyalty_types::LoyaltyEvent {
+    use olivine_plugin_runtime::bindings::loyalty_types;
+    let euros = |amount_minor| types::Money {
+        amount_minor,
+        currency: "EUR".into(),
+    };
+    loyalty_types::LoyaltyEvent {
+        kind: "order.paid".into(),
+        customer: types::CustomerRef {
+            pseudonym: "c_1".into(),
+            segments: vec![],
+        },
+        amount: Some(euros(4498)),
+        count: None,
+        event_id: "event:1".into(),
+        occurred_at: "2026-12-02T09:30:00.000Z".into(),
+        lines: (0..lines)
+            .map(|i| loyalty_types::OrderLine {
+                sku: format!("SKU-{i}"),
+                product_slug: format!("product-{i}"),
+                categories: if i == 0 {
+                    vec!["supplements".into()]
+                } else {
+                    vec![]
+                },
+                quantity: 1,
+                total: euros(1999),
+                subscription: false,
+            })
+            .collect(),
+        history: loyalty_types::CustomerHistory {
+            spend_12_months: euros(60_000),
+            orders_12_months: 4,
+            customer_since: "2025-01-01T00:00:00.000Z".into(),
+        },
+        product_slug: None,
+    }
+}
+
+/// Both versions of the loyalty-rule world load side by side: loyalty-points is built
+/// for 0.2 and reads the event's history, chaos-loyalty for 0.1 and gets the event's 0.1
+/// fields; a manifest that claims the other version is refused.
+#[test]
+fn loyalty_rules_of_both_abi_versions_load() {
+    let runtime = runtime();
+    let (manifest, wasm) = package("loyalty-points", "loyalty_points");
+    assert_eq!(manifest.abi, semver::Version::new(0, 2, 0));
+    let v2 = runtime.load(manifest.clone(), &wasm, None).unwrap();
+    let tiers = Arc::new(
+        manifest
+            .resolve_settings(&BTreeMap::from([(
+                "tiers".to_owned(),
+                "silver:50000:125,gold:150000:150".to_owned(),
+            )]))
+            .unwrap(),
+    );
+    let (entries, _) = v2.on_loyalty_event(&paid_order(2), &tiers).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].points, entries[0].reason.as_str()),
+        (55, "Order paid: €44.98 (silver, ×1.25)")
+    );
+
+    let (v1_manifest, v1_wasm) = package("testing/chaos-loyalty", "chaos_loyalty");
+    assert_eq!(v1_manifest.abi, semver::Version::new(0, 1, 0));
+    let v1 = runtime.load(v1_manifest.clone(), &v1_wasm, None).unwrap();
+    let ok = Arc::new(BTreeMap::from([("mode".to_owned(), "ok".to_owned())]));
+    let (entries, _) = v1.on_loyalty_event(&paid_order(2), &ok).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].points, entries[0].reason.as_str()),
+        (7, "chaos loyalty ok")
+    );
+
+    // The manifest's version must be the component's, either way.
+    let mut claims_v2 = v1_manifest;
+    claims_v2.abi = semver::Version::new(0, 2, 0);
+    let err = runtime.load(claims_v2, &v1_wasm, None).unwrap_err();
+    assert!(matches!(err, LoadError::IncompatibleAbi(_)), "{err}");
+    assert!(err.to_string().contains("loyalty@0.1.0"), "{err}");
+    let mut claims_v1 = manifest;
+    claims_v1.abi = semver::Version::new(0, 1, 0);
+    let err = runtime.load(claims_v1, &wasm, None).unwrap_err();
+    assert!(matches!(err, LoadError::IncompatibleAbi(_)), "{err}");
+    assert!(err.to_string().contains("loyalty@0.2.0"), "{err}");
+}
+
+/// An event with more order lines than the host takes is refused before the call.
+#[test]
+fn an_oversized_loyalty_event_is_refused_before_the_call() {
+    let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
+        max_input_items: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    let plugin = load(&runtime, "loyalty-points", "loyalty_points");
+    let settings = Arc::new(BTreeMap::new());
+    assert!(plugin.on_loyalty_event(&paid_order(5), &settings).is_ok());
+    let err = plugin
+        .on_loyalty_event(&paid_order(6), &settings)
+        .unwrap_err();
+    assert_eq!(err.kind(), "input_too_large", "{err}");
 }

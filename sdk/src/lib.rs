@@ -1,5 +1,6 @@
 //! Guest-side SDK for Olivine WebAssembly plugins (`olivine:plugin@0.1.0`, see
-//! `wit/olivine-plugin.wit`, and the payment-adapter world's `@0.2.0`, `wit/v0.2`).
+//! `wit/olivine-plugin.wit`, and the payment-adapter and loyalty-rule worlds' `@0.2.0`,
+//! `wit/v0.2`).
 //!
 //! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It implements one of five
 //! small traits and exports it with the matching macro:
@@ -9,6 +10,7 @@
 //! | `pricing-rule`         | [`PricingRule`]         | [`export_pricing_rule!`]           |
 //! | `variant-taxonomy`     | [`VariantTaxonomy`]     | [`export_variant_taxonomy!`]       |
 //! | `loyalty-rule`         | [`LoyaltyRule`]         | [`export_loyalty_rule!`]           |
+//! | `loyalty-rule` 0.1     | [`LoyaltyRuleV0_1`]     | [`export_loyalty_rule_v0_1!`]      |
 //! | `payment-adapter`      | [`PaymentAdapter`]      | [`export_payment_adapter!`]        |
 //! | `payment-adapter` 0.1  | [`PaymentAdapterV0_1`]  | [`export_payment_adapter_v0_1!`]   |
 //! | `notification-channel` | [`NotificationChannel`] | [`export_notification_channel!`]   |
@@ -32,14 +34,16 @@
 //! olivine_sdk::export_pricing_rule!(TenOff);
 //! ```
 //!
-//! The generated bindings of each world live in [`pricing`], [`taxonomy`], [`loyalty`],
-//! [`payments`] (0.2; [`payments_v0_1`] for the first version) and [`notifications`];
-//! the types every world shares are generated once, in [`types`], and the payment
-//! records of 0.2 in [`payment_types`]. A payment adapter built for 0.2 can save a
-//! payment method for renewals and tells hard declines from soft ones; one built for
-//! 0.1 keeps loading. Plugins that prefer the raw generated `Guest` traits can implement
-//! e.g. `olivine_sdk::pricing::exports::olivine::plugin::pricing::Guest` and export it
-//! with `olivine_sdk::pricing::export!(MyType);` instead.
+//! The generated bindings of each world live in [`pricing`], [`taxonomy`], [`loyalty`]
+//! (0.2; [`loyalty_v0_1`] for the first version), [`payments`] (0.2; [`payments_v0_1`])
+//! and [`notifications`]; the types every world shares are generated once, in [`types`],
+//! the payment records of 0.2 in [`payment_types`] and the loyalty records of 0.2 in
+//! [`loyalty_types`]. A payment adapter built for 0.2 can save a payment method for
+//! renewals and tells hard declines from soft ones; a loyalty rule built for 0.2 sees
+//! when the event happened, the order's lines and the customer's last twelve months.
+//! Plugins built for 0.1 keep loading. Plugins that prefer the raw generated `Guest`
+//! traits can implement e.g. `olivine_sdk::pricing::exports::olivine::plugin::pricing::Guest`
+//! and export it with `olivine_sdk::pricing::export!(MyType);` instead.
 //!
 //! Everything here also compiles for the host target, so plugin logic can be unit tested
 //! with a plain `cargo test`: off wasm, `log` prints to stderr and `settings` and `http`
@@ -100,10 +104,49 @@ world!(
     /// Generated bindings of the `variant-taxonomy` world.
     taxonomy, "variant-taxonomy", "$crate::taxonomy"
 );
-world!(
-    /// Generated bindings of the `loyalty-rule` world.
-    loyalty, "loyalty-rule", "$crate::loyalty"
-);
+/// Generated bindings of the `loyalty-rule` world, first version (0.1). Included in a
+/// world of another name, as [`payments_v0_1`] is.
+#[allow(missing_docs)]
+pub mod loyalty_v0_1 {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "
+            package olivine:sdk;
+            world loyalty-rule-v0-1 {
+                include olivine:plugin/loyalty-rule@0.1.0;
+            }
+        ",
+        world: "olivine:sdk/loyalty-rule-v0-1",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::loyalty_v0_1",
+    });
+}
+
+/// Generated bindings of the `loyalty-rule` world at 0.2 (`wit/v0.2/loyalty-rule.wit`):
+/// the event carries its time, the order's lines and the customer's history. It imports
+/// 0.1's `log` and `settings`.
+#[allow(missing_docs)]
+pub mod loyalty {
+    wit_bindgen::generate!({
+        path: "../wit/v0.2",
+        world: "loyalty-rule",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+        },
+        additional_derives: [PartialEq, Eq, Clone],
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::loyalty",
+    });
+}
 /// Generated bindings of the `payment-adapter` world, first version (0.1). Included in a
 /// world of another name: wit-bindgen names a crate-wide export macro after the world,
 /// and 0.2's world has the same name.
@@ -167,24 +210,34 @@ pub mod payment_types {
     pub use crate::payments::olivine::plugin0_2_0::types::*;
 }
 
+/// The loyalty records of `olivine:plugin/loyalty-types@0.2.0`, what a [`LoyaltyRule`]
+/// takes (`LoyaltyEvent`, `OrderLine`, `CustomerHistory`). `Money`, `CustomerRef` and
+/// `PointsEntry` are the shared ones of [`types`].
+pub mod loyalty_types {
+    pub use crate::loyalty::olivine::plugin0_2_0::loyalty_types::*;
+}
+
 mod cart;
 pub mod http;
 pub mod log;
+mod loyalty_event;
 pub mod money;
 pub mod product;
 pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 
 pub use money::MoneyError;
 pub use types::Money;
 
+use loyalty_types::LoyaltyEvent;
 use payment_types::{
     AuthorizeRequest, PaymentError, PaymentOperation, PaymentResult, SaveRequest, SavedMethod,
 };
 use types::{
-    Adjustment, Cart, DeliveryError, DeliveryReceipt, FieldError, LoyaltyEvent, Notification,
-    PointsEntry, ProductInput, TaxonomyInfo, ValidatedProduct,
+    Adjustment, Cart, DeliveryError, DeliveryReceipt, FieldError, Notification, PointsEntry,
+    ProductInput, TaxonomyInfo, ValidatedProduct,
 };
 
 /// A `pricing-rule` plugin: proposes price adjustments for a cart.
@@ -203,10 +256,20 @@ pub trait VariantTaxonomy {
     fn validate(product: &ProductInput) -> Result<ValidatedProduct, Vec<FieldError>>;
 }
 
-/// A `loyalty-rule` plugin: turns loyalty events into points.
+/// A `loyalty-rule` plugin (0.2): turns loyalty events into points. The event says when
+/// it happened, what the order held and what the customer spent in the last twelve
+/// months.
 pub trait LoyaltyRule {
-    /// The ledger entries an event earns (often none).
+    /// The ledger entries an event earns (often none). An error is retried later.
     fn on_event(event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String>;
+}
+
+/// A `loyalty-rule` plugin built for the first version of the world (0.1): the event
+/// has no time, lines or history. The kernel still loads it; new rules implement
+/// [`LoyaltyRule`].
+pub trait LoyaltyRuleV0_1 {
+    /// The ledger entries an event earns (often none).
+    fn on_event(event: &types::LoyaltyEvent) -> Result<Vec<PointsEntry>, String>;
 }
 
 /// A `payment-adapter` plugin (0.2): talks to a payment processor through [`http`].
@@ -291,19 +354,37 @@ macro_rules! export_variant_taxonomy {
     };
 }
 
-/// Exports a [`LoyaltyRule`] implementation as the plugin's `loyalty` interface.
+/// Exports a [`LoyaltyRule`] implementation as the plugin's `loyalty@0.2.0` interface
+/// (its manifest says `abi = "0.2"`).
 #[macro_export]
 macro_rules! export_loyalty_rule {
     ($ty:ident) => {
-        impl $crate::loyalty::exports::olivine::plugin::loyalty::Guest for $ty {
+        impl $crate::loyalty::exports::olivine::plugin0_2_0::loyalty::Guest for $ty {
             fn on_event(
-                event: $crate::types::LoyaltyEvent,
+                event: $crate::loyalty_types::LoyaltyEvent,
             ) -> ::core::result::Result<$crate::__private::Vec<$crate::types::PointsEntry>, $crate::__private::String>
             {
                 <$ty as $crate::LoyaltyRule>::on_event(&event)
             }
         }
         $crate::loyalty::export!($ty with_types_in $crate::loyalty);
+    };
+}
+
+/// Exports a [`LoyaltyRuleV0_1`] implementation as the plugin's `loyalty@0.1.0`
+/// interface (its manifest says `abi = "0.1"`).
+#[macro_export]
+macro_rules! export_loyalty_rule_v0_1 {
+    ($ty:ident) => {
+        impl $crate::loyalty_v0_1::exports::olivine::plugin::loyalty::Guest for $ty {
+            fn on_event(
+                event: $crate::types::LoyaltyEvent,
+            ) -> ::core::result::Result<$crate::__private::Vec<$crate::types::PointsEntry>, $crate::__private::String>
+            {
+                <$ty as $crate::LoyaltyRuleV0_1>::on_event(&event)
+            }
+        }
+        $crate::loyalty_v0_1::export!($ty with_types_in $crate::loyalty_v0_1);
     };
 }
 
@@ -393,16 +474,18 @@ macro_rules! export_notification_channel {
 
 /// What most plugins need: `use olivine_sdk::prelude::*;`.
 pub mod prelude {
+    pub use crate::loyalty_types::{CustomerHistory, LoyaltyEvent, OrderLine};
     pub use crate::money::{self, MoneyError};
     pub use crate::payment_types::{
         AuthorizeRequest, Decline, PaymentError, PaymentOperation, PaymentResult, PaymentSource,
         SaveRequest, SavedMethod,
     };
     pub use crate::product::FieldErrors;
+    pub use crate::time::Timestamp;
     pub use crate::types::{
         Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, DeliveryError, DeliveryReceipt,
-        FieldError, LoyaltyEvent, Money, Notification, PaymentStatus, PointsEntry, ProductInput,
-        ProductRef, ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
+        FieldError, Money, Notification, PaymentStatus, PointsEntry, ProductInput, ProductRef,
+        ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
     };
     pub use crate::{
         LoyaltyRule, NotificationChannel, PaymentAdapter, PricingRule, VariantTaxonomy,

@@ -3,15 +3,18 @@
 //!
 //! For each event it does the kernel's own part (a refund or cancellation takes back the
 //! order's points in proportion) and asks every active `loyalty-rule` plugin what the
-//! event earns. A rule's entries are checked (a reason, bounded points) and written in
-//! the consumer's transaction, keyed by (customer, event, rule), so they happen once.
+//! event earns, passing what the loyalty world 0.2 carries: the time on the kernel's
+//! clock, an order's lines, and the customer's last twelve months (a rule built for 0.1
+//! gets the 0.1 fields only; the host converts). A rule's entries are checked (a
+//! reason, bounded points) and written in the consumer's transaction, keyed by
+//! (customer, event, rule), so they happen once.
 //! A rule that fails does not hold up the others or the events behind: its call becomes
 //! a durable job ([`RULE_JOB`]) that retries with backoff and goes dead after its
 //! attempts, for staff to retry once the rule is fixed; it credits once either way.
 
 use std::sync::{Arc, Weak};
 
-use olivine_plugin_runtime::bindings::types;
+use olivine_plugin_runtime::bindings::{loyalty_types, types};
 use olivine_plugin_runtime::{CallError, CallStats};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
@@ -31,6 +34,9 @@ pub const EXPIRE_JOB: &str = "loyalty.expire";
 pub const CONSUMER: &str = "loyalty";
 /// The longest reason a rule may give.
 const MAX_REASON_CHARS: usize = 200;
+/// What a retry job queued before the event carried its time gives for it (and for
+/// the customer's start): the start of the epoch, as fixtures without one do.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 /// An event as the rules get it, with what the kernel worked out for it: kept in a
 /// retry job as it was, so a retry credits what the first try would have.
@@ -49,11 +55,77 @@ pub struct RuleInput {
     pub available_at: String,
     /// The most points (either sign) one rule may credit for it.
     pub max_points: i64,
+    // What the loyalty world 0.2 added. Defaults: a retry job queued before them carries
+    // none of these, and must still read.
+    /// When the processor read the event, on the kernel's clock (RFC 3339 UTC).
+    #[serde(default = "epoch")]
+    pub occurred_at: String,
+    /// For order events: the order's lines, in the order's currency (`currency`).
+    #[serde(default)]
+    pub lines: Vec<LineInput>,
+    /// The customer's last twelve months before the event.
+    #[serde(default)]
+    pub history: HistoryInput,
+    /// For `review.published`: the reviewed product's slug.
+    #[serde(default)]
+    pub product_slug: Option<String>,
+}
+
+fn epoch() -> String {
+    EPOCH.to_owned()
+}
+
+/// One line of an order event's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineInput {
+    pub sku: String,
+    /// Empty if the product is gone.
+    pub product_slug: String,
+    /// Category slugs, sorted.
+    pub categories: Vec<String>,
+    pub quantity: u32,
+    /// After the line's adjustments.
+    pub total_minor: i64,
+    pub subscription: bool,
+}
+
+/// A customer's paid orders in the twelve months before an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryInput {
+    /// Paid less refunded, in `currency`.
+    pub spend_minor: i64,
+    pub currency: String,
+    pub orders: u32,
+    /// When the account was created (RFC 3339 UTC).
+    pub customer_since: String,
+}
+
+impl Default for HistoryInput {
+    fn default() -> Self {
+        HistoryInput {
+            spend_minor: 0,
+            currency: String::new(),
+            orders: 0,
+            customer_since: epoch(),
+        }
+    }
 }
 
 impl RuleInput {
-    fn event(&self) -> types::LoyaltyEvent {
-        types::LoyaltyEvent {
+    fn event(&self) -> loyalty_types::LoyaltyEvent {
+        let money = |amount_minor: i64, currency: &str| types::Money {
+            amount_minor,
+            currency: currency.to_owned(),
+        };
+        let order_currency = self.currency.as_deref().unwrap_or_default();
+        // A job queued before the history was read has none: zero, in the event's
+        // currency.
+        let history_currency = if self.history.currency.is_empty() {
+            order_currency
+        } else {
+            &self.history.currency
+        };
+        loyalty_types::LoyaltyEvent {
             kind: self.kind.clone(),
             customer: types::CustomerRef {
                 pseudonym: self.pseudonym.clone(),
@@ -61,13 +133,29 @@ impl RuleInput {
             },
             amount: self
                 .amount_minor
-                .zip(self.currency.clone())
-                .map(|(amount_minor, currency)| types::Money {
-                    amount_minor,
-                    currency,
-                }),
+                .zip(self.currency.as_deref())
+                .map(|(amount_minor, currency)| money(amount_minor, currency)),
             count: self.count,
             event_id: self.source.clone(),
+            occurred_at: self.occurred_at.clone(),
+            lines: self
+                .lines
+                .iter()
+                .map(|line| loyalty_types::OrderLine {
+                    sku: line.sku.clone(),
+                    product_slug: line.product_slug.clone(),
+                    categories: line.categories.clone(),
+                    quantity: line.quantity,
+                    total: money(line.total_minor, order_currency),
+                    subscription: line.subscription,
+                })
+                .collect(),
+            history: loyalty_types::CustomerHistory {
+                spend_12_months: money(self.history.spend_minor, history_currency),
+                orders_12_months: self.history.orders,
+                customer_since: self.history.customer_since.clone(),
+            },
+            product_slug: self.product_slug.clone(),
         }
     }
 }
@@ -146,6 +234,10 @@ async fn input_for(
         order_id: None,
         available_at: now.to_owned(),
         max_points: settings.loyalty_max_points_per_event,
+        occurred_at: now.to_owned(),
+        lines: Vec::new(),
+        history: HistoryInput::default(),
+        product_slug: None,
     };
     match event.event_type.as_str() {
         "order.paid" | "order.refunded" | "order.cancelled" => {
@@ -159,6 +251,7 @@ async fn input_for(
             input.pseudonym = order.pseudonym;
             input.order_id = Some(order.id);
             input.currency = Some(order.currency);
+            input.lines = order_lines(tx, order.id).await?;
             match event.event_type.as_str() {
                 "order.paid" => {
                     input.amount_minor = Some(order.total_minor);
@@ -210,9 +303,134 @@ async fn input_for(
             input.customer_id = row.try_get(0)?;
             input.pseudonym = pseudonym.to_owned();
         }
+        "review.published" => {
+            let Some(customer_id) = payload.get("customer").and_then(|c| c.as_i64()) else {
+                return Ok(None);
+            };
+            let Some(pseudonym) = pseudonym_of(tx, customer_id).await? else {
+                return Ok(None);
+            };
+            input.customer_id = customer_id;
+            input.pseudonym = pseudonym;
+            input.product_slug = payload
+                .get("product")
+                .and_then(|p| p.as_str())
+                .map(str::to_owned);
+        }
         _ => return Ok(None),
     }
+    let currency = match &input.currency {
+        Some(currency) => currency.clone(),
+        None => store_currency(tx).await?,
+    };
+    input.history = history(tx, input.customer_id, currency, input.order_id, now_at).await?;
     Ok(Some(input))
+}
+
+/// The lines of an order as rules get them: product slug and category slugs from the
+/// catalog (as it is now: a product's categories at the time of the order are not kept).
+async fn order_lines(tx: &mut AnyConnection, order_id: i64) -> anyhow::Result<Vec<LineInput>> {
+    // One row per line and category (a line without categories once, with a null slug),
+    // in line order: grouped below.
+    let rows = sqlx::query(
+        "SELECT ol.id, ol.sku, ol.quantity, ol.total_minor, CAST(ol.subscription AS BIGINT),
+            p.slug, c.slug
+         FROM order_lines ol
+         LEFT JOIN variants v ON v.id = ol.variant_id
+         LEFT JOIN products p ON p.id = v.product_id
+         LEFT JOIN product_categories pc ON pc.product_id = p.id
+         LEFT JOIN categories c ON c.id = pc.category_id
+         WHERE ol.order_id = $1
+         ORDER BY ol.id, c.slug",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut lines: Vec<(i64, LineInput)> = Vec::new();
+    for row in rows {
+        let line_id: i64 = row.try_get(0)?;
+        let category: Option<String> = row.try_get(6)?;
+        if let Some((last_id, line)) = lines.last_mut()
+            && *last_id == line_id
+        {
+            line.categories.extend(category);
+            continue;
+        }
+        let quantity: i64 = row.try_get(2)?;
+        let subscription: i64 = row.try_get(4)?;
+        lines.push((
+            line_id,
+            LineInput {
+                sku: row.try_get(1)?,
+                product_slug: row.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                categories: category.into_iter().collect(),
+                // The schema keeps quantities positive; a u32 holds any the cart allows.
+                quantity: u32::try_from(quantity).unwrap_or(u32::MAX),
+                total_minor: row.try_get(3)?,
+                subscription: subscription != 0,
+            },
+        ));
+    }
+    Ok(lines.into_iter().map(|(_, line)| line).collect())
+}
+
+/// The currency of a history for an event without one (a renewal, a registration, a
+/// review): the store's first, the currency of the first variant it priced. A store
+/// without variants has no orders either; its zero is in euros.
+async fn store_currency(tx: &mut AnyConnection) -> anyhow::Result<String> {
+    let row = sqlx::query("SELECT currency FROM variants ORDER BY id LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => "EUR".to_owned(),
+    })
+}
+
+/// What the customer paid (less refunds) for orders in `currency` placed in the twelve
+/// months before `now`, and how many; `exclude` is the event's own order, which is not
+/// history yet. And when the customer signed up.
+async fn history(
+    tx: &mut AnyConnection,
+    customer_id: i64,
+    currency: String,
+    exclude: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<HistoryInput> {
+    let since = now
+        .checked_sub_months(chrono::Months::new(12))
+        .unwrap_or(now);
+    // Paid, fulfilled and delivered orders are money the shop kept (less refunds); a
+    // pending one is not paid yet, a cancelled or fully refunded one was given back.
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(total_minor - refunded_minor), 0) AS BIGINT),
+            CAST(COUNT(*) AS BIGINT)
+         FROM orders
+         WHERE customer_id = $1 AND currency = $2 AND status IN ('paid', 'fulfilled', 'delivered')
+           AND created_at >= $3 AND created_at <= $4 AND id <> $5",
+    )
+    .bind(customer_id)
+    .bind(&currency)
+    .bind(crate::time::format_timestamp(since))
+    .bind(crate::time::format_timestamp(now))
+    // Ids start at 1: nothing is excluded without an order.
+    .bind(exclude.unwrap_or(0))
+    .fetch_one(&mut *tx)
+    .await?;
+    let orders: i64 = row.try_get(1)?;
+    let customer_since: Option<String> =
+        sqlx::query("SELECT created_at FROM customers WHERE id = $1")
+            .bind(customer_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+    Ok(HistoryInput {
+        spend_minor: row.try_get(0)?,
+        currency,
+        orders: u32::try_from(orders).unwrap_or(u32::MAX),
+        customer_since: customer_since.unwrap_or_else(epoch),
+    })
 }
 
 struct OrderFacts {
@@ -299,17 +517,8 @@ async fn call(
     let event = input.event();
     let mut booking = Booking {
         rule: rule.clone(),
-        input_hash: hash(
-            format!(
-                "{}\0{}\0{}\0{:?}\0{:?}",
-                event.kind,
-                event.event_id,
-                event.customer.pseudonym,
-                input.amount_minor,
-                event.count
-            )
-            .as_bytes(),
-        ),
+        // Everything the rule is given, time, lines and history included.
+        input_hash: hash(format!("{event:?}").as_bytes()),
         result: None,
     };
     let result = {
@@ -476,5 +685,25 @@ mod tests {
         assert!(check(&[entry(60, "a"), entry(-50, "b")], 100).is_err());
         assert!(check(&[entry(i64::MIN, "a")], i64::MAX - 1).is_err());
         assert!(check(&[], 1).is_ok());
+    }
+
+    /// A retry job queued before the loyalty world 0.2 carries none of its fields: it
+    /// still reads, with the defaults the fixtures use.
+    #[test]
+    fn a_job_from_before_0_2_still_reads() {
+        let old = serde_json::json!({
+            "source": "event:7", "kind": "order.paid", "customer_id": 3, "pseudonym": "c_x",
+            "amount_minor": 4498, "currency": "EUR", "count": null, "order_id": 5,
+            "available_at": "2026-12-16T00:00:00.000Z", "max_points": 100000,
+        });
+        let input: RuleInput = serde_json::from_value(old).unwrap();
+        let event = input.event();
+        assert_eq!(event.occurred_at, EPOCH);
+        assert!(event.lines.is_empty());
+        assert_eq!(event.history.spend_12_months.amount_minor, 0);
+        assert_eq!(event.history.spend_12_months.currency, "EUR");
+        assert_eq!(event.history.customer_since, EPOCH);
+        assert_eq!(event.product_slug, None);
+        assert_eq!(event.amount.map(|m| m.amount_minor), Some(4498));
     }
 }

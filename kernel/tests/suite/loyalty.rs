@@ -3,7 +3,10 @@
 //! period on the kernel's clock, refunds take back their share, checkout spends points
 //! under a lock (two concurrent checkouts cannot spend them twice), cancellations and
 //! declines give them back, a failing rule is retried and dead-lettered and credits once
-//! when fixed, and balances expire after months without an order.
+//! when fixed, and balances expire after months without an order. With the loyalty world
+//! 0.2, rules compose: `loyalty-points` tiers by the customer's last twelve months and
+//! `category-campaign` adds points for a category's lines within a window on the
+//! kernel's clock, while a rule built for 0.1 still credits beside them.
 
 use std::time::Duration;
 
@@ -167,6 +170,28 @@ async fn redeliver(app: &TestApp, event: &olivine::bus::Event) {
     let mut tx = state.db.begin().await.unwrap();
     consumer.handle(event, &mut tx).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// A rule's ledger entries, oldest first: (points, reason).
+async fn ledger_reasons(app: &TestApp, rule: &str) -> Vec<(i64, String)> {
+    sqlx::query("SELECT points, reason FROM loyalty_ledger WHERE rule = $1 ORDER BY id")
+        .bind(rule)
+        .fetch_all(&app.kernel.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.try_get(0).unwrap(), row.try_get(1).unwrap()))
+        .collect()
+}
+
+/// Places and pays an order of `quantity` MAG-60 (€19.99 each, €5 shipping) as
+/// `token`, and lets the loyalty processor see it.
+async fn paid_order(shop: &Shop, token: &str, quantity: u32) {
+    let c = cart(&shop.app, Some(token), quantity).await;
+    let r = checkout(shop, token, &c, "4242424242424242", None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["status"], "paid", "{}", r.text());
+    shop.app.settle().await;
 }
 
 async fn adjust(app: &TestApp, who: &str, points: i64, reason: &str) -> TestResponse {
@@ -447,4 +472,76 @@ async fn scalar_text(app: &TestApp, sql: &'static str) -> String {
         .unwrap()
         .try_get(0)
         .unwrap()
+}
+
+both_backends! {
+    async fn tiers_and_a_category_campaign_compose_and_the_campaign_ends_on_time(backend: Backend) {
+        let shop = loyalty_shop(backend, |_| {}).await;
+        let app = &shop.app;
+        // Silver from €40 spent in the last twelve months: the first order (€44.98) puts
+        // the second in it.
+        install_rule(app, "loyalty-points", "loyalty_points", json!({
+            "points_per_unit": "1", "tiers": "silver:4000:125,gold:150000:150", "review_points": "20",
+        })).await;
+        let now = app.kernel.state.clock.now();
+        let at = |days: i64| olivine::time::format_timestamp(now + chrono::Duration::days(days));
+        install_rule(app, "category-campaign", "category_campaign", json!({
+            "category": "supplements", "starts_at": at(-1), "ends_at": at(7),
+        })).await;
+        // A rule built for the loyalty world 0.1 beside them: it gets the event's 0.1 fields.
+        install_rule(app, "testing/chaos-loyalty", "chaos_loyalty", json!({"mode": "ok"})).await;
+        let token = app.customer_token("composer@example.com").await;
+
+        // Two MAG-60 (€39.98 of supplements) and €5 shipping, twice: each order gets an
+        // entry from each rule.
+        paid_order(&shop, &token, 2).await;
+        paid_order(&shop, &token, 2).await;
+        assert_eq!(ledger_reasons(app, "loyalty-points").await, [
+            (44, "Order paid: €44.98".to_owned()),
+            // 44 x 1.25 = 55.
+            (55, "Order paid: €44.98 (silver, ×1.25)".to_owned()),
+        ]);
+        // €39.98 of supplements: 39 more points (double points), once per order.
+        assert_eq!(ledger_reasons(app, "category-campaign").await, [
+            (39, "Double points on supplements".to_owned()),
+            (39, "Double points on supplements".to_owned()),
+        ]);
+        assert_eq!(ledger_rows(app, "chaos-loyalty").await, [(7, "earned".to_owned()), (7, "earned".to_owned())]);
+        let points = loyalty(app, &token).await;
+        assert_eq!(points["pending"], 44 + 55 + 39 + 39 + 7 + 7, "{points}");
+
+        // Past `ends_at` on the kernel's clock the campaign earns nothing; the tier stays.
+        app.kernel.state.clock.advance(8 * DAY);
+        paid_order(&shop, &token, 2).await;
+        assert_eq!(ledger_reasons(app, "category-campaign").await.len(), 2);
+        assert_eq!(
+            ledger_reasons(app, "loyalty-points").await.last().cloned(),
+            Some((55, "Order paid: €44.98 (silver, ×1.25)".to_owned()))
+        );
+        assert_eq!(ledger_rows(app, "chaos-loyalty").await.len(), 3);
+
+        // A published review (the reviews' event) earns loyalty-points' review bonus,
+        // once however often it comes; an erased or unknown customer earns nothing.
+        let customer: i64 = sqlx::query("SELECT id FROM customers")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap().try_get(0).unwrap();
+        let review = |id: i64, customer: i64| olivine::bus::Event {
+            id,
+            position: 0,
+            aggregate_type: "review".to_owned(),
+            aggregate_id: id.to_string(),
+            event_type: "review.published".to_owned(),
+            payload: json!({"review": id, "customer": customer, "product": "mag"}),
+            created_at: olivine::time::now(),
+        };
+        for _ in 0..2 {
+            redeliver(app, &review(900_001, customer)).await;
+        }
+        redeliver(app, &review(900_002, customer + 1000)).await;
+        assert_eq!(
+            ledger_reasons(app, "loyalty-points").await.last().cloned(),
+            Some((20, "Thank you for your review".to_owned()))
+        );
+        assert_eq!(ledger_reasons(app, "loyalty-points").await.len(), 4);
+        shop.app.stop().await;
+    }
 }

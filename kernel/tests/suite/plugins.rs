@@ -55,7 +55,7 @@ both_backends! {
         let app = TestApp::start_with(backend, |c| { c.seed_demo = true; c.bundled_plugins = true; }).await;
         let plugins = app.admin_get("/api/v1/admin/plugins").await.json();
         let ids: Vec<&str> = plugins.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
-        for id in ["subscribe-and-save", "multi-buy", "tiered-volume", "supplements-taxonomy", "skincare-taxonomy", "loyalty-points", "webhook-notifier", "sandbox-payments"] {
+        for id in ["subscribe-and-save", "multi-buy", "tiered-volume", "supplements-taxonomy", "skincare-taxonomy", "loyalty-points", "category-campaign", "webhook-notifier", "sandbox-payments"] {
             assert!(ids.contains(&id), "{id} not installed: {ids:?}");
         }
         let q = quote(&app, &json!({"lines": [

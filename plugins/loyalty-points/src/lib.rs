@@ -4,17 +4,112 @@
 //! `welcome_points` on `customer.registered` and `review_points` on `review.published`
 //! (both off at 0, the default). Other events earn nothing: refunds and cancellations
 //! are taken back by the kernel itself.
+//!
+//! Tiers (`tiers`, e.g. `silver:50000:125,gold:150000:150`) multiply the points of
+//! `order.paid` by the percent of the highest tier whose spend the customer reached in
+//! the twelve months before the order (the event's `history`, world 0.2).
 
 use olivine_sdk::prelude::*;
 use olivine_sdk::settings::{self, Settings};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A spend level and what it multiplies an order's points by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub name: String,
+    /// Spend in the last twelve months (minor units) at or above which the tier applies.
+    pub min_spend_minor: i64,
+    /// 150 = points ×1.5.
+    pub multiplier_percent: i64,
+}
+
+/// The longest tier name: it goes into the reason the shopper reads (at most 200
+/// characters in all).
+const MAX_TIER_NAME_CHARS: usize = 32;
+
+impl Tier {
+    /// `×1.5` for 150 percent, `×2` for 200, `×1.25` for 125.
+    pub fn multiplier_text(&self) -> String {
+        let (whole, hundredths) = (self.multiplier_percent / 100, self.multiplier_percent % 100);
+        match hundredths {
+            0 => format!("×{whole}"),
+            h if h % 10 == 0 => format!("×{whole}.{}", h / 10),
+            h => format!("×{whole}.{h:02}"),
+        }
+    }
+}
+
+/// Parses `name:min_spend_minor:multiplier_percent,...`, sorted by spend (ascending). An
+/// empty text is no tiers; every problem is an error naming the setting.
+pub fn parse_tiers(text: &str) -> Result<Vec<Tier>, String> {
+    let bad = |why: String| format!("setting `tiers`: {why}");
+    let mut tiers: Vec<Tier> = Vec::new();
+    for item in settings::split_list(text) {
+        let parts: Vec<&str> = item.split(':').map(str::trim).collect();
+        let [name, spend, percent] = parts.as_slice() else {
+            return Err(bad(format!(
+                "`{item}` is not name:min_spend_minor:multiplier_percent"
+            )));
+        };
+        if name.is_empty()
+            || name.chars().count() > MAX_TIER_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(bad(format!(
+                "`{item}`: a tier's name is 1 to {MAX_TIER_NAME_CHARS} characters"
+            )));
+        }
+        let min_spend_minor: i64 = spend
+            .parse()
+            .ok()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| bad(format!("`{item}`: `{spend}` is not a spend in minor units")))?;
+        let multiplier_percent: i64 = percent
+            .parse()
+            .ok()
+            .filter(|p| (100..=1_000).contains(p))
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{item}`: the multiplier `{percent}` is not a percent from 100 to 1000"
+                ))
+            })?;
+        if let Some(twin) = tiers
+            .iter()
+            .find(|t| t.name == *name || t.min_spend_minor == min_spend_minor)
+        {
+            return Err(bad(format!(
+                "`{item}` repeats the name or spend of `{}`",
+                twin.name
+            )));
+        }
+        tiers.push(Tier {
+            name: (*name).to_owned(),
+            min_spend_minor,
+            multiplier_percent,
+        });
+    }
+    tiers.sort_by_key(|t| t.min_spend_minor);
+    Ok(tiers)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub points_per_unit: i64,
     pub renewal_bonus_every: u32,
     pub renewal_bonus_points: i64,
     pub welcome_points: i64,
     pub review_points: i64,
+    /// Sorted by spend, ascending.
+    pub tiers: Vec<Tier>,
+}
+
+impl Config {
+    /// The highest tier whose spend `spend_minor` reaches.
+    pub fn tier_for(&self, spend_minor: i64) -> Option<&Tier> {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|t| spend_minor >= t.min_spend_minor)
+    }
 }
 
 impl Config {
@@ -45,6 +140,7 @@ impl Config {
                 s.get_parsed_or("review_points", 0)?,
                 0..=1_000_000,
             )?,
+            tiers: parse_tiers(s.get_or("tiers", ""))?,
         })
     }
 }
@@ -69,16 +165,30 @@ pub fn on_event(event: &LoyaltyEvent, config: &Config) -> Result<Vec<PointsEntry
                 .as_ref()
                 .ok_or_else(|| format!("order.paid event {} has no amount", event.event_id))?;
             let units = amount.whole_units().max(0);
+            let overflow = || format!("points for {amount} overflow");
             let points = units
                 .checked_mul(config.points_per_unit)
-                .ok_or_else(|| format!("points for {amount} overflow"))?;
+                .ok_or_else(overflow)?;
+            let (points, reason) = match config.tier_for(event.history.spend_12_months.amount_minor)
+            {
+                // Whole points: a fraction of one earns nothing, as a fraction of a unit.
+                Some(tier) => (
+                    points
+                        .checked_mul(tier.multiplier_percent)
+                        .ok_or_else(overflow)?
+                        / 100,
+                    format!(
+                        "Order paid: {amount} ({}, {})",
+                        tier.name,
+                        tier.multiplier_text()
+                    ),
+                ),
+                None => (points, format!("Order paid: {amount}")),
+            };
             if points == 0 {
                 return Ok(Vec::new());
             }
-            Ok(vec![PointsEntry::new(
-                points,
-                format!("Order paid: {amount}"),
-            )])
+            Ok(vec![PointsEntry::new(points, reason)])
         }
         "subscription.renewed" => {
             let count = event.count.ok_or_else(|| {
@@ -123,15 +233,22 @@ mod tests {
 
     fn event(kind: &str, amount: Option<Money>, count: Option<u32>) -> LoyaltyEvent {
         LoyaltyEvent {
-            kind: kind.into(),
-            customer: CustomerRef {
-                pseudonym: "c-42".into(),
-                segments: vec![],
-            },
             amount,
             count,
-            event_id: "evt-1".into(),
+            ..LoyaltyEvent::new(kind, "c-42", "evt-1")
         }
+    }
+
+    /// An `order.paid` of `amount_minor` euros by a customer who spent `spend_minor` in
+    /// the twelve months before it.
+    fn paid_after(amount_minor: i64, spend_minor: i64) -> LoyaltyEvent {
+        let mut paid = event("order.paid", Some(Money::new(amount_minor, "EUR")), None);
+        paid.history.spend_12_months = Money::new(spend_minor, "EUR");
+        paid
+    }
+
+    fn tiered(tiers: &str) -> Config {
+        Config::from_settings(&Settings::from_pairs([("tiers", tiers)])).unwrap()
     }
 
     fn defaults() -> Config {
@@ -216,6 +333,88 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_highest_tier_reached_multiplies_order_points() {
+        let config = tiered("gold:150000:150, silver:50000:125");
+        assert_eq!(
+            config
+                .tiers
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["silver", "gold"]
+        );
+        // Below every tier: the plain points.
+        assert_eq!(
+            on_event(&paid_after(4498, 49_999), &config).unwrap(),
+            [PointsEntry::new(44, "Order paid: €44.98")]
+        );
+        // At silver's spend exactly: ×1.25, fractions of a point dropped (55.0).
+        assert_eq!(
+            on_event(&paid_after(4498, 50_000), &config).unwrap(),
+            [PointsEntry::new(55, "Order paid: €44.98 (silver, ×1.25)")]
+        );
+        assert_eq!(
+            on_event(&paid_after(4498, 1_000_000), &config).unwrap(),
+            [PointsEntry::new(66, "Order paid: €44.98 (gold, ×1.5)")]
+        );
+        // Tiers multiply order points only.
+        let renewal = event("subscription.renewed", None, Some(3));
+        let mut rich = renewal.clone();
+        rich.history.spend_12_months = Money::new(1_000_000, "EUR");
+        assert_eq!(
+            on_event(&rich, &config).unwrap(),
+            on_event(&renewal, &defaults()).unwrap()
+        );
+    }
+
+    #[test]
+    fn no_tiers_by_default() {
+        assert!(defaults().tiers.is_empty());
+        assert!(tiered(" ").tiers.is_empty());
+        assert_eq!(
+            on_event(&paid_after(4999, 10_000_000), &defaults()).unwrap(),
+            [PointsEntry::new(49, "Order paid: €49.99")]
+        );
+    }
+
+    #[test]
+    fn multipliers_read_as_people_write_them() {
+        let text = |percent| {
+            Tier {
+                name: "t".into(),
+                min_spend_minor: 0,
+                multiplier_percent: percent,
+            }
+            .multiplier_text()
+        };
+        assert_eq!(
+            [100, 110, 125, 150, 200, 1000].map(text),
+            ["×1", "×1.1", "×1.25", "×1.5", "×2", "×10"]
+        );
+    }
+
+    #[test]
+    fn bad_tiers_are_errors_naming_the_setting() {
+        for bad in [
+            "gold",
+            "gold:150000",
+            "gold:150000:150:1",
+            ":150000:150",
+            "gold:lots:150",
+            "gold:-1:150",
+            "gold:150000:99",
+            "gold:150000:1001",
+            "gold:150000:1.5",
+            "gold:1:150,gold:2:200",
+            "silver:1:150,gold:1:200",
+            "a-tier-name-far-too-long-for-a-reason:1:150",
+        ] {
+            let err = Config::from_settings(&Settings::from_pairs([("tiers", bad)])).unwrap_err();
+            assert!(err.starts_with("setting `tiers`: "), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -29,12 +29,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::loyalty_event::EPOCH;
+use crate::loyalty_types::{CustomerHistory, LoyaltyEvent, OrderLine};
 use crate::types::{
-    Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, FieldError, LoyaltyEvent, Money,
-    PointsEntry, ProductInput, ProductRef, ProductType, TaxonomyInfo, ValidatedProduct,
-    VariantInput,
+    self, Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, FieldError, Money, PointsEntry,
+    ProductInput, ProductRef, ProductType, TaxonomyInfo, ValidatedProduct, VariantInput,
 };
-use crate::{LoyaltyRule, PricingRule, VariantTaxonomy};
+use crate::{LoyaltyRule, LoyaltyRuleV0_1, PricingRule, VariantTaxonomy};
 
 type Fail = String;
 
@@ -223,14 +224,92 @@ pub fn product_input(v: &Value) -> Result<ProductInput, Fail> {
     })
 }
 
-/// A `loyalty-event` record from fixture JSON.
+fn money(m: &Value) -> Result<Money, Fail> {
+    Ok(Money::new(int(m, "amount_minor")?, string(m, "currency")?))
+}
+
+/// A string field that may be left out.
+fn string_or(v: &Value, key: &str, default: &str) -> Result<String, Fail> {
+    Ok(optional(v, key, |s| {
+        s.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("`{key}` must be a string"))
+    })?
+    .unwrap_or_else(|| default.to_owned()))
+}
+
+/// A 0.2 `loyalty-event` record from fixture JSON. What 0.2 added may be left out, as
+/// in the kernel's fixture runner: no lines, no product, a zero history (in the event's
+/// currency) and `1970-01-01T00:00:00Z` as the time.
 pub fn loyalty_event(v: &Value) -> Result<LoyaltyEvent, Fail> {
+    let v0_1 = loyalty_event_v0_1(v)?;
+    let zero = || {
+        Money::zero(
+            v0_1.amount
+                .as_ref()
+                .map(|m| m.currency.clone())
+                .unwrap_or_default(),
+        )
+    };
+    let history = optional(v, "history", |h| {
+        Ok(CustomerHistory {
+            spend_12_months: optional(h, "spend_12_months", money)?.unwrap_or_else(zero),
+            orders_12_months: optional(h, "orders_12_months", |n| {
+                n.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| "`orders_12_months` must be a u32".into())
+            })?
+            .unwrap_or(0),
+            customer_since: string_or(h, "customer_since", EPOCH)?,
+        })
+    })?
+    .unwrap_or_else(|| CustomerHistory {
+        spend_12_months: zero(),
+        orders_12_months: 0,
+        customer_since: EPOCH.to_owned(),
+    });
+    let lines = match v.get("lines") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => list(v, "lines", |l| {
+            Ok(OrderLine {
+                sku: string(l, "sku")?,
+                product_slug: string_or(l, "product_slug", "")?,
+                categories: match l.get("categories") {
+                    None => Vec::new(),
+                    Some(_) => strings(l, "categories")?,
+                },
+                quantity: int(l, "quantity")?,
+                total: money(field(l, "total")?)?,
+                subscription: match l.get("subscription") {
+                    None => false,
+                    Some(_) => boolean(l, "subscription")?,
+                },
+            })
+        })?,
+    };
     Ok(LoyaltyEvent {
+        kind: v0_1.kind,
+        customer: v0_1.customer,
+        amount: v0_1.amount,
+        count: v0_1.count,
+        event_id: v0_1.event_id,
+        occurred_at: string_or(v, "occurred_at", EPOCH)?,
+        lines,
+        history,
+        product_slug: optional(v, "product_slug", |s| {
+            s.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| "`product_slug` must be a string or null".into())
+        })?,
+    })
+}
+
+/// A 0.1 `loyalty-event` record from fixture JSON (0.2's fields are ignored).
+pub fn loyalty_event_v0_1(v: &Value) -> Result<types::LoyaltyEvent, Fail> {
+    Ok(types::LoyaltyEvent {
         kind: string(v, "kind")?,
         customer: customer(field(v, "customer")?)?,
-        amount: optional(v, "amount", |m| {
-            Ok(Money::new(int(m, "amount_minor")?, string(m, "currency")?))
-        })?,
+        amount: optional(v, "amount", money)?,
         count: optional(v, "count", |c| {
             c.as_u64()
                 .and_then(|c| u32::try_from(c).ok())
@@ -351,6 +430,18 @@ pub fn check_loyalty<T: LoyaltyRule>(crate_dir: &str) -> usize {
     run_all(crate_dir, |f| {
         expect_call(f, &["on_event"])?;
         let got = T::on_event(&loyalty_event(&f.input)?)
+            .map(|entries| Value::Array(entries.iter().map(points_json).collect()))
+            .map_err(Value::String);
+        compare_plain(&f.expect, got)
+    })
+}
+
+/// Runs the fixtures of a loyalty rule built for 0.1; returns how many ran. Panics
+/// listing every failure.
+pub fn check_loyalty_v0_1<T: LoyaltyRuleV0_1>(crate_dir: &str) -> usize {
+    run_all(crate_dir, |f| {
+        expect_call(f, &["on_event"])?;
+        let got = T::on_event(&loyalty_event_v0_1(&f.input)?)
             .map(|entries| Value::Array(entries.iter().map(points_json).collect()))
             .map_err(Value::String);
         compare_plain(&f.expect, got)

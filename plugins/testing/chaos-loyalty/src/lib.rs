@@ -9,9 +9,15 @@
 //! | `error`           | returns an error                                          |
 //! | `too-many-points` | 1,000,000,000 points, beyond any shop's bound             |
 //!
+//! It is built for the first version of the world (`abi = "0.1"`, the SDK's
+//! [`olivine_sdk::LoyaltyRuleV0_1`]): the kernel's tests use it to check that rules built
+//! for 0.1 keep loading and crediting now that the kernel speaks 0.2.
+//!
 //! Never install this plugin in a shop.
 
-use olivine_sdk::prelude::*;
+use olivine_sdk::LoyaltyRuleV0_1;
+use olivine_sdk::prelude::PointsEntry;
+use olivine_sdk::types::LoyaltyEvent;
 
 pub fn run(mode: &str, event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String> {
     match mode {
@@ -26,17 +32,18 @@ pub fn run(mode: &str, event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String>
 
 pub struct ChaosLoyalty;
 
-impl LoyaltyRule for ChaosLoyalty {
+impl LoyaltyRuleV0_1 for ChaosLoyalty {
     fn on_event(event: &LoyaltyEvent) -> Result<Vec<PointsEntry>, String> {
         run(&olivine_sdk::settings::get_or("mode", "ok"), event)
     }
 }
 
-olivine_sdk::export_loyalty_rule!(ChaosLoyalty);
+olivine_sdk::export_loyalty_rule_v0_1!(ChaosLoyalty);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use olivine_sdk::prelude::{CustomerRef, Money};
 
     fn event(kind: &str) -> LoyaltyEvent {
         LoyaltyEvent {
@@ -65,7 +72,7 @@ mod tests {
 
     #[test]
     fn fixtures() {
-        let ran = olivine_sdk::testing::fixtures::check_loyalty::<ChaosLoyalty>(env!(
+        let ran = olivine_sdk::testing::fixtures::check_loyalty_v0_1::<ChaosLoyalty>(env!(
             "CARGO_MANIFEST_DIR"
         ));
         assert!(ran > 0);
