@@ -557,12 +557,8 @@ pub async fn adjust(
         "points",
         "must be between -10000000 and 10000000, and not 0",
     );
+    crate::orders::check_text(&mut problems, "reason", &input.reason, 200, true);
     let reason = input.reason.trim();
-    problems.check(
-        !reason.is_empty() && reason.chars().count() <= 200 && !reason.contains(['\n', '\r']),
-        "reason",
-        "must be one line of 1 to 200 characters",
-    );
     problems.into_result()?;
     let customer_id = customer_id_of(state, pseudonym).await?;
     let now = state.clock.now_text();

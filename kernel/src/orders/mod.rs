@@ -187,7 +187,13 @@ pub struct Order {
 
 /// Free text: required or not, at most `max` characters as sent (surrounding whitespace
 /// included), no control characters once trimmed.
-fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize, required: bool) {
+pub(crate) fn check_text(
+    problems: &mut Problems,
+    field: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) {
     let length = value.chars().count();
     let value = value.trim();
     if required && value.is_empty() {

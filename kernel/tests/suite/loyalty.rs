@@ -332,6 +332,10 @@ both_backends! {
         let number = scalar_text(app, "SELECT number FROM orders").await;
         redeliver(app, &order_event(app, "order.paid", &number).await).await;
         assert_eq!(ledger_rows(app, "chaos-loyalty").await, [(7, "earned".to_owned())]);
+        // The registration's job (nothing to credit in mode ok) is done too.
+        wait_until("every retried loyalty job is done", async || {
+            scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE kind = 'loyalty.rule'").await == 0
+        }).await;
         // A rule that answers more than the shop's bound is refused the same way.
         let r = app.admin_patch("/api/v1/admin/plugins/chaos-loyalty", &json!({"settings": {"mode": "too-many-points"}})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
