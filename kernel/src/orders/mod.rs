@@ -1199,10 +1199,11 @@ async fn transition_inner(
         crate::inventory::audit_changes(&mut tx, &applied, &release).await?;
         // Points spent on the order are the shopper's again at once (a declined payment
         // lets them check out again with them).
-        crate::loyalty::restore_spent(
+        crate::loyalty::undo_order(
             &mut tx,
             id,
             (1, 1),
+            crate::loyalty::Undo::Spent,
             &format!("order-cancelled:{number}"),
             &state.clock.now_text(),
         )

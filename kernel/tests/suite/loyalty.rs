@@ -48,23 +48,6 @@ async fn install_rule(app: &TestApp, dir: &str, crate_name: &str, settings: Valu
     app.settle().await;
 }
 
-async fn as_customer(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    app.request(
-        method,
-        path,
-        Some(token),
-        body.map(|b| Body::from(b.to_string())),
-        Some("application/json"),
-    )
-    .await
-}
-
 async fn loyalty(app: &TestApp, token: &str) -> Value {
     let r = as_customer(app, token, Method::GET, "/api/v1/account/loyalty", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

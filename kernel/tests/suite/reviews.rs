@@ -10,23 +10,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 
-async fn as_customer(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    app.request(
-        method,
-        path,
-        Some(token),
-        body.map(|b| Body::from(b.to_string())),
-        Some("application/json"),
-    )
-    .await
-}
-
 /// A signed-in customer who bought one MAG-60 (paid): their token.
 async fn buyer(shop: &Shop, email: &str) -> String {
     let app = &shop.app;
