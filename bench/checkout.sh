@@ -7,6 +7,9 @@
 #   bench/checkout.sh                       # 32 buyers, 20 s per phase, once
 #   RUNS=3 PHASE_SECS=30 bench/checkout.sh
 #   OLIVINE_BIN=/path/to/olivine bench/checkout.sh    # A/B another build
+#   CUSTOMERS=1 LOYALTY=0 bench/checkout.sh; CUSTOMERS=1 bench/checkout.sh
+#                                           # signed-in buyers, loyalty off / on (and the
+#                                           # time from order.paid to points in the account)
 #
 # Needs PostgreSQL at PGHOST:PGPORT (127.0.0.1:5432, trust auth, user postgres); each
 # run gets a fresh database that is dropped afterwards.
@@ -33,7 +36,8 @@ for run in $(seq 1 "$runs"); do
   token="bench-admin-token-$RANDOM$RANDOM"
   DATABASE_URL="postgres://$pg_user@$pg_host:$pg_port/$db" \
     OLIVINE_DATA_DIR="$data" OLIVINE_ADDR="127.0.0.1:$port" OLIVINE_ADMIN_TOKEN="$token" \
-    OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
+    OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off \
+    OLIVINE_RATE_LIMIT_REGISTER=off OLIVINE_RATE_LIMIT_SIGN_IN=off OLIVINE_RATE_LIMIT_SIGN_IN_ACCOUNT=off OLIVINE_WATCH_PLUGINS=false RUST_LOG="${RUST_LOG:-warn}" \
     "$bin" serve >"$data/kernel.log" 2>&1 &
   pid=$!
   cleanup() {

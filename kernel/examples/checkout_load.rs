@@ -13,12 +13,19 @@
 //!    latency is measured from when the request was due, so a slow answer that delays
 //!    the next one is counted against the kernel).
 //!
+//! With `CUSTOMERS=1` every buyer is a signed-in customer (registered before the run), so
+//! paid orders earn loyalty points through the bus (the bundled `loyalty-points` rule;
+//! `LOYALTY=0` disables it first, for the A/B), and a fourth phase measures how long
+//! after the checkout's answer an order's points show in `GET /api/v1/account/loyalty`
+//! (each buyer checks out, then polls every 2 ms), under the others' checkouts.
+//!
 //! Every answer is checked: a checkout must come back 201 and `paid`, a cart must carry
 //! the two rules' adjustments and no skipped rule. A wrong answer stops the run.
 //!
 //! Environment: `OLIVINE_URL` (http://127.0.0.1:18091), `OLIVINE_ADMIN_TOKEN`,
 //! `BUYERS` (32), `PHASE_SECS` (20), `PACE_MS` (100), `PRODUCTS` (16), `PAY` (1; 0 checks
-//! out without a card, leaving orders pending, to show the payment's share).
+//! out without a card, leaving orders pending, to show the payment's share),
+//! `CUSTOMERS` (0), `LOYALTY` (1).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,20 +46,53 @@ struct Buyer {
     buyers: usize,
     /// Pay at checkout (`PAY=0` leaves the orders pending, to see the payment's share).
     pay: bool,
+    /// The customer's `Authorization` header when buyers are signed in (`CUSTOMERS=1`).
+    auth: Option<String>,
 }
 
 impl Buyer {
+    fn as_guest(&self) -> Buyer {
+        Buyer {
+            client: self.client.clone(),
+            processor: self.processor.clone(),
+            skus: self.skus.clone(),
+            n: self.n,
+            buyers: self.buyers,
+            pay: self.pay,
+            auth: None,
+        }
+    }
+
+    /// A request as this buyer (signed in or a guest); the answer must be a 2xx.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let headers: Vec<(&str, &str)> = self
+            .auth
+            .iter()
+            .map(|a| ("authorization", a.as_str()))
+            .collect();
+        let url = format!("{}{path}", self.client.base);
+        let (status, value) = self.client.send(method, &url, &headers, body)?;
+        ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {value}"
+        );
+        Ok(value)
+    }
+
     fn new_cart(&self) -> anyhow::Result<String> {
-        let cart = self.client.kernel("POST", "/api/v1/carts", None)?;
+        let cart = self.call("POST", "/api/v1/carts", None)?;
         Ok(cart["id"].as_str().context("cart id")?.to_owned())
     }
 
     /// Adds a line and checks the cart came back priced by both rules.
     fn add(&self, cart: &str, sku: &str, quantity: u32, subscription: bool) -> anyhow::Result<()> {
         let body = json!({"sku": sku, "quantity": quantity, "subscription": subscription});
-        let cart =
-            self.client
-                .kernel("POST", &format!("/api/v1/carts/{cart}/lines"), Some(&body))?;
+        let cart = self.call("POST", &format!("/api/v1/carts/{cart}/lines"), Some(&body))?;
         ensure!(
             cart["skipped_rules"].as_array().is_some_and(Vec::is_empty),
             "a pricing rule was skipped: {cart}"
@@ -64,6 +104,78 @@ impl Buyer {
         card_token(&self.client, &self.processor, "4242424242424242")
     }
 
+    /// One order: a new cart, two lines, the checkout. Answers the order's number, when
+    /// its answer came, and the add and checkout latencies.
+    fn order(&self, round: usize) -> anyhow::Result<(String, Instant, [Duration; 3])> {
+        let cart = self.new_cart()?;
+        let first = &self.skus[round % self.skus.len()];
+        let second = &self.skus[(round + 7) % self.skus.len()];
+        let started = Instant::now();
+        self.add(&cart, first, 6, false)?;
+        let add_first = started.elapsed();
+        let started = Instant::now();
+        self.add(&cart, second, 5, false)?;
+        let add_second = started.elapsed();
+        let mut body = json!({"email": "buyer@example.com", "shipping_method": "standard",
+            "shipping_address": {"name": "Ada Buyer", "line1": "Main 1", "city": "Utrecht",
+                "postal_code": "3511 AB", "country": "NL"}});
+        if self.pay {
+            body["payment_token"] = json!(self.token()?);
+        }
+        let key = format!("bench-{}-{cart}", self.n);
+        let mut headers = vec![("idempotency-key", key.as_str())];
+        if let Some(auth) = &self.auth {
+            headers.push(("authorization", auth.as_str()));
+        }
+        let url = format!("{}/api/v1/carts/{cart}/checkout", self.client.base);
+        let started = Instant::now();
+        let (status, order) = self.client.send("POST", &url, &headers, Some(&body))?;
+        let answered = Instant::now();
+        ensure!(status == 201, "checkout: {status} {order}");
+        let expected = if self.pay { "paid" } else { "pending" };
+        ensure!(
+            order["status"] == expected,
+            "checkout not {expected}: {order}"
+        );
+        ensure!(
+            order["adjustments_minor"].as_i64().unwrap_or(0) < 0,
+            "no discount on the order: {order}"
+        );
+        let number = order["number"].as_str().context("order number")?.to_owned();
+        Ok((
+            number,
+            answered,
+            [add_first, add_second, answered - started],
+        ))
+    }
+
+    /// Orders, then waits for each order's points in the account: how long after the
+    /// checkout's answer they showed.
+    fn points_loop(&self, stop: &AtomicBool) -> anyhow::Result<Vec<Duration>> {
+        let mut waits = Vec::new();
+        let mut round = self.n;
+        while !stop.load(Ordering::Relaxed) {
+            let (number, answered, _) = self.order(round)?;
+            round += 1;
+            loop {
+                let points = self.call("GET", "/api/v1/account/loyalty", None)?;
+                let shown = points["entries"].as_array().is_some_and(|entries| {
+                    entries.iter().any(|e| e["order_number"] == number.as_str())
+                });
+                if shown {
+                    waits.push(answered.elapsed());
+                    break;
+                }
+                ensure!(
+                    answered.elapsed() < Duration::from_secs(30),
+                    "no points for {number} after 30 s"
+                );
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(waits)
+    }
+
     fn checkout_loop(
         &self,
         stop: &AtomicBool,
@@ -71,39 +183,10 @@ impl Buyer {
         let (mut orders, mut checkouts, mut adds) = (0, Vec::new(), Vec::new());
         let mut round = self.n;
         while !stop.load(Ordering::Relaxed) {
-            let cart = self.new_cart()?;
-            let first = &self.skus[round % self.skus.len()];
-            let second = &self.skus[(round + 7) % self.skus.len()];
+            let (_, _, [first, second, checkout]) = self.order(round)?;
             round += 1;
-            let started = Instant::now();
-            self.add(&cart, first, 6, false)?;
-            adds.push(started.elapsed());
-            let started = Instant::now();
-            // Guests cannot subscribe (a subscription belongs to an account).
-            self.add(&cart, second, 5, false)?;
-            adds.push(started.elapsed());
-            let mut body = json!({"email": "buyer@example.com", "shipping_method": "standard",
-                "shipping_address": {"name": "Ada Buyer", "line1": "Main 1", "city": "Utrecht",
-                    "postal_code": "3511 AB", "country": "NL"}});
-            if self.pay {
-                body["payment_token"] = json!(self.token()?);
-            }
-            let key = format!("bench-{}-{cart}", self.n);
-            let auth = [("idempotency-key", key.as_str())];
-            let url = format!("{}/api/v1/carts/{cart}/checkout", self.client.base);
-            let started = Instant::now();
-            let (status, order) = self.client.send("POST", &url, &auth, Some(&body))?;
-            checkouts.push(started.elapsed());
-            ensure!(status == 201, "checkout: {status} {order}");
-            let expected = if self.pay { "paid" } else { "pending" };
-            ensure!(
-                order["status"] == expected,
-                "checkout not {expected}: {order}"
-            );
-            ensure!(
-                order["adjustments_minor"].as_i64().unwrap_or(0) < 0,
-                "no discount on the order: {order}"
-            );
+            adds.extend([first, second]);
+            checkouts.push(checkout);
             orders += 1;
         }
         Ok((orders, checkouts, adds))
@@ -114,6 +197,10 @@ impl Buyer {
     /// replaced after 40 adds, untimed. At a pace, the buyers' turns are spread evenly
     /// over the period instead of all falling on the same instant.
     fn add_loop(&self, stop: &AtomicBool, pace: Option<Duration>) -> anyhow::Result<Vec<Duration>> {
+        if self.auth.is_some() {
+            // A customer has one open cart; these phases replace carts, as guests do.
+            return self.as_guest().add_loop(stop, pace);
+        }
         let mut adds = Vec::new();
         let mut i = self.n;
         let mut cart = String::new();
@@ -190,6 +277,8 @@ fn main() -> anyhow::Result<()> {
     let pace_ms: u64 = env_or("PACE_MS", 100);
     let products: usize = env_or("PRODUCTS", 16);
     let pay = env_or("PAY", 1) != 0;
+    let customers = env_or("CUSTOMERS", 0) != 0;
+    let loyalty = env_or("LOYALTY", 1) != 0;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let client = Client::new(&base, admin, buyers_n * 2);
@@ -198,18 +287,39 @@ fn main() -> anyhow::Result<()> {
     eprintln!(
         "stocked {products} products; sandbox processor at {processor}; {buyers_n} buyers, {seconds} s per phase"
     );
-    let buyers: Vec<Arc<Buyer>> = (0..buyers_n)
-        .map(|n| {
-            Arc::new(Buyer {
-                client: client.clone(),
-                processor: processor.clone(),
-                skus: skus.clone(),
-                n,
-                buyers: buyers_n,
-                pay,
-            })
-        })
-        .collect();
+    if !loyalty {
+        client.admin(
+            "PATCH",
+            "/api/v1/admin/plugins/loyalty-points",
+            &json!({"enabled": false}),
+        )?;
+    }
+    let mut buyers: Vec<Arc<Buyer>> = Vec::with_capacity(buyers_n);
+    for n in 0..buyers_n {
+        let auth = if customers {
+            Some(format!("Bearer {}", sign_up(&client, n)?))
+        } else {
+            None
+        };
+        buyers.push(Arc::new(Buyer {
+            client: client.clone(),
+            processor: processor.clone(),
+            skus: skus.clone(),
+            n,
+            buyers: buyers_n,
+            pay,
+            auth,
+        }));
+    }
+    eprintln!(
+        "buyers are {}; loyalty rules {}",
+        if customers {
+            "signed-in customers"
+        } else {
+            "guests"
+        },
+        if loyalty { "on" } else { "off" }
+    );
 
     eprintln!("warming up (3 s of checkouts, not counted)");
     run_phase(&buyers, 3, |b, stop| b.checkout_loop(stop))?;
@@ -249,5 +359,36 @@ fn main() -> anyhow::Result<()> {
         adds.len() as f64 / elapsed.as_secs_f64()
     );
     println!("  latency (from when due):       {}", summary(adds));
+
+    if customers && loyalty && pay {
+        eprintln!("phase 4: order.paid to points in the account");
+        let (results, _) = run_phase(&buyers, seconds, |b, stop| b.points_loop(stop))?;
+        let waits: Vec<Duration> = results.into_iter().flatten().collect();
+        println!(
+            "points visible after the checkout's answer ({} orders): {}",
+            waits.len(),
+            summary(waits)
+        );
+    }
     Ok(())
+}
+
+/// Registers buyer `n` as a customer and signs in: answers the access token.
+fn sign_up(client: &Client, n: usize) -> anyhow::Result<String> {
+    let email = format!("buyer{n}-{}@example.com", std::process::id());
+    let password = "bench password 123";
+    client.kernel(
+        "POST",
+        "/api/v1/account/register",
+        Some(&json!({"email": email, "password": password, "name": format!("Buyer {n}")})),
+    )?;
+    let session = client.kernel(
+        "POST",
+        "/api/v1/account/sign-in",
+        Some(&json!({"email": email, "password": password})),
+    )?;
+    Ok(session["access_token"]
+        .as_str()
+        .context("access token")?
+        .to_owned())
 }

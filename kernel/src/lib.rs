@@ -20,6 +20,7 @@ pub mod loyalty;
 pub mod orders;
 pub mod plugins;
 pub mod ratelimit;
+pub mod reviews;
 pub mod seed;
 pub mod staff;
 pub mod store;

@@ -318,6 +318,10 @@ pub fn export_sections() -> Vec<ExportSection> {
             collect: |s, c| Box::pin(crate::subscriptions::export_on(c, &s.keys, s.customer_id)),
         },
         ExportSection {
+            name: "reviews",
+            collect: |s, c| Box::pin(crate::reviews::export_on(c, s.customer_id)),
+        },
+        ExportSection {
             name: "loyalty_ledger",
             collect: |s, c| Box::pin(crate::loyalty::export_on(c, s.customer_id)),
         },
@@ -742,6 +746,11 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     let orders = crate::orders::erase_identity(&mut tx, customer_id).await?;
     // Subscriptions end: nothing renews for an erased customer.
     let subscriptions = crate::subscriptions::erase(&mut tx, customer_id, &now).await?;
+    // Reviews lose their author; they go too unless the shop keeps them anonymous.
+    let keep_reviews = crate::inventory::settings::load(&mut tx)
+        .await?
+        .reviews_kept_on_erasure;
+    let reviews = crate::reviews::erase(&mut tx, customer_id, keep_reviews).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -781,6 +790,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "addresses": addresses,
                 "orders_with_identity": orders,
                 "subscriptions_cancelled": subscriptions,
+                "reviews": reviews,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),

@@ -108,6 +108,25 @@ async fn move_past(
     Ok(moved == 1)
 }
 
+/// Moves the consumer's position over events it does not want, from `from` to `to`, if
+/// it is still at `from` and this node holds the lease.
+async fn pass_over(db: &Db, name: &str, node: &str, from: i64, to: i64, now: &str) -> Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
+            updated_at = $2
+         WHERE name = $3 AND position = $4 AND leased_by = $5",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(name)
+    .bind(from)
+    .bind(node)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
 /// Handles one event in the transaction that moves the position past it.
 async fn deliver(
     db: &Db,
@@ -270,6 +289,9 @@ async fn work(
         return Ok(Wait::For(renew_every));
     }
     let events = log::read_after(db, held.position, head, BATCH).await?;
+    // The position of the last event of a run the consumer does not want, not yet
+    // passed over.
+    let mut unwanted_to: Option<i64> = None;
     for event in &events {
         if event.position != held.position + 1 {
             // Pruning never passes a consumer's position, so this is a bug, not a race.
@@ -280,7 +302,17 @@ async fn work(
                 "cluster-once consumer found a hole in the event log"
             );
         }
+        if !consumer.wants(event) {
+            unwanted_to = Some(event.position);
+            continue;
+        }
         let now = clock.now_text();
+        if let Some(to) = unwanted_to.take() {
+            if !pass_over(db, name, node, held.position, to, &now).await? {
+                return Ok(Wait::Again);
+            }
+            held.position = to;
+        }
         match deliver(db, consumer, event, node, &now).await? {
             Delivery::Done => {
                 held.position = event.position;
@@ -336,6 +368,11 @@ async fn work(
                 None => return Ok(Wait::Again),
             }
         }
+    }
+    if let Some(to) = unwanted_to
+        && !pass_over(db, name, node, held.position, to, &clock.now_text()).await?
+    {
+        return Ok(Wait::Again);
     }
     Ok(Wait::Again)
 }

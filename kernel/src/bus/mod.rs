@@ -137,6 +137,12 @@ pub trait NodeLocalConsumer: Send + Sync {
 /// job enqueued in that transaction ([`crate::jobs::enqueue`]).
 pub trait ClusterOnceConsumer: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether `handle` does anything with this event. Runs of events a consumer does
+    /// not want are passed over with one update of its position instead of a
+    /// transaction each (the loyalty processor wants one event in several).
+    fn wants(&self, _event: &Event) -> bool {
+        true
+    }
     fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a>;
 }
 

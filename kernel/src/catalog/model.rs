@@ -572,6 +572,8 @@ pub struct Product {
     #[schema(value_type = Vec<SubscriptionInterval>)]
     pub subscription_intervals: Vec<String>,
     pub variants: Vec<Variant>,
+    /// Published reviews: the average rating, the count and the newest ten.
+    pub reviews: crate::reviews::ReviewSummary,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,

@@ -18,6 +18,7 @@ pub mod storefront_checkout;
 pub mod storefront_loyalty;
 pub mod storefront_orders;
 pub mod storefront_privacy;
+pub mod storefront_reviews;
 pub mod storefront_subscriptions;
 
 use axum::Router;
@@ -99,6 +100,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::orders::api::admin_routes())
         .merge(crate::subscriptions::api::admin_routes())
         .merge(crate::loyalty::api::admin_routes())
+        .merge(crate::reviews::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
@@ -115,6 +117,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/account", crate::orders::api::account_routes())
                 .nest("/account", crate::subscriptions::api::account_routes())
                 .nest("/account", crate::loyalty::api::account_routes())
+                .nest("/account", crate::reviews::api::account_routes())
+                .merge(crate::reviews::api::public_routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -313,6 +313,8 @@ schema_type! {
     NonBlankText100 => non_blank(Some(100));
     /// Text, not blank, of up to 200 characters.
     NonBlankText200 => non_blank(Some(200));
+    /// Text, not blank, of up to 5000 characters.
+    NonBlankText5000 => non_blank(Some(5000));
     /// One line of up to 64 characters.
     SingleLine64 => single_line(64, "3SABC1234567");
     /// One line of up to 100 characters.

@@ -549,9 +549,42 @@ fn product_body(
                         }
                     }
                     (main_panels)
+                    (reviews_panel(product))
                 }
                 div.details-side { (side_panels) }
             }
+        }
+    }
+}
+
+/// The published reviews: the average, the count, the newest ten, and the way to write
+/// one (the form checks that the customer bought the product).
+fn reviews_panel(product: &Product) -> Markup {
+    let reviews = &product.reviews;
+    html! {
+        section.panel #reviews {
+            h2 { "Reviews" }
+            @match reviews.average_rating {
+                Some(average) => {
+                    p #review-average data-average=(average) data-count=(reviews.count) {
+                        span.stars aria-hidden="true" { (super::storefront_reviews::stars(average.round() as i64)) }
+                        " " (format!("{average:.1}")) " out of 5 · " (reviews.count)
+                        @if reviews.count == 1 { " review" } @else { " reviews" }
+                    }
+                    @for review in &reviews.latest {
+                        article.review {
+                            h3 {
+                                span.stars aria-label={ (review.rating) " out of 5" } { (super::storefront_reviews::stars(review.rating)) }
+                                " " (review.title)
+                            }
+                            p { (review.body) }
+                            p.muted { (review.author_name.as_deref().unwrap_or("A customer")) " · " (review.created_at.get(..10).unwrap_or(&review.created_at)) }
+                        }
+                    }
+                }
+                None => p.muted { "No reviews yet." },
+            }
+            p { a href={ "/p/" (product.slug) "/review" } { "Write a review" } }
         }
     }
 }

@@ -56,6 +56,11 @@ pub const SECTIONS: &[AccountSection] = &[
         summary: "Your loyalty points: what you can spend, what is on its way, and why.",
     },
     AccountSection {
+        href: "/account/reviews",
+        title: "Reviews",
+        summary: "What you wrote about products, and whether it is published.",
+    },
+    AccountSection {
         href: "/account/addresses",
         title: "Addresses",
         summary: "Your delivery addresses, and which one checkout proposes first.",
@@ -91,6 +96,7 @@ pub fn routes() -> Router<AppState> {
         .merge(super::storefront_addresses::routes())
         .merge(super::storefront_orders::routes())
         .merge(super::storefront_subscriptions::routes())
+        .merge(super::storefront_reviews::routes())
         .merge(super::storefront_loyalty::routes())
         .merge(super::storefront_privacy::routes())
 }

@@ -43,6 +43,9 @@ pub struct StoreSettings {
     pub loyalty_expiry_months: i64,
     /// The most points (either sign) one rule may credit for one event.
     pub loyalty_max_points_per_event: i64,
+    /// An erased customer's reviews stay on the product pages, anonymous (rating and
+    /// text); off (the default), they are deleted with the account.
+    pub reviews_kept_on_erasure: bool,
 }
 
 /// What a renewal does when an item is out of stock; the shopper is told by an event
@@ -94,6 +97,7 @@ impl Default for StoreSettings {
             loyalty_pending_days: 14,
             loyalty_expiry_months: 0,
             loyalty_max_points_per_event: 100_000,
+            reviews_kept_on_erasure: false,
         }
     }
 }
@@ -142,6 +146,7 @@ pub struct SettingsPatch {
     pub loyalty_expiry_months: Option<i64>,
     #[schema(minimum = 1, maximum = 10_000_000)]
     pub loyalty_max_points_per_event: Option<i64>,
+    pub reviews_kept_on_erasure: Option<bool>,
 }
 
 /// The loyalty settings as (key, value, allowed range), for checks and storage.
@@ -187,6 +192,10 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
         match key.as_str() {
             "prices_include_tax" => {
                 settings.prices_include_tax = value == "true";
+                continue;
+            }
+            "reviews_kept_on_erasure" => {
+                settings.reviews_kept_on_erasure = value == "true";
                 continue;
             }
             "subscription_retry_days" => {
@@ -307,6 +316,10 @@ pub async fn update(
         (
             "prices_include_tax",
             patch.prices_include_tax.map(|v| v.to_string()),
+        ),
+        (
+            "reviews_kept_on_erasure",
+            patch.reviews_kept_on_erasure.map(|v| v.to_string()),
         ),
         (
             "subscription_notice_days",

@@ -407,76 +407,36 @@ pub(crate) async fn spend(
     Ok(())
 }
 
-/// Gives back the share `part / whole` of the points spent on an order (all of them for
-/// a cancellation), less what was given back already. `source` names the cause, so the
-/// same cause gives back once.
-pub(crate) async fn restore_spent(
-    tx: &mut AnyConnection,
-    order_id: i64,
-    (part, whole): (i64, i64),
-    source: &str,
-    now: &str,
-) -> Result<()> {
-    let rows = sqlx::query(
-        "SELECT l.customer_id, o.number,
-            CAST(COALESCE(SUM(CASE WHEN l.kind = 'spent' THEN -l.points ELSE 0 END), 0) AS BIGINT),
-            CAST(COALESCE(SUM(CASE WHEN l.kind = 'restored' THEN l.points ELSE 0 END), 0) AS BIGINT)
-         FROM loyalty_ledger l JOIN orders o ON o.id = l.order_id
-         WHERE l.order_id = $1 AND l.rule = $2
-         GROUP BY l.customer_id, o.number",
-    )
-    .bind(order_id)
-    .bind(CHECKOUT_RULE)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in rows {
-        let customer_id: i64 = row.try_get(0)?;
-        let number: String = row.try_get(1)?;
-        let spent: i64 = row.try_get(2)?;
-        let restored: i64 = row.try_get(3)?;
-        let due = share(spent, part, whole) - restored;
-        if due <= 0 {
-            continue;
-        }
-        lock_account(tx, customer_id, now, None).await?;
-        let reason = format!("Given back from order {number}");
-        write_entry(
-            tx,
-            &NewEntry {
-                customer_id,
-                points: due,
-                kind: EntryKind::Restored,
-                reason: &reason,
-                source,
-                rule: CHECKOUT_RULE,
-                seq: 0,
-                order_id: Some(order_id),
-                available_at: now,
-                actor: None,
-                now,
-            },
-        )
-        .await?;
-    }
-    Ok(())
+/// What a refund or cancellation of an order undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undo {
+    /// Give back the points spent on it (a cancellation, in its own transaction).
+    Spent,
+    /// That, and take back what each rule credited for it (the loyalty processor).
+    SpentAndEarned,
 }
 
-/// Takes back the share `part / whole` of the points each rule credited for an order,
-/// less what was taken back already; pending points are taken back from pending.
-pub(crate) async fn reverse_earned(
+/// Undoes the share `part / whole` of an order's points (all of them for a
+/// cancellation or a full refund), less what was undone already: spent points are given
+/// back, and with [`Undo::SpentAndEarned`] each rule's credit is taken back, pending
+/// points from pending. `source` names the cause, so one cause undoes once.
+pub(crate) async fn undo_order(
     tx: &mut AnyConnection,
     order_id: i64,
     (part, whole): (i64, i64),
+    undo: Undo,
     source: &str,
     now: &str,
 ) -> Result<()> {
     let rows = sqlx::query(
         "SELECT l.customer_id, l.rule, o.number,
+            CAST(COALESCE(SUM(CASE WHEN l.kind = 'spent' THEN -l.points ELSE 0 END), 0) AS BIGINT),
+            CAST(COALESCE(SUM(CASE WHEN l.kind = 'restored' THEN l.points ELSE 0 END), 0) AS BIGINT),
             CAST(COALESCE(SUM(CASE WHEN l.kind = 'earned' AND l.points > 0 THEN l.points ELSE 0 END), 0) AS BIGINT),
             CAST(COALESCE(SUM(CASE WHEN l.kind = 'reversed' THEN -l.points ELSE 0 END), 0) AS BIGINT),
-            MAX(l.available_at)
+            MAX(CASE WHEN l.kind = 'earned' THEN l.available_at END)
          FROM loyalty_ledger l JOIN orders o ON o.id = l.order_id
-         WHERE l.order_id = $1 AND l.kind IN ('earned', 'reversed')
+         WHERE l.order_id = $1
          GROUP BY l.customer_id, l.rule, o.number",
     )
     .bind(order_id)
@@ -486,33 +446,41 @@ pub(crate) async fn reverse_earned(
         let customer_id: i64 = row.try_get(0)?;
         let rule: String = row.try_get(1)?;
         let number: String = row.try_get(2)?;
-        let earned: i64 = row.try_get(3)?;
-        let reversed: i64 = row.try_get(4)?;
-        let available_at: String = row.try_get(5)?;
-        let due = share(earned, part, whole) - reversed;
-        if due <= 0 {
+        let (spent, restored): (i64, i64) = (row.try_get(3)?, row.try_get(4)?);
+        let (earned, reversed): (i64, i64) = (row.try_get(5)?, row.try_get(6)?);
+        let earned_available: Option<String> = row.try_get(7)?;
+        let (points, kind, reason, available_at) = if rule == CHECKOUT_RULE {
+            let due = share(spent, part, whole) - restored;
+            let reason = format!("Given back from order {number}");
+            (due, EntryKind::Restored, reason, now.to_owned())
+        } else if undo == Undo::SpentAndEarned {
+            let due = share(earned, part, whole) - reversed;
+            let reason = format!("Taken back: order {number} refunded or cancelled");
+            // Pending points are taken back from pending, available ones from the
+            // balance.
+            let available_at = earned_available
+                .filter(|at| at.as_str() > now)
+                .unwrap_or_else(|| now.to_owned());
+            (-due, EntryKind::Reversed, reason, available_at)
+        } else {
+            continue;
+        };
+        if points == 0 || (kind == EntryKind::Restored) != (points > 0) {
             continue;
         }
         lock_account(tx, customer_id, now, None).await?;
-        let reason = format!("Taken back: order {number} refunded or cancelled");
         write_entry(
             tx,
             &NewEntry {
                 customer_id,
-                points: -due,
-                kind: EntryKind::Reversed,
+                points,
+                kind,
                 reason: &reason,
                 source,
                 rule: &rule,
                 seq: 0,
                 order_id: Some(order_id),
-                // Pending points are taken back from pending, available ones from the
-                // balance.
-                available_at: if available_at.as_str() > now {
-                    &available_at
-                } else {
-                    now
-                },
+                available_at: &available_at,
                 actor: None,
                 now,
             },
@@ -557,12 +525,8 @@ pub async fn adjust(
         "points",
         "must be between -10000000 and 10000000, and not 0",
     );
+    crate::orders::check_text(&mut problems, "reason", &input.reason, 200, true);
     let reason = input.reason.trim();
-    problems.check(
-        !reason.is_empty() && reason.chars().count() <= 200 && !reason.contains(['\n', '\r']),
-        "reason",
-        "must be one line of 1 to 200 characters",
-    );
     problems.into_result()?;
     let customer_id = customer_id_of(state, pseudonym).await?;
     let now = state.clock.now_text();

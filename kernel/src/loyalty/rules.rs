@@ -19,7 +19,7 @@ use olivine_plugin_runtime::{CallError, CallStats};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::{EntryKind, NewEntry};
+use super::{EntryKind, NewEntry, Undo};
 use crate::bus::{ClusterOnceConsumer, ConsumerFuture, Event};
 use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob, Permanent};
 use crate::plugins::decisions::hash;
@@ -32,6 +32,15 @@ pub const RULE_JOB: &str = "loyalty.rule";
 pub const EXPIRE_JOB: &str = "loyalty.expire";
 /// The consumer's name in `bus_consumers`.
 pub const CONSUMER: &str = "loyalty";
+/// The events the processor reads; it passes over the rest.
+const LOYALTY_EVENTS: [&str; 6] = [
+    "order.paid",
+    "order.refunded",
+    "order.cancelled",
+    "subscription.renewed",
+    "customer.registered",
+    "review.published",
+];
 /// The longest reason a rule may give.
 const MAX_REASON_CHARS: usize = 200;
 /// What a retry job queued before the event carried its time gives for it (and for
@@ -172,6 +181,10 @@ impl ClusterOnceConsumer for LoyaltyConsumer {
         CONSUMER
     }
 
+    fn wants(&self, event: &Event) -> bool {
+        LOYALTY_EVENTS.contains(&event.event_type.as_str())
+    }
+
     fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a> {
         Box::pin(async move {
             let now = self.clock.now_text();
@@ -271,8 +284,8 @@ async fn input_for(
                         .get("amount_minor")
                         .and_then(|a| a.as_i64())
                         .or(Some(order.refunded_minor));
-                    super::reverse_earned(tx, order.id, part, &source, now).await?;
-                    super::restore_spent(tx, order.id, part, &source, now).await?;
+                    super::undo_order(tx, order.id, part, Undo::SpentAndEarned, &source, now)
+                        .await?;
                 }
             }
         }

@@ -187,7 +187,13 @@ pub struct Order {
 
 /// Free text: required or not, at most `max` characters as sent (surrounding whitespace
 /// included), no control characters once trimmed.
-fn check_text(problems: &mut Problems, field: &str, value: &str, max: usize, required: bool) {
+pub(crate) fn check_text(
+    problems: &mut Problems,
+    field: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) {
     let length = value.chars().count();
     let value = value.trim();
     if required && value.is_empty() {
@@ -1193,10 +1199,11 @@ async fn transition_inner(
         crate::inventory::audit_changes(&mut tx, &applied, &release).await?;
         // Points spent on the order are the shopper's again at once (a declined payment
         // lets them check out again with them).
-        crate::loyalty::restore_spent(
+        crate::loyalty::undo_order(
             &mut tx,
             id,
             (1, 1),
+            crate::loyalty::Undo::Spent,
             &format!("order-cancelled:{number}"),
             &state.clock.now_text(),
         )

@@ -192,8 +192,8 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         .unwrap_or("");
     let permission = match section {
         "me" => return Some(Access::AnyStaff),
-        "products" | "variants" | "categories" if read => CatalogRead,
-        "products" | "variants" | "categories" => CatalogWrite,
+        "products" | "variants" | "categories" | "reviews" if read => CatalogRead,
+        "products" | "variants" | "categories" | "reviews" => CatalogWrite,
         "locations" | "lots" | "stock-ledger" if read => InventoryRead,
         "locations" | "lots" => InventoryWrite,
         "settings" if read => InventoryRead,

@@ -51,23 +51,6 @@ async fn install_rule(app: &TestApp, dir: &str, crate_name: &str, settings: Valu
     app.settle().await;
 }
 
-async fn as_customer(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    app.request(
-        method,
-        path,
-        Some(token),
-        body.map(|b| Body::from(b.to_string())),
-        Some("application/json"),
-    )
-    .await
-}
-
 async fn loyalty(app: &TestApp, token: &str) -> Value {
     let r = as_customer(app, token, Method::GET, "/api/v1/account/loyalty", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -357,6 +340,10 @@ both_backends! {
         let number = scalar_text(app, "SELECT number FROM orders").await;
         redeliver(app, &order_event(app, "order.paid", &number).await).await;
         assert_eq!(ledger_rows(app, "chaos-loyalty").await, [(7, "earned".to_owned())]);
+        // The registration's job (nothing to credit in mode ok) is done too.
+        wait_until("every retried loyalty job is done", async || {
+            scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE kind = 'loyalty.rule'").await == 0
+        }).await;
         // A rule that answers more than the shop's bound is refused the same way.
         let r = app.admin_patch("/api/v1/admin/plugins/chaos-loyalty", &json!({"settings": {"mode": "too-many-points"}})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());

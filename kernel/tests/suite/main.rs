@@ -41,6 +41,7 @@ mod privacy;
 mod process;
 mod rate_limit;
 mod replica;
+mod reviews;
 mod security_headers;
 mod session_sweep;
 mod staff;

@@ -28,23 +28,6 @@ async fn sub_shop(
     .await
 }
 
-async fn as_customer(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    app.request(
-        method,
-        path,
-        Some(token),
-        body.map(|b| Body::from(b.to_string())),
-        Some("application/json"),
-    )
-    .await
-}
-
 /// A signed-in customer who bought two MAG-60 on a 30-day subscription with `card`:
 /// answers (their token, the first order, the subscription's number).
 async fn subscribed(shop: &Shop, email: &str, card: &str) -> (String, Value, String) {

@@ -476,6 +476,24 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A JSON request with a customer's access token.
+pub async fn as_customer(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    app.request(
+        method,
+        path,
+        Some(token),
+        body.map(|b| Body::from(b.to_string())),
+        Some("application/json"),
+    )
+    .await
+}
+
 /// Polls `done` until it holds (up to 30 s), then returns; panics naming `what`.
 pub async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
