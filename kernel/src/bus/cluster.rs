@@ -21,6 +21,9 @@ use crate::store::Db;
 use crate::time::{Clock, format_timestamp, parse_timestamp};
 
 const BATCH: i64 = 100;
+/// The most events a consumer handles in one transaction (a long transaction holds
+/// SQLite's one write lock, and its rows' locks on PostgreSQL).
+const MAX_RUN: usize = 64;
 
 /// Adds the consumer's row, starting at the head: a consumer deployed today handles
 /// today's events, not the whole history.
@@ -39,6 +42,8 @@ pub(super) async fn register(db: &Db, name: &str, clock: &Clock) -> anyhow::Resu
 
 /// A consumer's row while this node holds its lease.
 struct Held {
+    /// This node.
+    node: String,
     position: i64,
     attempts: u32,
     retry_at: Option<DateTime<Utc>>,
@@ -69,6 +74,7 @@ async fn lease(
     let Some(row) = row else { return Ok(None) };
     let retry_at: Option<String> = row.try_get(2)?;
     Ok(Some(Held {
+        node: node.to_owned(),
         position: row.try_get(0)?,
         attempts: u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
         retry_at: retry_at.as_deref().and_then(parse_timestamp),
@@ -111,6 +117,18 @@ async fn move_past(
 /// Moves the consumer's position over events it does not want, from `from` to `to`, if
 /// it is still at `from` and this node holds the lease.
 async fn pass_over(db: &Db, name: &str, node: &str, from: i64, to: i64, now: &str) -> Result<bool> {
+    pass_over_in(&mut *db.pool.acquire().await?, name, node, from, to, now).await
+}
+
+/// [`pass_over`] on the caller's connection (in its transaction).
+async fn pass_over_in(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    node: &str,
+    from: i64,
+    to: i64,
+    now: &str,
+) -> Result<bool> {
     let moved = sqlx::query(
         "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
             updated_at = $2
@@ -121,10 +139,41 @@ async fn pass_over(db: &Db, name: &str, node: &str, from: i64, to: i64, now: &st
     .bind(name)
     .bind(from)
     .bind(node)
-    .execute(&db.pool)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(moved == 1)
+}
+
+/// Handles a run of events in one transaction that moves the position past the last of
+/// them (the events the consumer does not want are only passed over). Any failure rolls
+/// the whole run back; the caller then goes one event at a time, so that the failing
+/// event alone is retried.
+async fn deliver_run(
+    db: &Db,
+    consumer: &dyn ClusterOnceConsumer,
+    from: i64,
+    run: &[Event],
+    node: &str,
+    now: &str,
+) -> Result<Delivery> {
+    let Some(last) = run.last() else {
+        return Ok(Delivery::Done);
+    };
+    let mut tx = db.begin().await?;
+    if !pass_over_in(&mut tx, consumer.name(), node, from, last.position, now).await? {
+        tx.rollback().await?;
+        return Ok(Delivery::LeaseLost);
+    }
+    for event in run.iter().filter(|e| consumer.wants(e)) {
+        if let Err(err) = consumer.handle(event, &mut tx).await {
+            tx.rollback().await?;
+            return Ok(Delivery::Failed(err));
+        }
+    }
+    crate::failpoint::hit("bus.cluster_before_commit");
+    tx.commit().await?;
+    Ok(Delivery::Done)
 }
 
 /// Handles one event in the transaction that moves the position past it.
@@ -289,10 +338,70 @@ async fn work(
         return Ok(Wait::For(renew_every));
     }
     let events = log::read_after(db, held.position, head, BATCH).await?;
+    let run_size = consumer.run_size().min(MAX_RUN);
+    if run_size > 1
+        && held.attempts == 0
+        && events
+            .first()
+            .is_some_and(|e| e.position == held.position + 1)
+    {
+        // Runs of up to `run_size` wanted events commit together: one transaction per
+        // event falls behind a busy shop. A failing run is done again one at a time.
+        let mut start = 0;
+        while start < events.len() {
+            let mut end = start;
+            let mut wanted = 0;
+            while end < events.len() && wanted < run_size {
+                wanted += usize::from(consumer.wants(&events[end]));
+                end += 1;
+            }
+            let run = &events[start..end];
+            let now = clock.now_text();
+            match deliver_run(db, consumer, held.position, run, node, &now).await? {
+                Delivery::Done => {
+                    held.position = run.last().map_or(held.position, |e| e.position);
+                    metrics::counter!("olivine_bus_events_delivered_total", "consumer" => name)
+                        .increment(wanted as u64);
+                }
+                Delivery::LeaseLost => return Ok(Wait::Again),
+                // From this run on, one event at a time.
+                Delivery::Failed(_) => break,
+            }
+            start = end;
+            if held.lease_until - clock.now()
+                < chrono::Duration::from_std(config.lease / 2).unwrap_or_default()
+            {
+                match lease(db, name, node, clock, config.lease).await? {
+                    Some(renewed) => held.lease_until = renewed.lease_until,
+                    None => return Ok(Wait::Again),
+                }
+            }
+        }
+        if start >= events.len() {
+            return Ok(Wait::Again);
+        }
+        return one_at_a_time(db, consumer, clock, config, held, &events[start..]).await;
+    }
+    one_at_a_time(db, consumer, clock, config, held, &events).await
+}
+
+/// Delivers `events` one transaction each, from `held`: how a failing event is found,
+/// retried and dead-lettered alone.
+async fn one_at_a_time(
+    db: &Db,
+    consumer: &dyn ClusterOnceConsumer,
+    clock: &Clock,
+    config: &super::BusConfig,
+    mut held: Held,
+    events: &[Event],
+) -> Result<Wait> {
+    let name = consumer.name();
+    let node = &held.node;
+    let renew_every = config.lease / 3;
     // The position of the last event of a run the consumer does not want, not yet
     // passed over.
     let mut unwanted_to: Option<i64> = None;
-    for event in &events {
+    for event in events {
         if event.position != held.position + 1 {
             // Pruning never passes a consumer's position, so this is a bug, not a race.
             tracing::error!(

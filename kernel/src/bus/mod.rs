@@ -143,6 +143,13 @@ pub trait ClusterOnceConsumer: Send + Sync {
     fn wants(&self, _event: &Event) -> bool {
         true
     }
+    /// How many wanted events it may handle in one transaction (1 by default). More
+    /// keeps up with a busy shop (a transaction each is a commit each); a failing run is
+    /// rolled back and done again one event at a time, so `handle` may see an event more
+    /// than once, while its effects still happen once.
+    fn run_size(&self) -> usize {
+        1
+    }
     fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a>;
 }
 

@@ -1222,6 +1222,7 @@ async fn transition_inner(
     )
     .await?;
     tx.commit().await?;
+    state.bus.notify();
     load(state, id, true).await
 }
 
@@ -1532,6 +1533,7 @@ async fn authorize_recorded(
                     .await?;
                 }
                 tx.commit().await?;
+                state.bus.notify();
                 Ok(moved.then_some(PaymentRecorded {
                     status: OrderStatus::Paid,
                     payment_reference: result.processor_reference,
@@ -1786,5 +1788,6 @@ pub async fn refund(
     )
     .await?;
     tx.commit().await?;
+    state.bus.notify();
     load(state, id, true).await
 }

@@ -54,6 +54,8 @@ struct Effects {
     reached: tokio::sync::Notify,
     healed: AtomicBool,
     calls: AtomicUsize,
+    /// Events handled per transaction (`ClusterOnceConsumer::run_size`).
+    run: usize,
 }
 
 impl Effects {
@@ -68,6 +70,15 @@ impl Effects {
             reached: Default::default(),
             healed: AtomicBool::new(false),
             calls: AtomicUsize::new(0),
+            run: 1,
+        })
+    }
+
+    /// Handles runs of `run` events a transaction, and passes over events marked `skip`.
+    fn in_runs(name: &'static str, run: usize) -> Arc<Effects> {
+        Arc::new(Effects {
+            run,
+            ..Arc::into_inner(Self::new(name)).unwrap()
         })
     }
 }
@@ -75,6 +86,14 @@ impl Effects {
 impl ClusterOnceConsumer for Effects {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        self.run == 1 || event.payload["skip"] != true
+    }
+
+    fn run_size(&self) -> usize {
+        self.run
     }
 
     fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a> {
@@ -358,6 +377,43 @@ both_backends! {
         second.stop().await;
         db.close().await;
         test_db.drop().await;
+    }
+
+    async fn a_consumer_in_runs_passes_over_what_it_does_not_want_and_isolates_a_failure(backend: Backend) {
+        let runs = Effects::in_runs("runs", 4);
+        let clock = Clock::system();
+        let app = TestApp::start_extended(backend, |c| {
+            c.cluster.bus_max_attempts = 2;
+            c.cluster.bus_retry_base_ms = 60_000;
+        }, Extensions {
+            cluster_once: vec![runs.clone()],
+            clock: Some(clock.clone()),
+            ..Default::default()
+        }).await;
+        let db = app.kernel.state.db.clone();
+        effects_table(&db).await;
+        let mut tx = db.begin().await.unwrap();
+        for seq in 1..=12 {
+            olivine::bus::record(&mut tx, "aggregate", "r", "test.happened",
+                &serde_json::json!({ "seq": seq, "poison": seq == 7, "skip": seq % 3 == 0 })).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        app.kernel.state.bus.notify();
+        // The run holding 7 fails and is done again one event at a time: 4 and 5 once,
+        // then 7 fails alone and waits for its retry.
+        wait_until("the poison event fails alone", async || {
+            let status = app.admin_get("/api/v1/admin/bus").await.json();
+            status["cluster_once"].as_array().unwrap().iter().any(|c| c["name"] == "runs" && c["attempts"] == 1)
+        }).await;
+        let handled: Vec<i64> = effects(&db, "runs").await.iter().map(|e| e.1).collect();
+        assert_eq!(handled, [1, 2, 4, 5]);
+        clock.advance(Duration::from_secs(61));
+        wait_until("dead-lettered, then the rest", async || effects(&db, "runs").await.len() == 7).await;
+        let handled: Vec<i64> = effects(&db, "runs").await.iter().map(|e| e.1).collect();
+        assert_eq!(handled, [1, 2, 4, 5, 8, 10, 11], "each wanted event once, none it passed over");
+        assert_eq!(scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM bus_dead_letters").await, 1);
+        app.settle().await;
+        app.stop().await;
     }
 
     async fn a_failing_consumer_retries_dead_letters_and_holds_nobody_back(backend: Backend) {
