@@ -98,29 +98,17 @@ async fn move_past(
     event: &Event,
     now: &str,
 ) -> Result<bool> {
-    let moved = sqlx::query(
-        "UPDATE bus_consumers SET position = $1, attempts = 0, retry_at = NULL, last_error = NULL,
-            updated_at = $2
-         WHERE name = $3 AND position = $4 AND leased_by = $5",
-    )
-    .bind(event.position)
-    .bind(now)
-    .bind(name)
-    .bind(event.position - 1)
-    .bind(node)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(moved == 1)
+    pass_over_in(tx, name, node, event.position - 1, event.position, now).await
 }
 
-/// Moves the consumer's position over events it does not want, from `from` to `to`, if
-/// it is still at `from` and this node holds the lease.
+/// Moves the consumer's position from `from` to `to` (over events it does not want, or
+/// past the ones just handled), if it is still at `from` and this node holds the lease.
 async fn pass_over(db: &Db, name: &str, node: &str, from: i64, to: i64, now: &str) -> Result<bool> {
     pass_over_in(&mut *db.pool.acquire().await?, name, node, from, to, now).await
 }
 
-/// [`pass_over`] on the caller's connection (in its transaction).
+/// [`pass_over`] on the caller's connection (in its transaction: the row stays locked
+/// until it ends).
 async fn pass_over_in(
     conn: &mut sqlx::AnyConnection,
     name: &str,

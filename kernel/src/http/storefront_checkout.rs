@@ -404,8 +404,8 @@ async fn render(
     let customer_id = shopper.customer.as_ref().map(|c| c.customer_id);
     // A signed-in shopper with points to spend is offered them.
     let points = match customer_id {
-        Some(id) => match crate::loyalty::summary(state, id).await {
-            Ok(summary) => Some(summary).filter(|s| s.balance > 0 && s.point_value_minor > 0),
+        Some(id) => match crate::loyalty::spendable(state, id).await {
+            Ok(spendable) => spendable,
             Err(err) => return server_error(&err, "checkout"),
         },
         None => None,
@@ -467,7 +467,7 @@ struct CheckoutPage<'a> {
     session: &'a Session,
     errors: &'a FormErrors,
     /// The signed-in shopper's points, when they have some to spend.
-    points: Option<&'a crate::loyalty::LoyaltySummary>,
+    points: Option<&'a crate::loyalty::Spendable>,
 }
 
 impl CheckoutPage<'_> {
@@ -514,7 +514,7 @@ impl CheckoutPage<'_> {
                         (labelled_input("Points to spend", "redeem_points", "number", values.get("redeem_points"), "off", false, errors))
                         p.muted #points-hint {
                             "You have " (points.balance) " points, worth "
-                            (cart_pages::money(points.balance_value_minor, currency))
+                            (cart_pages::money(points.value_minor, currency))
                             ". Spend at least " (points.min_redeem_points) ", on up to "
                             (points.max_redeem_percent) " % of the goods."
                         }
