@@ -171,6 +171,26 @@ async fn quote_for(
     )
 }
 
+/// What a posted form must hold before an order is tried: the card's token (the page's
+/// script put it there), the total the page showed, and the points to spend if any; or
+/// what to tell the shopper.
+fn placing_fields(form: &Form, values: &Values) -> Result<(String, i64, Option<i64>), FormErrors> {
+    let token = form.get("payment_token").trim();
+    if token.is_empty() {
+        return Err(form_error(
+            "Please enter your card details (the page needs JavaScript to send them to our payment processor).",
+        ));
+    }
+    let Ok(expected_total) = form.get("expected_total_minor").trim().parse::<i64>() else {
+        return Err(form_error(
+            "Please check the total for your country, then place the order.",
+        ));
+    };
+    let points =
+        points_of(values).map_err(|err| FormErrors::from_error(&err).unwrap_or_default())?;
+    Ok((token.to_owned(), expected_total, points))
+}
+
 /// The points the shopper typed in to spend (none for a blank field).
 fn points_of(values: &Values) -> Result<Option<i64>, Error> {
     values
@@ -680,53 +700,12 @@ async fn checkout_submit(
         // "Update total": the same form with the totals for the chosen country.
         return render(&state, &session, shopper, &cart, values, &key, None, None).await;
     }
-    let token = form.get("payment_token").trim();
-    if token.is_empty() {
-        let problem = Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            errors: form_error(
-                "Please enter your card details (the page needs JavaScript to send them to our payment processor).",
-            ),
-        };
-        return render(
-            &state,
-            &session,
-            shopper,
-            &cart,
-            values,
-            &key,
-            Some(problem),
-            None,
-        )
-        .await;
-    }
-    let Ok(expected_total) = form.get("expected_total_minor").trim().parse::<i64>() else {
-        let problem = Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            errors: form_error("Please check the total for your country, then place the order."),
-        };
-        return render(
-            &state,
-            &session,
-            shopper,
-            &cart,
-            values,
-            &key,
-            Some(problem),
-            None,
-        )
-        .await;
-    };
-    let optional = |name: &str| {
-        let value = form.get(name).trim();
-        (!value.is_empty()).then(|| value.to_owned())
-    };
-    let redeem_points = match points_of(&values) {
-        Ok(points) => points,
-        Err(err) => {
+    let (token, expected_total, redeem_points) = match placing_fields(&form, &values) {
+        Ok(fields) => fields,
+        Err(errors) => {
             let problem = Problem {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                errors: FormErrors::from_error(&err).unwrap_or_default(),
+                errors,
             };
             return render(
                 &state,
@@ -741,6 +720,10 @@ async fn checkout_submit(
             .await;
         }
     };
+    let optional = |name: &str| {
+        let value = form.get(name).trim();
+        (!value.is_empty()).then(|| value.to_owned())
+    };
     let request = CheckoutRequest {
         email: Some(form.get("email").trim().to_owned()),
         shipping_address: ShippingAddress {
@@ -753,7 +736,7 @@ async fn checkout_submit(
             country: form.get("country").trim().to_uppercase(),
         },
         shipping_method: form.get("shipping_method").trim().to_owned(),
-        payment_token: Some(token.to_owned()),
+        payment_token: Some(token),
         expected_total_minor: Some(expected_total),
         redeem_points,
     };
