@@ -323,13 +323,23 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         )))
         .handler(crate::subscriptions::renew::scan_job())
         .handler(crate::loyalty::rules::rule_job())
-        .handler(crate::loyalty::rules::expire_job());
+        .handler(crate::loyalty::rules::expire_job())
+        .handler(crate::loyalty::birthdays::job());
     if config.loyalty_expiry_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "loyalty.expire",
             kind: crate::loyalty::rules::EXPIRE_JOB,
             interval: Duration::from_secs(config.loyalty_expiry_scan_secs),
             at_start: false,
+        });
+    }
+    if config.loyalty_birthday_scan_secs > 0 {
+        // At start too: a birthday the cluster slept through is caught up.
+        registry.schedule(Schedule {
+            name: "loyalty.birthdays",
+            kind: crate::loyalty::birthdays::JOB,
+            interval: Duration::from_secs(config.loyalty_birthday_scan_secs),
+            at_start: true,
         });
     }
     if config.subscription_scan_secs > 0 {

@@ -190,6 +190,15 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_LOYALTY_EXPIRY_SCAN_SECS", default_value_t = 3600)]
     pub loyalty_expiry_scan_secs: u64,
 
+    /// How often the day's birthdays are looked for, to emit `customer.birthday` for
+    /// loyalty rules (seconds; 0: never). It also runs once at start.
+    #[arg(
+        long,
+        env = "OLIVINE_LOYALTY_BIRTHDAY_SCAN_SECS",
+        default_value_t = 3600
+    )]
+    pub loyalty_birthday_scan_secs: u64,
+
     /// Subscription renewals this node runs at once, on workers and a database pool of
     /// their own, so a renewal storm never holds up shoppers or other background work
     /// (0: this node runs no renewals; others in the cluster do). Three renew as fast as
@@ -332,6 +341,7 @@ impl ServeConfig {
             payment_reconcile_grace_secs: 120,
             subscription_scan_secs: 60,
             loyalty_expiry_scan_secs: 3600,
+            loyalty_birthday_scan_secs: 3600,
             renewal_workers: 3,
             cluster: ClusterConfig::default(),
         }

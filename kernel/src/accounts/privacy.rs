@@ -326,6 +326,10 @@ pub fn export_sections() -> Vec<ExportSection> {
             collect: |s, c| Box::pin(crate::loyalty::export_on(c, s.customer_id)),
         },
         ExportSection {
+            name: "birthday",
+            collect: |s, c| Box::pin(crate::loyalty::birthdays::export_on(c, s.customer_id)),
+        },
+        ExportSection {
             name: "plugin_data",
             collect: |_, _| Box::pin(async { Ok(plugin_data_section()) }),
         },
@@ -751,6 +755,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
         .await?
         .reviews_kept_on_erasure;
     let reviews = crate::reviews::erase(&mut tx, customer_id, keep_reviews).await?;
+    let birthday = crate::loyalty::birthdays::erase(&mut tx, customer_id).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -791,6 +796,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "orders_with_identity": orders,
                 "subscriptions_cancelled": subscriptions,
                 "reviews": reviews,
+                "birthday": birthday,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),
@@ -940,6 +946,7 @@ mod tests {
             "orders",
             "subscriptions",
             "loyalty_ledger",
+            "birthday",
             "plugin_data",
             "consents",
             "sessions",

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::birthdays::BirthdayInput;
 use super::{LoyaltySummary, PointsAdjustment};
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
@@ -13,7 +14,9 @@ use crate::http::extract::{CustomerAuth, JsonBody, PathParam, StaffAuth};
 
 /// Under `/api/v1/account`.
 pub fn account_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(my_loyalty))
+    OpenApiRouter::new()
+        .routes(routes!(my_loyalty))
+        .routes(routes!(set_birthday))
 }
 
 /// Under `/api/v1/admin`.
@@ -31,6 +34,21 @@ async fn my_loyalty(
     State(state): State<AppState>,
     CustomerAuth(auth): CustomerAuth,
 ) -> Result<Json<LoyaltySummary>> {
+    Ok(Json(super::summary(&state, auth.customer_id).await?))
+}
+
+/// Sets (`MM-DD`) or forgets (`null`) the birthday for birthday rewards. A birthday is
+/// celebrated once a year, when it was given at least 30 days before.
+#[utoipa::path(put, path = "/loyalty/birthday", tag = "account", request_body = BirthdayInput,
+    security(("customer_token" = [])),
+    responses((status = 200, body = LoyaltySummary), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn set_birthday(
+    State(state): State<AppState>,
+    CustomerAuth(auth): CustomerAuth,
+    JsonBody(input): JsonBody<BirthdayInput>,
+) -> Result<Json<LoyaltySummary>> {
+    super::birthdays::set(&state, auth.customer_id, &input).await?;
     Ok(Json(super::summary(&state, auth.customer_id).await?))
 }
 

@@ -10,6 +10,7 @@
 //! customer spend one after the other and the balance never goes below zero.
 
 pub mod api;
+pub mod birthdays;
 pub mod rules;
 
 use serde::Serialize;
@@ -103,6 +104,8 @@ pub struct LoyaltySummary {
     /// When the balance expires unless the customer orders before (none when points do
     /// not expire in this shop, or there is nothing to expire).
     pub expires_at: Option<String>,
+    /// The birthday the customer gave for birthday rewards (`MM-DD`), if any.
+    pub birthday: Option<String>,
     /// The newest 200 entries.
     pub entries: Vec<LoyaltyEntry>,
 }
@@ -271,6 +274,7 @@ pub async fn summary(state: &AppState, customer_id: i64) -> Result<LoyaltySummar
         min_redeem_points: settings.loyalty_min_redeem_points,
         max_redeem_percent: settings.loyalty_max_redeem_percent,
         expires_at,
+        birthday: birthdays::get(&mut conn, customer_id).await?,
         entries,
     })
 }

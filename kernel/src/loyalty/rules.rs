@@ -33,13 +33,14 @@ pub const EXPIRE_JOB: &str = "loyalty.expire";
 /// The consumer's name in `bus_consumers`.
 pub const CONSUMER: &str = "loyalty";
 /// The events the processor reads; it passes over the rest.
-const LOYALTY_EVENTS: [&str; 6] = [
+const LOYALTY_EVENTS: [&str; 7] = [
     "order.paid",
     "order.refunded",
     "order.cancelled",
     "subscription.renewed",
     "customer.registered",
     "review.published",
+    "customer.birthday",
 ];
 /// The longest reason a rule may give.
 const MAX_REASON_CHARS: usize = 200;
@@ -322,7 +323,7 @@ async fn input_for(
             input.customer_id = row.try_get(0)?;
             input.pseudonym = pseudonym.to_owned();
         }
-        "review.published" => {
+        "review.published" | "customer.birthday" => {
             let Some(customer_id) = payload.get("customer").and_then(|c| c.as_i64()) else {
                 return Ok(None);
             };

@@ -412,6 +412,15 @@ both_backends! {
         assert_html(&page, StatusCode::OK);
         assert!(page.text().contains(r#"id="points-balance" data-points="500""#), "{}", page.text());
         assert!(page.text().contains("Welcome gift"), "{}", page.text());
+        // The birthday form: a wrong day is refused on the field, a right one kept.
+        let csrf = csrf_of(&page);
+        let r = post_form(app, &mut browser, "/account/points/birthday", &[("csrf", &csrf), ("birthday", "02-31")]).await;
+        assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().contains(r#"id="f-birthday-error""#), "{}", r.text());
+        let r = post_form(app, &mut browser, "/account/points/birthday", &[("csrf", &csrf), ("birthday", "7-4")]).await;
+        assert_eq!(location(&r), "/account/points");
+        let page = get(app, &mut browser, "/account/points").await;
+        assert!(page.text().contains(r#"value="07-04""#), "{}", page.text());
         let page = get(app, &mut browser, "/account").await;
         assert!(page.text().contains(r#"href="/account/points""#), "{}", page.text());
 
@@ -529,6 +538,89 @@ both_backends! {
             Some((20, "Thank you for your review".to_owned()))
         );
         assert_eq!(ledger_reasons(app, "loyalty-points").await.len(), 4);
+        shop.app.stop().await;
+    }
+}
+
+/// Moves the test clock to noon (UTC) of the next `month`-`day` at least a day away.
+fn advance_to(app: &TestApp, month: u32, day: u32) {
+    use chrono::Datelike;
+    let now = app.kernel.state.clock.now();
+    let mut year = now.year();
+    let target = loop {
+        let at = chrono::NaiveDate::from_ymd_opt(year, month, day)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc();
+        if at > now + chrono::Duration::days(1) {
+            break at;
+        }
+        year += 1;
+    };
+    app.kernel
+        .state
+        .clock
+        .advance((target - now).to_std().unwrap());
+}
+
+async fn set_birthday(app: &TestApp, token: &str, birthday: Value) -> TestResponse {
+    as_customer(
+        app,
+        token,
+        Method::PUT,
+        "/api/v1/account/loyalty/birthday",
+        Some(json!({"birthday": birthday})),
+    )
+    .await
+}
+
+both_backends! {
+    async fn birthdays_given_in_time_earn_once_a_year_and_erasure_forgets_them(backend: Backend) {
+        let shop = loyalty_shop(backend, |c| c.loyalty_birthday_scan_secs = 60).await;
+        let app = &shop.app;
+        install_rule(app, "loyalty-points", "loyalty_points", json!({"birthday_points": "75"})).await;
+        advance_to(app, 1, 5);
+        let early = app.customer_token("early@example.com").await;
+        let late = app.customer_token("late@example.com").await;
+        for bad in ["02-30", "13-01", "1990-02-20", "Feb 20"] {
+            set_birthday(app, &early, json!(bad)).await.assert_field_error(422, "birthday");
+        }
+        let r = set_birthday(app, &early, json!("02-20")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["birthday"], "02-20");
+        // Fifteen days' notice is too little: this year's 20 January passes unrewarded.
+        let r = set_birthday(app, &late, json!("1-20")).await;
+        assert_eq!(r.json()["birthday"], "01-20", "{}", r.text());
+        advance_to(app, 1, 20);
+        assert_eq!(olivine::loyalty::birthdays::celebrate(&app.kernel.state).await.unwrap(), 0);
+        // On the day, the schedule celebrates and the rule's points are spendable at once.
+        advance_to(app, 2, 20);
+        wait_until("the birthday points arrive", async || loyalty(app, &early).await["balance"] == 75).await;
+        assert_eq!(loyalty(app, &early).await["entries"][0]["reason"], "Happy birthday!");
+        assert_eq!(olivine::loyalty::birthdays::celebrate(&app.kernel.state).await.unwrap(), 0);
+        // A birthday moved later in the year is not a second one this year.
+        assert_eq!(set_birthday(app, &early, json!("03-30")).await.status, StatusCode::OK);
+        advance_to(app, 3, 30);
+        assert_eq!(olivine::loyalty::birthdays::celebrate(&app.kernel.state).await.unwrap(), 0);
+        app.settle().await;
+        assert_eq!(ledger_rows(app, "loyalty-points").await, [(75, "earned".to_owned())]);
+        // Next year it comes again, for both (the late one's notice has long passed).
+        advance_to(app, 1, 20);
+        wait_until("the late birthday is celebrated", async || loyalty(app, &late).await["balance"] == 75).await;
+        advance_to(app, 3, 30);
+        wait_until("the second birthday", async || loyalty(app, &early).await["balance"] == 150).await;
+        // The birthday is the customer's: in the export, gone with erasure.
+        let export = as_customer(app, &early, Method::GET, "/api/v1/account/export", None).await.json();
+        assert_eq!(export["sections"]["birthday"]["birthday"], "03-30", "{export}");
+        let r = as_customer(app, &early, Method::POST, "/api/v1/account/erasure",
+            Some(json!({"password": "correct horse battery", "confirm": "erase my account"}))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM customer_birthdays").await, 1);
+        // Forgetting it is the customer's choice too.
+        let r = set_birthday(app, &late, Value::Null).await;
+        assert!(r.json()["birthday"].is_null(), "{}", r.text());
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM customer_birthdays").await, 0);
         shop.app.stop().await;
     }
 }

@@ -98,6 +98,8 @@ pub struct Config {
     pub renewal_bonus_points: i64,
     pub welcome_points: i64,
     pub review_points: i64,
+    /// Points on the customer's birthday (`customer.birthday`).
+    pub birthday_points: i64,
     /// Sorted by spend, ascending.
     pub tiers: Vec<Tier>,
 }
@@ -138,6 +140,11 @@ impl Config {
             review_points: settings::ensure_range(
                 "review_points",
                 s.get_parsed_or("review_points", 0)?,
+                0..=1_000_000,
+            )?,
+            birthday_points: settings::ensure_range(
+                "birthday_points",
+                s.get_parsed_or("birthday_points", 0)?,
                 0..=1_000_000,
             )?,
             tiers: parse_tiers(s.get_or("tiers", ""))?,
@@ -212,6 +219,10 @@ pub fn on_event(event: &LoyaltyEvent, config: &Config) -> Result<Vec<PointsEntry
         "review.published" if config.review_points > 0 => Ok(vec![PointsEntry::new(
             config.review_points,
             "Thank you for your review",
+        )]),
+        "customer.birthday" if config.birthday_points > 0 => Ok(vec![PointsEntry::new(
+            config.birthday_points,
+            "Happy birthday!",
         )]),
         _ => Ok(Vec::new()),
     }
@@ -302,8 +313,8 @@ mod tests {
     }
 
     #[test]
-    fn welcome_and_review_bonuses_are_off_until_set() {
-        for kind in ["customer.registered", "review.published"] {
+    fn welcome_review_and_birthday_bonuses_are_off_until_set() {
+        for kind in ["customer.registered", "review.published", "customer.birthday"] {
             assert!(
                 on_event(&event(kind, None, None), &defaults())
                     .unwrap()
@@ -313,8 +324,11 @@ mod tests {
         let generous = Config {
             welcome_points: 50,
             review_points: 20,
+            birthday_points: 75,
             ..defaults()
         };
+        let out = on_event(&event("customer.birthday", None, None), &generous).unwrap();
+        assert_eq!(out, [PointsEntry::new(75, "Happy birthday!")]);
         let out = on_event(&event("customer.registered", None, None), &generous).unwrap();
         assert_eq!(out, [PointsEntry::new(50, "Welcome to the shop")]);
         let out = on_event(&event("review.published", None, None), &generous).unwrap();
