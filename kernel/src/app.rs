@@ -39,6 +39,8 @@ pub struct Inner {
     pub keys: Arc<Keyring>,
     /// Rate limits per client (in this process, or in Redis).
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// This node's product search index.
+    pub search: Arc<crate::search::SearchIndex>,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -172,8 +174,13 @@ impl Kernel {
             )
             .await?,
         );
+        let search = crate::search::SearchIndex::open(
+            &config.store.data_dir.join("search"),
+            background_db.clone(),
+        )?;
         let mut node_local: Vec<Arc<dyn NodeLocalConsumer>> = vec![
             Arc::new(CacheInvalidator::new(cache.clone(), work_db.clone())),
+            Arc::new(crate::search::SearchIndexer::new(search.clone())),
             Arc::new(PluginReloader {
                 plugins: plugins.clone(),
             }),
@@ -227,7 +234,14 @@ impl Kernel {
             plugins,
             keys,
             limiter,
+            search: search.clone(),
         }));
+        // Built after the bus head was read: the indexer applies what comes after.
+        tokio::spawn(async move {
+            if let Err(err) = search.build().await {
+                tracing::error!(error = %format!("{err:#}"), "building the search index failed");
+            }
+        });
         let renewals = if state.config.renewal_workers > 0 {
             let workers = state.config.renewal_workers;
             let pool = Db::connect_named(

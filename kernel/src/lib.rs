@@ -21,6 +21,7 @@ pub mod orders;
 pub mod plugins;
 pub mod ratelimit;
 pub mod reviews;
+pub mod search;
 pub mod seed;
 pub mod staff;
 pub mod store;

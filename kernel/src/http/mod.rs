@@ -119,6 +119,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/account", crate::loyalty::api::account_routes())
                 .nest("/account", crate::reviews::api::account_routes())
                 .merge(crate::reviews::api::public_routes())
+                .merge(crate::search::api::routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

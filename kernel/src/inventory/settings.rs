@@ -46,6 +46,9 @@ pub struct StoreSettings {
     /// An erased customer's reviews stay on the product pages, anonymous (rating and
     /// text); off (the default), they are deleted with the account.
     pub reviews_kept_on_erasure: bool,
+    /// Search synonyms: groups separated by `;`, the words of a group by `=`, e.g.
+    /// `vit c = vitamin c; moisturiser = moisturizer` (a query with one finds the others).
+    pub search_synonyms: String,
 }
 
 /// What a renewal does when an item is out of stock; the shopper is told by an event
@@ -98,6 +101,7 @@ impl Default for StoreSettings {
             loyalty_expiry_months: 0,
             loyalty_max_points_per_event: 100_000,
             reviews_kept_on_erasure: false,
+            search_synonyms: String::new(),
         }
     }
 }
@@ -147,6 +151,9 @@ pub struct SettingsPatch {
     #[schema(minimum = 1, maximum = 10_000_000)]
     pub loyalty_max_points_per_event: Option<i64>,
     pub reviews_kept_on_erasure: Option<bool>,
+    /// Groups separated by `;`, words of a group by `=` (at most 200 groups).
+    #[schema(example = "vit c = vitamin c; moisturiser = moisturizer")]
+    pub search_synonyms: Option<String>,
 }
 
 /// The loyalty settings as (key, value, allowed range), for checks and storage.
@@ -196,6 +203,10 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
             }
             "reviews_kept_on_erasure" => {
                 settings.reviews_kept_on_erasure = value == "true";
+                continue;
+            }
+            "search_synonyms" => {
+                settings.search_synonyms = value;
                 continue;
             }
             "subscription_retry_days" => {
@@ -301,6 +312,11 @@ pub async fn update(
             );
         }
     }
+    if let Some(text) = &patch.search_synonyms
+        && let Err(message) = crate::search::synonyms::parse(text)
+    {
+        problems.add("search_synonyms", message);
+    }
     problems.into_result()?;
     let before = load(conn).await?;
     let now = crate::time::now();
@@ -321,6 +337,7 @@ pub async fn update(
             "reviews_kept_on_erasure",
             patch.reviews_kept_on_erasure.map(|v| v.to_string()),
         ),
+        ("search_synonyms", patch.search_synonyms.clone()),
         (
             "subscription_notice_days",
             patch.subscription_notice_days.map(|v| v.to_string()),

@@ -42,6 +42,7 @@ mod process;
 mod rate_limit;
 mod replica;
 mod reviews;
+mod search;
 mod security_headers;
 mod session_sweep;
 mod staff;
