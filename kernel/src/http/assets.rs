@@ -52,6 +52,10 @@ pub fn checkout_js() -> &'static Asset {
     &all()[1]
 }
 
+pub fn search_js() -> &'static Asset {
+    &all()[2]
+}
+
 fn all() -> &'static [Asset] {
     static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
@@ -66,6 +70,12 @@ fn all() -> &'static [Asset] {
                 "/assets/checkout.js",
                 "text/javascript; charset=utf-8",
                 include_str!("checkout.js"),
+                "public, max-age=300",
+            ),
+            Asset::new(
+                "/assets/search.js",
+                "text/javascript; charset=utf-8",
+                include_str!("search.js"),
                 "public, max-age=300",
             ),
         ]

@@ -19,6 +19,7 @@ pub mod storefront_loyalty;
 pub mod storefront_orders;
 pub mod storefront_privacy;
 pub mod storefront_reviews;
+pub mod storefront_search;
 pub mod storefront_subscriptions;
 
 use axum::Router;

@@ -56,17 +56,29 @@ fn script(
 pub fn scripts() -> &'static [Script] {
     static SCRIPTS: OnceLock<Vec<Script>> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
-        vec![script(
-            "checkout",
-            "the pages that take a card (the checkout, and a subscription's new card in the account): shows the checkout's total for the chosen country in place, and sends the card from the browser to the payment processor, posting only the token it answers",
-            &super::assets::checkout_js().path,
-            super::assets::checkout_js().body,
-        )]
+        vec![
+            script(
+                "checkout",
+                "the pages that take a card (the checkout, and a subscription's new card in the account): shows the checkout's total for the chosen country in place, and sends the card from the browser to the payment processor, posting only the token it answers",
+                &super::assets::checkout_js().path,
+                super::assets::checkout_js().body,
+            ),
+            script(
+                "search",
+                "every page: suggestions under the header's search box (from /api/v1/search/suggest), and on the results page a ticked filter sends the form at once",
+                &super::assets::search_js().path,
+                super::assets::search_js().body,
+            ),
+        ]
     })
 }
 
 pub fn checkout_script() -> &'static Script {
     &scripts()[0]
+}
+
+pub fn search_script() -> &'static Script {
+    &scripts()[1]
 }
 
 /// Origins a page's CSP lets scripts and connections reach beside the shop: a handler

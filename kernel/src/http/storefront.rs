@@ -42,6 +42,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(super::storefront_account::routes())
         .merge(super::storefront_cart::routes())
         .merge(super::storefront_checkout::routes())
+        .merge(super::storefront_search::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::session::layer,
@@ -88,7 +89,7 @@ fn server_error_page(categories: &[Category]) -> Response {
 
 /// The page for a failed data access: 404 for a missing thing, otherwise a logged 500.
 /// `categories` fill the header's navigation when they could be read.
-fn error_page(err: &Error, page: &str, categories: &[Category]) -> Response {
+pub(super) fn error_page(err: &Error, page: &str, categories: &[Category]) -> Response {
     if let Error::NotFound(_) = err {
         return not_found_with(categories).into_response();
     }
@@ -376,11 +377,18 @@ pub(crate) fn layout(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (STORE_NAME) }
                 link rel="stylesheet" href=(super::assets::site_css().path);
+                script src=(super::security::search_script().path) integrity=(super::security::search_script().integrity) defer {}
             }
             body {
                 header.site-header {
                     div.wrap.header-inner {
                         a.logo href="/" { span.logo-mark aria-hidden="true" {} (STORE_NAME) }
+                        form.site-search role="search" action="/search" method="get" {
+                            label.visually-hidden for="site-q" { "Search products" }
+                            input #site-q type="search" name="q" placeholder="Search products"
+                                autocomplete="off" maxlength="200";
+                            button type="submit" { "Search" }
+                        }
                         nav.site-nav aria-label="Main" {
                             @for category in top_level(categories) {
                                 a href=(category_url(&category.slug))
@@ -432,7 +440,7 @@ fn product_grid(items: &[ProductSummary]) -> Markup {
 fn product_card(item: &ProductSummary) -> Markup {
     html! {
         a.card href=(product_url(&item.slug)) {
-            (thumb(item.product_type, &item.name))
+            (thumb(item.product_type.as_str(), &item.name))
             div.card-body {
                 span.card-type { (type_label(item.product_type)) }
                 h3.card-title { (item.name) }
@@ -454,14 +462,14 @@ fn product_card(item: &ProductSummary) -> Markup {
 }
 
 /// A tinted placeholder standing in for a product photo.
-fn thumb(product_type: ProductType, name: &str) -> Markup {
+pub(super) fn thumb(product_type: &str, name: &str) -> Markup {
     let initial: String = name
         .chars()
         .next()
         .map(|c| c.to_uppercase().collect())
         .unwrap_or_default();
     html! {
-        div class={ "thumb thumb-" (product_type.as_str()) } aria-hidden="true" {
+        div class={ "thumb thumb-" (product_type) } aria-hidden="true" {
             span { (initial) }
         }
     }
@@ -515,7 +523,7 @@ fn product_body(
         }
         article.product {
             div.product-top {
-                (thumb(product.product_type, &product.name))
+                (thumb(product.product_type.as_str(), &product.name))
                 div.buy-box {
                     span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
                     h1 { (product.name) }
@@ -891,6 +899,11 @@ fn option_label(name: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// [`type_label`] of a product type as stored (`supplement`, ...).
+pub(super) fn type_label_of(product_type: &str) -> &'static str {
+    ProductType::parse(product_type).map_or("Product", type_label)
 }
 
 fn type_label(product_type: ProductType) -> &'static str {

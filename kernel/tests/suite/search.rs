@@ -180,3 +180,40 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn the_results_page_filters_without_javascript(backend: Backend) {
+        let app = TestApp::with_demo(backend).await;
+        ready(&app).await;
+        // Every page has the search box, and the one script that enhances it.
+        let home = app.get("/").await;
+        assert!(home.text().contains(r#"<form class="site-search" role="search" action="/search" method="get">"#), "{}", home.text());
+        let script = olivine::http::security::search_script();
+        assert!(home.text().contains(&format!(r#"src="{}" integrity="{}""#, script.path, script.integrity)));
+        assert_eq!(app.get(script.path).await.status, StatusCode::OK);
+        // A typo still finds; the facets are checkboxes with counts; a ticked one stays ticked.
+        let page = app.get("/search?q=vitamn").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        let html = page.text();
+        assert!(html.contains(r#"href="/p/vitamin-d3-k2""#), "{html}");
+        assert!(html.contains(r#"type="checkbox" id="f-category-vitamins" name="category" value="vitamins""#), "{html}");
+        let api = search(&app, "q=vitamn&category=vitamins&vegan=true").await;
+        let page = app.get("/search?q=vitamn&category=vitamins&vegan=true&min=&max=").await;
+        let html = page.text();
+        assert!(html.contains(r#"name="category" value="vitamins" checked"#), "{html}");
+        assert!(html.contains(&format!(r#"data-total="{}""#, api["total"])), "{html}");
+        // Prices in the form are in euros.
+        let cheap = search(&app, "price_max=1000").await["total"].clone();
+        let html = app.get("/search?max=10").await.text();
+        assert!(html.contains(&format!(r#"data-total="{cheap}""#)), "{html}");
+        assert!(html.contains(r#"name="max" min="0" step="0.01" inputmode="decimal" value="10.00""#), "{html}");
+        // Nothing found: the corrected query is offered.
+        let html = app.get("/search?q=zinx").await.text();
+        assert!(html.contains(r#"<a id="did-you-mean" href="/search?q=zinc">zinc</a>"#), "{html}");
+        // A parameter the page cannot read is a 400 page that says which.
+        let r = app.get("/search?price=cheap").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.text().contains("<code>price</code>"), "{}", r.text());
+        app.stop().await;
+    }
+}
