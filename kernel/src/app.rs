@@ -41,6 +41,8 @@ pub struct Inner {
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
     /// This node's product search index.
     pub search: Arc<crate::search::SearchIndex>,
+    /// The behaviour recorder and the related products read lately.
+    pub recommendations: crate::recommendations::Recommendations,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -235,6 +237,7 @@ impl Kernel {
             keys,
             limiter,
             search: search.clone(),
+            recommendations: crate::recommendations::Recommendations::start(work_db.clone()),
         }));
         // Built after the bus head was read: the indexer applies what comes after.
         tokio::spawn(async move {
@@ -338,7 +341,8 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         .handler(crate::subscriptions::renew::scan_job())
         .handler(crate::loyalty::rules::rule_job())
         .handler(crate::loyalty::rules::expire_job())
-        .handler(crate::loyalty::birthdays::job());
+        .handler(crate::loyalty::birthdays::job())
+        .handler(crate::recommendations::job());
     if config.loyalty_expiry_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "loyalty.expire",
@@ -354,6 +358,14 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
             kind: crate::loyalty::birthdays::JOB,
             interval: Duration::from_secs(config.loyalty_birthday_scan_secs),
             at_start: true,
+        });
+    }
+    if config.recommendations_secs > 0 {
+        registry.schedule(Schedule {
+            name: "recommendations.compute",
+            kind: crate::recommendations::JOB,
+            interval: Duration::from_secs(config.recommendations_secs),
+            at_start: false,
         });
     }
     if config.subscription_scan_secs > 0 {

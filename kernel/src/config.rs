@@ -199,6 +199,12 @@ pub struct ServeConfig {
     )]
     pub loyalty_birthday_scan_secs: u64,
 
+    /// How often "bought together", "viewed together" and visitors' category affinity
+    /// are computed from the last 90 days (seconds; 0: never). What was computed stays
+    /// in the database across restarts.
+    #[arg(long, env = "OLIVINE_RECOMMENDATIONS_SECS", default_value_t = 3600)]
+    pub recommendations_secs: u64,
+
     /// Subscription renewals this node runs at once, on workers and a database pool of
     /// their own, so a renewal storm never holds up shoppers or other background work
     /// (0: this node runs no renewals; others in the cluster do). Three renew as fast as
@@ -342,6 +348,7 @@ impl ServeConfig {
             subscription_scan_secs: 60,
             loyalty_expiry_scan_secs: 3600,
             loyalty_birthday_scan_secs: 3600,
+            recommendations_secs: 3600,
             renewal_workers: 3,
             cluster: ClusterConfig::default(),
         }

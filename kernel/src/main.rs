@@ -30,6 +30,11 @@ enum Command {
         /// A catalog file in the format of examples/demo/catalog.json.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        /// Instead, a synthetic catalog of N variants (1 to 4 a product) for benchmarks,
+        /// the same for the same N; into an empty catalog only, with the store stopped.
+        #[arg(long, value_name = "N", conflicts_with = "file",
+            value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        synthetic: Option<u32>,
     },
     /// Develop plugins (new, build, test) and manage a running kernel's plugins (install,
     /// list, enable, configure, rollback, ...).
@@ -44,6 +49,9 @@ enum Command {
     /// Manage the accounts' keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Product search: rebuild a stopped node's index.
+    #[command(subcommand)]
+    Search(olivine::cli::search::SearchCommand),
 }
 
 #[derive(Subcommand)]
@@ -91,7 +99,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(())
         }
-        Command::Seed { store, file } => {
+        Command::Seed {
+            store,
+            synthetic: Some(variants),
+            ..
+        } => {
+            let db = Db::connect(&store.database_url()?, 2).await?;
+            olivine::store::migrate(&db).await?;
+            let seeded = olivine::cli::search::seed_synthetic(&db, variants as usize).await;
+            db.close().await;
+            seeded
+        }
+        Command::Seed {
+            store,
+            file,
+            synthetic: None,
+        } => {
             let db = Db::connect(&store.database_url()?, 2).await?;
             olivine::store::migrate(&db).await?;
             let json = match file {
@@ -110,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => olivine::cli::plugin::run(command),
         Command::Staff(command) => olivine::cli::staff::run(command).await,
         Command::Keys(KeysCommand::Rotate(args)) => olivine::cli::keys::rotate(&args).await,
+        Command::Search(command) => olivine::cli::search::run(command).await,
         // 1 means tampered; a check that could not run says so with 2.
         Command::Audit(AuditCommand::Verify(store)) => {
             return Ok(audit_verify(store).await.unwrap_or_else(|err| {

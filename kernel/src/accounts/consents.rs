@@ -14,6 +14,8 @@ use super::Authenticated;
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
 
+/// The purpose behaviour for recommendations is recorded under.
+pub const ANALYTICS: &str = "analytics";
 /// Purposes one request may set.
 const MAX_PER_REQUEST: usize = 32;
 
@@ -167,6 +169,10 @@ pub async fn record(
         .execute(&mut *conn)
         .await?;
         appended += 1;
+        // Withdrawn analytics: the behaviour recorded under it goes.
+        if consent.purpose == ANALYTICS && !consent.granted {
+            crate::recommendations::forget_customer(conn, customer_id).await?;
+        }
     }
     Ok(appended)
 }

@@ -326,6 +326,10 @@ pub fn export_sections() -> Vec<ExportSection> {
             collect: |s, c| Box::pin(crate::loyalty::export_on(c, s.customer_id)),
         },
         ExportSection {
+            name: "behaviour",
+            collect: |s, c| Box::pin(crate::recommendations::export_on(c, s.customer_id)),
+        },
+        ExportSection {
             name: "birthday",
             collect: |s, c| Box::pin(crate::loyalty::birthdays::export_on(c, s.customer_id)),
         },
@@ -756,6 +760,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
         .reviews_kept_on_erasure;
     let reviews = crate::reviews::erase(&mut tx, customer_id, keep_reviews).await?;
     let birthday = crate::loyalty::birthdays::erase(&mut tx, customer_id).await?;
+    let behaviour = crate::recommendations::forget_customer(&mut tx, customer_id).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -797,6 +802,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "subscriptions_cancelled": subscriptions,
                 "reviews": reviews,
                 "birthday": birthday,
+                "behaviour_events": behaviour,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),

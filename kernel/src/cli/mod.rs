@@ -2,4 +2,5 @@
 
 pub mod keys;
 pub mod plugin;
+pub mod search;
 pub mod staff;

@@ -13,6 +13,7 @@ pub mod session;
 pub mod storefront;
 pub mod storefront_account;
 pub mod storefront_addresses;
+pub mod storefront_analytics;
 pub mod storefront_cart;
 pub mod storefront_checkout;
 pub mod storefront_loyalty;
@@ -121,6 +122,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/account", crate::reviews::api::account_routes())
                 .merge(crate::reviews::api::public_routes())
                 .merge(crate::search::api::routes())
+                .merge(crate::recommendations::api::routes())
                 .nest("/admin", admin),
         )
         .split_for_parts()

@@ -70,6 +70,8 @@ struct HeaderState {
     /// Units in the cart, as the cart pages last told this browser
     /// ([`super::storefront_cart::CART_ITEMS_COOKIE`]).
     cart_items: Option<u32>,
+    /// The browser answered the analytics question ([`super::storefront_analytics`]).
+    analytics_answered: bool,
 }
 
 tokio::task_local! {
@@ -86,6 +88,20 @@ pub fn account_link() -> Markup {
         html! { a.account-link href="/account" { "Account" } }
     } else {
         html! { a.account-link href=(SIGN_IN_PATH) { "Sign in" } }
+    }
+}
+
+/// Under the header, until the visitor answers: the question about recommendations from
+/// browsing (nothing is recorded before an answer).
+pub fn analytics_prompt() -> Markup {
+    if header_state().analytics_answered {
+        return html! {};
+    }
+    html! {
+        p.analytics-prompt.wrap {
+            "We can recommend products from what you browse, anonymously. "
+            a href=(super::storefront_analytics::PAGE) { "Choose" }
+        }
     }
 }
 
@@ -139,6 +155,11 @@ impl Session {
     /// The hidden form field carrying [`Session::csrf_token`].
     pub fn csrf_input(&self) -> Markup {
         html! { input type="hidden" name=(CSRF_FIELD) value=(self.csrf_token()); }
+    }
+
+    /// The signed-in customer's pseudonym, when the access token looks valid.
+    pub fn customer_pseudonym(&self) -> Option<&str> {
+        self.access.as_ref().map(|(_, claims)| claims.sub.as_str())
     }
 
     fn session_id(&self) -> &str {
@@ -541,6 +562,11 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         signed_in: session.access.is_some(),
         cart_items: request_cookie(request.headers(), super::storefront_cart::CART_ITEMS_COOKIE)
             .and_then(|value| value.parse().ok()),
+        analytics_answered: request_cookie(
+            request.headers(),
+            super::storefront_analytics::CHOICE_COOKIE,
+        )
+        .is_some(),
     };
     if !request.method().is_safe() {
         request = match HEADER

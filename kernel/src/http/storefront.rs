@@ -43,6 +43,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(super::storefront_cart::routes())
         .merge(super::storefront_checkout::routes())
         .merge(super::storefront_search::routes())
+        .merge(super::storefront_analytics::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::session::layer,
@@ -121,7 +122,7 @@ fn page_number(query: Option<&str>) -> i64 {
 
 // ---- handlers -----------------------------------------------------------------------------
 
-async fn home(State(state): State<AppState>) -> Response {
+async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let categories = match crate::catalog::cached_categories(&state).await {
         Ok(categories) => categories,
         Err(err) => return error_page(&err, "home", &[]),
@@ -135,7 +136,16 @@ async fn home(State(state): State<AppState>) -> Response {
         Ok(listing) => listing,
         Err(err) => return error_page(&err, "home", &categories),
     };
-    let top: Vec<&Category> = top_level(&categories).collect();
+    let mut top: Vec<&Category> = top_level(&categories).collect();
+    // A visitor who agreed to recommendations sees the department they look at most
+    // first.
+    let preferred = preferred_department(&state, &headers, &categories).await;
+    if let Some(slug) = &preferred
+        && let Some(at) = top.iter().position(|c| &c.slug == slug)
+    {
+        let department = top.remove(at);
+        top.insert(0, department);
+    }
     let body = html! {
         section.hero {
             div.hero-text {
@@ -159,7 +169,7 @@ async fn home(State(state): State<AppState>) -> Response {
         @if !top.is_empty() {
             section.section {
                 h2 { "Shop by category" }
-                div.category-grid {
+                div.category-grid data-preferred=[preferred.as_deref()] {
                     @for category in &top {
                         div.category-card {
                             h3 { a href=(category_url(&category.slug)) { (category.name) } }
@@ -281,6 +291,7 @@ async fn category_page(
 async fn product_page(
     State(state): State<AppState>,
     session: Session,
+    headers: axum::http::HeaderMap,
     slug: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -290,7 +301,24 @@ async fn product_page(
     let requested = query_value(query.as_deref(), "variant")
         .and_then(|v| v.trim().parse().ok())
         .map_or(VariantChoice::Default, VariantChoice::Id);
-    product_response(&state, &session, &slug, requested, None).await
+    let response = product_response(&state, &session, &slug, requested, None).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    // A view, for recommendations (with the visitor's consent).
+    let product_id = match crate::catalog::cached_product(&state, &slug).await {
+        Ok(Some(cached)) => cached.product.id,
+        _ => return response,
+    };
+    let cookie = super::storefront_analytics::record(
+        &state,
+        &session,
+        &headers,
+        crate::recommendations::Behaviour::Viewed,
+        &[product_id],
+    )
+    .await;
+    super::storefront_analytics::with_cookie(response, cookie)
 }
 
 /// Which variant a product page shows (the default one when it names none of them).
@@ -340,13 +368,31 @@ pub(super) async fn product_response(
         Ok(settings) => settings.prices_include_tax,
         Err(err) => return error_page(&err, "product", &categories),
     };
-    let body = product_body(
-        product,
-        selected,
-        session,
-        message.as_deref(),
-        prices_include_tax,
-    );
+    let related = crate::recommendations::api::goes_well_with(state, product.id)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %format!("{err:#}"), "product page: recommendations unavailable");
+            Vec::new()
+        });
+    let body = html! {
+        (product_body(
+            product,
+            selected,
+            session,
+            message.as_deref(),
+            prices_include_tax,
+        ))
+        @if !related.is_empty() {
+            section.section #goes-well-with {
+                h2 { "Goes well with" }
+                ul.product-grid {
+                    @for hit in &related {
+                        li { (super::storefront_search::hit_card(hit)) }
+                    }
+                }
+            }
+        }
+    };
     let mut response = (
         status,
         Html(layout(&product.name, &categories, nav_slug, body).into_string()),
@@ -357,6 +403,31 @@ pub(super) async fn product_response(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     response
+}
+
+/// The top-level category of the categories the visitor looked at most, when they
+/// agreed to recommendations from browsing.
+async fn preferred_department(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    categories: &[Category],
+) -> Option<String> {
+    let visitor = super::storefront_analytics::Visit::of(headers).visitor?;
+    let liked = crate::recommendations::affinity(state, &visitor)
+        .await
+        .map_err(
+            |err| tracing::warn!(error = %format!("{err:#}"), "home page: affinity unavailable"),
+        )
+        .ok()?;
+    liked.iter().find_map(|slug| {
+        let category = categories.iter().find(|c| &c.slug == slug)?;
+        Some(
+            category
+                .parent
+                .clone()
+                .unwrap_or_else(|| category.slug.clone()),
+        )
+    })
 }
 
 // ---- page parts ----------------------------------------------------------------------
@@ -405,6 +476,7 @@ pub(crate) fn layout(
                         }
                     }
                 }
+                (super::session::analytics_prompt())
                 main.wrap { (body) }
                 footer.site-footer {
                     div.wrap.footer-inner {

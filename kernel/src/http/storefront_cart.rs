@@ -248,7 +248,25 @@ async fn add_submit(
     match cart::add_line(&state, &id, shopper.customer.as_ref(), line).await {
         Ok(cart) => {
             set_count(&state.config, &mut shopper.cookies, &cart);
-            with_cookies(see_other(CART_PATH), shopper.cookies)
+            // An addition, for recommendations (with the visitor's consent).
+            let slugs: Vec<String> = cart
+                .lines
+                .iter()
+                .filter(|l| l.sku == sku)
+                .map(|l| l.product_slug.clone())
+                .collect();
+            let cookie = super::storefront_analytics::record_slugs(
+                &state,
+                &session,
+                &headers,
+                crate::recommendations::Behaviour::Added,
+                &slugs,
+            )
+            .await;
+            super::storefront_analytics::with_cookie(
+                with_cookies(see_other(CART_PATH), shopper.cookies),
+                cookie,
+            )
         }
         Err(err) => match refusal(&err) {
             Some((status, message)) => with_cookies(refuse(status, message).await, shopper.cookies),

@@ -757,7 +757,20 @@ async fn checkout_submit(
             }
             cart_pages::forget_count(&state.config, &mut shopper.cookies);
             let location = format!("{CONFIRMATION_PATH}/{}", order.number);
-            cart_pages::with_cookies(see_other(&location), shopper.cookies)
+            // A purchase, for recommendations (with the visitor's consent).
+            let slugs: Vec<String> = cart.lines.iter().map(|l| l.product_slug.clone()).collect();
+            let cookie = super::storefront_analytics::record_slugs(
+                &state,
+                &session,
+                &headers,
+                crate::recommendations::Behaviour::Purchased,
+                &slugs,
+            )
+            .await;
+            super::storefront_analytics::with_cookie(
+                cart_pages::with_cookies(see_other(&location), shopper.cookies),
+                cookie,
+            )
         }
         Err(Error::TotalChanged(quote)) => {
             // Nothing was placed or charged: the form again with the new total.

@@ -34,14 +34,21 @@ fn api_query(query: Option<&str>) -> String {
                 if value.is_empty() {
                     continue;
                 }
-                let name = if key == "min" { "price_min" } else { "price_max" };
+                let name = if key == "min" {
+                    "price_min"
+                } else {
+                    "price_max"
+                };
                 // Not a number: passed on as it is, for the API's message.
                 let minor = value
                     .replace(',', ".")
                     .parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e10)
-                    .map_or_else(|| value.to_owned(), |v| ((v * 100.0).round() as u64).to_string());
+                    .map_or_else(
+                        || value.to_owned(),
+                        |v| ((v * 100.0).round() as u64).to_string(),
+                    );
                 out.append_pair(name, &minor);
             }
             _ => {
@@ -68,7 +75,10 @@ async fn search_page(State(state): State<AppState>, RawQuery(query): RawQuery) -
                     p { a.button href="/search" { "Start again" } }
                 }
             };
-            return (StatusCode::BAD_REQUEST, Html(layout("Search", &categories, None, body).into_string()))
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(layout("Search", &categories, None, body).into_string()),
+            )
                 .into_response();
         }
         Err(err) => return error_page(&err, "search", &categories),
@@ -86,7 +96,11 @@ async fn search_page(State(state): State<AppState>, RawQuery(query): RawQuery) -
     Html(layout(&title, &categories, None, body).into_string()).into_response()
 }
 
-fn results_body(request: &SearchRequest, results: &SearchResults, categories: &[Category]) -> Markup {
+fn results_body(
+    request: &SearchRequest,
+    results: &SearchResults,
+    categories: &[Category],
+) -> Markup {
     let pages = results.total.div_ceil(results.per_page.max(1)).max(1);
     let currency = results
         .products
@@ -186,7 +200,10 @@ fn page_link(request: &SearchRequest, page: usize) -> String {
     if let Some(max) = request.price_max {
         out.append_pair("max", &major(max));
     }
-    let sort = SORTS.iter().find(|s| s.2 == request.sort).map_or("relevance", |s| s.0);
+    let sort = SORTS
+        .iter()
+        .find(|s| s.2 == request.sort)
+        .map_or("relevance", |s| s.0);
     out.append_pair("sort", sort);
     out.append_pair("page", &page.to_string());
     format!("/search?{}", out.finish())
@@ -293,7 +310,7 @@ fn price_fieldset(group: &FacetGroup, request: &SearchRequest, currency: &str) -
     }
 }
 
-fn hit_card(hit: &SearchHit) -> Markup {
+pub(super) fn hit_card(hit: &SearchHit) -> Markup {
     html! {
         a.card href=(product_url(&hit.slug)) {
             (thumb(&hit.product_type, &hit.name))

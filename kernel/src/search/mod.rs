@@ -467,8 +467,9 @@ pub fn price_bucket(price: u64) -> String {
 
 /// Products a build reads per page.
 const BUILD_PAGE: i64 = 1000;
-/// Variants per availability read (each is a bound parameter, and the database limits them).
-const AVAILABILITY_CHUNK: usize = 2000;
+/// Variants per availability read: each is a bound parameter, which the databases limit
+/// and SQLite looks up by name (a statement costs the square of its parameters).
+const AVAILABILITY_CHUNK: usize = 500;
 
 /// The next page of active products after id `after`, in id order, as
 /// [`crate::catalog::repo::load_product`] reads them (categories by position and name,

@@ -744,6 +744,30 @@ pub fn suggest_products(
     Ok(products)
 }
 
+/// The indexed products of these slugs, in their order (unknown, inactive ones left out).
+pub fn hits_for_slugs(index: &SearchIndex, slugs: &[String]) -> Result<Vec<SearchHit>> {
+    let searcher = index.reader().searcher();
+    let mut hits = Vec::with_capacity(slugs.len());
+    for slug in slugs {
+        let query = TermQuery::new(
+            Term::from_field_text(index.fields.slug, slug),
+            IndexRecordOption::Basic,
+        );
+        let found = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(anyhow::Error::from)?;
+        if let Some((_, address)) = found.first() {
+            let doc: TantivyDocument = searcher.doc(*address).map_err(anyhow::Error::from)?;
+            let summary = doc
+                .get_first(index.fields.summary)
+                .and_then(|v| v.as_str())
+                .unwrap_or("{}");
+            hits.push(serde_json::from_str(summary).map_err(anyhow::Error::from)?);
+        }
+    }
+    Ok(hits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,13 @@ both_backends! {
         assert_eq!(facet(&all, "vegan"), sql_counts(&app,
             "SELECT 'true', CAST(COUNT(*) AS BIGINT) FROM product_tags t JOIN products p ON p.id = t.product_id
              WHERE p.status = 'active' AND t.tag = 'vegan'").await);
+        assert_eq!(facet(&all, "benefit"), sql_counts(&app,
+            "SELECT t.tag, CAST(COUNT(*) AS BIGINT) FROM product_tags t JOIN products p ON p.id = t.product_id
+             WHERE p.status = 'active' AND t.tag <> 'vegan' AND t.tag NOT LIKE '%-free' GROUP BY t.tag").await);
+        assert_eq!(facet(&all, "free_from"), sql_counts(&app,
+            "SELECT REPLACE(t.tag, '-free', ''), CAST(COUNT(*) AS BIGINT) FROM product_tags t
+             JOIN products p ON p.id = t.product_id
+             WHERE p.status = 'active' AND t.tag LIKE '%-free' GROUP BY t.tag").await);
         // Filters: AND across facets (checked against SQL), OR within one; a facet with a
         // selection still shows its other options with their counts.
         let vegan_skincare = search(&app, "type=skincare&vegan=true").await;
