@@ -115,7 +115,7 @@ fn schema() -> (Schema, Fields) {
         words: builder.add_text_field("words", text(WORDS)),
         facets: builder.add_facet_field("facets", FacetOptions::default()),
         price: builder.add_u64_field("price", INDEXED | FAST),
-        created: builder.add_i64_field("created", FAST),
+        created: builder.add_u64_field("created", FAST),
         sold: builder.add_u64_field("sold", FAST),
         summary: builder.add_text_field("summary", STORED),
     };
@@ -395,10 +395,10 @@ impl SearchIndex {
         let price = u64::try_from(price.unwrap_or(0)).unwrap_or(0);
         facet("price", &price_bucket(price));
         doc.add_u64(f.price, price);
-        doc.add_i64(
-            f.created,
-            crate::time::parse_timestamp(&product.created_at).map_or(0, |t| t.timestamp()),
-        );
+        // Seconds since the epoch (a u64 like the other sort fields: one sort path).
+        let created =
+            crate::time::parse_timestamp(&product.created_at).map_or(0, |t| t.timestamp());
+        doc.add_u64(f.created, u64::try_from(created).unwrap_or(0));
         doc.add_u64(f.sold, sold);
         let hit = SearchHit {
             slug: product.slug.clone(),

@@ -503,42 +503,27 @@ pub fn search(
     for facet in FACETS {
         facets.add_facet(format!("/{facet}").as_str());
     }
-    let (addresses, total, counts) = match request.sort {
-        Sort::Relevance => collect(&searcher, &*query, top.order_by_score(), facets)?,
-        Sort::PriceAsc => collect(
+    // Sorted by score, or by one of the u64 fast fields.
+    let by_field = match request.sort {
+        Sort::Relevance => None,
+        Sort::PriceAsc => Some(("price", Order::Asc)),
+        Sort::PriceDesc => Some(("price", Order::Desc)),
+        Sort::Newest => Some(("created", Order::Desc)),
+        Sort::BestSelling => Some(("sold", Order::Desc)),
+    };
+    let (addresses, total, counts) = match by_field {
+        None => collect(&searcher, &*query, top.order_by_score(), facets)?,
+        Some((field, order)) => collect(
             &searcher,
             &*query,
-            top.order_by_fast_field::<u64>("price", Order::Asc),
-            facets,
-        )?,
-        Sort::PriceDesc => collect(
-            &searcher,
-            &*query,
-            top.order_by_fast_field::<u64>("price", Order::Desc),
-            facets,
-        )?,
-        Sort::Newest => collect(
-            &searcher,
-            &*query,
-            top.order_by_fast_field::<i64>("created", Order::Desc),
-            facets,
-        )?,
-        Sort::BestSelling => collect(
-            &searcher,
-            &*query,
-            top.order_by_fast_field::<u64>("sold", Order::Desc),
+            top.order_by_fast_field::<u64>(field, order),
             facets,
         )?,
     };
-    let mut products = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        let doc: TantivyDocument = searcher.doc(address).map_err(anyhow::Error::from)?;
-        let summary = doc
-            .get_first(index.fields.summary)
-            .and_then(|v| v.as_str())
-            .unwrap_or("{}");
-        products.push(serde_json::from_str(summary).map_err(anyhow::Error::from)?);
-    }
+    let products = addresses
+        .into_iter()
+        .map(|address| hit_at(index, &searcher, address))
+        .collect::<Result<Vec<_>>>()?;
     let mut groups = Vec::with_capacity(FACETS.len());
     for facet in FACETS {
         let selected = request.filters.get(facet);
@@ -577,6 +562,16 @@ pub fn search(
         facets: groups,
         did_you_mean,
     })
+}
+
+/// The hit stored in a document.
+fn hit_at(index: &SearchIndex, searcher: &Searcher, address: DocAddress) -> Result<SearchHit> {
+    let doc: TantivyDocument = searcher.doc(address).map_err(anyhow::Error::from)?;
+    let summary = doc
+        .get_first(index.fields.summary)
+        .and_then(|v| v.as_str())
+        .unwrap_or("{}");
+    Ok(serde_json::from_str(summary).map_err(anyhow::Error::from)?)
 }
 
 fn collect<C, K>(
@@ -732,16 +727,9 @@ pub fn suggest_products(
     let hits = searcher
         .search(&*text, &TopDocs::with_limit(limit).order_by_score())
         .map_err(anyhow::Error::from)?;
-    let mut products = Vec::with_capacity(hits.len());
-    for (_, address) in hits {
-        let doc: TantivyDocument = searcher.doc(address).map_err(anyhow::Error::from)?;
-        let summary = doc
-            .get_first(index.fields.summary)
-            .and_then(|v| v.as_str())
-            .unwrap_or("{}");
-        products.push(serde_json::from_str(summary).map_err(anyhow::Error::from)?);
-    }
-    Ok(products)
+    hits.into_iter()
+        .map(|(_, address)| hit_at(index, &searcher, address))
+        .collect()
 }
 
 /// The indexed products of these slugs, in their order (unknown, inactive ones left out).
@@ -757,12 +745,7 @@ pub fn hits_for_slugs(index: &SearchIndex, slugs: &[String]) -> Result<Vec<Searc
             .search(&query, &TopDocs::with_limit(1).order_by_score())
             .map_err(anyhow::Error::from)?;
         if let Some((_, address)) = found.first() {
-            let doc: TantivyDocument = searcher.doc(*address).map_err(anyhow::Error::from)?;
-            let summary = doc
-                .get_first(index.fields.summary)
-                .and_then(|v| v.as_str())
-                .unwrap_or("{}");
-            hits.push(serde_json::from_str(summary).map_err(anyhow::Error::from)?);
+            hits.push(hit_at(index, &searcher, *address)?);
         }
     }
     Ok(hits)
