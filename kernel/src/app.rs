@@ -240,10 +240,17 @@ impl Kernel {
             recommendations: crate::recommendations::Recommendations::start(work_db.clone()),
         }));
         // Built after the bus head was read: the indexer applies what comes after.
+        let daily = crate::search::rebuild_daily(
+            Arc::downgrade(&search),
+            state.clock.clone(),
+            shutdown_rx.clone(),
+        );
         tokio::spawn(async move {
             if let Err(err) = search.build().await {
                 tracing::error!(error = %format!("{err:#}"), "building the search index failed");
             }
+            drop(search);
+            daily.await;
         });
         let renewals = if state.config.renewal_workers > 0 {
             let workers = state.config.renewal_workers;

@@ -629,6 +629,42 @@ async fn sold_counts(
     Ok(sold)
 }
 
+/// Rebuilds the node's index when the date changes (on the kernel's clock): what is in
+/// stock moves with the date alone (a lot expires, or enters the minimum shelf life),
+/// and no event says so. Ends with the kernel.
+pub async fn rebuild_daily(
+    index: std::sync::Weak<SearchIndex>,
+    clock: crate::time::Clock,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut built_on = clock.now().date_naive();
+    loop {
+        let next_day = built_on
+            .succ_opt()
+            .and_then(|day| day.and_hms_opt(0, 0, 5))
+            .map(|at| at.and_utc());
+        let Some(next_day) = next_day else { return };
+        tokio::select! {
+            _ = clock.sleep_until(next_day, std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let today = clock.now().date_naive();
+        if today == built_on {
+            continue;
+        }
+        let Some(index) = index.upgrade() else { return };
+        match index.build().await {
+            Ok(_) => built_on = today,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "the daily search index rebuild failed; retrying within the hour");
+            }
+        }
+    }
+}
+
 /// Keeps the node's index current: the products an event names (catalog, price, lot and
 /// stock events carry `products`) are read again after the batch; a settings change
 /// (the shelf life decides what is in stock) rebuilds it.
