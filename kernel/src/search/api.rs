@@ -42,7 +42,19 @@ fn ready(state: &AppState) -> Result<()> {
 pub async fn run(state: &AppState, request: &SearchRequest) -> Result<SearchResults> {
     ready(state)?;
     let synonyms = store_synonyms(state).await?;
-    super::query::search(&state.search, request, &synonyms)
+    let index = state.search.clone();
+    let request = request.clone();
+    blocking(move || super::query::search(&index, &request, &synonyms)).await
+}
+
+/// Runs a search off the async workers: tantivy is synchronous, and a broad query with
+/// facets takes milliseconds of CPU that other requests should not wait behind.
+async fn blocking<T: Send + 'static>(
+    search: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(search)
+        .await
+        .map_err(|err| anyhow::anyhow!("the search task failed: {err}"))?
 }
 
 /// Searches active products: words over name, description, ingredients, benefits, skin
@@ -134,7 +146,12 @@ fn suggest_problem(field: &str, message: &str) -> Error {
 pub async fn suggestions(state: &AppState, q: &str) -> Result<Suggestions> {
     ready(state)?;
     let synonyms = store_synonyms(state).await?;
-    let products = super::query::suggest_products(&state.search, q, &synonyms, SUGGESTED_PRODUCTS)?;
+    let index = state.search.clone();
+    let typed_q = q.to_owned();
+    let products = blocking(move || {
+        super::query::suggest_products(&index, &typed_q, &synonyms, SUGGESTED_PRODUCTS)
+    })
+    .await?;
     let typed = super::query::words(q);
     let categories = crate::catalog::cached_categories(state)
         .await?
