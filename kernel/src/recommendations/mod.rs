@@ -105,7 +105,7 @@ impl Recommendations {
         }
     }
 
-    /// Waits until every event recorded so far is written (tests, and shutdown).
+    /// Waits until every event recorded so far is written (tests read them at once).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Message::Flush(done)).await.is_ok() {
