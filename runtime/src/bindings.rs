@@ -73,3 +73,23 @@ pub mod loyalty_v0_2 {
 
 /// The loyalty records the kernel speaks (0.2's); a 0.1 rule gets the event converted.
 pub use loyalty_v0_2::olivine::plugin0_2_0::loyalty_types;
+
+/// The notification-channel world at 0.2: a structured message (email address, device or
+/// endpoint; title, text, HTML, link, push options), "recipient gone" and `Retry-After`,
+/// and the `cache` import. It imports 0.1's `log`, `settings` and `http`.
+pub mod notification_v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2",
+        world: "notification-channel",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::bindings::types,
+            "olivine:plugin/log@0.1.0": crate::bindings::log,
+            "olivine:plugin/settings@0.1.0": crate::bindings::settings,
+            "olivine:plugin/http@0.1.0": crate::bindings::http,
+        },
+    });
+}
+
+/// The notification records the kernel speaks (0.2's); a 0.1 channel gets the message
+/// converted.
+pub use notification_v0_2::olivine::plugin0_2_0::{cache, notification_types};

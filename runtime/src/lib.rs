@@ -5,9 +5,11 @@
 
 pub mod bindings;
 pub mod build;
+mod cache;
 pub mod fixtures;
 mod host;
 pub mod manifest;
+mod outbound;
 mod runtime;
 pub mod testing;
 
@@ -25,3 +27,5 @@ pub const ABI_VERSION: &str = "0.1.0";
 pub const PAYMENT_ABI_VERSION: &str = "0.2.0";
 /// So does the loyalty-rule world (`wit/v0.2/loyalty-rule.wit`).
 pub const LOYALTY_ABI_VERSION: &str = "0.2.0";
+/// So does the notification-channel world (`wit/v0.2/notification-channel.wit`).
+pub const NOTIFICATION_ABI_VERSION: &str = "0.2.0";

@@ -12,11 +12,13 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::bindings::{
-    adapter, adapter_v0_2, loyalty, loyalty_types, loyalty_v0_2, notification, payment, pricing,
-    taxonomy, types,
+    adapter, adapter_v0_2, loyalty, loyalty_types, loyalty_v0_2, notification, notification_types,
+    notification_v0_2, payment, pricing, taxonomy, types,
 };
-use crate::host::{HostState, HttpGrant};
+use crate::cache::HostCache;
+use crate::host::{HostAccess, HostState, HttpGrant};
 use crate::manifest::{Manifest, World};
+use crate::outbound::Outbound;
 
 /// Tunables of the host. Defaults follow Shopify Functions' budget (11M instructions)
 /// and scale it with cart size, so a large cart is not starved.
@@ -33,6 +35,8 @@ pub struct RuntimeConfig {
     /// Cap on what a call is given: cart lines, products, product variants.
     pub max_input_items: usize,
     pub http_timeout: Duration,
+    /// Extra trusted CA certificates (PEM) for outbound HTTPS, besides the web roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RuntimeConfig {
@@ -46,6 +50,7 @@ impl Default for RuntimeConfig {
             max_output_items: 10_000,
             max_input_items: 10_000,
             http_timeout: Duration::from_secs(10),
+            extra_ca_pem: None,
         }
     }
 }
@@ -127,6 +132,7 @@ struct Linkers {
     payment: Linker<HostState>,
     payment_v0_2: Linker<HostState>,
     notification: Linker<HostState>,
+    notification_v0_2: Linker<HostState>,
 }
 
 /// One engine and its linkers; cheap to share (`Arc`).
@@ -135,6 +141,10 @@ pub struct Runtime {
     config: RuntimeConfig,
     linkers: Linkers,
     engine_hash: String,
+    /// The outbound HTTP client every network-world call shares (connection reuse).
+    outbound: Arc<Outbound>,
+    /// Every plugin's `cache` entries on this node.
+    cache: HostCache,
 }
 
 fn linker<F>(engine: &Engine, add: F) -> anyhow::Result<Linker<HostState>>
@@ -207,7 +217,11 @@ impl Runtime {
             notification: linker(&engine, |l| {
                 notification::NotificationChannel::add_to_linker::<_, HasSelf<_>>(l, |s| s)
             })?,
+            notification_v0_2: linker(&engine, |l| {
+                notification_v0_2::NotificationChannel::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
         };
+        let outbound = Arc::new(Outbound::new(&config)?);
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir)?;
         }
@@ -216,6 +230,8 @@ impl Runtime {
             config,
             linkers,
             engine_hash,
+            outbound,
+            cache: HostCache::default(),
         })
     }
 
@@ -351,6 +367,15 @@ impl Runtime {
                 )
                 .map_err(link)?,
             ),
+            World::NotificationChannel if abi.minor >= 2 => Pre::NotificationV0_2(
+                notification_v0_2::NotificationChannelPre::new(
+                    self.linkers
+                        .notification_v0_2
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
             World::NotificationChannel => Pre::Notification(
                 notification::NotificationChannelPre::new(
                     self.linkers
@@ -378,9 +403,13 @@ impl Runtime {
         } else {
             None
         };
+        let cache = matches!(pre, Pre::NotificationV0_2(_))
+            .then(|| self.cache.for_plugin(Arc::from(hash.as_str())));
         Ok(Plugin {
             id: Arc::from(manifest.id.as_str()),
             hash,
+            outbound: self.outbound.clone(),
+            cache,
             manifest,
             pre,
             engine: self.engine.clone(),
@@ -392,10 +421,13 @@ impl Runtime {
 }
 
 /// The ABI versions the kernel loads for a world: 0.1 for every world, and 0.2 for
-/// payment adapters and loyalty rules.
+/// payment adapters, loyalty rules and notification channels.
 pub fn supported_abis(world: World) -> Vec<semver::Version> {
     let mut versions = vec![semver::Version::new(0, 1, 0)];
-    if matches!(world, World::PaymentAdapter | World::LoyaltyRule) {
+    if matches!(
+        world,
+        World::PaymentAdapter | World::LoyaltyRule | World::NotificationChannel
+    ) {
         versions.push(semver::Version::new(0, 2, 0));
     }
     versions
@@ -477,6 +509,7 @@ enum Pre {
     Payment(adapter::PaymentAdapterPre<HostState>),
     PaymentV0_2(adapter_v0_2::PaymentAdapterPre<HostState>),
     Notification(notification::NotificationChannelPre<HostState>),
+    NotificationV0_2(notification_v0_2::NotificationChannelPre<HostState>),
 }
 
 /// A loaded, linked plugin version. Every call instantiates it afresh in its own store,
@@ -491,6 +524,8 @@ pub struct Plugin {
     config: RuntimeConfig,
     memory_mib: u64,
     http: Option<Arc<HttpGrant>>,
+    outbound: Arc<Outbound>,
+    cache: Option<crate::cache::PluginCache>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -525,12 +560,15 @@ impl Plugin {
         call: impl FnOnce(&Pre, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<(T, CallStats), CallError> {
         let started = Instant::now();
-        let state = HostState::new(
-            self.id.clone(),
-            settings.clone(),
-            self.http.clone(),
-            (self.memory_mib * 1024 * 1024) as usize,
-        );
+        let state = HostState::new(HostAccess {
+            plugin_id: self.id.clone(),
+            settings: settings.clone(),
+            http: self.http.clone(),
+            outbound: self.outbound.clone(),
+            cache: self.cache.clone(),
+            network: self.manifest.world.may_use_http(),
+            memory_bytes: (self.memory_mib * 1024 * 1024) as usize,
+        });
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store
@@ -798,25 +836,32 @@ impl Plugin {
         .map_err(|e| self.wrong_world(e, World::PaymentAdapter))
     }
 
-    /// Delivers a notification. Blocking (outbound HTTP).
+    /// Delivers a notification (0.2's message; a 0.1 channel gets it converted).
+    /// Blocking (outbound HTTP).
     pub fn deliver(
         &self,
-        message: &types::Notification,
+        message: &notification_types::Message,
         settings: &Settings,
     ) -> Result<
         (
-            Result<types::DeliveryReceipt, types::DeliveryError>,
+            Result<types::DeliveryReceipt, notification_types::DeliveryError>,
             CallStats,
         ),
         CallError,
     > {
-        self.run(settings, self.fuel_budget(0), |pre, store| {
-            let Pre::Notification(pre) = pre else {
-                return Err(wasmtime::Error::msg("not a notification channel"));
-            };
-            pre.instantiate(&mut *store)?
-                .olivine_plugin_notifications()
-                .call_deliver(store, message)
+        self.run(settings, self.fuel_budget(0), |pre, store| match pre {
+            Pre::NotificationV0_2(pre) => pre
+                .instantiate(&mut *store)?
+                .olivine_plugin0_2_0_notifications()
+                .call_deliver(store, message),
+            Pre::Notification(pre) => {
+                let answer = pre
+                    .instantiate(&mut *store)?
+                    .olivine_plugin_notifications()
+                    .call_deliver(store, &v0_1::notification(message))?;
+                Ok(answer.map_err(v0_1::delivery_error))
+            }
+            _ => Err(wasmtime::Error::msg("not a notification channel")),
         })
         .map_err(|e| self.wrong_world(e, World::NotificationChannel))
     }
@@ -910,9 +955,37 @@ pub enum PaymentAnswer {
     Done(payment::PaymentResult),
 }
 
-/// The kernel's payment and loyalty records (0.2) as a 0.1 plugin takes and gives them.
+/// The kernel's payment, loyalty and notification records (0.2) as a 0.1 plugin takes
+/// and gives them.
 mod v0_1 {
-    use crate::bindings::{loyalty_types, payment, types};
+    use crate::bindings::{loyalty_types, notification_types as nt, payment, types};
+
+    /// A 0.1 channel's notification: the recipient as one address, the title as the
+    /// subject, the text as the body (0.1 has no HTML, link or push options).
+    pub fn notification(m: &nt::Message) -> types::Notification {
+        types::Notification {
+            topic: m.topic.clone(),
+            idempotency_key: m.idempotency_key.clone(),
+            recipient: match &m.recipient {
+                nt::Recipient::Email(e) => e.address.clone(),
+                nt::Recipient::Device(d) => d.token.clone(),
+                nt::Recipient::Endpoint(url) => url.clone(),
+            },
+            subject: m.title.clone(),
+            body: m.text.clone(),
+            data_json: m.data_json.clone(),
+        }
+    }
+
+    pub fn delivery_error(e: types::DeliveryError) -> nt::DeliveryError {
+        match e {
+            types::DeliveryError::Retryable(reason) => nt::DeliveryError::Retryable(nt::Retry {
+                reason,
+                after_seconds: None,
+            }),
+            types::DeliveryError::Permanent(reason) => nt::DeliveryError::Permanent(reason),
+        }
+    }
 
     /// 0.1's fields of a 0.2 loyalty event; the rest is what 0.1 rules were built
     /// without.

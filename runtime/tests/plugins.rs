@@ -58,17 +58,24 @@ fn every_world_loads_and_answers() {
             )]))
             .unwrap(),
     );
-    let message = types::Notification {
+    use olivine_plugin_runtime::bindings::notification_types as nt;
+    let message = nt::Message {
         topic: "order.confirmed".into(),
         idempotency_key: "k".into(),
-        recipient: "ops".into(),
-        subject: "s".into(),
-        body: "b".into(),
+        recipient: nt::Recipient::Endpoint("http://127.0.0.1:9/hook".into()),
+        title: "s".into(),
+        text: "b".into(),
+        html: None,
+        link: None,
+        collapse_key: None,
+        expires_at: None,
+        priority: nt::Priority::Normal,
+        marketing: false,
         data_json: "{}".into(),
     };
     let (result, _) = plugin.deliver(&message, &settings).unwrap();
     assert!(
-        matches!(result, Err(types::DeliveryError::Permanent(ref m)) if m.contains("network")),
+        matches!(result, Err(nt::DeliveryError::Permanent(ref m)) if m.contains("network")),
         "{result:?}"
     );
 }
