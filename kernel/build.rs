@@ -21,6 +21,12 @@ const BUNDLED: &[(&str, bool)] = &[
     ("webhook-notifier", false),
     // Needs the processor's base URL and a granted host first.
     ("sandbox-payments", false),
+    // Needs the Apple team id, key id and .p8 key, and a granted APNs host first.
+    ("apns", false),
+    // Needs the Firebase project and service account key, and granted Google hosts first.
+    ("fcm", false),
+    // Needs the email API's server token and sender, and a granted host first.
+    ("email", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -1,19 +1,20 @@
 //! Guest-side SDK for Olivine WebAssembly plugins (`olivine:plugin@0.1.0`, see
-//! `wit/olivine-plugin.wit`, and the payment-adapter and loyalty-rule worlds' `@0.2.0`,
-//! `wit/v0.2`).
+//! `wit/olivine-plugin.wit`, and the payment-adapter, loyalty-rule and
+//! notification-channel worlds' `@0.2.0`, `wit/v0.2`).
 //!
 //! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It implements one of five
 //! small traits and exports it with the matching macro:
 //!
-//! | world                  | trait                   | macro                              |
-//! |------------------------|-------------------------|------------------------------------|
-//! | `pricing-rule`         | [`PricingRule`]         | [`export_pricing_rule!`]           |
-//! | `variant-taxonomy`     | [`VariantTaxonomy`]     | [`export_variant_taxonomy!`]       |
-//! | `loyalty-rule`         | [`LoyaltyRule`]         | [`export_loyalty_rule!`]           |
-//! | `loyalty-rule` 0.1     | [`LoyaltyRuleV0_1`]     | [`export_loyalty_rule_v0_1!`]      |
-//! | `payment-adapter`      | [`PaymentAdapter`]      | [`export_payment_adapter!`]        |
-//! | `payment-adapter` 0.1  | [`PaymentAdapterV0_1`]  | [`export_payment_adapter_v0_1!`]   |
-//! | `notification-channel` | [`NotificationChannel`] | [`export_notification_channel!`]   |
+//! | world                      | trait                        | macro                                   |
+//! |----------------------------|------------------------------|-----------------------------------------|
+//! | `pricing-rule`             | [`PricingRule`]              | [`export_pricing_rule!`]                |
+//! | `variant-taxonomy`         | [`VariantTaxonomy`]          | [`export_variant_taxonomy!`]            |
+//! | `loyalty-rule`             | [`LoyaltyRule`]              | [`export_loyalty_rule!`]                |
+//! | `loyalty-rule` 0.1         | [`LoyaltyRuleV0_1`]          | [`export_loyalty_rule_v0_1!`]           |
+//! | `payment-adapter`          | [`PaymentAdapter`]           | [`export_payment_adapter!`]             |
+//! | `payment-adapter` 0.1      | [`PaymentAdapterV0_1`]       | [`export_payment_adapter_v0_1!`]        |
+//! | `notification-channel`     | [`NotificationChannel`]      | [`export_notification_channel!`]        |
+//! | `notification-channel` 0.1 | [`NotificationChannelV0_1`]  | [`export_notification_channel_v0_1!`]   |
 //!
 //! ```ignore
 //! use olivine_sdk::prelude::*;
@@ -36,18 +37,22 @@
 //!
 //! The generated bindings of each world live in [`pricing`], [`taxonomy`], [`loyalty`]
 //! (0.2; [`loyalty_v0_1`] for the first version), [`payments`] (0.2; [`payments_v0_1`])
-//! and [`notifications`]; the types every world shares are generated once, in [`types`],
-//! the payment records of 0.2 in [`payment_types`] and the loyalty records of 0.2 in
-//! [`loyalty_types`]. A payment adapter built for 0.2 can save a payment method for
+//! and [`notifications`] (0.2; [`notifications_v0_1`]); the types every world shares are
+//! generated once, in [`types`], the payment records of 0.2 in [`payment_types`], the
+//! loyalty records of 0.2 in [`loyalty_types`] and the notification records of 0.2 in
+//! [`notification_types`]. A payment adapter built for 0.2 can save a payment method for
 //! renewals and tells hard declines from soft ones; a loyalty rule built for 0.2 sees
-//! when the event happened, the order's lines and the customer's last twelve months.
+//! when the event happened, the order's lines and the customer's last twelve months; a
+//! notification channel built for 0.2 gets a structured message (an email address, a
+//! device or an endpoint), can say that a recipient is gone or when to retry, keeps
+//! tokens in the host's [`cache`] and reads the wall clock ([`clock`]).
 //! Plugins built for 0.1 keep loading. Plugins that prefer the raw generated `Guest`
 //! traits can implement e.g. `olivine_sdk::pricing::exports::olivine::plugin::pricing::Guest`
 //! and export it with `olivine_sdk::pricing::export!(MyType);` instead.
 //!
 //! Everything here also compiles for the host target, so plugin logic can be unit tested
-//! with a plain `cargo test`: off wasm, `log` prints to stderr and `settings` and `http`
-//! read what [`testing`] sets up.
+//! with a plain `cargo test`: off wasm, `log` prints to stderr and `settings`, `http`,
+//! `cache` and `clock` read what [`testing`] sets up.
 
 #![warn(missing_docs)]
 
@@ -194,10 +199,54 @@ pub mod payments {
         default_bindings_module: "$crate::payments",
     });
 }
-world!(
-    /// Generated bindings of the `notification-channel` world.
-    notifications, "notification-channel", "$crate::notifications", "olivine:plugin/http@0.1.0"
-);
+/// Generated bindings of the `notification-channel` world, first version (0.1): a flat
+/// notification with a recipient string. Included in a world of another name, as
+/// [`payments_v0_1`] is.
+#[allow(missing_docs)]
+pub mod notifications_v0_1 {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "
+            package olivine:sdk;
+            world notification-channel-v0-1 {
+                include olivine:plugin/notification-channel@0.1.0;
+            }
+        ",
+        world: "olivine:sdk/notification-channel-v0-1",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+            "olivine:plugin/http@0.1.0": crate::common::olivine::plugin::http,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::notifications_v0_1",
+    });
+}
+
+/// Generated bindings of the `notification-channel` world at 0.2
+/// (`wit/v0.2/notification-channel.wit`): a structured message (an email address, a
+/// device or an endpoint; title, text, HTML, link, push options), "recipient gone" and
+/// `Retry-After`, and the host's `cache` ([`cache`]). It imports 0.1's `log`, `settings`
+/// and `http`.
+#[allow(missing_docs)]
+pub mod notifications {
+    wit_bindgen::generate!({
+        path: "../wit/v0.2",
+        world: "notification-channel",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::common::olivine::plugin::types,
+            "olivine:plugin/log@0.1.0": crate::common::olivine::plugin::log,
+            "olivine:plugin/settings@0.1.0": crate::common::olivine::plugin::settings,
+            "olivine:plugin/http@0.1.0": crate::common::olivine::plugin::http,
+        },
+        additional_derives: [PartialEq, Eq, Clone],
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "$crate::notifications",
+    });
+}
 
 /// The records, enums and variants of `olivine:plugin/types`, shared by every world.
 pub mod types {
@@ -210,6 +259,14 @@ pub mod payment_types {
     pub use crate::payments::olivine::plugin0_2_0::types::*;
 }
 
+/// The notification records of `olivine:plugin/notification-types@0.2.0`, what a
+/// [`NotificationChannel`] takes and gives (`Message`, `Recipient`, `Device`,
+/// `EmailAddress`, `DeliveryError`, ...). `DeliveryReceipt` is the shared one of
+/// [`types`]; 0.1's `Notification` and `DeliveryError` stay there too.
+pub mod notification_types {
+    pub use crate::notifications::olivine::plugin0_2_0::notification_types::*;
+}
+
 /// The loyalty records of `olivine:plugin/loyalty-types@0.2.0`, what a [`LoyaltyRule`]
 /// takes (`LoyaltyEvent`, `OrderLine`, `CustomerHistory`). `Money`, `CustomerRef` and
 /// `PointsEntry` are the shared ones of [`types`].
@@ -217,6 +274,7 @@ pub mod loyalty_types {
     pub use crate::loyalty::olivine::plugin0_2_0::loyalty_types::*;
 }
 
+pub mod cache;
 mod cart;
 pub mod http;
 pub mod log;
@@ -232,12 +290,13 @@ pub use money::MoneyError;
 pub use types::Money;
 
 use loyalty_types::LoyaltyEvent;
+use notification_types::{DeliveryError, Message};
 use payment_types::{
     AuthorizeRequest, PaymentError, PaymentOperation, PaymentResult, SaveRequest, SavedMethod,
 };
 use types::{
-    Adjustment, Cart, DeliveryError, DeliveryReceipt, FieldError, Notification, PointsEntry,
-    ProductInput, TaxonomyInfo, ValidatedProduct,
+    Adjustment, Cart, DeliveryReceipt, FieldError, PointsEntry, ProductInput, TaxonomyInfo,
+    ValidatedProduct,
 };
 
 /// A `pricing-rule` plugin: proposes price adjustments for a cart.
@@ -309,10 +368,21 @@ pub trait PaymentAdapterV0_1 {
     ) -> Result<types::PaymentResult, types::PaymentError>;
 }
 
-/// A `notification-channel` plugin: delivers notifications through [`http`].
+/// A `notification-channel` plugin (0.2): delivers a message through [`http`] to an email
+/// address, a device or an endpoint, and may keep tokens in the host's [`cache`].
 pub trait NotificationChannel {
+    /// Delivers one message. `Err(Retryable)` is tried again later with the same
+    /// idempotency key; `Err(RecipientGone)` makes the kernel forget the device.
+    fn deliver(message: &Message) -> Result<DeliveryReceipt, DeliveryError>;
+}
+
+/// A `notification-channel` plugin built for the first version of the world (0.1): a
+/// flat notification, every failure retryable or permanent. The kernel still loads it;
+/// new channels implement [`NotificationChannel`].
+pub trait NotificationChannelV0_1 {
     /// Delivers one notification.
-    fn deliver(notification: &Notification) -> Result<DeliveryReceipt, DeliveryError>;
+    fn deliver(notification: &types::Notification)
+    -> Result<DeliveryReceipt, types::DeliveryError>;
 }
 
 /// Exports a [`PricingRule`] implementation as the plugin's `pricing` interface.
@@ -455,27 +525,206 @@ macro_rules! export_payment_adapter_v0_1 {
     };
 }
 
-/// Exports a [`NotificationChannel`] implementation as the plugin's `notifications`
-/// interface.
+/// Exports a [`NotificationChannel`] implementation as the plugin's
+/// `notifications@0.2.0` interface (its manifest says `abi = "0.2"`).
 #[macro_export]
 macro_rules! export_notification_channel {
     ($ty:ident) => {
-        impl $crate::notifications::exports::olivine::plugin::notifications::Guest for $ty {
+        impl $crate::notifications::exports::olivine::plugin0_2_0::notifications::Guest for $ty {
             fn deliver(
-                notification: $crate::types::Notification,
-            ) -> ::core::result::Result<$crate::types::DeliveryReceipt, $crate::types::DeliveryError>
+                message: $crate::notification_types::Message,
+            ) -> ::core::result::Result<$crate::types::DeliveryReceipt, $crate::notification_types::DeliveryError>
             {
-                <$ty as $crate::NotificationChannel>::deliver(&notification)
+                <$ty as $crate::NotificationChannel>::deliver(&message)
             }
         }
         $crate::notifications::export!($ty with_types_in $crate::notifications);
     };
 }
 
+/// Exports a [`NotificationChannelV0_1`] implementation as the plugin's
+/// `notifications@0.1.0` interface (its manifest says `abi = "0.1"`).
+#[macro_export]
+macro_rules! export_notification_channel_v0_1 {
+    ($ty:ident) => {
+        impl $crate::notifications_v0_1::exports::olivine::plugin::notifications::Guest for $ty {
+            fn deliver(
+                notification: $crate::types::Notification,
+            ) -> ::core::result::Result<$crate::types::DeliveryReceipt, $crate::types::DeliveryError>
+            {
+                <$ty as $crate::NotificationChannelV0_1>::deliver(&notification)
+            }
+        }
+        $crate::notifications_v0_1::export!($ty with_types_in $crate::notifications_v0_1);
+    };
+}
+
+/// The wall clock, for the worlds that have one (notification channels and payment
+/// adapters: their WASI wall clock is the real one). Pure worlds (pricing, taxonomy,
+/// loyalty) see a clock fixed at the epoch.
+///
+/// Off wasm, [`now_unix_seconds`](clock::now_unix_seconds) reads the test clock
+/// ([`testing::set_now`]) when one is set, else the real clock.
+///
+/// ```
+/// use olivine_sdk::{clock, testing};
+///
+/// testing::set_now(1_800_000_000);
+/// assert_eq!(clock::now_unix_seconds(), 1_800_000_000);
+/// assert_eq!(clock::retry_after_seconds("120"), Some(120));
+/// assert_eq!(clock::retry_after_seconds("Fri, 15 Jan 2027 08:00:30 GMT"), Some(30));
+/// testing::clear();
+/// ```
+pub mod clock {
+    use crate::time::Timestamp;
+
+    /// Seconds since the Unix epoch (0 if the clock is before it).
+    pub fn now_unix_seconds() -> u64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(now) = crate::testing::now() {
+            return now;
+        }
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// Parses an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110's IMF-fixdate) into
+    /// seconds since the Unix epoch. The obsolete RFC 850 and asctime forms are refused.
+    pub fn parse_http_date(text: &str) -> Option<u64> {
+        let mut parts = text.split_ascii_whitespace();
+        let (_day_name, day, month, year, time, zone) = (
+            parts.next()?.strip_suffix(',')?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if parts.next().is_some() || zone != "GMT" || day.len() != 2 || year.len() != 4 {
+            return None;
+        }
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let month = MONTHS.iter().position(|m| *m == month)? + 1;
+        let rfc3339 = format!("{year}-{month:02}-{day}T{time}Z");
+        let at = Timestamp::parse(&rfc3339).ok()?;
+        u64::try_from(at.unix_millis / 1_000).ok()
+    }
+
+    /// The seconds a `Retry-After` header value asks to wait: delay-seconds (`120`) or an
+    /// HTTP date, counted from [`now_unix_seconds`] (0 when it is past). `None` for
+    /// anything else.
+    pub fn retry_after_seconds(value: &str) -> Option<u32> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(
+                value
+                    .parse::<u64>()
+                    .map_or(u32::MAX, |s| u32::try_from(s).unwrap_or(u32::MAX)),
+            );
+        }
+        let at = parse_http_date(value)?;
+        let wait = at.saturating_sub(now_unix_seconds());
+        Some(u32::try_from(wait).unwrap_or(u32::MAX))
+    }
+}
+
+mod notification_helpers {
+    use crate::http::Response;
+    use crate::notification_types::{DeliveryError, Message, Priority, Recipient, Retry};
+
+    impl Message {
+        /// A message of `topic` for `recipient`, with nothing else known: no HTML, link,
+        /// collapse key or expiry, normal priority, transactional, empty data. For tests;
+        /// fill in the rest with struct update syntax:
+        ///
+        /// ```
+        /// use olivine_sdk::prelude::*;
+        ///
+        /// let shipped = Message {
+        ///     title: "Your order shipped".into(),
+        ///     priority: Priority::High,
+        ///     ..Message::new("order.shipped", "n-1", Recipient::Endpoint("https://h/x".into()))
+        /// };
+        /// assert_eq!(shipped.data_json, "");
+        /// ```
+        pub fn new(
+            topic: impl Into<String>,
+            idempotency_key: impl Into<String>,
+            recipient: Recipient,
+        ) -> Message {
+            Message {
+                topic: topic.into(),
+                idempotency_key: idempotency_key.into(),
+                recipient,
+                title: String::new(),
+                text: String::new(),
+                html: None,
+                link: None,
+                collapse_key: None,
+                expires_at: None,
+                priority: Priority::Normal,
+                marketing: false,
+                data_json: String::new(),
+            }
+        }
+    }
+
+    impl DeliveryError {
+        /// `Retryable` after the kernel's backoff.
+        pub fn retryable(reason: impl Into<String>) -> DeliveryError {
+            DeliveryError::Retryable(Retry {
+                reason: reason.into(),
+                after_seconds: None,
+            })
+        }
+
+        /// `Retryable` after `after_seconds` when the provider asked for a delay.
+        pub fn retryable_after(
+            reason: impl Into<String>,
+            after_seconds: Option<u32>,
+        ) -> DeliveryError {
+            DeliveryError::Retryable(Retry {
+                reason: reason.into(),
+                after_seconds,
+            })
+        }
+
+        /// `Retryable`, after the response's `Retry-After` when it has one
+        /// ([`crate::clock::retry_after_seconds`]).
+        pub fn retryable_response(reason: impl Into<String>, response: &Response) -> DeliveryError {
+            DeliveryError::retryable_after(
+                reason,
+                response
+                    .header("retry-after")
+                    .and_then(crate::clock::retry_after_seconds),
+            )
+        }
+
+        /// What went wrong, whatever the kind.
+        pub fn reason(&self) -> &str {
+            match self {
+                DeliveryError::Retryable(retry) => &retry.reason,
+                DeliveryError::Permanent(why) | DeliveryError::RecipientGone(why) => why,
+            }
+        }
+
+        /// Whether the kernel tries again.
+        pub fn is_retryable(&self) -> bool {
+            matches!(self, DeliveryError::Retryable(_))
+        }
+    }
+}
+
 /// What most plugins need: `use olivine_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::loyalty_types::{CustomerHistory, LoyaltyEvent, OrderLine};
     pub use crate::money::{self, MoneyError};
+    pub use crate::notification_types::{
+        DeliveryError, Device, EmailAddress, Message, Priority, PushPlatform, Recipient, Retry,
+    };
     pub use crate::payment_types::{
         AuthorizeRequest, Decline, PaymentError, PaymentOperation, PaymentResult, PaymentSource,
         SaveRequest, SavedMethod,
@@ -483,18 +732,98 @@ pub mod prelude {
     pub use crate::product::FieldErrors;
     pub use crate::time::Timestamp;
     pub use crate::types::{
-        Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, DeliveryError, DeliveryReceipt,
-        FieldError, Money, Notification, PaymentStatus, PointsEntry, ProductInput, ProductRef,
-        ProductType, TaxonomyInfo, ValidatedProduct, ValidatedVariant, VariantInput,
+        Adjustment, AttributeSpec, Cart, CartLine, CustomerRef, DeliveryReceipt, FieldError, Money,
+        PaymentStatus, PointsEntry, ProductInput, ProductRef, ProductType, TaxonomyInfo,
+        ValidatedProduct, ValidatedVariant, VariantInput,
     };
     pub use crate::{
         LoyaltyRule, NotificationChannel, PaymentAdapter, PricingRule, VariantTaxonomy,
     };
-    pub use crate::{log, settings};
+    pub use crate::{cache, clock, log, settings};
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use std::string::String;
     pub use std::vec::Vec;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::{now_unix_seconds, parse_http_date, retry_after_seconds};
+    use crate::http::Response;
+    use crate::notification_types::{DeliveryError, Recipient, Retry};
+    use crate::testing;
+
+    #[test]
+    fn http_dates_and_retry_after() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+        testing::clear();
+        testing::set_now(784_111_700);
+        assert_eq!(now_unix_seconds(), 784_111_700);
+        assert_eq!(
+            retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(77)
+        );
+        assert_eq!(
+            retry_after_seconds("Sun, 06 Nov 1994 08:00:00 GMT"),
+            Some(0),
+            "a date in the past: at once"
+        );
+        assert_eq!(retry_after_seconds(" 120 "), Some(120));
+        assert_eq!(retry_after_seconds("99999999999"), Some(u32::MAX));
+        assert_eq!(retry_after_seconds("-5"), None);
+        assert_eq!(retry_after_seconds("soon"), None);
+        testing::advance_now(10);
+        assert_eq!(now_unix_seconds(), 784_111_710);
+        testing::clear();
+        assert_eq!(testing::now(), None);
+        assert!(now_unix_seconds() > 1_700_000_000, "the real clock");
+    }
+
+    #[test]
+    fn delivery_error_helpers() {
+        let response = Response::new(503).with_header("Retry-After", "30");
+        let err = DeliveryError::retryable_response("busy", &response);
+        assert_eq!(
+            err,
+            DeliveryError::Retryable(Retry {
+                reason: "busy".into(),
+                after_seconds: Some(30)
+            })
+        );
+        assert!(err.is_retryable());
+        assert_eq!(err.reason(), "busy");
+        assert_eq!(
+            DeliveryError::retryable_response("busy", &Response::new(503)),
+            DeliveryError::retryable("busy")
+        );
+        let gone = DeliveryError::RecipientGone("unregistered".into());
+        assert!(!gone.is_retryable());
+        assert_eq!(gone.reason(), "unregistered");
+        let m = crate::notification_types::Message::new(
+            "order.shipped",
+            "k",
+            Recipient::Endpoint("https://h/x".into()),
+        );
+        assert_eq!(
+            (m.topic.as_str(), m.idempotency_key.as_str()),
+            ("order.shipped", "k")
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! build machine). Inside the kernel these are never used: on `wasm32` the calls go to the
 //! host.
 //!
-//! State is per thread, so tests running in parallel do not see each other's settings.
+//! State is per thread, so tests running in parallel do not see each other's settings,
+//! HTTP mocks, cache entries or clocks.
 //!
 //! ```
 //! use olivine_sdk::{settings, testing};
@@ -45,6 +46,10 @@ struct State {
     http: Option<Handler>,
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
+    /// `crate::cache`: key -> (value, expires at, Unix seconds).
+    cache: BTreeMap<String, (Vec<u8>, u64)>,
+    /// The test clock, when set.
+    now: Option<u64>,
 }
 
 thread_local! {
@@ -77,9 +82,77 @@ pub fn take_logs() -> Vec<(Level, String)> {
     STATE.with(|s| std::mem::take(&mut s.borrow_mut().logs))
 }
 
-/// Forgets settings, the HTTP handler, sent requests and logs (on this thread).
+/// Sets the test clock (on this thread): [`crate::clock::now_unix_seconds`] returns
+/// `unix_seconds`, and [`crate::cache`] entries expire against it.
+pub fn set_now(unix_seconds: u64) {
+    STATE.with(|s| s.borrow_mut().now = Some(unix_seconds));
+}
+
+/// Moves the test clock on by `seconds` (starting from the real clock if it was not set).
+pub fn advance_now(seconds: u64) {
+    let now = crate::clock::now_unix_seconds();
+    set_now(now.saturating_add(seconds));
+}
+
+/// The test clock, when [`set_now`] set it (on this thread).
+pub fn now() -> Option<u64> {
+    STATE.with(|s| s.borrow().now)
+}
+
+/// The keys in [`crate::cache`] that have not expired (on this thread), in order.
+pub fn cache_keys() -> Vec<String> {
+    let now = crate::clock::now_unix_seconds();
+    STATE.with(|s| {
+        s.borrow()
+            .cache
+            .iter()
+            .filter(|(_, (_, expires))| *expires > now)
+            .map(|(k, _)| k.clone())
+            .collect()
+    })
+}
+
+/// Forgets settings, the HTTP handler, sent requests, logs, the cache and the test clock
+/// (on this thread).
 pub fn clear() {
     STATE.with(|s| *s.borrow_mut() = State::default());
+}
+
+pub(crate) fn cache_get(key: &str) -> Option<Vec<u8>> {
+    let now = crate::clock::now_unix_seconds();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.cache.get(key) {
+            Some((value, expires)) if *expires > now => Some(value.clone()),
+            Some(_) => {
+                s.cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    })
+}
+
+/// As the host does: a key or value over the caps, or a zero TTL, stores nothing and
+/// drops what the key held; TTLs are cut to a day.
+pub(crate) fn cache_set(key: &str, value: &[u8], ttl_secs: u32) {
+    use crate::cache::{MAX_KEY_BYTES, MAX_TTL_SECONDS, MAX_VALUE_BYTES};
+    let now = crate::clock::now_unix_seconds();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES || ttl_secs == 0 {
+            s.cache.remove(key);
+            return;
+        }
+        let expires = now.saturating_add(u64::from(ttl_secs.min(MAX_TTL_SECONDS)));
+        s.cache.insert(key.to_owned(), (value.to_vec(), expires));
+    });
+}
+
+pub(crate) fn cache_delete(key: &str) {
+    STATE.with(|s| {
+        s.borrow_mut().cache.remove(key);
+    });
 }
 
 pub(crate) fn setting(key: &str) -> Option<String> {

@@ -1,7 +1,8 @@
 //! Points in time, for rules with windows (a campaign from `starts_at` to `ends_at`).
 //!
-//! Plugins have no clock: a loyalty event says when it happened (`occurred_at`, RFC 3339
-//! UTC, on the kernel's clock). A [`Timestamp`] is parsed from RFC 3339 text with any
+//! Pure plugins (pricing, taxonomy, loyalty) have no clock: a loyalty event says when it
+//! happened (`occurred_at`, RFC 3339 UTC, on the kernel's clock); channels and payment
+//! adapters read the real one (`clock`). A [`Timestamp`] is parsed from RFC 3339 text with any
 //! offset and compares as an instant, so `2026-12-01T00:00:00Z`,
 //! `2026-12-01T00:00:00.000Z` and `2026-12-01T01:00:00+01:00` are equal, which comparing
 //! the text would not say. No dependency: the parser is small and checked.

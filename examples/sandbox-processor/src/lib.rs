@@ -162,6 +162,9 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 pub struct Handle {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Set by `abort`: connections a client keeps alive outlive the server's accept
+    /// loop, so they are answered 503 and closed from then on.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Handle {
@@ -173,8 +176,11 @@ impl Handle {
         let _ = (&mut self.task).await;
     }
 
-    /// Stops the server at once (requests in flight are dropped).
+    /// Stops the server at once: no new connections, requests in flight dropped, and a
+    /// connection kept alive by a client answers 503 and closes.
     pub fn abort(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
     }
 
@@ -205,7 +211,23 @@ pub async fn spawn_with(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(config);
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let down = stopped.clone();
+    let app = router(config).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let down = down.clone();
+            async move {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::CONNECTION, "close")],
+                    )
+                        .into_response();
+                }
+                next.run(request).await
+            }
+        },
+    ));
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -218,6 +240,7 @@ pub async fn spawn_with(
         Handle {
             shutdown: Some(tx),
             task,
+            stopped,
         },
     ))
 }
