@@ -43,6 +43,8 @@ pub struct Inner {
     pub search: Arc<crate::search::SearchIndex>,
     /// The behaviour recorder and the related products read lately.
     pub recommendations: crate::recommendations::Recommendations,
+    /// This node's live-update connections (WebSockets), fed by the live consumer.
+    pub live: Arc<crate::live::LiveHub>,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -123,17 +125,25 @@ impl Kernel {
         let bus = Bus::new(crate::bus::node_id_from_env(
             config.cluster.node_id.as_deref(),
         ));
+        let extra_ca_pem = match &config.plugin_http_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("reading OLIVINE_PLUGIN_HTTP_CA_FILE {}", path.display())
+            })?),
+            None => None,
+        };
         let runtime = olivine_plugin_runtime::Runtime::new(olivine_plugin_runtime::RuntimeConfig {
             cache_dir: Some(config.plugin_cache_dir()),
+            extra_ca_pem,
             ..Default::default()
         })
         .context("starting the plugin runtime")?;
         // Background work gets pools of its own so it never queues behind (or in front
         // of) shoppers' requests: relaxed bookkeeping, and durable work.
         let background_db = Db::connect_background(&url, 3).await?;
-        // The loyalty processor beside the extensions' cluster-once consumers.
+        // The loyalty processor and the notification router beside the extensions'
+        // cluster-once consumers.
         let work_connections =
-            u32::try_from(config.cluster.job_workers + extensions.cluster_once.len() + 4)
+            u32::try_from(config.cluster.job_workers + extensions.cluster_once.len() + 5)
                 .unwrap_or(8);
         let work_db = Db::connect_named(&url, work_connections, "jobs").await?;
         let reads = Reads::new(db.clone(), connect_replica(&config, db.backend).await?);
@@ -180,9 +190,14 @@ impl Kernel {
             &config.store.data_dir.join("search"),
             background_db.clone(),
         )?;
+        let live = Arc::new(crate::live::LiveHub::new());
         let mut node_local: Vec<Arc<dyn NodeLocalConsumer>> = vec![
             Arc::new(CacheInvalidator::new(cache.clone(), work_db.clone())),
             Arc::new(crate::search::SearchIndexer::new(search.clone())),
+            Arc::new(crate::live::LiveConsumer::new(
+                live.clone(),
+                background_db.clone(),
+            )),
             Arc::new(PluginReloader {
                 plugins: plugins.clone(),
             }),
@@ -193,6 +208,12 @@ impl Kernel {
                 plugins: Arc::downgrade(&plugins),
                 clock: clock.clone(),
             })];
+        cluster_once.push(Arc::new(crate::notify::NotifyConsumer {
+            plugins: Arc::downgrade(&plugins),
+            clock: clock.clone(),
+            bus: bus.clone(),
+            public_url: config.public_url(),
+        }));
         cluster_once.extend(extensions.cluster_once);
         let bus_runtime = BusRuntime::start(
             &bus,
@@ -238,6 +259,7 @@ impl Kernel {
             limiter,
             search: search.clone(),
             recommendations: crate::recommendations::Recommendations::start(work_db.clone()),
+            live,
         }));
         // Built after the bus head was read: the indexer applies what comes after.
         let daily = crate::search::rebuild_daily(
@@ -315,6 +337,7 @@ impl Kernel {
     /// jobs get a moment to finish, then go back to the queue.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.state.live.close_all();
         self.jobs.stop().await;
         if let Some((lane, pool)) = self.renewals {
             lane.stop().await;
@@ -349,7 +372,8 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         .handler(crate::loyalty::rules::rule_job())
         .handler(crate::loyalty::rules::expire_job())
         .handler(crate::loyalty::birthdays::job())
-        .handler(crate::recommendations::job());
+        .handler(crate::recommendations::job())
+        .handler(crate::notify::deliver_job());
     if config.loyalty_expiry_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "loyalty.expire",

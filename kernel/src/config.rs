@@ -59,6 +59,11 @@ pub struct ServeConfig {
     #[arg(long, env = "OLIVINE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
+    /// The shop's address as customers reach it (links in emails and push
+    /// notifications), e.g. `https://shop.example`. Unset: `http://<OLIVINE_ADDR>`.
+    #[arg(long, env = "OLIVINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// The store owner's bootstrap API token (a staff token with the owner role, what the
     /// CLI uses). Unset: a random one is generated once and kept in
     /// `<data dir>/admin-token`. Changing it revokes the previous one.
@@ -97,6 +102,11 @@ pub struct ServeConfig {
     /// `<data dir>/plugins`.
     #[arg(long, env = "OLIVINE_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
+
+    /// Extra certificate authorities (a PEM bundle) that plugins' outbound HTTPS trusts
+    /// besides the usual web roots: a private processor, a local test server.
+    #[arg(long, env = "OLIVINE_PLUGIN_HTTP_CA_FILE")]
+    pub plugin_http_ca_file: Option<PathBuf>,
 
     /// Watch the plugins directory and install packages dropped there.
     #[arg(long, env = "OLIVINE_WATCH_PLUGINS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -327,6 +337,8 @@ impl ServeConfig {
             bundled_plugins: false,
             plugin_cache_dir: None,
             plugins_dir: None,
+            plugin_http_ca_file: None,
+            public_url: None,
             watch_plugins: false,
             max_body_bytes: 1024 * 1024,
             cache_ttl_secs: 300,
@@ -358,6 +370,14 @@ impl ServeConfig {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.store.data_dir.join("master.key"))
+    }
+
+    /// The shop's public base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub fn plugin_cache_dir(&self) -> PathBuf {

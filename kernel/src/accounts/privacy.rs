@@ -334,6 +334,10 @@ pub fn export_sections() -> Vec<ExportSection> {
             collect: |s, c| Box::pin(crate::loyalty::birthdays::export_on(c, s.customer_id)),
         },
         ExportSection {
+            name: "notifications",
+            collect: |s, c| Box::pin(crate::notify::export_on(c, s.customer_id)),
+        },
+        ExportSection {
             name: "plugin_data",
             collect: |_, _| Box::pin(async { Ok(plugin_data_section()) }),
         },
@@ -761,6 +765,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     let reviews = crate::reviews::erase(&mut tx, customer_id, keep_reviews).await?;
     let birthday = crate::loyalty::birthdays::erase(&mut tx, customer_id).await?;
     let behaviour = crate::recommendations::forget_customer(&mut tx, customer_id).await?;
+    let notifications = crate::notify::erase(&mut tx, customer_id).await?;
     let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
@@ -803,6 +808,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "reviews": reviews,
                 "birthday": birthday,
                 "behaviour_events": behaviour,
+                "notifications": notifications,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
             })),

@@ -161,6 +161,7 @@ async fn deliver_run(
     }
     crate::failpoint::hit("bus.cluster_before_commit");
     tx.commit().await?;
+    consumer.after_commit();
     Ok(Delivery::Done)
 }
 
@@ -183,6 +184,7 @@ async fn deliver(
     }
     crate::failpoint::hit("bus.cluster_before_commit");
     tx.commit().await?;
+    consumer.after_commit();
     Ok(Delivery::Done)
 }
 

@@ -151,6 +151,9 @@ pub trait ClusterOnceConsumer: Send + Sync {
         1
     }
     fn handle<'a>(&'a self, event: &'a Event, tx: &'a mut AnyConnection) -> ConsumerFuture<'a>;
+    /// Called after a transaction of `handle`s committed (a consumer that enqueued jobs
+    /// wakes the workers here, rather than leaving them to their next poll).
+    fn after_commit(&self) {}
 }
 
 /// How the bus runs; from the serve configuration.

@@ -56,6 +56,10 @@ pub fn search_js() -> &'static Asset {
     &all()[2]
 }
 
+pub fn live_js() -> &'static Asset {
+    &all()[3]
+}
+
 fn all() -> &'static [Asset] {
     static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
@@ -76,6 +80,12 @@ fn all() -> &'static [Asset] {
                 "/assets/search.js",
                 "text/javascript; charset=utf-8",
                 include_str!("search.js"),
+                "public, max-age=300",
+            ),
+            Asset::new(
+                "/assets/live.js",
+                "text/javascript; charset=utf-8",
+                include_str!("live.js"),
                 "public, max-age=300",
             ),
         ]

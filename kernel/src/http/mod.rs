@@ -17,6 +17,7 @@ pub mod storefront_analytics;
 pub mod storefront_cart;
 pub mod storefront_checkout;
 pub mod storefront_loyalty;
+pub mod storefront_notifications;
 pub mod storefront_orders;
 pub mod storefront_privacy;
 pub mod storefront_reviews;
@@ -102,6 +103,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::orders::api::admin_routes())
         .merge(crate::subscriptions::api::admin_routes())
         .merge(crate::loyalty::api::admin_routes())
+        .merge(crate::notify::api::admin_routes())
         .merge(crate::reviews::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
@@ -119,6 +121,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .nest("/account", crate::orders::api::account_routes())
                 .nest("/account", crate::subscriptions::api::account_routes())
                 .nest("/account", crate::loyalty::api::account_routes())
+                .nest("/account", crate::notify::api::account_routes())
                 .nest("/account", crate::reviews::api::account_routes())
                 .merge(crate::reviews::api::public_routes())
                 .merge(crate::search::api::routes())
@@ -149,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route(security::REPORT_PATH, axum::routing::post(security::report))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::live::api::routes())
         .merge(storefront::routes(&state))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

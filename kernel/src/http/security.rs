@@ -69,6 +69,12 @@ pub fn scripts() -> &'static [Script] {
                 &super::assets::search_js().path,
                 super::assets::search_js().body,
             ),
+            script(
+                "live",
+                "the account's order page: updates the order's status in place (a WebSocket to /api/v1/live, same origin, with the session cookie), re-reading the page when told the order changed",
+                &super::assets::live_js().path,
+                super::assets::live_js().body,
+            ),
         ]
     })
 }
@@ -79,6 +85,10 @@ pub fn checkout_script() -> &'static Script {
 
 pub fn search_script() -> &'static Script {
     &scripts()[1]
+}
+
+pub fn live_script() -> &'static Script {
+    &scripts()[2]
 }
 
 /// Origins a page's CSP lets scripts and connections reach beside the shop: a handler

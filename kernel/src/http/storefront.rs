@@ -748,6 +748,7 @@ fn buy_panel(
             div.add-to-cart {
                 button.button.primary.wide type="button" disabled title="This variant is out of stock" { "Out of stock" }
             }
+            (super::storefront_notifications::back_in_stock_offer(session, &product.slug))
         }
         dl.facts {
             dt { "SKU" } dd { code { (variant.sku) } }

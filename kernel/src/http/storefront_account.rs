@@ -56,6 +56,11 @@ pub const SECTIONS: &[AccountSection] = &[
         summary: "Your loyalty points: what you can spend, what is on its way, and why.",
     },
     AccountSection {
+        href: "/account/notifications",
+        title: "Notifications",
+        summary: "Email and push: what we tell you, on which devices, and what you wait for.",
+    },
+    AccountSection {
         href: "/account/reviews",
         title: "Reviews",
         summary: "What you wrote about products, and whether it is published.",
@@ -98,6 +103,7 @@ pub fn routes() -> Router<AppState> {
         .merge(super::storefront_subscriptions::routes())
         .merge(super::storefront_reviews::routes())
         .merge(super::storefront_loyalty::routes())
+        .merge(super::storefront_notifications::routes())
         .merge(super::storefront_privacy::routes())
 }
 

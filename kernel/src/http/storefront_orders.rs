@@ -166,17 +166,22 @@ async fn order_page(
     let Ok(Path(number)) = path else {
         return super::storefront::not_found_page().into_response();
     };
+    // Read before the order: the page's live script resumes from here, so a change made
+    // after this read is heard of (or is on the page already).
+    let live_from = state.bus.head();
     let order = match orders::get_for_customer(&state, customer.customer_id, &number).await {
         Ok(order) => order,
         Err(Error::NotFound(_)) => return super::storefront::not_found_page().into_response(),
         Err(err) => return server_error(&err, "order"),
     };
     let body = html! {
-        header.page-head {
+        header.page-head data-live-order=(order.number) data-live-position=(live_from) {
             p { a href="/account/orders" { "Orders" } }
             h1 { "Order " span #order-number { (order.number) } }
         }
         (order_details(&order))
+        // Updates the status in place (the page shows it as of now without it).
+        script src=(super::security::live_script().path) integrity=(super::security::live_script().integrity) defer {}
     };
     account_page_response(
         &state,

@@ -233,6 +233,19 @@ impl std::fmt::Display for Permanent {
 
 impl std::error::Error for Permanent {}
 
+/// A handler error that asks for the next attempt no sooner than `.0` (a provider's
+/// `Retry-After`); the usual backoff applies when it is longer.
+#[derive(Debug)]
+pub struct RetryAfter(pub Duration, pub String);
+
+impl std::fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for RetryAfter {}
+
 pub type JobFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
 /// Runs jobs of one kind. Jobs are at least once: a handler may be run again for a job

@@ -10,7 +10,7 @@ use sqlx::Row;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{JobContext, JobRegistry, LeasedJob, NewJob, Permanent, Schedule};
+use super::{JobContext, JobRegistry, LeasedJob, NewJob, Permanent, RetryAfter, Schedule};
 use crate::app::AppState;
 use crate::store::{Backend, Db};
 use crate::time::{Clock, format_timestamp};
@@ -495,7 +495,8 @@ impl Runner {
             Err(err) => {
                 let error = format!("{err:#}");
                 let permanent = err.downcast_ref::<Permanent>().is_some();
-                self.fail(&ctx.job, &error, permanent).await;
+                let after = err.downcast_ref::<RetryAfter>().map(|r| r.0);
+                self.fail(&ctx.job, &error, permanent, after).await;
                 if let Some(name) = schedule {
                     self.schedule_ran(&name, Some(&error)).await;
                 }
@@ -530,12 +531,15 @@ impl Runner {
 
     /// Puts a failed job back for later, or dead after its last attempt (a scheduled
     /// run gives its unique key back then, so the next interval runs).
-    async fn fail(&self, job: &LeasedJob, error: &str, permanent: bool) {
+    async fn fail(&self, job: &LeasedJob, error: &str, permanent: bool, after: Option<Duration>) {
         let dead = permanent || job.attempt >= job.max_attempts;
         let now = self.state.clock.now();
-        let retry_at = now
-            + chrono::Duration::from_std(self.config.backoff(job.attempt))
-                .unwrap_or(chrono::Duration::seconds(1));
+        let delay = self
+            .config
+            .backoff(job.attempt)
+            .max(after.unwrap_or_default());
+        let retry_at =
+            now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
         let state = if dead { "dead" } else { "queued" };
         let result = sqlx::query(
             "UPDATE jobs SET state = $1, run_at = $2, last_error = $3, leased_by = NULL,

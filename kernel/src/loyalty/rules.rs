@@ -636,6 +636,26 @@ async fn credit(
         )
         .await?;
     }
+    // Told to the customer (notifications, live updates): what this rule credited.
+    let earned: i64 = entries.iter().map(|e| e.points).filter(|p| *p > 0).sum();
+    if earned > 0 {
+        let reason = entries
+            .iter()
+            .find(|e| e.points > 0)
+            .map(|e| e.reason.trim())
+            .unwrap_or_default();
+        crate::bus::record(
+            tx,
+            "customer",
+            input.customer_id,
+            "loyalty.points_earned",
+            &serde_json::json!({
+                "customer": input.customer_id, "points": earned, "reason": reason,
+                "source": input.source, "rule": rule,
+            }),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -25,7 +25,7 @@ use crate::http::schema::{
 use crate::inventory::{StockChange, StockReason};
 use crate::plugins::pricing::AppliedAdjustment;
 
-const EMAIL_CONTEXT: &str = "orders.email";
+pub(crate) const EMAIL_CONTEXT: &str = "orders.email";
 const ADDRESS_CONTEXT: &str = "orders.shipping_address";
 pub(crate) const PAYMENT_TOKEN_CONTEXT: &str = "orders.payment_token";
 
@@ -1004,6 +1004,10 @@ pub struct Transition {
     /// Required to mark an order fulfilled (shipped); refused with any other `to`.
     #[serde(default)]
     pub tracking_number: Option<String>,
+    /// Who carries the parcel (e.g. `DHL`), with `to: fulfilled` only; customers are
+    /// told it with the tracking number.
+    #[serde(default)]
+    pub carrier: Option<String>,
 }
 
 /// Two shapes, as [`transition_inner`] checks them: `fulfilled` with a tracking number,
@@ -1036,6 +1040,7 @@ impl utoipa::PartialSchema for Transition {
                         "tracking_number",
                         Ref::from_schema_name(SingleLine64::name()),
                     )
+                    .property("carrier", Ref::from_schema_name(SingleLine64::name()))
                     .required("to")
                     .required("tracking_number")
                     .additional_properties(Some(AdditionalProperties::FreeForm(false))),
@@ -1098,8 +1103,16 @@ async fn transition_inner(
             64,
             true,
         );
-    } else if change.tracking_number.is_some() {
-        problems.add("tracking_number", "only goes with `to: fulfilled`");
+        if let Some(carrier) = &change.carrier {
+            check_text(&mut problems, "carrier", carrier, 64, true);
+        }
+    } else {
+        if change.tracking_number.is_some() {
+            problems.add("tracking_number", "only goes with `to: fulfilled`");
+        }
+        if change.carrier.is_some() {
+            problems.add("carrier", "only goes with `to: fulfilled`");
+        }
     }
     problems.into_result()?;
     if with_payment {
@@ -1126,11 +1139,12 @@ async fn transition_inner(
         }
     }
     let mut tx = state.db.begin().await?;
-    let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
+    let row = sqlx::query("SELECT status, customer_id FROM orders WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
     let status: String = row.try_get(0)?;
+    let customer_id: Option<i64> = row.try_get(1)?;
     let from = OrderStatus::parse(&status)
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("order {number} has status {status}")))?;
     if !from.next().contains(&change.to) {
@@ -1146,7 +1160,8 @@ async fn transition_inner(
     let now = crate::time::now();
     // The status in the WHERE makes a concurrent transition lose cleanly.
     let moved = sqlx::query(
-        "UPDATE orders SET status = $1, tracking_number = COALESCE($2, tracking_number), updated_at = $3,
+        "UPDATE orders SET status = $1, tracking_number = COALESCE($2, tracking_number),
+            carrier = COALESCE($6, carrier), updated_at = $3,
             refunded_minor = CASE WHEN $1 = 'refunded' THEN total_minor ELSE refunded_minor END
          WHERE id = $4 AND status = $5",
     )
@@ -1155,6 +1170,7 @@ async fn transition_inner(
     .bind(&now)
     .bind(id)
     .bind(from.as_str())
+    .bind(change.carrier.as_deref().map(str::trim))
     .execute(&mut *tx)
     .await?;
     if moved.rows_affected() == 0 {
@@ -1168,7 +1184,11 @@ async fn transition_inner(
         "order",
         number,
         &format!("order.{}", change.to.as_str()),
-        &serde_json::json!({ "number": number, "from": from.as_str(), "to": change.to.as_str() }),
+        &serde_json::json!({
+            "number": number, "from": from.as_str(), "to": change.to.as_str(),
+            "customer": customer_id, "tracking_number": change.tracking_number,
+            "carrier": change.carrier,
+        }),
     )
     .await?;
     if change.to == OrderStatus::Cancelled {
@@ -1630,6 +1650,7 @@ pub(crate) async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str)
     let change = Transition {
         to: OrderStatus::Cancelled,
         tracking_number: None,
+        carrier: None,
     };
     match transition_inner(state, "payments", number, order_id, change, false).await {
         Ok(_) | Err(Error::Conflict { .. }) => {}

@@ -132,6 +132,7 @@ async fn give_up(state: &AppState, order_id: i64, number: &str) -> Result<()> {
     let change = Transition {
         to: OrderStatus::Cancelled,
         tracking_number: None,
+        carrier: None,
     };
     match super::transition_inner(state, "payments", number, order_id, change, false).await {
         Ok(_) | Err(Error::Conflict { .. }) => {}

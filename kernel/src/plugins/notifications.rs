@@ -4,7 +4,9 @@
 //! key; only a permanent refusal is final. Failures of the plugin itself count towards
 //! disabling it automatically.
 
-use olivine_plugin_runtime::bindings::types;
+use std::time::Duration;
+
+use olivine_plugin_runtime::bindings::notification_types as nt;
 
 use super::decisions::hash;
 use super::{Judged, Plugins};
@@ -14,22 +16,24 @@ pub enum DeliveryOutcome {
     Delivered {
         provider_reference: String,
     },
-    /// Deliver again later (same idempotency key).
+    /// Deliver again later (same idempotency key), after `after` when the provider
+    /// said so (`Retry-After`).
     Retry {
         reason: String,
+        after: Option<Duration>,
     },
     /// Will never succeed as it is (bad recipient, host not granted, ...).
     Failed {
         reason: String,
     },
+    /// The recipient no longer exists (a device token the push service dropped).
+    Gone {
+        reason: String,
+    },
 }
 
 /// Delivers `notification` through the active channel `channel_id`.
-pub async fn deliver(
-    plugins: &Plugins,
-    channel_id: &str,
-    notification: types::Notification,
-) -> DeliveryOutcome {
+pub async fn deliver(plugins: &Plugins, channel_id: &str, message: nt::Message) -> DeliveryOutcome {
     let snapshot = plugins.snapshot();
     let Some(channel) = snapshot
         .notifications
@@ -40,27 +44,21 @@ pub async fn deliver(
         // Disabled or not installed: the merchant may turn it on again.
         return DeliveryOutcome::Retry {
             reason: format!("notification channel `{channel_id}` is not active"),
+            after: None,
         };
     };
-    let input_hash = hash(
-        format!(
-            "{}\0{}\0{}",
-            notification.topic, notification.idempotency_key, notification.recipient
-        )
-        .as_bytes(),
-    );
+    let input_hash = hash(format!("{}\0{}", message.topic, message.idempotency_key).as_bytes());
     let result = {
         let channel = channel.clone();
-        tokio::task::spawn_blocking(move || {
-            channel.plugin.deliver(&notification, &channel.settings)
-        })
-        .await
+        tokio::task::spawn_blocking(move || channel.plugin.deliver(&message, &channel.settings))
+            .await
     };
     let result = match result {
         Ok(result) => result,
         Err(err) => {
             return DeliveryOutcome::Retry {
                 reason: format!("delivery task failed: {err}"),
+                after: None,
             };
         }
     };
@@ -70,14 +68,23 @@ pub async fn deliver(
                 Ok(receipt) => DeliveryOutcome::Delivered {
                     provider_reference: receipt.provider_reference,
                 },
-                Err(types::DeliveryError::Retryable(reason)) => DeliveryOutcome::Retry { reason },
-                Err(types::DeliveryError::Permanent(reason)) => DeliveryOutcome::Failed { reason },
+                Err(nt::DeliveryError::Retryable(retry)) => DeliveryOutcome::Retry {
+                    reason: retry.reason,
+                    // A provider asking for more than an hour is told an hour: the job's
+                    // own backoff still spaces the attempts.
+                    after: retry
+                        .after_seconds
+                        .map(|s| Duration::from_secs(u64::from(s).min(3600))),
+                },
+                Err(nt::DeliveryError::Permanent(reason)) => DeliveryOutcome::Failed { reason },
+                Err(nt::DeliveryError::RecipientGone(reason)) => DeliveryOutcome::Gone { reason },
             };
             let judged = Judged {
                 outcome: match &outcome {
                     DeliveryOutcome::Delivered { .. } => "ok",
                     DeliveryOutcome::Retry { .. } => "retry",
                     DeliveryOutcome::Failed { .. } => "failed",
+                    DeliveryOutcome::Gone { .. } => "gone",
                 },
                 output_hash: hash(format!("{outcome:?}").as_bytes()),
             };
@@ -93,6 +100,7 @@ pub async fn deliver(
                 .await;
             DeliveryOutcome::Retry {
                 reason: format!("the channel {err}"),
+                after: None,
             }
         }
     }

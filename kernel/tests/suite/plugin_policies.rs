@@ -9,7 +9,7 @@ use crate::common::*;
 use axum::http::{HeaderMap, StatusCode};
 use olivine::plugins::notifications::{DeliveryOutcome, deliver};
 use olivine::plugins::payments::{PaymentOutcome, PaymentRequest, call};
-use olivine_plugin_runtime::bindings::{payment, types};
+use olivine_plugin_runtime::bindings::{notification_types as nt, payment, types};
 use serde_json::json;
 
 fn authorize(order: &str) -> PaymentRequest {
@@ -108,12 +108,18 @@ both_backends! {
             "granted_hosts": [host],
         })).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        let notification = types::Notification {
+        let notification = nt::Message {
             topic: "order.confirmed".to_owned(),
             idempotency_key: "order-1001-confirmed".to_owned(),
-            recipient: "ops".to_owned(),
-            subject: "Order 1001".to_owned(),
-            body: "Confirmed.".to_owned(),
+            recipient: nt::Recipient::Endpoint(format!("http://{host}/hook")),
+            title: "Order 1001".to_owned(),
+            text: "Confirmed.".to_owned(),
+            html: None,
+            link: None,
+            collapse_key: None,
+            expires_at: None,
+            priority: nt::Priority::High,
+            marketing: false,
             data_json: r#"{"order": 1001}"#.to_owned(),
         };
         // 503: retry later. Then delivered, with the same key both times.

@@ -423,7 +423,7 @@ both_backends! {
         assert_eq!(export["pseudonym"], ann.as_str());
         let sections = export["sections"].as_object().unwrap();
         for name in ["profile", "addresses", "orders", "subscriptions", "loyalty_ledger",
-                     "plugin_data", "consents", "sessions", "privacy_requests", "audit"] {
+                     "notifications", "plugin_data", "consents", "sessions", "privacy_requests", "audit"] {
             assert!(sections.contains_key(name), "section {name} missing: {export}");
         }
         assert_eq!(sections["profile"]["email"], "ann.export@example.com");

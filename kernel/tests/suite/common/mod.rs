@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod mock_providers;
 pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -449,7 +450,18 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("events were not handled within 5 s");
+        // Say which consumer is behind and why, not only that one is.
+        let consumers: Vec<String> = sqlx::query(
+            "SELECT name || ' at ' || position || ': ' || COALESCE(last_error, '') FROM bus_consumers",
+        )
+        .fetch_all(&state.db.pool)
+        .await
+        .map(|rows| {
+            use sqlx::Row;
+            rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
+        })
+        .unwrap_or_default();
+        panic!("events were not handled within 5 s: {consumers:?}");
     }
 
     pub async fn stop(self) {

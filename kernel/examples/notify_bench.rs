@@ -1,0 +1,198 @@
+//! Notification benchmark (`bench/notifications.sh` runs it): one kernel with the
+//! first-party `webhook-notifier` channel pointed at a local receiver (an axum server in
+//! this process), through the whole path: an event in the outbox, the router
+//! (`notifications`, cluster-once) rendering and storing the notification and enqueueing
+//! its job, a job worker calling the channel plugin in its sandbox, the plugin's HTTP
+//! POST through the host's client, the receiver.
+//!
+//! - **Latency**: `LATENCY` events one at a time (`loyalty.points_earned` for one
+//!   customer): from the event's commit to the receiver reading the POST; p50/p99.
+//! - **Throughput**: `BURST` such events committed at once; notifications delivered per
+//!   second until the last arrives, and every one delivered exactly once.
+//!
+//! Environment: `DATABASE_URL` (unset: SQLite in a temporary directory), `JOB_WORKERS`
+//! (8), `LATENCY` (200), `BURST` (5000).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use olivine::app::{Extensions, Kernel};
+use olivine::config::ServeConfig;
+use olivine::plugins::PluginPatch;
+use sqlx::Row;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// When each notification (by its idempotency key) reached the receiver.
+type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
+
+async fn receiver() -> anyhow::Result<(String, Arrivals)> {
+    let arrivals: Arrivals = Arc::default();
+    let seen = arrivals.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().expect("arrivals").push((key, Instant::now()));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let host = listener.local_addr()?.to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((host, arrivals))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn record_points(kernel: &Kernel, customer: i64, count: usize) -> anyhow::Result<()> {
+    let events: Vec<olivine::bus::NewEvent> = (0..count)
+        .map(|_| olivine::bus::NewEvent {
+            aggregate_type: "customer",
+            aggregate_id: customer.to_string(),
+            event_type: "loyalty.points_earned",
+            payload: serde_json::json!({"customer": customer, "points": 10, "reason": "bench"}),
+        })
+        .collect();
+    let mut tx = kernel.state.db.begin().await?;
+    olivine::bus::record_all(&mut tx, &events).await?;
+    tx.commit().await?;
+    kernel.state.bus.notify();
+    Ok(())
+}
+
+async fn wait_for(arrivals: &Arrivals, count: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while arrivals.lock().expect("arrivals").len() < count {
+        ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {} of {count} notifications arrived",
+            arrivals.lock().expect("arrivals").len()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let workers: usize = env_or("JOB_WORKERS", 8);
+    let latency_runs: usize = env_or("LATENCY", 200);
+    let burst: usize = env_or("BURST", 5000);
+    let data = std::env::temp_dir().join(format!("olivine-notify-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let mut config = ServeConfig::for_data_dir(&data);
+    config.store.database_url = std::env::var("DATABASE_URL").ok();
+    config.admin_token = Some("notify-bench-admin-token".to_owned());
+    config.bundled_plugins = true;
+    config.session_sweep_secs = 0;
+    config.payment_reconcile_secs = 0;
+    config.recommendations_secs = 0;
+    config.cluster.job_workers = workers;
+    let backend = if config.store.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let kernel = Kernel::start_with(config, Extensions::default())
+        .await
+        .context("starting the kernel")?;
+    let (host, arrivals) = receiver().await?;
+    kernel
+        .state
+        .plugins
+        .update(
+            "webhook-notifier",
+            &PluginPatch {
+                enabled: Some(true),
+                priority: None,
+                settings: Some([("url".to_owned(), format!("http://{host}/hook"))].into()),
+                granted_hosts: Some(vec![host.clone()]),
+            },
+            "bench",
+        )
+        .await?;
+    // One customer; the router checks that they exist and reads their choices.
+    let customer: i64 = sqlx::query(
+        "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash,
+            created_at, updated_at)
+         VALUES ('c_bench', 'bench', '', '', '', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')
+         RETURNING id",
+    )
+    .fetch_one(&kernel.state.db.pool)
+    .await?
+    .try_get(0)?;
+    println!("{backend}, {workers} job workers, webhook channel to a local receiver");
+
+    // Latency, one at a time (the first few warm the plugin's compiled code and the pool).
+    let mut latencies = Vec::with_capacity(latency_runs);
+    for i in 0..latency_runs + 5 {
+        let before = arrivals.lock().expect("arrivals").len();
+        let committed = Instant::now();
+        record_points(&kernel, customer, 1).await?;
+        wait_for(&arrivals, before + 1).await?;
+        let arrived = arrivals.lock().expect("arrivals")[before].1;
+        if i >= 5 {
+            latencies.push(arrived - committed);
+        }
+    }
+    latencies.sort();
+    println!(
+        "event committed -> webhook received ({latency_runs} one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+
+    // Throughput: a burst committed at once.
+    let before = arrivals.lock().expect("arrivals").len();
+    let started = Instant::now();
+    record_points(&kernel, customer, burst).await?;
+    wait_for(&arrivals, before + burst).await?;
+    let took = started.elapsed();
+    println!(
+        "{burst} events at once -> {burst} webhooks in {:.2} s: {:.0} notifications/s",
+        took.as_secs_f64(),
+        burst as f64 / took.as_secs_f64()
+    );
+    // Exactly once: no key twice, and every row delivered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys: std::collections::HashSet<String> = arrivals
+        .lock()
+        .expect("arrivals")
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    let total = arrivals.lock().expect("arrivals").len();
+    ensure!(keys.len() == total, "{} duplicates", total - keys.len());
+    let delivered: i64 = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM notifications WHERE status = 'delivered'",
+    )
+    .fetch_one(&kernel.state.db.pool)
+    .await?
+    .try_get(0)?;
+    ensure!(
+        delivered as usize == total,
+        "{delivered} rows delivered, {total} received"
+    );
+    println!("every notification delivered once ({total})");
+    kernel.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The customer's notification settings in the storefront: email and push on or off,
+//! the devices registered for push (removable), and the products they wait for; and the
+//! "tell me when it is back" form of an out-of-stock product page. Every action is the
+//! API's own domain function (`notify::devices`).
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use maud::{Markup, html};
+
+use super::session::{Customer, Session, see_other};
+use super::storefront_account::{Form, FormErrors, form_alert, status_of};
+use super::storefront_account::{account_page_response, server_error};
+use crate::app::AppState;
+use crate::notify::devices::{self, BackInStockInput, Preferences};
+
+const PAGE: &str = "/account/notifications";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PAGE, get(page))
+        .route(
+            "/account/notifications/preferences",
+            post(preferences_submit),
+        )
+        .route("/account/notifications/devices/remove", post(device_remove))
+        .route(
+            "/account/notifications/back-in-stock",
+            post(back_in_stock_submit),
+        )
+        .route(
+            "/account/notifications/back-in-stock/cancel",
+            post(back_in_stock_cancel),
+        )
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Customer(customer): Customer,
+    session: Session,
+) -> Response {
+    view(
+        &state,
+        &session,
+        customer.customer_id,
+        &FormErrors::default(),
+    )
+    .await
+}
+
+async fn preferences_submit(
+    State(state): State<AppState>,
+    Customer(customer): Customer,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let preferences = Preferences {
+        email: form.get("email") == "1",
+        push: form.get("push") == "1",
+    };
+    match devices::set_preferences(&state, customer.customer_id, preferences).await {
+        Ok(_) => see_other(PAGE),
+        Err(err) => server_error(&err, "notifications"),
+    }
+}
+
+async fn device_remove(
+    State(state): State<AppState>,
+    Customer(customer): Customer,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let Ok(id) = form.get("device").trim().parse::<i64>() else {
+        return see_other(PAGE);
+    };
+    match devices::remove(&state, customer.customer_id, id).await {
+        // Gone already (removed in the app, or by the push service): the page shows it.
+        Ok(()) | Err(crate::error::Error::NotFound(_)) => see_other(PAGE),
+        Err(err) => server_error(&err, "notifications"),
+    }
+}
+
+/// From a product page: wait for the product, then back to it.
+async fn back_in_stock_submit(
+    State(state): State<AppState>,
+    Customer(customer): Customer,
+    session: Session,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let input = BackInStockInput {
+        product: form.get("product").trim().to_owned(),
+    };
+    match devices::request_back_in_stock(&state, customer.customer_id, &input).await {
+        Ok(_) => see_other("/account/notifications#waiting"),
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(errors) => view(&state, &session, customer.customer_id, &errors).await,
+            None => server_error(&err, "notifications"),
+        },
+    }
+}
+
+async fn back_in_stock_cancel(
+    State(state): State<AppState>,
+    Customer(customer): Customer,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    match devices::cancel_back_in_stock(&state, customer.customer_id, form.get("product").trim())
+        .await
+    {
+        Ok(()) => see_other(PAGE),
+        Err(err) => server_error(&err, "notifications"),
+    }
+}
+
+async fn view(
+    state: &AppState,
+    session: &Session,
+    customer_id: i64,
+    errors: &FormErrors,
+) -> Response {
+    let (preferences, devices, waiting) = match tokio::try_join!(
+        devices::preferences(state, customer_id),
+        devices::list(state, customer_id),
+        devices::back_in_stock(state, customer_id),
+    ) {
+        Ok(all) => all,
+        Err(err) => return server_error(&err, "notifications"),
+    };
+    let body = html! {
+        header.page-head {
+            p { a href="/account" { "Account" } }
+            h1 { "Notifications" }
+        }
+        (form_alert(errors))
+        section.panel #channels {
+            h2 { "How we tell you" }
+            p.muted { "News of your orders, subscriptions and points. Offers are sent only with your consent ("
+                a href="/account/privacy" { "privacy settings" } ")." }
+            form method="post" action="/account/notifications/preferences" {
+                (session.csrf_input())
+                div.field.checkbox {
+                    label { input type="checkbox" name="email" value="1" checked[preferences.email]; " By email" }
+                }
+                div.field.checkbox {
+                    label { input type="checkbox" name="push" value="1" checked[preferences.push]; " On my phone (push notifications from our app)" }
+                }
+                button type="submit" { "Save" }
+            }
+        }
+        section.panel #devices {
+            h2 { "Devices" }
+            @if devices.is_empty() {
+                p.muted { "No device gets push notifications. Sign in to our app and allow notifications to add one." }
+            } @else {
+                ul {
+                    @for device in &devices {
+                        li {
+                            (platform_label(&device.platform)) " · " (device.app_id) " · ending "
+                            code { (device.token_ending) } " · since " (device.created_at.get(..10).unwrap_or(&device.created_at))
+                            form.inline method="post" action="/account/notifications/devices/remove" {
+                                (session.csrf_input())
+                                input type="hidden" name="device" value=(device.id);
+                                button type="submit" { "Remove" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.panel #waiting {
+            h2 { "Back in stock" }
+            @if waiting.is_empty() {
+                p.muted { "You are not waiting for any product. An out-of-stock product's page lets you ask to be told when it is back." }
+            } @else {
+                ul {
+                    @for slug in &waiting {
+                        li {
+                            a href={ "/p/" (slug) } { (slug) }
+                            form.inline method="post" action="/account/notifications/back-in-stock/cancel" {
+                                (session.csrf_input())
+                                input type="hidden" name="product" value=(slug);
+                                button type="submit" { "Stop waiting" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    account_page_response(state, status_of(errors), "Notifications", body).await
+}
+
+fn platform_label(platform: &str) -> &'static str {
+    match platform {
+        "apns" => "Apple device",
+        _ => "Android device",
+    }
+}
+
+/// The out-of-stock product page's offer: a signed-in shopper asks to be told; a
+/// visitor is asked to sign in first.
+pub(super) fn back_in_stock_offer(session: &Session, slug: &str) -> Markup {
+    let next: String = form_urlencoded::byte_serialize(format!("/p/{slug}").as_bytes()).collect();
+    html! {
+        div.back-in-stock {
+            @if session.customer_pseudonym().is_some() {
+                form method="post" action="/account/notifications/back-in-stock" {
+                    (session.csrf_input())
+                    input type="hidden" name="product" value=(slug);
+                    button.button.wide type="submit" { "Tell me when it is back" }
+                }
+            } @else {
+                p { a href={ "/account/sign-in?next=" (next) } { "Sign in" } " to be told when it is back." }
+            }
+        }
+    }
+}
