@@ -192,6 +192,18 @@ async fn main() -> anyhow::Result<()> {
         "{delivered} rows delivered, {total} received"
     );
     println!("every notification delivered once ({total})");
+    // Where the time goes: the channel call itself (instantiate, run, HTTP round trip).
+    let row = sqlx::query(
+        "SELECT CAST(AVG(duration_us) AS BIGINT), CAST(MAX(duration_us) AS BIGINT)
+         FROM plugin_decisions WHERE plugin_id = 'webhook-notifier'",
+    )
+    .fetch_one(&kernel.state.db.pool)
+    .await?;
+    println!(
+        "the channel call (sandbox + HTTP POST): mean {} us, max {} us",
+        row.try_get::<Option<i64>, _>(0)?.unwrap_or(0),
+        row.try_get::<Option<i64>, _>(1)?.unwrap_or(0)
+    );
     kernel.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
     Ok(())

@@ -224,19 +224,43 @@ fn view_of(row: &sqlx::any::AnyRow) -> Result<NotificationView> {
     })
 }
 
+/// Where a notification is.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    Pending,
+    Delivered,
+    Failed,
+    /// The device no longer exists (the push service said so).
+    Gone,
+    /// The recipient was gone before delivery.
+    Skipped,
+}
+
+impl NotificationStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Pending => "pending",
+            NotificationStatus::Delivered => "delivered",
+            NotificationStatus::Failed => "failed",
+            NotificationStatus::Gone => "gone",
+            NotificationStatus::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationFilter {
-    /// Only notifications in this state (`pending`, `delivered`, `failed`, `gone`,
-    /// `skipped`).
-    #[param(max_length = 20)]
-    pub status: Option<String>,
+    /// Only notifications in this state.
+    #[param(inline)]
+    pub status: Option<NotificationStatus>,
     /// Only this customer's (their pseudonym).
-    #[param(max_length = 100)]
+    #[param(min_length = 1, max_length = 100)]
     pub customer: Option<String>,
     /// Only this topic, e.g. `order.shipped`.
-    #[param(max_length = 100)]
+    #[param(min_length = 1, max_length = 100)]
     pub topic: Option<String>,
     /// Newest first: continue before this id (the previous page's `next_before_id`).
     pub before_id: Option<i64>,
@@ -262,16 +286,6 @@ async fn list_notifications(
 ) -> Result<Json<NotificationPage>> {
     let mut problems = Problems::new();
     let limit = crate::http::paging::limit(&mut problems, filter.limit);
-    if let Some(status) = &filter.status {
-        problems.check(
-            matches!(
-                status.as_str(),
-                "pending" | "delivered" | "failed" | "gone" | "skipped"
-            ),
-            "status",
-            "one of pending, delivered, failed, gone, skipped",
-        );
-    }
     crate::http::paging::check_name(&mut problems, "customer", &filter.customer);
     crate::http::paging::check_name(&mut problems, "topic", &filter.topic);
     problems.into_result()?;
@@ -282,7 +296,12 @@ async fn list_notifications(
          ORDER BY n.id DESC LIMIT $5"
     )))
     .bind(filter.before_id.unwrap_or(i64::MAX))
-    .bind(filter.status.clone().unwrap_or_default())
+    .bind(
+        filter
+            .status
+            .map(NotificationStatus::as_str)
+            .unwrap_or_default(),
+    )
     .bind(filter.customer.clone().unwrap_or_default())
     .bind(filter.topic.clone().unwrap_or_default())
     .bind(limit + 1)
@@ -402,8 +421,8 @@ async fn list_templates(State(state): State<AppState>) -> Result<Json<Vec<Templa
 /// channel). Placeholders: `{{order_number}}`, `{{tracking_number}}`, … (unknown ones are
 /// refused). Permission: `settings.write`.
 #[utoipa::path(put, path = "/notification-templates/{topic}/{channel}", tag = "admin-customers",
-    params(("topic" = String, Path, description = "e.g. `order.shipped`"),
-        ("channel" = String, Path, description = "`email`, `push` or `webhook`")),
+    params(("topic" = inline(super::templates::TopicName), Path, description = "e.g. `order.shipped`"),
+        ("channel" = inline(super::templates::ChannelName), Path, description = "`email`, `push` or `webhook`")),
     request_body = Template, security(("staff_token" = [])),
     responses((status = 200, body = Template), (status = 422, body = ErrorBody)))]
 async fn put_template(
@@ -455,12 +474,16 @@ async fn put_template(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
-    /// The email's subject and the push title (1 to 200 characters).
+    /// The email's subject and the push title.
+    #[schema(value_type = crate::http::schema::NonBlankText200)]
     pub title: String,
-    /// The text (1 to 10,000 bytes).
+    #[schema(value_type = crate::http::schema::NonBlankText5000)]
     pub text: String,
     /// The email's HTML body; the text, escaped, when unset.
+    #[schema(max_length = 100000)]
     pub html: Option<String>,
+    /// An http(s) URL.
+    #[schema(pattern = "^https?://[^\\x00-\\x20\\x7F]*$", max_length = 2000)]
     pub link: Option<String>,
 }
 
@@ -473,18 +496,22 @@ impl CampaignInput {
             "1 to 200 characters",
         );
         problems.check(
-            !self.text.trim().is_empty() && self.text.len() <= 10_000,
+            !self.text.trim().is_empty() && self.text.chars().count() <= 5000,
             "text",
-            "1 to 10,000 bytes",
+            "1 to 5,000 characters",
         );
         if let Some(html) = &self.html {
-            problems.check(html.len() <= 100_000, "html", "at most 100,000 bytes");
+            problems.check(
+                html.chars().count() <= 100_000,
+                "html",
+                "at most 100,000 characters",
+            );
         }
         if let Some(link) = &self.link {
             problems.check(
-                link.starts_with("https://") || link.starts_with("http://"),
+                super::templates::link_ok(link, false),
                 "link",
-                "an http(s) URL",
+                "an http(s) URL without spaces",
             );
         }
         problems.into_result()

@@ -13,10 +13,14 @@ use crate::error::{Error, Problems, Result};
 #[serde(deny_unknown_fields)]
 pub struct DeviceInput {
     /// `apns` (iOS) or `fcm` (Android, or iOS through Firebase).
+    #[schema(pattern = "^(apns|fcm)$")]
     pub platform: String,
-    /// The token the push service gave the app (hex for APNs, opaque for FCM).
+    /// The token the push service gave the app: for APNs 32 or more hexadecimal digits,
+    /// for FCM opaque (printable, no spaces or quotes).
+    #[schema(pattern = "^[!#-\\[\\]-~]+$", min_length = 1, max_length = 4096)]
     pub token: String,
     /// The app: its bundle id (the APNs topic) or its package name.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 255)]
     pub app_id: String,
 }
 
@@ -218,6 +222,7 @@ pub async fn set_preferences(
 #[serde(deny_unknown_fields)]
 pub struct BackInStockInput {
     /// The product's slug.
+    #[schema(value_type = crate::http::schema::Slug)]
     pub product: String,
 }
 

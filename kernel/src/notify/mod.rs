@@ -635,12 +635,13 @@ struct Stored {
     collapse_key: Option<String>,
     expires_at: Option<String>,
     status: String,
+    attempts: i64,
 }
 
 async fn load_stored(conn: &mut AnyConnection, id: i64) -> Result<Option<Stored>> {
     let Some(row) = sqlx::query(
         "SELECT id, topic, plugin_id, recipient_kind, recipient_ref, title, body_text, body_html,
-            link, data_json, marketing, priority, collapse_key, expires_at, status
+            link, data_json, marketing, priority, collapse_key, expires_at, status, attempts
          FROM notifications WHERE id = $1",
     )
     .bind(id)
@@ -665,6 +666,7 @@ async fn load_stored(conn: &mut AnyConnection, id: i64) -> Result<Option<Stored>
         collapse_key: row.try_get(12)?,
         expires_at: row.try_get(13)?,
         status: row.try_get(14)?,
+        attempts: row.try_get(15)?,
     }))
 }
 
@@ -769,17 +771,19 @@ async fn settle(
 ) -> anyhow::Result<()> {
     let state = &ctx.state;
     let now = state.clock.now_text();
+    let detail = short(detail);
     let mut tx = state.db.begin().await?;
-    record_attempt(&mut tx, stored.id, outcome, detail, &now).await?;
+    insert_attempt(&mut tx, stored, outcome, &detail, &now).await?;
     sqlx::query(
         "UPDATE notifications SET status = $1, provider_reference = COALESCE($2, provider_reference),
+            attempts = attempts + 1,
             last_error = CASE WHEN $1 = 'delivered' THEN NULL ELSE $3 END, updated_at = $4,
             delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END
          WHERE id = $5",
     )
     .bind(status)
     .bind(provider_reference)
-    .bind(detail)
+    .bind(&detail)
     .bind(&now)
     .bind(stored.id)
     .execute(&mut *tx)
@@ -795,30 +799,48 @@ async fn settle(
     Ok(())
 }
 
-async fn record_attempt(
+/// An attempt's detail as stored: at most 500 characters.
+fn short(detail: &str) -> String {
+    detail.chars().take(500).collect()
+}
+
+async fn insert_attempt(
     conn: &mut AnyConnection,
-    id: i64,
+    stored: &Stored,
     outcome: &str,
     detail: &str,
     now: &str,
 ) -> Result<()> {
-    let detail: String = detail.chars().take(500).collect();
     sqlx::query(
         "INSERT INTO notification_attempts (notification_id, attempt, outcome, detail, at)
-         VALUES ($1, (SELECT attempts + 1 FROM notifications WHERE id = $1), $2, $3, $4)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(id)
+    .bind(stored.id)
+    .bind(stored.attempts + 1)
     .bind(outcome)
-    .bind(&detail)
+    .bind(detail)
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE notifications SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3")
-        .bind(&detail)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    Ok(())
+}
+
+/// A retryable failure: the attempt is recorded and the row stays pending.
+async fn record_retry(state: &AppState, stored: &Stored, reason: &str) -> Result<()> {
+    let now = state.clock.now_text();
+    let detail = short(reason);
+    let mut tx = state.db.begin().await?;
+    insert_attempt(&mut tx, stored, "retry", &detail, &now).await?;
+    sqlx::query(
+        "UPDATE notifications SET attempts = attempts + 1, last_error = $1, updated_at = $2
+         WHERE id = $3",
+    )
+    .bind(&detail)
+    .bind(&now)
+    .bind(stored.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -910,9 +932,7 @@ pub fn deliver_job() -> Arc<dyn JobHandler> {
                             format!("gave up after {} attempts: {reason}", ctx.job.attempt);
                         return settle(ctx, &stored, "retry", "failed", &reason, None).await;
                     }
-                    let now = state.clock.now_text();
-                    let mut conn = state.db.pool.acquire().await?;
-                    record_attempt(&mut conn, stored.id, "retry", &reason, &now).await?;
+                    record_retry(state, &stored, &reason).await?;
                     Err(match after {
                         Some(after) => RetryAfter(after, reason).into(),
                         None => anyhow::anyhow!(reason),

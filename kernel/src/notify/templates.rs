@@ -59,12 +59,16 @@ pub const CHANNELS: &[&str] = &["email", "push", "webhook"];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Template {
     /// An email's subject; a push notification's title.
+    #[schema(value_type = crate::http::schema::NonBlankText200)]
     pub title: String,
     /// The plain-text body (email), or the push body.
+    #[schema(value_type = crate::http::schema::NonBlankText5000)]
     pub text: String,
     /// The HTML body (email only).
+    #[schema(max_length = 100000)]
     pub html: Option<String>,
     /// Where a tap or click leads (a path on the shop, or an absolute URL).
+    #[schema(pattern = "^(/|https?://)[^\\x00-\\x20\\x7F]*$", max_length = 2000)]
     pub link: Option<String>,
     /// Off: this topic is not sent on this channel.
     pub enabled: bool,
@@ -209,18 +213,22 @@ pub fn check(topic: &str, channel: &str, template: &Template) -> Result<()> {
         "1 to 200 characters",
     );
     problems.check(
-        !template.text.trim().is_empty() && template.text.len() <= 10_000,
+        !template.text.trim().is_empty() && template.text.chars().count() <= 5000,
         "text",
-        "1 to 10,000 bytes",
+        "1 to 5,000 characters",
     );
     if let Some(html) = &template.html {
-        problems.check(html.len() <= 100_000, "html", "at most 100,000 bytes");
+        problems.check(
+            html.chars().count() <= 100_000,
+            "html",
+            "at most 100,000 characters",
+        );
     }
     if let Some(link) = &template.link {
         problems.check(
-            link.starts_with('/') || link.starts_with("https://") || link.starts_with("http://"),
+            link_ok(link, true),
             "link",
-            "a path on the shop (`/…`) or an http(s) URL",
+            "a path on the shop (`/…`) or an http(s) URL, without spaces",
         );
     }
     for (field, text) in [
@@ -237,6 +245,45 @@ pub fn check(topic: &str, channel: &str, template: &Template) -> Result<()> {
     }
     problems.into_result()
 }
+
+/// A link: an http(s) URL (or, where `paths`, a path on the shop) of at most 2,000
+/// characters, without spaces or control characters.
+pub fn link_ok(link: &str, paths: bool) -> bool {
+    let start = link.starts_with("https://")
+        || link.starts_with("http://")
+        || (paths && link.starts_with('/'));
+    start
+        && link.chars().count() <= 2000
+        && !link.chars().any(|c| (c as u32) <= 0x20 || c == '\u{7f}')
+}
+
+/// The topics, as a schema (a path parameter).
+pub struct TopicName;
+
+impl utoipa::PartialSchema for TopicName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(TOPICS.iter().map(|(topic, _)| *topic)))
+            .into()
+    }
+}
+
+impl ToSchema for TopicName {}
+
+/// The channels, as a schema (a path parameter).
+pub struct ChannelName;
+
+impl utoipa::PartialSchema for ChannelName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(CHANNELS.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for ChannelName {}
 
 /// Every placeholder a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
