@@ -280,6 +280,7 @@ pub mod http;
 pub mod log;
 mod loyalty_event;
 pub mod money;
+pub mod pem;
 pub mod product;
 pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
@@ -701,6 +702,22 @@ mod notification_helpers {
                     .header("retry-after")
                     .and_then(crate::clock::retry_after_seconds),
             )
+        }
+
+        /// The outcome when the host's HTTP call to `service` itself failed: denied by
+        /// the host (the merchant has not granted it: permanent until they do), timed
+        /// out or unreachable (retryable).
+        pub fn from_http_error(service: &str, error: &crate::http::HttpError) -> DeliveryError {
+            use crate::http::HttpError;
+            match error {
+                HttpError::Denied(why) => DeliveryError::Permanent(format!(
+                    "the host denied the request to {service}: {why}"
+                )),
+                HttpError::Timeout => DeliveryError::retryable(format!("{service} timed out")),
+                HttpError::Failed(why) => {
+                    DeliveryError::retryable(format!("{service} is unreachable: {why}"))
+                }
+            }
         }
 
         /// What went wrong, whatever the kind.

@@ -355,7 +355,7 @@ pub fn clear_token_cookies(config: &ServeConfig, headers: &mut HeaderMap) {
 
 /// The value of cookie `name` in the request (the first one: browsers send the cookie
 /// of the most specific path first).
-pub(super) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -116,7 +116,9 @@ async fn authenticate(
         crate::http::bearer_token(headers).ok_or_else(unauthorized)?
     } else if let Some(token) = query_token.map(str::trim).filter(|t| !t.is_empty()) {
         token
-    } else if let Some(token) = cookie(headers, crate::http::session::ACCESS_COOKIE) {
+    } else if let Some(token) =
+        crate::http::session::request_cookie(headers, crate::http::session::ACCESS_COOKIE)
+    {
         if !same_origin(headers) {
             tracing::info!("refused a live connection with the session cookie from another origin");
             return Err(Error::Forbidden(
@@ -142,19 +144,6 @@ async fn authenticate(
         Err(Error::Unauthorized) => Err(unauthorized()),
         Err(err) => Err(err.into_response()),
     }
-}
-
-/// The value of cookie `name` in the request.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty())
 }
 
 /// The request's `Origin` names the host it was sent to. Browsers always send `Origin`
@@ -415,16 +404,5 @@ mod tests {
         assert!(!same_origin(&headers));
         headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&headers));
-    }
-
-    #[test]
-    fn cookies_are_read_by_name() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; olv_access=tok.en; olv_csrf=x"),
-        );
-        assert_eq!(cookie(&headers, "olv_access"), Some("tok.en"));
-        assert_eq!(cookie(&headers, "olv"), None);
     }
 }

@@ -490,30 +490,14 @@ pub struct CampaignInput {
 impl CampaignInput {
     pub fn check(&self) -> Result<()> {
         let mut problems = Problems::new();
-        problems.check(
-            !self.title.trim().is_empty() && self.title.chars().count() <= 200,
-            "title",
-            "1 to 200 characters",
+        templates::check_message(
+            &mut problems,
+            &self.title,
+            &self.text,
+            self.html.as_deref(),
+            self.link.as_deref(),
+            false,
         );
-        problems.check(
-            !self.text.trim().is_empty() && self.text.chars().count() <= 5000,
-            "text",
-            "1 to 5,000 characters",
-        );
-        if let Some(html) = &self.html {
-            problems.check(
-                html.chars().count() <= 100_000,
-                "html",
-                "at most 100,000 characters",
-            );
-        }
-        if let Some(link) = &self.link {
-            problems.check(
-                super::templates::link_ok(link, false),
-                "link",
-                "an http(s) URL without spaces",
-            );
-        }
         problems.into_result()
     }
 }

@@ -428,23 +428,11 @@ async fn wants_of(
     if !matches!(erased, Some(None)) {
         return Ok(None);
     }
+    let preferences = devices::preferences_on(tx, customer_id).await?;
     let mut wants = Wants {
-        email: true,
-        push: true,
+        email: preferences.email,
+        push: preferences.push,
     };
-    for row in
-        sqlx::query("SELECT channel, enabled FROM notification_preferences WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_all(&mut *tx)
-            .await?
-    {
-        let on = row.try_get::<i64, _>(1)? == 1;
-        match row.try_get::<String, _>(0)?.as_str() {
-            "email" => wants.email = on,
-            "push" => wants.push = on,
-            _ => {}
-        }
-    }
     if marketing {
         let consents = crate::accounts::consents::read_on(tx, customer_id).await?;
         let granted = |purpose: &str| {

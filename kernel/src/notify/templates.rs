@@ -207,30 +207,14 @@ pub fn check(topic: &str, channel: &str, template: &Template) -> Result<()> {
         "channel",
         "one of email, push, webhook",
     );
-    problems.check(
-        !template.title.trim().is_empty() && template.title.chars().count() <= 200,
-        "title",
-        "1 to 200 characters",
+    check_message(
+        &mut problems,
+        &template.title,
+        &template.text,
+        template.html.as_deref(),
+        template.link.as_deref(),
+        true,
     );
-    problems.check(
-        !template.text.trim().is_empty() && template.text.chars().count() <= 5000,
-        "text",
-        "1 to 5,000 characters",
-    );
-    if let Some(html) = &template.html {
-        problems.check(
-            html.chars().count() <= 100_000,
-            "html",
-            "at most 100,000 characters",
-        );
-    }
-    if let Some(link) = &template.link {
-        problems.check(
-            link_ok(link, true),
-            "link",
-            "a path on the shop (`/…`) or an http(s) URL, without spaces",
-        );
-    }
     for (field, text) in [
         ("title", Some(&template.title)),
         ("text", Some(&template.text)),
@@ -244,6 +228,47 @@ pub fn check(topic: &str, channel: &str, template: &Template) -> Result<()> {
         }
     }
     problems.into_result()
+}
+
+/// The rules a message's parts share (a template's, a campaign's), naming the field:
+/// a title of 1 to 200 characters and a text of 1 to 5,000, neither blank; HTML of at
+/// most 100,000; a link that is an http(s) URL or, where `paths`, a path on the shop.
+pub fn check_message(
+    problems: &mut Problems,
+    title: &str,
+    text: &str,
+    html: Option<&str>,
+    link: Option<&str>,
+    paths: bool,
+) {
+    problems.check(
+        !title.trim().is_empty() && title.chars().count() <= 200,
+        "title",
+        "1 to 200 characters",
+    );
+    problems.check(
+        !text.trim().is_empty() && text.chars().count() <= 5000,
+        "text",
+        "1 to 5,000 characters",
+    );
+    if let Some(html) = html {
+        problems.check(
+            html.chars().count() <= 100_000,
+            "html",
+            "at most 100,000 characters",
+        );
+    }
+    if let Some(link) = link {
+        problems.check(
+            link_ok(link, paths),
+            "link",
+            if paths {
+                "a path on the shop (`/…`) or an http(s) URL, without spaces"
+            } else {
+                "an http(s) URL without spaces"
+            },
+        );
+    }
 }
 
 /// A link: an http(s) URL (or, where `paths`, a path on the shop) of at most 2,000

@@ -122,25 +122,7 @@ async fn ledger_rows(app: &TestApp, rule: &str) -> Vec<(i64, String)> {
 
 /// The outbox event of type `event_type` about order `number`, as consumers get it.
 async fn order_event(app: &TestApp, event_type: &str, number: &str) -> olivine::bus::Event {
-    let row = sqlx::query(
-        "SELECT id, position, aggregate_type, aggregate_id, event_type, payload, created_at
-         FROM outbox WHERE event_type = $1 AND aggregate_id = $2",
-    )
-    .bind(event_type)
-    .bind(number)
-    .fetch_one(&app.kernel.state.db.pool)
-    .await
-    .unwrap();
-    let payload: String = row.try_get(5).unwrap();
-    olivine::bus::Event {
-        id: row.try_get(0).unwrap(),
-        position: row.try_get::<Option<i64>, _>(1).unwrap().unwrap_or(0),
-        aggregate_type: row.try_get(2).unwrap(),
-        aggregate_id: row.try_get(3).unwrap(),
-        event_type: row.try_get(4).unwrap(),
-        payload: serde_json::from_str(&payload).unwrap(),
-        created_at: row.try_get(6).unwrap(),
-    }
+    outbox_event(app, event_type, number).await
 }
 
 /// Delivers `event` to the loyalty processor again, as a redelivery would.

@@ -143,27 +143,8 @@ async fn paid_order(shop: &Shop, token: &str) -> String {
 /// a redelivery after a crash would.
 async fn redeliver(app: &TestApp, event_type: &str, aggregate: &str) {
     use olivine::bus::ClusterOnceConsumer;
-    use sqlx::Row;
     let state = &app.kernel.state;
-    let row = sqlx::query(
-        "SELECT id, position, aggregate_type, aggregate_id, event_type, payload, created_at
-         FROM outbox WHERE event_type = $1 AND aggregate_id = $2",
-    )
-    .bind(event_type)
-    .bind(aggregate)
-    .fetch_one(&state.db.pool)
-    .await
-    .unwrap();
-    let payload: String = row.try_get(5).unwrap();
-    let event = olivine::bus::Event {
-        id: row.try_get(0).unwrap(),
-        position: row.try_get::<Option<i64>, _>(1).unwrap().unwrap_or(0),
-        aggregate_type: row.try_get(2).unwrap(),
-        aggregate_id: row.try_get(3).unwrap(),
-        event_type: row.try_get(4).unwrap(),
-        payload: serde_json::from_str(&payload).unwrap(),
-        created_at: row.try_get(6).unwrap(),
-    };
+    let event = outbox_event(app, event_type, aggregate).await;
     let consumer = olivine::notify::NotifyConsumer {
         plugins: std::sync::Arc::downgrade(&state.plugins),
         clock: state.clock.clone(),

@@ -16,7 +16,7 @@
 //! environment gets), a payload over 4 KiB, a collapse id over 64 bytes, a message that
 //! already expired or a request the host denies is permanent.
 
-use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use base64ct::{Base64UrlUnpadded, Encoding};
 use olivine_sdk::http::{self, HttpError, Request, Response};
 use olivine_sdk::prelude::*;
 use olivine_sdk::settings::Settings;
@@ -102,28 +102,9 @@ fn apple_id(s: &Settings, key: &str) -> Result<String, String> {
     Ok(value)
 }
 
-/// The DER inside a PEM text. Tolerates what pasting into a form does to a key: `\n`
-/// escapes, CRLF, lines joined with spaces or not wrapped at all.
+/// The DER inside a PEM text (the SDK's, which forgives what pasting does to a key).
 pub fn pem_der(pem: &str) -> Result<(String, Vec<u8>), String> {
-    let text = pem.trim().replace("\\n", "\n");
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or("not a PEM key (no -----BEGIN line)")?;
-    let rest = &text[begin + "-----BEGIN ".len()..];
-    let label_end = rest
-        .find("-----")
-        .ok_or("not a PEM key (broken BEGIN line)")?;
-    let label = rest[..label_end].trim().to_owned();
-    let body = &rest[label_end + 5..];
-    let end = body
-        .find("-----END ")
-        .ok_or("not a PEM key (no -----END line)")?;
-    let base64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let der = Base64::decode_vec(&base64).map_err(|_| "the PEM key's base64 is damaged")?;
-    Ok((label, der))
+    olivine_sdk::pem::decode(pem)
 }
 
 /// The P-256 key of an APNs `.p8` file (PKCS#8, `BEGIN PRIVATE KEY`), or a SEC1 `BEGIN EC
@@ -325,15 +306,7 @@ pub fn outcome(
 ) -> Result<DeliveryReceipt, DeliveryError> {
     let response = match result {
         Ok(response) => response,
-        Err(HttpError::Denied(why)) => {
-            return Err(DeliveryError::Permanent(format!(
-                "the host denied the request: {why}"
-            )));
-        }
-        Err(HttpError::Timeout) => return Err(DeliveryError::retryable("APNs timed out")),
-        Err(HttpError::Failed(why)) => {
-            return Err(DeliveryError::retryable(format!("APNs unreachable: {why}")));
-        }
+        Err(err) => return Err(DeliveryError::from_http_error("APNs", err)),
     };
     if response.status == 200 {
         return Ok(DeliveryReceipt {

@@ -186,19 +186,7 @@ pub fn api_error(response: &Response) -> (Option<i64>, Option<String>) {
 pub fn outcome(result: &Result<Response, HttpError>) -> Result<DeliveryReceipt, DeliveryError> {
     let response = match result {
         Ok(response) => response,
-        Err(HttpError::Denied(why)) => {
-            return Err(DeliveryError::Permanent(format!(
-                "the host denied the request: {why}"
-            )));
-        }
-        Err(HttpError::Timeout) => {
-            return Err(DeliveryError::retryable("the email API timed out"));
-        }
-        Err(HttpError::Failed(why)) => {
-            return Err(DeliveryError::retryable(format!(
-                "the email API is unreachable: {why}"
-            )));
-        }
+        Err(err) => return Err(DeliveryError::from_http_error("the email API", err)),
     };
     let (code, api_message) = api_error(response);
     let said = format!(

@@ -14,7 +14,7 @@
 //! anything else, a payload over 4 KiB, an expired message, a token endpoint refusing the
 //! service account or a request the host denies is permanent.
 
-use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use base64ct::{Base64UrlUnpadded, Encoding};
 use olivine_sdk::http::{self, HttpError, Request, Response};
 use olivine_sdk::prelude::*;
 use olivine_sdk::settings::Settings;
@@ -119,28 +119,9 @@ fn b64url(bytes: impl AsRef<[u8]>) -> String {
     Base64UrlUnpadded::encode_string(bytes.as_ref())
 }
 
-/// The DER inside a PEM text. Tolerates what pasting into a form does to a key: `\n`
-/// escapes (as in the service account's JSON file), CRLF, lines joined with spaces.
+/// The DER inside a PEM text (the SDK's, which forgives what pasting does to a key).
 pub fn pem_der(pem: &str) -> Result<(String, Vec<u8>), String> {
-    let text = pem.trim().replace("\\n", "\n");
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or("not a PEM key (no -----BEGIN line)")?;
-    let rest = &text[begin + "-----BEGIN ".len()..];
-    let label_end = rest
-        .find("-----")
-        .ok_or("not a PEM key (broken BEGIN line)")?;
-    let label = rest[..label_end].trim().to_owned();
-    let body = &rest[label_end + 5..];
-    let end = body
-        .find("-----END ")
-        .ok_or("not a PEM key (no -----END line)")?;
-    let base64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let der = Base64::decode_vec(&base64).map_err(|_| "the PEM key's base64 is damaged")?;
-    Ok((label, der))
+    olivine_sdk::pem::decode(pem)
 }
 
 /// The service account's RSA key: PKCS#8 (`BEGIN PRIVATE KEY`, what Google issues) or
@@ -216,19 +197,7 @@ pub fn token_request(config: &Config, assertion: &str) -> Request {
 pub fn token_outcome(result: &Result<Response, HttpError>) -> Result<(String, u64), DeliveryError> {
     let response = match result {
         Ok(response) => response,
-        Err(HttpError::Denied(why)) => {
-            return Err(DeliveryError::Permanent(format!(
-                "the host denied the token request: {why}"
-            )));
-        }
-        Err(HttpError::Timeout) => {
-            return Err(DeliveryError::retryable("the token endpoint timed out"));
-        }
-        Err(HttpError::Failed(why)) => {
-            return Err(DeliveryError::retryable(format!(
-                "the token endpoint is unreachable: {why}"
-            )));
-        }
+        Err(err) => return Err(DeliveryError::from_http_error("the token endpoint", err)),
     };
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     if response.is_success() {
@@ -431,15 +400,7 @@ pub fn fcm_error(response: &Response) -> FcmError {
 pub fn outcome(result: &Result<Response, HttpError>) -> Result<DeliveryReceipt, DeliveryError> {
     let response = match result {
         Ok(response) => response,
-        Err(HttpError::Denied(why)) => {
-            return Err(DeliveryError::Permanent(format!(
-                "the host denied the request: {why}"
-            )));
-        }
-        Err(HttpError::Timeout) => return Err(DeliveryError::retryable("FCM timed out")),
-        Err(HttpError::Failed(why)) => {
-            return Err(DeliveryError::retryable(format!("FCM unreachable: {why}")));
-        }
+        Err(err) => return Err(DeliveryError::from_http_error("FCM", err)),
     };
     if response.is_success() {
         let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);

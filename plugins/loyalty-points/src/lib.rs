@@ -314,7 +314,11 @@ mod tests {
 
     #[test]
     fn welcome_review_and_birthday_bonuses_are_off_until_set() {
-        for kind in ["customer.registered", "review.published", "customer.birthday"] {
+        for kind in [
+            "customer.registered",
+            "review.published",
+            "customer.birthday",
+        ] {
             assert!(
                 on_event(&event(kind, None, None), &defaults())
                     .unwrap()

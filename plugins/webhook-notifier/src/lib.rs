@@ -147,13 +147,7 @@ pub fn outcome(result: Result<Response, HttpError>) -> Result<DeliveryReceipt, D
             response.status,
             snippet(&response.text())
         ))),
-        Err(HttpError::Denied(why)) => Err(DeliveryError::Permanent(format!(
-            "the host denied the request: {why}"
-        ))),
-        Err(HttpError::Timeout) => Err(DeliveryError::retryable("webhook timed out")),
-        Err(HttpError::Failed(why)) => Err(DeliveryError::retryable(format!(
-            "webhook unreachable: {why}"
-        ))),
+        Err(err) => Err(DeliveryError::from_http_error("the webhook", &err)),
     }
 }
 

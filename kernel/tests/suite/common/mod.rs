@@ -518,6 +518,38 @@ pub async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The outbox event of type `event_type` about `aggregate_id`, as consumers get it (to
+/// hand it to a consumer again, as a redelivery would).
+pub async fn outbox_event(
+    app: &TestApp,
+    event_type: &str,
+    aggregate_id: &str,
+) -> olivine::bus::Event {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT id, position, aggregate_type, aggregate_id, event_type, payload, created_at
+         FROM outbox WHERE event_type = $1 AND aggregate_id = $2",
+    )
+    .bind(event_type)
+    .bind(aggregate_id)
+    .fetch_one(&app.kernel.state.db.pool)
+    .await
+    .expect("the event");
+    let payload: String = row.try_get(5).expect("payload");
+    olivine::bus::Event {
+        id: row.try_get(0).expect("id"),
+        position: row
+            .try_get::<Option<i64>, _>(1)
+            .expect("position")
+            .unwrap_or(0),
+        aggregate_type: row.try_get(2).expect("aggregate_type"),
+        aggregate_id: row.try_get(3).expect("aggregate_id"),
+        event_type: row.try_get(4).expect("event_type"),
+        payload: serde_json::from_str(&payload).expect("JSON payload"),
+        created_at: row.try_get(6).expect("created_at"),
+    }
+}
+
 /// The one number a query answers (a count, a sum).
 pub async fn scalar(db: &olivine::store::Db, sql: &'static str) -> i64 {
     use sqlx::Row;
