@@ -179,6 +179,52 @@ async fn delivered_all(app: &TestApp) {
 }
 
 both_backends! {
+    async fn shoppers_manage_notifications_in_the_storefront_and_wait_for_stock(backend: Backend) {
+        use crate::common::browser;
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        // A product with no stock: its page offers to tell the shopper when it is back.
+        let r = app.admin_post("/api/v1/admin/products", &supplement("mag", "MAG")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let mut visitor = browser::Browser::default();
+        let page = browser::get(&app, &mut visitor, "/p/mag").await;
+        browser::assert_html(&page, StatusCode::OK);
+        assert!(page.text().contains("to be told when it is back"), "{}", page.text());
+        let mut b = browser::signed_in(&app, "fay.notify@example.com", "Fay").await;
+        let page = browser::get(&app, &mut b, "/p/mag").await;
+        let csrf = browser::csrf_of(&page);
+        assert!(page.text().contains(r#"action="/account/notifications/back-in-stock""#), "{}", page.text());
+        let r = browser::post_form(&app, &mut b, "/account/notifications/back-in-stock",
+            &[("csrf", &csrf), ("product", "mag")]).await;
+        assert_eq!(browser::location(&r), "/account/notifications#waiting");
+        // The account page lists it, with the channels (on by default) and no devices.
+        let page = browser::get(&app, &mut b, "/account/notifications").await;
+        browser::assert_html(&page, StatusCode::OK);
+        let html = page.text();
+        assert!(html.contains(r#"href="/p/mag""#), "{html}");
+        assert!(html.contains(r#"name="email" value="1" checked"#), "{html}");
+        assert!(html.contains("No device gets push notifications"), "{html}");
+        // Email off, then no longer waiting: the API says the same.
+        let r = browser::post_form(&app, &mut b, "/account/notifications/preferences",
+            &[("csrf", &csrf), ("push", "1")]).await;
+        assert_eq!(browser::location(&r), "/account/notifications");
+        let r = browser::post_form(&app, &mut b, "/account/notifications/back-in-stock/cancel",
+            &[("csrf", &csrf), ("product", "mag")]).await;
+        assert_eq!(browser::location(&r), "/account/notifications");
+        let page = browser::get(&app, &mut b, "/account/notifications").await;
+        let html = page.text();
+        assert!(!html.contains(r#"name="email" value="1" checked"#), "{html}");
+        assert!(html.contains(r#"name="push" value="1" checked"#), "{html}");
+        assert!(html.contains("You are not waiting for any product"), "{html}");
+        // A form without its CSRF token changes nothing.
+        let r = browser::post_form(&app, &mut b, "/account/notifications/preferences",
+            &[("email", "1"), ("push", "1")]).await;
+        assert!(r.status.is_client_error(), "{}", r.status);
+        let page = browser::get(&app, &mut b, "/account/notifications").await;
+        assert!(!page.text().contains(r#"name="email" value="1" checked"#));
+        app.stop().await;
+    }
+
     async fn a_shipped_order_is_pushed_to_each_device_and_a_dead_token_is_forgotten(backend: Backend) {
         use crate::common::mock_providers::{MockApns, TestCa};
         let ca = TestCa::new();
