@@ -179,6 +179,41 @@ async fn delivered_all(app: &TestApp) {
 }
 
 both_backends! {
+    async fn a_failed_renewal_payment_sends_the_link_to_replace_the_card(backend: Backend) {
+        let (shop, received) = notifying_shop(backend).await;
+        let app = &shop.app;
+        let token = app.customer_token("gus.notify@example.com").await;
+        let customer: i64 = sqlx::query_scalar("SELECT id FROM customers ORDER BY id DESC LIMIT 1")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        assert!(!token.is_empty());
+        // The events the renewal code records (tests/suite/subscriptions.rs makes them for
+        // real): a payment failure, and a failure for want of stock, which is not the card's.
+        let mut tx = app.kernel.state.db.begin().await.unwrap();
+        for (number, reason) in [("S-100", json!("insufficient funds")), ("S-101", Value::Null)] {
+            olivine::bus::record(&mut tx, "subscription", number, "subscription.renewal_failed",
+                &json!({"number": number, "customer": customer, "cycle": 2, "attempt": 1,
+                        "reason": reason, "status": "active", "hard_decline": false})).await.unwrap();
+        }
+        olivine::bus::record(&mut tx, "subscription", "S-100", "subscription.renewal_upcoming",
+            &json!({"number": "S-100", "customer": customer, "cycle": 3, "renews_at": "2026-12-24"})).await.unwrap();
+        tx.commit().await.unwrap();
+        app.kernel.state.bus.notify();
+        delivered_all(app).await;
+        {
+        let r = received.lock().unwrap();
+        let failed: Vec<&Value> = r.emails.iter()
+            .filter(|e| e["Subject"].as_str().unwrap().starts_with("Payment failed")).collect();
+        assert_eq!(failed.len(), 1, "{:?}", r.emails);
+        assert_eq!(failed[0]["Subject"], "Payment failed for subscription S-100");
+        assert!(failed[0]["TextBody"].as_str().unwrap()
+            .ends_with("Replace the card here: https://shop.example/account/subscriptions/S-100"),
+            "{}", failed[0]["TextBody"]);
+        assert!(r.emails.iter().any(|e| e["Subject"] == "Your subscription renews soon"
+            && e["TextBody"].as_str().unwrap().contains("renews on 2026-12-24")), "{:?}", r.emails);
+        }
+        shop.app.stop().await;
+    }
+
     async fn shoppers_manage_notifications_in_the_storefront_and_wait_for_stock(backend: Backend) {
         use crate::common::browser;
         let app = TestApp::start(backend).await;
