@@ -93,3 +93,20 @@ pub mod notification_v0_2 {
 /// The notification records the kernel speaks (0.2's); a 0.1 channel gets the message
 /// converted.
 pub use notification_v0_2::olivine::plugin0_2_0::{cache, notification_types};
+
+/// The payment-adapter world at 0.3: 0.2's `payments` interface and records, plus the
+/// `cache` import (a processor's access token kept between calls).
+pub mod adapter_v0_3 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.3",
+        world: "payment-adapter",
+        with: {
+            "olivine:plugin/types@0.1.0": crate::bindings::types,
+            "olivine:plugin/log@0.1.0": crate::bindings::log,
+            "olivine:plugin/settings@0.1.0": crate::bindings::settings,
+            "olivine:plugin/http@0.1.0": crate::bindings::http,
+            "olivine:plugin/types@0.2.0": crate::bindings::payment,
+            "olivine:plugin/cache@0.2.0": crate::bindings::cache,
+        },
+    });
+}

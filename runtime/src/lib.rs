@@ -23,8 +23,9 @@ pub use runtime::{
 /// The ABI every world speaks: `olivine:plugin@0.1.x`.
 pub const ABI_VERSION: &str = "0.1.0";
 /// The payment-adapter world also speaks its second version, `olivine:plugin@0.2.x`
-/// (`wit/v0.2`).
-pub const PAYMENT_ABI_VERSION: &str = "0.2.0";
+/// (`wit/v0.2`), and its third, `olivine:plugin@0.3.x` (`wit/v0.3`: 0.2's interface and
+/// the host cache).
+pub const PAYMENT_ABI_VERSION: &str = "0.3.0";
 /// So does the loyalty-rule world (`wit/v0.2/loyalty-rule.wit`).
 pub const LOYALTY_ABI_VERSION: &str = "0.2.0";
 /// So does the notification-channel world (`wit/v0.2/notification-channel.wit`).

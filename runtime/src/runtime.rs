@@ -12,8 +12,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::bindings::{
-    adapter, adapter_v0_2, loyalty, loyalty_types, loyalty_v0_2, notification, notification_types,
-    notification_v0_2, payment, pricing, taxonomy, types,
+    adapter, adapter_v0_2, adapter_v0_3, loyalty, loyalty_types, loyalty_v0_2, notification,
+    notification_types, notification_v0_2, payment, pricing, taxonomy, types,
 };
 use crate::cache::HostCache;
 use crate::host::{HostAccess, HostState, HttpGrant};
@@ -131,6 +131,7 @@ struct Linkers {
     loyalty_v0_2: Linker<HostState>,
     payment: Linker<HostState>,
     payment_v0_2: Linker<HostState>,
+    payment_v0_3: Linker<HostState>,
     notification: Linker<HostState>,
     notification_v0_2: Linker<HostState>,
 }
@@ -213,6 +214,9 @@ impl Runtime {
             })?,
             payment_v0_2: linker(&engine, |l| {
                 adapter_v0_2::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+            })?,
+            payment_v0_3: linker(&engine, |l| {
+                adapter_v0_3::PaymentAdapter::add_to_linker::<_, HasSelf<_>>(l, |s| s)
             })?,
             notification: linker(&engine, |l| {
                 notification::NotificationChannel::add_to_linker::<_, HasSelf<_>>(l, |s| s)
@@ -349,6 +353,15 @@ impl Runtime {
                 )
                 .map_err(link)?,
             ),
+            World::PaymentAdapter if abi.minor >= 3 => Pre::PaymentV0_3(
+                adapter_v0_3::PaymentAdapterPre::new(
+                    self.linkers
+                        .payment_v0_3
+                        .instantiate_pre(&component)
+                        .map_err(link)?,
+                )
+                .map_err(link)?,
+            ),
             World::PaymentAdapter if abi.minor >= 2 => Pre::PaymentV0_2(
                 adapter_v0_2::PaymentAdapterPre::new(
                     self.linkers
@@ -403,7 +416,7 @@ impl Runtime {
         } else {
             None
         };
-        let cache = matches!(pre, Pre::NotificationV0_2(_))
+        let cache = matches!(pre, Pre::NotificationV0_2(_) | Pre::PaymentV0_3(_))
             .then(|| self.cache.for_plugin(Arc::from(hash.as_str())));
         Ok(Plugin {
             id: Arc::from(manifest.id.as_str()),
@@ -430,7 +443,21 @@ pub fn supported_abis(world: World) -> Vec<semver::Version> {
     ) {
         versions.push(semver::Version::new(0, 2, 0));
     }
+    if world == World::PaymentAdapter {
+        versions.push(semver::Version::new(0, 3, 0));
+    }
     versions
+}
+
+/// The version of the interface a world exports at ABI `abi`: its own, except for the
+/// payment-adapter world at 0.3, which exports 0.2's `payments` unchanged (0.3 adds the
+/// `cache` import only).
+fn export_version(world: World, abi: &semver::Version) -> semver::Version {
+    if world == World::PaymentAdapter && abi.major == 0 && abi.minor == 3 {
+        semver::Version::new(0, 2, 0)
+    } else {
+        abi.clone()
+    }
 }
 
 /// `0.1.x` or `0.1.x and 0.2.x`.
@@ -493,7 +520,7 @@ fn check_exports(
     };
     let version = export.split('@').nth(1).unwrap_or("");
     match semver::Version::parse(version) {
-        Ok(v) if abi_compatible(supported, &v) => Ok(()),
+        Ok(v) if abi_compatible(&export_version(world, supported), &v) => Ok(()),
         _ => Err(LoadError::IncompatibleAbi(format!(
             "the component exports {export}, but its manifest says olivine:plugin@{}.{}",
             supported.major, supported.minor
@@ -508,6 +535,7 @@ enum Pre {
     LoyaltyV0_2(loyalty_v0_2::LoyaltyRulePre<HostState>),
     Payment(adapter::PaymentAdapterPre<HostState>),
     PaymentV0_2(adapter_v0_2::PaymentAdapterPre<HostState>),
+    PaymentV0_3(adapter_v0_3::PaymentAdapterPre<HostState>),
     Notification(notification::NotificationChannelPre<HostState>),
     NotificationV0_2(notification_v0_2::NotificationChannelPre<HostState>),
 }
@@ -784,7 +812,7 @@ impl Plugin {
     /// Whether this adapter can save payment methods for later charges (built for 0.2).
     /// A 0.1 adapter cannot: the kernel keeps charging the checkout's token.
     pub fn saves_payment_methods(&self) -> bool {
-        matches!(self.pre, Pre::PaymentV0_2(_))
+        matches!(self.pre, Pre::PaymentV0_2(_) | Pre::PaymentV0_3(_))
     }
 
     /// Calls a payment operation. Blocking (outbound HTTP): call it from a blocking
@@ -796,21 +824,14 @@ impl Plugin {
         settings: &Settings,
     ) -> Result<(Result<PaymentAnswer, payment::PaymentError>, CallStats), CallError> {
         self.run(settings, self.fuel_budget(0), |pre, store| match pre {
+            // 0.3 exports 0.2's interface: the same calls on the same records.
             Pre::PaymentV0_2(pre) => {
                 let instance = pre.instantiate(&mut *store)?;
-                let payments = instance.olivine_plugin0_2_0_payments();
-                let done = |r: wasmtime::Result<Result<payment::PaymentResult, _>>| {
-                    r.map(|r| r.map(PaymentAnswer::Done))
-                };
-                match operation {
-                    PaymentCall::Save(request) => payments
-                        .call_save_payment_method(store, request)
-                        .map(|r| r.map(PaymentAnswer::Saved)),
-                    PaymentCall::Authorize(request) => done(payments.call_authorize(store, request)),
-                    PaymentCall::Capture(op) => done(payments.call_capture(store, op)),
-                    PaymentCall::Refund(op) => done(payments.call_refund(store, op)),
-                    PaymentCall::Void(op) => done(payments.call_void(store, op)),
-                }
+                payment_v0_2_calls!(instance.olivine_plugin0_2_0_payments(), store, operation)
+            }
+            Pre::PaymentV0_3(pre) => {
+                let instance = pre.instantiate(&mut *store)?;
+                payment_v0_2_calls!(instance.olivine_plugin0_2_0_payments(), store, operation)
             }
             Pre::Payment(pre) => {
                 let instance = pre.instantiate(&mut *store)?;
@@ -866,6 +887,26 @@ impl Plugin {
         .map_err(|e| self.wrong_world(e, World::NotificationChannel))
     }
 }
+
+/// One payment call on a `payments@0.2.0` export (of a 0.2 or a 0.3 adapter).
+macro_rules! payment_v0_2_calls {
+    ($payments:expr, $store:expr, $operation:expr) => {{
+        let payments = $payments;
+        let done = |r: wasmtime::Result<Result<payment::PaymentResult, _>>| {
+            r.map(|r| r.map(PaymentAnswer::Done))
+        };
+        match $operation {
+            PaymentCall::Save(request) => payments
+                .call_save_payment_method($store, request)
+                .map(|r| r.map(PaymentAnswer::Saved)),
+            PaymentCall::Authorize(request) => done(payments.call_authorize($store, request)),
+            PaymentCall::Capture(op) => done(payments.call_capture($store, op)),
+            PaymentCall::Refund(op) => done(payments.call_refund($store, op)),
+            PaymentCall::Void(op) => done(payments.call_void($store, op)),
+        }
+    }};
+}
+use payment_v0_2_calls;
 
 /// The checks of a pricing rule's output: adjustments name lines of this cart, never take
 /// a line (or the cart) below zero, and stay within the output caps.

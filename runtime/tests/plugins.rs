@@ -407,6 +407,50 @@ fn payment_adapters_of_both_abi_versions_load() {
     assert!(err.to_string().contains("0.1.x for pricing-rule"), "{err}");
 }
 
+/// The payment-adapter world 0.3: 0.2's interface and the host cache. A counter the
+/// adapter keeps in the cache survives from call to call (each call is a fresh
+/// instance), belongs to that plugin version alone, and the adapter reads the real
+/// clock. The same component claimed as 0.2 is refused: it imports the cache, which 0.2
+/// does not link.
+#[test]
+fn a_payment_adapter_of_abi_0_3_keeps_values_in_the_host_cache() {
+    use olivine_plugin_runtime::bindings::payment;
+    use olivine_plugin_runtime::{PaymentAnswer, PaymentCall};
+
+    let runtime = runtime();
+    let (manifest, wasm) = package("testing/cache-payments", "cache_payments");
+    assert_eq!(manifest.abi, semver::Version::new(0, 3, 0));
+    let plugin = runtime.load(manifest.clone(), &wasm, None).unwrap();
+    assert!(plugin.saves_payment_methods());
+    let settings = Arc::new(BTreeMap::new());
+    let operation = payment::PaymentOperation {
+        order_id: "1001".into(),
+        idempotency_key: "1001:capture".into(),
+        processor_reference: "ref".into(),
+        amount: None,
+    };
+    let message = |plugin: &olivine_plugin_runtime::Plugin| match plugin
+        .payment(PaymentCall::Capture(&operation), &settings)
+    {
+        Ok((Ok(PaymentAnswer::Done(result)), _)) => result.message,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(message(&plugin), "call 1 at real time");
+    assert_eq!(message(&plugin), "call 2 at real time");
+    // Another runtime (another node) has its own cache.
+    let elsewhere = runtime_with_own_cache(&manifest, &wasm);
+    assert_eq!(message(&elsewhere), "call 1 at real time");
+
+    let mut claims_v2 = manifest;
+    claims_v2.abi = semver::Version::new(0, 2, 0);
+    let err = runtime.load(claims_v2, &wasm, None).unwrap_err();
+    assert!(err.to_string().contains("cache"), "{err}");
+}
+
+fn runtime_with_own_cache(manifest: &Manifest, wasm: &[u8]) -> olivine_plugin_runtime::Plugin {
+    runtime().load(manifest.clone(), wasm, None).unwrap()
+}
+
 /// A paid order of two lines, one in `supplements`, by a customer who spent €600 in the
 /// last twelve months.
 fn paid_order(lines: usize) -> olivine_plugin_runtime::bindings::loyalty_types::LoyaltyEvent {

@@ -13,6 +13,7 @@
 //! | `loyalty-rule` 0.1         | [`LoyaltyRuleV0_1`]          | [`export_loyalty_rule_v0_1!`]           |
 //! | `payment-adapter`          | [`PaymentAdapter`]           | [`export_payment_adapter!`]             |
 //! | `payment-adapter` 0.1      | [`PaymentAdapterV0_1`]       | [`export_payment_adapter_v0_1!`]        |
+//! | `payment-adapter` 0.3      | [`PaymentAdapter`]           | [`export_payment_adapter_v0_3!`]        |
 //! | `notification-channel`     | [`NotificationChannel`]      | [`export_notification_channel!`]        |
 //! | `notification-channel` 0.1 | [`NotificationChannelV0_1`]  | [`export_notification_channel_v0_1!`]   |
 //!
@@ -492,6 +493,19 @@ macro_rules! export_payment_adapter {
             }
         }
         $crate::payments::export!($ty with_types_in $crate::payments);
+    };
+}
+
+/// Exports a [`PaymentAdapter`] implementation as a payment adapter of the world's third
+/// version (`wit/v0.3`; its manifest says `abi = "0.3"`). 0.3 exports 0.2's `payments`
+/// interface unchanged and adds the `cache` import: the component is what
+/// [`export_payment_adapter!`] makes, and it imports the cache when the adapter uses
+/// [`cache`]. (One set of export bindings serves both: wit-bindgen names its export
+/// macros after the interface, which the two versions share.)
+#[macro_export]
+macro_rules! export_payment_adapter_v0_3 {
+    ($ty:ident) => {
+        $crate::export_payment_adapter!($ty);
     };
 }
 
