@@ -97,7 +97,16 @@ both_backends! {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
+        // Stopped gracefully, so its kept-alive connections close too (the host's client
+        // reuses connections; an aborted accept loop would leave them serving).
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, receiver)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
 
         let app = TestApp::start_with(backend, |c| c.bundled_plugins = true).await;
         let plugins = app.kernel.state.plugins.clone();
@@ -135,7 +144,7 @@ both_backends! {
             assert!(seen[1].1.contains("\"order\":1001"), "{}", seen[1].1);
         }
         // The receiver is gone: retry.
-        server.abort();
+        let _ = stop.send(());
         let _ = server.await;
         assert!(matches!(deliver(&plugins, "webhook-notifier", notification.clone()).await, DeliveryOutcome::Retry { .. }));
         // The merchant revokes the host: a permanent failure, and nothing is sent.
