@@ -45,6 +45,8 @@ pub struct Inner {
     pub recommendations: crate::recommendations::Recommendations,
     /// This node's live-update connections (WebSockets), fed by the live consumer.
     pub live: Arc<crate::live::LiveHub>,
+    /// Where product media is stored (local disk or an S3-compatible bucket).
+    pub media: crate::media::Storage,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -88,6 +90,9 @@ pub struct Kernel {
     jobs: JobRuntime,
     /// The renewals' own lane of job workers and its pool (none with 0 renewal workers).
     renewals: Option<(JobRuntime, Db)>,
+    /// The media variants' own lane (none with 0 media workers): image work never holds
+    /// the other jobs' workers.
+    media_lane: Option<(JobRuntime, Db)>,
     /// The plugins directory watcher, when enabled.
     plugins_dir: Option<JoinHandle<()>>,
 }
@@ -243,6 +248,8 @@ impl Kernel {
         } else {
             None
         };
+        let media = crate::media::Storage::from_config(&config)?;
+        tracing::info!(storage = %media.describe(), "product media storage");
         let jobs_config = config.cluster.jobs();
         let registry = Arc::new(built_in_jobs(&config, extensions.jobs));
         let state = AppState(Arc::new(Inner {
@@ -260,6 +267,7 @@ impl Kernel {
             search: search.clone(),
             recommendations: crate::recommendations::Recommendations::start(work_db.clone()),
             live,
+            media,
         }));
         // Built after the bus head was read: the indexer applies what comes after.
         let daily = crate::search::rebuild_daily(
@@ -274,6 +282,31 @@ impl Kernel {
             drop(search);
             daily.await;
         });
+        let media_lane = if state.config.media.media_workers > 0 {
+            let workers = state.config.media.media_workers;
+            let pool = Db::connect_named(
+                &state.config.store.database_url()?,
+                u32::try_from(workers + 2).unwrap_or(4),
+                "media",
+            )
+            .await?;
+            let mut registry = JobRegistry::default();
+            registry.handler(crate::media::variants_job());
+            let lane = JobRuntime::start(
+                state.on_pool(pool.clone()),
+                background_db.clone(),
+                Arc::new(registry),
+                crate::jobs::JobsConfig {
+                    workers,
+                    ..jobs_config.clone()
+                },
+                shutdown_rx.clone(),
+            )
+            .await?;
+            Some((lane, pool))
+        } else {
+            None
+        };
         let renewals = if state.config.renewal_workers > 0 {
             let workers = state.config.renewal_workers;
             let pool = Db::connect_named(
@@ -324,6 +357,7 @@ impl Kernel {
             bus: bus_runtime,
             jobs,
             renewals,
+            media_lane,
             plugins_dir,
         })
     }
@@ -339,6 +373,10 @@ impl Kernel {
         let _ = self.shutdown.send(true);
         self.state.live.close_all();
         self.jobs.stop().await;
+        if let Some((lane, pool)) = self.media_lane {
+            lane.stop().await;
+            pool.close().await;
+        }
         if let Some((lane, pool)) = self.renewals {
             lane.stop().await;
             pool.close().await;

@@ -225,6 +225,92 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    pub media: MediaConfig,
+}
+
+/// Product media: uploads and the variants made of them (docs/MEDIA.md).
+#[derive(clap::Args, Clone, Debug)]
+pub struct MediaConfig {
+    /// Largest accepted image upload, in bytes (the upload route's body limit; other
+    /// routes keep OLIVINE_MAX_BODY_BYTES).
+    #[arg(long, env = "OLIVINE_MEDIA_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub media_max_upload_bytes: usize,
+
+    /// Most pixels (width x height) an uploaded image may declare: a larger one is refused
+    /// before it is decoded (a decompression bomb declares billions in a few bytes).
+    #[arg(long, env = "OLIVINE_MEDIA_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub media_max_pixels: u64,
+
+    /// Where media is stored. Unset: `<data dir>/media`.
+    #[arg(long, env = "OLIVINE_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// An S3-compatible bucket to store media in (shared by every node); unset: the local
+    /// media directory. Credentials: the settings below, else the AWS_* variables.
+    #[arg(long, env = "OLIVINE_MEDIA_S3_BUCKET")]
+    pub media_s3_bucket: Option<String>,
+
+    /// The S3 endpoint for a service other than AWS (MinIO, Ceph, R2, a local moto):
+    /// e.g. `http://127.0.0.1:9000`; path-style requests.
+    #[arg(long, env = "OLIVINE_MEDIA_S3_ENDPOINT")]
+    pub media_s3_endpoint: Option<String>,
+
+    #[arg(long, env = "OLIVINE_MEDIA_S3_REGION", default_value = "us-east-1")]
+    pub media_s3_region: String,
+
+    #[arg(long, env = "OLIVINE_MEDIA_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub media_s3_access_key_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "OLIVINE_MEDIA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub media_s3_secret_access_key: Option<String>,
+
+    /// Media variant jobs this node runs at once, on workers and a pool of their own at a
+    /// lower CPU priority, so image work never holds up other jobs or starves shoppers
+    /// (0: this node makes no variants; others in the cluster do).
+    #[arg(long, env = "OLIVINE_MEDIA_WORKERS", default_value_t = 1)]
+    pub media_workers: usize,
+
+    /// rav1e's speed for AVIF variants: 1 (smallest files, slowest) to 10 (fastest).
+    #[arg(long, env = "OLIVINE_MEDIA_AVIF_SPEED", default_value_t = 6)]
+    pub media_avif_speed: u8,
+
+    /// AVIF quality, 1 to 100.
+    #[arg(long, env = "OLIVINE_MEDIA_AVIF_QUALITY", default_value_t = 60.0)]
+    pub media_avif_quality: f32,
+
+    /// Lossy WebP quality, 1 to 100.
+    #[arg(long, env = "OLIVINE_MEDIA_WEBP_QUALITY", default_value_t = 80.0)]
+    pub media_webp_quality: f32,
+
+    /// JPEG fallback quality, 1 to 100.
+    #[arg(long, env = "OLIVINE_MEDIA_JPEG_QUALITY", default_value_t = 82)]
+    pub media_jpeg_quality: u8,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            media_max_upload_bytes: 25 * 1024 * 1024,
+            media_max_pixels: 100_000_000,
+            media_dir: None,
+            media_s3_bucket: None,
+            media_s3_endpoint: None,
+            media_s3_region: "us-east-1".to_owned(),
+            media_s3_access_key_id: None,
+            media_s3_secret_access_key: None,
+            media_workers: 1,
+            media_avif_speed: 6,
+            media_avif_quality: 60.0,
+            media_webp_quality: 80.0,
+            media_jpeg_quality: 82,
+        }
+    }
 }
 
 /// Running several nodes: the read replica, the bus and the job workers.
@@ -363,6 +449,7 @@ impl ServeConfig {
             recommendations_secs: 3600,
             renewal_workers: 3,
             cluster: ClusterConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 
@@ -384,6 +471,14 @@ impl ServeConfig {
         self.plugin_cache_dir
             .clone()
             .unwrap_or_else(|| self.store.data_dir.join("plugin-cache"))
+    }
+
+    /// Where media is stored on local disk.
+    pub fn media_dir(&self) -> PathBuf {
+        self.media
+            .media_dir
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("media"))
     }
 
     pub fn plugins_dir(&self) -> PathBuf {

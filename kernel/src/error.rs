@@ -77,6 +77,13 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// An uploaded file (a part of a multipart body, named by `field`) over its limit (413).
+    #[error("{field}: {message}")]
+    MediaTooLarge { field: String, message: String },
+    /// An uploaded file of a type the route does not take, or not the type its part
+    /// declares (415).
+    #[error("{field}: {message}")]
+    UnsupportedFile { field: String, message: String },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     /// A checkout whose total is not the one the client showed: nothing was placed or
@@ -116,7 +123,10 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::UnsupportedMediaType(_) | Error::UnsupportedFile { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Error::MediaTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,6 +177,16 @@ impl Error {
                 "unsupported_media_type",
                 format!("expected Content-Type: application/json, got {got}"),
                 vec![],
+            ),
+            Error::MediaTooLarge { field, message } => (
+                "payload_too_large",
+                format!("{field}: {message}"),
+                vec![FieldError::new(field.clone(), message.clone())],
+            ),
+            Error::UnsupportedFile { field, message } => (
+                "unsupported_media_type",
+                format!("{field}: {message}"),
+                vec![FieldError::new(field.clone(), message.clone())],
             ),
             Error::Unavailable(why) => ("unavailable", why.clone(), vec![]),
             Error::TotalChanged(quote) => {

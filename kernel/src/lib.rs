@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod live;
 pub mod loyalty;
+pub mod media;
 pub mod notify;
 pub mod orders;
 pub mod plugins;

@@ -574,6 +574,9 @@ pub struct Product {
     pub variants: Vec<Variant>,
     /// Published reviews: the average rating, the count and the newest ten.
     pub reviews: crate::reviews::ReviewSummary,
+    /// Images in order, each with its variants (widths in AVIF, WebP and JPEG) for a
+    /// client to pick from.
+    pub images: Vec<crate::media::ProductImage>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,

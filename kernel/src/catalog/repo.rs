@@ -946,6 +946,7 @@ pub async fn load_product(
         .collect::<Result<Vec<_>>>()?;
 
     let reviews = crate::reviews::summary_of(conn, id).await?;
+    let images = crate::media::images_of(conn, id).await?;
     let product_type: String = row.try_get(3)?;
     let status: String = row.try_get(5)?;
     Ok(Some(Product {
@@ -960,6 +961,7 @@ pub async fn load_product(
         tags,
         variants,
         reviews,
+        images,
         subscription_intervals: intervals_of(&row.try_get::<String, _>(10)?),
         version: row.try_get(7)?,
         created_at: row.try_get(8)?,

@@ -107,6 +107,9 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::reviews::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
+        .merge(crate::media::api::admin_routes(
+            state.config.media.media_max_upload_bytes,
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -153,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(crate::live::api::routes())
+        .merge(crate::media::api::routes())
         .merge(storefront::routes(&state))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

@@ -595,7 +595,11 @@ fn product_body(
         }
         article.product {
             div.product-top {
-                (thumb(product.product_type.as_str(), &product.name))
+                @if product.images.is_empty() {
+                    (thumb(product.product_type.as_str(), &product.name))
+                } @else {
+                    (crate::media::pages::gallery(&product.images, &product.name, selected.map(|v| v.id)))
+                }
                 div.buy-box {
                     span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
                     h1 { (product.name) }

@@ -520,6 +520,7 @@ async fn active_products_after(
                 average_rating: None,
                 latest: Vec::new(),
             },
+            images: Vec::new(),
             version: row.try_get(6)?,
             created_at: row.try_get(7)?,
             updated_at: row.try_get(8)?,

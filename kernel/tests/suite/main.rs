@@ -31,6 +31,7 @@ mod jobs;
 mod keys;
 mod live;
 mod loyalty;
+mod media;
 mod notification_channels;
 mod notifications;
 mod openapi_conformance;

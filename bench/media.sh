@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Product media benchmark (issue 19), against a release build on the embedded store:
+#   1. the variants of a 12-megapixel JPEG, format by format (kernel/examples/media_bench.rs:
+#      decode, resize to 320/640/1024/1600 and encode, each format timed alone);
+#   2. one upload through the API: the answer's latency, and the time until the job has
+#      made every variant (status `ready`);
+#   3. cached media requests (/media/<hash>/640.webp) per second and their p99 (wrk);
+#   4. the product page's p99 alone, then while 20 uploads of the photo (to another
+#      product) are processed.
+#
+#   bench/media.sh                     # 20 s per wrk run, 64 connections
+#   DURATION=10s AVIF_SPEED=8 bench/media.sh
+#   OLIVINE_BIN=target/release/olivine bench/media.sh   # skip the build (needs the example too)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration="${DURATION:-20s}"
+connections="${CONNECTIONS:-64}"
+threads="${THREADS:-2}"
+port="${PORT:-18095}"
+slug="${SLUG:-magnesium-glycinate}"
+speed="${AVIF_SPEED:-6}"
+token="bench-admin-token-0123456789"
+
+for tool in wrk curl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "==> installing $tool (Debian package)"
+    apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+  fi
+done
+
+bin="${OLIVINE_BIN:-target/release/olivine}"
+if [ -z "${OLIVINE_BIN:-}" ]; then
+  echo "==> cargo build --release (olivine, examples/media_bench)"
+  cargo build --release -p olivine-kernel --bin olivine --example media_bench
+fi
+
+data="$(mktemp -d)"
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+pid=""
+
+echo "==> a 12-megapixel JPEG (4000 x 3000: gradients and fine noise, quality 90)"
+target/release/examples/media_bench --make-photo "$data/photo.jpg"
+ls -l "$data/photo.jpg" | awk '{ print $5 " bytes" }'
+
+echo
+echo "==> 1. variants, format by format (AVIF speed $speed)"
+target/release/examples/media_bench "$data/photo.jpg" "$speed"
+
+OLIVINE_DATA_DIR="$data/store" OLIVINE_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+  OLIVINE_ADMIN_TOKEN="$token" OLIVINE_MEDIA_AVIF_SPEED="$speed" \
+  OLIVINE_RATE_LIMIT_API=off OLIVINE_RATE_LIMIT_CATALOG=off \
+  "$bin" serve >"$data/serve.log" 2>&1 &
+pid=$!
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 600); do
+  curl -fs "$base/readyz" >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { cat "$data/serve.log"; exit 1; }
+  sleep 0.1
+done
+auth=(-H "Authorization: Bearer $token")
+# The uploads go to another product than the page measured: 21 images on that page would
+# measure a bigger page, not the cost of making variants.
+product_id="$(curl -fs "${auth[@]}" "$base/api/v1/admin/products?per_page=100" |
+  python3 -c "import json,sys; print(next(p['id'] for p in json.load(sys.stdin)['items'] if p['slug'] != '$slug'))")"
+
+# upload FILE: prints the image's JSON
+upload() {
+  curl -fs "${auth[@]}" -F "file=@$1;type=image/jpeg" -F "alt=bench" \
+    "$base/api/v1/admin/products/$product_id/images"
+}
+processing() {
+  curl -fs "${auth[@]}" "$base/api/v1/admin/products/$product_id/images" |
+    python3 -c "import json,sys; print(sum(1 for i in json.load(sys.stdin) if i['status'] == 'processing'))"
+}
+now_ms() { date +%s%3N; }
+
+echo
+echo "==> 2. one upload through the API"
+started="$(now_ms)"
+image="$(upload "$data/photo.jpg")"
+answered="$(now_ms)"
+hash="$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['hash'])" "$image")"
+while [ "$(processing)" != "0" ]; do sleep 0.05; done
+ready="$(now_ms)"
+echo "upload answered in $((answered - started)) ms; every variant made $((ready - started)) ms after the upload began"
+
+echo
+url="$base/media/$hash/640.webp"
+echo "==> 3. cached media: wrk -t$threads -c$connections -d$duration --latency $url"
+curl -fsS -D - -o /dev/null "$url" | grep -i -E '^(content-type|cache-control|etag|content-length):'
+wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url"
+
+page="$base/p/$slug"
+echo
+echo "==> 4a. product page alone: wrk -t$threads -c16 -d$duration --latency $page"
+wrk -t"$threads" -c16 -d"$duration" --latency "$page" | grep -E 'Requests/sec|Latency|99%|50%'
+
+echo
+echo "==> 4b. product page while 20 uploads are processed"
+# Twenty different files (a byte after the end-of-image marker changes the hash, not the picture).
+for i in $(seq 1 20); do
+  { cat "$data/photo.jpg"; printf '%02d' "$i"; } >"$data/photo-$i.jpg"
+done
+uploads_began="$(now_ms)"
+for i in $(seq 1 20); do upload "$data/photo-$i.jpg" >/dev/null; done
+echo "20 uploads answered in $(( $(now_ms) - uploads_began )) ms; pending: $(processing)"
+wrk -t"$threads" -c16 -d"$duration" --latency "$page" | grep -E 'Requests/sec|Latency|99%|50%'
+echo "still processing at the end of the run: $(processing)"
+while [ "$(processing)" != "0" ]; do sleep 0.5; done
+echo "all 20 made $(( $(now_ms) - uploads_began )) ms after the first upload began (OLIVINE_MEDIA_WORKERS=${OLIVINE_MEDIA_WORKERS:-1})"
