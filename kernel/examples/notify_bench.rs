@@ -13,21 +13,15 @@
 //! Environment: `DATABASE_URL` (unset: SQLite in a temporary directory), `JOB_WORKERS`
 //! (8), `LATENCY` (200), `BURST` (5000).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-use olivine::app::{Extensions, Kernel};
-use olivine::config::ServeConfig;
-use olivine::plugins::PluginPatch;
+use anyhow::ensure;
+use common::{enable_plugin, env_or, notify_kernel, percentile_ms, stop_kernel};
+use olivine::app::Kernel;
 use sqlx::Row;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// When each notification (by its idempotency key) reached the receiver.
 type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
@@ -56,11 +50,6 @@ async fn receiver() -> anyhow::Result<(String, Arrivals)> {
     Ok((host, arrivals))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 async fn record_points(kernel: &Kernel, customer: i64, count: usize) -> anyhow::Result<()> {
     let events: Vec<olivine::bus::NewEvent> = (0..count)
         .map(|_| olivine::bus::NewEvent {
@@ -75,6 +64,14 @@ async fn record_points(kernel: &Kernel, customer: i64, count: usize) -> anyhow::
     tx.commit().await?;
     kernel.state.bus.notify();
     Ok(())
+}
+
+async fn notification_rows(state: &olivine::app::AppState) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM notifications")
+            .fetch_one(&state.db.pool)
+            .await?,
+    )
 }
 
 async fn wait_for(arrivals: &Arrivals, count: usize) -> anyhow::Result<()> {
@@ -92,42 +89,17 @@ async fn wait_for(arrivals: &Arrivals, count: usize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let workers: usize = env_or("JOB_WORKERS", 8);
     let latency_runs: usize = env_or("LATENCY", 200);
     let burst: usize = env_or("BURST", 5000);
-    let data = std::env::temp_dir().join(format!("olivine-notify-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&data)?;
-    let mut config = ServeConfig::for_data_dir(&data);
-    config.store.database_url = std::env::var("DATABASE_URL").ok();
-    config.admin_token = Some("notify-bench-admin-token".to_owned());
-    config.bundled_plugins = true;
-    config.session_sweep_secs = 0;
-    config.payment_reconcile_secs = 0;
-    config.recommendations_secs = 0;
-    config.cluster.job_workers = workers;
-    let backend = if config.store.database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let kernel = Kernel::start_with(config, Extensions::default())
-        .await
-        .context("starting the kernel")?;
+    let (kernel, data) = notify_kernel("notify-bench", |_| {}).await?;
     let (host, arrivals) = receiver().await?;
-    kernel
-        .state
-        .plugins
-        .update(
-            "webhook-notifier",
-            &PluginPatch {
-                enabled: Some(true),
-                priority: None,
-                settings: Some([("url".to_owned(), format!("http://{host}/hook"))].into()),
-                granted_hosts: Some(vec![host.clone()]),
-            },
-            "bench",
-        )
-        .await?;
+    enable_plugin(
+        &kernel,
+        "webhook-notifier",
+        &[("url", format!("http://{host}/hook"))],
+        host.clone(),
+    )
+    .await?;
     // One customer; the router checks that they exist and reads their choices.
     let customer: i64 = sqlx::query(
         "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash,
@@ -138,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
     .fetch_one(&kernel.state.db.pool)
     .await?
     .try_get(0)?;
-    println!("{backend}, {workers} job workers, webhook channel to a local receiver");
+    println!(
+        "{}, {} job workers, webhook channel to a local receiver",
+        kernel.state.db.backend.name(),
+        env_or("JOB_WORKERS", 8)
+    );
 
     // Latency, one at a time (the first few warm the plugin's compiled code and the pool).
     let mut latencies = Vec::with_capacity(latency_runs);
@@ -152,20 +128,34 @@ async fn main() -> anyhow::Result<()> {
             latencies.push(arrived - committed);
         }
     }
-    latencies.sort();
     println!(
         "event committed -> webhook received ({latency_runs} one at a time): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        percentile_ms(&mut latencies, 0.5),
+        percentile_ms(&mut latencies, 0.99),
+        percentile_ms(&mut latencies, 1.0),
     );
 
     // Throughput: a burst committed at once.
     let before = arrivals.lock().expect("arrivals").len();
+    let rows_before = notification_rows(&kernel.state).await?;
     let started = Instant::now();
     record_points(&kernel, customer, burst).await?;
+    // When the router had stored every notification (it runs ahead of delivery).
+    let routed = {
+        let state = kernel.state.clone();
+        tokio::spawn(async move {
+            while notification_rows(&state).await? < rows_before + burst as i64 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok(started.elapsed())
+        })
+    };
     wait_for(&arrivals, before + burst).await?;
     let took = started.elapsed();
+    println!(
+        "the router stored all {burst} in {:.2} s",
+        routed.await??.as_secs_f64()
+    );
     println!(
         "{burst} events at once -> {burst} webhooks in {:.2} s: {:.0} notifications/s",
         took.as_secs_f64(),
@@ -204,7 +194,6 @@ async fn main() -> anyhow::Result<()> {
         row.try_get::<Option<i64>, _>(0)?.unwrap_or(0),
         row.try_get::<Option<i64>, _>(1)?.unwrap_or(0)
     );
-    kernel.shutdown().await;
-    let _ = std::fs::remove_dir_all(&data);
+    stop_kernel(kernel, data).await;
     Ok(())
 }

@@ -196,3 +196,61 @@ pub fn card_token(client: &Client, processor: &str, number: &str) -> anyhow::Res
     ensure!(status == 201, "tokenize: {status} {body}");
     Ok(body["token"].as_str().context("token")?.to_owned())
 }
+
+/// A kernel in this process for the notification benchmarks: bundled plugins, the
+/// periodic work that would compete turned off, `JOB_WORKERS` job workers (8), on
+/// `DATABASE_URL` or else SQLite in a temporary directory (removed by `stop_kernel`).
+pub async fn notify_kernel(
+    name: &str,
+    tweak: impl FnOnce(&mut olivine::config::ServeConfig),
+) -> anyhow::Result<(olivine::app::Kernel, std::path::PathBuf)> {
+    let data = std::env::temp_dir().join(format!("olivine-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let mut config = olivine::config::ServeConfig::for_data_dir(&data);
+    config.store.database_url = std::env::var("DATABASE_URL").ok();
+    config.admin_token = Some(format!("{name}-admin-token"));
+    config.bundled_plugins = true;
+    config.session_sweep_secs = 0;
+    config.payment_reconcile_secs = 0;
+    config.recommendations_secs = 0;
+    config.cluster.job_workers = env_or("JOB_WORKERS", 8);
+    tweak(&mut config);
+    let kernel = olivine::app::Kernel::start_with(config, olivine::app::Extensions::default())
+        .await
+        .context("starting the kernel")?;
+    Ok((kernel, data))
+}
+
+/// Turns on the bundled plugin `id` with `settings`, granted `host`.
+pub async fn enable_plugin(
+    kernel: &olivine::app::Kernel,
+    id: &str,
+    settings: &[(&str, String)],
+    host: String,
+) -> anyhow::Result<()> {
+    kernel
+        .state
+        .plugins
+        .update(
+            id,
+            &olivine::plugins::PluginPatch {
+                enabled: Some(true),
+                priority: None,
+                settings: Some(
+                    settings
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                ),
+                granted_hosts: Some(vec![host]),
+            },
+            "bench",
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn stop_kernel(kernel: olivine::app::Kernel, data: std::path::PathBuf) {
+    kernel.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -254,6 +254,12 @@ schema_type! {
         ))
         .enum_values(Some(std::iter::once("*").chain(country_codes())))
         .examples(["NL"]);
+    /// An IANA time zone name this server knows (`notify::quiet`).
+    TimeZone => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("An IANA time zone name, such as `Europe/Berlin`."))
+        .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+        .examples(["Europe/Berlin"]);
     /// An email address (`accounts::check_email`).
     Email => string(
         "An email address of up to 254 characters: one `@` with something before it, a \

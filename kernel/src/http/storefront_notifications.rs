@@ -11,10 +11,11 @@ use bytes::Bytes;
 use maud::{Markup, html};
 
 use super::session::{Customer, Session, see_other};
-use super::storefront_account::{Form, FormErrors, form_alert, status_of};
+use super::storefront_account::{Form, FormErrors, form_alert, labelled_input, status_of};
 use super::storefront_account::{account_page_response, server_error};
 use crate::app::AppState;
 use crate::notify::devices::{self, BackInStockInput, Preferences};
+use crate::notify::quiet::QuietHours;
 
 const PAGE: &str = "/account/notifications";
 
@@ -53,16 +54,25 @@ async fn page(
 async fn preferences_submit(
     State(state): State<AppState>,
     Customer(customer): Customer,
+    session: Session,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
     let preferences = Preferences {
         email: form.get("email") == "1",
         push: form.get("push") == "1",
+        quiet_hours: (form.get("quiet") == "1").then(|| QuietHours {
+            start: form.get("quiet_hours.start").trim().to_owned(),
+            end: form.get("quiet_hours.end").trim().to_owned(),
+            time_zone: form.get("quiet_hours.time_zone").trim().to_owned(),
+        }),
     };
     match devices::set_preferences(&state, customer.customer_id, preferences).await {
         Ok(_) => see_other(PAGE),
-        Err(err) => server_error(&err, "notifications"),
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(errors) => view(&state, &session, customer.customer_id, &errors).await,
+            None => server_error(&err, "notifications"),
+        },
     }
 }
 
@@ -130,6 +140,7 @@ async fn view(
         Ok(all) => all,
         Err(err) => return server_error(&err, "notifications"),
     };
+    let quiet = preferences.quiet_hours.as_ref();
     let body = html! {
         header.page-head {
             p { a href="/account" { "Account" } }
@@ -147,6 +158,19 @@ async fn view(
                 }
                 div.field.checkbox {
                     label { input type="checkbox" name="push" value="1" checked[preferences.push]; " On my phone (push notifications from our app)" }
+                }
+                fieldset.field #quiet-hours {
+                    legend { "Quiet hours" }
+                    p.muted { "Push notifications that come in this time wait until it ends. Email is not held." }
+                    div.field.checkbox {
+                        label { input type="checkbox" name="quiet" value="1" checked[quiet.is_some()]; " Keep my phone quiet" }
+                    }
+                    (labelled_input("From", "quiet_hours.start", "time",
+                        Some(quiet.map_or("22:00", |q| q.start.as_str())), "off", false, errors))
+                    (labelled_input("Until", "quiet_hours.end", "time",
+                        Some(quiet.map_or("07:00", |q| q.end.as_str())), "off", false, errors))
+                    (labelled_input("Time zone (such as Europe/Berlin)", "quiet_hours.time_zone", "text",
+                        Some(quiet.map_or("UTC", |q| q.time_zone.as_str())), "off", false, errors))
                 }
                 button type="submit" { "Save" }
             }

@@ -184,6 +184,8 @@ pub struct NotificationView {
     pub provider_reference: Option<String>,
     pub last_error: Option<String>,
     pub created_at: String,
+    /// A push held by the customer's quiet hours is delivered from this time.
+    pub held_until: Option<String>,
     pub delivered_at: Option<String>,
     /// Only on the single-notification answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,7 +194,7 @@ pub struct NotificationView {
 
 const COLUMNS: &str = "n.id, n.source, n.topic, c.pseudonym, n.channel, n.plugin_id,
     n.recipient_kind, n.recipient_ref, n.title, n.body_text, n.link, n.marketing, n.status,
-    n.attempts, n.provider_reference, n.last_error, n.created_at, n.delivered_at";
+    n.attempts, n.provider_reference, n.last_error, n.created_at, n.delivered_at, n.held_until";
 
 fn view_of(row: &sqlx::any::AnyRow) -> Result<NotificationView> {
     let kind: String = row.try_get(6)?;
@@ -220,6 +222,7 @@ fn view_of(row: &sqlx::any::AnyRow) -> Result<NotificationView> {
         last_error: row.try_get(15)?,
         created_at: row.try_get(16)?,
         delivered_at: row.try_get(17)?,
+        held_until: row.try_get(18)?,
         delivery_attempts: None,
     })
 }

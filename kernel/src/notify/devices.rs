@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
+use super::quiet::QuietHours;
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
 
@@ -160,17 +161,22 @@ pub async fn remove(state: &AppState, customer_id: i64, id: i64) -> Result<()> {
 
 /// Which channels the customer hears transactional messages on. Marketing also needs
 /// the consents `marketing_email` / `marketing_push` (`PUT /api/v1/account/consents`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     pub email: bool,
     pub push: bool,
+    /// When push notifications wait (delivered when the quiet hours end); absent or
+    /// `null`: none. Email is never held.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
 }
 
 pub async fn preferences_on(conn: &mut AnyConnection, customer_id: i64) -> Result<Preferences> {
     let mut preferences = Preferences {
         email: true,
         push: true,
+        quiet_hours: super::quiet::read_on(conn, customer_id).await?,
     };
     for row in
         sqlx::query("SELECT channel, enabled FROM notification_preferences WHERE customer_id = $1")
@@ -197,8 +203,12 @@ pub async fn set_preferences(
     customer_id: i64,
     preferences: Preferences,
 ) -> Result<Preferences> {
+    if let Some(quiet) = &preferences.quiet_hours {
+        quiet.window("quiet_hours")?;
+    }
     let now = state.clock.now_text();
     let mut tx = state.db.begin().await?;
+    super::quiet::write_on(&mut tx, customer_id, preferences.quiet_hours.as_ref(), &now).await?;
     for (channel, on) in [("email", preferences.email), ("push", preferences.push)] {
         sqlx::query(
             "INSERT INTO notification_preferences (customer_id, channel, enabled, updated_at)

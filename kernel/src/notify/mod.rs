@@ -19,18 +19,21 @@
 
 pub mod api;
 pub mod devices;
+pub mod quiet;
 pub mod templates;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::app::AppState;
 use crate::bus::{Bus, ClusterOnceConsumer, ConsumerFuture, Event};
 use crate::error::Result;
-use crate::jobs::{FnHandler, JobContext, JobHandler, NewJob, Permanent, RetryAfter};
+use crate::jobs::{JobContext, JobFuture, JobHandler, NewJob, Permanent, RetryAfter};
 use crate::plugins::Plugins;
 use crate::plugins::notifications::{DeliveryOutcome, deliver};
 use crate::time::Clock;
@@ -413,25 +416,56 @@ async fn campaign(
 struct Wants {
     email: bool,
     push: bool,
+    /// The end of the customer's quiet hours, when a push routed now must wait for it.
+    push_held_until: Option<DateTime<Utc>>,
 }
 
 async fn wants_of(
     tx: &mut AnyConnection,
     customer_id: i64,
     marketing: bool,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Wants>> {
-    let erased: Option<Option<String>> =
-        sqlx::query_scalar("SELECT erased_at FROM customers WHERE id = $1")
-            .bind(customer_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if !matches!(erased, Some(None)) {
+    // One round trip for what every event asks (a burst routes thousands).
+    let Some(row) = sqlx::query(
+        "SELECT c.erased_at,
+            (SELECT p.enabled FROM notification_preferences p
+             WHERE p.customer_id = c.id AND p.channel = 'email'),
+            (SELECT p.enabled FROM notification_preferences p
+             WHERE p.customer_id = c.id AND p.channel = 'push'),
+            q.starts, q.ends, q.time_zone
+         FROM customers c LEFT JOIN notification_quiet_hours q ON q.customer_id = c.id
+         WHERE c.id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    if row.try_get::<Option<String>, _>(0)?.is_some() {
         return Ok(None);
     }
-    let preferences = devices::preferences_on(tx, customer_id).await?;
+    // No row: on.
+    let on = |enabled: Option<i64>| enabled.is_none_or(|e| e == 1);
+    let quiet = match (
+        row.try_get::<Option<String>, _>(3)?,
+        row.try_get::<Option<String>, _>(4)?,
+        row.try_get::<Option<String>, _>(5)?,
+    ) {
+        (Some(start), Some(end), Some(time_zone)) => Some(quiet::QuietHours {
+            start,
+            end,
+            time_zone,
+        }),
+        _ => None,
+    };
     let mut wants = Wants {
-        email: preferences.email,
-        push: preferences.push,
+        email: on(row.try_get(1)?),
+        push: on(row.try_get(2)?),
+        push_held_until: quiet
+            .and_then(|q| q.window("quiet_hours").ok())
+            .and_then(|w| w.held_until(now)),
     };
     if marketing {
         let consents = crate::accounts::consents::read_on(tx, customer_id).await?;
@@ -464,9 +498,10 @@ async fn route(
     public_url: &str,
     clock: &Clock,
 ) -> anyhow::Result<()> {
+    let now = clock.now();
     let mut targets = Vec::new();
     let wants = match planned.customer_id {
-        Some(customer_id) => match wants_of(tx, customer_id, planned.marketing).await? {
+        Some(customer_id) => match wants_of(tx, customer_id, planned.marketing, now).await? {
             Some(wants) => wants,
             None => return Ok(()),
         },
@@ -474,6 +509,7 @@ async fn route(
         None => Wants {
             email: true,
             push: false,
+            push_held_until: None,
         },
     };
     if wants.email
@@ -529,7 +565,6 @@ async fn route(
             recipient_ref: String::new(),
         });
     }
-    let now = clock.now();
     let now_text = crate::time::format_timestamp(now);
     let mut jobs = Vec::new();
     for target in targets {
@@ -550,16 +585,20 @@ async fn route(
         } else {
             None
         };
+        // A push in the customer's quiet hours waits for their end, and lives from then.
+        let held_until = wants.push_held_until.filter(|_| target.channel == "push");
         let expires_at = (target.channel == "push").then(|| {
-            crate::time::format_timestamp(now + chrono::Duration::seconds(PUSH_LIFETIME_SECS))
+            crate::time::format_timestamp(
+                held_until.unwrap_or(now) + chrono::Duration::seconds(PUSH_LIFETIME_SECS),
+            )
         });
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO notifications (source, topic, customer_id, channel, plugin_id,
                 recipient_kind, recipient_ref, title, body_text, body_html, link, data_json,
-                marketing, priority, collapse_key, expires_at, status, attempts, created_at,
-                updated_at)
+                marketing, priority, collapse_key, expires_at, held_until, status, attempts,
+                created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                'pending', 0, $17, $17)
+                $17, 'pending', 0, $18, $18)
              ON CONFLICT (source, channel, recipient_kind, recipient_ref) DO NOTHING
              RETURNING id",
         )
@@ -583,11 +622,15 @@ async fn route(
         })
         .bind(planned.collapse_key.as_deref())
         .bind(expires_at.as_deref())
+        .bind(held_until.map(crate::time::format_timestamp))
         .bind(&now_text)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = id {
-            jobs.push(deliver_job_for(id));
+            jobs.push(match held_until {
+                Some(at) => deliver_job_for(id).at(at),
+                None => deliver_job_for(id),
+            });
         }
     }
     crate::jobs::enqueue_all(tx, &jobs, now).await?;
@@ -833,102 +876,222 @@ async fn record_retry(state: &AppState, stored: &Stored, reason: &str) -> Result
 }
 
 /// Delivers one notification through its channel plugin.
+/// The `notify.deliver` handler. The common outcome, delivered, is settled in groups: one
+/// transaction records the attempts and statuses of every delivery that finished while
+/// the previous group was being written (a burst would otherwise be one write per
+/// notification, and on SQLite those queue on the one write lock). Each job ends only
+/// once its group is committed; the job's own row is then deleted in the jobs' batches.
+pub struct DeliverJob {
+    delivered: OnceLock<mpsc::UnboundedSender<Delivered>>,
+}
+
 pub fn deliver_job() -> Arc<dyn JobHandler> {
-    FnHandler::new(DELIVER_JOB, |ctx: &JobContext| {
-        Box::pin(async move {
-            let payload: DeliverPayload = ctx.payload()?;
-            let state = &ctx.state;
-            let Some(stored) =
-                load_stored(&mut *state.db.pool.acquire().await?, payload.notification).await?
-            else {
-                return Err(Permanent(format!(
-                    "notification {} does not exist",
-                    payload.notification
-                ))
-                .into());
-            };
-            if stored.status != "pending" {
-                // Settled by an earlier attempt that died before ending its job.
-                let mut tx = state.db.begin().await?;
-                ctx.complete_in(&mut tx).await?;
-                tx.commit().await?;
-                return Ok(());
+    Arc::new(DeliverJob {
+        delivered: OnceLock::new(),
+    })
+}
+
+impl JobHandler for DeliverJob {
+    fn kind(&self) -> &'static str {
+        DELIVER_JOB
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> JobFuture<'a> {
+        Box::pin(self.deliver(ctx))
+    }
+}
+
+/// A delivery waiting for its group's commit.
+struct Delivered {
+    notification: i64,
+    attempt: i64,
+    provider_reference: String,
+    committed: oneshot::Sender<std::result::Result<(), String>>,
+}
+
+impl DeliverJob {
+    async fn deliver(&self, ctx: &JobContext) -> anyhow::Result<()> {
+        let payload: DeliverPayload = ctx.payload()?;
+        let state = &ctx.state;
+        let Some(stored) =
+            load_stored(&mut *state.db.pool.acquire().await?, payload.notification).await?
+        else {
+            return Err(Permanent(format!(
+                "notification {} does not exist",
+                payload.notification
+            ))
+            .into());
+        };
+        if stored.status != "pending" {
+            // Settled by an earlier attempt that died before ending its job.
+            let mut tx = state.db.begin().await?;
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let recipient = match &stored.recipient_kind[..] {
+            "endpoint" => {
+                let url = state
+                    .plugins
+                    .snapshot()
+                    .notifications
+                    .iter()
+                    .find(|p| p.id == stored.plugin_id)
+                    .and_then(|p| p.settings.get("url").cloned())
+                    .unwrap_or_default();
+                Some(nt::Recipient::Endpoint(url))
             }
-            let recipient = match &stored.recipient_kind[..] {
-                "endpoint" => {
-                    let url = state
-                        .plugins
-                        .snapshot()
-                        .notifications
-                        .iter()
-                        .find(|p| p.id == stored.plugin_id)
-                        .and_then(|p| p.settings.get("url").cloned())
-                        .unwrap_or_default();
-                    Some(nt::Recipient::Endpoint(url))
-                }
-                _ => recipient_of(state, &stored).await?,
-            };
-            let Some(recipient) = recipient else {
-                return settle(
-                    ctx,
-                    &stored,
-                    "skipped",
-                    "skipped",
-                    "the recipient no longer exists",
-                    None,
-                )
-                .await;
-            };
-            let started = std::time::Instant::now();
-            let outcome = deliver(
-                &state.plugins,
-                &stored.plugin_id,
-                message_of(&stored, recipient),
+            _ => recipient_of(state, &stored).await?,
+        };
+        let Some(recipient) = recipient else {
+            return settle(
+                ctx,
+                &stored,
+                "skipped",
+                "skipped",
+                "the recipient no longer exists",
+                None,
             )
             .await;
-            metrics::histogram!("olivine_notification_delivery_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match outcome {
-                DeliveryOutcome::Delivered { provider_reference } => {
-                    metrics::counter!("olivine_notifications_total", "outcome" => "delivered")
-                        .increment(1);
-                    settle(
-                        ctx,
-                        &stored,
-                        "delivered",
-                        "delivered",
-                        "delivered",
-                        Some(&provider_reference),
-                    )
+        };
+        let started = std::time::Instant::now();
+        let outcome = deliver(
+            &state.plugins,
+            &stored.plugin_id,
+            message_of(&stored, recipient),
+        )
+        .await;
+        metrics::histogram!("olivine_notification_delivery_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            DeliveryOutcome::Delivered { provider_reference } => {
+                metrics::counter!("olivine_notifications_total", "outcome" => "delivered")
+                    .increment(1);
+                self.settle_delivered(state, &stored, provider_reference)
                     .await
-                }
-                DeliveryOutcome::Failed { reason } => {
+            }
+            DeliveryOutcome::Failed { reason } => {
+                metrics::counter!("olivine_notifications_total", "outcome" => "failed")
+                    .increment(1);
+                settle(ctx, &stored, "failed", "failed", &reason, None).await
+            }
+            DeliveryOutcome::Gone { reason } => {
+                metrics::counter!("olivine_notifications_total", "outcome" => "gone").increment(1);
+                settle(ctx, &stored, "gone", "gone", &reason, None).await
+            }
+            DeliveryOutcome::Retry { reason, after } => {
+                if ctx.job.attempt >= ctx.job.max_attempts {
                     metrics::counter!("olivine_notifications_total", "outcome" => "failed")
                         .increment(1);
-                    settle(ctx, &stored, "failed", "failed", &reason, None).await
+                    let reason = format!("gave up after {} attempts: {reason}", ctx.job.attempt);
+                    return settle(ctx, &stored, "retry", "failed", &reason, None).await;
                 }
-                DeliveryOutcome::Gone { reason } => {
-                    metrics::counter!("olivine_notifications_total", "outcome" => "gone")
-                        .increment(1);
-                    settle(ctx, &stored, "gone", "gone", &reason, None).await
-                }
-                DeliveryOutcome::Retry { reason, after } => {
-                    if ctx.job.attempt >= ctx.job.max_attempts {
-                        metrics::counter!("olivine_notifications_total", "outcome" => "failed")
-                            .increment(1);
-                        let reason =
-                            format!("gave up after {} attempts: {reason}", ctx.job.attempt);
-                        return settle(ctx, &stored, "retry", "failed", &reason, None).await;
-                    }
-                    record_retry(state, &stored, &reason).await?;
-                    Err(match after {
-                        Some(after) => RetryAfter(after, reason).into(),
-                        None => anyhow::anyhow!(reason),
-                    })
-                }
+                record_retry(state, &stored, &reason).await?;
+                Err(match after {
+                    Some(after) => RetryAfter(after, reason).into(),
+                    None => anyhow::anyhow!(reason),
+                })
             }
-        })
-    })
+        }
+    }
+
+    async fn settle_delivered(
+        &self,
+        state: &AppState,
+        stored: &Stored,
+        provider_reference: String,
+    ) -> anyhow::Result<()> {
+        let groups = self.delivered.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(settle_delivered_in_groups(
+                state.db.clone(),
+                state.clock.clone(),
+                receiver,
+            ));
+            sender
+        });
+        let (committed, answer) = oneshot::channel();
+        groups
+            .send(Delivered {
+                notification: stored.id,
+                attempt: stored.attempts + 1,
+                provider_reference,
+                committed,
+            })
+            .map_err(|_| anyhow::anyhow!("the kernel is stopping"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the kernel is stopping"))?
+            .map_err(|err| anyhow::anyhow!("recording the delivery failed: {err}"))
+    }
+}
+
+/// Writes delivered notifications a group at a time: whatever arrived while the last
+/// group was written, up to 100 (500 parameters).
+async fn settle_delivered_in_groups(
+    db: crate::store::Db,
+    clock: Clock,
+    mut incoming: mpsc::UnboundedReceiver<Delivered>,
+) {
+    let mut group = Vec::with_capacity(100);
+    while let Some(first) = incoming.recv().await {
+        group.push(first);
+        while group.len() < 100 {
+            match incoming.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = write_delivered(&db, &clock.now_text(), &group)
+            .await
+            .map_err(|err| err.to_string());
+        if let Err(err) = &result {
+            tracing::warn!(error = %err, deliveries = group.len(), "recording deliveries failed; their jobs run again");
+        }
+        for delivered in group.drain(..) {
+            let _ = delivered.committed.send(result.clone());
+        }
+    }
+}
+
+async fn write_delivered(db: &crate::store::Db, now: &str, group: &[Delivered]) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let insert = format!(
+        "INSERT INTO notification_attempts (notification_id, attempt, outcome, detail, at)
+         VALUES {}",
+        crate::store::value_rows(group.len(), 5)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert));
+    for d in group {
+        insert = insert
+            .bind(d.notification)
+            .bind(d.attempt)
+            .bind("delivered")
+            .bind("delivered")
+            .bind(now);
+    }
+    insert.execute(&mut *tx).await?;
+    // $1 is the time; then (id, provider reference) pairs.
+    let cases: String = (0..group.len())
+        .map(|i| format!(" WHEN ${} THEN ${}", i * 2 + 2, i * 2 + 3))
+        .collect();
+    let ids = (0..group.len())
+        .map(|i| format!("${}", i * 2 + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let update = format!(
+        "UPDATE notifications SET status = 'delivered', attempts = attempts + 1,
+            last_error = NULL, updated_at = $1, delivered_at = $1,
+            provider_reference = CASE id{cases} END
+         WHERE id IN ({ids}) AND status = 'pending'"
+    );
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(update)).bind(now);
+    for d in group {
+        update = update.bind(d.notification).bind(&d.provider_reference);
+    }
+    update.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Sends a notification again: a new row (a new idempotency key, so the provider does not
@@ -1072,6 +1235,10 @@ pub async fn erase(
         (
             "notification_preferences",
             "DELETE FROM notification_preferences WHERE customer_id = $1",
+        ),
+        (
+            "notification_quiet_hours",
+            "DELETE FROM notification_quiet_hours WHERE customer_id = $1",
         ),
         (
             "back_in_stock_requests",

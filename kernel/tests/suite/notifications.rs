@@ -251,6 +251,18 @@ both_backends! {
         assert!(!html.contains(r#"name="email" value="1" checked"#), "{html}");
         assert!(html.contains(r#"name="push" value="1" checked"#), "{html}");
         assert!(html.contains("You are not waiting for any product"), "{html}");
+        // Quiet hours: a wrong time zone is shown next to its field; a right one is kept.
+        let quiet = |zone: &'static str| [("csrf", csrf.as_str()), ("push", "1"), ("quiet", "1"),
+            ("quiet_hours.start", "22:30"), ("quiet_hours.end", "06:45"), ("quiet_hours.time_zone", zone)];
+        let r = browser::post_form(&app, &mut b, "/account/notifications/preferences", &quiet("Mars/Olympus")).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().contains("must be an IANA time zone name"), "{}", r.text());
+        let r = browser::post_form(&app, &mut b, "/account/notifications/preferences", &quiet("Europe/Lisbon")).await;
+        assert_eq!(browser::location(&r), "/account/notifications");
+        let page = browser::get(&app, &mut b, "/account/notifications").await;
+        let html = page.text();
+        assert!(html.contains(r#"name="quiet" value="1" checked"#), "{html}");
+        assert!(html.contains(r#"value="Europe/Lisbon""#) && html.contains(r#"value="06:45""#), "{html}");
         // A form without its CSRF token changes nothing.
         let r = browser::post_form(&app, &mut b, "/account/notifications/preferences",
             &[("email", "1"), ("push", "1")]).await;
@@ -306,6 +318,85 @@ both_backends! {
         assert_eq!(devices[0]["token_ending"], &phone[phone.len() - 8..]);
         let gone = notifications(app, "status=gone").await;
         assert!(!gone.is_empty() && gone.iter().all(|n| n["channel"] == "push"), "{gone:?}");
+        shop.app.stop().await;
+    }
+
+    async fn pushes_in_the_customers_quiet_hours_wait_for_their_end_and_email_does_not(backend: Backend) {
+        use crate::common::mock_providers::{MockApns, TestCa};
+        let ca = TestCa::new();
+        let apns = MockApns::start(&ca, "TEAM123456", "KEY1234567").await;
+        let shop = shop_with(backend, |c| {
+            c.bundled_plugins = true;
+            c.plugin_http_ca_file = Some(ca.ca_file());
+        })
+        .await;
+        let app = &shop.app;
+        let (host, received) = providers().await;
+        for (plugin, body) in [
+            ("apns", json!({"enabled": true, "granted_hosts": [apns.host()],
+                "settings": {"base_url": apns.base_url(), "team_id": apns.team_id(),
+                             "key_id": apns.key_id(), "private_key": apns.private_key_pem()}})),
+            ("email", json!({"enabled": true, "granted_hosts": [host],
+                "settings": {"base_url": format!("http://{host}"), "server_token": "server-token",
+                             "from": "Shop <hello@shop.example>"}})),
+        ] {
+            let r = app.admin_patch(&format!("/api/v1/admin/plugins/{plugin}"), &body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+        let token = app.customer_token("quinn.notify@example.com").await;
+        let phone = "ef".repeat(32);
+        let r = as_customer(app, &token, Method::POST, "/api/v1/account/devices",
+            Some(json!({"platform": "apns", "token": phone, "app_id": "com.example.shop"}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        // Quiet from an hour ago until two hours from now, Tokyo time (UTC+9, no DST).
+        let tokyo = app.kernel.state.clock.now() + chrono::Duration::hours(9);
+        let hhmm = |at: chrono::DateTime<chrono::Utc>| at.format("%H:%M").to_string();
+        let (start, end) = (hhmm(tokyo - chrono::Duration::hours(1)), hhmm(tokyo + chrono::Duration::hours(2)));
+        let r = as_customer(app, &token, Method::PUT, "/api/v1/account/notification-preferences",
+            Some(json!({"email": true, "push": true,
+                "quiet_hours": {"start": "7:00", "end": "24:00", "time_zone": "Asia/Nowhere"}}))).await;
+        for field in ["quiet_hours.start", "quiet_hours.end", "quiet_hours.time_zone"] {
+            r.assert_field_error(422, field);
+        }
+        let quiet = json!({"start": start, "end": end, "time_zone": "Asia/Tokyo"});
+        let r = as_customer(app, &token, Method::PUT, "/api/v1/account/notification-preferences",
+            Some(json!({"email": true, "push": true, "quiet_hours": quiet}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = as_customer(app, &token, Method::GET, "/api/v1/account/notification-preferences", None).await;
+        assert_eq!(r.json()["quiet_hours"], quiet);
+
+        let number = paid_order(&shop, &token).await;
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "fulfilled", "tracking_number": "TRK-Q", "carrier": "PostNL"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        // Email goes at once; the push waits, and staff see until when.
+        wait_until("the shipping email", async || received.lock().unwrap().emails.iter()
+            .any(|e| e["Subject"] == format!("Order {number} is on its way"))).await;
+        let pushes = notifications(app, "topic=order.shipped").await.into_iter()
+            .filter(|n| n["channel"] == "push").collect::<Vec<_>>();
+        assert_eq!(pushes.len(), 1, "{pushes:?}");
+        assert_eq!(pushes[0]["status"], "pending", "{pushes:?}");
+        let held_until = olivine::time::parse_timestamp(pushes[0]["held_until"].as_str().unwrap()).unwrap();
+        let wait = held_until - app.kernel.state.clock.now();
+        assert!(wait > chrono::Duration::minutes(118) && wait <= chrono::Duration::minutes(120), "{wait}");
+        let shipped = || apns.requests().into_iter()
+            .filter(|r| r.json.as_ref().is_some_and(|j| j["aps"]["alert"]["title"] == format!("Order {number} is on its way")))
+            .count();
+        // Nearly the end: still quiet.
+        app.kernel.state.clock.advance(Duration::from_secs(115 * 60));
+        app.kernel.state.bus.notify_jobs();
+        app.settle().await;
+        assert_eq!(shipped(), 0, "{:?}", apns.requests());
+        let pending = notifications(app, "topic=order.shipped&status=pending").await;
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        // The quiet hours are over: the push goes, once.
+        app.kernel.state.clock.advance(Duration::from_secs(6 * 60));
+        app.kernel.state.bus.notify_jobs();
+        wait_until("the held push delivered", async || {
+            notifications(app, "topic=order.shipped&status=delivered").await.iter().any(|n| n["channel"] == "push")
+        }).await;
+        assert_eq!(shipped(), 1, "{:?}", apns.requests());
         shop.app.stop().await;
     }
 
@@ -411,7 +502,7 @@ both_backends! {
         let token = app.customer_token("cy.notify@example.com").await;
         // Email off: orders are told to the webhook only.
         let r = as_customer(app, &token, Method::GET, "/api/v1/account/notification-preferences", None).await;
-        assert_eq!(r.json(), json!({"email": true, "push": true}));
+        assert_eq!(r.json(), json!({"email": true, "push": true, "quiet_hours": null}));
         let r = as_customer(app, &token, Method::PUT, "/api/v1/account/notification-preferences",
             Some(json!({"email": false, "push": true}))).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -472,7 +563,7 @@ both_backends! {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let section = &r.json()["sections"]["notifications"];
         assert_eq!(section["devices"].as_array().unwrap().len(), 1, "{section}");
-        assert_eq!(section["preferences"], json!({"email": true, "push": false}));
+        assert_eq!(section["preferences"], json!({"email": true, "push": false, "quiet_hours": null}));
         assert!(!section["notifications"].as_array().unwrap().is_empty(), "{section}");
         let r = as_customer(app, &token, Method::POST, "/api/v1/account/erasure",
             Some(json!({"password": "correct horse battery", "confirm": "erase my account"}))).await;

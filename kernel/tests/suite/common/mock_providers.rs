@@ -282,6 +282,8 @@ pub struct ApnsRequest {
     pub reason: Option<String>,
     /// The `apns-id` it answered.
     pub apns_id: String,
+    /// When its body had arrived (the push benchmark's latency ends here).
+    pub received: Instant,
 }
 
 impl ApnsRequest {
@@ -545,6 +547,7 @@ async fn apns_handle(
         status: 0,
         reason: None,
         apns_id: apns_id.clone(),
+        received: Instant::now(),
     };
     let answer = apns_judge(&shared, &connection, &parts, jwt.as_deref(), &mut record);
     record.status = answer.status;
