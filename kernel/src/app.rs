@@ -81,6 +81,55 @@ pub struct Extensions {
     pub clock: Option<Clock>,
 }
 
+/// A lane of job workers of its own, with its own pool, for one kind of long job (renewals
+/// call payment processors, media encodes images), so it never starves the others.
+struct Lane {
+    runtime: JobRuntime,
+    pool: Db,
+}
+
+impl Lane {
+    /// `None` with 0 workers: this node does not run the kind (other nodes do).
+    async fn start(
+        state: &AppState,
+        background_db: &Db,
+        name: &'static str,
+        workers: usize,
+        handler: Arc<dyn crate::jobs::JobHandler>,
+        jobs_config: &crate::jobs::JobsConfig,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Lane>> {
+        if workers == 0 {
+            return Ok(None);
+        }
+        let pool = Db::connect_named(
+            &state.config.store.database_url()?,
+            u32::try_from(workers + 2).unwrap_or(8),
+            name,
+        )
+        .await?;
+        let mut registry = JobRegistry::default();
+        registry.handler(handler);
+        let runtime = JobRuntime::start(
+            state.on_pool(pool.clone()),
+            background_db.clone(),
+            Arc::new(registry),
+            crate::jobs::JobsConfig {
+                workers,
+                ..jobs_config.clone()
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Some(Lane { runtime, pool }))
+    }
+
+    async fn stop(self) {
+        self.runtime.stop().await;
+        self.pool.close().await;
+    }
+}
+
 /// A running kernel: its state and its background tasks.
 pub struct Kernel {
     pub state: AppState,
@@ -89,10 +138,10 @@ pub struct Kernel {
     bus: BusRuntime,
     jobs: JobRuntime,
     /// The renewals' own lane of job workers and its pool (none with 0 renewal workers).
-    renewals: Option<(JobRuntime, Db)>,
+    renewals: Option<Lane>,
     /// The media variants' own lane (none with 0 media workers): image work never holds
     /// the other jobs' workers.
-    media_lane: Option<(JobRuntime, Db)>,
+    media_lane: Option<Lane>,
     /// The plugins directory watcher, when enabled.
     plugins_dir: Option<JoinHandle<()>>,
 }
@@ -282,56 +331,26 @@ impl Kernel {
             drop(search);
             daily.await;
         });
-        let media_lane = if state.config.media.media_workers > 0 {
-            let workers = state.config.media.media_workers;
-            let pool = Db::connect_named(
-                &state.config.store.database_url()?,
-                u32::try_from(workers + 2).unwrap_or(4),
-                "media",
-            )
-            .await?;
-            let mut registry = JobRegistry::default();
-            registry.handler(crate::media::variants_job());
-            let lane = JobRuntime::start(
-                state.on_pool(pool.clone()),
-                background_db.clone(),
-                Arc::new(registry),
-                crate::jobs::JobsConfig {
-                    workers,
-                    ..jobs_config.clone()
-                },
-                shutdown_rx.clone(),
-            )
-            .await?;
-            Some((lane, pool))
-        } else {
-            None
-        };
-        let renewals = if state.config.renewal_workers > 0 {
-            let workers = state.config.renewal_workers;
-            let pool = Db::connect_named(
-                &state.config.store.database_url()?,
-                u32::try_from(workers + 2).unwrap_or(8),
-                "renewals",
-            )
-            .await?;
-            let mut registry = JobRegistry::default();
-            registry.handler(crate::subscriptions::renew::renew_job());
-            let lane = JobRuntime::start(
-                state.on_pool(pool.clone()),
-                background_db.clone(),
-                Arc::new(registry),
-                crate::jobs::JobsConfig {
-                    workers,
-                    ..jobs_config.clone()
-                },
-                shutdown_rx.clone(),
-            )
-            .await?;
-            Some((lane, pool))
-        } else {
-            None
-        };
+        let media_lane = Lane::start(
+            &state,
+            &background_db,
+            "media",
+            state.config.media.media_workers,
+            crate::media::variants_job(),
+            &jobs_config,
+            &shutdown_rx,
+        )
+        .await?;
+        let renewals = Lane::start(
+            &state,
+            &background_db,
+            "renewals",
+            state.config.renewal_workers,
+            crate::subscriptions::renew::renew_job(),
+            &jobs_config,
+            &shutdown_rx,
+        )
+        .await?;
         let jobs = JobRuntime::start(
             state.on_pool(work_db),
             background_db.clone(),
@@ -373,13 +392,8 @@ impl Kernel {
         let _ = self.shutdown.send(true);
         self.state.live.close_all();
         self.jobs.stop().await;
-        if let Some((lane, pool)) = self.media_lane {
+        for lane in [self.media_lane, self.renewals].into_iter().flatten() {
             lane.stop().await;
-            pool.close().await;
-        }
-        if let Some((lane, pool)) = self.renewals {
-            lane.stop().await;
-            pool.close().await;
         }
         self.bus.stop().await;
         if let Some(watcher) = self.plugins_dir

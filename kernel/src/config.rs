@@ -276,6 +276,11 @@ pub struct MediaConfig {
     #[arg(long, env = "OLIVINE_MEDIA_WORKERS", default_value_t = 1)]
     pub media_workers: usize,
 
+    /// How much lower the media thread's CPU priority is (its nice value, 0 to 19; 0 keeps
+    /// the node's own), so shoppers' requests go first on a busy node.
+    #[arg(long, env = "OLIVINE_MEDIA_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub media_nice: i32,
+
     /// rav1e's speed for AVIF variants: 1 (smallest files, slowest) to 10 (fastest).
     #[arg(long, env = "OLIVINE_MEDIA_AVIF_SPEED", default_value_t = 6)]
     pub media_avif_speed: u8,
@@ -305,6 +310,7 @@ impl Default for MediaConfig {
             media_s3_access_key_id: None,
             media_s3_secret_access_key: None,
             media_workers: 1,
+            media_nice: 10,
             media_avif_speed: 6,
             media_avif_quality: 60.0,
             media_webp_quality: 80.0,

@@ -282,24 +282,18 @@ async fn upload_image(
     if !already_made {
         crate::jobs::enqueue(&mut tx, &super::variants_job_for(&hash), state.clock.now()).await?;
     }
-    crate::bus::record(
-        &mut tx,
-        "product",
-        product_id,
-        "media.added",
-        &serde_json::json!({ "id": image_id, "product_id": product_id, "hash": hash, "products": [slug] }),
-    )
-    .await?;
     let image = super::image_of(&mut tx, product_id, image_id)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("image {image_id} vanished")))?;
-    crate::audit::record(
+    record_change(
         &mut tx,
-        &crate::audit::Entry {
-            actor: &staff.actor,
+        &staff.actor,
+        product_id,
+        Change {
+            event: "media.added",
+            payload: serde_json::json!({ "id": image_id, "product_id": product_id, "hash": hash, "products": [slug] }),
             action: "product.image_added",
-            target_type: "product_image",
-            target_id: image_id.to_string(),
+            target: ("product_image", image_id.to_string()),
             before: None,
             after: Some(audit_state(&image)),
         },
@@ -542,21 +536,15 @@ async fn replace_image(
     let after = super::image_of(&mut tx, product_id, image_id)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("image {image_id} vanished")))?;
-    crate::bus::record(
+    record_change(
         &mut tx,
-        "product",
+        &staff.actor,
         product_id,
-        "media.updated",
-        &serde_json::json!({ "id": image_id, "product_id": product_id, "hash": hash, "products": [slug] }),
-    )
-    .await?;
-    crate::audit::record(
-        &mut tx,
-        &crate::audit::Entry {
-            actor: &staff.actor,
+        Change {
+            event: "media.updated",
+            payload: serde_json::json!({ "id": image_id, "product_id": product_id, "hash": hash, "products": [slug] }),
             action: "product.image_replaced",
-            target_type: "product_image",
-            target_id: image_id.to_string(),
+            target: ("product_image", image_id.to_string()),
             before: Some(audit_state(&before)),
             after: Some(audit_state(&after)),
         },
@@ -621,21 +609,15 @@ async fn reorder_images(
             .execute(&mut *tx)
             .await?;
     }
-    crate::bus::record(
+    record_change(
         &mut tx,
-        "product",
+        &staff.actor,
         product_id,
-        "media.reordered",
-        &serde_json::json!({ "product_id": product_id, "image_ids": order.image_ids, "products": [slug] }),
-    )
-    .await?;
-    crate::audit::record(
-        &mut tx,
-        &crate::audit::Entry {
-            actor: &staff.actor,
+        Change {
+            event: "media.reordered",
+            payload: serde_json::json!({ "product_id": product_id, "image_ids": order.image_ids, "products": [slug] }),
             action: "product.images_reordered",
-            target_type: "product",
-            target_id: product_id.to_string(),
+            target: ("product", product_id.to_string()),
             before: Some(
                 serde_json::json!({ "image_ids": before.iter().map(|i| i.id).collect::<Vec<_>>() }),
             ),
@@ -686,21 +668,15 @@ async fn update_image(
     let after = super::image_of(&mut tx, product_id, image_id)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("image {image_id} vanished")))?;
-    crate::bus::record(
+    record_change(
         &mut tx,
-        "product",
+        &staff.actor,
         product_id,
-        "media.updated",
-        &serde_json::json!({ "id": image_id, "product_id": product_id, "products": [slug] }),
-    )
-    .await?;
-    crate::audit::record(
-        &mut tx,
-        &crate::audit::Entry {
-            actor: &staff.actor,
+        Change {
+            event: "media.updated",
+            payload: serde_json::json!({ "id": image_id, "product_id": product_id, "products": [slug] }),
             action: "product.image_updated",
-            target_type: "product_image",
-            target_id: image_id.to_string(),
+            target: ("product_image", image_id.to_string()),
             before: Some(audit_state(&before)),
             after: Some(audit_state(&after)),
         },
@@ -746,21 +722,15 @@ async fn delete_image(
             .execute(&mut *tx)
             .await?;
     }
-    crate::bus::record(
+    record_change(
         &mut tx,
-        "product",
+        &staff.actor,
         product_id,
-        "media.deleted",
-        &serde_json::json!({ "id": image_id, "product_id": product_id, "hash": before.hash, "products": [slug] }),
-    )
-    .await?;
-    crate::audit::record(
-        &mut tx,
-        &crate::audit::Entry {
-            actor: &staff.actor,
+        Change {
+            event: "media.deleted",
+            payload: serde_json::json!({ "id": image_id, "product_id": product_id, "hash": before.hash, "products": [slug] }),
             action: "product.image_deleted",
-            target_type: "product_image",
-            target_id: image_id.to_string(),
+            target: ("product_image", image_id.to_string()),
             before: Some(audit_state(&before)),
             after: None,
         },
@@ -774,6 +744,39 @@ async fn delete_image(
         delete_files_if_unused(&state, &before.hash).await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an image change records in its transaction: the product's event (the search
+/// index and caches follow it) and the audit entry.
+struct Change {
+    event: &'static str,
+    payload: serde_json::Value,
+    action: &'static str,
+    target: (&'static str, String),
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+}
+
+async fn record_change(
+    conn: &mut sqlx::AnyConnection,
+    actor: &str,
+    product_id: i64,
+    change: Change,
+) -> Result<()> {
+    crate::bus::record(conn, "product", product_id, change.event, &change.payload).await?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: change.action,
+            target_type: change.target.0,
+            target_id: change.target.1,
+            before: change.before,
+            after: change.after,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 // ---- serving ---------------------------------------------------------------------------

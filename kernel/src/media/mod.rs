@@ -319,13 +319,14 @@ async fn make_variants(ctx: &JobContext) -> anyhow::Result<()> {
         return Ok(());
     };
     let encoding = encoding(&state.config);
+    let nice = state.config.media.media_nice;
     let (sender, mut made) = tokio::sync::mpsc::channel::<variants::Made>(2);
     let (done, work) = tokio::sync::oneshot::channel();
     // A thread of its own at a lower CPU priority: shoppers' requests go first.
     std::thread::Builder::new()
         .name("media-variants".to_owned())
         .spawn(move || {
-            lower_priority();
+            lower_priority(nice);
             let outcome = variants::make_all(&original, &encoding, |variant| {
                 sender
                     .blocking_send(variant)
@@ -443,15 +444,18 @@ fn to_anyhow(err: crate::error::Error) -> anyhow::Error {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10). Linux applies `setpriority` with
-/// `PRIO_PROCESS` and 0 to the calling thread only; the thread ends with its job.
-fn lower_priority() {
+/// Lowers the calling thread's CPU priority to `nice` (0: unchanged). Linux applies
+/// `setpriority` with `PRIO_PROCESS` and 0 to the calling thread only; the thread ends
+/// with its job.
+fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    {
+    if nice > 0 {
         // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
         if result != 0 {
             tracing::debug!("could not lower the media thread's priority");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
