@@ -3,6 +3,7 @@
 //! re-encoding. Catalog and stock events invalidate the products they name; the TTL only
 //! bounds what no event describes (a lot crossing the shelf-life line at midnight).
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,17 +21,57 @@ use sqlx::AnyConnection;
 pub struct CachedProduct {
     pub product: Product,
     pub json: crate::http::caching::Prepared,
+    /// `product-<slug>`: what a CDN purges the product's answers by (every event that
+    /// changes them names the slug), as a header value made once.
+    pub purge_tag: Option<axum::http::HeaderValue>,
 }
 
 impl CachedProduct {
     pub fn new(product: Product) -> anyhow::Result<CachedProduct> {
         let json = Bytes::from(serde_json::to_vec(&product)?);
+        let purge_tag =
+            axum::http::HeaderValue::from_str(&format!("product-{}", product.slug)).ok();
         Ok(CachedProduct {
             product,
             json: crate::http::caching::Prepared::new("application/json", json),
+            purge_tag,
         })
     }
 }
+
+/// What a shared page was rendered from: entries of this cache (categories, a listing, a
+/// product), held so that an entry replaced since is told apart by identity.
+pub type PageSources = Vec<Arc<dyn Any + Send + Sync>>;
+
+/// A storefront page that every visitor sees alike, ready to send (validators and
+/// compressed forms made once), with what it was rendered from.
+pub struct CachedPage {
+    pub html: crate::http::caching::Prepared,
+    sources: PageSources,
+}
+
+impl CachedPage {
+    pub fn new(html: crate::http::caching::Prepared, sources: PageSources) -> CachedPage {
+        CachedPage { html, sources }
+    }
+
+    /// Whether the page still shows what the cache holds: each source is still the very
+    /// entry it was rendered from (an event that changes one replaces or drops it).
+    pub fn is_current(&self, sources: &[Arc<dyn Any + Send + Sync>]) -> bool {
+        self.sources.len() == sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(sources)
+                .all(|(kept, now)| Arc::ptr_eq(kept, now))
+    }
+}
+
+/// Bytes of rendered pages a node keeps.
+const PAGE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// A page also shows what no cache entry stands for (the products that go well with
+/// another, the store's tax display): it is rendered again after this long at most.
+const PAGE_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct CatalogCache {
@@ -44,6 +85,9 @@ pub struct CatalogCache {
     /// dropped on every node by its `settings.updated` event (within milliseconds); the
     /// TTL bounds a node that missed it.
     pub settings: Cache<(), StoreSettings>,
+    /// Shared storefront pages by path and what else selects them
+    /// ([`crate::http::storefront`]).
+    pub pages: Cache<String, Arc<CachedPage>>,
 }
 
 impl CatalogCache {
@@ -61,6 +105,13 @@ impl CatalogCache {
             settings: Cache::builder()
                 .max_capacity(1)
                 .time_to_live(ttl.min(Duration::from_secs(60)))
+                .build(),
+            pages: Cache::builder()
+                .weigher(|key: &String, page: &Arc<CachedPage>| {
+                    u32::try_from(key.len() + page.html.identity.len()).unwrap_or(u32::MAX)
+                })
+                .max_capacity(PAGE_CACHE_BYTES)
+                .time_to_live(ttl.min(PAGE_TTL))
                 .build(),
         }
     }
@@ -97,6 +148,7 @@ impl CatalogCache {
     pub fn invalidate_all(&self) {
         self.products.invalidate_all();
         self.settings.invalidate_all();
+        self.pages.invalidate_all();
         self.invalidate_lists();
     }
 }
@@ -227,8 +279,12 @@ impl NodeLocalConsumer for CacheInvalidator {
                 }
             }
             // Listings show names, prices and stock of many products: any catalog or
-            // stock change may alter them.
-            self.cache.invalidate_lists();
+            // stock change may alter them. Categories change only by their own events
+            // (every shared page shows them: dropping them re-renders every page).
+            self.cache.listings.invalidate_all();
+            if event.event_type.starts_with("category.") {
+                self.cache.categories.invalidate_all();
+            }
             metrics::counter!("olivine_cache_invalidations_total").increment(1);
             Ok(())
         })

@@ -68,6 +68,18 @@ pub enum Error {
     /// Authenticated, but the role lacks the permission (403).
     #[error("{0}")]
     Forbidden(String),
+    /// Refused with a code of its own that the client acts on (403), e.g.
+    /// `mfa_setup_required`: the store requires two-factor sign-in the staff member has
+    /// not set up.
+    #[error("{message}")]
+    ForbiddenBecause { code: &'static str, message: String },
+    /// One credential of several that does not check out (401), naming the field: a
+    /// second-factor code, a sign-in challenge, the password when turning a factor off.
+    #[error("{message}")]
+    BadCredential {
+        field: &'static str,
+        message: &'static str,
+    },
     /// Credentials or a refresh token that do not check out (401). The message is the
     /// same whichever part was wrong, so it reveals nothing (e.g. whether an email has
     /// an account).
@@ -119,8 +131,10 @@ impl Error {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } | Error::TotalChanged(_) => StatusCode::CONFLICT,
-            Error::Unauthorized | Error::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unauthorized | Error::InvalidCredentials(_) | Error::BadCredential { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::Forbidden(_) | Error::ForbiddenBecause { .. } => StatusCode::FORBIDDEN,
             Error::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) | Error::UnsupportedFile { .. } => {
@@ -161,6 +175,12 @@ impl Error {
                 vec![],
             ),
             Error::Forbidden(why) => ("forbidden", why.clone(), vec![]),
+            Error::ForbiddenBecause { code, message } => (*code, message.clone(), vec![]),
+            Error::BadCredential { field, message } => (
+                "invalid_credentials",
+                (*message).to_owned(),
+                vec![FieldError::new(*field, *message)],
+            ),
             Error::PaymentDeclined { reason, .. } => ("payment_declined", reason.clone(), vec![]),
             Error::InvalidCredentials(message) => {
                 ("invalid_credentials", (*message).to_owned(), vec![])

@@ -10,6 +10,17 @@
 //! The limit is checked before the handler runs, so a brute force meets a cheap 429
 //! with `Retry-After`, never the password hashing.
 //!
+//! Who a client is: the address the request came from ([`RateLimiter::client_of`]), except
+//! that an `api` or `catalog` request signed in with a bearer token is counted per
+//! customer or staff member ([`RateLimiter::signed_in_as`]), so the customers behind one
+//! mobile carrier's NAT address each have their own budget and a customer's budget
+//! follows them from Wi-Fi to mobile. A customer's access token is verified here without
+//! the database (signature, key, expiry: [`crate::accounts::decode_access_token`]);
+//! staff tokens are opaque, so a staff token counts per staff member once this node has
+//! seen the admin middleware accept it ([`RateLimiter::staff_token_accepted`]; until then,
+//! and after it refused it, by address). A token that is not valid counts by address, so
+//! made-up tokens cannot mint fresh budgets. Sign-in and registration stay per address.
+//!
 //! Counters live in this process, or in Redis when `REDIS_URL` is set, so that every node
 //! counts together (`INCR` + `EXPIRE` in one Lua script, atomic). When Redis does not
 //! answer, the limiter fails open to this process's counters: it logs a warning, counts
@@ -19,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +38,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::accounts::Keyring;
 use crate::app::AppState;
 use crate::config::ServeConfig;
 use crate::error::Error;
@@ -191,6 +203,8 @@ pub struct RateLimiter {
     trust_forwarded_for: bool,
     local: LocalCounters,
     redis: Option<RedisCounters>,
+    /// Staff tokens the admin middleware accepted on this node, by their SHA-256.
+    staff_tokens: StaffTokens,
 }
 
 impl RateLimiter {
@@ -213,42 +227,51 @@ impl RateLimiter {
             trust_forwarded_for: config.trust_forwarded_for,
             local: LocalCounters::default(),
             redis,
+            staff_tokens: StaffTokens::default(),
         })
+    }
+
+    /// The limit of `class`.
+    pub fn limit(&self, class: Class) -> Limit {
+        self.limits.of(class)
     }
 
     /// Counts one request of `client` in `class`: an error
     /// ([`Error::TooManyRequests`]) once the window's limit is passed.
     pub async fn hit(&self, class: Class, client: &str) -> Result<(), Error> {
+        self.hit_client(class, Client::Named(client.to_owned()))
+            .await
+    }
+
+    /// [`RateLimiter::hit`] for a client as the middleware knows it (an address is kept as
+    /// a number: no string is made for it unless Redis needs its key).
+    pub async fn hit_client(&self, class: Class, client: Client) -> Result<(), Error> {
         let limit = self.limits.of(class);
         if limit.is_off() {
             return Ok(());
         }
         let window = Duration::from_secs(limit.window_secs);
-        let key = format!("{}:{}:{}", self.prefix, class.name(), client);
-        let (count, remaining) = match self.redis.as_ref().filter(|r| r.available()) {
-            Some(redis) => match redis.incr(&key, window).await {
-                Ok(counted) => counted,
-                Err(err) => {
-                    redis.report_failure(&err);
-                    self.local.incr(&key, window)
+        let counted = match self.redis.as_ref().filter(|r| r.available()) {
+            Some(redis) => {
+                let key = format!("{}:{}:{}", self.prefix, class.name(), client);
+                match redis.incr(&key, window).await {
+                    Ok(counted) => counted,
+                    Err(err) => {
+                        redis.report_failure(&err);
+                        self.local.incr(class, client, window)
+                    }
                 }
-            },
-            None => self.local.incr(&key, window),
+            }
+            None => self.local.incr(class, client, window),
         };
-        if count <= u64::from(limit.max) {
-            return Ok(());
-        }
-        metrics::counter!("olivine_rate_limited_total", "class" => class.name()).increment(1);
-        Err(Error::TooManyRequests {
-            retry_after_secs: remaining.as_millis().div_ceil(1000).max(1) as u64,
-        })
+        self.judge(class, limit, counted)
     }
 
     /// Who made the request: the peer address, or with `trust_forwarded_for` the last
     /// address of `X-Forwarded-For` (the one the proxy in front of the kernel saw; the
     /// ones before it are whatever the client claimed). Without either (requests made
     /// in-process, as tests do) every request is the one client `unknown`.
-    pub fn client_of(&self, request: &Request) -> String {
+    pub fn client_of(&self, request: &Request) -> Client {
         if self.trust_forwarded_for
             && let Some(ip) = request
                 .headers()
@@ -259,38 +282,206 @@ impl RateLimiter {
                 .and_then(|v| v.rsplit(',').next())
                 .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
         {
-            return client_key(ip);
+            return Client::of_address(ip);
         }
         request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| client_key(addr.ip()))
-            .unwrap_or_else(|| "unknown".to_owned())
+            .map_or(Client::Unknown, |ConnectInfo(addr)| {
+                Client::of_address(addr.ip())
+            })
     }
 }
 
-/// An IPv4 address as it is; an IPv6 address by its /64 network, since one subscriber
-/// usually holds a whole /64 and could otherwise take a fresh address per request.
-fn client_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("{}/64", std::net::Ipv6Addr::from(network))
+/// Who a counter counts: an address, or a name (a signed-in customer or staff member, an
+/// account). Written as the end of its key (`203.0.113.7`, `2001:db8:1:2::/64`,
+/// `unknown`, `customer:c_…`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Client {
+    V4(Ipv4Addr),
+    /// An IPv6 address's /64 network (its upper 64 bits).
+    V6Network(u64),
+    /// No address known (requests made in-process).
+    Unknown,
+    Named(String),
+}
+
+impl Client {
+    /// An IPv4 address as it is; an IPv6 address by its /64 network, since one
+    /// subscriber usually holds a whole /64 and could otherwise take a fresh address per
+    /// request.
+    pub fn of_address(ip: IpAddr) -> Client {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client::V4(v4),
+                None => Client::V6Network((u128::from(v6) >> 64) as u64),
+            },
+            IpAddr::V4(v4) => Client::V4(v4),
         }
-        IpAddr::V6(v6) => v6.to_canonical().to_string(),
-        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
-/// The middleware: classifies the request and counts it before anything else runs.
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Client::V4(v4) => write!(f, "{v4}"),
+            Client::V6Network(network) => {
+                write!(f, "{}/64", Ipv6Addr::from(u128::from(*network) << 64))
+            }
+            Client::Unknown => f.write_str("unknown"),
+            Client::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Who a request is signed in as, when its bearer token proves it: `customer:<pseudonym>`
+    /// for a customer's access token that verifies (signature, known key, not expired;
+    /// without the database), `staff:<id>` for a staff token the admin middleware accepted
+    /// on this node lately. `None` for anything else (no token, a made-up, expired or
+    /// revoked one, a staff token not seen yet): the request then counts by address.
+    ///
+    /// A customer's budget is per customer, not per token or session: signing in again
+    /// does not give a fresh one.
+    pub fn signed_in_as(&self, keys: &Keyring, headers: &HeaderMap) -> Option<Client> {
+        let token = crate::http::bearer_token(headers)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        // An access token is a JWT (three parts); staff tokens are opaque.
+        if token.bytes().filter(|&b| b == b'.').count() == 2
+            && let Ok(claims) = crate::accounts::decode_access_token(keys, token)
+        {
+            return Some(Client::Named(format!("customer:{}", claims.sub)));
+        }
+        self.staff_tokens
+            .staff_of(token)
+            .map(|id| Client::Named(format!("staff:{id}")))
+    }
+
+    /// The admin middleware accepted `token` as staff member `staff_id`: from now on this
+    /// node counts requests carrying it per staff member.
+    pub fn staff_token_accepted(&self, token: &str, staff_id: i64) {
+        self.staff_tokens.accepted(token, staff_id);
+    }
+
+    /// `token` was refused or revoked: requests carrying it count by address again.
+    pub fn staff_token_refused(&self, token: &str) {
+        self.staff_tokens.refused(token);
+    }
+}
+
+/// Bearer tokens longer than this are not looked at (ours are a few hundred bytes).
+const MAX_TOKEN_BYTES: usize = 4096;
+
+/// Staff tokens the admin middleware accepted on this node: SHA-256 of the token -> (the
+/// staff member, when the entry lapses). Every admin request looks its token up in the
+/// database and says what it found, so a revoked or expired token is forgotten at its
+/// next use; the lapse only keeps the map to tokens in use.
+#[derive(Default)]
+struct StaffTokens {
+    verified: Mutex<HashMap<[u8; 32], (i64, Instant)>>,
+}
+
+/// How long an accepted staff token is remembered after its last acceptance.
+const STAFF_TOKEN_TTL: Duration = Duration::from_secs(600);
+/// Expired entries are pruned above this many.
+const STAFF_TOKENS_PRUNE_ABOVE: usize = 1_000;
+
+impl StaffTokens {
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn staff_of(&self, token: &str) -> Option<i64> {
+        let digest = Self::digest(token);
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified
+            .get(&digest)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(id, _)| *id)
+    }
+
+    fn accepted(&self, token: &str, staff_id: i64) {
+        let digest = Self::digest(token);
+        let now = Instant::now();
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() > STAFF_TOKENS_PRUNE_ABOVE {
+            verified.retain(|_, (_, until)| *until > now);
+        }
+        verified.insert(digest, (staff_id, now + STAFF_TOKEN_TTL));
+    }
+
+    fn refused(&self, token: &str) {
+        let digest = Self::digest(token);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.remove(&digest);
+    }
+}
+
+/// The middleware: classifies the request and counts it before anything else runs, per
+/// signed-in customer or staff member for `api` and `catalog` requests, else per address.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(class) = classify(request.method(), request.uri().path()) else {
+    let Some((class, client)) = state.limiter.counted_as(&state.keys, &request) else {
         return next.run(request).await;
     };
-    let client = state.limiter.client_of(&request);
-    match state.limiter.hit(class, &client).await {
+    match state.limiter.hit_client(class, client).await {
         Ok(()) => next.run(request).await,
         Err(err) => err.into_response(),
+    }
+}
+
+impl RateLimiter {
+    /// What a request counts against and as whom, `None` when it is not limited (not a
+    /// limited class, or its class's limit is off): per signed-in customer or staff
+    /// member for `api` and `catalog` requests, else per address.
+    pub fn counted_as(&self, keys: &Keyring, request: &Request) -> Option<(Class, Client)> {
+        let class = classify(request.method(), request.uri().path())?;
+        if self.limit(class).is_off() {
+            return None;
+        }
+        let signed_in = match class {
+            Class::Api | Class::Catalog => self.signed_in_as(keys, request.headers()),
+            Class::SignIn | Class::SignInAccount | Class::Register => None,
+        };
+        Some((class, signed_in.unwrap_or_else(|| self.client_of(request))))
+    }
+
+    /// Whether the counters are this process's (no Redis configured): then
+    /// [`RateLimiter::hit_now`] counts without waiting.
+    pub fn counts_in_process(&self) -> bool {
+        self.redis.is_none()
+    }
+
+    /// [`RateLimiter::hit_client`] without waiting, in this process's counters (what it
+    /// does when [`RateLimiter::counts_in_process`]).
+    pub fn hit_now(&self, class: Class, client: Client) -> Result<(), Error> {
+        let limit = self.limits.of(class);
+        if limit.is_off() {
+            return Ok(());
+        }
+        let counted = self
+            .local
+            .incr(class, client, Duration::from_secs(limit.window_secs));
+        self.judge(class, limit, counted)
+    }
+
+    /// Whether a count is within the limit; the refusal (counted in
+    /// `olivine_rate_limited_total`) when it is not.
+    fn judge(
+        &self,
+        class: Class,
+        limit: Limit,
+        (count, remaining): (u64, Duration),
+    ) -> Result<(), Error> {
+        if count <= u64::from(limit.max) {
+            return Ok(());
+        }
+        metrics::counter!("olivine_rate_limited_total", "class" => class.name()).increment(1);
+        Err(Error::TooManyRequests {
+            retry_after_secs: remaining.as_millis().div_ceil(1000).max(1) as u64,
+        })
     }
 }
 
@@ -302,11 +493,12 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Counters of this process: key -> (end of its window, count). Entries of windows that
-/// have ended are pruned as the map grows, so it holds about one window's clients.
+/// Counters of this process: (class, client) -> (end of its window, count). Entries of
+/// windows that have ended are pruned as the map grows, so it holds about one window's
+/// clients.
 #[derive(Default)]
 struct LocalCounters {
-    counts: Mutex<HashMap<String, (Instant, u64)>>,
+    counts: Mutex<HashMap<(Class, Client), (Instant, u64)>>,
 }
 
 /// Pruning starts above this many entries.
@@ -314,7 +506,7 @@ const LOCAL_PRUNE_ABOVE: usize = 10_000;
 
 impl LocalCounters {
     /// Counts one request: the count in the window and the time left in it.
-    fn incr(&self, key: &str, window: Duration) -> (u64, Duration) {
+    fn incr(&self, class: Class, client: Client, window: Duration) -> (u64, Duration) {
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-update: the counts
         // are still usable.
@@ -322,7 +514,7 @@ impl LocalCounters {
         if counts.len() > LOCAL_PRUNE_ABOVE {
             counts.retain(|_, (end, _)| *end > now);
         }
-        let entry = counts.entry(key.to_owned()).or_insert((now + window, 0));
+        let entry = counts.entry((class, client)).or_insert((now + window, 0));
         if entry.0 <= now {
             *entry = (now + window, 0);
         }
@@ -505,7 +697,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64_network() {
-        let key = |text: &str| client_key(text.parse().unwrap());
+        let key = |text: &str| Client::of_address(text.parse().unwrap()).to_string();
         assert_eq!(key("203.0.113.7"), "203.0.113.7");
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
         assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
@@ -517,13 +709,19 @@ mod tests {
     fn local_counters_count_per_key_and_restart_with_each_window() {
         let counters = LocalCounters::default();
         let long = Duration::from_secs(60);
-        assert_eq!(counters.incr("k", long).0, 1);
-        assert_eq!(counters.incr("k", long).0, 2);
-        assert_eq!(counters.incr("other", long).0, 1);
-        let (_, left) = counters.incr("k", long);
+        let named = |name: &str| Client::Named(name.to_owned());
+        let api = Class::Api;
+        assert_eq!(counters.incr(api, named("k"), long).0, 1);
+        assert_eq!(counters.incr(api, named("k"), long).0, 2);
+        assert_eq!(counters.incr(api, named("other"), long).0, 1);
+        assert_eq!(counters.incr(Class::Catalog, named("k"), long).0, 1);
+        let v4 = Client::of_address("203.0.113.7".parse().unwrap());
+        assert_eq!(counters.incr(api, v4.clone(), long).0, 1);
+        assert_eq!(counters.incr(api, v4, long).0, 2);
+        let (_, left) = counters.incr(api, named("k"), long);
         assert!(left <= long && left > Duration::from_secs(50));
         // A window that has ended starts over.
-        assert_eq!(counters.incr("short", Duration::ZERO).0, 1);
-        assert_eq!(counters.incr("short", Duration::ZERO).0, 1);
+        assert_eq!(counters.incr(api, named("short"), Duration::ZERO).0, 1);
+        assert_eq!(counters.incr(api, named("short"), Duration::ZERO).0, 1);
     }
 }

@@ -5,7 +5,8 @@
 //! - sessions revoked more than that long ago, with their tokens;
 //! - sessions left without any token (all swept), created more than that long ago;
 //! - staff sign-in tokens expired or revoked more than that long ago (API tokens, which
-//!   a person revokes on purpose, stay listed as revoked).
+//!   a person revokes on purpose, stay listed as revoked);
+//! - staff sign-in challenges (two-factor sign-in) expired more than that long ago.
 //!
 //! The grace keeps recent history for investigating an incident.
 
@@ -25,6 +26,7 @@ pub struct SweepReport {
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub staff_sessions: u64,
+    pub staff_mfa_challenges: u64,
 }
 
 /// Deletes, in one transaction, the tokens and sessions that are past use as of `now`.
@@ -56,11 +58,18 @@ pub async fn sweep_sessions(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Sweep
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    let staff_mfa_challenges =
+        sqlx::query("DELETE FROM staff_mfa_challenges WHERE expires_at < $1")
+            .bind(&cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     tx.commit().await?;
     Ok(SweepReport {
         refresh_tokens,
         sessions,
         staff_sessions,
+        staff_mfa_challenges,
     })
 }
 
@@ -76,6 +85,7 @@ pub fn job() -> Arc<dyn JobHandler> {
                     refresh_tokens = report.refresh_tokens,
                     sessions = report.sessions,
                     staff_sessions = report.staff_sessions,
+                    staff_mfa_challenges = report.staff_mfa_challenges,
                     "swept expired sessions"
                 );
             }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,13 +11,17 @@ use super::model::*;
 use super::repo::{self, ProductFilter, ProductKey, Visibility};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Result};
+use crate::http::caching::{CATALOG_CACHE_CONTROL, json_once};
 use crate::http::extract::{JsonBody, PathParam, QueryParams, StaffAuth};
 
+/// The public reads, at their full paths (`/api/v1/products`, …): not nested, so that a
+/// request does not pay for axum rewriting its URI ([`crate::http::at_prefix`]).
 pub fn public_routes() -> OpenApiRouter<AppState> {
+    use crate::http::{API_PREFIX, at_prefix};
     OpenApiRouter::new()
-        .routes(routes!(list_products))
-        .routes(routes!(get_product))
-        .routes(routes!(list_categories))
+        .routes(at_prefix(API_PREFIX, routes!(list_products)))
+        .routes(at_prefix(API_PREFIX, routes!(get_product)))
+        .routes(at_prefix(API_PREFIX, routes!(list_categories)))
 }
 
 pub fn admin_routes() -> OpenApiRouter<AppState> {
@@ -30,28 +34,44 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Active products, filtered and paged.
-#[utoipa::path(get, path = "/products", tag = "catalog", params(ProductFilter),
-    responses((status = 200, body = ProductPage), (status = 422, body = ErrorBody)))]
+///
+/// Cacheable like a product: a strong `ETag` (304 on `If-None-Match`), `Last-Modified`,
+/// `Cache-Control: public, max-age=60, stale-while-revalidate=600`.
+#[utoipa::path(get, path = "/products", tag = "catalog",
+    params(ProductFilter,
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is current")),
+    responses(
+        (status = 200, body = ProductPage, headers(
+            ("ETag" = String, description = "Strong validator of this answer"),
+            ("Last-Modified" = String, description = "When this answer was made"),
+            ("Cache-Control" = String, description = "public, max-age=60, stale-while-revalidate=600"))),
+        (status = 304, description = "Not modified: the ETag sent is current", headers(
+            ("ETag" = String, description = "The current validator"))),
+        (status = 422, body = ErrorBody)))]
 async fn list_products(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<ProductFilter>,
-) -> Result<Json<ProductPage>> {
+    headers: HeaderMap,
+) -> Result<Response> {
     let page = super::cached_listing(&state, &filter).await?;
-    Ok(Json((*page).clone()))
+    json_once(&headers, &*page, CATALOG_CACHE_CONTROL)
 }
 
 /// One active product with its variants, prices, stock state and best-before date.
 ///
-/// The answer carries a strong `ETag` and `Cache-Control: public, max-age=60,
-/// stale-while-revalidate=600`; a client that sends the ETag back in `If-None-Match`
-/// gets 304 with no body while the product (its stock included) is unchanged. Compressed
-/// (brotli or gzip) by `Accept-Encoding`.
+/// The answer carries a strong `ETag`, `Last-Modified` and `Cache-Control: public,
+/// max-age=60, stale-while-revalidate=600`; a client that sends the ETag back in
+/// `If-None-Match` (or the time in `If-Modified-Since`) gets 304 with no body while the
+/// product (its stock included) is unchanged. Compressed (brotli or gzip) by
+/// `Accept-Encoding`.
 #[utoipa::path(get, path = "/products/{slug}", tag = "catalog",
     params(("slug" = String, Path, description = "Product slug"),
-        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is the product's current one")),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is the product's current one"),
+        ("If-Modified-Since" = Option<String>, Header, description = "An HTTP date: 304 when the answer was made no later (ignored when If-None-Match is sent)")),
     responses(
         (status = 200, body = Product, headers(
             ("ETag" = String, description = "Strong validator of this answer"),
+            ("Last-Modified" = String, description = "When this answer was made from the database"),
             ("Cache-Control" = String, description = "public, max-age=60, stale-while-revalidate=600"))),
         (status = 304, description = "Not modified: the ETag sent is current", headers(
             ("ETag" = String, description = "The current validator"))),
@@ -59,16 +79,21 @@ async fn list_products(
 async fn get_product(
     State(state): State<AppState>,
     PathParam(slug): PathParam<String>,
-    headers: HeaderMap,
+    // The request itself rather than a copy of its headers (the `HeaderMap` extractor
+    // clones them).
+    request: axum::extract::Request,
 ) -> Result<Response> {
     match super::cached_product(&state, &slug).await? {
         Some(cached) => {
-            let mut response = cached.json.respond(&headers, PRODUCT_CACHE_CONTROL);
+            let mut response = cached
+                .json
+                .respond(request.headers(), CATALOG_CACHE_CONTROL);
             // What a CDN purges by: every event that changes this answer names the slug
             // in its `products` (product.*, variant.*, stock.changed).
-            if let Ok(tag) = HeaderValue::from_str(&format!("product-{}", cached.product.slug)) {
-                response.headers_mut().insert("surrogate-key", tag.clone());
-                response.headers_mut().insert("cache-tag", tag);
+            if let Some(tag) = &cached.purge_tag {
+                let headers = response.headers_mut();
+                headers.insert(SURROGATE_KEY, tag.clone());
+                headers.insert(CACHE_TAG, tag.clone());
             }
             Ok(response)
         }
@@ -76,15 +101,22 @@ async fn get_product(
     }
 }
 
-/// A product changes rarely but its stock often: caches keep it a minute and may show
-/// it while they revalidate for ten more (a 304 when nothing changed).
-const PRODUCT_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
+const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
-/// All categories, ordered by position, then name.
+/// All categories, ordered by position, then name. Cacheable like a product.
 #[utoipa::path(get, path = "/categories", tag = "catalog",
-    responses((status = 200, body = Vec<Category>)))]
-async fn list_categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>> {
-    Ok(Json((*super::cached_categories(&state).await?).clone()))
+    params(("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is current")),
+    responses(
+        (status = 200, body = Vec<Category>, headers(
+            ("ETag" = String, description = "Strong validator of this answer"),
+            ("Last-Modified" = String, description = "When this answer was made"),
+            ("Cache-Control" = String, description = "public, max-age=60, stale-while-revalidate=600"))),
+        (status = 304, description = "Not modified: the ETag sent is current", headers(
+            ("ETag" = String, description = "The current validator")))))]
+async fn list_categories(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let categories = super::cached_categories(&state).await?;
+    json_once(&headers, &*categories, CATALOG_CACHE_CONTROL)
 }
 
 // ---- admin ---------------------------------------------------------------------------

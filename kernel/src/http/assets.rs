@@ -60,6 +60,16 @@ pub fn live_js() -> &'static Asset {
     &all()[3]
 }
 
+pub fn header_js() -> &'static Asset {
+    &all()[4]
+}
+
+/// The shop's icon (the logo's mark), which every page links, so browsers ask for no
+/// `/favicon.ico`.
+pub fn favicon() -> &'static Asset {
+    &all()[5]
+}
+
 fn all() -> &'static [Asset] {
     static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
@@ -87,6 +97,18 @@ fn all() -> &'static [Asset] {
                 "text/javascript; charset=utf-8",
                 include_str!("live.js"),
                 "public, max-age=300",
+            ),
+            Asset::new(
+                "/assets/header.js",
+                "text/javascript; charset=utf-8",
+                include_str!("header.js"),
+                "public, max-age=300",
+            ),
+            Asset::new(
+                "/assets/favicon.svg",
+                "image/svg+xml",
+                include_str!("favicon.svg"),
+                "public, max-age=3600",
             ),
         ]
     })

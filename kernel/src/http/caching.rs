@@ -8,9 +8,10 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
@@ -21,16 +22,21 @@ pub const MIN_COMPRESSED_BYTES: u64 = 1024;
 
 /// Compresses (brotli or gzip, by `Accept-Encoding`) every answer over
 /// [`MIN_COMPRESSED_BYTES`] that is not already compressed, an image or an event stream.
+/// The router applies it through [`super::compress`], to the answers it changes only.
 pub fn compression_layer() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .no_deflate()
         .no_zstd()
-        .compress_when(
-            SizeAbove::new(MIN_COMPRESSED_BYTES)
-                .and(NotForContentType::GRPC)
-                .and(NotForContentType::IMAGES)
-                .and(NotForContentType::SSE),
-        )
+        .compress_when(compression_predicate())
+}
+
+/// Which answers [`compression_layer`] compresses (beside never compressing one that
+/// already has a `Content-Encoding` or `Content-Range`).
+pub fn compression_predicate() -> impl Predicate {
+    SizeAbove::new(MIN_COMPRESSED_BYTES)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE)
 }
 
 /// A content coding the kernel answers in.
@@ -79,28 +85,62 @@ impl Coding {
     }
 }
 
-/// An answer kept ready: its bytes, their strong validator, and each compressed form,
-/// made the first time a client asks for it.
+/// How hard a [`Prepared`] answer is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    /// Kept in a cache and sent many times: compressed once, as small as is worth it.
+    Kept,
+    /// Made for one request (a listing, search results): compressed fast.
+    Once,
+}
+
+/// An answer kept ready: its bytes, their strong validator, when they were made, and each
+/// compressed form, made the first time a client asks for it.
 pub struct Prepared {
     pub content_type: &'static str,
     pub identity: Bytes,
     /// The digest of `identity` (no quotes): the ETag of every coding of it, with a
     /// suffix per coding (a strong validator names one representation).
     pub digest: String,
+    /// `Last-Modified`: when this content was read from the database and rendered, to
+    /// the second. Content rebuilt unchanged gets a later time, which only costs a
+    /// client one full answer; content is never older than its time, so a 304 by time
+    /// never keeps a client on stale content.
+    made_at: SystemTime,
+    last_modified: HeaderValue,
+    effort: Effort,
     /// `None` when compressing failed: that coding is then not offered.
     brotli: OnceLock<Option<Bytes>>,
     gzip: OnceLock<Option<Bytes>>,
+    /// The `ETag` header of each coding (identity, gzip, brotli), made once.
+    etags: [OnceLock<Option<HeaderValue>>; 3],
 }
 
 impl Prepared {
+    /// An answer to keep in a cache (compressed hard, once per coding).
     pub fn new(content_type: &'static str, identity: Bytes) -> Prepared {
+        Prepared::with_effort(content_type, identity, Effort::Kept)
+    }
+
+    /// An answer made for one request: the same validators, compressed fast.
+    pub fn once(content_type: &'static str, identity: Bytes) -> Prepared {
+        Prepared::with_effort(content_type, identity, Effort::Once)
+    }
+
+    fn with_effort(content_type: &'static str, identity: Bytes, effort: Effort) -> Prepared {
         let digest = crate::plugins::decisions::hash(&identity);
+        let made_at = whole_seconds(SystemTime::now());
         Prepared {
             content_type,
             digest: digest[..32.min(digest.len())].to_owned(),
             identity,
+            made_at,
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(made_at))
+                .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            effort,
             brotli: OnceLock::new(),
             gzip: OnceLock::new(),
+            etags: Default::default(),
         }
     }
 
@@ -110,13 +150,25 @@ impl Prepared {
             Coding::Identity => Some(self.identity.clone()),
             Coding::Brotli => self
                 .brotli
-                .get_or_init(|| compress(Coding::Brotli, &self.identity))
+                .get_or_init(|| compress(Coding::Brotli, self.effort, &self.identity))
                 .clone(),
             Coding::Gzip => self
                 .gzip
-                .get_or_init(|| compress(Coding::Gzip, &self.identity))
+                .get_or_init(|| compress(Coding::Gzip, self.effort, &self.identity))
                 .clone(),
         }
+    }
+
+    /// [`Prepared::etag`] as a header value, made the first time it is sent.
+    fn etag_value(&self, coding: Coding) -> Option<HeaderValue> {
+        let slot = match coding {
+            Coding::Identity => 0,
+            Coding::Gzip => 1,
+            Coding::Brotli => 2,
+        };
+        self.etags[slot]
+            .get_or_init(|| HeaderValue::from_str(&self.etag(coding)).ok())
+            .clone()
     }
 
     fn etag(&self, coding: Coding) -> String {
@@ -143,6 +195,19 @@ impl Prepared {
             })
     }
 
+    /// Whether the client holds this content: by `If-None-Match` when it sends one (RFC
+    /// 9110 then ignores `If-Modified-Since`), else by `If-Modified-Since`.
+    fn held_by(&self, headers: &HeaderMap) -> bool {
+        if headers.contains_key(header::IF_NONE_MATCH) {
+            return self.matches(headers);
+        }
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| self.made_at <= since)
+    }
+
     /// The answer to `headers`: 304 when the client holds this content, else the body in
     /// the best coding it accepts; `cache_control` either way.
     pub fn respond(&self, headers: &HeaderMap, cache_control: &'static str) -> Response {
@@ -156,15 +221,29 @@ impl Prepared {
             Some(body) => (wanted, body),
             None => (Coding::Identity, self.identity.clone()),
         };
-        let mut response = if self.matches(headers) {
-            StatusCode::NOT_MODIFIED.into_response()
+        let held = self.held_by(headers);
+        let mut response = if held {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
         } else {
-            ([(header::CONTENT_TYPE, self.content_type)], body).into_response()
+            Response::new(axum::body::Body::from(body))
         };
+        // Room for these headers and the ones the caller and the security middleware add,
+        // so the map is made once instead of grown (and rehashed) as they come.
+        *response.headers_mut() = HeaderMap::with_capacity(RESPONSE_HEADERS);
         let out = response.headers_mut();
-        if let Ok(etag) = HeaderValue::from_str(&self.etag(coding)) {
+        if !held {
+            // The content types are constants: a static value, not a copy per answer.
+            out.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            );
+        }
+        if let Some(etag) = self.etag_value(coding) {
             out.insert(header::ETAG, etag);
         }
+        out.insert(header::LAST_MODIFIED, self.last_modified.clone());
         out.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static(cache_control),
@@ -182,24 +261,54 @@ impl Prepared {
     }
 }
 
-/// `bytes` compressed with `coding`. A cached answer is compressed once and sent many
+/// `value` as JSON made for this request, with its validators: 304 when the client
+/// holds it, else compressed by `Accept-Encoding`.
+pub fn json_once<T: serde::Serialize>(
+    headers: &HeaderMap,
+    value: &T,
+    cache_control: &'static str,
+) -> crate::error::Result<Response> {
+    let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    Ok(Prepared::once("application/json", Bytes::from(bytes)).respond(headers, cache_control))
+}
+
+/// Catalog answers change rarely but stock often: caches keep them a minute and may show
+/// them while they revalidate for ten more (a 304 when nothing changed).
+pub const CATALOG_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
+
+/// `time` without its fraction of a second (HTTP dates have whole seconds).
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+/// Headers an answer of a [`Prepared`] ends up with: its own six, a purge tag under two
+/// names, the security headers (five, six over HTTPS), `Content-Encoding`.
+const RESPONSE_HEADERS: usize = 16;
+
+/// `bytes` compressed with `coding`. A kept answer is compressed once and sent many
 /// times, so brotli runs at quality 10 (a 2.3 KB product: 854 bytes in about 1.5 ms; quality
 /// 4 makes 1,035 bytes in 63 µs, 5 to 9 are slower than 10 and larger, 11 saves 20 bytes
-/// for twice the time), with a 64 KiB window: the answers are small.
-fn compress(coding: Coding, bytes: &[u8]) -> Option<Bytes> {
+/// for twice the time), with a 64 KiB window: the answers are small. An answer made for
+/// one request gets quality 4 and gzip's default level.
+fn compress(coding: Coding, effort: Effort, bytes: &[u8]) -> Option<Bytes> {
+    let (brotli_quality, gzip_level) = match effort {
+        Effort::Kept => (10, flate2::Compression::best()),
+        Effort::Once => (4, flate2::Compression::default()),
+    };
     let mut out = Vec::with_capacity(bytes.len() / 3 + 64);
     let written = match coding {
         Coding::Identity => return Some(Bytes::copy_from_slice(bytes)),
         Coding::Brotli => {
             let params = brotli::enc::BrotliEncoderParams {
-                quality: 10,
+                quality: brotli_quality,
                 lgwin: 16,
                 ..Default::default()
             };
             brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).map(|_| ())
         }
         Coding::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(&mut out, flate2::Compression::best());
+            let mut encoder = flate2::write::GzEncoder::new(&mut out, gzip_level);
             encoder
                 .write_all(bytes)
                 .and_then(|()| encoder.finish().map(|_| ()))

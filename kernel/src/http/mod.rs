@@ -4,7 +4,9 @@
 pub mod assets;
 pub mod caching;
 pub mod card_numbers;
+pub mod compress;
 pub mod extract;
+pub mod front;
 pub mod openapi;
 pub mod paging;
 pub mod schema;
@@ -32,11 +34,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::app::AppState;
 use crate::error::Error;
@@ -63,7 +66,7 @@ use crate::staff::Access;
         (name = "cart", description = "Carts: guest (by id) or signed-in (by token), priced by the pricing rules and checked against stock"),
         (name = "orders", description = "Checkout (idempotent by Idempotency-Key) and the shipping rate table"),
         (name = "admin-orders", description = "Orders, their state changes, shipping and tax rate tables (staff token with the permission)"),
-        (name = "staff", description = "Staff sign-in and sign-out"),
+        (name = "staff", description = "Staff sign-in (with a second factor when it is on) and sign-out; a staff member's own two-factor sign-in and sessions"),
         (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
         (name = "admin-operations", description = "The cluster at work: event bus positions and dead letters, the job queue and its schedules (staff token with operations.read / operations.manage)"),
     )
@@ -91,6 +94,26 @@ impl Modify for AdminSecurity {
     }
 }
 
+/// Where the JSON API lives.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Routes of `routes!(…)` at `prefix` + their paths, in the router and in the OpenAPI
+/// document alike: what nesting them under `prefix` gives, without its cost. A nested
+/// route is wrapped in axum's `StripPrefix`, which rebuilds every request's URI without
+/// the prefix (about 3,000 instructions a request, docs/PERFORMANCE.md); for the busiest
+/// routes that is a tenth of the request.
+pub fn at_prefix(
+    prefix: &str,
+    (schemas, paths, router): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    let mut prefixed = utoipa::openapi::path::Paths::new();
+    prefixed.extensions = paths.extensions;
+    for (path, item) in paths.paths {
+        prefixed.paths.insert(format!("{prefix}{path}"), item);
+    }
+    (schemas, prefixed, router)
+}
+
 /// The JSON API with its OpenAPI document, both built from the same route list so the
 /// document cannot miss a route.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -112,10 +135,11 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // The catalog's public reads (the busiest routes) at their full paths.
+        .merge(crate::catalog::api::public_routes())
         .nest(
-            "/api/v1",
-            crate::catalog::api::public_routes()
-                .merge(crate::plugins::api::public_routes())
+            API_PREFIX,
+            crate::plugins::api::public_routes()
                 .merge(crate::accounts::api::public_routes())
                 .nest("/account", crate::accounts::api::routes())
                 .nest("/staff", crate::staff::api::routes())
@@ -159,21 +183,23 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::media::api::routes())
         .merge(storefront::routes(&state))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::ratelimit::enforce,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            security::headers,
-        ))
-        .layer(middleware::from_fn(crate::telemetry::track_http))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(CatchPanicLayer::custom(|_| {
-            Error::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
-        }))
-        .layer(caching::compression_layer())
-        .layer(TraceLayer::new_for_http())
+        // One layer of the whole stack, outermost first. Each `Router::layer` call wraps
+        // every route in a boxed service of its own, and a request clones the boxes
+        // below the one it enters: seven calls cost about 30 boxed clones a request
+        // (docs/PERFORMANCE.md). The metrics need the matched route, so the stack is
+        // applied per route rather than around the router.
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                // tower-http's compression, for the answers it changes only.
+                .layer(compress::CompressLayer)
+                .layer(CatchPanicLayer::custom(|_| {
+                    Error::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+                }))
+                .layer(DefaultBodyLimit::max(max_body))
+                // Metrics, then security headers, then rate limits, in one layer.
+                .layer(front::FrontLayer::new(state.clone())),
+        )
         .with_state(state)
 }
 
@@ -215,11 +241,25 @@ async fn require_staff(
     let Some(token) = bearer_token(request.headers()) else {
         return unauthorized(Error::Unauthorized);
     };
+    // The rate limiter counts this token's later requests per staff member (or by
+    // address again once it is refused).
     let staff = match crate::staff::authenticate(&state.db, token).await {
-        Ok(staff) => staff,
-        Err(Error::Unauthorized) => return unauthorized(Error::Unauthorized),
+        Ok(staff) => {
+            state.limiter.staff_token_accepted(token, staff.id);
+            staff
+        }
+        Err(Error::Unauthorized) => {
+            state.limiter.staff_token_refused(token);
+            return unauthorized(Error::Unauthorized);
+        }
         Err(err) => return err.into_response(),
     };
+    // The token's last use (at most a write a minute), and the store's two-factor policy:
+    // a session that does not meet it is refused everywhere here (403).
+    let (headers, extensions) = (request.headers(), request.extensions());
+    if let Err(err) = crate::staff::sessions::admit(&state, &staff, headers, extensions).await {
+        return err.into_response();
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()

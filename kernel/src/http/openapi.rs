@@ -27,7 +27,9 @@ fn description(status: &str) -> &'static str {
         }
         "401" => "No valid bearer token",
         "402" => "The payment was declined (the message is for the shopper)",
-        "403" => "The token's role lacks the permission this needs",
+        "403" => {
+            "The token's role lacks the permission this needs (`forbidden`), or the store requires two-factor sign-in this session lacks (`mfa_setup_required`, `mfa_required`)"
+        }
         "404" => "Not found",
         "409" => "Conflicts with the current state (the error says how)",
         "413" => "The request body is larger than the limit",

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -75,6 +75,12 @@ pub fn scripts() -> &'static [Script] {
                 &super::assets::live_js().path,
                 super::assets::live_js().body,
             ),
+            script(
+                "header",
+                "the catalog pages every visitor shares (home, categories, products, search): fills in the header's account link, cart count and recommendations question from /account/header",
+                &super::assets::header_js().path,
+                super::assets::header_js().body,
+            ),
         ]
     })
 }
@@ -89,6 +95,10 @@ pub fn search_script() -> &'static Script {
 
 pub fn live_script() -> &'static Script {
     &scripts()[2]
+}
+
+pub fn header_script() -> &'static Script {
+    &scripts()[3]
 }
 
 /// Origins a page's CSP lets scripts and connections reach beside the shop: a handler
@@ -128,6 +138,10 @@ pub fn page_policy(extra: &[String]) -> String {
     )
 }
 
+/// The policy of every answer that is not a page: it may load nothing and be framed by
+/// nobody.
+const API_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
 /// What the shop does not use, turned off for every page and whatever it embeds.
 const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()";
 
@@ -135,27 +149,46 @@ const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), g
 pub async fn headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let https = came_over_https(request.headers(), state.config.trust_forwarded_for);
     let mut response = next.run(request).await;
+    add_headers(&mut response, https);
+    response
+}
+
+const PERMISSIONS_POLICY_HEADER: HeaderName = HeaderName::from_static("permissions-policy");
+const REPORTING_ENDPOINTS_HEADER: HeaderName = HeaderName::from_static("reporting-endpoints");
+
+/// The security headers of an answer (`https`: the request came over HTTPS, see
+/// [`came_over_https`]). Every value but a page's policy naming origins of its own is
+/// made once, not per answer.
+pub fn add_headers(response: &mut Response, https: bool) {
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    let extra = response
-        .extensions_mut()
-        .remove::<ExtraOrigins>()
-        .unwrap_or_default();
-    let headers = response.headers_mut();
-    let policy = if html {
-        page_policy(&extra.0)
+    let extra = if html {
+        response
+            .extensions_mut()
+            .remove::<ExtraOrigins>()
+            .unwrap_or_default()
     } else {
-        "default-src 'none'; frame-ancestors 'none'".to_owned()
+        ExtraOrigins::default()
     };
-    if let Ok(value) = HeaderValue::from_str(&policy) {
+    let headers = response.headers_mut();
+    let policy = if !html {
+        Some(HeaderValue::from_static(API_POLICY))
+    } else if extra.0.is_empty() {
+        static PAGE: OnceLock<Option<HeaderValue>> = OnceLock::new();
+        PAGE.get_or_init(|| HeaderValue::from_str(&page_policy(&[])).ok())
+            .clone()
+    } else {
+        HeaderValue::from_str(&page_policy(&extra.0)).ok()
+    };
+    if let Some(value) = policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     if html {
         headers.insert(
-            "reporting-endpoints",
+            REPORTING_ENDPOINTS_HEADER,
             HeaderValue::from_static("csp=\"/csp-reports\""),
         );
     }
@@ -170,7 +203,7 @@ pub async fn headers(State(state): State<AppState>, request: Request, next: Next
         .entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     headers.insert(
-        "permissions-policy",
+        PERMISSIONS_POLICY_HEADER,
         HeaderValue::from_static(PERMISSIONS_POLICY),
     );
     if https {
@@ -179,13 +212,16 @@ pub async fn headers(State(state): State<AppState>, request: Request, next: Next
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    response
 }
 
 /// The request came over HTTPS to a proxy the kernel trusts (`OLIVINE_TRUST_FORWARDED_FOR`):
 /// it said so in `X-Forwarded-Proto: https` or in the standard `Forwarded: proto=https`
 /// (RFC 7239; the first hop's element, the one the client reached).
-fn came_over_https(headers: &HeaderMap, trust_proxy: bool) -> bool {
+pub fn came_over_https(headers: &HeaderMap, trust_proxy: bool) -> bool {
+    // Whatever a client claims counts for nothing without a proxy the kernel trusts.
+    if !trust_proxy {
+        return false;
+    }
     let first = |name: &str| {
         headers
             .get(name)
@@ -201,10 +237,9 @@ fn came_over_https(headers: &HeaderMap, trust_proxy: bool) -> bool {
                 .then(|| value.trim().trim_matches('"'))
         })
     });
-    trust_proxy
-        && first("x-forwarded-proto")
-            .or(forwarded_proto)
-            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    first("x-forwarded-proto")
+        .or(forwarded_proto)
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
 /// `POST /csp-reports`: a browser's report of something the policy blocked (the older

@@ -72,6 +72,9 @@ struct HeaderState {
     cart_items: Option<u32>,
     /// The browser answered the analytics question ([`super::storefront_analytics`]).
     analytics_answered: bool,
+    /// The page is the same for every visitor (a CDN may keep it): the header shows no
+    /// personal bit, and the header script fills them in from [`HEADER_PATH`].
+    shared: bool,
 }
 
 tokio::task_local! {
@@ -84,7 +87,11 @@ fn header_state() -> HeaderState {
 
 /// The header's link to the account: "Account" for a signed-in shopper, else "Sign in".
 pub fn account_link() -> Markup {
-    if header_state().signed_in {
+    let state = header_state();
+    if state.shared {
+        return html! { a.account-link href=(SIGN_IN_PATH) data-personal="account" { "Sign in" } };
+    }
+    if state.signed_in {
         html! { a.account-link href="/account" { "Account" } }
     } else {
         html! { a.account-link href=(SIGN_IN_PATH) { "Sign in" } }
@@ -92,22 +99,44 @@ pub fn account_link() -> Markup {
 }
 
 /// Under the header, until the visitor answers: the question about recommendations from
-/// browsing (nothing is recorded before an answer).
+/// browsing (nothing is recorded before an answer). A shared page has it at its foot
+/// instead ([`analytics_prompt_at_foot`]).
 pub fn analytics_prompt() -> Markup {
-    if header_state().analytics_answered {
+    let state = header_state();
+    if state.analytics_answered || state.shared {
         return html! {};
     }
     html! {
-        p.analytics-prompt.wrap {
-            "We can recommend products from what you browse, anonymously. "
-            a href=(super::storefront_analytics::PAGE) { "Choose" }
-        }
+        p.analytics-prompt.wrap { (analytics_question()) }
+    }
+}
+
+/// On a shared page, above the footer: the question, hidden until the header script
+/// learns that the visitor has not answered. At the foot, showing it moves nothing the
+/// visitor is looking at.
+pub fn analytics_prompt_at_foot() -> Markup {
+    if !header_state().shared {
+        return html! {};
+    }
+    html! {
+        p.analytics-prompt.wrap hidden data-personal="analytics" { (analytics_question()) }
+    }
+}
+
+fn analytics_question() -> Markup {
+    html! {
+        "We can recommend products from what you browse, anonymously. "
+        a href=(super::storefront_analytics::PAGE) { "Choose" }
     }
 }
 
 /// The header's link to the cart, with the number of units when known.
 pub fn cart_link() -> Markup {
-    match header_state().cart_items {
+    let state = header_state();
+    if state.shared {
+        return html! { a.cart-link href="/cart" data-personal="cart" { "Cart" } };
+    }
+    match state.cart_items {
         Some(items) if items > 0 => html! {
             a.cart-link href="/cart" aria-label={ "Cart, " (items) (if items == 1 { " item" } else { " items" }) } {
                 "Cart " span.cart-count { (items) }
@@ -124,6 +153,43 @@ pub async fn with_cart_items<F: std::future::Future>(cart_items: u32, render: F)
         ..header_state()
     };
     HEADER.scope(state, render).await
+}
+
+/// Renders a page that every visitor sees alike: its header carries no personal bit (the
+/// header script asks [`HEADER_PATH`] for them), so the page may be kept by this node's
+/// page cache and by a CDN.
+pub async fn for_everyone<F: std::future::Future>(render: F) -> F::Output {
+    let state = HeaderState {
+        shared: true,
+        ..HeaderState::default()
+    };
+    HEADER.scope(state, render).await
+}
+
+/// Whether the page being rendered is shared ([`for_everyone`]): it then carries the
+/// header script.
+pub fn is_shared_page() -> bool {
+    header_state().shared
+}
+
+/// Where the header script of a shared page asks for the visitor's own header bits. Under
+/// `/account`, so the refresh cookie comes along and an expired session is renewed here.
+pub const HEADER_PATH: &str = "/account/header";
+
+/// The visitor's own header bits, for the header script: `private, no-store`.
+pub async fn header_bits() -> Response {
+    let state = header_state();
+    let mut response = axum::Json(serde_json::json!({
+        "signed_in": state.signed_in,
+        "cart_items": state.cart_items.unwrap_or(0),
+        "analytics_answered": state.analytics_answered,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
 }
 
 /// What [`layer`] learned about the request; handlers take it as an extractor.
@@ -397,6 +463,20 @@ fn is_csrf_secret(value: &str) -> bool {
         .is_ok_and(|bytes| bytes.len() == CSRF_SECRET_BYTES)
 }
 
+/// Form posts from pages every visitor shares ([`for_everyone`]): their forms carry no
+/// CSRF token. The worst another site could do with one is put a product into a cart,
+/// and browsers that send `Sec-Fetch-Site` or `Origin` (every current one) stop even that.
+const SHARED_PAGE_FORMS: &[&str] = &["/cart/lines"];
+
+/// Whether the browser said where the post comes from ([`from_this_site`] has checked
+/// that it is this site): `Sec-Fetch-Site: same-origin`, or an `Origin`.
+fn proven_same_origin(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-site") {
+        Some(site) => site.as_bytes() == b"same-origin",
+        None => headers.contains_key(header::ORIGIN),
+    }
+}
+
 /// Whether a request that changes something comes from a page of this site, as far as
 /// the browser tells: `Sec-Fetch-Site`, then `Origin`, else `Referer`, against `Host`.
 /// A request that carries none of them passes (older browsers, tools): the token
@@ -466,8 +546,12 @@ async fn check_csrf(
         tracing::info!(path = %request.uri().path(), "refused a cross-site form post");
         return Err(forbidden_page());
     }
+    // A form on a shared page cannot carry a token of the visitor's own; the browser's
+    // proof that the post comes from a page of this site stands in for it.
+    let token_needed = !(SHARED_PAGE_FORMS.contains(&request.uri().path())
+        && proven_same_origin(request.headers()));
     // Without the cookie no page of ours can have rendered the form.
-    if session.csrf_is_new {
+    if token_needed && session.csrf_is_new {
         return Err(forbidden_page());
     }
     let (parts, body) = request.into_parts();
@@ -486,30 +570,29 @@ async fn check_csrf(
         None => None,
     };
     let expected = csrf_token(&session.keys, &session.csrf_secret, session.session_id());
-    match presented {
-        Some(token) if super::constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
-            // No storefront form takes a card number (the checkout's card inputs have no
-            // name: the card goes to the processor): refuse one typed into any field.
-            // (Decoded first: a form spells spaces `+` or `%20`.)
-            if form_urlencoded::parse(&bytes).any(|(key, value)| {
-                super::card_numbers::contains_card_number(&key)
-                    || super::card_numbers::contains_card_number(&value)
-            }) {
-                tracing::info!(path = %parts.uri.path(), "refused a form holding a card number");
-                return Err(message_page(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "422",
-                    "Please don't type a card number here",
-                    "A field of that form held what looks like a card number. Card details only go into the card fields at checkout, which send them straight to our payment processor. Please go back and remove it.",
-                ));
-            }
-            Ok(Request::from_parts(parts, Body::from(bytes)))
-        }
-        _ => {
-            tracing::info!(path = %parts.uri.path(), "refused a form post without a valid CSRF token");
-            Err(forbidden_page())
-        }
+    let token_checks = presented
+        .as_ref()
+        .is_some_and(|token| super::constant_time_eq(token.as_bytes(), expected.as_bytes()));
+    if token_needed && !token_checks {
+        tracing::info!(path = %parts.uri.path(), "refused a form post without a valid CSRF token");
+        return Err(forbidden_page());
     }
+    // No storefront form takes a card number (the checkout's card inputs have no name:
+    // the card goes to the processor): refuse one typed into any field. (Decoded first: a
+    // form spells spaces `+` or `%20`.)
+    if form_urlencoded::parse(&bytes).any(|(key, value)| {
+        super::card_numbers::contains_card_number(&key)
+            || super::card_numbers::contains_card_number(&value)
+    }) {
+        tracing::info!(path = %parts.uri.path(), "refused a form holding a card number");
+        return Err(message_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "422",
+            "Please don't type a card number here",
+            "A field of that form held what looks like a card number. Card details only go into the card fields at checkout, which send them straight to our payment processor. Please go back and remove it.",
+        ));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 // ---- the layer ------------------------------------------------------------------------
@@ -567,6 +650,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
             super::storefront_analytics::CHOICE_COOKIE,
         )
         .is_some(),
+        shared: false,
     };
     if !request.method().is_safe() {
         request = match HEADER

@@ -8,23 +8,33 @@
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use maud::{DOCTYPE, Markup, html};
 
+use super::caching::Prepared;
 use super::session::Session;
 use crate::app::AppState;
+use crate::cache::{CachedPage, PageSources};
 use crate::catalog::model::{
-    BundleAttributes, BundleKind, Category, Product, ProductSummary, ProductType, RoutineStep,
-    SkinType, SkincareAttributes, SupplementAttributes, SupplementForm, Variant,
+    BundleAttributes, BundleKind, Category, Product, ProductPage, ProductSummary, ProductType,
+    RoutineStep, SkinType, SkincareAttributes, SupplementAttributes, SupplementForm, Variant,
 };
 use crate::catalog::repo::ProductFilter;
 use crate::error::Error;
 use crate::inventory::{Availability, StockState};
 
 const STORE_NAME: &str = "Olivine";
+/// A page's description when it has none of its own.
+const STORE_DESCRIPTION: &str = "Quality supplements and gentle skincare, with full \
+    ingredient lists and the best-before date of the unit we would ship to you next.";
+/// How long a page's own description may be: search engines cut longer ones.
+const DESCRIPTION_CHARS: usize = 160;
 /// Products on the home page.
 const FEATURED_COUNT: i64 = 12;
 /// Products per category page.
@@ -39,6 +49,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/", get(home))
         .route("/c/{slug}", get(category_page))
         .route("/p/{slug}", get(product_page))
+        .route(
+            super::session::HEADER_PATH,
+            get(super::session::header_bits),
+        )
         .merge(super::storefront_account::routes())
         .merge(super::storefront_cart::routes())
         .merge(super::storefront_checkout::routes())
@@ -122,7 +136,7 @@ fn page_number(query: Option<&str>) -> i64 {
 
 // ---- handlers -----------------------------------------------------------------------------
 
-async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let categories = match crate::catalog::cached_categories(&state).await {
         Ok(categories) => categories,
         Err(err) => return error_page(&err, "home", &[]),
@@ -136,12 +150,28 @@ async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
         Ok(listing) => listing,
         Err(err) => return error_page(&err, "home", &categories),
     };
-    let mut top: Vec<&Category> = top_level(&categories).collect();
     // A visitor who agreed to recommendations sees the department they look at most
-    // first.
-    let preferred = preferred_department(&state, &headers, &categories).await;
-    if let Some(slug) = &preferred
-        && let Some(at) = top.iter().position(|c| &c.slug == slug)
+    // first: their own page, never shared.
+    if let Some(preferred) = preferred_department(&state, &headers, &categories).await {
+        let mut response = page(home_page(&categories, &featured, Some(&preferred)));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        return response;
+    }
+    let sources: PageSources = vec![categories.clone(), featured.clone()];
+    shared_page(&state, &headers, "/".to_owned(), sources, None, async {
+        home_page(&categories, &featured, None)
+    })
+    .await
+}
+
+/// The home page; `preferred` is the department a visitor looks at most, shown first.
+fn home_page(categories: &[Category], featured: &ProductPage, preferred: Option<&str>) -> Markup {
+    let mut top: Vec<&Category> = top_level(categories).collect();
+    if let Some(slug) = preferred
+        && let Some(at) = top.iter().position(|c| c.slug == slug)
     {
         let department = top.remove(at);
         top.insert(0, department);
@@ -169,11 +199,11 @@ async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
         @if !top.is_empty() {
             section.section {
                 h2 { "Shop by category" }
-                div.category-grid data-preferred=[preferred.as_deref()] {
+                div.category-grid data-preferred=[preferred] {
                     @for category in &top {
                         div.category-card {
                             h3 { a href=(category_url(&category.slug)) { (category.name) } }
-                            @let children: Vec<&Category> = children_of(&categories, &category.slug).collect();
+                            @let children: Vec<&Category> = children_of(categories, &category.slug).collect();
                             @if !children.is_empty() {
                                 ul.sublinks {
                                     @for child in children {
@@ -192,11 +222,12 @@ async fn home(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
             (product_grid(&featured.items))
         }
     };
-    page(layout("Supplements & skincare", &categories, None, body))
+    layout("Supplements & skincare", categories, None, body)
 }
 
 async fn category_page(
     State(state): State<AppState>,
+    headers: HeaderMap,
     slug: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -221,11 +252,25 @@ async fn category_page(
         Ok(listing) => listing,
         Err(err) => return error_page(&err, "category", &categories),
     };
+    let key = format!("/c/{}?page={page_no}", category.slug);
+    let sources: PageSources = vec![categories.clone(), listing.clone()];
+    shared_page(&state, &headers, key, sources, None, async {
+        category_markup(&categories, category, &listing, page_no)
+    })
+    .await
+}
+
+fn category_markup(
+    categories: &[Category],
+    category: &Category,
+    listing: &ProductPage,
+    page_no: i64,
+) -> Markup {
     let parent = category
         .parent
         .as_deref()
         .and_then(|p| categories.iter().find(|c| c.slug == p));
-    let children: Vec<&Category> = children_of(&categories, &category.slug).collect();
+    let children: Vec<&Category> = children_of(categories, &category.slug).collect();
     let per_page = listing.per_page.max(1);
     let pages = ((listing.total + per_page - 1) / per_page).max(1);
     let nav_slug = parent.map_or(category.slug.as_str(), |p| p.slug.as_str());
@@ -251,7 +296,7 @@ async fn category_page(
                 }
             }
         } @else if let Some(parent) = parent {
-            @let siblings: Vec<&Category> = children_of(&categories, &parent.slug).collect();
+            @let siblings: Vec<&Category> = children_of(categories, &parent.slug).collect();
             nav.chips aria-label={ (parent.name) " subcategories" } {
                 a.chip href=(category_url(&parent.slug)) { "All " (parent.name.to_lowercase()) }
                 @for sibling in siblings {
@@ -265,6 +310,8 @@ async fn category_page(
                 p { a.button href=(category_url(&category.slug)) { "Go to the first page" } }
             }
         } @else {
+            // The cards' titles are h3s: the list has its heading, for the outline.
+            h2.visually-hidden { (category.name) " products" }
             (product_grid(&listing.items))
         }
         @if pages > 1 {
@@ -285,31 +332,39 @@ async fn category_page(
             }
         }
     };
-    page(layout(&category.name, &categories, Some(nav_slug), body))
+    let description = format!(
+        "{}: {} at {STORE_NAME}, with full ingredient lists and the best-before date of the \
+         unit we would ship to you next.",
+        category.name,
+        count_label(listing.total)
+    );
+    described_layout(
+        &category.name,
+        &description,
+        categories,
+        Some(nav_slug),
+        body,
+    )
 }
 
 async fn product_page(
     State(state): State<AppState>,
     session: Session,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     slug: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let Ok(Path(slug)) = slug else {
-        return product_response(&state, &session, "", VariantChoice::Default, None).await;
+        return product_response(&state, "", VariantChoice::Default, None).await;
     };
     let requested = query_value(query.as_deref(), "variant")
         .and_then(|v| v.trim().parse().ok())
         .map_or(VariantChoice::Default, VariantChoice::Id);
-    let response = product_response(&state, &session, &slug, requested, None).await;
-    if !response.status().is_success() {
+    let (response, product_id) = shared_product_page(&state, &headers, &slug, requested).await;
+    let Some(product_id) = product_id else {
         return response;
-    }
-    // A view, for recommendations (with the visitor's consent).
-    let product_id = match crate::catalog::cached_product(&state, &slug).await {
-        Ok(Some(cached)) => cached.product.id,
-        _ => return response,
     };
+    // A view, for recommendations (with the visitor's consent).
     let cookie = super::storefront_analytics::record(
         &state,
         &session,
@@ -328,11 +383,66 @@ pub(super) enum VariantChoice {
     Sku(String),
 }
 
-/// A product page; `problem` (a status and a message) is why adding to the cart failed,
-/// shown at the cart button.
+impl VariantChoice {
+    fn pick(self, product: &Product) -> Option<&Variant> {
+        match self {
+            VariantChoice::Default => None,
+            VariantChoice::Id(id) => product.variants.iter().find(|v| v.id == id),
+            VariantChoice::Sku(sku) => product.variants.iter().find(|v| v.sku == sku),
+        }
+        .or_else(|| product.default_variant())
+    }
+}
+
+/// A product page as every visitor sees it (from the page cache when the product is
+/// unchanged), with the product's id when it is one.
+async fn shared_product_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    slug: &str,
+    choice: VariantChoice,
+) -> (Response, Option<i64>) {
+    let categories = match crate::catalog::cached_categories(state).await {
+        Ok(categories) => categories,
+        Err(err) => return (error_page(&err, "product", &[]), None),
+    };
+    let cached = match crate::catalog::cached_product(state, slug).await {
+        Ok(Some(cached)) => cached,
+        Ok(None) => return (not_found_with(&categories).into_response(), None),
+        Err(err) => return (error_page(&err, "product", &categories), None),
+    };
+    let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
+        Ok(settings) => settings.prices_include_tax,
+        Err(err) => return (error_page(&err, "product", &categories), None),
+    };
+    let product = &cached.product;
+    let selected = choice.pick(product);
+    let key = format!(
+        "/p/{}?variant={}&tax={prices_include_tax}",
+        product.slug,
+        selected.map_or(0, |v| v.id)
+    );
+    let sources: PageSources = vec![categories.clone(), cached.clone()];
+    let purge_tag = format!("product-{}", product.slug);
+    let response = shared_page(state, headers, key, sources, Some(purge_tag), async {
+        product_markup(
+            state,
+            &categories,
+            product,
+            selected,
+            None,
+            prices_include_tax,
+        )
+        .await
+    })
+    .await;
+    (response, Some(product.id))
+}
+
+/// A product page for one visitor; `problem` (a status and a message) is why adding to
+/// the cart failed, shown at the cart button.
 pub(super) async fn product_response(
     state: &AppState,
-    session: &Session,
     slug: &str,
     choice: VariantChoice,
     problem: Option<(StatusCode, String)>,
@@ -346,13 +456,36 @@ pub(super) async fn product_response(
         Ok(None) => return not_found_with(&categories).into_response(),
         Err(err) => return error_page(&err, "product", &categories),
     };
+    let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
+        Ok(settings) => settings.prices_include_tax,
+        Err(err) => return error_page(&err, "product", &categories),
+    };
     let product = &cached.product;
-    let selected = match &choice {
-        VariantChoice::Default => None,
-        VariantChoice::Id(id) => product.variants.iter().find(|v| v.id == *id),
-        VariantChoice::Sku(sku) => product.variants.iter().find(|v| &v.sku == sku),
-    }
-    .or_else(|| product.default_variant());
+    let (status, message) = match problem {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let markup = product_markup(
+        state,
+        &categories,
+        product,
+        choice.pick(product),
+        message.as_deref(),
+        prices_include_tax,
+    )
+    .await;
+    (status, Html(markup.into_string())).into_response()
+}
+
+/// The whole product page: the product, the variant shown, what goes well with it.
+async fn product_markup(
+    state: &AppState,
+    categories: &[Category],
+    product: &Product,
+    selected: Option<&Variant>,
+    problem: Option<&str>,
+    prices_include_tax: bool,
+) -> Markup {
     // Highlight the top-level category of the product's first category in the nav.
     let nav_slug = product.categories.first().and_then(|c| {
         categories
@@ -360,14 +493,6 @@ pub(super) async fn product_response(
             .find(|cat| cat.slug == c.slug)
             .map(|cat| cat.parent.as_deref().unwrap_or(&cat.slug))
     });
-    let (status, message) = match problem {
-        Some((status, message)) => (status, Some(message)),
-        None => (StatusCode::OK, None),
-    };
-    let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
-        Ok(settings) => settings.prices_include_tax,
-        Err(err) => return error_page(&err, "product", &categories),
-    };
     let related = crate::recommendations::api::goes_well_with(state, product.id)
         .await
         .unwrap_or_else(|err| {
@@ -375,13 +500,7 @@ pub(super) async fn product_response(
             Vec::new()
         });
     let body = html! {
-        (product_body(
-            product,
-            selected,
-            session,
-            message.as_deref(),
-            prices_include_tax,
-        ))
+        (product_body(product, selected, problem, prices_include_tax))
         @if !related.is_empty() {
             section.section #goes-well-with {
                 h2 { "Goes well with" }
@@ -393,15 +512,78 @@ pub(super) async fn product_response(
             }
         }
     };
-    let mut response = (
-        status,
-        Html(layout(&product.name, &categories, nav_slug, body).into_string()),
+    described_layout(
+        &product.name,
+        &description_of(&product.description),
+        categories,
+        nav_slug,
+        body,
     )
-        .into_response();
-    // The cart form carries this browser's CSRF token.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+}
+
+/// How long a browser or a CDN may keep a shared catalog page, and show it while it
+/// revalidates (a 304 when nothing changed).
+const SHARED_PAGE_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
+/// What a CDN purges the catalog's lists by (home and category pages): any change to a
+/// product or a category ([`crate::cache`]'s purge event names it).
+pub const CATALOG_PURGE_TAG: &str = "catalog";
+
+/// Answers a catalog page that every visitor sees alike: from this node's page cache
+/// while `sources` are still the catalog cache's entries, else rendered by `render` with
+/// the visitor-neutral header ([`super::session::for_everyone`]) and kept. The answer
+/// carries validators (304 on a match), `Cache-Control: public` and the CDN purge tag
+/// (`purge_tag`, else [`CATALOG_PURGE_TAG`]). The session layer makes any answer that
+/// sets a cookie `no-store`.
+async fn shared_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: String,
+    sources: PageSources,
+    purge_tag: Option<String>,
+    render: impl std::future::Future<Output = Markup>,
+) -> Response {
+    let page = match state.cache.pages.get(&key).await {
+        Some(page) if page.is_current(&sources) => page,
+        _ => {
+            let markup = super::session::for_everyone(render).await;
+            let html = Prepared::new(
+                "text/html; charset=utf-8",
+                Bytes::from(markup.into_string()),
+            );
+            let page = Arc::new(CachedPage::new(html, sources));
+            state.cache.pages.insert(key, page.clone()).await;
+            page
+        }
+    };
+    let response = page.html.respond(headers, SHARED_PAGE_CACHE_CONTROL);
+    with_purge_tag(response, purge_tag.as_deref().unwrap_or(CATALOG_PURGE_TAG))
+}
+
+/// A catalog page every visitor sees alike that is not worth keeping (search results):
+/// rendered with the visitor-neutral header, answered with validators, `Cache-Control:
+/// public` and the catalog's purge tag.
+pub(super) async fn shared_once(
+    headers: &HeaderMap,
+    render: impl std::future::Future<Output = Markup>,
+) -> Response {
+    let markup = super::session::for_everyone(render).await;
+    let html = Prepared::once(
+        "text/html; charset=utf-8",
+        Bytes::from(markup.into_string()),
+    );
+    with_purge_tag(
+        html.respond(headers, SHARED_PAGE_CACHE_CONTROL),
+        CATALOG_PURGE_TAG,
+    )
+}
+
+/// Tags an answer for a CDN's purge (`Surrogate-Key` for Fastly and others, `Cache-Tag`
+/// for Cloudflare).
+fn with_purge_tag(mut response: Response, tag: &str) -> Response {
+    if let Ok(tag) = HeaderValue::from_str(tag) {
+        response.headers_mut().insert("surrogate-key", tag.clone());
+        response.headers_mut().insert("cache-tag", tag);
+    }
     response
 }
 
@@ -440,6 +622,18 @@ pub(crate) fn layout(
     current: Option<&str>,
     body: Markup,
 ) -> Markup {
+    described_layout(title, STORE_DESCRIPTION, categories, current, body)
+}
+
+/// [`layout`] with the page's own `description` (what search engines show under its
+/// title) instead of the shop's.
+pub(crate) fn described_layout(
+    title: &str,
+    description: &str,
+    categories: &[Category],
+    current: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -447,8 +641,13 @@ pub(crate) fn layout(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (STORE_NAME) }
+                meta name="description" content=(description);
+                link rel="icon" type="image/svg+xml" href=(super::assets::favicon().path);
                 link rel="stylesheet" href=(super::assets::site_css().path);
                 script src=(super::security::search_script().path) integrity=(super::security::search_script().integrity) defer {}
+                @if super::session::is_shared_page() {
+                    script src=(super::security::header_script().path) integrity=(super::security::header_script().integrity) defer {}
+                }
             }
             body {
                 header.site-header {
@@ -478,6 +677,7 @@ pub(crate) fn layout(
                 }
                 (super::session::analytics_prompt())
                 main.wrap { (body) }
+                (super::session::analytics_prompt_at_foot())
                 footer.site-footer {
                     div.wrap.footer-inner {
                         p { strong { (STORE_NAME) } " · Supplements and skincare with honest labels." }
@@ -578,7 +778,6 @@ fn variant_badge(availability: &Availability) -> Markup {
 fn product_body(
     product: &Product,
     selected: Option<&Variant>,
-    session: &Session,
     problem: Option<&str>,
     prices_include_tax: bool,
 ) -> Markup {
@@ -604,7 +803,7 @@ fn product_body(
                     span class={ "type-badge type-" (product.product_type.as_str()) } { (type_label(product.product_type)) }
                     h1 { (product.name) }
                     @match selected {
-                        Some(variant) => (buy_panel(product, variant, session, problem, prices_include_tax)),
+                        Some(variant) => (buy_panel(product, variant, problem, prices_include_tax)),
                         None => p.muted { "This product is not available at the moment." },
                     }
                 }
@@ -677,7 +876,6 @@ fn reviews_panel(product: &Product) -> Markup {
 fn buy_panel(
     product: &Product,
     variant: &Variant,
-    session: &Session,
     problem: Option<&str>,
     prices_include_tax: bool,
 ) -> Markup {
@@ -722,8 +920,9 @@ fn buy_panel(
             p.form-alert role="alert" { (problem) }
         }
         @if sellable {
+            // No CSRF token: the page is shared by every visitor (see
+            // `session::SHARED_PAGE_FORMS`).
             form.add-to-cart action="/cart/lines" method="post" {
-                (session.csrf_input())
                 input type="hidden" name="product" value=(product.slug);
                 input type="hidden" name="sku" value=(variant.sku);
                 div.field.quantity-field {
@@ -752,7 +951,7 @@ fn buy_panel(
             div.add-to-cart {
                 button.button.primary.wide type="button" disabled title="This variant is out of stock" { "Out of stock" }
             }
-            (super::storefront_notifications::back_in_stock_offer(session, &product.slug))
+            (super::storefront_notifications::back_in_stock_offer(&product.slug))
         }
         dl.facts {
             dt { "SKU" } dd { code { (variant.sku) } }
@@ -945,6 +1144,37 @@ fn page_url(slug: &str, page: i64) -> String {
     }
 }
 
+/// A page's description from a longer text: its first paragraph, cut at a word to at
+/// most [`DESCRIPTION_CHARS`] characters; the shop's when the text is empty.
+fn description_of(text: &str) -> String {
+    let first = text
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|p| !p.is_empty());
+    let Some(first) = first else {
+        return STORE_DESCRIPTION.to_owned();
+    };
+    if first.chars().count() <= DESCRIPTION_CHARS {
+        return first;
+    }
+    let mut cut = String::new();
+    for word in first.split(' ') {
+        // Room for the word, its space and the ellipsis.
+        if cut.chars().count() + word.chars().count() + 2 > DESCRIPTION_CHARS {
+            break;
+        }
+        if !cut.is_empty() {
+            cut.push(' ');
+        }
+        cut.push_str(word);
+    }
+    if cut.is_empty() {
+        cut = first.chars().take(DESCRIPTION_CHARS - 1).collect();
+    }
+    let cut = cut.trim_end_matches([',', ';', ':', '.', ' ']);
+    format!("{cut}…")
+}
+
 fn count_label(total: i64) -> String {
     match total {
         1 => "1 product".to_owned(),
@@ -1047,6 +1277,18 @@ mod tests {
         assert_eq!(option_label("pack_size"), "Pack size");
         assert_eq!(pretty_date("2026-03-02"), "2 Mar 2026");
         assert_eq!(pretty_date("soon"), "soon");
+    }
+
+    #[test]
+    fn descriptions_are_the_first_paragraph_cut_at_a_word() {
+        assert_eq!(description_of("Short.\n\nMore."), "Short.");
+        assert_eq!(description_of("  \n\n "), STORE_DESCRIPTION);
+        let long = "word ".repeat(60);
+        let cut = description_of(&long);
+        assert!(cut.chars().count() <= DESCRIPTION_CHARS, "{cut}");
+        assert!(cut.ends_with("word…"), "{cut}");
+        let one = "x".repeat(300);
+        assert_eq!(description_of(&one).chars().count(), DESCRIPTION_CHARS);
     }
 
     #[test]

@@ -202,7 +202,6 @@ async fn add_submit(
     let product = form.get("product").to_owned();
     let sku = form.get("sku").trim().to_owned();
     let refuse = |status: StatusCode, message: String| {
-        let session = session.clone();
         let state = state.clone();
         let product = product.clone();
         let sku = sku.clone();
@@ -212,7 +211,6 @@ async fn add_submit(
             }
             product_response(
                 &state,
-                &session,
                 &product,
                 VariantChoice::Sku(sku),
                 Some((status, message)),

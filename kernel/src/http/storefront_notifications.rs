@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
@@ -18,6 +18,7 @@ use crate::notify::devices::{self, BackInStockInput, Preferences};
 use crate::notify::quiet::QuietHours;
 
 const PAGE: &str = "/account/notifications";
+const BACK_IN_STOCK: &str = "/account/notifications/back-in-stock";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,8 +29,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/account/notifications/devices/remove", post(device_remove))
         .route(
-            "/account/notifications/back-in-stock",
-            post(back_in_stock_submit),
+            BACK_IN_STOCK,
+            get(back_in_stock_page).post(back_in_stock_submit),
         )
         .route(
             "/account/notifications/back-in-stock/cancel",
@@ -225,21 +226,52 @@ fn platform_label(platform: &str) -> &'static str {
     }
 }
 
-/// The out-of-stock product page's offer: a signed-in shopper asks to be told; a
-/// visitor is asked to sign in first.
-pub(super) fn back_in_stock_offer(session: &Session, slug: &str) -> Markup {
-    let next: String = form_urlencoded::byte_serialize(format!("/p/{slug}").as_bytes()).collect();
+/// The out-of-stock product page's offer, the same for every visitor (the page is
+/// shared): a link to [`back_in_stock_page`], which asks a visitor to sign in first.
+pub(super) fn back_in_stock_offer(slug: &str) -> Markup {
+    let product: String = form_urlencoded::byte_serialize(slug.as_bytes()).collect();
     html! {
         div.back-in-stock {
-            @if session.customer_pseudonym().is_some() {
-                form method="post" action="/account/notifications/back-in-stock" {
-                    (session.csrf_input())
-                    input type="hidden" name="product" value=(slug);
-                    button.button.wide type="submit" { "Tell me when it is back" }
-                }
-            } @else {
-                p { a href={ "/account/sign-in?next=" (next) } { "Sign in" } " to be told when it is back." }
-            }
+            a.button.wide href={ (BACK_IN_STOCK) "?product=" (product) } { "Tell me when it is back" }
         }
     }
+}
+
+/// "Tell me when it is back" for a signed-in customer: the product named by `?product=`
+/// and the form that asks for it.
+async fn back_in_stock_page(
+    State(state): State<AppState>,
+    Customer(_customer): Customer,
+    session: Session,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let slug = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "product"))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let product = match crate::catalog::cached_product(&state, &slug).await {
+        Ok(Some(cached)) => cached,
+        Ok(None) => return super::storefront::not_found_page().into_response(),
+        Err(err) => return server_error(&err, "back in stock"),
+    };
+    let body = html! {
+        section.panel {
+            h1 { "Tell me when it is back" }
+            p { "We will tell you by your notification settings when " strong { (product.product.name) } " is back in stock." }
+            form method="post" action=(BACK_IN_STOCK) {
+                (session.csrf_input())
+                input type="hidden" name="product" value=(product.product.slug);
+                button.button.primary type="submit" { "Tell me" }
+            }
+            p { a href={ "/p/" (product.product.slug) } { "Back to the product" } }
+        }
+    };
+    account_page_response(
+        &state,
+        axum::http::StatusCode::OK,
+        "Tell me when it is back",
+        body,
+    )
+    .await
 }

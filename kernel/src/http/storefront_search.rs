@@ -59,7 +59,11 @@ fn api_query(query: Option<&str>) -> String {
     out.finish()
 }
 
-async fn search_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+async fn search_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let categories = match crate::catalog::cached_categories(&state).await {
         Ok(categories) => categories,
         Err(err) => return error_page(&err, "search", &[]),
@@ -92,8 +96,11 @@ async fn search_page(State(state): State<AppState>, RawQuery(query): RawQuery) -
     } else {
         format!("Search: {}", request.q)
     };
-    let body = results_body(&request, &results, &categories);
-    Html(layout(&title, &categories, None, body).into_string()).into_response()
+    super::storefront::shared_once(&headers, async {
+        let body = results_body(&request, &results, &categories);
+        layout(&title, &categories, None, body)
+    })
+    .await
 }
 
 fn results_body(
@@ -151,6 +158,8 @@ fn results_body(
                         }
                     }
                 } @else {
+                    // The cards' titles are h3s: the list has its heading, for the outline.
+                    h2.visually-hidden { "Results" }
                     ul.product-grid {
                         @for hit in &results.products {
                             li { (hit_card(hit)) }

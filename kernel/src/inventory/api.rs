@@ -183,7 +183,8 @@ async fn get_settings(State(state): State<AppState>) -> Result<Json<StoreSetting
     Ok(Json(settings::load(&mut conn).await?))
 }
 
-/// Changes store settings such as the minimum remaining shelf life.
+/// Changes store settings such as the minimum remaining shelf life. Changing
+/// `staff_two_factor` (who must sign in with a second factor) needs staff.manage too.
 #[utoipa::path(patch, path = "/settings", tag = "admin-inventory", request_body = SettingsPatch,
     security(("staff_token" = [])),
     responses((status = 200, body = StoreSettings), (status = 422, body = ErrorBody)))]
@@ -192,6 +193,15 @@ async fn update_settings(
     StaffAuth(staff): StaffAuth,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<StoreSettings>> {
+    // Who must sign in with a second factor is the owner's to say, not every admin's.
+    let staff_manage = crate::staff::Permission::StaffManage;
+    if patch.staff_two_factor.is_some() && !staff.role.allows(staff_manage) {
+        return Err(crate::error::Error::Forbidden(format!(
+            "staff_two_factor: the {} role lacks the {} permission changing it needs",
+            staff.role.name(),
+            staff_manage.name()
+        )));
+    }
     let mut tx = state.db.begin().await?;
     let settings = settings::update(&mut tx, &patch, &staff.actor).await?;
     tx.commit().await?;

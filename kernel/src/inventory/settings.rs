@@ -49,6 +49,10 @@ pub struct StoreSettings {
     /// Search synonyms: groups separated by `;`, the words of a group by `=`, e.g.
     /// `vit c = vitamin c; moisturiser = moisturizer` (a query with one finds the others).
     pub search_synonyms: String,
+    /// Which staff must sign in with a second factor: `optional` (whoever turns it on),
+    /// `sensitive_roles` (roles holding plugins.manage, staff.manage or customers.read) or
+    /// `all_staff`. Changing it needs staff.manage.
+    pub staff_two_factor: crate::staff::mfa::TwoFactorPolicy,
 }
 
 /// What a renewal does when an item is out of stock; the shopper is told by an event
@@ -102,6 +106,7 @@ impl Default for StoreSettings {
             loyalty_max_points_per_event: 100_000,
             reviews_kept_on_erasure: false,
             search_synonyms: String::new(),
+            staff_two_factor: crate::staff::mfa::TwoFactorPolicy::Optional,
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct SettingsPatch {
     /// Groups separated by `;`, words of a group by `=` (at most 200 groups).
     #[schema(example = "vit c = vitamin c; moisturiser = moisturizer")]
     pub search_synonyms: Option<String>,
+    /// Needs staff.manage (the owner), not only settings.write.
+    pub staff_two_factor: Option<crate::staff::mfa::TwoFactorPolicy>,
 }
 
 /// The loyalty settings as (key, value, allowed range), for checks and storage.
@@ -207,6 +214,20 @@ pub async fn load(conn: &mut AnyConnection) -> Result<StoreSettings> {
             }
             "search_synonyms" => {
                 settings.search_synonyms = value;
+                continue;
+            }
+            "staff_two_factor" => {
+                match crate::staff::mfa::TwoFactorPolicy::parse(&value) {
+                    Some(policy) => settings.staff_two_factor = policy,
+                    // Unreadable: the strictest reading, never a silent opening.
+                    None => {
+                        tracing::warn!(
+                            value,
+                            "unreadable staff_two_factor: requiring it of all staff"
+                        );
+                        settings.staff_two_factor = crate::staff::mfa::TwoFactorPolicy::AllStaff;
+                    }
+                }
                 continue;
             }
             "subscription_retry_days" => {
@@ -338,6 +359,10 @@ pub async fn update(
             patch.reviews_kept_on_erasure.map(|v| v.to_string()),
         ),
         ("search_synonyms", patch.search_synonyms.clone()),
+        (
+            "staff_two_factor",
+            patch.staff_two_factor.map(|v| v.as_str().to_owned()),
+        ),
         (
             "subscription_notice_days",
             patch.subscription_notice_days.map(|v| v.to_string()),

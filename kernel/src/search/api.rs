@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -81,16 +83,28 @@ async fn blocking<T: Send + 'static>(
         ("sort" = Option<super::query::Sort>, Query, description = "relevance (default), price_asc, price_desc, newest, best_selling"),
         ("page" = Option<u32>, Query, minimum = 1, maximum = 200, description = "From 1 to 200"),
         ("per_page" = Option<u32>, Query, minimum = 1, maximum = 48, description = "1 to 48, default 24"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 when one is current"),
     ),
-    responses((status = 200, body = SearchResults),
+    responses(
+        (status = 200, body = SearchResults, headers(
+            ("ETag" = String, description = "Strong validator of this answer: send it back in If-None-Match for a 304"),
+            ("Last-Modified" = String, description = "When this answer was made"),
+            ("Cache-Control" = String, description = "public, max-age=60, stale-while-revalidate=600"))),
+        (status = 304, description = "Not modified: the ETag sent in If-None-Match is current"),
         (status = 400, description = "A parameter is unknown or not valid; `fields` names it", body = ErrorBody),
         (status = 503, description = "The index is being built", body = ErrorBody)))]
 async fn search(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<SearchResults>> {
+    headers: HeaderMap,
+) -> Result<Response> {
     let request = SearchRequest::from_query(query.as_deref())?;
-    Ok(Json(run(&state, &request).await?))
+    let results = run(&state, &request).await?;
+    crate::http::caching::json_once(
+        &headers,
+        &results,
+        crate::http::caching::CATALOG_CACHE_CONTROL,
+    )
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -9,18 +9,21 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::mfa_api::ClientAddress;
 use super::{
-    IssuedToken, NewStaff, StaffCredentials, StaffPatch, StaffSession, StaffUser, TokenInfo,
+    IssuedToken, NewStaff, SignInAnswer, StaffCredentials, StaffPatch, StaffUser, TokenInfo,
 };
 use crate::app::AppState;
 use crate::error::{ErrorBody, Result};
 use crate::http::extract::{JsonBody, PathParam, StaffAuth};
 
-/// Sign-in and sign-out: not behind the admin middleware (sign-in has no token yet).
+/// Sign-in and sign-out: not behind the admin middleware (sign-in has no token yet);
+/// two-factor sign-in and the staff member's own sessions ([`super::mfa_api`]).
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sign_in))
         .routes(routes!(sign_out))
+        .merge(super::mfa_api::routes())
 }
 
 pub fn admin_routes() -> OpenApiRouter<AppState> {
@@ -30,16 +33,33 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_staff, update_staff))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .merge(super::mfa_api::admin_routes())
 }
 
-/// Signs a staff user in: a session token (12 hours) for the admin API. A wrong email
-/// or password gets the same 401.
+/// Signs a staff user in: a session token (12 hours) for the admin API.
+///
+/// A wrong email or password gets the same 401. A staff member with two-factor sign-in
+/// on gets no token yet but `{"mfa_required": true, "challenge", "methods"}`: the challenge (5
+/// minutes, single use) and a second factor go to `POST /api/v1/staff/sign-in/mfa`.
 #[utoipa::path(post, path = "/sign-in", tag = "staff", operation_id = "staff_sign_in", request_body = StaffCredentials,
-    responses((status = 200, body = StaffSession), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 200, body = SignInAnswer, description = "Signed in, or a second factor is required",
+            examples(
+                ("session" = (summary = "Signed in (no two-factor sign-in): the session",
+                    value = json!({"token": "olv_Zk3xQm9…", "token_type": "Bearer", "expires_at": "2026-12-03T02:00:00.000Z",
+                        "staff": {"id": 2, "email": "ana@shop.example", "name": "Ana", "role": "support",
+                            "permissions": ["catalog.read", "inventory.read", "customers.read", "privacy.manage", "orders.read", "orders.write"], "has_password": true, "disabled": false,
+                            "created_at": "2026-12-01T09:00:00.000Z"}}))),
+                ("mfa_required" = (summary = "Two-factor sign-in is on: answer the challenge",
+                    value = json!({"mfa_required": true, "challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM",
+                        "expires_at": "2026-12-02T14:05:00.000Z", "methods": ["totp", "recovery_code"]}))),
+            )),
+        (status = 401, body = ErrorBody)))]
 async fn sign_in(
     State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
     JsonBody(input): JsonBody<StaffCredentials>,
-) -> Result<Json<StaffSession>> {
+) -> Result<Json<SignInAnswer>> {
     // Guesses spread over many clients still meet a limit per staff account.
     let account = format!(
         "staff:{}",
@@ -51,7 +71,7 @@ async fn sign_in(
         .limiter
         .hit(crate::ratelimit::Class::SignInAccount, &account)
         .await?;
-    Ok(Json(super::sign_in(&state.db, input).await?))
+    Ok(Json(super::sign_in(&state, input, from).await?))
 }
 
 /// Revokes the token the request carries.
@@ -64,6 +84,7 @@ async fn sign_out(
     let token = crate::http::bearer_token(&headers).ok_or(crate::error::Error::Unauthorized)?;
     let staff = super::authenticate(&state.db, token).await?;
     super::sign_out(&state.db, &staff).await?;
+    state.limiter.staff_token_refused(token);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,12 +8,19 @@
 //! so disabling a user or revoking a token takes effect at once. The audit log names
 //! staff as `staff:<id>`.
 //!
+//! Staff with two-factor sign-in on ([`mfa`]) get a short-lived challenge for their
+//! password, and their session for the challenge and a code; the store can require it
+//! ([`mfa::TwoFactorPolicy`]). Staff see and revoke their own sessions ([`sessions`]).
+//!
 //! A store without staff gets an owner at start ([`ensure_owner`]) whose API token is the
 //! configured `OLIVINE_ADMIN_TOKEN` or the one written to `<data dir>/admin-token`, the
 //! file the CLI reads.
 
 pub mod api;
+pub mod mfa;
+pub mod mfa_api;
 pub mod permissions;
+pub mod sessions;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -39,8 +46,24 @@ pub struct Staff {
     pub role: Role,
     /// The token's row, so sign-out can revoke exactly it.
     pub token_id: i64,
+    /// `session` (signed in with a password) or `api` (a tool's token).
+    pub token_kind: String,
+    /// The second factor the session was signed in with (`totp`, `recovery_code`);
+    /// `None` for a password alone and for API tokens.
+    pub second_factor: Option<String>,
+    /// When the token was last seen in use (recorded at most once a minute).
+    pub token_last_used_at: Option<String>,
+    /// Whether the user has two-factor sign-in with an authenticator app on.
+    pub totp_on: bool,
     /// How the audit log names this user.
     pub actor: String,
+}
+
+impl Staff {
+    /// Whether the token is a session from signing in (not an API token).
+    pub fn is_session(&self) -> bool {
+        self.token_kind == "session"
+    }
 }
 
 pub fn actor_of(id: i64) -> String {
@@ -81,12 +104,12 @@ pub struct IssuedToken {
     pub info: TokenInfo,
 }
 
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     crate::accounts::keys::hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     format!(
@@ -102,8 +125,11 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
         return Err(Error::Unauthorized);
     }
     let row = sqlx::query(
-        "SELECT u.id, u.email, u.role, t.id, t.expires_at FROM staff_tokens t
+        "SELECT u.id, u.email, u.role, t.id, t.expires_at, t.kind, t.second_factor,
+                t.last_used_at, f.confirmed_at IS NOT NULL
+         FROM staff_tokens t
          JOIN staff_users u ON u.id = t.staff_id
+         LEFT JOIN staff_totp f ON f.staff_id = u.id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
     )
     .bind(sha256_hex(token))
@@ -123,6 +149,10 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
             Error::Internal(anyhow::anyhow!("staff {id} has unknown role {role}"))
         })?,
         token_id: row.try_get(3)?,
+        token_kind: row.try_get(5)?,
+        second_factor: row.try_get(6)?,
+        token_last_used_at: row.try_get(7)?,
+        totp_on: flag(&row, 8)?,
         actor: actor_of(id),
     })
 }
@@ -148,7 +178,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<StaffUser> {
 }
 
 /// A boolean expression's value: SQLite answers an integer, PostgreSQL a boolean.
-fn flag(row: &sqlx::any::AnyRow, index: usize) -> Result<bool> {
+pub(crate) fn flag(row: &sqlx::any::AnyRow, index: usize) -> Result<bool> {
     Ok(match row.try_get::<bool, _>(index) {
         Ok(value) => value,
         Err(_) => row.try_get::<i64, _>(index)? != 0,
@@ -514,9 +544,25 @@ pub struct StaffSession {
     pub staff: StaffUser,
 }
 
+/// The answer to a staff sign-in: a session, or for a staff member with two-factor
+/// sign-in on, a challenge to answer with a second factor at `POST /api/v1/staff/sign-in/mfa`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInAnswer {
+    Session(StaffSession),
+    MfaRequired(mfa::MfaChallenge),
+}
+
 /// Signs a staff user in with email and password. A wrong email, a wrong password, a
-/// user without a password and a disabled user all get the same 401.
-pub async fn sign_in(db: &Db, input: StaffCredentials) -> Result<StaffSession> {
+/// user without a password and a disabled user all get the same 401. A user with
+/// two-factor sign-in on gets a challenge rather than a session; `from` is the client's
+/// address, kept with the session (or the challenge).
+pub async fn sign_in(
+    state: &crate::app::AppState,
+    input: StaffCredentials,
+    from: Option<String>,
+) -> Result<SignInAnswer> {
+    let db = &state.db;
     let row = sqlx::query(
         "SELECT id, password_hash FROM staff_users WHERE email = $1 AND disabled_at IS NULL",
     )
@@ -535,12 +581,31 @@ pub async fn sign_in(db: &Db, input: StaffCredentials) -> Result<StaffSession> {
     let Some(id) = id.filter(|_| ok) else {
         return Err(Error::InvalidCredentials(crate::accounts::BAD_CREDENTIALS));
     };
+    if mfa::totp_on(db, id).await? {
+        let challenge = mfa::open_challenge(state, id, from.as_deref()).await?;
+        return Ok(SignInAnswer::MfaRequired(challenge));
+    }
+    let mut tx = db.begin().await?;
+    let (token, expires_at) = issue_session(&mut tx, id, None, from.as_deref()).await?;
+    tx.commit().await?;
+    Ok(SignInAnswer::Session(
+        session_answer(db, id, token, expires_at).await?,
+    ))
+}
+
+/// Makes a sign-in session (12 hours) for staff user `id` inside `tx` and audits the
+/// sign-in with the factors it took; answers the token and when it expires.
+pub(crate) async fn issue_session(
+    tx: &mut Tx,
+    id: i64,
+    second_factor: Option<&str>,
+    from: Option<&str>,
+) -> Result<(String, String)> {
     let secret = new_secret();
     let expires = chrono::Utc::now() + chrono::Duration::seconds(SESSION_TTL_SECS);
     let expires_at = expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut tx = db.begin().await?;
-    insert_token(
-        &mut tx,
+    let info = insert_token(
+        tx,
         id,
         "session",
         "sign-in",
@@ -548,21 +613,42 @@ pub async fn sign_in(db: &Db, input: StaffCredentials) -> Result<StaffSession> {
         Some(expires_at.clone()),
     )
     .await?;
+    sqlx::query("UPDATE staff_tokens SET second_factor = $1, created_from = $2 WHERE id = $3")
+        .bind(second_factor)
+        .bind(from)
+        .bind(info.id)
+        .execute(&mut **tx)
+        .await?;
     crate::audit::record(
-        &mut tx,
+        tx,
         &crate::audit::Entry {
             actor: &actor_of(id),
             action: "staff.signed_in",
             target_type: "staff",
             target_id: id.to_string(),
             before: None,
-            after: None,
+            after: Some(serde_json::json!({
+                "token_id": info.id,
+                "factors": match second_factor {
+                    Some(factor) => vec!["password", factor],
+                    None => vec!["password"],
+                },
+            })),
         },
     )
     .await?;
-    tx.commit().await?;
+    Ok((secret, expires_at))
+}
+
+/// The answer to a sign-in that made a session.
+pub(crate) async fn session_answer(
+    db: &Db,
+    id: i64,
+    token: String,
+    expires_at: String,
+) -> Result<StaffSession> {
     Ok(StaffSession {
-        token: secret,
+        token,
         token_type: "Bearer",
         expires_at,
         staff: get_user(db, id).await?,

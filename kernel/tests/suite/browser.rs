@@ -637,6 +637,11 @@ fn register(browser: &Browser, shop: &Shop, name: &str, email: &str) {
         account.contains(email) || account.contains(name),
         "the account page shows who is signed in: {account}"
     );
+    // The home page is the same for every visitor; its header script asks for the
+    // shopper's own bits and turns "Sign in" into the account link.
+    browser.goto(&shop.url("/"));
+    let link = browser.wait_for("a.account-link[data-personal=account][href='/account']");
+    assert_eq!(browser.text(&link), "Account");
 }
 
 /// From the home page through the category to the product page, then `quantity` into the

@@ -125,4 +125,117 @@ both_backends! {
         assert_eq!(header_of(&health, header::CONTENT_ENCODING), "");
         app.stop().await;
     }
+
+    async fn catalog_pages_are_the_same_for_every_visitor_and_a_cdn_may_keep_them(backend: Backend) {
+        let app = TestApp::with_demo(backend).await;
+        app.settle().await;
+        let product = "/p/magnesium-glycinate";
+
+        // An anonymous visitor: a shared answer, validators, the purge tag, no cookie.
+        let anonymous = get_with(&app, product, &[]).await;
+        assert_eq!(anonymous.status, StatusCode::OK, "{}", anonymous.text());
+        assert_eq!(header_of(&anonymous, header::CACHE_CONTROL), "public, max-age=60, stale-while-revalidate=600");
+        assert_eq!(header_of(&anonymous, header::VARY), "accept-encoding");
+        assert!(anonymous.headers.get(header::SET_COOKIE).is_none(), "{:?}", anonymous.headers);
+        assert_eq!(anonymous.headers["surrogate-key"], "product-magnesium-glycinate");
+        assert!(httpdate::parse_http_date(header_of(&anonymous, header::LAST_MODIFIED)).is_ok());
+        let html = anonymous.text();
+        assert!(!html.contains("name=\"csrf\""), "a shared page carries no visitor's token");
+        assert!(html.contains("data-personal=\"account\"") && html.contains("/assets/header."), "{html}");
+        let etag = header_of(&anonymous, header::ETAG).to_owned();
+        let again = get_with(&app, product, &[(header::IF_NONE_MATCH, etag.as_str())]).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+        assert!(again.body.is_empty());
+        let since = header_of(&anonymous, header::LAST_MODIFIED).to_owned();
+        let again = get_with(&app, product, &[(header::IF_MODIFIED_SINCE, since.as_str())]).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+        // Home, a category and search results are shared too, tagged as the catalog's lists.
+        let home = get_with(&app, "/", &[]).await;
+        let start = home.text().find("href=\"/c/").expect("a category link") + 6;
+        let category = home.text()[start..start + home.text()[start..].find('"').unwrap()].to_owned();
+        for path in ["/", category.as_str(), "/search?q=magnesium"] {
+            let r = get_with(&app, path, &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+            assert_eq!(header_of(&r, header::CACHE_CONTROL), "public, max-age=60, stale-while-revalidate=600", "{path}");
+            assert_eq!(r.headers["surrogate-key"], "catalog", "{path}");
+            assert!(r.headers.get(header::SET_COOKIE).is_none(), "{path}");
+        }
+
+        // A signed-in shopper with a cart gets the very same bytes: their account link
+        // and cart count come from the header request, which no cache may keep.
+        let mut shopper = crate::common::browser::signed_in(&app, "ada@example.com", "Ada").await;
+        let r = crate::common::browser::post_form(&app, &mut shopper, "/cart/lines",
+            &[("product", "magnesium-glycinate"), ("sku", &first_sku(&app).await), ("quantity", "2")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "no token, but the browser says the post is from this site: {}", r.text());
+        let theirs = crate::common::browser::get(&app, &mut shopper, product).await;
+        assert_eq!(theirs.status, StatusCode::OK);
+        assert_eq!(theirs.body, anonymous.body, "the page holds nothing of the shopper's");
+        let bits = crate::common::browser::get(&app, &mut shopper, "/account/header").await;
+        assert_eq!(bits.status, StatusCode::OK);
+        assert_eq!(header_of(&bits, header::CACHE_CONTROL), "private, no-store");
+        assert_eq!(bits.json(), serde_json::json!({"signed_in": true, "cart_items": 2, "analytics_answered": false}));
+        let nobody = get_with(&app, "/account/header", &[]).await;
+        assert_eq!(nobody.json()["signed_in"], false);
+        assert_eq!(nobody.json()["cart_items"], 0);
+
+        // The tokenless cart form still refuses another site, and a post that says nothing
+        // of where it comes from.
+        let sku = first_sku(&app).await;
+        let fields = [("product", "magnesium-glycinate"), ("sku", sku.as_str()), ("quantity", "1")];
+        let mut stranger = crate::common::browser::Browser::default();
+        let r = crate::common::browser::send(&app, Method::POST, "/cart/lines", &stranger, Some(&fields),
+            &[("origin", "https://evil.example")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = crate::common::browser::send(&app, Method::POST, "/cart/lines", &stranger, Some(&fields),
+            &[("sec-fetch-site", "cross-site")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = crate::common::browser::send(&app, Method::POST, "/cart/lines", &stranger, Some(&fields), &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = crate::common::browser::send(&app, Method::POST, "/cart/lines", &stranger, Some(&fields),
+            &[("sec-fetch-site", "same-origin")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+        stranger.take(&r);
+        // Another form is not tokenless.
+        let r = crate::common::browser::post_form(&app, &mut stranger, "/account/sign-in",
+            &[("email", "ada@example.com"), ("password", "x")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        // An edit shows at once on this node: the kept page was made from the old product.
+        let id = app.get("/api/v1/products/magnesium-glycinate").await.json()["id"].as_i64().unwrap();
+        let r = app.admin_patch(&format!("/api/v1/admin/products/{id}"),
+            &serde_json::json!({"name": "Magnesium Glycinate Plus"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.settle().await;
+        let edited = get_with(&app, product, &[(header::IF_NONE_MATCH, etag.as_str())]).await;
+        assert_eq!(edited.status, StatusCode::OK);
+        assert!(edited.text().contains("Magnesium Glycinate Plus"));
+        assert_ne!(header_of(&edited, header::ETAG), etag);
+        app.stop().await;
+    }
+
+    async fn catalog_lists_and_search_answers_revalidate(backend: Backend) {
+        let app = TestApp::with_demo(backend).await;
+        app.settle().await;
+        for path in ["/api/v1/products?per_page=5", "/api/v1/categories", "/api/v1/search?q=magnesium"] {
+            let r = get_with(&app, path, &[(header::ACCEPT_ENCODING, "br")]).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+            assert_eq!(header_of(&r, header::CACHE_CONTROL), "public, max-age=60, stale-while-revalidate=600", "{path}");
+            assert!(httpdate::parse_http_date(header_of(&r, header::LAST_MODIFIED)).is_ok(), "{path}");
+            let etag = header_of(&r, header::ETAG).to_owned();
+            assert!(etag.starts_with('"'), "{path}: {etag}");
+            let again = get_with(&app, path, &[(header::IF_NONE_MATCH, etag.as_str())]).await;
+            assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+            assert!(again.body.is_empty());
+        }
+        app.stop().await;
+    }
+}
+
+/// The SKU of the demo magnesium's first variant.
+async fn first_sku(app: &TestApp) -> String {
+    app.get("/api/v1/products/magnesium-glycinate").await.json()["variants"][0]["sku"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

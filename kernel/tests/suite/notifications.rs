@@ -224,9 +224,13 @@ both_backends! {
         let mut visitor = browser::Browser::default();
         let page = browser::get(&app, &mut visitor, "/p/mag").await;
         browser::assert_html(&page, StatusCode::OK);
-        assert!(page.text().contains("to be told when it is back"), "{}", page.text());
+        assert!(page.text().contains(r#"href="/account/notifications/back-in-stock?product=mag""#), "{}", page.text());
+        // A visitor is asked to sign in first, and brought back.
+        let r = browser::get(&app, &mut visitor, "/account/notifications/back-in-stock?product=mag").await;
+        assert!(browser::location(&r).starts_with("/account/sign-in?next="), "{:?}", r.headers);
         let mut b = browser::signed_in(&app, "fay.notify@example.com", "Fay").await;
-        let page = browser::get(&app, &mut b, "/p/mag").await;
+        let page = browser::get(&app, &mut b, "/account/notifications/back-in-stock?product=mag").await;
+        browser::assert_html(&page, StatusCode::OK);
         let csrf = browser::csrf_of(&page);
         assert!(page.text().contains(r#"action="/account/notifications/back-in-stock""#), "{}", page.text());
         let r = browser::post_form(&app, &mut b, "/account/notifications/back-in-stock",

@@ -1,6 +1,8 @@
 //! Rate limits: brute-force sign-in meets 429 with `Retry-After` (even with the right
 //! password), clients are counted apart, registration is limited, windows end, and with
-//! Redis two kernels count together. Redis tests use the server at 127.0.0.1:6379.
+//! Redis two kernels count together. Signed-in API requests are counted per customer (or
+//! staff member), not per address; a token that does not verify counts by address.
+//! Redis tests use the server at 127.0.0.1:6379.
 
 use std::net::SocketAddr;
 
@@ -8,6 +10,7 @@ use crate::common::*;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
+use olivine::accounts::AccessClaims;
 use olivine::config::ServeConfig;
 use olivine::ratelimit::Limit;
 use serde_json::{Value, json};
@@ -51,6 +54,37 @@ async fn register(app: &TestApp, client: Option<&str>, email: &str) -> TestRespo
         &json!({"email": email, "password": PASSWORD, "name": "Ada"}),
     )
     .await
+}
+
+/// A GET from `client` (the peer address), with `token` as its bearer token if any.
+fn get_from(client: &str, path: &str, token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().uri(path);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let mut request = builder.body(Body::empty()).expect("request");
+    let ip: std::net::IpAddr = client.parse().expect("address");
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 40000)));
+    request
+}
+
+/// The customer's own account, read with their token from `client`.
+async fn me_from(app: &TestApp, client: &str, token: &str) -> TestResponse {
+    app.send(get_from(client, "/api/v1/account/me", Some(token)))
+        .await
+}
+
+/// A guest's API request from `client`.
+async fn guest_from(app: &TestApp, client: &str) -> TestResponse {
+    app.send(get_from(client, "/api/v1/shipping-rates", None))
+        .await
+}
+
+#[track_caller]
+fn assert_ok(r: &TestResponse) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
 #[track_caller]
@@ -117,6 +151,113 @@ both_backends! {
         // Other accounts are not affected.
         let r = sign_in(&app, Some("192.0.2.3"), "nobody@example.com", PASSWORD).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        app.stop().await;
+    }
+
+    async fn customers_behind_one_address_have_budgets_of_their_own(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.rate_limit_api = Limit::new(3, 3600)).await;
+        let ada = app.customer_token("ada@example.com").await;
+        let bo = app.customer_token("bo@example.com").await;
+        // One mobile carrier's NAT address for both of them and a guest.
+        let nat = "198.51.100.7";
+        for _ in 0..3 {
+            assert_ok(&me_from(&app, nat, &ada).await);
+            assert_ok(&me_from(&app, nat, &bo).await);
+        }
+        assert_limited(&me_from(&app, nat, &ada).await);
+        assert_limited(&me_from(&app, nat, &bo).await);
+        // The address's own budget (a guest behind it) was not spent by them.
+        for _ in 0..3 {
+            assert_ok(&guest_from(&app, nat).await);
+        }
+        assert_limited(&guest_from(&app, nat).await);
+        // Nor does a spent address hold a signed-in customer back.
+        let cy = app.customer_token("cy@example.com").await;
+        assert_ok(&me_from(&app, nat, &cy).await);
+        app.stop().await;
+    }
+
+    async fn a_customers_budget_follows_them_across_addresses(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| {
+            c.rate_limit_api = Limit::new(3, 3600);
+            c.rate_limit_catalog = Limit::new(2, 3600);
+        })
+        .await;
+        let ada = app.customer_token("ada@example.com").await;
+        // Wi-Fi, mobile, another network: one budget.
+        for client in ["192.0.2.1", "2001:db8:1:2::1", "203.0.113.5"] {
+            assert_ok(&me_from(&app, client, &ada).await);
+        }
+        assert_limited(&me_from(&app, "192.0.2.9", &ada).await);
+        // Every address is fresh for a guest.
+        assert_ok(&guest_from(&app, "192.0.2.9").await);
+        // Catalog reads keep a budget of their own, counted per customer as well.
+        for client in ["192.0.2.1", "192.0.2.2"] {
+            assert_ok(&app.send(get_from(client, "/api/v1/products", Some(&ada))).await);
+        }
+        assert_limited(&app.send(get_from("192.0.2.3", "/api/v1/products", Some(&ada))).await);
+        assert_ok(&app.send(get_from("192.0.2.3", "/api/v1/products", None)).await);
+        app.stop().await;
+    }
+
+    async fn forged_expired_and_made_up_tokens_are_counted_by_address(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.rate_limit_api = Limit::new(3, 3600)).await;
+        let ada = app.customer_token("ada@example.com").await;
+        let keys = app.kernel.state.keys.clone();
+        let claims = olivine::accounts::decode_access_token(&keys, &ada).expect("Ada's claims");
+        // Ada's claims under the store's key id, signed with another secret.
+        let mut forged_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        forged_header.kid = Some(keys.signing_key_id().to_owned());
+        let forged = jsonwebtoken::encode(
+            &forged_header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"not the store's signing key"),
+        )
+        .expect("sign");
+        // Signed by the store, expired an hour ago.
+        let now = chrono::Utc::now().timestamp();
+        let expired = olivine::accounts::encode_access_token(
+            &keys,
+            &AccessClaims {
+                iat: now - 4600,
+                exp: now - 3600,
+                ..claims.clone()
+            },
+        )
+        .expect("sign");
+        let client = "203.0.113.40";
+        for token in [forged.as_str(), expired.as_str(), "olv_made-up-staff-token"] {
+            let r = me_from(&app, client, token).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        }
+        // Each bad token spent the address's budget: a fresh one does not get a new one.
+        assert_limited(&me_from(&app, client, "yet-another-made-up-token").await);
+        assert_limited(&guest_from(&app, client).await);
+        // And Ada's own budget is untouched by the tokens that named her.
+        for _ in 0..3 {
+            assert_ok(&me_from(&app, client, &ada).await);
+        }
+        assert_limited(&me_from(&app, client, &ada).await);
+        app.stop().await;
+    }
+
+    async fn staff_are_counted_per_staff_member_once_their_token_is_known(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.rate_limit_api = Limit::new(3, 3600)).await;
+        let token = app.staff_token("support").await;
+        let me = |client: &str| get_from(client, "/api/v1/admin/me", Some(&token));
+        // Staff tokens are opaque: the first request this node sees with one counts by
+        // address; the admin middleware accepts it, and the next ones count per staff
+        // member, whichever address they come from.
+        assert_ok(&app.send(me("192.0.2.20")).await);
+        for client in ["192.0.2.21", "192.0.2.22", "192.0.2.23"] {
+            assert_ok(&app.send(me(client)).await);
+        }
+        assert_limited(&app.send(me("192.0.2.24")).await);
+        // The first address spent one request of its own.
+        for _ in 0..2 {
+            assert_ok(&guest_from(&app, "192.0.2.20").await);
+        }
+        assert_limited(&guest_from(&app, "192.0.2.20").await);
         app.stop().await;
     }
 
@@ -257,6 +398,41 @@ async fn two_kernels_share_counters_in_redis() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     one.stop().await;
     two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_budget_is_shared_by_nodes_in_redis() {
+    let prefix = format!(
+        "olivine-test:customer:{}:{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let configure = |c: &mut ServeConfig| {
+        c.redis_url = Some(redis_url());
+        c.rate_limit_prefix = prefix.clone();
+        c.rate_limit_api = Limit::new(3, 3600);
+    };
+    // Two nodes of one store (one database, so one signing key).
+    let one = TestApp::start_with(Backend::Sqlite, configure).await;
+    let two = one
+        .another_node(configure, olivine::app::Extensions::default())
+        .await;
+    let ada = one.customer_token("ada@example.com").await;
+    for (app, client) in [
+        (&one, "192.0.2.1"),
+        (&two, "192.0.2.2"),
+        (&one, "192.0.2.3"),
+    ] {
+        assert_ok(&me_from(app, client, &ada).await);
+    }
+    assert_limited(&me_from(&two, "192.0.2.4", &ada).await);
+    // The address is not what was counted.
+    assert_ok(&guest_from(&two, "192.0.2.4").await);
+    two.stop().await;
+    one.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

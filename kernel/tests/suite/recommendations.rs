@@ -52,7 +52,11 @@ both_backends! {
         choose(&app, &mut anon, "decline").await;
         get(&app, &mut anon, "/p/hydrating-essence-toner").await;
         assert_eq!(events(&app).await, 0);
-        assert!(!get(&app, &mut anon, "/").await.text().contains(r#"href="/privacy/analytics""#));
+        // The page is shared: the question stays in it, and the header request tells the
+        // page's script that this visitor answered (so it stays hidden).
+        assert_eq!(get(&app, &mut anon, "/account/header").await.json()["analytics_answered"], true);
+        let mut fresh = Browser::default();
+        assert_eq!(get(&app, &mut fresh, "/account/header").await.json()["analytics_answered"], false);
 
         // Agreed: views are recorded under the visitor id, which is nobody's account.
         let mut visitor = Browser::default();

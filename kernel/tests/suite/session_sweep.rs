@@ -70,7 +70,7 @@ both_backends! {
 
         // Two days on: the revoked session and its token go; the live one stays whole.
         let report = sweep_sessions(db, Utc::now() + Duration::days(2)).await.unwrap();
-        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1, staff_sessions: 0 });
+        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1, staff_sessions: 0, staff_mfa_challenges: 0 });
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (1, 2));
         let r = app.request(Method::GET, "/api/v1/account/me", Some(&live_access), None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());

@@ -79,9 +79,12 @@ both_backends! {
         assert!(html.contains("Member since"));
         assert!(html.contains(r#"href="/account/password""#));
         assert!(html.contains(r#"action="/account/sign-out""#));
-        // The header links to the account on every page.
+        // The header links to the account: on the account's own pages as rendered, on
+        // the shared catalog pages by the header request their script makes.
+        assert!(html.contains(r#"href="/account">Account</a>"#), "{html}");
         let home = get(&app, &mut browser, "/").await.text();
-        assert!(home.contains(r#"href="/account">Account</a>"#), "{home}");
+        assert!(home.contains(r#"data-personal="account""#), "{home}");
+        assert_eq!(get(&app, &mut browser, "/account/header").await.json()["signed_in"], true);
 
         // Signed in, the sign-in page goes on to the account.
         let r = get(&app, &mut browser, "/account/sign-in").await;

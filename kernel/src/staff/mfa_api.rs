@@ -1,0 +1,239 @@
+//! Routes of two-factor sign-in and of a staff member's own sessions, under
+//! `/api/v1/staff` (not behind the admin middleware: the second sign-in step has no token
+//! yet, and setting two-factor sign-in up must stay open to whom the store requires it
+//! of), and the owner's `POST /api/v1/admin/staff/{id}/sessions/revoke`.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::mfa::{
+    self, ConfirmTotp, DisableTotp, DisableTotpInput, MfaStatus, RecoveryCodes, SecondFactorAnswer,
+    SecondFactorInput, Standing, TotpEnrolment,
+};
+use super::sessions::{self, RevokedSessions, SessionInfo};
+use super::{Staff, StaffSession};
+use crate::app::AppState;
+use crate::error::{Error, ErrorBody, Result};
+use crate::http::extract::{JsonBody, PathParam, StaffAuth};
+
+/// Routes nested under `/api/v1/staff`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in_mfa))
+        .routes(routes!(mfa_status))
+        .routes(routes!(start_totp))
+        .routes(routes!(confirm_totp))
+        .routes(routes!(disable_totp))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+}
+
+/// Routes nested under `/api/v1/admin` (staff.manage).
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(revoke_staff_sessions))
+}
+
+/// The address a request came from (see [`sessions::client_address`]).
+pub struct ClientAddress(pub Option<String>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        Ok(ClientAddress(sessions::client_address(
+            state.config.trust_forwarded_for,
+            &parts.headers,
+            &parts.extensions,
+        )))
+    }
+}
+
+/// A staff member signed in with a bearer token, for their own `/api/v1/staff/me`
+/// routes: 401 without a valid token. Open to a staff member the store requires
+/// two-factor sign-in of who has not set it up (that is what these routes are for); a
+/// session signed in without the factor of one who has it is refused as on admin routes.
+pub struct SignedIn(pub Staff);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = crate::http::bearer_token(&parts.headers).ok_or(Error::Unauthorized)?;
+        let staff = match super::authenticate(&state.db, token).await {
+            Ok(staff) => {
+                state.limiter.staff_token_accepted(token, staff.id);
+                staff
+            }
+            Err(Error::Unauthorized) => {
+                state.limiter.staff_token_refused(token);
+                return Err(Error::Unauthorized);
+            }
+            Err(err) => return Err(err),
+        };
+        let from = sessions::client_address(
+            state.config.trust_forwarded_for,
+            &parts.headers,
+            &parts.extensions,
+        );
+        sessions::touch(state, &staff, from.as_deref()).await;
+        let standing = mfa::standing(state, &staff).await?;
+        if standing == Standing::SessionLacksFactor
+            && let Some(refusal) = mfa::refusal(standing)
+        {
+            return Err(refusal);
+        }
+        Ok(SignedIn(staff))
+    }
+}
+
+/// Answers a sign-in challenge with a second factor: the session.
+///
+/// The second step of signing in, for a staff member with two-factor sign-in on: the
+/// challenge `POST /api/v1/staff/sign-in` answered, and a `code` from the authenticator
+/// app or a `recovery_code`. Answers the session, as signing in without two-factor does.
+/// A code works once, within one 30-second step either side of now; a wrong one counts
+/// against the challenge (5) and the account (10 within 15 minutes lock the second factor
+/// for 15 minutes: 429).
+#[utoipa::path(post, path = "/sign-in/mfa", tag = "staff", operation_id = "staff_sign_in_mfa",
+    request_body(content = SecondFactorAnswer, examples(
+        ("totp" = (summary = "A code from the authenticator app",
+            value = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM", "code": "492039"}))),
+        ("recovery_code" = (summary = "A recovery code (each works once)",
+            value = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM", "recovery_code": "7k2m-9xq4-hv3c"}))),
+    )),
+    responses(
+        (status = 200, body = StaffSession, description = "Signed in: a session token (12 hours)"),
+        (status = 401, body = ErrorBody, description = "The challenge is unknown, used, expired or spent (`fields`: `challenge`), or the code or recovery code is wrong or used (`fields`: `code` / `recovery_code`)",
+            example = json!({"error": "invalid_credentials", "message": "the code is wrong, expired or used already",
+                "fields": [{"field": "code", "message": "the code is wrong, expired or used already"}]})),
+        (status = 429, body = ErrorBody, description = "Too many attempts: the staff member's second factor is locked for a while, or the client passed its rate limit (see Retry-After)")))]
+async fn sign_in_mfa(
+    State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
+    JsonBody(input): JsonBody<SecondFactorInput>,
+) -> Result<Json<StaffSession>> {
+    Ok(Json(mfa::complete_sign_in(&state, input, from).await?))
+}
+
+/// The signed-in staff member's two-factor sign-in.
+///
+/// Off, being set up or on; recovery codes left; whether the store requires it of them.
+#[utoipa::path(get, path = "/me/mfa", tag = "staff", operation_id = "staff_mfa_status",
+    security(("staff_token" = [])),
+    responses((status = 200, body = MfaStatus)))]
+async fn mfa_status(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+) -> Result<Json<MfaStatus>> {
+    Ok(Json(mfa::status(&state, &staff).await?))
+}
+
+/// Starts setting up an authenticator app (TOTP).
+///
+/// A new secret, shown this once as base32, as an `otpauth://` URI and as its QR code
+/// (a PNG `data:` URI). Two-factor sign-in stays off until
+/// `POST /me/mfa/totp/confirm` with a code from the app; starting again replaces a
+/// secret not confirmed yet. From a session signed in with the password (403 with an API
+/// token); 409 when it is on already.
+#[utoipa::path(post, path = "/me/mfa/totp", tag = "staff", operation_id = "staff_mfa_totp_start",
+    security(("staff_token" = [])),
+    responses((status = 200, body = TotpEnrolment), (status = 409, body = ErrorBody)))]
+async fn start_totp(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+) -> Result<Json<TotpEnrolment>> {
+    Ok(Json(mfa::start_enrolment(&state, &staff).await?))
+}
+
+/// Turns two-factor sign-in on with the first code from the app.
+///
+/// Answers 10 recovery codes, this once (stored hashed: they cannot be shown again). The
+/// session counts as signed in with the second factor from now on. 422 naming `code`
+/// when it does not match; 409 when nothing is being set up.
+#[utoipa::path(post, path = "/me/mfa/totp/confirm", tag = "staff", operation_id = "staff_mfa_totp_confirm",
+    request_body(content = ConfirmTotp, example = json!({"code": "492039"})),
+    security(("staff_token" = [])),
+    responses((status = 200, body = RecoveryCodes), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    JsonBody(input): JsonBody<ConfirmTotp>,
+) -> Result<Json<RecoveryCodes>> {
+    Ok(Json(mfa::confirm_enrolment(&state, &staff, input).await?))
+}
+
+/// Turns two-factor sign-in off.
+///
+/// Takes the password and a current `code` (or a `recovery_code`, when the app is
+/// lost); the recovery codes go too. 401 naming the field at fault (a wrong code counts
+/// as at sign-in); 409 when it is not on.
+#[utoipa::path(post, path = "/me/mfa/totp/disable", tag = "staff", operation_id = "staff_mfa_totp_disable",
+    request_body(content = DisableTotp, examples(
+        ("code" = (summary = "The password and a current code",
+            value = json!({"password": "a long enough password", "code": "492039"}))),
+        ("recovery_code" = (summary = "The password and a recovery code",
+            value = json!({"password": "a long enough password", "recovery_code": "7k2m-9xq4-hv3c"}))),
+    )),
+    security(("staff_token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn disable_totp(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    JsonBody(input): JsonBody<DisableTotpInput>,
+) -> Result<StatusCode> {
+    mfa::disable(&state, &staff, input).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in staff member's active sessions and API tokens.
+///
+/// Newest first: created when and from where, last used when and from where (to the
+/// minute), the second factor a session was signed in with, and which one is this
+/// request's.
+#[utoipa::path(get, path = "/me/sessions", tag = "staff", operation_id = "staff_sessions",
+    security(("staff_token" = [])),
+    responses((status = 200, body = Vec<SessionInfo>)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+) -> Result<Json<Vec<SessionInfo>>> {
+    Ok(Json(sessions::list_active(&state, &staff).await?))
+}
+
+/// Revokes one of the signed-in staff member's sessions or API tokens.
+///
+/// It stops working at once (this request's own token too).
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "staff", operation_id = "staff_session_revoke",
+    params(("id" = i64, Path, description = "The session's id (from GET /me/sessions)")),
+    security(("staff_token" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    PathParam(id): PathParam<i64>,
+) -> Result<StatusCode> {
+    sessions::revoke_own(&state, &staff, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every sign-in session of a staff member at once.
+///
+/// They must sign in again; their API tokens are revoked one by one at
+/// `/staff/{id}/tokens/{token_id}`.
+#[utoipa::path(post, path = "/staff/{id}/sessions/revoke", tag = "admin-staff",
+    params(("id" = i64, Path)), security(("staff_token" = [])),
+    responses((status = 200, body = RevokedSessions), (status = 404, body = ErrorBody)))]
+async fn revoke_staff_sessions(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<RevokedSessions>> {
+    Ok(Json(
+        sessions::revoke_all_sessions(&state, &staff.actor, id).await?,
+    ))
+}
