@@ -426,6 +426,13 @@ fn built_in_jobs(config: &ServeConfig, mut registry: JobRegistry) -> JobRegistry
         .handler(crate::loyalty::birthdays::job())
         .handler(crate::recommendations::job())
         .handler(crate::notify::deliver_job());
+    // Only nodes with OLIVINE_BACKUP_DIR take scheduled backups (they have the disk, and
+    // on PostgreSQL pg_dump).
+    if let Some(schedule) = crate::backup::schedule::schedule(config) {
+        registry
+            .handler(crate::backup::schedule::job())
+            .schedule(schedule);
+    }
     if config.loyalty_expiry_scan_secs > 0 {
         registry.schedule(Schedule {
             name: "loyalty.expire",

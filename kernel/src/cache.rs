@@ -86,7 +86,7 @@ pub struct CatalogCache {
     /// TTL bounds a node that missed it.
     pub settings: Cache<(), StoreSettings>,
     /// Shared storefront pages by path and what else selects them
-    /// ([`crate::http::storefront`]).
+    /// ([`crate::storefront`]).
     pub pages: Cache<String, Arc<CachedPage>>,
 }
 

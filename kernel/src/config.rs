@@ -228,6 +228,10 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub media: MediaConfig,
+
+    /// Scheduled backups (docs/BACKUPS.md).
+    #[command(flatten)]
+    pub backups: crate::backup::schedule::ScheduleConfig,
 }
 
 /// Product media: uploads and the variants made of them (docs/MEDIA.md).
@@ -456,6 +460,7 @@ impl ServeConfig {
             renewal_workers: 3,
             cluster: ClusterConfig::default(),
             media: MediaConfig::default(),
+            backups: Default::default(),
         }
     }
 

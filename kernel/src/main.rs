@@ -52,6 +52,15 @@ enum Command {
     /// Product search: rebuild a stopped node's index.
     #[command(subcommand)]
     Search(olivine::cli::search::SearchCommand),
+    /// Import products, lots, customers, orders or subscriptions from a legacy shop's export
+    /// (docs/IMPORTS.md): checked first, idempotent by legacy id, resumable.
+    Import(Box<olivine::cli::import::ImportArgs>),
+    /// Back up the store while it serves: a consistent database snapshot, the local
+    /// media and a manifest of checksums; never the master key (docs/BACKUPS.md).
+    Backup(Box<olivine::backup::BackupArgs>),
+    /// Restore a backup into an empty store: checksums and schema version checked
+    /// first, older schemas migrated forward (docs/BACKUPS.md).
+    Restore(Box<olivine::backup::RestoreArgs>),
 }
 
 #[derive(Subcommand)]
@@ -134,6 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Staff(command) => olivine::cli::staff::run(command).await,
         Command::Keys(KeysCommand::Rotate(args)) => olivine::cli::keys::rotate(&args).await,
         Command::Search(command) => olivine::cli::search::run(command).await,
+        // 1 when invalid rows kept anything from being written.
+        Command::Import(args) => return olivine::cli::import::run(*args).await,
+        Command::Backup(args) => olivine::backup::backup(&args).await.map(|_| ()),
+        Command::Restore(args) => olivine::backup::restore(&args).await.map(|_| ()),
         // 1 means tampered; a check that could not run says so with 2.
         Command::Audit(AuditCommand::Verify(store)) => {
             return Ok(audit_verify(store).await.unwrap_or_else(|err| {

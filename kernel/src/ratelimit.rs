@@ -76,10 +76,11 @@ impl Class {
 
 /// The class of a request, or `None` when it is not limited.
 pub fn classify(method: &Method, path: &str) -> Option<Class> {
-    const SIGN_IN: [&str; 3] = [
+    const SIGN_IN: [&str; 4] = [
         "/api/v1/account/sign-in",
         "/api/v1/staff/sign-in",
         "/account/sign-in",
+        "/admin/sign-in",
     ];
     const REGISTER: [&str; 2] = ["/api/v1/account/register", "/account/register"];
     if method == Method::POST && SIGN_IN.contains(&path) {

@@ -341,23 +341,7 @@ pub async fn import_legacy(
         "at most 10,000 per request",
     );
     for (i, c) in customers.iter().enumerate() {
-        check_email(&mut problems, &format!("customers[{i}].email"), &c.email);
-        problems.check(
-            !c.name.trim().is_empty() && c.name.chars().count() <= 200,
-            format!("customers[{i}].name"),
-            "1 to 200 characters",
-        );
-        let hash = c.password_hash.trim();
-        let usable = if is_bcrypt(hash) {
-            hash.parse::<bcrypt::HashParts>().is_ok()
-        } else {
-            PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str() == "argon2id")
-        };
-        problems.check(
-            usable,
-            format!("customers[{i}].password_hash"),
-            "not a bcrypt or argon2id hash",
-        );
+        check_legacy_customer(&mut problems, &format!("customers[{i}]."), c);
     }
     problems.into_result()?;
     let mut report = ImportReport {
@@ -379,18 +363,7 @@ pub async fn import_legacy(
             report.skipped += 1;
             continue;
         }
-        sqlx::query(
-            "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(format!("c_{}", random_token::<16>()))
-        .bind(&lookup)
-        .bind(state.keys.encrypt_field(EMAIL_CONTEXT, email)?)
-        .bind(state.keys.encrypt_field(NAME_CONTEXT, c.name.trim())?)
-        .bind(c.password_hash.trim())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        insert_legacy_customer(&mut tx, &state.keys, c, &now).await?;
         report.imported += 1;
     }
     // One entry for the batch, without identity: the audit log can never be erased.
@@ -410,6 +383,51 @@ pub async fn import_legacy(
     .await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// The checks of one legacy customer, its fields named under `prefix` (`customers[3].`).
+/// Shared with `olivine import customers` (crate::imports::customers).
+pub(crate) fn check_legacy_customer(problems: &mut Problems, prefix: &str, c: &LegacyCustomer) {
+    check_email(problems, &format!("{prefix}email"), &c.email);
+    problems.check(
+        !c.name.trim().is_empty() && c.name.chars().count() <= 200,
+        format!("{prefix}name"),
+        "1 to 200 characters",
+    );
+    let hash = c.password_hash.trim();
+    let usable = if is_bcrypt(hash) {
+        hash.parse::<bcrypt::HashParts>().is_ok()
+    } else {
+        PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str() == "argon2id")
+    };
+    problems.check(
+        usable,
+        format!("{prefix}password_hash"),
+        "not a bcrypt or argon2id hash",
+    );
+}
+
+/// Writes a checked legacy customer as a new account (its hash as it is); returns its id.
+pub(crate) async fn insert_legacy_customer(
+    conn: &mut sqlx::AnyConnection,
+    keys: &Keyring,
+    c: &LegacyCustomer,
+    now: &str,
+) -> Result<i64> {
+    let email = c.email.trim();
+    let row = sqlx::query(
+        "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+    )
+    .bind(format!("c_{}", random_token::<16>()))
+    .bind(keys.lookup_hash(&normalise_email(email)))
+    .bind(keys.encrypt_field(EMAIL_CONTEXT, email)?)
+    .bind(keys.encrypt_field(NAME_CONTEXT, c.name.trim())?)
+    .bind(c.password_hash.trim())
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Sign-in input.

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::model::*;
-use super::repo::{self, ProductFilter, ProductKey, Visibility};
+use super::repo::{self, ProductFilter, Visibility};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Result};
 use crate::http::caching::{CATALOG_CACHE_CONTROL, json_once};
@@ -121,26 +121,6 @@ async fn list_categories(State(state): State<AppState>, headers: HeaderMap) -> R
 
 // ---- admin ---------------------------------------------------------------------------
 
-async fn product_by_id(state: &AppState, id: i64) -> Result<Product> {
-    let mut conn = state.db.pool.acquire().await?;
-    repo::load_product(&mut conn, ProductKey::Id(id), Visibility::All)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("product {id}")))
-}
-
-async fn product_of_variant(state: &AppState, variant_id: i64) -> Result<Option<Product>> {
-    let row = sqlx::query("SELECT product_id FROM variants WHERE id = $1")
-        .bind(variant_id)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    match row {
-        Some(row) => Ok(Some(
-            product_by_id(state, sqlx::Row::try_get(&row, 0)?).await?,
-        )),
-        None => Ok(None),
-    }
-}
-
 /// All products, drafts and archived ones included.
 #[utoipa::path(get, path = "/products", tag = "admin-catalog", params(ProductFilter),
     security(("staff_token" = [])),
@@ -164,14 +144,10 @@ async fn admin_list_products(
 async fn create_product(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
-    JsonBody(mut input): JsonBody<NewProduct>,
+    JsonBody(input): JsonBody<NewProduct>,
 ) -> Result<(StatusCode, Json<Product>)> {
-    crate::plugins::taxonomy::check_new_product(&state.plugins, &mut input).await?;
-    let mut tx = state.db.begin().await?;
-    let id = repo::create_product(&mut tx, &input, &staff.actor).await?;
-    tx.commit().await?;
-    state.bus.notify();
-    Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
+    let product = super::create_product(&state, &staff.actor, input).await?;
+    Ok((StatusCode::CREATED, Json(product)))
 }
 
 #[utoipa::path(get, path = "/products/{id}", tag = "admin-catalog",
@@ -181,7 +157,7 @@ async fn admin_get_product(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
 ) -> Result<Json<Product>> {
-    Ok(Json(product_by_id(&state, id).await?))
+    Ok(Json(super::product_for_staff(&state, id).await?))
 }
 
 /// Changes a product; absent fields stay as they are.
@@ -193,15 +169,11 @@ async fn update_product(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
-    JsonBody(mut patch): JsonBody<ProductPatch>,
+    JsonBody(patch): JsonBody<ProductPatch>,
 ) -> Result<Json<Product>> {
-    let current = product_by_id(&state, id).await?;
-    crate::plugins::taxonomy::check_product_patch(&state.plugins, &current, &mut patch).await?;
-    let mut tx = state.db.begin().await?;
-    repo::update_product(&mut tx, id, &patch, &staff.actor).await?;
-    tx.commit().await?;
-    state.bus.notify();
-    Ok(Json(product_by_id(&state, id).await?))
+    Ok(Json(
+        super::update_product(&state, &staff.actor, id, patch).await?,
+    ))
 }
 
 /// Adds a variant to a product.
@@ -213,15 +185,10 @@ async fn add_variant(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
-    JsonBody(mut input): JsonBody<NewVariant>,
+    JsonBody(input): JsonBody<NewVariant>,
 ) -> Result<(StatusCode, Json<Product>)> {
-    let current = product_by_id(&state, id).await?;
-    crate::plugins::taxonomy::check_new_variant(&state.plugins, &current, &mut input).await?;
-    let mut tx = state.db.begin().await?;
-    repo::add_variant(&mut tx, id, &input, &staff.actor).await?;
-    tx.commit().await?;
-    state.bus.notify();
-    Ok((StatusCode::CREATED, Json(product_by_id(&state, id).await?)))
+    let product = super::add_variant(&state, &staff.actor, id, input).await?;
+    Ok((StatusCode::CREATED, Json(product)))
 }
 
 /// Changes a variant: price, SKU, options, weight, bundle components.
@@ -233,32 +200,11 @@ async fn update_variant(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
-    JsonBody(mut patch): JsonBody<VariantPatch>,
+    JsonBody(patch): JsonBody<VariantPatch>,
 ) -> Result<Json<Product>> {
-    if let Some(current) = product_of_variant(&state, id).await? {
-        crate::plugins::taxonomy::check_variant_patch(
-            &state.plugins,
-            &current,
-            id,
-            &mut patch.sku,
-            patch.options.as_ref(),
-            patch.price_minor,
-            patch.weight_grams,
-        )
-        .await?;
-    }
-    let mut tx = state.db.begin().await?;
-    repo::update_variant(&mut tx, id, &patch, &staff.actor).await?;
-    let product_id: i64 = sqlx::Row::try_get(
-        &sqlx::query("SELECT product_id FROM variants WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?,
-        0,
-    )?;
-    tx.commit().await?;
-    state.bus.notify();
-    Ok(Json(product_by_id(&state, product_id).await?))
+    Ok(Json(
+        super::update_variant(&state, &staff.actor, id, patch).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/categories", tag = "admin-catalog", request_body = NewCategory,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::cache::CachedProduct;
 use crate::error::{Error, Result};
-use model::{Category, ProductPage};
+use model::{Category, NewProduct, NewVariant, Product, ProductPage, ProductPatch, VariantPatch};
 use repo::{ProductFilter, ProductKey, Visibility};
 
 fn from_cache_error(err: Arc<Error>) -> Error {
@@ -81,4 +81,108 @@ pub async fn cached_categories(state: &AppState) -> Result<Arc<Vec<Category>>> {
         })
         .await
         .map_err(from_cache_error)
+}
+
+// ---- staff's reads and writes (the admin API and the admin pages) --------------------
+
+/// A product as staff see it, drafts and archived ones included, from the primary.
+pub async fn product_for_staff(state: &AppState, id: i64) -> Result<Product> {
+    let mut conn = state.db.pool.acquire().await?;
+    repo::load_product(&mut conn, ProductKey::Id(id), Visibility::All)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("product {id}")))
+}
+
+/// Creates a product with its variants in one transaction. The taxonomy plugin of the
+/// product's type, when one is active, validates it and derives SKUs left out.
+pub async fn create_product(
+    state: &AppState,
+    actor: &str,
+    mut input: NewProduct,
+) -> Result<Product> {
+    crate::plugins::taxonomy::check_new_product(&state.plugins, &mut input).await?;
+    let mut tx = state.db.begin().await?;
+    let id = repo::create_product(&mut tx, &input, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    product_for_staff(state, id).await
+}
+
+/// Changes a product; absent fields stay as they are.
+pub async fn update_product(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+    mut patch: ProductPatch,
+) -> Result<Product> {
+    let current = product_for_staff(state, id).await?;
+    crate::plugins::taxonomy::check_product_patch(&state.plugins, &current, &mut patch).await?;
+    let mut tx = state.db.begin().await?;
+    repo::update_product(&mut tx, id, &patch, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    product_for_staff(state, id).await
+}
+
+/// Adds a variant to a product.
+pub async fn add_variant(
+    state: &AppState,
+    actor: &str,
+    product_id: i64,
+    mut input: NewVariant,
+) -> Result<Product> {
+    let current = product_for_staff(state, product_id).await?;
+    crate::plugins::taxonomy::check_new_variant(&state.plugins, &current, &mut input).await?;
+    let mut tx = state.db.begin().await?;
+    repo::add_variant(&mut tx, product_id, &input, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    product_for_staff(state, product_id).await
+}
+
+/// The product a variant belongs to.
+async fn product_of_variant(state: &AppState, variant_id: i64) -> Result<Option<Product>> {
+    let row = sqlx::query("SELECT product_id FROM variants WHERE id = $1")
+        .bind(variant_id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    match row {
+        Some(row) => Ok(Some(
+            product_for_staff(state, sqlx::Row::try_get(&row, 0)?).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Changes a variant: price, SKU, options, weight, bundle components. Answers its product.
+pub async fn update_variant(
+    state: &AppState,
+    actor: &str,
+    variant_id: i64,
+    mut patch: VariantPatch,
+) -> Result<Product> {
+    if let Some(current) = product_of_variant(state, variant_id).await? {
+        crate::plugins::taxonomy::check_variant_patch(
+            &state.plugins,
+            &current,
+            variant_id,
+            &mut patch.sku,
+            patch.options.as_ref(),
+            patch.price_minor,
+            patch.weight_grams,
+        )
+        .await?;
+    }
+    let mut tx = state.db.begin().await?;
+    repo::update_variant(&mut tx, variant_id, &patch, actor).await?;
+    let product_id: i64 = sqlx::Row::try_get(
+        &sqlx::query("SELECT product_id FROM variants WHERE id = $1")
+            .bind(variant_id)
+            .fetch_one(&mut *tx)
+            .await?,
+        0,
+    )?;
+    tx.commit().await?;
+    state.bus.notify();
+    product_for_staff(state, product_id).await
 }

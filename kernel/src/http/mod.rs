@@ -12,19 +12,6 @@ pub mod paging;
 pub mod schema;
 pub mod security;
 pub mod session;
-pub mod storefront;
-pub mod storefront_account;
-pub mod storefront_addresses;
-pub mod storefront_analytics;
-pub mod storefront_cart;
-pub mod storefront_checkout;
-pub mod storefront_loyalty;
-pub mod storefront_notifications;
-pub mod storefront_orders;
-pub mod storefront_privacy;
-pub mod storefront_reviews;
-pub mod storefront_search;
-pub mod storefront_subscriptions;
 
 use axum::Router;
 use axum::body::Body;
@@ -130,6 +117,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::reviews::api::admin_routes())
         .merge(crate::bus::api::admin_routes())
         .merge(crate::jobs::api::admin_routes())
+        .merge(crate::imports::api::admin_routes())
         .merge(crate::media::api::admin_routes(
             state.config.media.media_max_upload_bytes,
         ))
@@ -181,7 +169,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(crate::live::api::routes())
         .merge(crate::media::api::routes())
-        .merge(storefront::routes(&state))
+        .merge(crate::admin_ui::routes(&state))
+        .merge(crate::storefront::routes(&state))
         .fallback(not_found)
         // One layer of the whole stack, outermost first. Each `Router::layer` call wraps
         // every route in a boxed service of its own, and a request clones the boxes
@@ -207,8 +196,10 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(request: Request) -> Response {
     if request.uri().path().starts_with("/api/") {
         Error::not_found(format!("route {}", request.uri().path())).into_response()
+    } else if request.uri().path().starts_with("/admin/") {
+        crate::admin_ui::not_found_page()
     } else {
-        storefront::not_found_page().into_response()
+        crate::storefront::not_found_page().into_response()
     }
 }
 

@@ -68,9 +68,9 @@ struct HeaderState {
     /// The request carries a valid-looking access token: "Account" or "Sign in".
     signed_in: bool,
     /// Units in the cart, as the cart pages last told this browser
-    /// ([`super::storefront_cart::CART_ITEMS_COOKIE`]).
+    /// ([`crate::storefront::cart::CART_ITEMS_COOKIE`]).
     cart_items: Option<u32>,
-    /// The browser answered the analytics question ([`super::storefront_analytics`]).
+    /// The browser answered the analytics question ([`crate::storefront::analytics`]).
     analytics_answered: bool,
     /// The page is the same for every visitor (a CDN may keep it): the header shows no
     /// personal bit, and the header script fills them in from [`HEADER_PATH`].
@@ -126,7 +126,7 @@ pub fn analytics_prompt_at_foot() -> Markup {
 fn analytics_question() -> Markup {
     html! {
         "We can recommend products from what you browse, anonymously. "
-        a href=(super::storefront_analytics::PAGE) { "Choose" }
+        a href=(crate::storefront::analytics::PAGE) { "Choose" }
     }
 }
 
@@ -336,7 +336,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
 
 // ---- cookies -------------------------------------------------------------------------
 
-pub(super) fn session_cookie(
+pub(crate) fn session_cookie(
     config: &ServeConfig,
     name: &'static str,
     value: String,
@@ -399,7 +399,7 @@ fn removal_cookies(config: &ServeConfig) -> [Cookie<'static>; 2] {
     ]
 }
 
-pub(super) fn add_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+pub(crate) fn add_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         headers.append(header::SET_COOKIE, value);
     }
@@ -481,7 +481,7 @@ fn proven_same_origin(headers: &HeaderMap) -> bool {
 /// the browser tells: `Sec-Fetch-Site`, then `Origin`, else `Referer`, against `Host`.
 /// A request that carries none of them passes (older browsers, tools): the token
 /// decides.
-fn from_this_site(headers: &HeaderMap, uri: &Uri) -> bool {
+pub(crate) fn from_this_site(headers: &HeaderMap, uri: &Uri) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         // `same-site` would admit a sibling subdomain; `none` is the user's own action.
         if !matches!(site.to_str(), Ok("same-origin" | "none")) {
@@ -643,11 +643,14 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     };
     let header_state = HeaderState {
         signed_in: session.access.is_some(),
-        cart_items: request_cookie(request.headers(), super::storefront_cart::CART_ITEMS_COOKIE)
-            .and_then(|value| value.parse().ok()),
+        cart_items: request_cookie(
+            request.headers(),
+            crate::storefront::cart::CART_ITEMS_COOKIE,
+        )
+        .and_then(|value| value.parse().ok()),
         analytics_answered: request_cookie(
             request.headers(),
-            super::storefront_analytics::CHOICE_COOKIE,
+            crate::storefront::analytics::CHOICE_COOKIE,
         )
         .is_some(),
         shared: false,
@@ -707,7 +710,7 @@ pub fn message_page(status: StatusCode, eyebrow: &str, title: &str, text: &str) 
     };
     (
         status,
-        Html(super::storefront::layout(title, &[], None, body).into_string()),
+        Html(crate::storefront::catalog::layout(title, &[], None, body).into_string()),
     )
         .into_response()
 }

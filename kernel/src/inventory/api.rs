@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::recall::{self, NewRecall, Recall, RecallSummary};
 use super::settings::{self, SettingsPatch, StoreSettings};
 use super::*;
 use crate::app::AppState;
@@ -21,6 +22,9 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(adjust_lot))
         .routes(routes!(list_ledger_route))
         .routes(routes!(get_settings, update_settings))
+        .routes(routes!(list_recalls, recall_batch))
+        .routes(routes!(get_recall))
+        .routes(routes!(get_recall_csv))
 }
 
 #[utoipa::path(get, path = "/locations", tag = "admin-inventory", security(("staff_token" = [])),
@@ -208,4 +212,74 @@ async fn update_settings(
     state.cache.settings.invalidate_all();
     state.bus.notify();
     Ok(Json(settings))
+}
+
+/// Recalls a batch: its lots stop selling at once.
+///
+/// Every lot with the batch number (of `sku` only, when given) is taken out of sale in one
+/// transaction: availability, checkout and renewals leave it out from then on, and the
+/// answer is the recall's report (its lots and every order that received units of them).
+/// Audited (`stock.recalled`). 422 naming `batch` or `sku` when no lot matches; 409 when
+/// every matching lot is recalled already.
+#[utoipa::path(post, path = "/recalls", tag = "admin-inventory", request_body = NewRecall,
+    security(("staff_token" = [])),
+    responses((status = 201, body = Recall), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn recall_batch(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    JsonBody(input): JsonBody<NewRecall>,
+) -> Result<(StatusCode, Json<Recall>)> {
+    let recall = recall::recall(&state, &input, &staff.actor).await?;
+    Ok((StatusCode::CREATED, Json(recall)))
+}
+
+/// The recalls, newest first (needs `customers.read`: reports name customers).
+#[utoipa::path(get, path = "/recalls", tag = "admin-inventory", security(("staff_token" = [])),
+    responses((status = 200, body = Vec<RecallSummary>)))]
+async fn list_recalls(State(state): State<AppState>) -> Result<Json<Vec<RecallSummary>>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(recall::list(&mut conn).await?))
+}
+
+/// A recall's report: its lots and every order that received units of them, with the
+/// customer's email (needs `customers.read`).
+#[utoipa::path(get, path = "/recalls/{id}", tag = "admin-inventory", params(("id" = i64, Path)),
+    security(("staff_token" = [])),
+    responses((status = 200, body = Recall), (status = 404, body = ErrorBody)))]
+async fn get_recall(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<Recall>> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(recall::report(&state, &mut conn, id).await?))
+}
+
+/// The report as CSV: one line per order and SKU (`order_number, status, ordered_at,
+/// customer_id, email, sku, batch, units`).
+#[utoipa::path(get, path = "/recalls/{id}/report.csv", tag = "admin-inventory", params(("id" = i64, Path)),
+    security(("staff_token" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+async fn get_recall_csv(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let mut conn = state.db.pool.acquire().await?;
+    let report = recall::report(&state, &mut conn, id).await?;
+    let disposition = format!("attachment; filename=\"recall-{id}.csv\"");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "private, no-store".to_owned(),
+            ),
+        ],
+        recall::report_csv(&report)?,
+    )
+        .into_response())
 }

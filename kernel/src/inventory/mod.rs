@@ -6,6 +6,7 @@
 //! which writes the ledger entry and the event in the caller's transaction.
 
 pub mod api;
+pub mod recall;
 pub mod settings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -87,12 +88,12 @@ fn compositions_sql(list: &str, padding: usize) -> String {
     )
 }
 
-/// The condition on `lots` for what can be sold now (`$1`: the expiry cutoff) of the
-/// variants whose placeholders are `list` and of their components. The variants are
+/// The condition on `lots` for what can be sold now (`$1`: the expiry cutoff; recalled
+/// lots never) of the variants whose placeholders are `list` and of their components. The variants are
 /// an `IN (… UNION …)`, so PostgreSQL keeps the lots index.
 fn sellable_lots_sql(list: &str) -> String {
     format!(
-        "expires_on >= $1 AND quantity > 0 AND variant_id IN (
+        "expires_on >= $1 AND quantity > 0 AND recall_id IS NULL AND variant_id IN (
            SELECT id FROM variants WHERE id IN ({list})
            UNION
            SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))"
@@ -195,7 +196,7 @@ pub struct Lot {
     pub manufactured_on: String,
     pub expires_on: String,
     pub quantity: i64,
-    /// Whether this lot counts towards what can be sold today.
+    /// Whether this lot counts towards what can be sold today (never once recalled).
     pub sellable: bool,
     pub created_at: String,
     pub updated_at: String,
@@ -770,7 +771,14 @@ pub struct NewLot {
 /// ledger explains every unit. Returns the lot id.
 pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) -> Result<i64> {
     let mut problems = crate::error::Problems::new();
-    crate::catalog::model::check_text(&mut problems, "batch", &input.batch, 64);
+    check_new_lot(&mut problems, input);
+    problems.into_result()?;
+    receive_checked_lot(conn, input, actor).await
+}
+
+/// The checks of a new lot that need no database (also `olivine import lots`).
+pub fn check_new_lot(problems: &mut crate::error::Problems, input: &NewLot) {
+    crate::catalog::model::check_text(problems, "batch", &input.batch, 64);
     let manufactured = crate::time::parse_date(&input.manufactured_on)
         .map_err(|m| problems.add("manufactured_on", m))
         .ok();
@@ -799,8 +807,9 @@ pub async fn receive_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) 
             "must be at most 1000 characters",
         );
     }
-    problems.into_result()?;
+}
 
+async fn receive_checked_lot(conn: &mut AnyConnection, input: &NewLot, actor: &str) -> Result<i64> {
     let variant = sqlx::query(
         "SELECT v.id, p.product_type FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
     )
@@ -905,7 +914,8 @@ pub async fn list_lots(
     let cutoff = crate::time::format_date(sellable_cutoff(crate::time::today(), settings));
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let rows = sqlx::query(
-        "SELECT l.id, l.variant_id, v.sku, loc.code, l.batch, l.manufactured_on, l.expires_on, l.quantity, l.created_at, l.updated_at
+        "SELECT l.id, l.variant_id, v.sku, loc.code, l.batch, l.manufactured_on, l.expires_on, l.quantity, l.created_at, l.updated_at,
+                l.recall_id
          FROM lots l JOIN variants v ON v.id = l.variant_id JOIN locations loc ON loc.id = l.location_id
          WHERE ($1 IS NULL OR v.sku = $1) AND ($2 IS NULL OR l.variant_id = $2) AND ($3 IS NULL OR l.id = $3)
          ORDER BY v.sku, l.expires_on, l.id LIMIT $4",
@@ -920,6 +930,7 @@ pub async fn list_lots(
         .map(|row| {
             let expires_on: String = row.try_get(6)?;
             let quantity: i64 = row.try_get(7)?;
+            let recalled = row.try_get::<Option<i64>, _>(10)?.is_some();
             Ok(Lot {
                 id: row.try_get(0)?,
                 variant_id: row.try_get(1)?,
@@ -927,7 +938,7 @@ pub async fn list_lots(
                 location: row.try_get(3)?,
                 batch: row.try_get(4)?,
                 manufactured_on: row.try_get(5)?,
-                sellable: quantity > 0 && expires_on >= cutoff,
+                sellable: quantity > 0 && expires_on >= cutoff && !recalled,
                 expires_on,
                 quantity,
                 created_at: row.try_get(8)?,

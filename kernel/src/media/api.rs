@@ -18,6 +18,7 @@ use super::{Format, ProductImage, storage};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, FieldError, Result};
 use crate::http::extract::{JsonBody, PathParam, StaffAuth};
+use crate::store::Backend;
 
 /// Caches keep a variant a year: its URL changes with its content.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -243,10 +244,8 @@ async fn upload_image(
             check_variant(&mut conn, product_id, variant_id).await?;
         }
     }
-    let original_key = storage::original_key(&hash);
-    if !storage.exists(&original_key).await? {
-        storage.put(&original_key, bytes.clone()).await?;
-    }
+    let files = lock_files(&state).await?;
+    store_original(storage, &hash, &bytes).await?;
     let now = state.clock.now_text();
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
@@ -300,6 +299,7 @@ async fn upload_image(
     )
     .await?;
     tx.commit().await?;
+    drop(files);
     state.bus.notify();
     state.bus.notify_jobs();
     metrics::counter!("olivine_media_uploads_total").increment(1);
@@ -443,8 +443,56 @@ async fn variants_exist(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<bo
     )
 }
 
-/// Deletes the files of `hash` when no image shows it (any more). After the commit: a
-/// failure here leaves files no URL names, never a URL without its file.
+/// Held by the media changes that decide whether an original's files stay: an upload's
+/// "is the original stored?" and its commit, a deletion's "does an image still show it?"
+/// and the removal of its files. Without it, a file uploaded again while the last image
+/// showing it is deleted could be committed as stored just as its files go. These are
+/// rare staff actions, so one lock serves them all: a transaction-scoped advisory lock
+/// on PostgreSQL (every node of a cluster), a process mutex on SQLite (a single node).
+/// Taken before the change's transaction, always, so two holders never wait on each other.
+pub(crate) struct FilesLock {
+    _local: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _cluster: Option<crate::store::Tx>,
+}
+
+static LOCAL_FILES_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The PostgreSQL advisory lock's key ("olmedia1" in ASCII).
+pub(crate) const FILES_LOCK_KEY: i64 = 0x6f6c_6d65_6469_6131;
+
+pub(crate) async fn lock_files(state: &AppState) -> Result<FilesLock> {
+    Ok(match state.db.backend {
+        Backend::Sqlite => FilesLock {
+            _local: Some(LOCAL_FILES_LOCK.lock().await),
+            _cluster: None,
+        },
+        Backend::Postgres => {
+            // Dropping the transaction (the lock's end) rolls it back, which releases it.
+            let mut tx = state.db.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(FILES_LOCK_KEY)
+                .execute(&mut *tx)
+                .await?;
+            FilesLock {
+                _local: None,
+                _cluster: Some(tx),
+            }
+        }
+    })
+}
+
+/// Stores an upload's original unless the same bytes are stored already (under the
+/// files lock, so a deletion cannot remove them between the check and the commit).
+async fn store_original(storage: &storage::Storage, hash: &str, bytes: &Bytes) -> Result<()> {
+    let key = storage::original_key(hash);
+    if !storage.exists(&key).await? {
+        storage.put(&key, bytes.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the files of `hash` when no image shows it (any more), under the files lock.
+/// After the commit: a failure here leaves files no URL names, never a URL without its
+/// file.
 async fn delete_files_if_unused(state: &AppState, hash: &str) -> Result<()> {
     let unused = {
         let mut conn = state.db.pool.acquire().await?;
@@ -496,10 +544,8 @@ async fn replace_image(
             check_variant(&mut conn, product_id, variant_id).await?;
         }
     }
-    let original_key = storage::original_key(&hash);
-    if !state.media.exists(&original_key).await? {
-        state.media.put(&original_key, bytes.clone()).await?;
-    }
+    let files = lock_files(&state).await?;
+    store_original(&state.media, &hash, &bytes).await?;
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
     let before = super::image_of(&mut tx, product_id, image_id)
@@ -556,6 +602,7 @@ async fn replace_image(
     if old_unused {
         delete_files_if_unused(&state, &before.hash).await?;
     }
+    drop(files);
     Ok(Json(after))
 }
 
@@ -698,6 +745,7 @@ async fn delete_image(
     StaffAuth(staff): StaffAuth,
     PathParam((product_id, image_id)): PathParam<(i64, i64)>,
 ) -> Result<StatusCode> {
+    let files = lock_files(&state).await?;
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
     let before = super::image_of(&mut tx, product_id, image_id)
@@ -738,11 +786,11 @@ async fn delete_image(
     .await?;
     tx.commit().await?;
     state.bus.notify();
-    // A variants job still running drops what it makes; the same file uploaded again
-    // meanwhile keeps its files.
+    // A variants job still running drops what it makes.
     if orphaned {
         delete_files_if_unused(&state, &before.hash).await?;
     }
+    drop(files);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -146,3 +146,82 @@ fn webp(bytes: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&body);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"GPSLatitude 52.3731 secret-serial-0042";
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_vec();
+        out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    }
+
+    /// A lossless 8x6 WebP in the extended format, with EXIF and XMP chunks (an odd
+    /// length, so the padding byte is exercised) holding [`SECRET`].
+    fn webp_with_metadata() -> Vec<u8> {
+        let picture = image::RgbaImage::from_pixel(8, 6, image::Rgba([200, 40, 40, 255]));
+        let mut simple = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut simple)
+            .encode(picture.as_raw(), 8, 6, image::ExtendedColorType::Rgba8)
+            .expect("encodes");
+        // The simple format is RIFF, size, WEBP, then the one VP8L chunk.
+        let image_chunk = &simple[12..];
+        // VP8X: flags (EXIF 0x08, XMP 0x04), three reserved bytes, width-1 and height-1
+        // in 24 bits each.
+        let mut vp8x = vec![0x0C, 0, 0, 0];
+        vp8x.extend_from_slice(&[7, 0, 0, 5, 0, 0]);
+        let mut body = chunk(b"VP8X", &vp8x);
+        body.extend_from_slice(image_chunk);
+        body.extend(chunk(b"EXIF", &[b"Exif\0\0".as_slice(), SECRET].concat()));
+        body.extend(chunk(
+            b"XMP ",
+            &[b"<x:xmpmeta>".as_slice(), SECRET, b"!"].concat(),
+        ));
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&u32::try_from(body.len() + 4).expect("small").to_le_bytes());
+        file.extend_from_slice(b"WEBP");
+        file.extend(body);
+        file
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn a_webp_loses_its_exif_and_xmp_chunks_and_still_decodes() {
+        let original = Bytes::from(webp_with_metadata());
+        assert!(contains(&original, SECRET));
+        assert!(
+            image::load_from_memory(&original).is_ok(),
+            "the fixture decodes"
+        );
+
+        let stripped = metadata(&original, SourceFormat::WebP);
+        assert!(!contains(&stripped, SECRET), "metadata left in the WebP");
+        assert!(!contains(&stripped, b"EXIF") && !contains(&stripped, b"XMP "));
+        // The RIFF size is the file's, and the extended header no longer announces them.
+        let riff_size = u32::from_le_bytes(stripped[4..8].try_into().expect("four bytes"));
+        assert_eq!(
+            usize::try_from(riff_size).expect("fits"),
+            stripped.len() - 8
+        );
+        assert_eq!(&stripped[12..16], b"VP8X");
+        assert_eq!(stripped[20] & 0x0C, 0);
+        let picture = image::load_from_memory(&stripped).expect("still decodes");
+        assert_eq!((picture.width(), picture.height()), (8, 6));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_webp_comes_back_as_it_was() {
+        let junk = Bytes::from_static(b"RIFX....WEBPnonsense");
+        assert_eq!(metadata(&junk, SourceFormat::WebP), junk);
+    }
+}

@@ -57,6 +57,7 @@ const EVENTS: &[&str] = &[
     "subscription.cancelled",
     "loyalty.points_earned",
     "stock.changed",
+    "lot.recalled",
     "campaign.sent",
 ];
 
@@ -300,6 +301,7 @@ async fn plan(event: &Event, tx: &mut AnyConnection) -> anyhow::Result<Vec<Plann
             }]
         }
         "stock.changed" => back_in_stock(payload, tx).await?,
+        "lot.recalled" => recalled(payload, tx).await?,
         "campaign.sent" => campaign(payload, tx).await?,
         _ => Vec::new(),
     };
@@ -355,6 +357,61 @@ async fn back_in_stock(
         }
     }
     Ok(planned)
+}
+
+/// A recalled batch: every order that received units of it is told once (its customer,
+/// or a guest's order at its email), as a transactional message like an order's.
+async fn recalled(
+    payload: &serde_json::Value,
+    tx: &mut AnyConnection,
+) -> anyhow::Result<Vec<Planned>> {
+    let Some(recall_id) = payload["recall_id"].as_i64() else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(
+        "SELECT o.id, o.number, o.customer_id, p.name
+         FROM order_allocations a
+           JOIN lots l ON l.id = a.lot_id
+           JOIN orders o ON o.id = a.order_id
+           JOIN variants v ON v.id = a.variant_id
+           JOIN products p ON p.id = v.product_id
+         WHERE l.recall_id = $1 AND o.status <> 'cancelled'
+         GROUP BY o.id, o.number, o.customer_id, p.name
+         ORDER BY o.id, p.name",
+    )
+    .bind(recall_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    // One message per order, naming every recalled product in it.
+    let mut orders: BTreeMap<i64, (String, Option<i64>, Vec<String>)> = BTreeMap::new();
+    for row in &rows {
+        let entry = orders
+            .entry(row.try_get(0)?)
+            .or_insert_with(|| (String::new(), None, Vec::new()));
+        entry.0 = row.try_get(1)?;
+        entry.1 = row.try_get(2)?;
+        entry.2.push(row.try_get(3)?);
+    }
+    let batch = text(payload, "batch");
+    let reason = text(payload, "reason");
+    Ok(orders
+        .into_iter()
+        .map(|(order_id, (number, customer_id, products))| Planned {
+            topic: "order.recalled",
+            vars: vars(&[
+                ("order_number", number.clone()),
+                ("product_name", products.join(", ")),
+                ("batch", batch.clone()),
+                ("reason", reason.clone()),
+            ]),
+            customer_id,
+            order_id: customer_id.is_none().then_some(order_id),
+            marketing: false,
+            high_priority: true,
+            collapse_key: Some(format!("recall-{recall_id}-{number}")),
+            data: serde_json::json!({ "order_number": number, "batch": batch, "recall": recall_id }),
+        })
+        .collect())
 }
 
 /// A campaign: every customer who consented to marketing on some channel.

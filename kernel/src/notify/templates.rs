@@ -44,6 +44,10 @@ pub const TOPICS: &[(&str, &str)] = &[
     ("subscription.cancelled", "A subscription was cancelled."),
     ("loyalty.points_earned", "Points were credited."),
     (
+        "order.recalled",
+        "A batch of a product in the customer's order was recalled: what to do.",
+    ),
+    (
         "product.back_in_stock",
         "A product the customer asked about is back in stock.",
     ),
@@ -142,6 +146,11 @@ pub fn default_template(topic: &str, channel: &str) -> Option<Template> {
             "You earned {{points}} points",
             "{{points}} points were added to your account: {{reason}}.",
             Some("/account/points"),
+        ),
+        "order.recalled" => t(
+            "Important: a product in order {{order_number}} is recalled",
+            "Batch {{batch}} of {{product_name}}, which was in your order {{order_number}}, is recalled: {{reason}}. Please stop using it. We will be in touch about a refund or a replacement.",
+            Some("/account/orders/{{order_number}}"),
         ),
         "product.back_in_stock" => t(
             "{{product_name}} is back",
@@ -326,6 +335,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "reason",
     "product_name",
     "product_slug",
+    "batch",
     "title",
     "text",
     "html",

@@ -26,7 +26,7 @@ use crate::inventory::{StockChange, StockReason};
 use crate::plugins::pricing::AppliedAdjustment;
 
 pub(crate) const EMAIL_CONTEXT: &str = "orders.email";
-const ADDRESS_CONTEXT: &str = "orders.shipping_address";
+pub(crate) const ADDRESS_CONTEXT: &str = "orders.shipping_address";
 pub(crate) const PAYMENT_TOKEN_CONTEXT: &str = "orders.payment_token";
 
 /// Where an order is in its life.

@@ -1031,9 +1031,21 @@ pub enum DisableTotp {
     Recovery(DisableWithRecoveryCode),
 }
 
-/// Turns two-factor sign-in off for the signed-in staff member (and drops their recovery
-/// codes). Wrong codes count as at sign-in.
-pub async fn disable(state: &AppState, staff: &Staff, input: DisableTotpInput) -> Result<()> {
+/// A second factor proven for a change to it, not used up yet (see [`prove_at_keyboard`]).
+struct Proof {
+    factor: Factor,
+    accepted: Accepted,
+}
+
+/// Proves that the signed-in staff member is the one at the keyboard before a change to
+/// their second factor: the password and a current code or a recovery code, limited and
+/// counted as sign-in attempts are. `during` names the change in the failure's audit.
+async fn prove_at_keyboard(
+    state: &AppState,
+    staff: &Staff,
+    input: DisableTotpInput,
+    during: &str,
+) -> Result<Proof> {
     ensure_session(staff)?;
     let factor = Factor::from_input(input.code.as_deref(), input.recovery_code.as_deref())?;
     let Some(auth) = load_authenticator(&state.db, staff.id)
@@ -1054,8 +1066,7 @@ pub async fn disable(state: &AppState, staff: &Staff, input: DisableTotpInput) -
         .hit(crate::ratelimit::Class::SignInAccount, &account)
         .await?;
     count_attempt(state, staff.id).await?;
-    let now = state.clock.now();
-    auth.ensure_unlocked(now)?;
+    auth.ensure_unlocked(state.clock.now())?;
     let stored: Option<String> = sqlx::query("SELECT password_hash FROM staff_users WHERE id = $1")
         .bind(staff.id)
         .fetch_optional(&state.db.pool)
@@ -1071,23 +1082,43 @@ pub async fn disable(state: &AppState, staff: &Staff, input: DisableTotpInput) -
         });
     }
     let Some(accepted) = check_factor(state, staff.id, &auth, &factor).await? else {
-        record_failure(state, staff.id, None, factor.method(), "disable").await?;
+        record_failure(state, staff.id, None, factor.method(), during).await?;
         return Err(factor.refusal());
     };
+    Ok(Proof { factor, accepted })
+}
+
+/// Uses up the proven factor in the change's transaction: a code another request used
+/// meanwhile is refused (and counted) as a wrong one.
+async fn use_up(state: &AppState, staff: &Staff, proof: &Proof, during: &str) -> Result<Tx> {
     let mut tx = state.db.begin().await?;
-    if !consume(&mut tx, staff.id, &accepted, now).await? {
+    if !consume(&mut tx, staff.id, &proof.accepted, state.clock.now()).await? {
         drop(tx);
-        record_failure(state, staff.id, None, factor.method(), "disable").await?;
-        return Err(factor.refusal());
+        record_failure(state, staff.id, None, proof.factor.method(), during).await?;
+        return Err(proof.factor.refusal());
     }
+    Ok(tx)
+}
+
+/// Removes the authenticator and the recovery codes of staff user `staff_id`, in `tx`.
+async fn remove_factor(tx: &mut Tx, staff_id: i64) -> Result<()> {
     sqlx::query("DELETE FROM staff_recovery_codes WHERE staff_id = $1")
-        .bind(staff.id)
-        .execute(&mut *tx)
+        .bind(staff_id)
+        .execute(&mut **tx)
         .await?;
     sqlx::query("DELETE FROM staff_totp WHERE staff_id = $1")
-        .bind(staff.id)
-        .execute(&mut *tx)
+        .bind(staff_id)
+        .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Turns two-factor sign-in off for the signed-in staff member (and drops their recovery
+/// codes). Wrong codes count as at sign-in.
+pub async fn disable(state: &AppState, staff: &Staff, input: DisableTotpInput) -> Result<()> {
+    let proof = prove_at_keyboard(state, staff, input, "disable").await?;
+    let mut tx = use_up(state, staff, &proof, "disable").await?;
+    remove_factor(&mut tx, staff.id).await?;
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
@@ -1097,13 +1128,106 @@ pub async fn disable(state: &AppState, staff: &Staff, input: DisableTotpInput) -
             target_id: staff.id.to_string(),
             before: None,
             after: Some(serde_json::json!({
-                "factor": "totp", "confirmed_with": factor.method(),
+                "factor": "totp", "confirmed_with": proof.factor.method(),
             })),
         },
     )
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// New recovery codes for the signed-in staff member (the old ones stop working), shown
+/// once: for when they are used up, lost or seen by someone else. The same proof as
+/// turning two-factor sign-in off.
+pub async fn regenerate_recovery_codes(
+    state: &AppState,
+    staff: &Staff,
+    input: DisableTotpInput,
+) -> Result<RecoveryCodes> {
+    let proof = prove_at_keyboard(state, staff, input, "recovery_codes").await?;
+    // Hashed before the transaction: ten argon2 hashes must not hold SQLite's write lock.
+    let plain: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes = futures_util::future::try_join_all(
+        plain
+            .iter()
+            .map(|code| crate::accounts::hash_password(code.clone())),
+    )
+    .await?;
+    let mut tx = use_up(state, staff, &proof, "recovery_codes").await?;
+    replace_recovery_codes(&mut tx, staff.id, &hashes, &stamp(state.clock.now())).await?;
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor: &staff.actor,
+            action: "staff.recovery_codes_replaced",
+            target_type: "staff",
+            target_id: staff.id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "recovery_codes": RECOVERY_CODES, "confirmed_with": proof.factor.method(),
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RecoveryCodes {
+        recovery_codes: plain.iter().map(|c| display_recovery_code(c)).collect(),
+    })
+}
+
+/// What the owner's reset of another staff member's second factor did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorReset {
+    /// Sign-in sessions revoked with it.
+    pub sessions_revoked: u64,
+}
+
+/// The owner removes the second factor of staff user `staff_id` who lost their
+/// authenticator and their recovery codes, and signs them out everywhere: they sign in
+/// with their password and, when the store requires it, set up a new authenticator
+/// before anything else. Not for one's own factor (that is `disable`, with proof).
+pub async fn reset_for(state: &AppState, owner: &Staff, staff_id: i64) -> Result<FactorReset> {
+    if owner.id == staff_id {
+        return Err(Error::conflict(
+            None,
+            "turn your own two-factor sign-in off with POST /api/v1/staff/me/mfa/totp/disable",
+        ));
+    }
+    super::get_user(&state.db, staff_id).await?;
+    if !totp_on(&state.db, staff_id).await? {
+        return Err(Error::conflict(
+            None,
+            "this staff member has no second factor to reset",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    remove_factor(&mut tx, staff_id).await?;
+    let sessions_revoked = sqlx::query(
+        "UPDATE staff_tokens SET revoked_at = $1
+         WHERE staff_id = $2 AND kind = 'session' AND revoked_at IS NULL",
+    )
+    .bind(stamp(state.clock.now()))
+    .bind(staff_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor: &owner.actor,
+            action: "staff.factor_reset",
+            target_type: "staff",
+            target_id: staff_id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "factor": "totp", "sessions_revoked": sessions_revoked,
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(FactorReset { sessions_revoked })
 }
 
 /// The signed-in staff member's two-factor sign-in.

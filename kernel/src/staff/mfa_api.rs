@@ -1,7 +1,8 @@
 //! Routes of two-factor sign-in and of a staff member's own sessions, under
 //! `/api/v1/staff` (not behind the admin middleware: the second sign-in step has no token
 //! yet, and setting two-factor sign-in up must stay open to whom the store requires it
-//! of), and the owner's `POST /api/v1/admin/staff/{id}/sessions/revoke`.
+//! of), and the owner's `POST /api/v1/admin/staff/{id}/sessions/revoke` and
+//! `/staff/{id}/mfa/reset`.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
@@ -11,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::mfa::{
-    self, ConfirmTotp, DisableTotp, DisableTotpInput, MfaStatus, RecoveryCodes, SecondFactorAnswer,
-    SecondFactorInput, Standing, TotpEnrolment,
+    self, ConfirmTotp, DisableTotp, DisableTotpInput, FactorReset, MfaStatus, RecoveryCodes,
+    SecondFactorAnswer, SecondFactorInput, Standing, TotpEnrolment,
 };
 use super::sessions::{self, RevokedSessions, SessionInfo};
 use super::{Staff, StaffSession};
@@ -28,13 +29,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start_totp))
         .routes(routes!(confirm_totp))
         .routes(routes!(disable_totp))
+        .routes(routes!(new_recovery_codes))
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
 }
 
 /// Routes nested under `/api/v1/admin` (staff.manage).
 pub fn admin_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(revoke_staff_sessions))
+    OpenApiRouter::new()
+        .routes(routes!(revoke_staff_sessions))
+        .routes(routes!(reset_staff_factor))
 }
 
 /// The address a request came from (see [`sessions::client_address`]).
@@ -190,6 +194,26 @@ async fn disable_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Replaces the recovery codes.
+///
+/// Ten new codes, shown this once; the old ones stop working. Takes the password and a
+/// current `code` (or a `recovery_code`), as turning two-factor sign-in off does. 401
+/// naming the field at fault; 409 when two-factor sign-in is not on.
+#[utoipa::path(post, path = "/me/mfa/recovery-codes", tag = "staff", operation_id = "staff_mfa_recovery_codes",
+    request_body(content = DisableTotp, example = json!({"password": "a long enough password", "code": "492039"})),
+    security(("staff_token" = [])),
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn new_recovery_codes(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    JsonBody(input): JsonBody<DisableTotpInput>,
+) -> Result<Json<RecoveryCodes>> {
+    Ok(Json(
+        mfa::regenerate_recovery_codes(&state, &staff, input).await?,
+    ))
+}
+
 /// The signed-in staff member's active sessions and API tokens.
 ///
 /// Newest first: created when and from where, last used when and from where (to the
@@ -236,4 +260,22 @@ async fn revoke_staff_sessions(
     Ok(Json(
         sessions::revoke_all_sessions(&state, &staff.actor, id).await?,
     ))
+}
+
+/// Resets a staff member's second factor (they lost the app and the recovery codes).
+///
+/// Their authenticator and recovery codes are removed and every sign-in session of theirs
+/// is revoked: they sign in with their password and, when the store requires two-factor
+/// sign-in of them, set up a new authenticator first. Audited. 409 for one's own factor
+/// (turn it off with proof instead) or a staff member without one.
+#[utoipa::path(post, path = "/staff/{id}/mfa/reset", tag = "admin-staff",
+    params(("id" = i64, Path)), security(("staff_token" = [])),
+    responses((status = 200, body = FactorReset), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn reset_staff_factor(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<FactorReset>> {
+    Ok(Json(mfa::reset_for(&state, &staff, id).await?))
 }

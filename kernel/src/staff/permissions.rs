@@ -196,6 +196,10 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         "products" | "variants" | "categories" | "reviews" => CatalogWrite,
         "locations" | "lots" | "stock-ledger" if read => InventoryRead,
         "locations" | "lots" => InventoryWrite,
+        // The list of recalls is stock; a recall's report names customers and orders.
+        "recalls" if read && route == "/recalls" => InventoryRead,
+        "recalls" if read => CustomersRead,
+        "recalls" => InventoryWrite,
         "settings" if read => InventoryRead,
         "settings" => SettingsWrite,
         "plugins" if read => PluginsRead,
@@ -217,6 +221,9 @@ pub fn required(method: &Method, route: &str) -> Option<Access> {
         "staff" => StaffManage,
         "bus" | "jobs" if read => OperationsRead,
         "bus" | "jobs" => OperationsManage,
+        // Imports write the catalog, stock, customers and orders at once.
+        "imports" if read => OperationsRead,
+        "imports" => OperationsManage,
         _ => return None,
     };
     Some(Access::Needs(permission))

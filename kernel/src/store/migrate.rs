@@ -26,10 +26,10 @@ macro_rules! migrations {
 
 const SQLITE: &[Migration] = migrations!("sqlite":
     (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
-    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"));
+    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"));
 const POSTGRES: &[Migration] = migrations!("postgres":
     (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
-    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"));
+    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"));
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
@@ -66,13 +66,19 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS olivine_migrations (
 
 /// Applies every pending migration; returns how many were applied.
 pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
+    migrate_to(db, i64::MAX).await
+}
+
+/// Applies the pending migrations up to `version` (an older schema, as a store of an
+/// older release had: the backup tests restore one); returns how many were applied.
+pub async fn migrate_to(db: &Db, version: i64) -> anyhow::Result<usize> {
     let mut conn = db.pool.acquire().await?;
     if db.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_lock(7411001)")
             .execute(&mut *conn)
             .await?;
     }
-    let result = apply_pending(db.backend, &mut conn).await;
+    let result = apply_pending(db.backend, &mut conn, version).await;
     if db.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_unlock(7411001)")
             .execute(&mut *conn)
@@ -81,7 +87,11 @@ pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
     result
 }
 
-async fn apply_pending(backend: Backend, conn: &mut sqlx::AnyConnection) -> anyhow::Result<usize> {
+async fn apply_pending(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    up_to: i64,
+) -> anyhow::Result<usize> {
     sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
     let applied: Vec<(i64, String)> =
         sqlx::query("SELECT version, checksum FROM olivine_migrations ORDER BY version")
@@ -91,7 +101,10 @@ async fn apply_pending(backend: Backend, conn: &mut sqlx::AnyConnection) -> anyh
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()?;
     let mut count = 0;
-    for migration in migrations_for(backend) {
+    for migration in migrations_for(backend)
+        .iter()
+        .filter(|m| m.version <= up_to)
+    {
         let sum = checksum(migration.sql);
         if let Some((_, existing)) = applied.iter().find(|(v, _)| *v == migration.version) {
             anyhow::ensure!(

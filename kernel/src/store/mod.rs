@@ -13,7 +13,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
-pub use migrate::{latest_version, migrate, schema_version};
+pub use migrate::{latest_version, migrate, migrate_to, schema_version};
 
 /// A database transaction of whichever backend is configured.
 pub type Tx = Transaction<'static, Any>;

@@ -24,7 +24,7 @@ use crate::orders::{Charge, ShippingAddress};
 use crate::time::{format_timestamp, parse_timestamp};
 
 /// The encryption context of a subscription's payment method (the processor's token).
-const PAYMENT_METHOD_CONTEXT: &str = "subscriptions.payment_method";
+pub(crate) const PAYMENT_METHOD_CONTEXT: &str = "subscriptions.payment_method";
 /// A subscription's email and address are the orders' (copied as they are).
 const EMAIL_CONTEXT: &str = "orders.email";
 const ADDRESS_CONTEXT: &str = "orders.shipping_address";
@@ -46,7 +46,7 @@ pub enum Unit {
 }
 
 impl Unit {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unit::Day => "day",
             Unit::Week => "week",

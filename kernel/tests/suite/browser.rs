@@ -17,12 +17,12 @@
 //! kernel), not a WebDriver crate: `fantoccini` would add the ICU 1.x stack, http 0.2 and
 //! turn on hyper's client, which recompiles axum and the kernel for the test profile.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::common::served::{ServedShop, serve_with_card_payments};
 use crate::common::*;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -479,28 +479,21 @@ impl Drop for Browser {
 
 // ---- the shop -------------------------------------------------------------------------
 
-/// The kernel on a real port, the sandbox processor, and the merchant's set-up: a product
-/// with stock, a shipping rate and the payment adapter pointed at the processor.
+/// The kernel on a real port with card payments (common/served.rs), and the
+/// merchant's set-up: a product with stock, shipping rates and VAT.
 struct Shop {
-    app: TestApp,
-    /// `http://127.0.0.1:<port>`, where the browser finds the shop.
-    base: String,
+    served: ServedShop,
     lot: i64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    _processor: sandbox_processor::Handle,
+}
+
+impl std::ops::Deref for Shop {
+    type Target = ServedShop;
+    fn deref(&self) -> &ServedShop {
+        &self.served
+    }
 }
 
 async fn shop() -> Shop {
-    let (processor, handle) = sandbox_processor::spawn_with(
-        "127.0.0.1:0",
-        sandbox_processor::Config {
-            timeout: Duration::from_secs(2),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("sandbox processor");
     let app = TestApp::start(Backend::Sqlite).await;
     basic_setup(&app).await;
     let mut product = supplement("mag", "MAG");
@@ -543,63 +536,18 @@ async fn shop() -> Shop {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = app
-        .admin_post(
-            "/api/v1/admin/plugins",
-            &plugin_upload("sandbox-payments", "sandbox_payments", |m| m),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let host = processor.to_string();
-    let r = app
-        .admin_patch(
-            "/api/v1/admin/plugins/sandbox-payments",
-            &json!({
-                "enabled": true,
-                "settings": {
-                    "base_url": format!("http://{host}"),
-                    "checkout_tokenize_url": format!("http://{host}/v1/tokens"),
-                },
-                "granted_hosts": [host],
-            }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    app.settle().await;
-
-    // The router on a real port, as `olivine serve` serves it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port for the shop");
-    let addr = listener.local_addr().expect("its address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the shop serves");
-    });
-    Shop {
+    let served = serve_with_card_payments(
         app,
-        base: format!("http://{addr}"),
-        lot,
-        stop: Some(stop),
-        server: Some(server),
-        _processor: handle,
-    }
+        sandbox_processor::Config {
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    Shop { served, lot }
 }
 
 impl Shop {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     async fn lot_quantity(&self) -> i64 {
         use sqlx::Row;
         sqlx::query("SELECT quantity FROM lots WHERE id = $1")
@@ -610,14 +558,8 @@ impl Shop {
             .get(0)
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-        self.app.stop().await;
+    async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -1049,3 +991,7 @@ async fn a_subscriber_replaces_the_card_and_the_new_card_goes_only_to_the_proces
     drop(browser);
     shop.stop().await;
 }
+
+// The admin's browser test, with this file's WebDriver client and shop.
+#[path = "admin_browser.rs"]
+mod admin_browser;

@@ -12,15 +12,15 @@
 //!
 //! The scores are recorded in docs/PERFORMANCE.md ("Lighthouse (mobile)").
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::common::served::{ServedShop, serve_with_card_payments};
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use olivine::http::storefront_cart::{CART_COOKIE, CART_ITEMS_COOKIE};
+use olivine::storefront::cart::{CART_COOKIE, CART_ITEMS_COOKIE};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -207,75 +207,17 @@ fn item_label(item: &Value) -> String {
 
 // ---- the shop ------------------------------------------------------------------------------
 
-/// The demo store on a real port, with card payments (the sandbox processor behind the
-/// bundled payment adapter), as a merchant would run it.
-struct Shop {
-    app: TestApp,
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    _processor: sandbox_processor::Handle,
-}
+/// The demo store on a real port, with card payments, as a merchant would run it.
+struct Shop(ServedShop);
 
 async fn demo_shop() -> Shop {
-    let (processor, handle) =
-        sandbox_processor::spawn_with("127.0.0.1:0", sandbox_processor::Config::default())
-            .await
-            .expect("sandbox processor");
     let app = TestApp::with_demo(Backend::Sqlite).await;
-    let r = app
-        .admin_post(
-            "/api/v1/admin/plugins",
-            &plugin_upload("sandbox-payments", "sandbox_payments", |m| m),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let host = processor.to_string();
-    let r = app
-        .admin_patch(
-            "/api/v1/admin/plugins/sandbox-payments",
-            &json!({
-                "enabled": true,
-                "settings": {
-                    "base_url": format!("http://{host}"),
-                    "checkout_tokenize_url": format!("http://{host}/v1/tokens"),
-                },
-                "granted_hosts": [host],
-            }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    app.settle().await;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port for the shop");
-    let addr = listener.local_addr().expect("its address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the shop serves");
-    });
-    Shop {
-        app,
-        base: format!("http://{addr}"),
-        stop: Some(stop),
-        server: Some(server),
-        _processor: handle,
-    }
+    Shop(serve_with_card_payments(app, sandbox_processor::Config::default()).await)
 }
 
 impl Shop {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.0.url(path)
     }
 
     /// A guest's cart with two units of [`PRODUCT`] (made through the cart API, as the
@@ -283,6 +225,7 @@ impl Shop {
     async fn guest_cart_cookie(&self) -> String {
         let json_body = |v: Value| Some(Body::from(v.to_string()));
         let r = self
+            .0
             .app
             .request(
                 Method::POST,
@@ -295,6 +238,7 @@ impl Shop {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         let cart = r.json()["id"].as_str().expect("the cart's id").to_owned();
         let r = self
+            .0
             .app
             .request(
                 Method::POST,
@@ -309,6 +253,7 @@ impl Shop {
         // The browser with that cookie sees the line, and can check out.
         for path in ["/cart", "/checkout"] {
             let r = self
+                .0
                 .app
                 .send(
                     Request::get(path)
@@ -327,14 +272,8 @@ impl Shop {
         cookie
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-        self.app.stop().await;
+    async fn stop(self) {
+        self.0.stop().await;
     }
 }
 

@@ -15,7 +15,9 @@
 mod common;
 
 mod accounts;
+mod admin_ui;
 mod audit;
+mod backup;
 mod bad_input;
 mod browser;
 mod bus;
@@ -25,6 +27,7 @@ mod cli_plugin;
 mod cluster;
 mod deploy;
 mod http_caching;
+mod imports;
 mod injection;
 mod inventory;
 mod jobs;

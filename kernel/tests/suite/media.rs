@@ -471,6 +471,35 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_file_uploaded_again_while_its_last_image_is_deleted_keeps_its_original(backend: Backend) {
+        let app = media_app(backend).await;
+        let (a, b) = (product(&app, "media-race-a").await, product(&app, "media-race-b").await);
+        let file = png(40, 30);
+        let originals = media_dir(&app).join("originals");
+        // The deletion decides "no image shows this file any more" and removes it; the
+        // upload decides "the file is stored already" and commits. Interleaved without
+        // the files lock, some rounds commit an image whose original is gone.
+        for round in 0..25 {
+            let shown = upload(&app, a, &[("file", Some("image/png"), &file)]).await;
+            assert_eq!(shown.status, StatusCode::CREATED, "{}", shown.text());
+            let (image, hash) = (shown.json()["id"].as_i64().unwrap(), shown.json()["hash"].as_str().unwrap().to_owned());
+            let (path, parts) = (format!("/api/v1/admin/products/{a}/images/{image}"), [("file", Some("image/png"), &file[..])]);
+            let (deleted, again) = tokio::join!(
+                app.request(Method::DELETE, &path, Some(ADMIN_TOKEN), None, None),
+                upload(&app, b, &parts),
+            );
+            assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+            assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
+            assert!(originals.join(&hash).exists(), "round {round}: the image on B has no original");
+            // B's image goes too, and with it the file: the next round starts bare.
+            let id = again.json()["id"].as_i64().unwrap();
+            let r = app.request(Method::DELETE, &format!("/api/v1/admin/products/{b}/images/{id}"), Some(ADMIN_TOKEN), None, None).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+            assert!(!originals.join(&hash).exists(), "round {round}: an original no image shows");
+        }
+        app.stop().await;
+    }
+
     async fn an_original_that_does_not_decode_fails_its_image_and_the_worker_goes_on(backend: Backend) {
         let app = media_app(backend).await;
         let id = product(&app, "media-broken").await;

@@ -469,6 +469,34 @@ both_backends! {
         shop.app.stop().await;
     }
 
+    async fn a_recalled_batch_tells_every_customer_whose_order_received_it(backend: Backend) {
+        let (shop, received) = notifying_shop(backend).await;
+        let app = &shop.app;
+        let token = app.customer_token("cy.recall@example.com").await;
+        let number = paid_order(&shop, &token).await;
+        delivered_all(app).await;
+        // The order's unit came from batch B1 (the shop's only lot of MAG-60).
+        let r = app.admin_post("/api/v1/admin/recalls",
+            &json!({"batch": "B1", "reason": "a labelling error on the dose"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["orders"][0]["order_number"], number.as_str());
+        delivered_all(app).await;
+        let subject = format!("Important: a product in order {number} is recalled");
+        let email = received.lock().unwrap().emails.iter().find(|e| e["Subject"] == subject).cloned()
+            .unwrap_or_else(|| panic!("no recall email in {:?}", received.lock().unwrap().emails));
+        assert!(email["To"].as_str().unwrap().contains("cy.recall@example.com"), "{email}");
+        let body = email["TextBody"].as_str().unwrap();
+        assert!(body.contains("Batch B1 of") && body.contains("a labelling error on the dose"), "{body}");
+        let sent = notifications(app, "topic=order.recalled").await;
+        assert!(sent.iter().any(|n| n["channel"] == "email" && n["status"] == "delivered"), "{sent:?}");
+        // The router's redelivery makes no second message.
+        let before = app.count("notifications").await;
+        let recall = r.json()["id"].as_i64().unwrap();
+        redeliver(app, "lot.recalled", &recall.to_string()).await;
+        assert_eq!(app.count("notifications").await, before);
+        shop.app.stop().await;
+    }
+
     async fn a_provider_that_asks_to_wait_is_retried_on_the_kernel_clock(backend: Backend) {
         let (shop, received) = notifying_shop(backend).await;
         let app = &shop.app;

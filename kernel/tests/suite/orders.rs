@@ -248,6 +248,75 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_recalled_batch_stops_selling_and_its_report_names_every_order(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app, 3).await;
+        // A second batch that expires later: first expired, first out sells B1 first.
+        let r = app.admin_post("/api/v1/admin/lots", &json!({"sku": "MAG-60", "location": "AMS-1",
+            "batch": "B2", "manufactured_on": date_in(-10), "expires_on": date_in(500), "quantity": 5})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let cart = cart_with(&app, None, 2).await;
+        let first = checkout(&app, &cart, None, Some("recall-1"), checkout_body()).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+        // Three units: the last one of B1 and two of B2.
+        let cart = cart_with(&app, None, 3).await;
+        let mut body = checkout_body();
+        body["email"] = json!("second@example.com");
+        let second = checkout(&app, &cart, None, Some("recall-2"), body).await;
+        assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
+        let second = second.json()["number"].as_str().unwrap().to_owned();
+        // A shopper holds the three units of B2 left in a cart.
+        let waiting = cart_with(&app, None, 3).await;
+
+        // Catalog staff recall (inventory.write); bad input names the field.
+        let catalog = app.staff_token("catalog").await;
+        let recall = |body: Value| send(&app, Method::POST, "/api/v1/admin/recalls", Some(&catalog), Some(body));
+        recall(json!({"batch": "B2", "reason": " "})).await.assert_field_error(422, "reason");
+        recall(json!({"batch": "NOPE", "reason": "notice"})).await.assert_field_error(422, "batch");
+        recall(json!({"batch": "B2", "sku": "MAG-120", "reason": "notice"})).await.assert_field_error(422, "sku");
+        let r = recall(json!({"batch": "B2", "reason": "Supplier notice 2026-12-01"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let report = r.json();
+        let id = report["id"].as_i64().unwrap();
+        assert_eq!(report["lots"].as_array().unwrap().len(), 1, "{report}");
+        assert_eq!(report["lots"][0]["quantity"], 3);
+        let orders = report["orders"].as_array().unwrap();
+        assert_eq!(orders.len(), 1, "only the order with units of B2: {report}");
+        assert_eq!((orders[0]["order_number"].as_str(), orders[0]["email"].as_str(), orders[0]["units"].as_i64()),
+            (Some(second.as_str()), Some("second@example.com"), Some(2)));
+        assert_eq!(report["units_sold"], 2);
+        recall(json!({"batch": "B2", "reason": "again"})).await.assert_field_error(409, "batch");
+
+        // It stops selling at once: B1 is sold out and B2 recalled.
+        app.settle().await;
+        let product = app.get("/api/v1/products/mag").await.json();
+        assert_eq!(product["variants"][0]["availability"]["sellable_quantity"], 0, "{product}");
+        let lots = app.admin_get("/api/v1/admin/lots?sku=MAG-60").await.json();
+        let b2 = lots.as_array().unwrap().iter().find(|l| l["batch"] == "B2").unwrap().clone();
+        assert_eq!((b2["quantity"].as_i64(), b2["sellable"].as_bool()), (Some(3), Some(false)));
+        let r = checkout(&app, &waiting, None, Some("recall-3"), checkout_body()).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+
+        // The report names customers: customers.read, which catalog staff lack.
+        let path = format!("/api/v1/admin/recalls/{id}");
+        assert_eq!(send(&app, Method::GET, &path, Some(&catalog), None).await.status, StatusCode::FORBIDDEN);
+        let support = app.staff_token("support").await;
+        let r = send(&app, Method::GET, &path, Some(&support), None).await;
+        assert_eq!(r.json(), report);
+        let r = app.request(Method::GET, &format!("{path}/report.csv"), Some(&support), None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+        let csv = r.text();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "order_number,status,ordered_at,customer_id,email,sku,batch,units");
+        assert_eq!(lines.len(), 2, "{csv}");
+        assert!(lines[1].starts_with(&format!("{second},pending,")) && lines[1].ends_with(",second@example.com,MAG-60,B2,2"), "{csv}");
+        assert_eq!(send(&app, Method::GET, "/api/v1/admin/recalls", Some(&support), None).await.json()[0]["lots"], 1);
+        let audit = app.admin_get("/api/v1/admin/audit?action=stock.recalled").await.json();
+        assert_eq!(audit["entries"][0]["after"]["batch"], "B2", "{audit}");
+        app.stop().await;
+    }
+
     async fn a_guest_checks_out_once_per_idempotency_key(backend: Backend) {
         let app = TestApp::start(backend).await;
         let lot = store(&app, 10).await;

@@ -451,6 +451,73 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn new_recovery_codes_replace_the_old_ones_with_proof(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let id = create_staff(&app, "catalog", "codes@shop.example").await;
+        let token = session(&app, "codes@shop.example").await;
+        let (secret, old) = enrol(&app, &token).await;
+        mid_step(&app);
+        let renew = |body: Value| {
+            let (app, token) = (&app, &token);
+            async move { post(app, "/api/v1/staff/me/mfa/recovery-codes", Some(token), body).await }
+        };
+        renew(json!({"password": "not the password!", "code": code(&app, &secret, 0)})).await
+            .assert_field_error(401, "password");
+        renew(json!({"password": PASSWORD, "code": wrong_code(&app, &secret)})).await
+            .assert_field_error(401, "code");
+        // With a recovery code as the proof: it is spent, and all of them replaced.
+        let r = renew(json!({"password": PASSWORD, "recovery_code": old[0]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let fresh: Vec<String> = r.json()["recovery_codes"].as_array().unwrap().iter()
+            .map(|c| c.as_str().unwrap().to_owned()).collect();
+        assert_eq!(fresh.len(), 10);
+        assert!(fresh.iter().all(|c| !old.contains(c)));
+        assert_eq!(get(&app, "/api/v1/staff/me/mfa", &token).await.json()["recovery_codes_left"], 10);
+        // An old code no longer signs in; a new one does.
+        let c = challenge(&app, "codes@shop.example").await;
+        post(&app, "/api/v1/staff/sign-in/mfa", None, json!({"challenge": c, "recovery_code": old[1]})).await
+            .assert_field_error(401, "recovery_code");
+        let r = post(&app, "/api/v1/staff/sign-in/mfa", None, json!({"challenge": c, "recovery_code": fresh[0]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // With the current code as the proof; that code is then used up.
+        app.kernel.state.clock.advance(Duration::from_secs(30));
+        let proof = code(&app, &secret, 0);
+        assert_eq!(renew(json!({"password": PASSWORD, "code": proof})).await.status, StatusCode::OK);
+        renew(json!({"password": PASSWORD, "code": proof})).await.assert_field_error(401, "code");
+        let replaced = audit(&app, "action=staff.recovery_codes_replaced").await;
+        assert_eq!(replaced.len(), 2);
+        assert_eq!(replaced[0]["target_id"], id.to_string());
+        assert_eq!(audit(&app, "action=staff.mfa_failed").await.len(), 3);
+        app.stop().await;
+    }
+
+    async fn the_owner_resets_a_lost_authenticator_and_signs_its_staff_out(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let id = create_staff(&app, "support", "lost@shop.example").await;
+        let token = session(&app, "lost@shop.example").await;
+        enrol(&app, &token).await;
+        let path = format!("/api/v1/admin/staff/{id}/mfa/reset");
+        // Only the owner (staff.manage): an admin is refused.
+        create_staff(&app, "admin", "admin@shop.example").await;
+        let admin = session(&app, "admin@shop.example").await;
+        assert_eq!(post(&app, &path, Some(&admin), json!({})).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(post(&app, "/api/v1/admin/staff/999999/mfa/reset", Some(ADMIN_TOKEN), json!({})).await.status, StatusCode::NOT_FOUND);
+        let r = post(&app, &path, Some(ADMIN_TOKEN), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["sessions_revoked"], 1);
+        // Signed out everywhere; the password alone signs in again, and nothing is left.
+        assert_eq!(get(&app, "/api/v1/staff/me/mfa", &token).await.status, StatusCode::UNAUTHORIZED);
+        let again = session(&app, "lost@shop.example").await;
+        assert_eq!(get(&app, "/api/v1/staff/me/mfa", &again).await.json()["totp"], "off");
+        assert_eq!(app.count("staff_recovery_codes").await, 0);
+        // Nothing to reset now.
+        assert_eq!(post(&app, &path, Some(ADMIN_TOKEN), json!({})).await.status, StatusCode::CONFLICT);
+        let reset = audit(&app, "action=staff.factor_reset").await;
+        assert_eq!(reset.len(), 1);
+        assert_eq!(reset[0]["target_id"], id.to_string());
+        app.stop().await;
+    }
+
     async fn the_owner_requires_it_and_old_sessions_stop_working(backend: Backend) {
         let app = TestApp::start(backend).await;
         let support_id = create_staff(&app, "support", "sup@shop.example").await;

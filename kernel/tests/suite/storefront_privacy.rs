@@ -305,7 +305,7 @@ both_backends! {
         assert_eq!(state_of("analytics")["granted"], true);
         assert_eq!(state_of("marketing_email")["granted"], false);
         assert_eq!(state_of("analytics")["source"], "account");
-        assert_eq!(state_of("analytics")["version"], olivine::http::storefront_privacy::CONSENT_WORDING_VERSION);
+        assert_eq!(state_of("analytics")["version"], olivine::storefront::privacy::CONSENT_WORDING_VERSION);
         assert_eq!(consents["history"].as_array().unwrap().len(), 4);
 
         // "Download my data": the API's document, as an attachment.

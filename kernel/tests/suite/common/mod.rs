@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod mock_providers;
 pub mod process;
+pub mod served;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

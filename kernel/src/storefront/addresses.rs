@@ -15,14 +15,14 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{Customer, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     ACCOUNT_HOME, Form, FormErrors, account_page_response, form_alert, labelled_input, sentence,
     server_error, status_of,
 };
 use crate::accounts::addresses::{self, Address, AddressChanges, NewAddress};
 use crate::app::AppState;
 use crate::error::Error;
+use crate::http::session::{Customer, Session, see_other};
 
 const ADDRESSES: &str = "/account/addresses";
 
@@ -118,7 +118,7 @@ fn form_errors(err: &Error) -> Option<FormErrors> {
 
 /// The 404 page, not stored by any cache.
 fn not_found() -> Response {
-    let mut response = super::storefront::not_found_page().into_response();
+    let mut response = super::catalog::not_found_page().into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -130,7 +130,7 @@ fn failure(err: &Error, page: &str) -> Response {
     match err {
         Error::NotFound(_) => not_found(),
         // The account was erased or signed out between the check and the write.
-        Error::Unauthorized => see_other(super::session::SIGN_IN_PATH),
+        Error::Unauthorized => see_other(crate::http::session::SIGN_IN_PATH),
         _ => server_error(err, page),
     }
 }

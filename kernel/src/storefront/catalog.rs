@@ -1,24 +1,14 @@
-//! The storefront: server-rendered HTML pages for shoppers.
-//!
-//! Every page is built with `maud`, so all catalog text is HTML-escaped. Handlers never
-//! answer with JSON or plain text: a missing product or category is the 404 page, any
-//! other failure is logged and answered with the 500 page. Query strings are parsed by
-//! hand and leniently, so bad input falls back to a default instead of a 400.
+//! The catalog's pages (home, category, product) and the storefront's layout.
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use maud::{DOCTYPE, Markup, html};
 
-use super::caching::Prepared;
-use super::session::Session;
 use crate::app::AppState;
 use crate::cache::{CachedPage, PageSources};
 use crate::catalog::model::{
@@ -27,6 +17,8 @@ use crate::catalog::model::{
 };
 use crate::catalog::repo::ProductFilter;
 use crate::error::Error;
+use crate::http::caching::Prepared;
+use crate::http::session::Session;
 use crate::inventory::{Availability, StockState};
 
 const STORE_NAME: &str = "Olivine";
@@ -41,29 +33,6 @@ const FEATURED_COUNT: i64 = 12;
 const PER_PAGE: i64 = 24;
 /// The highest page number the catalog accepts.
 const MAX_PAGE: i64 = 100_000;
-
-/// The shop's pages, with the customer's account pages, under the session layer
-/// (cookies, CSRF: see [`super::session`]).
-pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/c/{slug}", get(category_page))
-        .route("/p/{slug}", get(product_page))
-        .route(
-            super::session::HEADER_PATH,
-            get(super::session::header_bits),
-        )
-        .merge(super::storefront_account::routes())
-        .merge(super::storefront_cart::routes())
-        .merge(super::storefront_checkout::routes())
-        .merge(super::storefront_search::routes())
-        .merge(super::storefront_analytics::routes())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            super::session::layer,
-        ))
-        .merge(super::assets::routes())
-}
 
 /// The 404 page. It has no state to read categories from, so its header carries no
 /// category links; handlers that do have them use [`not_found_with`].
@@ -136,7 +105,7 @@ fn page_number(query: Option<&str>) -> i64 {
 
 // ---- handlers -----------------------------------------------------------------------------
 
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let categories = match crate::catalog::cached_categories(&state).await {
         Ok(categories) => categories,
         Err(err) => return error_page(&err, "home", &[]),
@@ -225,7 +194,7 @@ fn home_page(categories: &[Category], featured: &ProductPage, preferred: Option<
     layout("Supplements & skincare", categories, None, body)
 }
 
-async fn category_page(
+pub(super) async fn category_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     slug: Result<Path<String>, PathRejection>,
@@ -347,7 +316,7 @@ fn category_markup(
     )
 }
 
-async fn product_page(
+pub(super) async fn product_page(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
@@ -365,7 +334,7 @@ async fn product_page(
         return response;
     };
     // A view, for recommendations (with the visitor's consent).
-    let cookie = super::storefront_analytics::record(
+    let cookie = super::analytics::record(
         &state,
         &session,
         &headers,
@@ -373,7 +342,7 @@ async fn product_page(
         &[product_id],
     )
     .await;
-    super::storefront_analytics::with_cookie(response, cookie)
+    super::analytics::with_cookie(response, cookie)
 }
 
 /// Which variant a product page shows (the default one when it names none of them).
@@ -506,7 +475,7 @@ async fn product_markup(
                 h2 { "Goes well with" }
                 ul.product-grid {
                     @for hit in &related {
-                        li { (super::storefront_search::hit_card(hit)) }
+                        li { (super::search::hit_card(hit)) }
                     }
                 }
             }
@@ -530,7 +499,7 @@ pub const CATALOG_PURGE_TAG: &str = "catalog";
 
 /// Answers a catalog page that every visitor sees alike: from this node's page cache
 /// while `sources` are still the catalog cache's entries, else rendered by `render` with
-/// the visitor-neutral header ([`super::session::for_everyone`]) and kept. The answer
+/// the visitor-neutral header ([`crate::http::session::for_everyone`]) and kept. The answer
 /// carries validators (304 on a match), `Cache-Control: public` and the CDN purge tag
 /// (`purge_tag`, else [`CATALOG_PURGE_TAG`]). The session layer makes any answer that
 /// sets a cookie `no-store`.
@@ -545,7 +514,7 @@ async fn shared_page(
     let page = match state.cache.pages.get(&key).await {
         Some(page) if page.is_current(&sources) => page,
         _ => {
-            let markup = super::session::for_everyone(render).await;
+            let markup = crate::http::session::for_everyone(render).await;
             let html = Prepared::new(
                 "text/html; charset=utf-8",
                 Bytes::from(markup.into_string()),
@@ -566,7 +535,7 @@ pub(super) async fn shared_once(
     headers: &HeaderMap,
     render: impl std::future::Future<Output = Markup>,
 ) -> Response {
-    let markup = super::session::for_everyone(render).await;
+    let markup = crate::http::session::for_everyone(render).await;
     let html = Prepared::once(
         "text/html; charset=utf-8",
         Bytes::from(markup.into_string()),
@@ -594,7 +563,7 @@ async fn preferred_department(
     headers: &axum::http::HeaderMap,
     categories: &[Category],
 ) -> Option<String> {
-    let visitor = super::storefront_analytics::Visit::of(headers).visitor?;
+    let visitor = super::analytics::Visit::of(headers).visitor?;
     let liked = crate::recommendations::affinity(state, &visitor)
         .await
         .map_err(
@@ -615,7 +584,7 @@ async fn preferred_department(
 // ---- page parts ----------------------------------------------------------------------
 
 /// A whole page. The header's account link follows the request's session
-/// ([`super::session::account_link`]).
+/// ([`crate::http::session::account_link`]).
 pub(crate) fn layout(
     title: &str,
     categories: &[Category],
@@ -642,11 +611,11 @@ pub(crate) fn described_layout(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (STORE_NAME) }
                 meta name="description" content=(description);
-                link rel="icon" type="image/svg+xml" href=(super::assets::favicon().path);
-                link rel="stylesheet" href=(super::assets::site_css().path);
-                script src=(super::security::search_script().path) integrity=(super::security::search_script().integrity) defer {}
-                @if super::session::is_shared_page() {
-                    script src=(super::security::header_script().path) integrity=(super::security::header_script().integrity) defer {}
+                link rel="icon" type="image/svg+xml" href=(crate::http::assets::favicon().path);
+                link rel="stylesheet" href=(crate::http::assets::site_css().path);
+                script src=(crate::http::security::search_script().path) integrity=(crate::http::security::search_script().integrity) defer {}
+                @if crate::http::session::is_shared_page() {
+                    script src=(crate::http::security::header_script().path) integrity=(crate::http::security::header_script().integrity) defer {}
                 }
             }
             body {
@@ -670,14 +639,14 @@ pub(crate) fn described_layout(
                                 a href="/" { "Shop" }
                             }
                             a.api-link href="/api/v1/openapi.json" { "API" }
-                            (super::session::account_link())
-                            (super::session::cart_link())
+                            (crate::http::session::account_link())
+                            (crate::http::session::cart_link())
                         }
                     }
                 }
-                (super::session::analytics_prompt())
+                (crate::http::session::analytics_prompt())
                 main.wrap { (body) }
-                (super::session::analytics_prompt_at_foot())
+                (crate::http::session::analytics_prompt_at_foot())
                 footer.site-footer {
                     div.wrap.footer-inner {
                         p { strong { (STORE_NAME) } " · Supplements and skincare with honest labels." }
@@ -850,14 +819,14 @@ fn reviews_panel(product: &Product) -> Markup {
             @match reviews.average_rating {
                 Some(average) => {
                     p #review-average data-average=(average) data-count=(reviews.count) {
-                        span.stars aria-hidden="true" { (super::storefront_reviews::stars(average.round() as i64)) }
+                        span.stars aria-hidden="true" { (super::reviews::stars(average.round() as i64)) }
                         " " (format!("{average:.1}")) " out of 5 · " (reviews.count)
                         @if reviews.count == 1 { " review" } @else { " reviews" }
                     }
                     @for review in &reviews.latest {
                         article.review {
                             h3 {
-                                span.stars aria-label={ (review.rating) " out of 5" } { (super::storefront_reviews::stars(review.rating)) }
+                                span.stars aria-label={ (review.rating) " out of 5" } { (super::reviews::stars(review.rating)) }
                                 " " (review.title)
                             }
                             p { (review.body) }
@@ -941,7 +910,7 @@ fn buy_panel(
                     div.field {
                         label for="f-interval" { "Deliver" }
                         select id="f-interval" name="interval" {
-                            (super::storefront_subscriptions::interval_options(&product.subscription_intervals, None))
+                            (super::subscriptions::interval_options(&product.subscription_intervals, None))
                         }
                     }
                 }
@@ -951,7 +920,7 @@ fn buy_panel(
             div.add-to-cart {
                 button.button.primary.wide type="button" disabled title="This variant is out of stock" { "Out of stock" }
             }
-            (super::storefront_notifications::back_in_stock_offer(&product.slug))
+            (super::notifications::back_in_stock_offer(&product.slug))
         }
         dl.facts {
             dt { "SKU" } dd { code { (variant.sku) } }
@@ -1296,6 +1265,6 @@ mod tests {
         let (status, Html(body)) = not_found_page();
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.starts_with("<!DOCTYPE html>"));
-        assert!(body.contains(&super::super::assets::site_css().path));
+        assert!(body.contains(&crate::http::assets::site_css().path));
     }
 }

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 
-use super::session::Customer;
-use super::storefront_account::{account_page_response, server_error};
-use super::storefront_cart::money;
+use super::account::{account_page_response, server_error};
+use super::cart::money;
 use crate::app::AppState;
 use crate::error::Error;
+use crate::http::session::Customer;
 use crate::orders::{self, Order, OrderStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -164,14 +164,14 @@ async fn order_page(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(number)) = path else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     // Read before the order: the page's live script resumes from here, so a change made
     // after this read is heard of (or is on the page already).
     let live_from = state.bus.head();
     let order = match orders::get_for_customer(&state, customer.customer_id, &number).await {
         Ok(order) => order,
-        Err(Error::NotFound(_)) => return super::storefront::not_found_page().into_response(),
+        Err(Error::NotFound(_)) => return super::catalog::not_found_page().into_response(),
         Err(err) => return server_error(&err, "order"),
     };
     let body = html! {
@@ -181,7 +181,7 @@ async fn order_page(
         }
         (order_details(&order))
         // Updates the status in place (the page shows it as of now without it).
-        script src=(super::security::live_script().path) integrity=(super::security::live_script().integrity) defer {}
+        script src=(crate::http::security::live_script().path) integrity=(crate::http::security::live_script().integrity) defer {}
     };
     account_page_response(
         &state,

@@ -22,19 +22,19 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{Customer, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     Form, FormErrors, account_page_response, labelled_input, sentence, server_error,
 };
-use super::storefront_addresses::one_line;
-use super::storefront_cart::money;
-use super::storefront_checkout::{
+use super::addresses::one_line;
+use super::cart::money;
+use super::checkout::{
     ADDRESS_FIELDS, allow_processor, card_fields, checkout_script_tag, country_select,
     no_card_payments, shipping_countries,
 };
 use crate::accounts::addresses::{self, Address};
 use crate::app::AppState;
 use crate::error::{Error, FieldError};
+use crate::http::session::{Customer, Session, see_other};
 use crate::orders::ShippingAddress;
 use crate::subscriptions::{
     self, Action, Choices, ItemInput, Status, Subscription, SubscriptionItem,
@@ -172,7 +172,7 @@ async fn detail_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Ok(Path(number)) = path else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let done = notice(query.as_deref());
     render(&state, customer.customer_id, &session, &number, done, None).await
@@ -197,7 +197,7 @@ async fn render(
 ) -> Response {
     let page = match Page::load(state, customer_id, session, number).await {
         Ok(page) => page,
-        Err(Error::NotFound(_)) => return super::storefront::not_found_page().into_response(),
+        Err(Error::NotFound(_)) => return super::catalog::not_found_page().into_response(),
         Err(err) => return server_error(&err, "subscription"),
     };
     let status = refusal.as_ref().map_or(StatusCode::OK, |r| r.status);
@@ -792,7 +792,7 @@ fn card_refused(reason: &str) -> String {
 
 /// A refused address: the form again as typed, each problem at its field.
 fn address_refusal(fields: &[FieldError], form: &Form) -> Refusal {
-    let fields = super::storefront_checkout::address_form_errors(fields);
+    let fields = super::checkout::address_form_errors(fields);
     Refusal {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: "The address was not changed: please correct the marked fields.".to_owned(),
@@ -855,7 +855,7 @@ async fn action_submit(
     body: Bytes,
 ) -> Response {
     let Ok(Path(number)) = path else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let form = Form::parse(&body);
     let (err, skus) = match posted(&state, customer.customer_id, &form).await {
@@ -871,7 +871,7 @@ async fn action_submit(
         Err(err) => (err, Vec::new()),
     };
     if let Error::NotFound(_) = err {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     }
     let Some(refusal) = refusal_of(&err, &form, &skus) else {
         return server_error(&err, "subscription");

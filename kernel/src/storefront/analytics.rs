@@ -22,9 +22,11 @@ use bytes::Bytes;
 use cookie::{Cookie, SameSite};
 use maud::html;
 
-use super::session::{Session, add_cookie, request_cookie, safe_next, see_other, session_cookie};
-use super::storefront_account::{Form, server_error};
+use super::account::{Form, server_error};
 use crate::app::AppState;
+use crate::http::session::{
+    Session, add_cookie, request_cookie, safe_next, see_other, session_cookie,
+};
 use crate::recommendations::Behaviour;
 
 pub const CHOICE_COOKIE: &str = "olv_analytics";
@@ -182,7 +184,7 @@ async fn choice_page(
             }
         }
     };
-    let html = super::storefront::layout("Recommendations from browsing", &categories, None, body);
+    let html = super::catalog::layout("Recommendations from browsing", &categories, None, body);
     (StatusCode::OK, axum::response::Html(html.into_string())).into_response()
 }
 
@@ -197,7 +199,7 @@ async fn choice_submit(
         "allow" => true,
         "decline" => false,
         _ => {
-            return super::session::message_page(
+            return crate::http::session::message_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "422",
                 "Choose an answer",

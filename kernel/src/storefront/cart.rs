@@ -25,15 +25,15 @@ use bytes::Bytes;
 use cookie::SameSite;
 use maud::{Markup, html};
 
-use super::session::{self, Session, see_other};
-use super::storefront::{VariantChoice, product_response, product_url};
-use super::storefront_account::{Form, account_page_response, sentence, server_error};
+use super::account::{Form, account_page_response, sentence, server_error};
+use super::catalog::{VariantChoice, product_response, product_url};
 use crate::accounts::Authenticated;
 use crate::app::AppState;
 use crate::cart::{self, Cart, CartLine, LineChange, NewLine};
 use crate::catalog::model::Money;
 use crate::config::ServeConfig;
 use crate::error::Error;
+use crate::http::session::{self, Session, see_other};
 use crate::plugins::pricing::AppliedAdjustment;
 
 /// The guest cart's id.
@@ -253,7 +253,7 @@ async fn add_submit(
                 .filter(|l| l.sku == sku)
                 .map(|l| l.product_slug.clone())
                 .collect();
-            let cookie = super::storefront_analytics::record_slugs(
+            let cookie = super::analytics::record_slugs(
                 &state,
                 &session,
                 &headers,
@@ -261,7 +261,7 @@ async fn add_submit(
                 &slugs,
             )
             .await;
-            super::storefront_analytics::with_cookie(
+            super::analytics::with_cookie(
                 with_cookies(see_other(CART_PATH), shopper.cookies),
                 cookie,
             )
@@ -319,7 +319,7 @@ async fn change_submit(
     body: Bytes,
 ) -> Response {
     let Some(line) = line_id(path) else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let form = Form::parse(&body);
     let shopper = match shopper(&state, &session, &headers).await {
@@ -328,7 +328,7 @@ async fn change_submit(
     };
     let Some(current) = shopper.cart.as_ref() else {
         return with_cookies(
-            super::storefront::not_found_page().into_response(),
+            super::catalog::not_found_page().into_response(),
             shopper.cookies,
         );
     };
@@ -366,7 +366,7 @@ async fn remove_submit(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Some(line) = line_id(path) else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let shopper = match shopper(&state, &session, &headers).await {
         Ok(shopper) => shopper,
@@ -374,7 +374,7 @@ async fn remove_submit(
     };
     let Some(current) = shopper.cart.as_ref() else {
         return with_cookies(
-            super::storefront::not_found_page().into_response(),
+            super::catalog::not_found_page().into_response(),
             shopper.cookies,
         );
     };
@@ -397,7 +397,7 @@ async fn after_change(
         }
         // Not a line of this cart (another's, or removed already).
         Err(Error::NotFound(_)) => with_cookies(
-            super::storefront::not_found_page().into_response(),
+            super::catalog::not_found_page().into_response(),
             shopper.cookies,
         ),
         Err(err) => match refusal(&err) {
@@ -468,7 +468,7 @@ async fn cart_response(
     };
     let prices_include_tax = match state.cache.store_settings_from(&state.db).await {
         Ok(settings) => settings.prices_include_tax,
-        Err(err) => return super::storefront_account::server_error(&err, "cart"),
+        Err(err) => return super::account::server_error(&err, "cart"),
     };
     let body = html! {
         header.page-head { h1 { "Your cart" } }

@@ -10,12 +10,12 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::html;
 
-use super::session::{Customer, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     Form, FormErrors, account_page_response, form_alert, labelled_input, server_error, status_of,
 };
-use super::storefront_cart::money;
+use super::cart::money;
 use crate::app::AppState;
+use crate::http::session::{Customer, Session, see_other};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

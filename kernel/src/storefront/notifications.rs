@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{Customer, Session, see_other};
-use super::storefront_account::{Form, FormErrors, form_alert, labelled_input, status_of};
-use super::storefront_account::{account_page_response, server_error};
+use super::account::{Form, FormErrors, form_alert, labelled_input, status_of};
+use super::account::{account_page_response, server_error};
 use crate::app::AppState;
+use crate::http::session::{Customer, Session, see_other};
 use crate::notify::devices::{self, BackInStockInput, Preferences};
 use crate::notify::quiet::QuietHours;
 
@@ -252,7 +252,7 @@ async fn back_in_stock_page(
         .unwrap_or_default();
     let product = match crate::catalog::cached_product(&state, &slug).await {
         Ok(Some(cached)) => cached,
-        Ok(None) => return super::storefront::not_found_page().into_response(),
+        Ok(None) => return super::catalog::not_found_page().into_response(),
         Err(err) => return server_error(&err, "back in stock"),
     };
     let body = html! {

@@ -12,13 +12,13 @@ use axum::routing::get;
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{Customer, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     Form, FormErrors, account_page_response, form_alert, labelled_input, sentence, server_error,
     status_of,
 };
 use crate::app::AppState;
 use crate::error::Error;
+use crate::http::session::{Customer, Session, see_other};
 use crate::reviews::{self, NewReview};
 
 const MY_REVIEWS: &str = "/account/reviews";
@@ -42,7 +42,7 @@ async fn review_page(
     slug: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(slug)) = slug else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     review_form(
         &state,
@@ -63,7 +63,7 @@ async fn review_form(
 ) -> Response {
     let product = match crate::catalog::cached_product(state, slug).await {
         Ok(Some(cached)) => cached,
-        Ok(None) => return super::storefront::not_found_page().into_response(),
+        Ok(None) => return super::catalog::not_found_page().into_response(),
         Err(err) => return server_error(&err, "review"),
     };
     let value = |name: &str| Some(form.get(name)).filter(|v| !v.is_empty());
@@ -116,7 +116,7 @@ async fn review_submit(
     body: Bytes,
 ) -> Response {
     let Ok(Path(slug)) = slug else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let form = Form::parse(&body);
     let Ok(rating) = form.get("rating").trim().parse::<i64>() else {

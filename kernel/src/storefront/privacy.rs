@@ -17,8 +17,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{self, Customer, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     ACCOUNT_HOME, Form, FormErrors, account_page_response, form_alert, input, server_error,
     status_of,
 };
@@ -26,6 +25,7 @@ use crate::accounts::consents::{self, ConsentInput, ConsentUpdate};
 use crate::accounts::privacy::{self, ERASE_CONFIRMATION, ErasureRequest, RequestStatus};
 use crate::app::AppState;
 use crate::error::{Error, FieldError};
+use crate::http::session::{self, Customer, Session, see_other};
 
 const PRIVACY: &str = "/account/privacy";
 
@@ -287,7 +287,7 @@ async fn request_page(
             let title = request_title(&request);
             account_page_response(&state, StatusCode::OK, title, request_body(&request)).await
         }
-        Err(Error::NotFound(_)) => super::storefront::not_found_page().into_response(),
+        Err(Error::NotFound(_)) => super::catalog::not_found_page().into_response(),
         Err(err) => server_error(&err, "privacy request"),
     };
     let headers = response.headers_mut();

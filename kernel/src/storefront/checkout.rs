@@ -30,16 +30,16 @@ use bytes::Bytes;
 use cookie::SameSite;
 use maud::{Markup, html};
 
-use super::session::{self, Session, see_other};
-use super::storefront_account::{
+use super::account::{
     Form, FormErrors, account_page_response, form_alert, labelled_input, sentence, server_error,
     status_of,
 };
-use super::storefront_cart::{self as cart_pages, Shopper};
-use super::storefront_orders::order_details;
+use super::cart::{self as cart_pages, Shopper};
+use super::orders::order_details;
 use crate::app::AppState;
 use crate::cart::Cart;
 use crate::error::{Error, FieldError};
+use crate::http::session::{self, Session, see_other};
 use crate::orders::totals::{self, CheckoutQuote};
 use crate::orders::{self, CheckoutRequest, ShippingAddress};
 
@@ -235,11 +235,11 @@ fn summary(cart: &Cart, quote: Option<&CheckoutQuote>) -> Markup {
                 Some(quote) => {
                     dt { "Shipping · " (quote.shipping_method_name) } dd #summary-shipping { (amount(quote.shipping_minor)) }
                     @if !quote.prices_include_tax {
-                        dt { "Tax (" (super::storefront_orders::tax_percent(quote.tax_rate_bp)) ")" } dd #summary-tax { (amount(quote.tax_minor)) }
+                        dt { "Tax (" (super::orders::tax_percent(quote.tax_rate_bp)) ")" } dd #summary-tax { (amount(quote.tax_minor)) }
                     }
                     dt.total { "Total" } dd.total #summary-total data-total-minor=(quote.total_minor) { (amount(quote.total_minor)) }
                     @if quote.prices_include_tax {
-                        dt.muted { "Includes VAT (" (super::storefront_orders::tax_percent(quote.tax_rate_bp)) ")" } dd.muted #summary-tax { (amount(quote.tax_minor)) }
+                        dt.muted { "Includes VAT (" (super::orders::tax_percent(quote.tax_rate_bp)) ")" } dd.muted #summary-tax { (amount(quote.tax_minor)) }
                     }
                 }
                 None => {
@@ -638,17 +638,17 @@ pub(super) fn no_card_payments() -> Markup {
 /// The page's script, pinned by its integrity hash (a page that takes a card carries it).
 pub(super) fn checkout_script_tag() -> Markup {
     html! {
-        script src=(super::security::checkout_script().path) integrity=(super::security::checkout_script().integrity) defer {}
+        script src=(crate::http::security::checkout_script().path) integrity=(crate::http::security::checkout_script().integrity) defer {}
     }
 }
 
 /// The processor's origin, which a page that takes a card lets its script reach: its
 /// response's extension for the security headers.
 pub(super) fn allow_processor(response: &mut Response, tokenize_url: Option<&str>) {
-    if let Some(origin) = tokenize_url.and_then(super::security::origin_of) {
+    if let Some(origin) = tokenize_url.and_then(crate::http::security::origin_of) {
         response
             .extensions_mut()
-            .insert(super::security::ExtraOrigins(vec![origin]));
+            .insert(crate::http::security::ExtraOrigins(vec![origin]));
     }
 }
 
@@ -759,7 +759,7 @@ async fn checkout_submit(
             let location = format!("{CONFIRMATION_PATH}/{}", order.number);
             // A purchase, for recommendations (with the visitor's consent).
             let slugs: Vec<String> = cart.lines.iter().map(|l| l.product_slug.clone()).collect();
-            let cookie = super::storefront_analytics::record_slugs(
+            let cookie = super::analytics::record_slugs(
                 &state,
                 &session,
                 &headers,
@@ -767,7 +767,7 @@ async fn checkout_submit(
                 &slugs,
             )
             .await;
-            super::storefront_analytics::with_cookie(
+            super::analytics::with_cookie(
                 cart_pages::with_cookies(see_other(&location), shopper.cookies),
                 cookie,
             )
@@ -830,7 +830,7 @@ fn declined_message(reason: &str) -> String {
     } else {
         format!("Your payment was declined: {reason}")
     };
-    let mut text = super::storefront_account::sentence(&reason);
+    let mut text = super::account::sentence(&reason);
     if reason.to_lowercase().contains("another card") {
         text.push_str(" Nothing was charged.");
     } else {
@@ -902,7 +902,7 @@ fn problem_of(err: &Error) -> Option<(Problem, bool)> {
         Error::Conflict { message, .. } => Some((
             Problem {
                 status: StatusCode::CONFLICT,
-                errors: form_error(&super::storefront_account::sentence(message)),
+                errors: form_error(&super::account::sentence(message)),
             },
             false,
         )),
@@ -919,7 +919,7 @@ async fn confirmation_page(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(number)) = path else {
-        return super::storefront::not_found_page().into_response();
+        return super::catalog::not_found_page().into_response();
     };
     let customer = match session::current_customer(&state, &session).await {
         Ok(customer) => customer,
@@ -936,7 +936,7 @@ async fn confirmation_page(
     }
     let order = match found {
         Ok(order) => order,
-        Err(Error::NotFound(_)) => return super::storefront::not_found_page().into_response(),
+        Err(Error::NotFound(_)) => return super::catalog::not_found_page().into_response(),
         Err(err) => return server_error(&err, "confirmation"),
     };
     let body = html! {

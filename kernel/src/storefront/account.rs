@@ -1,6 +1,6 @@
 //! The customer's account in the storefront: sign in, register, sign out, the profile,
 //! and password change. Server-rendered like the rest of the shop (escaped by `maud`,
-//! never JSON); sessions and CSRF are [`super::session`]'s.
+//! never JSON); sessions and CSRF are [`crate::http::session`]'s.
 //!
 //! A form with a problem is rendered again with each field's message and status 422; a
 //! password is never put back into a page. After signing in the shopper goes to `next`
@@ -16,11 +16,11 @@ use axum::routing::get;
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::session::{self, Customer, Session, safe_next, see_other};
 use crate::accounts::{self, Credentials, PasswordChange, Registration};
 use crate::app::AppState;
 use crate::catalog::model::Category;
 use crate::error::{Error, FieldError};
+use crate::http::session::{self, Customer, Session, safe_next, see_other};
 
 /// Where a shopper lands after signing in when no `next` is given.
 pub(super) const ACCOUNT_HOME: &str = "/account";
@@ -98,13 +98,13 @@ pub fn routes() -> Router<AppState> {
             "/account/password",
             get(password_page).post(password_submit),
         )
-        .merge(super::storefront_addresses::routes())
-        .merge(super::storefront_orders::routes())
-        .merge(super::storefront_subscriptions::routes())
-        .merge(super::storefront_reviews::routes())
-        .merge(super::storefront_loyalty::routes())
-        .merge(super::storefront_notifications::routes())
-        .merge(super::storefront_privacy::routes())
+        .merge(super::addresses::routes())
+        .merge(super::orders::routes())
+        .merge(super::subscriptions::routes())
+        .merge(super::reviews::routes())
+        .merge(super::loyalty::routes())
+        .merge(super::notifications::routes())
+        .merge(super::privacy::routes())
 }
 
 // ---- page helpers ----------------------------------------------------------------------
@@ -130,7 +130,7 @@ pub(super) async fn account_page_response(
     let categories = categories(state).await;
     let mut response = (
         status,
-        Html(super::storefront::layout(title, &categories, None, body).into_string()),
+        Html(super::catalog::layout(title, &categories, None, body).into_string()),
     )
         .into_response();
     response
@@ -395,7 +395,7 @@ async fn sign_in_submit(
         Ok(pair) => {
             let mut response = see_other(next.as_deref().unwrap_or(ACCOUNT_HOME));
             session::set_token_cookies(&state.config, response.headers_mut(), &pair);
-            super::storefront_cart::merge_at_sign_in(
+            super::cart::merge_at_sign_in(
                 &state,
                 &headers,
                 &pair.access_token,
@@ -498,7 +498,7 @@ async fn register_submit(
         Ok(pair) => {
             let mut response = see_other(next.as_deref().unwrap_or(ACCOUNT_HOME));
             session::set_token_cookies(&state.config, response.headers_mut(), &pair);
-            super::storefront_cart::merge_at_sign_in(
+            super::cart::merge_at_sign_in(
                 &state,
                 &headers,
                 &pair.access_token,
@@ -531,7 +531,7 @@ async fn sign_out(
     }
     let mut response = see_other("/");
     session::clear_token_cookies(&state.config, response.headers_mut());
-    super::storefront_cart::forget_count(&state.config, response.headers_mut());
+    super::cart::forget_count(&state.config, response.headers_mut());
     response
 }
 

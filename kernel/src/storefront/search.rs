@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 
-use super::storefront::{error_page, layout, product_url, thumb, type_label_of};
-use super::storefront_cart::money;
+use super::cart::money;
+use super::catalog::{error_page, layout, product_url, thumb, type_label_of};
 use crate::app::AppState;
 use crate::catalog::model::Category;
 use crate::error::Error;
@@ -96,7 +96,7 @@ async fn search_page(
     } else {
         format!("Search: {}", request.q)
     };
-    super::storefront::shared_once(&headers, async {
+    super::catalog::shared_once(&headers, async {
         let body = results_body(&request, &results, &categories);
         layout(&title, &categories, None, body)
     })

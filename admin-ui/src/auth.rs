@@ -1,0 +1,362 @@
+//! Signing in and out, the second factor, and setting up an authenticator app, all
+//! through the staff domain (`crate::staff`): the sign-in makes a session in the same
+//! table the API's sessions are in, and the store's two-factor policy applies here as on
+//! the API.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use maud::{Markup, html};
+
+use super::layout::{self, Form, FormErrors, Kind, field, form_alert};
+use super::session::{self, AdminSession, SignedIn};
+use crate::app::AppState;
+use crate::error::Error;
+use crate::staff::mfa::{self, SecondFactorInput, Standing};
+use crate::staff::mfa_api::ClientAddress;
+use crate::staff::{SignInAnswer, Staff, StaffCredentials};
+
+pub const SIGN_IN_PATH: &str = "/admin/sign-in";
+const TWO_FACTOR_STEP_PATH: &str = "/admin/sign-in/two-factor";
+const SETUP_PATH: &str = "/admin/account/two-factor";
+const HOME: &str = "/admin";
+
+/// Open to anyone: signing in and out.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(SIGN_IN_PATH, get(sign_in_page).post(sign_in_submit))
+        .route(TWO_FACTOR_STEP_PATH, post(second_factor_submit))
+        .route("/admin/sign-out", post(sign_out))
+}
+
+/// Behind the guard: the staff member's own two-factor set-up.
+pub fn account_routes() -> Router<AppState> {
+    Router::new().route(SETUP_PATH, get(setup_page).post(setup_submit))
+}
+
+/// What the store's two-factor policy says of this session on `path`: `None` to go on,
+/// or where to go instead (set it up first; sign in again with it).
+pub async fn two_factor_standing(state: &AppState, staff: &Staff, path: &str) -> Option<Response> {
+    match mfa::standing(state, staff).await {
+        Ok(Standing::Fine) => None,
+        Ok(Standing::SetupRequired) if path == SETUP_PATH => None,
+        Ok(Standing::SetupRequired) => Some(layout::see_other(SETUP_PATH)),
+        Ok(Standing::SessionLacksFactor) => {
+            Some(layout::see_other(&format!("{SIGN_IN_PATH}?again=1")))
+        }
+        Err(err) => Some(layout::error_page(&err, "two-factor standing")),
+    }
+}
+
+/// `next` when it is a page of the admin (never another site).
+fn safe_next(next: &str) -> Option<&str> {
+    crate::http::session::safe_next(next).filter(|n| *n == HOME || n.starts_with("/admin/"))
+}
+
+// ---- sign in ----------------------------------------------------------------------------
+
+async fn sign_in_page(
+    State(state): State<AppState>,
+    admin: AdminSession,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let next = layout::query_value(query.as_deref(), "next");
+    let next = next.as_deref().and_then(safe_next);
+    let again = layout::query_value(query.as_deref(), "again").is_some();
+    // Signed in already: on to the page, or to setting up the second factor first.
+    if let Some(staff) = &admin.staff
+        && !again
+    {
+        match mfa::standing(&state, staff).await {
+            Ok(Standing::Fine) => return layout::see_other(next.unwrap_or(HOME)),
+            Ok(Standing::SetupRequired) => return layout::see_other(SETUP_PATH),
+            Ok(Standing::SessionLacksFactor) | Err(_) => {}
+        }
+    }
+    let mut errors = FormErrors::default();
+    if again {
+        errors.form = Some(
+            "The store now requires a second factor: sign in again with your authenticator app."
+                .to_owned(),
+        );
+    }
+    sign_in_form(&admin, "", next, &errors)
+}
+
+fn sign_in_form(
+    admin: &AdminSession,
+    email: &str,
+    next: Option<&str>,
+    errors: &FormErrors,
+) -> Response {
+    let body = html! {
+        h1 { "Sign in to the admin" }
+        (form_alert(errors))
+        form method="post" action=(SIGN_IN_PATH) novalidate {
+            (admin.csrf_input())
+            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+            (field("Email", "email", Kind::Email, email, errors))
+            (field("Password", "password", Kind::Password, "", errors))
+            button.button.primary type="submit" { "Sign in" }
+        }
+    };
+    layout::bare(errors.status(), "Sign in", body)
+}
+
+async fn sign_in_submit(
+    State(state): State<AppState>,
+    admin: AdminSession,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let next = safe_next(form.get("next")).map(str::to_owned);
+    let email = form.get("email").trim().to_owned();
+    let password = form.get("password").to_owned();
+    let mut errors = FormErrors::default();
+    if email.is_empty() {
+        errors.add("email", "enter your email");
+    }
+    if password.is_empty() {
+        errors.add("password", "enter your password");
+    }
+    if !errors.is_empty() {
+        return sign_in_form(&admin, &email, next.as_deref(), &errors);
+    }
+    // Guesses spread over many clients still meet a limit per staff account.
+    let account = format!(
+        "staff:{}",
+        state
+            .keys
+            .lookup_hash(&crate::accounts::normalise_email(&email))
+    );
+    let limited = state
+        .limiter
+        .hit(crate::ratelimit::Class::SignInAccount, &account)
+        .await;
+    let answer = match limited {
+        Ok(()) => {
+            crate::staff::sign_in(
+                &state,
+                StaffCredentials {
+                    email: email.clone(),
+                    password,
+                },
+                from,
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    match answer {
+        Ok(SignInAnswer::Session(signed)) => {
+            signed_in(&state, &headers, &signed.token, next.as_deref())
+        }
+        Ok(SignInAnswer::MfaRequired(challenge)) => second_factor_form(
+            &admin,
+            &challenge.challenge,
+            next.as_deref(),
+            &FormErrors::default(),
+        ),
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(errors) => sign_in_form(&admin, &email, next.as_deref(), &errors),
+            None => layout::error_page(&err, "sign-in"),
+        },
+    }
+}
+
+/// The session cookie, then the page the staff member came for.
+fn signed_in(state: &AppState, headers: &HeaderMap, token: &str, next: Option<&str>) -> Response {
+    let mut response = layout::see_other(next.unwrap_or(HOME));
+    session::set_staff_cookie(state, headers, &mut response, token);
+    response
+}
+
+// ---- the second factor -------------------------------------------------------------------
+
+fn second_factor_form(
+    admin: &AdminSession,
+    challenge: &str,
+    next: Option<&str>,
+    errors: &FormErrors,
+) -> Response {
+    let body = html! {
+        h1 { "Two-factor sign-in" }
+        p { "Type the code your authenticator app shows for this store, or one of your recovery codes." }
+        (form_alert(errors))
+        form method="post" action=(TWO_FACTOR_STEP_PATH) novalidate {
+            (admin.csrf_input())
+            input type="hidden" name="challenge" value=(challenge);
+            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+            (layout::field_with_hint("Code", "code", Kind::Text, "", Some("Six digits."), errors))
+            details {
+                summary { "Use a recovery code instead" }
+                (field("Recovery code", "recovery_code", Kind::Text, "", errors))
+            }
+            button.button.primary type="submit" { "Sign in" }
+        }
+    };
+    layout::bare(errors.status(), "Two-factor sign-in", body)
+}
+
+async fn second_factor_submit(
+    State(state): State<AppState>,
+    admin: AdminSession,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let next = safe_next(form.get("next")).map(str::to_owned);
+    let challenge = form.get("challenge").to_owned();
+    let present = |name: &str| Some(form.get(name).trim().to_owned()).filter(|v| !v.is_empty());
+    let input = SecondFactorInput {
+        challenge: challenge.clone(),
+        code: present("code"),
+        recovery_code: present("recovery_code"),
+    };
+    match mfa::complete_sign_in(&state, input, from).await {
+        Ok(signed) => signed_in(&state, &headers, &signed.token, next.as_deref()),
+        // The challenge is spent or expired: from the password again.
+        Err(Error::BadCredential {
+            field: "challenge",
+            message,
+        }) => {
+            let errors = FormErrors {
+                form: Some(layout::sentence(message)),
+                ..FormErrors::default()
+            };
+            sign_in_form(&admin, "", next.as_deref(), &errors)
+        }
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(errors) => second_factor_form(&admin, &challenge, next.as_deref(), &errors),
+            None => layout::error_page(&err, "sign-in second factor"),
+        },
+    }
+}
+
+// ---- sign out -----------------------------------------------------------------------------
+
+async fn sign_out(
+    State(state): State<AppState>,
+    admin: AdminSession,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(staff) = &admin.staff
+        && let Err(err) = crate::staff::sign_out(&state.db, staff).await
+    {
+        return layout::error_page(&err, "sign-out");
+    }
+    let mut response = layout::see_other(SIGN_IN_PATH);
+    session::clear_staff_cookie(&state, &headers, &mut response);
+    response
+}
+
+// ---- setting up an authenticator app --------------------------------------------------------
+
+async fn setup_page(State(state): State<AppState>, SignedIn(staff, admin): SignedIn) -> Response {
+    match mfa::status(&state, &staff).await {
+        Ok(status) => {
+            let body = html! {
+                h1 { "Two-factor sign-in" }
+                @if status.totp == "on" {
+                    p { "Two-factor sign-in with an authenticator app is on. Recovery codes left: " (status.recovery_codes_left) "." }
+                } @else {
+                    @if status.required {
+                        p.form-alert role="alert" { "The store requires two-factor sign-in of your role: set it up to continue." }
+                    }
+                    p { "Sign in with a code from an authenticator app on your phone besides your password." }
+                    form method="post" action=(SETUP_PATH) {
+                        (admin.csrf_input())
+                        input type="hidden" name="step" value="start";
+                        button.button.primary type="submit" { "Set up an authenticator app" }
+                    }
+                }
+            };
+            layout::page(&staff, admin.csrf_input(), "Two-factor sign-in", "", body)
+        }
+        Err(err) => layout::error_page(&err, "two-factor status"),
+    }
+}
+
+async fn setup_submit(
+    State(state): State<AppState>,
+    SignedIn(staff, admin): SignedIn,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if form.get("step") == "start" {
+        return match mfa::start_enrolment(&state, &staff).await {
+            Ok(enrolment) => {
+                let body = html! {
+                    h1 { "Set up an authenticator app" }
+                    p { "Scan the code with the app, or type the key into it." }
+                    img.qr src=(enrolment.qr_code) alt="QR code of the key for the authenticator app" width="200" height="200";
+                    p { "Key: " code #totp-secret { (enrolment.secret) } }
+                    (confirm_form(&admin, &FormErrors::default()))
+                };
+                layout::page(
+                    &staff,
+                    admin.csrf_input(),
+                    "Set up two-factor sign-in",
+                    "",
+                    body,
+                )
+            }
+            Err(err) => layout::error_page(&err, "two-factor set-up"),
+        };
+    }
+    let input = mfa::ConfirmTotp {
+        code: form.get("code").trim().to_owned(),
+    };
+    match mfa::confirm_enrolment(&state, &staff, input).await {
+        Ok(codes) => {
+            let body = html! {
+                h1 { "Two-factor sign-in is on" }
+                p { "Keep these recovery codes somewhere safe: each signs you in once without the app. They are shown only now." }
+                ul.recovery-codes { @for code in &codes.recovery_codes { li { code { (code) } } } }
+                p { a.button.primary href=(HOME) { "Continue to the dashboard" } }
+            };
+            layout::page(
+                &staff,
+                admin.csrf_input(),
+                "Two-factor sign-in is on",
+                "",
+                body,
+            )
+        }
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(errors) => {
+                let body = html! {
+                    h1 { "Set up an authenticator app" }
+                    (confirm_form(&admin, &errors))
+                };
+                layout::page_with_status(
+                    errors.status(),
+                    &staff,
+                    admin.csrf_input(),
+                    "Set up two-factor sign-in",
+                    "",
+                    body,
+                )
+            }
+            None => layout::error_page(&err, "two-factor confirmation"),
+        },
+    }
+}
+
+fn confirm_form(admin: &AdminSession, errors: &FormErrors) -> Markup {
+    html! {
+        (form_alert(errors))
+        form method="post" action=(SETUP_PATH) novalidate {
+            (admin.csrf_input())
+            input type="hidden" name="step" value="confirm";
+            (layout::field_with_hint("Code from the app", "code", Kind::Text, "", Some("Six digits, to confirm the app is set up."), errors))
+            button.button.primary type="submit" { "Turn on" }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The dashboard: what needs the merchant's attention today. Each panel shows only to a
+//! role that may read what it counts, and links to the page that lists it where there is
+//! one. Every count is one indexed query.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::get;
+use maud::{Markup, html};
+use sqlx::Row;
+
+use super::layout;
+use super::session::SignedIn;
+use crate::app::AppState;
+use crate::error::Result;
+use crate::staff::{Permission, Staff};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin", get(dashboard))
+}
+
+/// Today's orders (not cancelled) and their revenue, by currency.
+async fn todays_orders(state: &AppState) -> Result<Vec<(String, i64, i64)>> {
+    let today = crate::time::format_date(state.clock.now().date_naive());
+    let rows = sqlx::query(
+        "SELECT currency, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(total_minor - refunded_minor), 0) AS BIGINT)
+         FROM orders WHERE created_at >= $1 AND status <> 'cancelled' GROUP BY currency ORDER BY currency",
+    )
+    .bind(today)
+    .fetch_all(&state.db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect()
+}
+
+/// Lots with units expiring within 30, 60 and 90 days of today.
+async fn expiring_lots(state: &AppState) -> Result<[(i64, i64); 3]> {
+    let today = crate::time::today();
+    let mut counts = [(30, 0), (60, 0), (90, 0)];
+    for (days, count) in &mut counts {
+        let until = today + chrono::Days::new(u64::try_from(*days).unwrap_or(0));
+        *count = scalar(
+            sqlx::query(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM lots
+                 WHERE expires_on >= $1 AND expires_on <= $2 AND quantity > 0",
+            )
+            .bind(crate::time::format_date(today))
+            .bind(crate::time::format_date(until)),
+            state,
+        )
+        .await?;
+    }
+    Ok(counts)
+}
+
+async fn scalar(
+    query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    state: &AppState,
+) -> Result<i64> {
+    Ok(query.fetch_one(&state.db.pool).await?.try_get(0)?)
+}
+
+/// Variants of active products (bundles hold no stock) without a unit in any lot.
+async fn out_of_stock(state: &AppState) -> Result<i64> {
+    scalar(
+        sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM variants v JOIN products p ON p.id = v.product_id
+             WHERE p.status = 'active' AND p.product_type <> 'bundle'
+               AND NOT EXISTS (SELECT 1 FROM lots l WHERE l.variant_id = v.id AND l.quantity > 0)",
+        ),
+        state,
+    )
+    .await
+}
+
+/// Active subscriptions whose renewal was declined and is being retried (dunning).
+async fn failed_renewals(state: &AppState) -> Result<i64> {
+    scalar(
+        sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE status = 'active' AND failed_attempts > 0",
+        ),
+        state,
+    )
+    .await
+}
+
+/// Events a consumer gave up on that nobody replayed yet.
+async fn dead_letters(state: &AppState) -> Result<i64> {
+    scalar(
+        sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM bus_dead_letters WHERE replayed_at IS NULL",
+        ),
+        state,
+    )
+    .await
+}
+
+/// Plugins the kernel turned off after repeated failures, with the reason.
+async fn auto_disabled_plugins(state: &AppState) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT plugin_id, disabled_reason FROM plugin_installations
+         WHERE enabled = 0 AND disabled_reason IS NOT NULL ORDER BY plugin_id",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+async fn dashboard(State(state): State<AppState>, SignedIn(staff, admin): SignedIn) -> Response {
+    let panels = async {
+        let mut panels = Vec::new();
+        if staff.role.allows(Permission::OrdersRead) {
+            panels.push(orders_panel(&todays_orders(&state).await?));
+            panels.push(renewals_panel(failed_renewals(&state).await?));
+        }
+        if staff.role.allows(Permission::InventoryRead) {
+            panels.push(lots_panel(&staff, &expiring_lots(&state).await?));
+            panels.push(stock_panel(&staff, out_of_stock(&state).await?));
+        }
+        if staff.role.allows(Permission::OperationsRead) {
+            panels.push(dead_letters_panel(dead_letters(&state).await?));
+        }
+        if staff.role.allows(Permission::PluginsRead) {
+            panels.push(plugins_panel(&staff, &auto_disabled_plugins(&state).await?));
+        }
+        Ok::<_, crate::Error>(panels)
+    };
+    let panels = match panels.await {
+        Ok(panels) => panels,
+        Err(err) => return layout::error_page(&err, "dashboard"),
+    };
+    let body = html! {
+        h1 { "Dashboard" }
+        div.panels { @for panel in &panels { (panel) } }
+    };
+    layout::page(&staff, admin.csrf_input(), "Dashboard", "/admin", body)
+}
+
+fn orders_panel(today: &[(String, i64, i64)]) -> Markup {
+    html! {
+        section.panel #today-orders {
+            h2 { "Today's orders" }
+            @if today.is_empty() {
+                p.count { "0" } p { "No orders yet today." }
+            }
+            @for (currency, count, revenue) in today {
+                p.count { (count) } p { "orders, " (layout::money(*revenue, currency)) " revenue" }
+            }
+            p { a href="/admin/orders" { "All orders" } }
+        }
+    }
+}
+
+fn lots_panel(staff: &Staff, counts: &[(i64, i64); 3]) -> Markup {
+    let link = super::may(staff.role, &Method::GET, "/admin/lots");
+    html! {
+        section.panel #expiring-lots {
+            h2 { "Lots expiring" }
+            ul.counts {
+                @for (days, count) in counts {
+                    li {
+                        @if link { a href={ "/admin/lots?expiring=" (days) } { strong { (count) } " within " (days) " days" } }
+                        @else { strong { (count) } " within " (days) " days" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stock_panel(staff: &Staff, count: i64) -> Markup {
+    let link = super::may(staff.role, &Method::GET, "/admin/products");
+    html! {
+        section.panel #out-of-stock {
+            h2 { "Out of stock" }
+            p.count { (count) }
+            p { "variants of active products without a unit in stock" }
+            @if link { p { a href="/admin/products?status=active" { "Active products" } } }
+        }
+    }
+}
+
+fn renewals_panel(count: i64) -> Markup {
+    html! {
+        section.panel #failed-renewals {
+            h2 { "Failed renewals" }
+            p.count { (count) }
+            p { "subscriptions whose payment was declined, being retried" }
+        }
+    }
+}
+
+fn dead_letters_panel(count: i64) -> Markup {
+    html! {
+        section.panel #dead-letters {
+            h2 { "Dead-lettered events" }
+            p.count { (count) }
+            p { "events a consumer gave up on, waiting to be replayed (" code { "GET /api/v1/admin/bus/dead-letters" } ")" }
+        }
+    }
+}
+
+fn plugins_panel(staff: &Staff, disabled: &[(String, String)]) -> Markup {
+    let link = super::may(staff.role, &Method::GET, "/admin/plugins");
+    html! {
+        section.panel #disabled-plugins {
+            h2 { "Plugins turned off after failures" }
+            p.count { (disabled.len()) }
+            @if !disabled.is_empty() {
+                ul { @for (id, reason) in disabled { li { strong { (id) } ": " (reason) } } }
+            }
+            @if link { p { a href="/admin/plugins" { "Plugins" } } }
+        }
+    }
+}

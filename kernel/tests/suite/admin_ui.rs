@@ -1,0 +1,574 @@
+//! The merchant's admin in the browser (`/admin`, `admin-ui/`), through its forms as a
+//! browser posts them: every page needs a staff session and its permission (the walk of
+//! the page table), signing in with a second factor makes a session the API lists and
+//! revokes, forms without the CSRF token are refused, and a merchant creates a product,
+//! receives a lot and fulfils an order. The browser test is `browser::admin`.
+
+use std::time::Duration;
+
+use crate::common::browser::*;
+use crate::common::*;
+use axum::http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+const STAFF_PASSWORD: &str = "a long staff password";
+
+/// A staff member with `role` who signs in with [`STAFF_PASSWORD`]; answers their id.
+async fn staff(app: &TestApp, role: &str, email: &str) -> i64 {
+    let r = app
+        .admin_post(
+            "/api/v1/admin/staff",
+            &json!({"email": email, "name": "Staff", "role": role, "password": STAFF_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()["id"].as_i64().unwrap()
+}
+
+/// Posts the sign-in form with the password.
+async fn post_password(app: &TestApp, browser: &mut Browser, email: &str) -> TestResponse {
+    let page = get(app, browser, "/admin/sign-in").await;
+    assert_html(&page, StatusCode::OK);
+    let csrf = csrf_of(&page);
+    post_form(
+        app,
+        browser,
+        "/admin/sign-in",
+        &[
+            ("csrf", &csrf),
+            ("email", email),
+            ("password", STAFF_PASSWORD),
+        ],
+    )
+    .await
+}
+
+/// A browser signed in to the admin as a new staff member with `role`.
+async fn signed_in_as(app: &TestApp, role: &str) -> Browser {
+    let email = format!("{role}-{}@staff.example", rand_suffix());
+    staff(app, role, &email).await;
+    let mut browser = Browser::default();
+    let r = post_password(app, &mut browser, &email).await;
+    assert_eq!(location(&r), "/admin");
+    assert!(browser.has("olv_staff"), "{:?}", set_cookies(&r));
+    browser
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A form post from an admin page: the page's CSRF token with `fields`.
+async fn submit(
+    app: &TestApp,
+    browser: &mut Browser,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> TestResponse {
+    let form = get(app, browser, page).await;
+    assert_html(&form, StatusCode::OK);
+    let csrf = csrf_of(&form);
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    post_form(app, browser, action, &all).await
+}
+
+/// A store with the test supplement (`mag`, MAG-60 and MAG-120) and a lot of MAG-60, a
+/// shipping rate and a tax rate; answers the product's id.
+async fn store(app: &TestApp) -> i64 {
+    basic_setup(app).await;
+    let r = app
+        .admin_post("/api/v1/admin/products", &supplement("mag", "MAG"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let product = r.json()["id"].as_i64().unwrap();
+    let r = app
+        .admin_post(
+            "/api/v1/admin/lots",
+            &json!({"sku": "MAG-60", "location": "AMS-1", "batch": "B1",
+                "manufactured_on": date_in(-10), "expires_on": date_in(400), "quantity": 10}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = app
+        .admin_send(
+            Method::PUT,
+            "/api/v1/admin/shipping-rates",
+            &json!([{"code": "standard", "name": "Standard", "country": "*",
+                "max_weight_grams": 5000, "price_minor": 495, "currency": "EUR"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    product
+}
+
+/// An order of two MAG-60 by a guest, paid (without a payment adapter: marked paid).
+async fn paid_order(app: &TestApp) -> String {
+    let r = app
+        .request(Method::POST, "/api/v1/carts", None, None, None)
+        .await;
+    let cart = r.json()["id"].as_str().unwrap().to_owned();
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/carts/{cart}/lines"),
+            None,
+            Some(json!({"sku": "MAG-60", "quantity": 2}).to_string().into()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/carts/{cart}/checkout"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", format!("admin-ui-{}", rand_suffix()))
+        .body(axum::body::Body::from(
+            json!({"email": "buyer@example.com", "shipping_method": "standard",
+                "shipping_address": {"name": "Ada Buyer", "line1": "Keizersgracht 1",
+                    "city": "Amsterdam", "postal_code": "1015 AA", "country": "NL"}})
+            .to_string(),
+        ))
+        .unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let number = r.json()["number"].as_str().unwrap().to_owned();
+    let r = app
+        .admin_post(
+            &format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "paid"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    number
+}
+
+/// A page of the table with its placeholders filled in.
+fn concrete(path: &str, product: i64, variant: i64, order: &str) -> String {
+    path.replace("/products/{id}", &format!("/products/{product}"))
+        .replace("/variants/{id}", &format!("/variants/{variant}"))
+        .replace("/plugins/{id}", "/plugins/no-such-plugin")
+        .replace("{number}", order)
+}
+
+/// The page is a page (never JSON) with this status.
+#[track_caller]
+fn assert_page(r: &TestResponse, status: StatusCode, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    let content_type = r.headers[header::CONTENT_TYPE].to_str().unwrap();
+    assert!(
+        content_type.starts_with("text/html"),
+        "{what}: {content_type}"
+    );
+}
+
+both_backends! {
+    async fn every_admin_page_needs_a_session_and_its_permission(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let product = store(&app).await;
+        let variant = app.admin_get(&format!("/api/v1/admin/products/{product}")).await.json()["variants"][0]["id"].as_i64().unwrap();
+        let order = paid_order(&app).await;
+        let r = app.admin_post("/api/v1/admin/recalls", &json!({"batch": "B1", "reason": "walk"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let recall = r.json()["id"].as_i64().unwrap();
+        let mut nobody = Browser::default();
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        // A form token for the visitor without a session (the sign-in page's).
+        let csrf = csrf_of(&get(&app, &mut nobody, "/admin/sign-in").await);
+        let catalog_csrf = csrf_of(&get(&app, &mut catalog, "/admin").await);
+        let mut refused_to_catalog = 0;
+        for page in olivine::admin_ui::PAGES {
+            let path = concrete(page.path, product, variant, &order)
+                .replace("/recalls/{id}", &format!("/recalls/{recall}"));
+            let what = format!("{} {path}", page.method);
+            // No session: to the sign-in page, coming back here afterwards.
+            let r = if page.method == Method::GET {
+                get(&app, &mut nobody, &path).await
+            } else {
+                post_form(&app, &mut nobody, &path, &[("csrf", &csrf)]).await
+            };
+            let to = location(&r);
+            assert!(to.starts_with("/admin/sign-in?next=%2Fadmin"), "{what}: {to}");
+            // The catalog role: the pages its permissions open, the 403 page elsewhere.
+            let api = olivine::staff::permissions::required(&page.api_method, page.api_route);
+            let catalog_may = match api {
+                Some(olivine::staff::Access::AnyStaff) => true,
+                Some(olivine::staff::Access::Needs(p)) => olivine::staff::Role::Catalog.allows(p),
+                None => panic!("{what}: its API route {} is not in the permission table", page.api_route),
+            };
+            if !catalog_may {
+                refused_to_catalog += 1;
+                let r = if page.method == Method::GET {
+                    get(&app, &mut catalog, &path).await
+                } else {
+                    post_form(&app, &mut catalog, &path, &[("csrf", &catalog_csrf)]).await
+                };
+                assert_page(&r, StatusCode::FORBIDDEN, &what);
+                assert!(r.text().contains("Not open to your role"), "{what}");
+            } else if page.method == Method::GET {
+                let r = get(&app, &mut catalog, &path).await;
+                assert_page(&r, StatusCode::OK, &what);
+            }
+            // The owner opens every page (a download is CSV, not a page).
+            if page.method == Method::GET && path.ends_with(".csv") {
+                let r = get(&app, &mut owner, &path).await;
+                assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text());
+            } else if page.method == Method::GET {
+                let r = get(&app, &mut owner, &path).await;
+                assert_page(&r, StatusCode::OK, &what);
+            }
+        }
+        assert!(refused_to_catalog >= 8, "the catalog role is refused the orders pages");
+        // The navigation shows a role only what it may use.
+        let home = get(&app, &mut catalog, "/admin").await.text();
+        assert!(home.contains(r#"href="/admin/products""#), "{home}");
+        assert!(!home.contains(r#"href="/admin/orders""#), "{home}");
+        assert!(!home.contains("id=\"today-orders\""), "no orders panel for the catalog role");
+        let home = get(&app, &mut owner, "/admin").await.text();
+        for panel in ["today-orders", "expiring-lots", "out-of-stock", "failed-renewals", "dead-letters", "disabled-plugins"] {
+            assert!(home.contains(&format!("id=\"{panel}\"")), "{panel}: {home}");
+        }
+        // A page outside the table is refused to everyone; an unknown address is not found.
+        let r = get(&app, &mut owner, "/admin/products/not-a-number").await;
+        assert_page(&r, StatusCode::NOT_FOUND, "a product id that is not a number");
+        app.stop().await;
+    }
+
+    async fn signing_in_with_a_second_factor_makes_a_session_the_api_lists(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let email = "ana@staff.example";
+        staff(&app, "admin", email).await;
+        // Two-factor sign-in on, through the API.
+        let r = app.request(Method::POST, "/api/v1/staff/sign-in", None,
+            Some(json!({"email": email, "password": STAFF_PASSWORD}).to_string().into()), Some("application/json")).await;
+        let api_token = r.json()["token"].as_str().unwrap().to_owned();
+        let r = app.request(Method::POST, "/api/v1/staff/me/mfa/totp", Some(&api_token), Some("{}".into()), Some("application/json")).await;
+        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        mid_step(&app);
+        let r = app.request(Method::POST, "/api/v1/staff/me/mfa/totp/confirm", Some(&api_token),
+            Some(json!({"code": code(&app, &secret)}).to_string().into()), Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.kernel.state.clock.advance(Duration::from_secs(30));
+
+        // The password answers the second step, not a session.
+        let mut browser = Browser::default();
+        let r = post_password(&app, &mut browser, email).await;
+        assert_page(&r, StatusCode::OK, "the second step");
+        assert!(!browser.has("olv_staff"), "no session before the second factor");
+        let page = r.text();
+        let challenge = hidden_value(&page, "challenge");
+        let csrf = csrf_of(&r);
+        // A wrong code: said next to the field.
+        let r = post_form(&app, &mut browser, "/admin/sign-in/two-factor",
+            &[("csrf", &csrf), ("challenge", &challenge), ("code", "000000")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a wrong code");
+        assert!(r.text().contains("id=\"f-code-error\""), "{}", r.text());
+        mid_step(&app);
+        let r = post_form(&app, &mut browser, "/admin/sign-in/two-factor",
+            &[("csrf", &csrf), ("challenge", &challenge), ("code", &code(&app, &secret)), ("next", "/admin/products")]).await;
+        assert_eq!(location(&r), "/admin/products");
+        let cookie = set_cookie(&r, "olv_staff");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/admin"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert_page(&get(&app, &mut browser, "/admin/products").await, StatusCode::OK, "signed in");
+
+        // The session is the API's: listed with its factor, and revoking it ends it here.
+        let token = browser.get("olv_staff").unwrap();
+        let sessions = app.request(Method::GET, "/api/v1/staff/me/sessions", Some(&api_token), None, None).await.json();
+        // The API's own session took the factor when it confirmed the app; the other one
+        // is the browser's.
+        let listed: Vec<&Value> = sessions.as_array().unwrap().iter().filter(|s| s["current"] == false).collect();
+        assert_eq!(listed.len(), 1, "{sessions}");
+        assert_eq!(listed[0]["second_factor"], "totp", "{sessions}");
+        let id = listed[0]["id"].as_i64().unwrap();
+        let own = app.request(Method::GET, "/api/v1/staff/me/sessions", Some(&token), None, None).await.json();
+        assert!(own.as_array().unwrap().iter().any(|s| s["id"] == id && s["current"] == true), "{own}");
+        let r = app.request(Method::DELETE, &format!("/api/v1/staff/me/sessions/{id}"), Some(&api_token), None, None).await;
+        assert!(r.status.is_success(), "{}", r.text());
+        let r = get(&app, &mut browser, "/admin/products").await;
+        assert!(location(&r).starts_with("/admin/sign-in"), "a revoked session signs out");
+        app.stop().await;
+    }
+
+    async fn forms_without_the_csrf_token_are_refused(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let fields = [("name", "Forged"), ("slug", "forged"), ("product_type", "bundle"), ("status", "active")];
+        // No token.
+        let r = post_form(&app, &mut browser, "/admin/products/new", &fields).await;
+        assert_page(&r, StatusCode::FORBIDDEN, "no token");
+        assert!(r.text().contains("This form has expired"));
+        // A token of another browser's session.
+        let mut other = signed_in_as(&app, "catalog").await;
+        let foreign = csrf_of(&get(&app, &mut other, "/admin/products/new").await);
+        let mut with_foreign = vec![("csrf", foreign.as_str())];
+        with_foreign.extend_from_slice(&fields);
+        let r = post_form(&app, &mut browser, "/admin/products/new", &with_foreign).await;
+        assert_page(&r, StatusCode::FORBIDDEN, "another session's token");
+        // The right token from another site.
+        let csrf = csrf_of(&get(&app, &mut browser, "/admin/products/new").await);
+        let r = send(&app, Method::POST, "/admin/sign-out", &browser, Some(&[("csrf", &csrf)]),
+            &[("origin", "https://evil.example")]).await;
+        assert_page(&r, StatusCode::FORBIDDEN, "another site");
+        assert_eq!(app.count("products").await, 0);
+        // Signing out with the token ends the session.
+        let r = post_form(&app, &mut browser, "/admin/sign-out", &[("csrf", &csrf)]).await;
+        assert_eq!(location(&r), "/admin/sign-in");
+        assert!(!browser.has("olv_staff"));
+        let r = get(&app, &mut browser, "/admin").await;
+        assert!(location(&r).starts_with("/admin/sign-in"));
+        app.stop().await;
+    }
+
+    async fn a_merchant_creates_a_product_and_receives_a_lot_through_the_forms(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let new = "/admin/products/new?type=skincare";
+        let mut fields = vec![
+            ("product_type", "skincare"), ("name", "Calm Serum"), ("slug", "calm-serum"),
+            ("description", "A serum for tests."), ("status", "active"), ("categories", "supplements"),
+            ("tags", "calm, serum"), ("subscription_intervals", "30d"),
+            ("attributes.skin_types", "dry"), ("attributes.skin_types", "sensitive"),
+            ("attributes.volume_ml", "30"), ("attributes.routine_step", "serum"),
+            ("attributes.application", "Two drops at night."), ("attributes.key_ingredients", "niacinamide"),
+            ("attributes.period_after_opening_months", ""),
+            ("variants[0].title", "30 ml"), ("variants[0].sku", "CALM-30"), ("variants[0].price_minor", "24.50"),
+            ("variants[0].currency", "EUR"), ("variants[0].weight_grams", "80"),
+        ];
+        // The domain's errors land next to their fields, the rest of the form kept.
+        let mut broken = fields.clone();
+        broken.retain(|(name, _)| *name != "name" && *name != "attributes.skin_types");
+        let r = submit(&app, &mut browser, new, "/admin/products/new", &broken).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a product without a name");
+        let page = r.text();
+        assert!(page.contains("id=\"f-name-error\""), "{page}");
+        assert!(page.contains("id=\"f-attributes-skin-types-error\""), "{page}");
+        assert!(page.contains("value=\"CALM-30\""), "the form keeps what was typed");
+        // A price that is not an amount.
+        fields.retain(|(name, _)| *name != "variants[0].price_minor");
+        let mut bad_price = fields.clone();
+        bad_price.push(("variants[0].price_minor", "cheap"));
+        let r = submit(&app, &mut browser, new, "/admin/products/new", &bad_price).await;
+        assert!(r.text().contains("id=\"f-variants-0-price-minor-error\""), "{}", r.text());
+        fields.push(("variants[0].price_minor", "24.50"));
+
+        let r = submit(&app, &mut browser, new, "/admin/products/new", &fields).await;
+        let to = location(&r);
+        let id: i64 = to.trim_start_matches("/admin/products/").split('?').next().unwrap().parse().unwrap();
+        let product = app.admin_get(&format!("/api/v1/admin/products/{id}")).await.json();
+        assert_eq!(product["name"], "Calm Serum", "{product}");
+        assert_eq!(product["attributes"]["skin_types"], json!(["dry", "sensitive"]), "{product}");
+        assert_eq!(product["variants"][0]["price"]["amount_minor"], 2450, "{product}");
+        let audit = app.admin_get("/api/v1/admin/audit?action=product.created").await.json();
+        assert_eq!(audit["entries"][0]["target_id"], json!(id.to_string()), "{audit}");
+
+        // Receiving a lot, from the product page's link.
+        let page = get(&app, &mut browser, &to).await;
+        assert!(page.text().contains("The product was created."));
+        assert!(page.text().contains("/admin/lots/new?sku=CALM-30"));
+        let lot = [("sku", "CALM-30"), ("location", "AMS-1"), ("batch", "L-2026-01"),
+            ("manufactured_on", date_in(-5).leak() as &str), ("expires_on", date_in(50).leak() as &str),
+            ("quantity", "24"), ("note", "")];
+        let mut expired = lot.to_vec();
+        expired[4] = ("expires_on", date_in(-30).leak());
+        let r = submit(&app, &mut browser, "/admin/lots/new?sku=CALM-30", "/admin/lots/new", &expired).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "expiry before manufacture");
+        assert!(r.text().contains("id=\"f-expires-on-error\""), "{}", r.text());
+        let r = submit(&app, &mut browser, "/admin/lots/new?sku=CALM-30", "/admin/lots/new", &lot).await;
+        assert_eq!(location(&r), format!("/admin/products/{id}?done=received"));
+        let lots = app.admin_get("/api/v1/admin/lots?sku=CALM-30").await.json();
+        assert_eq!((lots[0]["batch"].as_str(), lots[0]["quantity"].as_i64()), (Some("L-2026-01"), Some(24)), "{lots}");
+        let page = get(&app, &mut browser, &format!("/admin/products/{id}")).await.text();
+        assert!(page.contains("L-2026-01"), "{page}");
+        // The dashboard counts it among the lots expiring within 60 days.
+        let lots_page = get(&app, &mut browser, "/admin/lots?expiring=60").await.text();
+        assert!(lots_page.contains("L-2026-01"), "{lots_page}");
+
+        // The shop sells it.
+        app.settle().await;
+        let r = app.get("/p/calm-serum").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.text().contains("Calm Serum"));
+        // The products list finds it by name and by SKU, and filters by status.
+        for query in ["q=calm", "q=CALM-30", "status=active&category=supplements"] {
+            let list = get(&app, &mut browser, &format!("/admin/products?{query}")).await.text();
+            assert!(list.contains("Calm Serum"), "{query}: {list}");
+        }
+        let list = get(&app, &mut browser, "/admin/products?status=draft").await.text();
+        assert!(!list.contains("Calm Serum"), "{list}");
+        app.stop().await;
+    }
+
+    async fn support_fulfils_an_order_with_a_tracking_number(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let number = paid_order(&app).await;
+        let mut browser = signed_in_as(&app, "support").await;
+        // The list, filtered.
+        let list = get(&app, &mut browser, "/admin/orders?status=paid&sku=MAG-60").await.text();
+        assert!(list.contains(&number), "{list}");
+        let list = get(&app, &mut browser, "/admin/orders?sku=MAG-120").await.text();
+        assert!(!list.contains(&number), "{list}");
+        let list = get(&app, &mut browser, &format!("/admin/orders?from={}&to={}", date_in(0), date_in(0))).await.text();
+        assert!(list.contains(&number), "{list}");
+        let r = get(&app, &mut browser, "/admin/orders?from=yesterday").await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a date that is not one");
+        // The order: its lines and the lot its units came from.
+        let page = get(&app, &mut browser, &format!("/admin/orders/{number}")).await.text();
+        assert!(page.contains("MAG-60") && page.contains("B1"), "{page}");
+        assert!(page.contains(&format!("/admin/orders/{number}/fulfil")), "{page}");
+        // Fulfilling without a tracking number: said next to the field.
+        let fulfil = format!("/admin/orders/{number}/fulfil");
+        let r = submit(&app, &mut browser, &fulfil, &fulfil, &[("carrier", "DHL"), ("tracking_number", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "no tracking number");
+        assert!(r.text().contains("id=\"f-tracking-number-error\""), "{}", r.text());
+        let r = submit(&app, &mut browser, &fulfil, &fulfil, &[("carrier", "DHL"), ("tracking_number", "3SABC123")]).await;
+        assert_eq!(location(&r), format!("/admin/orders/{number}?done=fulfilled"));
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!((order["status"].as_str(), order["tracking_number"].as_str()), (Some("fulfilled"), Some("3SABC123")));
+        let page = get(&app, &mut browser, &format!("/admin/orders/{number}?done=fulfilled")).await.text();
+        assert!(page.contains("3SABC123") && page.contains("payment was captured"), "{page}");
+        // A fulfilled order cannot be cancelled: the page says why.
+        let cancel = format!("/admin/orders/{number}/cancel");
+        let r = submit(&app, &mut browser, &cancel, &cancel, &[]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "cancelling a fulfilled order");
+        let audit = app.admin_get(&format!("/api/v1/admin/audit?target_type=order&target_id={number}")).await.json();
+        assert!(audit["entries"].as_array().unwrap().iter().any(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("staff:"))), "{audit}");
+        app.stop().await;
+    }
+}
+
+both_backends! {
+    async fn catalog_staff_recall_a_batch_after_confirming_and_support_reads_the_report(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let number = paid_order(&app).await;
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        let new = "/admin/recalls/new";
+        // Missing fields: said next to them.
+        let r = submit(&app, &mut catalog, new, new, &[("batch", ""), ("sku", ""), ("reason", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "an empty recall");
+        assert!(r.text().contains("id=\"f-batch-error\"") && r.text().contains("id=\"f-reason-error\""), "{}", r.text());
+        let r = submit(&app, &mut catalog, new, new, &[("batch", "NOPE"), ("sku", ""), ("reason", "notice")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "an unknown batch");
+        // The first post shows the lots it would take out of sale; nothing is recalled yet.
+        let r = submit(&app, &mut catalog, new, new, &[("batch", "B1"), ("sku", ""), ("reason", "Supplier notice")]).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        let confirm = r.text();
+        assert!(confirm.contains("Recall batch B1") && confirm.contains("MAG-60") && confirm.contains("AMS-1"), "{confirm}");
+        assert_eq!(app.count("lot_recalls").await, 0);
+        let csrf = csrf_of(&r);
+        let r = post_form(&app, &mut catalog, new, &[("csrf", &csrf), ("batch", "B1"), ("sku", ""),
+            ("reason", "Supplier notice"), ("confirm", "yes")]).await;
+        // The catalog role may not read reports (they name customers): back to the list.
+        assert_eq!(location(&r), "/admin/recalls");
+        let list = get(&app, &mut catalog, "/admin/recalls").await.text();
+        assert!(list.contains("B1") && list.contains("Supplier notice"), "{list}");
+        app.settle().await;
+        let product = app.get("/api/v1/products/mag").await.json();
+        assert_eq!(product["variants"][0]["availability"]["sellable_quantity"], 0, "{product}");
+        // Support reads the report and downloads it.
+        let id = app.admin_get("/api/v1/admin/recalls").await.json()[0]["id"].as_i64().unwrap();
+        let mut support = signed_in_as(&app, "support").await;
+        let page = get(&app, &mut support, &format!("/admin/recalls/{id}")).await;
+        assert_page(&page, StatusCode::OK, "the report");
+        assert!(page.text().contains(&number) && page.text().contains("buyer@example.com"), "{}", page.text());
+        let csv = get(&app, &mut support, &format!("/admin/recalls/{id}/report.csv")).await;
+        assert!(csv.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+        assert!(csv.text().contains(&format!("{number},paid,")), "{}", csv.text());
+        app.stop().await;
+    }
+
+    async fn an_admin_rolls_a_plugin_back_and_turns_it_off(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let v1 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &v1).await.status, StatusCode::CREATED);
+        let mut v2 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| {
+            m.replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        });
+        v2["fixtures"] = json!({});
+        let r = app.admin_post("/api/v1/admin/plugins", &v2).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let mut browser = signed_in_as(&app, "admin").await;
+        let page = get(&app, &mut browser, "/admin/plugins").await.text();
+        assert!(page.contains("id=\"plugin-subscribe-and-save\"") && page.contains("Roll back to 0.1.0"), "{page}");
+        let rollback = "/admin/plugins/subscribe-and-save/rollback";
+        let r = submit(&app, &mut browser, "/admin/plugins", rollback, &[]).await;
+        assert_eq!(location(&r), "/admin/plugins");
+        let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(plugin["active_version"], "0.1.0", "{plugin}");
+        let r = submit(&app, &mut browser, "/admin/plugins", "/admin/plugins/subscribe-and-save", &[("enabled", "false")]).await;
+        assert_eq!(location(&r), "/admin/plugins");
+        let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(plugin["enabled"], false, "{plugin}");
+        assert!(get(&app, &mut browser, "/admin/plugins").await.text().contains("Turn on"));
+        // An unknown plugin is the 404 page.
+        let r = submit(&app, &mut browser, "/admin/plugins", "/admin/plugins/nothing/rollback", &[]).await;
+        assert_page(&r, StatusCode::NOT_FOUND, "an unknown plugin");
+        app.stop().await;
+    }
+}
+
+both_backends! {
+    async fn the_stores_two_factor_policy_sends_staff_to_set_it_up_first(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let r = app.admin_patch("/api/v1/admin/settings", &json!({"staff_two_factor": "all_staff"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // Every page sends the staff member to set it up.
+        let r = get(&app, &mut browser, "/admin/products").await;
+        assert_eq!(location(&r), "/admin/account/two-factor");
+        let page = get(&app, &mut browser, "/admin/account/two-factor").await;
+        assert_page(&page, StatusCode::OK, "the set-up page");
+        assert!(page.text().contains("requires two-factor sign-in"), "{}", page.text());
+        let r = submit(&app, &mut browser, "/admin/account/two-factor", "/admin/account/two-factor", &[("step", "start")]).await;
+        assert_page(&r, StatusCode::OK, "the key");
+        let html = r.text();
+        let start = html.find(r#"id="totp-secret">"#).expect("the key") + r#"id="totp-secret">"#.len();
+        let secret = html[start..start + html[start..].find('<').unwrap()].to_owned();
+        let csrf = csrf_of(&r);
+        mid_step(&app);
+        let r = post_form(&app, &mut browser, "/admin/account/two-factor",
+            &[("csrf", &csrf), ("step", "confirm"), ("code", &code(&app, &secret))]).await;
+        assert_page(&r, StatusCode::OK, "the recovery codes");
+        assert!(r.text().contains("recovery-codes"), "{}", r.text());
+        // Confirmed from this session: it counts as signed in with the factor.
+        assert_page(&get(&app, &mut browser, "/admin/products").await, StatusCode::OK, "set up");
+        app.stop().await;
+    }
+}
+
+/// The value of the hidden input `name` in a page.
+#[track_caller]
+fn hidden_value(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+/// Moves the kernel's clock to 10 s into a 30-second step.
+fn mid_step(app: &TestApp) {
+    let into = app.kernel.state.clock.now().timestamp().rem_euclid(30);
+    let by = (40 - into).rem_euclid(30);
+    app.kernel
+        .state
+        .clock
+        .advance(Duration::from_secs(by as u64));
+}
+
+/// The code the authenticator app shows now.
+fn code(app: &TestApp, secret: &str) -> String {
+    let at = u64::try_from(app.kernel.state.clock.now().timestamp()).unwrap();
+    olivine::staff::mfa::code_at(secret, at).expect("a code")
+}

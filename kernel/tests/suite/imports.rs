@@ -1,0 +1,430 @@
+//! Moving a store in (`olivine import`, `olivine::imports`): each kind from JSON and CSV,
+//! Shopify's products export, every validation problem and repair, dry runs, re-runs
+//! that change nothing, an incremental run, and an interrupted import resumed. Each
+//! test runs on SQLite and on PostgreSQL.
+
+use crate::common::*;
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use olivine::imports::{self, Format, Kind, Mode, Options, Summary};
+use serde_json::{Value, json};
+
+async fn import_with(app: &TestApp, kind: Kind, file: &str, options: &Options) -> Summary {
+    let ctx = imports::Context::of(&app.kernel.state, "test");
+    imports::run(
+        &ctx,
+        kind,
+        "test-file",
+        file.as_bytes(),
+        options,
+        &imports::Silent,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("import failed: {:?}", e.body()))
+}
+
+async fn import(app: &TestApp, kind: Kind, file: &str) -> Summary {
+    import_with(app, kind, file, &Options::default()).await
+}
+
+fn counts(summary: &Summary) -> (u64, u64, u64, u64) {
+    let c = summary.counts;
+    (c.new, c.updated, c.unchanged, c.invalid)
+}
+
+/// Whether the report names a problem of `row` at `field`.
+fn has_problem(summary: &Summary, row: usize, field: &str) -> bool {
+    summary
+        .report
+        .problems
+        .iter()
+        .any(|p| p.row == row && p.field == field)
+}
+
+fn has_repair(summary: &Summary, row: usize, field: &str, repair: &str) -> bool {
+    summary
+        .report
+        .repairs
+        .iter()
+        .any(|r| r.row == row && r.field == field && r.repair == repair)
+}
+
+fn products_json() -> String {
+    let mut product = supplement("legacy-magnesium", "LEG-MAG");
+    product["legacy_id"] = json!("p-1");
+    json!([product]).to_string()
+}
+
+const PRODUCTS_CSV: &str = "\
+legacy_id,slug,name,product_type,description,status,categories,tags,attributes,sku,variant_title,options,price,currency,weight_grams
+p-2,zinc-plus,Zinc Plus,supplement,Daily zinc.,active,minerals|supplements,zinc,\"{\"\"form\"\":\"\"tablets\"\",\"\"ingredients\"\":[{\"\"name\"\":\"\"Zinc\"\",\"\"amount\"\":15,\"\"unit\"\":\"\"mg\"\"}],\"\"serving_size\"\":\"\"1 tablet\"\",\"\"servings_per_container\"\":60,\"\"usage\"\":\"\"Take 1 daily.\"\",\"\"disclaimer\"\":\"\"Not evaluated by the FDA.\"\"}\",ZN-60,60 tablets,count=60,\"9,95\",EUR,80
+p-2,zinc-plus,,,,,,,,ZN-120,120 tablets,count=120,17.50,EUR,150
+";
+
+const CUSTOMERS_CSV_HEADER: &str = "legacy_id,email,name,password_hash,phone\n";
+
+/// One legacy hash for every file: an export of the same customer is the same content.
+static LEGACY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| bcrypt::hash("old-system-password", 4).expect("bcrypt"));
+
+fn customers_csv(rows: &[(&str, &str, &str)]) -> String {
+    let hash = &*LEGACY_HASH;
+    let mut csv = CUSTOMERS_CSV_HEADER.to_owned();
+    for (id, email, name) in rows {
+        csv.push_str(&format!("{id},{email},{name},{hash},\n"));
+    }
+    csv
+}
+
+const ORDERS_CSV_HEADER: &str = "legacy_id,number,customer,email,status,currency,placed_at,subtotal,shipping,tax,total,prices_include_tax,tracking_number,ship_name,ship_line1,ship_city,ship_postal_code,ship_country,line_sku,line_quantity,line_unit_price,line_total\n";
+
+fn orders_csv(status: &str) -> String {
+    format!(
+        "{ORDERS_CSV_HEADER}\
+         1001,#1001,c-1,ana@example.com,{status},EUR,2024-03-01 10:00:00,\"39,98\",4.95,0,44.93,true,TRACK-1,Ana,Main St 1,Amsterdam,1011AA,Netherlands,LEG-MAG-60,2,19.99,39.98\n\
+         1002,#1002,,guest@example.com,paid,EUR,2024-03-02,34.99,0,0,34.99,true,,Bo,Side St 2,Utrecht,3511AA,NL,LEG-MAG-120,1,34.99,34.99\n"
+    )
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> TestResponse {
+    let body = json!({"email": email, "password": password}).to_string();
+    app.request(
+        Method::POST,
+        "/api/v1/account/sign-in",
+        None,
+        Some(Body::from(body)),
+        Some("application/json"),
+    )
+    .await
+}
+
+async fn order(app: &TestApp, number: &str) -> Value {
+    let path = format!("/api/v1/admin/orders/{}", number.replace('#', "%23"));
+    let r = app.admin_get(&path).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+both_backends! {
+    async fn products_from_json_and_csv(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        let summary = import(&app, Kind::Products, &products_json()).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 0), "{:?}", summary.report);
+        let r = app.get("/api/v1/products/legacy-magnesium").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["variants"].as_array().map(Vec::len), Some(2));
+
+        // CSV: one line a variant; a decimal comma and an unknown category repaired.
+        let summary = import(&app, Kind::Products, PRODUCTS_CSV).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 0), "{:?}", summary.report);
+        assert!(has_repair(&summary, 2, "variants[0].price_minor", "decimal comma"));
+        assert!(has_repair(&summary, 2, "categories[0]", "new category"));
+        let product = app.get("/api/v1/products/zinc-plus").await.json();
+        assert_eq!(product["variants"][0]["price"]["amount_minor"], 995);
+        assert_eq!(product["variants"][1]["options"]["count"], "120");
+        assert_eq!(product["categories"].as_array().map(Vec::len), Some(2));
+
+        // The same files again change nothing.
+        let before = app.count("audit_log").await;
+        assert_eq!(counts(&import(&app, Kind::Products, &products_json()).await), (0, 0, 1, 0));
+        assert_eq!(counts(&import(&app, Kind::Products, PRODUCTS_CSV).await), (0, 0, 1, 0));
+        assert_eq!(app.count("audit_log").await, before, "a re-run writes nothing");
+
+        // A newer export: one price changed, one variant added.
+        let newer = PRODUCTS_CSV.replace("17.50", "16.00")
+            + "p-2,zinc-plus,,,,,,,,ZN-180,180 tablets,count=180,22.00,EUR,200\n";
+        assert_eq!(counts(&import(&app, Kind::Products, &newer).await), (0, 1, 0, 0));
+        let product = app.admin_get(&format!("/api/v1/admin/products/{}", product["id"])).await.json();
+        assert_eq!(product["variants"][1]["price"]["amount_minor"], 1600);
+        assert_eq!(product["variants"].as_array().map(Vec::len), Some(3));
+        app.stop().await;
+    }
+
+    async fn products_are_checked_by_the_taxonomy_plugins(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.bundled_plugins = true).await;
+        basic_setup(&app).await;
+        let mut derived = supplement("test-magnesium", "unused");
+        derived["variants"][0]["sku"] = json!("");
+        derived["variants"][1]["sku"] = json!("");
+        let mut bad = supplement("bad-options", "BAD");
+        bad["variants"][0]["options"] = json!({"colour": "red"});
+        let file = json!([derived, bad]).to_string();
+        let options = Options { mode: Mode::ValidRows, ..Options::default() };
+        let summary = import_with(&app, Kind::Products, &file, &options).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 1), "{:?}", summary.report);
+        assert!(has_problem(&summary, 2, "variants[0].options.colour"), "{:?}", summary.report);
+        let product = app.get("/api/v1/products/test-magnesium").await.json();
+        assert_eq!(product["variants"][0]["sku"], "TM-60", "the taxonomy derived the SKU");
+        // The derived SKUs are this product's on the next run.
+        assert_eq!(counts(&import_with(&app, Kind::Products, &file, &options).await), (0, 0, 1, 1));
+        app.stop().await;
+    }
+
+    async fn shopify_products_export(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let attributes = json!({"skin_types": ["dry"], "volume_ml": 30, "routine_step": "serum",
+            "application": "Apply at night."}).to_string().replace('"', "\"\"");
+        let csv = format!(
+            "Handle,Title,Body (HTML),Vendor,Product Category,Type,Tags,Published,Option1 Name,Option1 Value,Variant SKU,Variant Grams,Variant Price,Image Src,Status,Attributes (product.metafields.olivine.attributes)\n\
+             glow-serum,Glow Serum,<p>A <b>serum</b></p>,Acme,Health & Beauty > Skin Care,Skincare,\"Gift, Best Seller\",true,Size,30 ml,GLOW-30,45.0,\"24,00\",,active,\"{attributes}\"\n\
+             glow-serum,,,,,,,,Size,50 ml,GLOW-50,70,32.00,,,\n\
+             glow-serum,,,,,,,,,,,,,https://cdn.example/glow.jpg,,\n\
+             lonely,Lonely,,Acme,,Candles,,true,Title,Default Title,L-1,100,5.00,,active,\n"
+        );
+        let options = Options { format: Some(Format::Shopify), mode: Mode::ValidRows, ..Options::default() };
+        let summary = import_with(&app, Kind::Products, &csv, &options).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 1), "{:?}", summary.report);
+        assert!(has_problem(&summary, 5, "product_type"), "{:?}", summary.report);
+        assert!(has_problem(&summary, 5, "attributes"), "{:?}", summary.report);
+        assert!(has_repair(&summary, 2, "description", "HTML to plain text"), "{:?}", summary.report);
+        assert!(has_repair(&summary, 2, "tags", "tag as a slug"), "{:?}", summary.report);
+        let product = app.get("/api/v1/products/glow-serum").await.json();
+        assert_eq!(product["description"], "A serum");
+        assert_eq!(product["tags"], json!(["best-seller", "gift"]));
+        assert_eq!(product["categories"][0]["slug"], "skin-care");
+        assert_eq!(product["variants"].as_array().map(Vec::len), Some(2), "image lines are no variants");
+        assert_eq!(product["variants"][0]["options"], json!({"size": "30 ml"}));
+        assert_eq!(product["variants"][0]["price"], json!({"amount_minor": 2400, "currency": "EUR"}));
+        assert_eq!(product["variants"][1]["weight_grams"], 70);
+        app.stop().await;
+    }
+
+    async fn lots_and_count_corrections(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        import(&app, Kind::Products, &products_json()).await;
+        let csv = |quantity: i64| format!(
+            "legacy_id,sku,location,batch,manufactured_on,expires_on,quantity,note\n\
+             lot-1,LEG-MAG-60,AMS-1,B-1,{},{},{quantity},from the old shop\n",
+            date_in(-30), date_in(300)
+        );
+        assert_eq!(counts(&import(&app, Kind::Lots, &csv(40)).await), (1, 0, 0, 0));
+        assert_eq!(counts(&import(&app, Kind::Lots, &csv(40)).await), (0, 0, 1, 0));
+        assert_eq!(counts(&import(&app, Kind::Lots, &csv(35)).await), (0, 1, 0, 0));
+        let lots = app.admin_get("/api/v1/admin/lots?sku=LEG-MAG-60").await.json();
+        assert_eq!(lots[0]["quantity"], 35, "{lots}");
+        let ledger = app.admin_get("/api/v1/admin/stock-ledger?sku=LEG-MAG-60").await.json();
+        assert!(ledger.to_string().contains("count_correction"), "{ledger}");
+        app.stop().await;
+    }
+
+    async fn customers_once_each_and_sign_in_with_their_old_password(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let csv = customers_csv(&[("c-1", " Ana@Example.com ", "Ana"), ("c-2", "bo@example.com", "Bo")]);
+        let summary = import(&app, Kind::Customers, &csv).await;
+        assert_eq!(counts(&summary), (2, 0, 0, 0), "{:?}", summary.report);
+        assert!(has_repair(&summary, 2, "email", "trimmed whitespace"));
+        assert!(has_repair(&summary, 2, "email", "lower-cased email"));
+        assert_eq!(counts(&import(&app, Kind::Customers, &csv).await), (0, 0, 2, 0));
+        assert_eq!(app.count("customers").await, 2, "a customer imported twice is one account");
+        let r = sign_in(&app, "ana@example.com", "old-system-password").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // A new name is an update, of the same account.
+        let renamed = customers_csv(&[("c-1", "ana@example.com", "Ana Silva"), ("c-2", "bo@example.com", "Bo")]);
+        assert_eq!(counts(&import(&app, Kind::Customers, &renamed).await), (0, 1, 1, 0));
+        assert_eq!(app.count("customers").await, 2);
+        app.stop().await;
+    }
+
+    async fn historical_orders_are_neither_priced_nor_charged_and_sync(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        import(&app, Kind::Products, &products_json()).await;
+        import(&app, Kind::Customers, &customers_csv(&[("c-1", "ana@example.com", "Ana")])).await;
+        let events = app.count("outbox").await;
+        let summary = import(&app, Kind::Orders, &orders_csv("fulfilled")).await;
+        assert_eq!(counts(&summary), (2, 0, 0, 0), "{:?}", summary.report);
+        assert!(has_repair(&summary, 2, "shipping_address.country", "country name to ISO code"));
+        let first = order(&app, "#1001").await;
+        assert_eq!(first["status"], "fulfilled");
+        assert_eq!(first["total_minor"], 4493);
+        assert_eq!(first["tracking_number"], "TRACK-1");
+        assert_eq!(first["lines"][0]["quantity"], 2);
+        assert_eq!(first["shipping_address"]["country"], "NL");
+        assert_eq!(app.count("order_allocations").await, 0, "no stock taken");
+        assert_eq!(app.count("outbox").await, events, "no order events: no mails, no points");
+
+        // Again: nothing changes. Newer: one status changed.
+        assert_eq!(counts(&import(&app, Kind::Orders, &orders_csv("fulfilled")).await), (0, 0, 2, 0));
+        assert_eq!(counts(&import(&app, Kind::Orders, &orders_csv("delivered")).await), (0, 1, 1, 0));
+        assert_eq!(order(&app, "#1001").await["status"], "delivered");
+        assert_eq!(app.count("orders").await, 2, "an order imported twice is one order");
+        app.stop().await;
+    }
+
+    async fn subscriptions_keep_their_saved_payment_method_and_sync(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        import(&app, Kind::Products, &products_json()).await;
+        import(&app, Kind::Customers, &customers_csv(&[("c-1", "ana@example.com", "Ana")])).await;
+        import(&app, Kind::Orders, &orders_csv("delivered")).await;
+        let file = |status: &str| format!(
+            "legacy_id,customer,origin_order,status,interval,next_renewal_at,payment_method,sku,quantity\n\
+             s-1,c-1,1001,{status},30d,{},pm_card_visa,LEG-MAG-60,2\n\
+             s-1,c-1,1001,{status},30d,{},pm_card_visa,LEG-MAG-120,1\n\
+             s-2,c-1,1002,active,30d,{},pm_card_visa,LEG-MAG-60,1\n\
+             s-3,c-404,1001,active,5y,2020-01-01,,NOPE,0\n",
+            date_in(10), date_in(10), date_in(10)
+        );
+        let options = Options { mode: Mode::ValidRows, ..Options::default() };
+        let summary = import_with(&app, Kind::Subscriptions, &file("Active"), &options).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 2), "{:?}", summary.report);
+        assert!(has_problem(&summary, 4, "origin_order"), "{:?}", summary.report.problems);
+        for field in ["customer", "interval", "next_renewal_at", "payment_method", "items[0].sku", "items[0].quantity"] {
+            assert!(has_problem(&summary, 5, field), "{field}: {:?}", summary.report.problems);
+        }
+        let db = &app.kernel.state.db;
+        assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscription_items").await, 2);
+        assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE status = 'active' AND interval_count = 30").await, 1);
+        assert_eq!(counts(&import_with(&app, Kind::Subscriptions, &file("Active"), &options).await), (0, 0, 1, 2));
+        assert_eq!(counts(&import_with(&app, Kind::Subscriptions, &file("Paused"), &options).await), (0, 1, 0, 2));
+        assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE status = 'paused'").await, 1);
+        assert_eq!(app.count("subscriptions").await, 1);
+        app.stop().await;
+    }
+
+    async fn every_problem_is_reported_and_all_or_nothing_writes_nothing(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        import(&app, Kind::Products, &products_json()).await;
+        let hash = &*LEGACY_HASH;
+        let customers = format!(
+            "{CUSTOMERS_CSV_HEADER}\
+             c-1,ok@example.com,Ok,{hash},+31 6 1234 5678\n\
+             c-2,not-an-email,Bad,{hash},\n\
+             c-3,md5@example.com,Md5,5f4dcc3b5aa765d61d8327deb882cf99,\n\
+             c-1,again@example.com,Again,{hash},\n\
+             c-5,phone@example.com,Phone,{hash},call me\n\
+             c-6,,,\n"
+        );
+        let summary = import(&app, Kind::Customers, &customers).await;
+        for (row, field) in [(3, "email"), (4, "password_hash"), (5, "legacy_id"), (6, "phone"), (7, "email")] {
+            assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
+        }
+        assert!(has_repair(&summary, 2, "phone", "normalised phone number"));
+        assert_eq!(counts(&summary), (1, 0, 0, 5));
+        assert!(!summary.written);
+        assert_eq!(app.count("customers").await, 0, "all or nothing");
+
+        let orders = format!(
+            "{ORDERS_CSV_HEADER}\
+             o-1,,,a@example.com,shipped,EUR,2024-03-01,10.00,0,0,10.00,true,,A,L1,C,1011AA,NL,NOPE-1,1,10.00,10.00\n\
+             o-2,,c-404,b@example.com,paid,EUR,yesterday,10.00,0,0,12.00,true,,B,L1,C,1011AA,Atlantis,LEG-MAG-60,1,10.00,10.00\n\
+             o-3,,,c@example.com,paid,EUR,2024-03-01,12.3.4,0,0,10.00,true,,C,L1,C,1011AA,NL,LEG-MAG-60,0,10.00,10.00\n"
+        );
+        let summary = import(&app, Kind::Orders, &orders).await;
+        for (row, field) in [
+            (2, "status"), (3, "customer"), (3, "placed_at"), (3, "total_minor"),
+            (3, "shipping_address.country"), (4, "subtotal_minor"),
+        ] {
+            assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
+        }
+        assert_eq!(summary.counts.invalid, 3);
+        // Unknown SKU and zero quantity are named once the row parses.
+        let fixed = orders.replace("shipped", "paid").replace(",12.3.4,", ",10.00,");
+        let summary = import(&app, Kind::Orders, &fixed).await;
+        assert!(has_problem(&summary, 2, "lines[0].sku"), "{:?}", summary.report.problems);
+        assert!(has_problem(&summary, 4, "lines[0].quantity"), "{:?}", summary.report.problems);
+
+        // A file that is not JSON at all, or a CSV without a header, is refused whole.
+        let ctx = imports::Context::of(&app.kernel.state, "test");
+        let options = Options { format: Some(Format::Json), ..Options::default() };
+        let err = imports::run(&ctx, Kind::Orders, "x", b"{not json", &options, &imports::Silent).await;
+        assert!(err.is_err());
+
+        // With --valid-rows the valid ones go in.
+        let options = Options { mode: Mode::ValidRows, ..Options::default() };
+        let summary = import_with(&app, Kind::Customers, &customers, &options).await;
+        assert!(summary.written);
+        assert_eq!(counts(&summary), (1, 0, 0, 5));
+        assert_eq!(app.count("customers").await, 1);
+        app.stop().await;
+    }
+
+    async fn the_admin_api_checks_then_runs_and_lists_runs(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let csv = customers_csv(&[("c-1", "ana@example.com", "Ana"), ("c-2", "nope", "Bo")]);
+        let r = app.admin_post("/api/v1/admin/imports/customers", &json!({"content": csv, "dry_run": true})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let summary = r.json();
+        assert_eq!(summary["counts"], json!({"new": 1, "updated": 0, "unchanged": 0, "invalid": 1}));
+        assert_eq!(summary["written"], false);
+        assert_eq!(summary["report"]["problems"][0]["row"], 3);
+        assert_eq!(summary["report"]["problems"][0]["field"], "email");
+        let r = app.admin_post("/api/v1/admin/imports/customers",
+            &json!({"content": csv, "valid_rows": true, "source": "customers.csv"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["written"], true);
+        assert_eq!(app.count("customers").await, 1);
+        let runs = app.admin_get("/api/v1/admin/imports").await.json();
+        assert_eq!(runs[0]["source"], "customers.csv", "{runs}");
+        assert_eq!(runs[0]["status"], "finished");
+        assert_eq!(runs[0]["created"], 1);
+        let r = app.admin_post("/api/v1/admin/imports/pets", &json!({"content": "[]"})).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+        app.admin_post("/api/v1/admin/imports/orders", &json!({"content": "{not json"})).await
+            .assert_field_error(400, "file");
+        app.stop().await;
+    }
+
+    async fn a_dry_run_says_what_would_happen_and_writes_nothing(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let csv = customers_csv(&[("c-1", "ana@example.com", "Ana"), ("c-2", "bo@example.com", "Bo")]);
+        import(&app, Kind::Customers, &customers_csv(&[("c-1", "ana@example.com", "Ana")])).await;
+        let options = Options { dry_run: true, ..Options::default() };
+        let changed = csv.replace(",Ana,", ",Ana B,");
+        let summary = import_with(&app, Kind::Customers, &changed, &options).await;
+        assert_eq!(counts(&summary), (1, 1, 0, 0));
+        assert!(!summary.written);
+        assert_eq!(app.count("customers").await, 1);
+        app.stop().await;
+    }
+
+    async fn an_interrupted_import_resumed_ends_as_one_run(backend: Backend) {
+        use std::process::Command;
+        let rows: Vec<(String, String, String)> = (1..=5)
+            .map(|i| (format!("c-{i}"), format!("u{i}@example.com"), format!("User {i}")))
+            .collect();
+        let borrowed: Vec<(&str, &str, &str)> =
+            rows.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+        let csv = customers_csv(&borrowed);
+        let run = |db: &TestDb, failpoints: &str| {
+            let file = db.dir.path().join("customers.csv");
+            std::fs::write(&file, &csv).expect("write the file");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
+            command
+                .args(["import", "customers"])
+                .arg(&file)
+                .args(["--batch-size", "2"])
+                .env("OLIVINE_FAILPOINTS", failpoints)
+                .env("RUST_LOG", "warn");
+            for (key, value) in db.env() {
+                command.env(key, value);
+            }
+            let output = command.output().expect("olivine import runs");
+            (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        let interrupted = TestDb::new(backend).await;
+        let (ok, _) = run(&interrupted, "imports.after_batch");
+        assert!(!ok, "the failpoint aborts after the first batch");
+        let db = interrupted.connect().await;
+        assert_eq!(scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM customers").await, 2);
+        let (ok, resumed) = run(&interrupted, "");
+        assert!(ok, "{resumed}");
+        assert!(resumed.contains("resuming import run"), "{resumed}");
+        assert_eq!(scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM customers").await, 5);
+        db.close().await;
+
+        let once = TestDb::new(backend).await;
+        let (ok, single) = run(&once, "");
+        assert!(ok, "{single}");
+        let line = |out: &str| out.lines().find(|l| l.starts_with("customers:")).map(str::to_owned);
+        assert_eq!(line(&resumed), line(&single));
+        assert_eq!(line(&single).as_deref(), Some("customers: 5 row(s): 5 new, 0 updated, 0 unchanged, 0 invalid"));
+        let (ok, again) = run(&once, "");
+        assert!(ok && again.contains("nothing changed"), "{again}");
+        interrupted.drop().await;
+        once.drop().await;
+    }
+}
