@@ -609,7 +609,7 @@ fn confirm_form(
     admin: &AdminSession,
     order: &Order,
     action: &str,
-    (title, explanation, button): (&str, &str, &str),
+    (title, explanation, button): Confirmation,
     errors: &FormErrors,
 ) -> Response {
     let danger = action == "cancel";
@@ -624,33 +624,69 @@ fn confirm_form(
     change_page(staff, admin, order, title, explanation, form, errors)
 }
 
-const CANCEL: (&str, &str, &str) = (
+/// The words of a confirmation page: title, explanation, button.
+type Confirmation = (&'static str, &'static str, &'static str);
+
+const CANCEL: Confirmation = (
     "Cancel the order?",
     "Its stock goes back to the lots it came from; a payment authorised is voided. This cannot be undone.",
     "Cancel the order",
 );
-const DELIVER: (&str, &str, &str) = (
+const DELIVER: Confirmation = (
     "Mark the order delivered?",
     "The customer is told it arrived.",
     "Mark delivered",
 );
+
+/// The page that asks to confirm `action` (a change without fields of its own).
+async fn confirmation_page(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    number: &str,
+    action: &'static str,
+    words: Confirmation,
+) -> Response {
+    match load(state, number).await {
+        Ok(order) => confirm_form(staff, admin, &order, action, words, &FormErrors::default()),
+        Err(err) => layout::error_page(&err, action),
+    }
+}
+
+/// Makes the confirmed change of `action` to status `to`; `done` names it on the order's
+/// page afterwards.
+async fn confirmed_change(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    number: &str,
+    to: OrderStatus,
+    (action, done, words): (&'static str, &'static str, Confirmation),
+) -> Response {
+    let change = Transition {
+        to,
+        tracking_number: None,
+        carrier: None,
+    };
+    let outcome = transition(state, staff, number, change).await;
+    after_change(
+        state,
+        staff,
+        admin,
+        number,
+        outcome,
+        done,
+        |staff, admin, order, errors| confirm_form(staff, admin, order, action, words, errors),
+    )
+    .await
+}
 
 async fn cancel_page(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
     Path(number): Path<String>,
 ) -> Response {
-    match load(&state, &number).await {
-        Ok(order) => confirm_form(
-            &staff,
-            &admin,
-            &order,
-            "cancel",
-            CANCEL,
-            &FormErrors::default(),
-        ),
-        Err(err) => layout::error_page(&err, "cancel"),
-    }
+    confirmation_page(&state, &staff, &admin, &number, "cancel", CANCEL).await
 }
 
 async fn cancel(
@@ -658,20 +694,14 @@ async fn cancel(
     SignedIn(staff, admin): SignedIn,
     Path(number): Path<String>,
 ) -> Response {
-    let change = Transition {
-        to: OrderStatus::Cancelled,
-        tracking_number: None,
-        carrier: None,
-    };
-    let outcome = transition(&state, &staff, &number, change).await;
-    after_change(
+    let what = ("cancel", "cancelled", CANCEL);
+    confirmed_change(
         &state,
         &staff,
         &admin,
         &number,
-        outcome,
-        "cancelled",
-        |staff, admin, order, errors| confirm_form(staff, admin, order, "cancel", CANCEL, errors),
+        OrderStatus::Cancelled,
+        what,
     )
     .await
 }
@@ -681,17 +711,7 @@ async fn deliver_page(
     SignedIn(staff, admin): SignedIn,
     Path(number): Path<String>,
 ) -> Response {
-    match load(&state, &number).await {
-        Ok(order) => confirm_form(
-            &staff,
-            &admin,
-            &order,
-            "deliver",
-            DELIVER,
-            &FormErrors::default(),
-        ),
-        Err(err) => layout::error_page(&err, "deliver"),
-    }
+    confirmation_page(&state, &staff, &admin, &number, "deliver", DELIVER).await
 }
 
 async fn deliver(
@@ -699,20 +719,14 @@ async fn deliver(
     SignedIn(staff, admin): SignedIn,
     Path(number): Path<String>,
 ) -> Response {
-    let change = Transition {
-        to: OrderStatus::Delivered,
-        tracking_number: None,
-        carrier: None,
-    };
-    let outcome = transition(&state, &staff, &number, change).await;
-    after_change(
+    let what = ("deliver", "delivered", DELIVER);
+    confirmed_change(
         &state,
         &staff,
         &admin,
         &number,
-        outcome,
-        "delivered",
-        |staff, admin, order, errors| confirm_form(staff, admin, order, "deliver", DELIVER, errors),
+        OrderStatus::Delivered,
+        what,
     )
     .await
 }

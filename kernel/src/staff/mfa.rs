@@ -910,13 +910,7 @@ pub async fn confirm_enrolment(
              the code it shows now",
         ));
     };
-    let plain: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let hashes = futures_util::future::try_join_all(
-        plain
-            .iter()
-            .map(|code| crate::accounts::hash_password(code.clone())),
-    )
-    .await?;
+    let (plain, hashes) = make_recovery_codes().await?;
     let now = stamp(state.clock.now());
     let mut tx = state.db.begin().await?;
     let confirmed = sqlx::query(
@@ -963,6 +957,19 @@ pub async fn confirm_enrolment(
     Ok(RecoveryCodes {
         recovery_codes: plain.iter().map(|c| display_recovery_code(c)).collect(),
     })
+}
+
+/// [`RECOVERY_CODES`] new recovery codes and their argon2 hashes. Made before the
+/// transaction that stores them: ten hashes must not hold SQLite's write lock.
+async fn make_recovery_codes() -> Result<(Vec<String>, Vec<String>)> {
+    let plain: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes = futures_util::future::try_join_all(
+        plain
+            .iter()
+            .map(|code| crate::accounts::hash_password(code.clone())),
+    )
+    .await?;
+    Ok((plain, hashes))
 }
 
 async fn replace_recovery_codes(
@@ -1146,14 +1153,7 @@ pub async fn regenerate_recovery_codes(
     input: DisableTotpInput,
 ) -> Result<RecoveryCodes> {
     let proof = prove_at_keyboard(state, staff, input, "recovery_codes").await?;
-    // Hashed before the transaction: ten argon2 hashes must not hold SQLite's write lock.
-    let plain: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let hashes = futures_util::future::try_join_all(
-        plain
-            .iter()
-            .map(|code| crate::accounts::hash_password(code.clone())),
-    )
-    .await?;
+    let (plain, hashes) = make_recovery_codes().await?;
     let mut tx = use_up(state, staff, &proof, "recovery_codes").await?;
     replace_recovery_codes(&mut tx, staff.id, &hashes, &stamp(state.clock.now())).await?;
     crate::audit::record(
@@ -1203,15 +1203,8 @@ pub async fn reset_for(state: &AppState, owner: &Staff, staff_id: i64) -> Result
     }
     let mut tx = state.db.begin().await?;
     remove_factor(&mut tx, staff_id).await?;
-    let sessions_revoked = sqlx::query(
-        "UPDATE staff_tokens SET revoked_at = $1
-         WHERE staff_id = $2 AND kind = 'session' AND revoked_at IS NULL",
-    )
-    .bind(stamp(state.clock.now()))
-    .bind(staff_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let sessions_revoked =
+        super::sessions::revoke_sessions_in(&mut tx, staff_id, &stamp(state.clock.now())).await?;
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {

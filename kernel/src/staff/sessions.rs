@@ -196,15 +196,7 @@ pub async fn revoke_all_sessions(
 ) -> Result<RevokedSessions> {
     super::get_user(&state.db, staff_id).await?;
     let mut tx = state.db.begin().await?;
-    let revoked = sqlx::query(
-        "UPDATE staff_tokens SET revoked_at = $1
-         WHERE staff_id = $2 AND kind = 'session' AND revoked_at IS NULL",
-    )
-    .bind(crate::time::now())
-    .bind(staff_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let revoked = revoke_sessions_in(&mut tx, staff_id, &crate::time::now()).await?;
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
@@ -219,4 +211,22 @@ pub async fn revoke_all_sessions(
     .await?;
     tx.commit().await?;
     Ok(RevokedSessions { revoked })
+}
+
+/// Revokes every open sign-in session of staff user `staff_id` in the caller's
+/// transaction (API tokens stay): how many.
+pub(crate) async fn revoke_sessions_in(
+    conn: &mut sqlx::AnyConnection,
+    staff_id: i64,
+    now: &str,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE staff_tokens SET revoked_at = $1
+         WHERE staff_id = $2 AND kind = 'session' AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(staff_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
