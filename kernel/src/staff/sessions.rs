@@ -196,7 +196,12 @@ pub async fn revoke_all_sessions(
 ) -> Result<RevokedSessions> {
     super::get_user(&state.db, staff_id).await?;
     let mut tx = state.db.begin().await?;
-    let revoked = revoke_sessions_in(&mut tx, staff_id, &crate::time::now()).await?;
+    let revoked = revoke_sessions_in(
+        &mut tx,
+        staff_id,
+        &crate::time::format_timestamp(state.clock.now()),
+    )
+    .await?;
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
