@@ -154,6 +154,7 @@ async fn sign_in_submit(
     };
     match answer {
         Ok(SignInAnswer::Session(signed)) => {
+            end_previous_session(&state, &admin).await;
             signed_in(&state, &headers, &signed.token, next.as_deref())
         }
         Ok(SignInAnswer::MfaRequired(challenge)) => second_factor_form(
@@ -166,6 +167,17 @@ async fn sign_in_submit(
             Some(errors) => sign_in_form(&admin, &email, next.as_deref(), &errors),
             None => layout::error_page(&err, "sign-in"),
         },
+    }
+}
+
+/// A browser that signs in again (from another tab, or as someone else) ends the session
+/// its cookie held: the new cookie replaces it, and it would otherwise stay open, unseen,
+/// until it expired.
+async fn end_previous_session(state: &AppState, admin: &AdminSession) {
+    if let Some(previous) = &admin.staff
+        && let Err(err) = crate::staff::sign_out(&state.db, previous).await
+    {
+        tracing::warn!(error = %err, "ending the previous admin session failed");
     }
 }
 
@@ -220,7 +232,10 @@ async fn second_factor_submit(
         recovery_code: present("recovery_code"),
     };
     match mfa::complete_sign_in(&state, input, from).await {
-        Ok(signed) => signed_in(&state, &headers, &signed.token, next.as_deref()),
+        Ok(signed) => {
+            end_previous_session(&state, &admin).await;
+            signed_in(&state, &headers, &signed.token, next.as_deref())
+        }
         // The challenge is spent or expired: from the password again.
         Err(Error::BadCredential {
             field: "challenge",

@@ -295,6 +295,26 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn signing_in_again_ends_the_session_the_browser_held(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let id = staff(&app, "catalog", "again@staff.example").await;
+        let mut browser = Browser::default();
+        let r = post_password(&app, &mut browser, "again@staff.example").await;
+        assert_eq!(location(&r), "/admin");
+        // Signed in, the browser posts the sign-in form again (a second tab).
+        let csrf = csrf_of(&get(&app, &mut browser, "/admin").await);
+        let r = post_form(&app, &mut browser, "/admin/sign-in",
+            &[("csrf", &csrf), ("email", "again@staff.example"), ("password", STAFF_PASSWORD)]).await;
+        assert_eq!(location(&r), "/admin");
+        use sqlx::Row;
+        let open: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM staff_tokens
+                WHERE staff_id = $1 AND kind = 'session' AND revoked_at IS NULL")
+            .bind(id).fetch_one(&app.kernel.state.db.pool).await.unwrap().get(0);
+        assert_eq!(open, 1, "the session the browser held is closed");
+        assert_page(&get(&app, &mut browser, "/admin/products").await, StatusCode::OK, "the new session works");
+        app.stop().await;
+    }
+
     async fn forms_without_the_csrf_token_are_refused(backend: Backend) {
         let app = TestApp::start(backend).await;
         basic_setup(&app).await;
