@@ -1016,17 +1016,44 @@ async fn update(
     } else {
         Err(Error::Validation(errors.fields))
     };
+    let done = format!("/admin/products/{id}?done=saved");
+    after_product_form(
+        &state,
+        &staff,
+        &admin,
+        id,
+        outcome,
+        &done,
+        "update product",
+        |errors| Returned {
+            product: Some((form, errors)),
+            ..Returned::default()
+        },
+    )
+    .await
+}
+
+/// The answer to a form of the product page: on to `done` when `outcome` is fine, else
+/// the product page again with the form as posted and its errors (`returned` puts them
+/// where they belong), or the error page for an error that is not about the input.
+#[allow(clippy::too_many_arguments)]
+async fn after_product_form(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    product_id: i64,
+    outcome: Result<()>,
+    done: &str,
+    what: &str,
+    returned: impl FnOnce(FormErrors) -> Returned,
+) -> Response {
     match outcome {
-        Ok(()) => layout::see_other(&format!("/admin/products/{id}?done=saved")),
+        Ok(()) => layout::see_other(done),
         Err(err) => match FormErrors::from_error(&err) {
             Some(errors) => {
-                let returned = Returned {
-                    product: Some((form, errors)),
-                    ..Returned::default()
-                };
-                product_page(&state, &staff, &admin, id, None, returned).await
+                product_page(state, staff, admin, product_id, None, returned(errors)).await
             }
-            None => layout::error_page(&err, "update product"),
+            None => layout::error_page(&err, what),
         },
     }
 }
@@ -1050,19 +1077,21 @@ async fn add_variant(
     } else {
         Err(Error::Validation(errors.fields))
     };
-    match outcome {
-        Ok(()) => layout::see_other(&format!("/admin/products/{id}?done=variant_added")),
-        Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => {
-                let returned = Returned {
-                    new_variant: Some((form, errors)),
-                    ..Returned::default()
-                };
-                product_page(&state, &staff, &admin, id, None, returned).await
-            }
-            None => layout::error_page(&err, "add variant"),
+    let done = format!("/admin/products/{id}?done=variant_added");
+    after_product_form(
+        &state,
+        &staff,
+        &admin,
+        id,
+        outcome,
+        &done,
+        "add variant",
+        |errors| Returned {
+            new_variant: Some((form, errors)),
+            ..Returned::default()
         },
-    }
+    )
+    .await
 }
 
 async fn update_variant(
@@ -1101,21 +1130,21 @@ async fn update_variant(
     } else {
         Err(Error::Validation(errors.fields))
     };
-    match outcome {
-        Ok(()) => layout::see_other(&format!(
-            "/admin/products/{product_id}?done=variant_saved#variant-{variant_id}"
-        )),
-        Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => {
-                let returned = Returned {
-                    variant: Some((variant_id, form, errors)),
-                    ..Returned::default()
-                };
-                product_page(&state, &staff, &admin, product_id, None, returned).await
-            }
-            None => layout::error_page(&err, "update variant"),
+    let done = format!("/admin/products/{product_id}?done=variant_saved#variant-{variant_id}");
+    after_product_form(
+        &state,
+        &staff,
+        &admin,
+        product_id,
+        outcome,
+        &done,
+        "update variant",
+        |errors| Returned {
+            variant: Some((variant_id, form, errors)),
+            ..Returned::default()
         },
-    }
+    )
+    .await
 }
 
 async fn product_of_variant(state: &AppState, variant_id: i64) -> Result<Option<i64>> {

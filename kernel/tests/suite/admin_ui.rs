@@ -315,6 +315,38 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn the_product_page_adds_and_changes_variants_with_errors_beside_the_field(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let product = store(&app).await;
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let page = format!("/admin/products/{product}");
+        let add = format!("{page}/variants");
+        let variant = |price| [("sku", "MAG-90"), ("title", "90 capsules"), ("price_minor", price),
+            ("currency", "EUR"), ("weight_grams", "150")];
+        // A price that is not an amount: the page again, 422, the message under the price.
+        let r = submit(&app, &mut browser, &page, &add, &variant("lots")).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a price that is not one");
+        assert!(r.text().contains("id=\"f-price-minor-error\""), "{}", r.text());
+        let r = submit(&app, &mut browser, &page, &add, &variant("24.99")).await;
+        assert_eq!(location(&r), format!("{page}?done=variant_added"));
+        let json = app.admin_get(&format!("/api/v1/admin/products/{product}")).await.json();
+        let added = json["variants"].as_array().unwrap().iter().find(|v| v["sku"] == "MAG-90").cloned().unwrap();
+        assert_eq!(added["price"]["amount_minor"], 2499);
+        // Changing it: a SKU another variant has is refused beside the SKU; a new price is saved.
+        let id = added["id"].as_i64().unwrap();
+        let change = format!("/admin/variants/{id}");
+        let r = submit(&app, &mut browser, &page, &change,
+            &[("sku", "MAG-60"), ("title", "90 capsules"), ("price_minor", "24.99"), ("weight_grams", "150")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a SKU that is taken");
+        let r = submit(&app, &mut browser, &page, &change,
+            &[("sku", "MAG-90"), ("title", "90 capsules"), ("price_minor", "22.50"), ("weight_grams", "150")]).await;
+        assert_eq!(location(&r), format!("{page}?done=variant_saved#variant-{id}"));
+        let json = app.admin_get(&format!("/api/v1/admin/products/{product}")).await.json();
+        let changed = json["variants"].as_array().unwrap().iter().find(|v| v["id"] == id).cloned().unwrap();
+        assert_eq!(changed["price"]["amount_minor"], 2250);
+        app.stop().await;
+    }
+
     async fn forms_without_the_csrf_token_are_refused(backend: Backend) {
         let app = TestApp::start(backend).await;
         basic_setup(&app).await;
