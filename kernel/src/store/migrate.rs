@@ -26,10 +26,10 @@ macro_rules! migrations {
 
 const SQLITE: &[Migration] = migrations!("sqlite":
     (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
-    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"));
+    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"), (25, "0025_customer_keys"), (26, "0026_staff_sso"));
 const POSTGRES: &[Migration] = migrations!("postgres":
     (1, "0001_catalog"), (2, "0002_plugins"), (3, "0003_audit"), (4, "0004_accounts"),
-    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"));
+    (5, "0005_staff"), (6, "0006_privacy"), (7, "0007_carts"), (8, "0008_orders"), (9, "0009_payment_attempts"), (10, "0010_cluster"), (11, "0011_order_tax"), (12, "0012_subscriptions"), (13, "0013_subscription_price_hold"), (14, "0014_loyalty"), (15, "0015_reviews"), (16, "0016_birthdays"), (17, "0017_behaviour"), (18, "0018_notifications"), (19, "0019_media"), (20, "0020_quiet_hours"), (21, "0021_staff_mfa"), (22, "0022_admin_ui"), (23, "0023_imports"), (24, "0024_lot_recalls"), (25, "0025_customer_keys"), (26, "0026_staff_sso"));
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
