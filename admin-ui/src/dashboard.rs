@@ -115,7 +115,8 @@ async fn dashboard(State(state): State<AppState>, SignedIn(staff, admin): Signed
         let mut panels = Vec::new();
         if staff.role.allows(Permission::OrdersRead) {
             panels.push(orders_panel(&todays_orders(&state).await?));
-            panels.push(renewals_panel(failed_renewals(&state).await?));
+            let link = super::may(staff.role, &Method::GET, "/admin/subscriptions");
+            panels.push(renewals_panel(failed_renewals(&state).await?, link));
         }
         if staff.role.allows(Permission::InventoryRead) {
             panels.push(lots_panel(&staff, &expiring_lots(&state).await?));
@@ -184,12 +185,13 @@ fn stock_panel(staff: &Staff, count: i64) -> Markup {
     }
 }
 
-fn renewals_panel(count: i64) -> Markup {
+fn renewals_panel(count: i64, link: bool) -> Markup {
     html! {
         section.panel #failed-renewals {
             h2 { "Failed renewals" }
             p.count { (count) }
             p { "subscriptions whose payment was declined, being retried" }
+            @if link { p { a href="/admin/subscriptions?failing=yes" { "Failing subscriptions" } } }
         }
     }
 }
@@ -199,7 +201,8 @@ fn dead_letters_panel(count: i64) -> Markup {
         section.panel #dead-letters {
             h2 { "Dead-lettered events" }
             p.count { (count) }
-            p { "events a consumer gave up on, waiting to be replayed (" code { "GET /api/v1/admin/bus/dead-letters" } ")" }
+            p { "events a consumer gave up on, waiting to be replayed" }
+            p { a href="/admin/operations#dead-letters" { "Dead letters and dead jobs" } }
         }
     }
 }

@@ -17,8 +17,13 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Dashboard", "/admin"),
     ("Products", "/admin/products"),
     ("Orders", "/admin/orders"),
+    ("Subscriptions", "/admin/subscriptions"),
+    ("Customers", "/admin/customers"),
     ("Recalls", "/admin/recalls"),
     ("Plugins", "/admin/plugins"),
+    ("Staff", "/admin/staff"),
+    ("Audit", "/admin/audit"),
+    ("Operations", "/admin/operations"),
 ];
 
 /// A page of the admin for `staff`: the header with the navigation their role may use,

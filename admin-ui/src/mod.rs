@@ -17,14 +17,19 @@
 //! The route walk in `kernel/tests/suite/admin_ui.rs` visits every line of [`PAGES`].
 
 mod assets;
+mod audit;
 mod auth;
 mod catalog;
+mod customers;
 mod dashboard;
 mod layout;
+mod operations;
 mod orders;
 mod plugins;
 mod recalls;
 mod session;
+mod staff;
+mod subscriptions;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -186,8 +191,135 @@ pub const PAGES: &[Page] = &[
         Method::POST,
         "/orders/{number}/refunds",
     ),
+    // Customers: reading one is `customers.read` (the view is audited); points are a
+    // write; erasure and the privacy requests are `privacy.manage`.
+    page(Method::GET, "/admin/customers", Method::GET, "/customers/{pseudonym}"),
+    page(
+        Method::GET,
+        "/admin/customers/{pseudonym}",
+        Method::GET,
+        "/customers/{pseudonym}",
+    ),
+    page(
+        Method::POST,
+        "/admin/customers/{pseudonym}/points",
+        Method::POST,
+        "/customers/{pseudonym}/loyalty/adjustments",
+    ),
+    page(
+        Method::GET,
+        "/admin/customers/{pseudonym}/erase",
+        Method::POST,
+        "/customers/{pseudonym}/erasure",
+    ),
+    page(
+        Method::POST,
+        "/admin/customers/{pseudonym}/erase",
+        Method::POST,
+        "/customers/{pseudonym}/erasure",
+    ),
+    page(
+        Method::GET,
+        "/admin/privacy-requests",
+        Method::GET,
+        "/privacy-requests",
+    ),
+    // Subscriptions.
+    page(
+        Method::GET,
+        "/admin/subscriptions",
+        Method::GET,
+        "/subscriptions",
+    ),
+    page(
+        Method::GET,
+        "/admin/subscriptions/{number}",
+        Method::GET,
+        "/subscriptions/{number}",
+    ),
+    page(
+        Method::POST,
+        "/admin/subscriptions/{number}/actions",
+        Method::POST,
+        "/subscriptions/{number}/actions",
+    ),
+    // Staff and their tokens: the owner's (staff.manage).
+    page(Method::GET, "/admin/staff", Method::GET, "/staff"),
+    page(Method::POST, "/admin/staff", Method::POST, "/staff"),
+    page(Method::GET, "/admin/staff/{id}", Method::GET, "/staff/{id}"),
+    page(Method::POST, "/admin/staff/{id}", Method::PATCH, "/staff/{id}"),
+    page(
+        Method::POST,
+        "/admin/staff/{id}/tokens",
+        Method::POST,
+        "/staff/{id}/tokens",
+    ),
+    page(
+        Method::POST,
+        "/admin/staff/{id}/tokens/{token_id}/revoke",
+        Method::DELETE,
+        "/staff/{id}/tokens/{token_id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/staff/{id}/sessions/revoke",
+        Method::POST,
+        "/staff/{id}/sessions/revoke",
+    ),
+    page(
+        Method::POST,
+        "/admin/staff/{id}/mfa/reset",
+        Method::POST,
+        "/staff/{id}/mfa/reset",
+    ),
+    // The audit log.
+    page(Method::GET, "/admin/audit", Method::GET, "/audit"),
+    page(Method::GET, "/admin/audit/verify", Method::GET, "/audit/verify"),
+    // Operations: dead letters and dead jobs.
+    page(
+        Method::GET,
+        "/admin/operations",
+        Method::GET,
+        "/bus/dead-letters",
+    ),
+    page(
+        Method::POST,
+        "/admin/operations/dead-letters/{id}/replay",
+        Method::POST,
+        "/bus/dead-letters/{id}/replay",
+    ),
+    page(
+        Method::POST,
+        "/admin/operations/jobs/{id}/retry",
+        Method::POST,
+        "/jobs/{id}/retry",
+    ),
     // Plugins.
     page(Method::GET, "/admin/plugins", Method::GET, "/plugins"),
+    page(
+        Method::GET,
+        "/admin/plugins/upload",
+        Method::POST,
+        "/plugins",
+    ),
+    page(
+        Method::POST,
+        "/admin/plugins/upload",
+        Method::POST,
+        "/plugins",
+    ),
+    page(
+        Method::GET,
+        "/admin/plugins/{id}",
+        Method::GET,
+        "/plugins/{id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/plugins/{id}/activate",
+        Method::POST,
+        "/plugins/{id}/activate",
+    ),
     page(
         Method::POST,
         "/admin/plugins/{id}",
@@ -212,6 +344,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(orders::routes())
         .merge(plugins::routes())
         .merge(recalls::routes())
+        .merge(customers::routes())
+        .merge(subscriptions::routes())
+        .merge(staff::routes())
+        .merge(audit::routes())
+        .merge(operations::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

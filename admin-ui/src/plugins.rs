@@ -1,28 +1,50 @@
-//! Plugins: the installed plugins with their versions, and for roles that may manage
-//! them, enable, disable and roll back to the previous version, through the plugin
-//! registry's own calls (`state.plugins`), as the admin API's do.
+//! Plugins: the installed plugins; uploading a package (`.olpkg`), which runs its
+//! self-test through the real host and installs it without activating it, so the
+//! merchant sees the result before anything serves; a plugin's page with its versions
+//! (activate any), its settings in a form made from what the manifest declares, its
+//! priority and granted hosts, its recent calls (count, failures, p99, fuel) and the
+//! decisions explorer; turning on and off, and rolling back. Through the plugin
+//! registry's own calls (`state.plugins`), as the admin API's are.
+
+use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::Method;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
-use maud::html;
+use maud::{Markup, html};
 
-use super::layout::{self, Form};
-use super::session::SignedIn;
+use super::layout::{self, Form, FormErrors, Kind, field, field_with_hint, form_alert};
+use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
-use crate::plugins::PluginPatch;
+use crate::error::{Error, Result};
+use crate::plugins::api::{DecisionFilter, DecisionRecord, MAX_PACKAGE_BYTES};
+use crate::plugins::package::PackageUpload;
+use crate::plugins::{PluginInfo, PluginPatch};
+use crate::staff::Staff;
+use olivine_plugin_runtime::manifest::{SettingSpec, SettingType};
 
 const SECTION: &str = "/admin/plugins";
+/// The upload form's address (its body may be as large as a package).
+pub const UPLOAD_PATH: &str = "/admin/plugins/upload";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin/plugins", get(list_page))
-        .route("/admin/plugins/{id}", post(switch))
+        .route(SECTION, get(list_page))
+        .route(
+            UPLOAD_PATH,
+            get(upload_page)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(MAX_PACKAGE_BYTES)),
+        )
+        .route("/admin/plugins/{id}", get(plugin_page).post(change))
+        .route("/admin/plugins/{id}/activate", post(activate))
         .route("/admin/plugins/{id}/rollback", post(rollback))
 }
+
+// ---- the list ------------------------------------------------------------------------------
 
 async fn list_page(State(state): State<AppState>, SignedIn(staff, admin): SignedIn) -> Response {
     let plugins = match state.plugins.list().await {
@@ -31,7 +53,12 @@ async fn list_page(State(state): State<AppState>, SignedIn(staff, admin): Signed
     };
     let may_manage = super::may(staff.role, &Method::POST, "/admin/plugins/{id}");
     let body = html! {
-        h1 { "Plugins" }
+        div.title-row {
+            h1 { "Plugins" }
+            @if super::may(staff.role, &Method::GET, UPLOAD_PATH) {
+                a.button.primary href=(UPLOAD_PATH) { "Upload a package" }
+            }
+        }
         @if plugins.is_empty() { p.empty { "No plugin is installed." } }
         table {
             caption.visually-hidden { "Installed plugins" }
@@ -40,35 +67,14 @@ async fn list_page(State(state): State<AppState>, SignedIn(staff, admin): Signed
             tbody {
                 @for plugin in &plugins {
                     tr id={ "plugin-" (plugin.id) } {
-                        td { strong { (plugin.id) } br; small { (plugin.description) } }
+                        td { a href={ (SECTION) "/" (plugin.id) } { strong { (plugin.id) } } br; small { (plugin.description) } }
                         td { (plugin.world) }
                         td {
                             (plugin.active_version)
                             @if let Some(previous) = &plugin.previous_version { br; small { "before: " (previous) } }
                         }
-                        td {
-                            @if plugin.enabled { span.badge.active { "on" } } @else { span.badge.archived { "off" } }
-                            @if let Some(reason) = &plugin.disabled_reason { br; small { (reason) } }
-                        }
-                        @if may_manage {
-                            td.actions {
-                                form method="post" action={ "/admin/plugins/" (plugin.id) } {
-                                    (admin.csrf_input())
-                                    input type="hidden" name="enabled" value=(if plugin.enabled { "false" } else { "true" });
-                                    button.button type="submit" { (if plugin.enabled { "Turn off" } else { "Turn on" }) }
-                                }
-                                @if let Some(previous) = &plugin.previous_version {
-                                    details {
-                                        summary { "Roll back to " (previous) }
-                                        form method="post" action={ "/admin/plugins/" (plugin.id) "/rollback" } {
-                                            (admin.csrf_input())
-                                            p { "Version " (plugin.active_version) " stops serving; " (previous) " serves at once." }
-                                            button.button.danger type="submit" { "Roll back" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                        td { (state_badge(plugin)) }
+                        @if may_manage { td.actions { (switch_form(&admin, plugin, false)) (rollback_form(&admin, plugin, false)) } }
                     }
                 }
             }
@@ -77,20 +83,520 @@ async fn list_page(State(state): State<AppState>, SignedIn(staff, admin): Signed
     layout::page(&staff, admin.csrf_input(), "Plugins", SECTION, body)
 }
 
-async fn switch(
+fn state_badge(plugin: &PluginInfo) -> Markup {
+    html! {
+        @if plugin.enabled { span.badge.active { "on" } } @else { span.badge.archived { "off" } }
+        @if let Some(reason) = &plugin.disabled_reason { br; small { (reason) } }
+    }
+}
+
+/// `on_page`: the form is on the plugin's own page, which it comes back to.
+fn switch_form(admin: &AdminSession, plugin: &PluginInfo, on_page: bool) -> Markup {
+    html! {
+        form method="post" action={ (SECTION) "/" (plugin.id) } {
+            (admin.csrf_input())
+            @if on_page { input type="hidden" name="back" value="plugin"; }
+            input type="hidden" name="enabled" value=(if plugin.enabled { "false" } else { "true" });
+            button.button type="submit" { (if plugin.enabled { "Turn off" } else { "Turn on" }) }
+        }
+    }
+}
+
+fn rollback_form(admin: &AdminSession, plugin: &PluginInfo, on_page: bool) -> Markup {
+    html! {
+        @if let Some(previous) = &plugin.previous_version {
+            details {
+                summary { "Roll back to " (previous) }
+                form method="post" action={ (SECTION) "/" (plugin.id) "/rollback" } {
+                    (admin.csrf_input())
+                    @if on_page { input type="hidden" name="back" value="plugin"; }
+                    p { "Version " (plugin.active_version) " stops serving; " (previous) " serves at once." }
+                    button.button.danger type="submit" { "Roll back" }
+                }
+            }
+        }
+    }
+}
+
+// ---- uploading a package ---------------------------------------------------------------------
+
+async fn upload_page(SignedIn(staff, admin): SignedIn) -> Response {
+    upload_form(&staff, &admin, &FormErrors::default())
+}
+
+fn upload_form(staff: &Staff, admin: &AdminSession, errors: &FormErrors) -> Response {
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Plugins" } }
+        h1 { "Upload a plugin package" }
+        p { "A package is the " code { ".olpkg" } " file " code { "olivine plugin build" } " writes. "
+            "Its self-test (the fixtures it carries) runs through the store's real plugin host first; "
+            "a package that passes is installed but does not serve until you activate it." }
+        (form_alert(errors))
+        @if !errors.fields.is_empty() {
+            div.form-alert #self-test-failures {
+                p { "The package was not installed:" }
+                ul { @for f in &errors.fields { li { code { (f.field) } ": " (f.message) } } }
+            }
+        }
+        form method="post" action=(UPLOAD_PATH) enctype="multipart/form-data" {
+            (admin.csrf_input())
+            div.field {
+                label for="f-package" { "Package (.olpkg)" }
+                input #f-package type="file" name="package" accept=".olpkg,application/json" required;
+            }
+            button.button.primary type="submit" { "Upload and run the self-test" }
+        }
+    };
+    layout::page_with_status(
+        errors.status(),
+        staff,
+        admin.csrf_input(),
+        "Upload a plugin",
+        SECTION,
+        body,
+    )
+}
+
+/// The package of a multipart upload (the field `package`).
+async fn package_of(mut multipart: Multipart) -> Result<PackageUpload> {
+    let unreadable = |message: &str| Error::invalid("package", message.to_owned());
+    while let Some(part) = multipart
+        .next_field()
+        .await
+        .map_err(|_| unreadable("the upload was cut off or malformed"))?
+    {
+        if part.name() != Some("package") {
+            continue;
+        }
+        let bytes = part
+            .bytes()
+            .await
+            .map_err(|_| unreadable("the upload was cut off or malformed"))?;
+        if bytes.is_empty() {
+            return Err(unreadable("choose a .olpkg file"));
+        }
+        let mut package: PackageUpload = serde_json::from_slice(&bytes)
+            .map_err(|_| unreadable("is not a plugin package (.olpkg)"))?;
+        // Installed without serving: the merchant activates it after the self-test.
+        package.activate = false;
+        package.enabled = false;
+        return Ok(package);
+    }
+    Err(unreadable("choose a .olpkg file"))
+}
+
+async fn upload(
     State(state): State<AppState>,
-    SignedIn(staff, _): SignedIn,
+    SignedIn(staff, admin): SignedIn,
+    multipart: Multipart,
+) -> Response {
+    let installed = async {
+        let upload = package_of(multipart).await?;
+        let version = olivine_plugin_runtime::manifest::Manifest::parse(&upload.manifest)
+            .map(|m| m.version.to_string())
+            .unwrap_or_default();
+        let fixtures = upload.fixtures.len();
+        let info = state
+            .plugins
+            .install(upload.into_package()?, false, false, &staff.actor)
+            .await?;
+        Ok::<_, Error>((info, version, fixtures))
+    };
+    let (info, version, fixtures) = match installed.await {
+        Ok(done) => done,
+        Err(err) => {
+            return match FormErrors::from_error(&err) {
+                Some(errors) => upload_form(&staff, &admin, &errors),
+                None => layout::error_page(&err, "plugin upload"),
+            };
+        }
+    };
+    let serving = info.active_version == version && info.enabled;
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Plugins" } }
+        h1 { (info.id) " " (version) " is installed" }
+        p.form-notice role="status" #self-test-passed {
+            "Self-test passed: " (fixtures) " fixtures through the store's plugin host."
+        }
+        @if serving {
+            p { "This version is already the one serving." }
+        } @else if info.active_version == version {
+            p { "It is the plugin's first version and does not serve yet." }
+            (switch_form(&admin, &info, true))
+        } @else {
+            p { "Version " (info.active_version) " still serves. Activate " (version) " to replace it; "
+                "you can roll back in one click." }
+            (activate_form(&admin, &info.id, &version))
+        }
+        p { a href={ (SECTION) "/" (info.id) } { "The plugin's page" } }
+    };
+    layout::page_with_status(
+        StatusCode::CREATED,
+        &staff,
+        admin.csrf_input(),
+        "Plugin installed",
+        SECTION,
+        body,
+    )
+}
+
+fn activate_form(admin: &AdminSession, id: &str, version: &str) -> Markup {
+    html! {
+        form method="post" action={ (SECTION) "/" (id) "/activate" } {
+            (admin.csrf_input())
+            input type="hidden" name="version" value=(version);
+            button.button.primary type="submit" { "Activate " (version) }
+        }
+    }
+}
+
+// ---- a plugin's page -----------------------------------------------------------------------
+
+async fn plugin_page(
+    State(state): State<AppState>,
+    SignedIn(staff, admin): SignedIn,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let notice = layout::query_value(query.as_deref(), "done")
+        .and_then(|done| DONE.iter().find(|(key, _)| *key == done))
+        .map(|(_, text)| *text);
+    let input_hash = layout::query_value(query.as_deref(), "input_hash");
+    show_plugin(
+        &state,
+        &staff,
+        &admin,
+        &id,
+        PageState {
+            notice,
+            input_hash,
+            form: None,
+            errors: FormErrors::default(),
+        },
+    )
+    .await
+}
+
+const DONE: &[(&str, &str)] = &[
+    (
+        "saved",
+        "Saved: the plugin runs with it from the next call.",
+    ),
+    ("switched", "Switched."),
+    (
+        "activated",
+        "Activated: this version serves from the next call.",
+    ),
+    ("rolled_back", "Rolled back."),
+];
+
+/// What a plugin's page shows besides the plugin.
+struct PageState<'a> {
+    notice: Option<&'a str>,
+    input_hash: Option<String>,
+    form: Option<Form>,
+    errors: FormErrors,
+}
+
+async fn show_plugin(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    id: &str,
+    page: PageState<'_>,
+) -> Response {
+    let loaded = async {
+        let info = state.plugins.info(id).await?;
+        let declared = state.plugins.declared_settings(id).await?;
+        let recent = crate::plugins::api::decisions(
+            state,
+            id,
+            &DecisionFilter {
+                input_hash: None,
+                limit: Some(1000),
+            },
+        )
+        .await?;
+        let found = match &page.input_hash {
+            Some(hash) => Some(
+                crate::plugins::api::decisions(
+                    state,
+                    id,
+                    &DecisionFilter {
+                        input_hash: Some(hash.clone()),
+                        limit: Some(50),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok::<_, Error>((info, declared, recent, found))
+    };
+    let (info, declared, recent, found) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(err) => return layout::error_page(&err, "plugin"),
+    };
+    let may_manage = super::may(staff.role, &Method::POST, "/admin/plugins/{id}");
+    let errors = &page.errors;
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Plugins" } }
+        div.title-row { h1 { (info.id) } (state_badge(&info)) }
+        @if let Some(notice) = page.notice { p.form-notice role="status" { (notice) } }
+        (form_alert(errors))
+        p { (info.description) }
+        dl {
+            dt { "Extension point" } dd { (info.world) }
+            dt { "Serving" } dd { (info.active_version) @if !info.loaded { " (not loaded on this node)" } }
+            dt { "Priority" } dd { (info.priority) }
+            dt { "Failures in a row" } dd { (info.consecutive_failures) }
+        }
+        @if may_manage { div.actions { (switch_form(admin, &info, true)) (rollback_form(admin, &info, true)) } }
+        (versions(admin, &info, may_manage))
+        (calls(&recent))
+        @if may_manage { (settings_form(admin, &info, &declared, page.form.as_ref(), errors)) }
+        (explorer(&info.id, page.input_hash.as_deref(), found.as_deref()))
+    };
+    layout::page_with_status(
+        errors.status(),
+        staff,
+        admin.csrf_input(),
+        &info.id,
+        SECTION,
+        body,
+    )
+}
+
+fn versions(admin: &AdminSession, info: &PluginInfo, may_manage: bool) -> Markup {
+    html! {
+        h2 { "Versions" }
+        table {
+            caption.visually-hidden { "Installed versions, oldest first" }
+            thead { tr { th scope="col" { "Version" } th scope="col" { "Installed" } th scope="col" { "By" }
+                th scope="col" { "Content hash" } th scope="col" { "" } } }
+            tbody {
+                @for v in &info.versions {
+                    tr {
+                        td { (v.version) }
+                        td { (v.installed_at) }
+                        td { (v.installed_by) }
+                        td { code { (v.hash.get(..16).unwrap_or(&v.hash)) "…" } }
+                        td { @if v.version == info.active_version { "serving" }
+                             @else if may_manage { (activate_form(admin, &info.id, &v.version)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls, failures, p99 and fuel over the recent recorded decisions.
+fn calls(recent: &[DecisionRecord]) -> Markup {
+    let failures = recent.iter().filter(|d| d.outcome != "ok").count();
+    let mut durations: Vec<i64> = recent.iter().map(|d| d.duration_us).collect();
+    durations.sort_unstable();
+    let p99 = durations
+        .get((durations.len() * 99).div_ceil(100).saturating_sub(1))
+        .copied();
+    let fuel: i64 = recent.iter().map(|d| d.fuel).sum();
+    html! {
+        h2 { "Recent calls" }
+        @if recent.is_empty() { p.empty { "No recorded call yet." } }
+        @else {
+            p #plugin-calls { (recent.len()) " calls recorded (the latest 1,000), " (failures) " failed; p99 "
+                @if let Some(p99) = p99 { (format!("{:.1}", p99 as f64 / 1000.0)) " ms" } @else { "—" }
+                "; " (fuel / recent.len() as i64) " fuel a call on average." }
+        }
+    }
+}
+
+fn settings_form(
+    admin: &AdminSession,
+    info: &PluginInfo,
+    declared: &BTreeMap<String, SettingSpec>,
+    form: Option<&Form>,
+    errors: &FormErrors,
+) -> Markup {
+    let value = |name: &str, stored: Option<&String>| match form {
+        Some(form) => form.get(name).to_owned(),
+        None => stored.cloned().unwrap_or_default(),
+    };
+    html! {
+        h2 #settings { "Settings" }
+        form method="post" action={ (SECTION) "/" (info.id) } novalidate {
+            (admin.csrf_input())
+            input type="hidden" name="form" value="settings";
+            @for (name, spec) in declared {
+                @let field_name = format!("settings.{name}");
+                @let hint = setting_hint(spec);
+                @let current = value(&field_name, info.settings.get(name));
+                @if spec.kind == SettingType::Boolean {
+                    (field_with_hint(name, &field_name, Kind::Select(&[("", "(default)"), ("true", "true"), ("false", "false")]),
+                        &current, Some(&hint), errors))
+                } @else {
+                    (field_with_hint(name, &field_name, Kind::Text, &current, Some(&hint), errors))
+                }
+            }
+            (field_with_hint("Priority", "priority", Kind::Number,
+                &value("priority", Some(&info.priority.to_string())),
+                Some("Pricing rules run in ascending priority: 0 to 1000000."), errors))
+            @if !info.requested_hosts.is_empty() {
+                fieldset.checkboxes {
+                    legend { "Hosts it may call" }
+                    @for host in &info.requested_hosts {
+                        label { input type="checkbox" name="granted_hosts" value=(host)
+                            checked[info.granted_hosts.contains(host)]; " " (host) }
+                    }
+                }
+            }
+            button.button.primary type="submit" { "Save" }
+        }
+    }
+}
+
+fn setting_hint(spec: &SettingSpec) -> String {
+    let kind = match spec.kind {
+        SettingType::String => "text",
+        SettingType::Integer => "a whole number",
+        SettingType::Boolean => "true or false",
+        SettingType::StringList => "a comma-separated list",
+    };
+    let mut hint = format!("{}{kind}", if spec.required { "Required: " } else { "" });
+    if let Some(default) = &spec.default {
+        hint.push_str(&format!("; default {default}"));
+    }
+    if !spec.description.is_empty() {
+        hint.push_str(". ");
+        hint.push_str(&spec.description);
+    }
+    hint
+}
+
+fn explorer(id: &str, input_hash: Option<&str>, found: Option<&[DecisionRecord]>) -> Markup {
+    html! {
+        h2 #decisions { "Decisions explorer" }
+        p.hint { "Every price the plugin made is recorded with the hash of its input: find one by the "
+            "input hash a quote or an order names." }
+        form.filters method="get" action={ (SECTION) "/" (id) "#decisions" } role="search" {
+            (field("Input hash", "input_hash", Kind::Text, input_hash.unwrap_or(""), &FormErrors::default()))
+            button.button type="submit" { "Find" }
+        }
+        @if let Some(found) = found {
+            @if found.is_empty() { p.empty { "No decision on this input." } }
+            @else {
+                table {
+                    caption.visually-hidden { "Decisions on this input, newest first" }
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
+                        th scope="col" { "Outcome" } th scope="col" { "Output hash" } th scope="col" class="num" { "Fuel" }
+                        th scope="col" class="num" { "µs" } } }
+                    tbody {
+                        @for d in found {
+                            tr { td { (d.created_at) } td { (d.version) } td { (d.call) } td { (d.outcome) }
+                                td { code { (d.output_hash) } } td.num { (d.fuel) } td.num { (d.duration_us) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- changes -------------------------------------------------------------------------------
+
+/// The patch a form of the plugin's page posts, or the field that cannot be read.
+fn patch_of(
+    form: &Form,
+    declared: &BTreeMap<String, SettingSpec>,
+) -> Result<(PluginPatch, &'static str)> {
+    if !form.get("enabled").is_empty() {
+        let patch = PluginPatch {
+            enabled: Some(form.get("enabled") == "true"),
+            ..PluginPatch::default()
+        };
+        return Ok((patch, "switched"));
+    }
+    let priority = form
+        .get("priority")
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| Error::invalid("priority", "must be a whole number"))?;
+    // Empty: the manifest's default applies.
+    let settings = declared
+        .keys()
+        .filter_map(|name| {
+            let value = form.get(&format!("settings.{name}")).trim().to_owned();
+            (!value.is_empty()).then(|| (name.clone(), value))
+        })
+        .collect();
+    let patch = PluginPatch {
+        priority: Some(priority),
+        settings: Some(settings),
+        granted_hosts: Some(
+            form.all("granted_hosts")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        ..PluginPatch::default()
+    };
+    Ok((patch, "saved"))
+}
+
+async fn change(
+    State(state): State<AppState>,
+    SignedIn(staff, admin): SignedIn,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    let patch = PluginPatch {
-        enabled: Some(form.get("enabled") == "true"),
-        ..PluginPatch::default()
+    let outcome = async {
+        let declared = state.plugins.declared_settings(&id).await?;
+        let (patch, done) = patch_of(&form, &declared)?;
+        state.plugins.update(&id, &patch, &staff.actor).await?;
+        Ok::<_, Error>(done)
     };
-    match state.plugins.update(&id, &patch, &staff.actor).await {
-        Ok(_) => layout::see_other(SECTION),
-        Err(err) => layout::error_page(&err, "plugin switch"),
+    match outcome.await {
+        // The list's switch goes back to the list.
+        Ok("switched") if form.get("back") != "plugin" => layout::see_other(SECTION),
+        Ok(done) => layout::see_other(&format!("{SECTION}/{id}?done={done}")),
+        Err(err) => again(&state, &staff, &admin, &id, form, err).await,
+    }
+}
+
+/// The plugin's page again with the form's errors, or the error page.
+async fn again(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    id: &str,
+    form: Form,
+    err: Error,
+) -> Response {
+    match FormErrors::from_error(&err) {
+        Some(errors) => {
+            let page = PageState {
+                notice: None,
+                input_hash: None,
+                form: Some(form),
+                errors,
+            };
+            show_plugin(state, staff, admin, id, page).await
+        }
+        None => layout::error_page(&err, "plugin change"),
+    }
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    SignedIn(staff, admin): SignedIn,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let version = form.get("version").to_owned();
+    match state.plugins.activate(&id, &version, &staff.actor).await {
+        Ok(_) => layout::see_other(&format!("{SECTION}/{id}?done=activated")),
+        Err(err) => again(&state, &staff, &admin, &id, form, err).await,
     }
 }
 
@@ -98,8 +604,11 @@ async fn rollback(
     State(state): State<AppState>,
     SignedIn(staff, _): SignedIn,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Response {
+    let back_to_page = Form::parse(&body).get("back") == "plugin";
     match state.plugins.rollback(&id, &staff.actor).await {
+        Ok(_) if back_to_page => layout::see_other(&format!("{SECTION}/{id}?done=rolled_back")),
         Ok(_) => layout::see_other(SECTION),
         Err(err) => layout::error_page(&err, "plugin rollback"),
     }

@@ -190,16 +190,25 @@ async fn check_csrf(
         return Err(expired_form_page());
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, state.config.max_body_bytes).await else {
+    // A plugin package may be larger than any other form.
+    let limit = if parts.uri.path() == super::plugins::UPLOAD_PATH {
+        crate::plugins::api::MAX_PACKAGE_BYTES
+    } else {
+        state.config.max_body_bytes
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return Err(layout::message_page(
             StatusCode::PAYLOAD_TOO_LARGE,
             "That form was too large",
             "Please go back and try again with less text.",
         ));
     };
-    let presented = form_urlencoded::parse(&bytes)
-        .find(|(key, _)| key == CSRF_FIELD)
-        .map(|(_, value)| value.into_owned());
+    let presented = match multipart_boundary(&parts.headers) {
+        Some(boundary) => multipart_csrf(bytes.clone(), boundary).await,
+        None => form_urlencoded::parse(&bytes)
+            .find(|(key, _)| key == CSRF_FIELD)
+            .map(|(_, value)| value.into_owned()),
+    };
     let expected = csrf_token(&session.keys, &session.csrf_secret, &session.session_id());
     let checks = presented
         .is_some_and(|token| crate::http::constant_time_eq(token.as_bytes(), expected.as_bytes()));
@@ -208,6 +217,27 @@ async fn check_csrf(
         return Err(expired_form_page());
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The boundary of a `multipart/form-data` body (a file upload).
+fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    multer::parse_boundary(content_type).ok()
+}
+
+/// The CSRF field of a multipart body: the forms put it first, before the file.
+async fn multipart_csrf(bytes: bytes::Bytes, boundary: String) -> Option<String> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if field.name() == Some(CSRF_FIELD) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 fn expired_form_page() -> Response {

@@ -144,6 +144,11 @@ async fn list_audit(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<AuditFilter>,
 ) -> Result<Json<AuditPage>> {
+    Ok(Json(list(&state, &filter).await?))
+}
+
+/// A page of the audit log, newest first, by `filter` (the API's and the admin page's).
+pub async fn list(state: &AppState, filter: &AuditFilter) -> Result<AuditPage> {
     let mut problems = Problems::new();
     let mut conditions: Vec<String> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
@@ -218,10 +223,10 @@ async fn list_audit(
     } else {
         None
     };
-    Ok(Json(AuditPage {
+    Ok(AuditPage {
         entries,
         next_after_seq,
-    }))
+    })
 }
 
 /// Walks the hash chain and reports whether it is intact, or the first entry that was

@@ -183,6 +183,11 @@ async fn list_dead_letters(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<DeadLetterFilter>,
 ) -> Result<Json<DeadLetterPage>> {
+    Ok(Json(dead_letters(&state, &filter).await?))
+}
+
+/// A page of dead letters by `filter` (the API's and the admin page's).
+pub async fn dead_letters(state: &AppState, filter: &DeadLetterFilter) -> Result<DeadLetterPage> {
     let mut problems = Problems::new();
     let limit = crate::http::paging::limit(&mut problems, filter.limit);
     crate::http::paging::check_name(&mut problems, "consumer", &filter.consumer);
@@ -207,10 +212,10 @@ async fn list_dead_letters(
         .map(dead_letter_from_row)
         .collect::<Result<Vec<_>>>()?;
     let (dead_letters, next_after_id) = crate::http::paging::split(dead_letters, limit, |d| d.id);
-    Ok(Json(DeadLetterPage {
+    Ok(DeadLetterPage {
         dead_letters,
         next_after_id,
-    }))
+    })
 }
 
 /// Hands the event to its consumer again, now. Answers the dead letter: `replayed_at`

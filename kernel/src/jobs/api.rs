@@ -113,6 +113,11 @@ async fn list_jobs(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<JobFilter>,
 ) -> Result<Json<JobPage>> {
+    Ok(Json(jobs(&state, &filter).await?))
+}
+
+/// A page of jobs by `filter` (the API's and the admin page's).
+pub async fn jobs(state: &AppState, filter: &JobFilter) -> Result<JobPage> {
     let mut problems = Problems::new();
     let limit = crate::http::paging::limit(&mut problems, filter.limit);
     crate::http::paging::check_name(&mut problems, "kind", &filter.kind);
@@ -135,10 +140,10 @@ async fn list_jobs(
     .await?;
     let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
     let (jobs, next_after_id) = crate::http::paging::split(jobs, limit, |j| j.id);
-    Ok(Json(JobPage {
+    Ok(JobPage {
         jobs,
         next_after_id,
-    }))
+    })
 }
 
 /// A schedule: periodic work run once per interval for the whole cluster.
@@ -227,6 +232,11 @@ async fn retry_job(
     StaffAuth(staff): StaffAuth,
     PathParam(id): PathParam<i64>,
 ) -> Result<Json<JobView>> {
+    Ok(Json(retry(&state, &staff.actor, id).await?))
+}
+
+/// Gives dead job `id` a new set of attempts, due now; `actor` is audited.
+pub async fn retry(state: &AppState, actor: &str, id: i64) -> Result<JobView> {
     let mut tx = state.db.begin().await?;
     let before = dead_job(&mut tx, id).await?;
     let now = state.clock.now_text();
@@ -244,10 +254,10 @@ async fn retry_job(
     .fetch_one(&mut *tx)
     .await?;
     let after = job_from_row(&row)?;
-    audit(&mut tx, &staff.actor, "job.retried", &before, Some(&after)).await?;
+    audit(&mut tx, actor, "job.retried", &before, Some(&after)).await?;
     tx.commit().await?;
     state.bus.notify_jobs();
-    Ok(Json(after))
+    Ok(after)
 }
 
 /// Deletes a dead job for good.

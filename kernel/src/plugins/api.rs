@@ -164,12 +164,22 @@ async fn plugin_decisions(
     PathParam(id): PathParam<String>,
     QueryParams(filter): QueryParams<DecisionFilter>,
 ) -> Result<Json<Vec<DecisionRecord>>> {
+    Ok(Json(decisions(&state, &id, &filter).await?))
+}
+
+/// Plugin `id`'s recorded decisions by `filter`, newest first (the API's and the admin
+/// page's).
+pub async fn decisions(
+    state: &AppState,
+    id: &str,
+    filter: &DecisionFilter,
+) -> Result<Vec<DecisionRecord>> {
     let rows = sqlx::query(
         "SELECT id, plugin_id, version, call, input_hash, output_hash, outcome, fuel, duration_us, created_at
          FROM plugin_decisions WHERE plugin_id = $1 AND ($2 IS NULL OR input_hash = $2)
          ORDER BY id DESC LIMIT $3",
     )
-    .bind(&id)
+    .bind(id)
     .bind(filter.input_hash.as_deref())
     .bind(filter.limit.unwrap_or(50).clamp(1, 1000))
     .fetch_all(&state.db.pool)
@@ -191,5 +201,5 @@ async fn plugin_decisions(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Json(records))
+    Ok(records)
 }

@@ -805,6 +805,24 @@ impl Plugins {
         Ok(infos)
     }
 
+    /// The settings the active version of plugin `id` declares (the admin's form).
+    pub async fn declared_settings(
+        &self,
+        id: &str,
+    ) -> Result<BTreeMap<String, olivine_plugin_runtime::manifest::SettingSpec>> {
+        let row = sqlx::query(
+            "SELECT v.manifest FROM plugin_installations i
+             JOIN plugin_versions v ON v.plugin_id = i.plugin_id AND v.version = i.active_version
+             WHERE i.plugin_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("plugin `{id}`")))?;
+        let text: String = row.try_get(0)?;
+        Ok(Manifest::parse(&text).map_err(manifest_errors)?.settings)
+    }
+
     pub async fn info(&self, id: &str) -> Result<PluginInfo> {
         let mut conn = self.db.pool.acquire().await?;
         let install = self

@@ -71,7 +71,7 @@ async fn verify_binary(db: &TestDb) -> (i32, String) {
     .unwrap()
 }
 
-async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
+pub(crate) async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&app.kernel.state.db.pool)
         .await
@@ -79,7 +79,7 @@ async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
 }
 
 /// What a DBA would do first: remove the guard trigger.
-async fn drop_trigger(app: &TestApp, trigger: &str) {
+pub(crate) async fn drop_trigger(app: &TestApp, trigger: &str) {
     let sql = match app.db.backend {
         Backend::Sqlite => format!("DROP TRIGGER {trigger}"),
         Backend::Postgres => format!("DROP TRIGGER {trigger} ON audit_log"),

@@ -15,6 +15,7 @@
 mod common;
 
 mod accounts;
+mod admin_pages;
 mod admin_ui;
 mod audit;
 mod backup;

@@ -849,3 +849,49 @@ both_backends! {
         assert_eq!(card_on_file().await, after);
     }
 }
+
+both_backends! {
+    async fn support_acts_on_a_subscription_from_the_admin_with_errors_beside_the_field(backend: Backend) {
+        use crate::admin_ui::{assert_page, signed_in_as, submit};
+        use crate::common::browser::{get, location};
+        let shop = sub_shop(backend, |c| c.subscription_scan_secs = 0).await;
+        let app = &shop.app;
+        let (token, _order, number) = subscribed(&shop, "admin-sub@example.com", "4242424242424242").await;
+        let mut support = signed_in_as(app, "support").await;
+        let list = get(app, &mut support, "/admin/subscriptions?status=active").await;
+        assert_page(&list, StatusCode::OK, "the list");
+        assert!(list.text().contains(&number), "{}", list.text());
+        let none = get(app, &mut support, "/admin/subscriptions?status=paused").await;
+        assert!(!none.text().contains(&number), "{}", none.text());
+        let page = format!("/admin/subscriptions/{number}");
+        let actions = format!("{page}/actions");
+        let r = get(app, &mut support, &page).await;
+        assert_page(&r, StatusCode::OK, "the subscription");
+        assert!(r.text().contains("The next renewal") && r.text().contains("MAG-60"), "{}", r.text());
+        // Each action as the customer would make it, audited under the staff member.
+        let r = submit(app, &mut support, &page, &actions, &[("action", "skip")]).await;
+        assert_eq!(location(&r), format!("{page}?done=skip"));
+        assert_eq!(detail(app, &token, &number).await["skip_next"], true);
+        let r = submit(app, &mut support, &page, &actions, &[("action", "pause"), ("until", "someday")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a date that is not one");
+        assert!(r.text().contains("id=\"f-until-error\""), "{}", r.text());
+        let r = submit(app, &mut support, &page, &actions, &[("action", "change")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a change of nothing");
+        assert!(r.text().contains("id=\"f-next-renewal-on-error\""), "{}", r.text());
+        let r = submit(app, &mut support, &page, &actions, &[("action", "change"), ("interval", "2w")]).await;
+        assert_eq!(location(&r), format!("{page}?done=change"));
+        assert_eq!(detail(app, &token, &number).await["interval"], "2w");
+        let r = submit(app, &mut support, &page, &actions, &[("action", "cancel"), ("reason", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "no reason");
+        assert!(r.text().contains("id=\"f-reason-error\""), "{}", r.text());
+        let r = submit(app, &mut support, &page, &actions, &[("action", "cancel"), ("reason", "Moving abroad")]).await;
+        assert_eq!(location(&r), format!("{page}?done=cancel"));
+        let sub = detail(app, &token, &number).await;
+        assert_eq!((sub["status"].clone(), sub["cancel_reason"].clone()), (json!("cancelled"), json!("Moving abroad")));
+        let audit = app.admin_get(&format!("/api/v1/admin/audit?target_id={number}")).await.json();
+        assert!(audit["entries"].as_array().unwrap().iter().any(|e| e["actor"].as_str().unwrap().starts_with("staff:")), "{audit}");
+        // The catalog role has no subscription pages.
+        let mut catalog = signed_in_as(app, "catalog").await;
+        assert_page(&get(app, &mut catalog, &page).await, StatusCode::FORBIDDEN, "catalog");
+    }
+}

@@ -1,0 +1,274 @@
+//! The admin's customer, staff, audit and plugin pages through their forms as a browser
+//! posts them: support finds a customer by email, corrects their points and erases them;
+//! the owner adds a staff member, makes and revokes their API token; the audit page
+//! filters and its chain check names a tampered entry; a plugin package is uploaded, its
+//! self-test shown, and activated from the page. (The walk of every page's permission is
+//! `admin_ui::every_admin_page_needs_a_session_and_its_permission`.)
+
+use crate::admin_ui::{assert_page, signed_in_as, store, submit};
+use crate::common::browser::*;
+use crate::common::*;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::json;
+
+async fn pseudonym_of(app: &TestApp, email: &str) -> String {
+    app.customer_token(email).await;
+    let r = app.admin_get("/api/v1/admin/privacy-requests").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let lookup = app
+        .kernel
+        .state
+        .keys
+        .lookup_hash(&olivine::accounts::normalise_email(email));
+    sqlx::query_scalar("SELECT pseudonym FROM customers WHERE email_lookup = $1")
+        .bind(lookup)
+        .fetch_one(&app.kernel.state.db.pool)
+        .await
+        .unwrap()
+}
+
+/// The text between `id="<id>"` and the end of its element's line of text.
+fn element_text(html: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find("</").unwrap() + open;
+    rest[open..close].to_owned()
+}
+
+/// A file upload from an admin page: the page's CSRF token first, then the file.
+async fn upload(
+    app: &TestApp,
+    browser: &mut Browser,
+    path: &str,
+    csrf: &str,
+    file: &[u8],
+) -> TestResponse {
+    let boundary = "olivine-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"package\"; filename=\"p.olpkg\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header("origin", SITE)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+    if let Some(cookie) = browser.header_for(path) {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let r = app.send(request.body(Body::from(body)).unwrap()).await;
+    browser.take(&r);
+    r
+}
+
+both_backends! {
+    async fn support_finds_a_customer_by_email_and_the_owner_corrects_points_and_erases(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let pseudonym = pseudonym_of(&app, "Lena@Example.com").await;
+        let mut support = signed_in_as(&app, "support").await;
+        // Found by the whole email, whatever its case; not by a part of it.
+        let r = get(&app, &mut support, "/admin/customers?q=lena%40example.com").await;
+        assert_eq!(location(&r), format!("/admin/customers/{pseudonym}"));
+        let r = get(&app, &mut support, "/admin/customers?q=lena").await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "an email no account has");
+        assert!(r.text().contains("id=\"f-q-error\""), "{}", r.text());
+        let page = get(&app, &mut support, &format!("/admin/customers/{pseudonym}")).await;
+        assert_page(&page, StatusCode::OK, "the customer's page");
+        assert!(page.text().to_lowercase().contains("lena@example.com"), "{}", page.text());
+        // Support may read, not correct points: no form, and a post is refused.
+        assert!(!page.text().contains("Correct the points"), "{}", page.text());
+        let viewed = app.admin_get("/api/v1/admin/audit?action=customer.identity_viewed").await.json();
+        assert_eq!(viewed["entries"][0]["target_id"], pseudonym.as_str(), "{viewed}");
+        assert!(viewed["entries"][0]["actor"].as_str().unwrap().starts_with("staff:"), "{viewed}");
+
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = format!("/admin/customers/{pseudonym}");
+        let points = format!("{page}/points");
+        let r = submit(&app, &mut owner, &page, &points, &[("points", "fifty"), ("reason", "Goodwill")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "points that are not a number");
+        assert!(r.text().contains("id=\"f-points-error\""), "{}", r.text());
+        let r = submit(&app, &mut owner, &page, &points, &[("points", "50"), ("reason", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "no reason");
+        assert!(r.text().contains("id=\"f-reason-error\""), "{}", r.text());
+        let r = submit(&app, &mut owner, &page, &points, &[("points", "50"), ("reason", "Goodwill")]).await;
+        assert!(location(&r).starts_with(&format!("{page}?done=points")), "{}", r.text());
+        let loyalty = app.admin_get(&format!("/api/v1/admin/customers/{pseudonym}/loyalty")).await.json();
+        assert_eq!(loyalty["balance"], 50, "{loyalty}");
+        // Taking more than they have is said next to the field.
+        let r = submit(&app, &mut owner, &page, &points, &[("points", "-80"), ("reason", "Mistake")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "more than the balance");
+        assert!(r.text().contains("id=\"f-points-error\""), "{}", r.text());
+
+        // Erasure asks for the pseudonym again.
+        let erase = format!("{page}/erase");
+        let r = submit(&app, &mut owner, &erase, &erase, &[("confirm", "c_wrong")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a wrong confirmation");
+        assert!(r.text().contains("id=\"f-confirm-error\""), "{}", r.text());
+        assert!(app.admin_get(&format!("/api/v1/admin/customers/{pseudonym}")).await.json()["erased_at"].is_null());
+        let r = submit(&app, &mut owner, &erase, &erase, &[("confirm", &pseudonym)]).await;
+        assert_eq!(location(&r), format!("{page}?done=erased"));
+        let after = get(&app, &mut owner, &page).await.text().to_lowercase();
+        assert!(after.contains("(erased)") && !after.contains("lena@example.com"), "{after}");
+        let requests = get(&app, &mut owner, "/admin/privacy-requests?kind=erasure").await;
+        assert_page(&requests, StatusCode::OK, "the privacy requests");
+        assert!(requests.text().contains(&pseudonym), "{}", requests.text());
+        app.stop().await;
+    }
+
+    async fn the_owner_adds_staff_and_makes_and_revokes_their_token(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let add = |email: &'static str| [("name", "Mia"), ("email", email), ("role", "catalog"), ("password", "")];
+        let r = submit(&app, &mut owner, "/admin/staff", "/admin/staff", &add("not an email")).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a bad email");
+        assert!(r.text().contains("id=\"f-email-error\""), "{}", r.text());
+        let r = submit(&app, &mut owner, "/admin/staff", "/admin/staff", &add("mia@staff.example")).await;
+        let to = location(&r);
+        assert!(to.starts_with("/admin/staff/") && to.ends_with("?done=added"), "{to}");
+        let page = to.trim_end_matches("?done=added").to_owned();
+        let id: i64 = page.trim_start_matches("/admin/staff/").parse().unwrap();
+        // A token, shown once on the answer, works on the API until revoked.
+        let r = submit(&app, &mut owner, &page, &format!("{page}/tokens"), &[("label", "ci deploy")]).await;
+        assert_page(&r, StatusCode::OK, "the new token");
+        let token = element_text(&r.text(), "new-token");
+        assert!(token.starts_with("olv_"), "{token}");
+        let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+        assert_eq!(me.json()["role"], "catalog");
+        let tokens = app.admin_get(&format!("/api/v1/admin/staff/{id}/tokens")).await.json();
+        let token_id = tokens.as_array().unwrap().iter().find(|t| t["label"] == "ci deploy").unwrap()["id"].as_i64().unwrap();
+        // Support now: the role changes at once for the token too.
+        let r = submit(&app, &mut owner, &page, &page, &[("name", "Mia R"), ("role", "support")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"));
+        let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
+        assert_eq!((me.json()["role"].clone(), me.json()["name"].clone()), (json!("support"), json!("Mia R")));
+        let r = submit(&app, &mut owner, &page, &format!("{page}/tokens/{token_id}/revoke"), &[]).await;
+        assert_eq!(location(&r), format!("{page}?done=token_revoked"));
+        let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+        // Another role never sees these pages.
+        let mut admin = signed_in_as(&app, "admin").await;
+        assert_page(&get(&app, &mut admin, &page).await, StatusCode::FORBIDDEN, "staff for an admin");
+        app.stop().await;
+    }
+
+    async fn the_audit_page_filters_and_names_the_first_tampered_entry(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let r = get(&app, &mut owner, "/admin/audit?action=product.created").await;
+        assert_page(&r, StatusCode::OK, "the filtered log");
+        assert!(r.text().contains("product.created") && !r.text().contains("lot.received"), "{}", r.text());
+        let r = get(&app, &mut owner, "/admin/audit?since=yesterday").await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a date that is not one");
+        assert!(r.text().contains("id=\"f-since-error\""), "{}", r.text());
+        let r = get(&app, &mut owner, "/admin/audit/verify").await;
+        assert_page(&r, StatusCode::OK, "the chain check");
+        assert!(r.text().contains("id=\"chain-intact\""), "{}", r.text());
+        crate::audit::drop_trigger(&app, "audit_log_no_update").await;
+        crate::audit::exec(&app, "UPDATE audit_log SET actor = 'someone else' WHERE seq = 2").await.unwrap();
+        let r = get(&app, &mut owner, "/admin/audit/verify").await;
+        let text = r.text();
+        assert!(text.contains("id=\"chain-tampered\"") && text.contains("#2"), "{text}");
+        // Support has no audit page.
+        let mut support = signed_in_as(&app, "support").await;
+        assert_page(&get(&app, &mut support, "/admin/audit").await, StatusCode::FORBIDDEN, "audit for support");
+        app.stop().await;
+    }
+
+    async fn a_plugin_package_is_uploaded_self_tested_then_activated(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let v1 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| m);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &v1).await.status, StatusCode::CREATED);
+        let mut browser = signed_in_as(&app, "admin").await;
+        let form = get(&app, &mut browser, "/admin/plugins/upload").await;
+        assert_page(&form, StatusCode::OK, "the upload form");
+        let csrf = csrf_of(&form);
+        // Not a package; a package whose self-test fails: each said, nothing installed.
+        let r = upload(&app, &mut browser, "/admin/plugins/upload", &csrf, b"not json").await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "not a package");
+        assert!(r.text().contains("not a plugin package"), "{}", r.text());
+        let mut failing = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| {
+            m.replace("version = \"0.1.0\"", "version = \"0.3.0\"")
+        });
+        let fixtures = failing["fixtures"].as_object_mut().unwrap();
+        let (name, text) = fixtures.iter().next().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).unwrap();
+        let mut broken: serde_json::Value = serde_json::from_str(&text).unwrap();
+        broken["expect"] = json!({"err": "a failure this fixture does not make"});
+        fixtures.insert(name.clone(), json!(broken.to_string()));
+        let r = upload(&app, &mut browser, "/admin/plugins/upload", &csrf, failing.to_string().as_bytes()).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a failing self-test");
+        assert!(r.text().contains("id=\"self-test-failures\"") && r.text().contains(&format!("fixtures.{name}")), "{}", r.text());
+        // A good one: installed, not serving, until activated here.
+        let v2 = plugin_upload("subscribe-and-save", "subscribe_and_save", |m| {
+            m.replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        });
+        let r = upload(&app, &mut browser, "/admin/plugins/upload", &csrf, v2.to_string().as_bytes()).await;
+        assert_page(&r, StatusCode::CREATED, "the self-test result");
+        assert!(r.text().contains("id=\"self-test-passed\""), "{}", r.text());
+        let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(plugin["active_version"], "0.1.0", "{plugin}");
+        assert_eq!(plugin["versions"].as_array().unwrap().len(), 2, "{plugin}");
+        let page = "/admin/plugins/subscribe-and-save";
+        let r = submit(&app, &mut browser, page, &format!("{page}/activate"), &[("version", "0.2.0")]).await;
+        assert_eq!(location(&r), format!("{page}?done=activated"));
+        let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(plugin["active_version"], "0.2.0", "{plugin}");
+        // The plugin's page: a priority that is not a number is said beside it.
+        let r = submit(&app, &mut browser, page, page, &[("priority", "soon")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a bad priority");
+        assert!(r.text().contains("id=\"f-priority-error\""), "{}", r.text());
+        let r = submit(&app, &mut browser, page, page, &[("priority", "7")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"));
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["priority"], 7);
+        // Rolled back from its page, it comes back to its page.
+        let r = submit(&app, &mut browser, page, &format!("{page}/rollback"), &[("back", "plugin")]).await;
+        assert_eq!(location(&r), format!("{page}?done=rolled_back"));
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["active_version"], "0.1.0");
+        // The catalog role reads plugins but may not upload.
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        assert_page(&get(&app, &mut catalog, page).await, StatusCode::OK, "a plugin's page for catalog");
+        assert_page(&get(&app, &mut catalog, "/admin/plugins/upload").await, StatusCode::FORBIDDEN, "upload for catalog");
+        app.stop().await;
+    }
+
+    async fn operations_retries_a_dead_job_and_only_its_roles_see_it(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        // A job that used up its attempts, as the worker leaves one.
+        sqlx::query("INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, last_error, created_at, updated_at)
+                VALUES ('test.nothing', '{}', 'dead', '2026-01-01T00:00:00.000Z', 5, 5, 'mail server refused', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')")
+            .execute(&app.kernel.state.db.pool).await.unwrap();
+        let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'test.nothing'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = get(&app, &mut owner, "/admin/operations").await;
+        assert_page(&page, StatusCode::OK, "operations");
+        assert!(page.text().contains("test.nothing") && page.text().contains("mail server refused"), "{}", page.text());
+        let r = submit(&app, &mut owner, "/admin/operations", &format!("/admin/operations/jobs/{id}/retry"), &[]).await;
+        assert_eq!(location(&r), "/admin/operations?done=retried");
+        let audit = app.admin_get("/api/v1/admin/audit?action=job.retried").await.json();
+        assert_eq!(audit["entries"][0]["target_id"], id.to_string(), "{audit}");
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        assert_page(&get(&app, &mut catalog, "/admin/operations").await, StatusCode::FORBIDDEN, "operations for catalog");
+        app.stop().await;
+    }
+}
