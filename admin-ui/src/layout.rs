@@ -24,6 +24,7 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Staff", "/admin/staff"),
     ("Audit", "/admin/audit"),
     ("Operations", "/admin/operations"),
+    ("Settings", "/admin/settings"),
 ];
 
 /// A page of the admin for `staff`: the header with the navigation their role may use,

@@ -28,6 +28,7 @@ mod orders;
 mod plugins;
 mod recalls;
 mod session;
+mod settings;
 mod staff;
 mod subscriptions;
 
@@ -193,7 +194,12 @@ pub const PAGES: &[Page] = &[
     ),
     // Customers: reading one is `customers.read` (the view is audited); points are a
     // write; erasure and the privacy requests are `privacy.manage`.
-    page(Method::GET, "/admin/customers", Method::GET, "/customers/{pseudonym}"),
+    page(
+        Method::GET,
+        "/admin/customers",
+        Method::GET,
+        "/customers/{pseudonym}",
+    ),
     page(
         Method::GET,
         "/admin/customers/{pseudonym}",
@@ -247,7 +253,12 @@ pub const PAGES: &[Page] = &[
     page(Method::GET, "/admin/staff", Method::GET, "/staff"),
     page(Method::POST, "/admin/staff", Method::POST, "/staff"),
     page(Method::GET, "/admin/staff/{id}", Method::GET, "/staff/{id}"),
-    page(Method::POST, "/admin/staff/{id}", Method::PATCH, "/staff/{id}"),
+    page(
+        Method::POST,
+        "/admin/staff/{id}",
+        Method::PATCH,
+        "/staff/{id}",
+    ),
     page(
         Method::POST,
         "/admin/staff/{id}/tokens",
@@ -274,7 +285,15 @@ pub const PAGES: &[Page] = &[
     ),
     // The audit log.
     page(Method::GET, "/admin/audit", Method::GET, "/audit"),
-    page(Method::GET, "/admin/audit/verify", Method::GET, "/audit/verify"),
+    page(
+        Method::GET,
+        "/admin/audit/verify",
+        Method::GET,
+        "/audit/verify",
+    ),
+    // The store's settings: read with stock, written with settings.write.
+    page(Method::GET, "/admin/settings", Method::GET, "/settings"),
+    page(Method::POST, "/admin/settings", Method::PATCH, "/settings"),
     // Operations: dead letters and dead jobs.
     page(
         Method::GET,
@@ -349,6 +368,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(staff::routes())
         .merge(audit::routes())
         .merge(operations::routes())
+        .merge(settings::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

@@ -197,6 +197,16 @@ async fn update_settings(
     StaffAuth(staff): StaffAuth,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<StoreSettings>> {
+    Ok(Json(change_settings(&state, &staff, &patch).await?))
+}
+
+/// Changes store settings for `staff` (the API's and the admin page's): checked, stored,
+/// audited, and every node's settings cache told.
+pub async fn change_settings(
+    state: &AppState,
+    staff: &crate::staff::Staff,
+    patch: &SettingsPatch,
+) -> Result<StoreSettings> {
     // Who must sign in with a second factor is the owner's to say, not every admin's.
     let staff_manage = crate::staff::Permission::StaffManage;
     if patch.staff_two_factor.is_some() && !staff.role.allows(staff_manage) {
@@ -207,11 +217,11 @@ async fn update_settings(
         )));
     }
     let mut tx = state.db.begin().await?;
-    let settings = settings::update(&mut tx, &patch, &staff.actor).await?;
+    let settings = settings::update(&mut tx, patch, &staff.actor).await?;
     tx.commit().await?;
     state.cache.settings.invalidate_all();
     state.bus.notify();
-    Ok(Json(settings))
+    Ok(settings)
 }
 
 /// Recalls a batch: its lots stop selling at once.

@@ -271,4 +271,60 @@ both_backends! {
         assert_page(&get(&app, &mut catalog, "/admin/operations").await, StatusCode::FORBIDDEN, "operations for catalog");
         app.stop().await;
     }
+
+    async fn the_settings_page_saves_with_errors_beside_the_field(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = get(&app, &mut owner, "/admin/settings").await;
+        assert_page(&page, StatusCode::OK, "the settings");
+        let csrf = csrf_of(&page);
+        // Every setting as the page shows it, with some changed.
+        let settings = app.admin_get("/api/v1/admin/settings").await.json();
+        let mut fields: Vec<(String, String)> = settings.as_object().unwrap().iter().map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(a) => a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        }).collect();
+        let set = |fields: &mut Vec<(String, String)>, key: &str, value: &str| {
+            fields.iter_mut().find(|(k, _)| k == key).unwrap().1 = value.to_owned();
+        };
+        let post = async |browser: &mut Browser, fields: &Vec<(String, String)>| {
+            let mut all: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+            all.extend(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            post_form(&app, browser, "/admin/settings", &all).await
+        };
+        set(&mut fields, "min_shelf_life_days", "ninety");
+        set(&mut fields, "loyalty_max_redeem_percent", "0");
+        let r = post(&mut owner, &fields).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a number that is not one");
+        assert!(r.text().contains("id=\"f-min-shelf-life-days-error\""), "{}", r.text());
+        set(&mut fields, "min_shelf_life_days", "90");
+        let r = post(&mut owner, &fields).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a percent out of range");
+        assert!(r.text().contains("id=\"f-loyalty-max-redeem-percent-error\""), "{}", r.text());
+        set(&mut fields, "loyalty_max_redeem_percent", "40");
+        set(&mut fields, "subscription_retry_days", "2, 5, 9");
+        set(&mut fields, "search_synonyms", "vit c = vitamin c");
+        set(&mut fields, "staff_two_factor", "sensitive_roles");
+        let r = post(&mut owner, &fields).await;
+        assert_eq!(location(&r), "/admin/settings?done=saved", "{}", r.text());
+        let after = app.admin_get("/api/v1/admin/settings").await.json();
+        assert_eq!(after["min_shelf_life_days"], 90, "{after}");
+        assert_eq!(after["loyalty_max_redeem_percent"], 40, "{after}");
+        assert_eq!(after["subscription_retry_days"], json!([2, 5, 9]), "{after}");
+        assert_eq!(after["search_synonyms"], "vit c = vitamin c", "{after}");
+        assert_eq!(after["staff_two_factor"], "sensitive_roles", "{after}");
+        // Everything else is as it was.
+        assert_eq!(after["prices_include_tax"], settings["prices_include_tax"], "{after}");
+        assert_eq!(after["subscription_after_dunning"], settings["subscription_after_dunning"], "{after}");
+        // The catalog role reads them, without the button, and may not save.
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        let r = get(&app, &mut catalog, "/admin/settings").await;
+        assert_page(&r, StatusCode::OK, "settings for catalog");
+        assert!(!r.text().contains("Save the settings"), "{}", r.text());
+        app.stop().await;
+    }
 }
