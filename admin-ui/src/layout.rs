@@ -20,6 +20,7 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Subscriptions", "/admin/subscriptions"),
     ("Customers", "/admin/customers"),
     ("Recalls", "/admin/recalls"),
+    ("Reviews", "/admin/reviews"),
     ("Plugins", "/admin/plugins"),
     ("Staff", "/admin/staff"),
     ("Audit", "/admin/audit"),

@@ -27,6 +27,7 @@ mod operations;
 mod orders;
 mod plugins;
 mod recalls;
+mod reviews;
 mod session;
 mod settings;
 mod staff;
@@ -291,6 +292,14 @@ pub const PAGES: &[Page] = &[
         Method::GET,
         "/audit/verify",
     ),
+    // Reviews moderation: the catalog's.
+    page(Method::GET, "/admin/reviews", Method::GET, "/reviews"),
+    page(
+        Method::POST,
+        "/admin/reviews/{id}/moderation",
+        Method::POST,
+        "/reviews/{id}/moderation",
+    ),
     // The store's settings: read with stock, written with settings.write.
     page(Method::GET, "/admin/settings", Method::GET, "/settings"),
     page(Method::POST, "/admin/settings", Method::PATCH, "/settings"),
@@ -369,6 +378,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(audit::routes())
         .merge(operations::routes())
         .merge(settings::routes())
+        .merge(reviews::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

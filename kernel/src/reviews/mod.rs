@@ -309,7 +309,7 @@ pub enum ReviewStatus {
 }
 
 impl ReviewStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ReviewStatus::Pending => "pending",
             ReviewStatus::Published => "published",

@@ -190,3 +190,38 @@ both_backends! {
         shop.app.stop().await;
     }
 }
+
+both_backends! {
+    async fn catalog_staff_moderate_from_the_admin_with_the_reason_beside_its_field(backend: Backend) {
+        use crate::admin_ui::{assert_page, signed_in_as, submit};
+        use crate::common::browser::{get, location};
+        let shop = shop_with(backend, |_| {}).await;
+        let app = &shop.app;
+        let ada = buyer(&shop, "ada-admin@example.com").await;
+        let bo = buyer(&shop, "bo-admin@example.com").await;
+        let first = write(app, &ada, json!({"rating": 5, "title": "Calm <nights>", "body": "Works for me."})).await.json()["id"].as_i64().unwrap();
+        let second = write(app, &bo, json!({"rating": 2, "title": "Meh", "body": "Did nothing."})).await.json()["id"].as_i64().unwrap();
+        let mut catalog = signed_in_as(app, "catalog").await;
+        let queue = get(app, &mut catalog, "/admin/reviews").await;
+        assert_page(&queue, StatusCode::OK, "the queue");
+        let text = queue.text();
+        assert!(text.contains("Calm &lt;nights&gt;") && text.contains(&format!("id=\"review-{second}\"")), "{text}");
+        let r = submit(app, &mut catalog, "/admin/reviews", &format!("/admin/reviews/{first}/moderation"), &[("decision", "publish")]).await;
+        assert_eq!(location(&r), "/admin/reviews?done=publish");
+        assert_eq!(product_reviews(app).await["count"], 1);
+        // A rejection without a reason: said under this review's reason field.
+        let r = submit(app, &mut catalog, "/admin/reviews", &format!("/admin/reviews/{second}/moderation"), &[("decision", "reject"), ("reason", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "no reason");
+        assert!(r.text().contains("id=\"f-reason-error\""), "{}", r.text());
+        let r = submit(app, &mut catalog, "/admin/reviews", &format!("/admin/reviews/{second}/moderation"), &[("decision", "reject"), ("reason", "Off topic")]).await;
+        assert_eq!(location(&r), "/admin/reviews?done=reject");
+        let rejected = get(app, &mut catalog, "/admin/reviews?status=rejected").await.text();
+        assert!(rejected.contains("Off topic") && rejected.contains("Meh"), "{rejected}");
+        assert!(get(app, &mut catalog, "/admin/reviews").await.text().contains("No review here."));
+        // Support reads the queue, without the buttons.
+        let mut support = signed_in_as(app, "support").await;
+        let r = get(app, &mut support, "/admin/reviews?status=published").await;
+        assert_page(&r, StatusCode::OK, "reviews for support");
+        assert!(r.text().contains("Calm") && !r.text().contains("/moderation"), "{}", r.text());
+    }
+}
