@@ -19,6 +19,7 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Orders", "/admin/orders"),
     ("Subscriptions", "/admin/subscriptions"),
     ("Customers", "/admin/customers"),
+    ("Notifications", "/admin/notifications"),
     ("Recalls", "/admin/recalls"),
     ("Reviews", "/admin/reviews"),
     ("Plugins", "/admin/plugins"),
@@ -171,6 +172,26 @@ pub fn error_page(err: &Error, page: &str) -> Response {
         _ => {
             tracing::error!(error = %format!("{err:#}"), page, "admin page failed");
             server_error_page()
+        }
+    }
+}
+
+/// A page's path parameters; one that does not parse (`/admin/staff/x`) is the 404 page,
+/// where axum's `Path` would answer a plain-text 400.
+pub struct PagePath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PagePath<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PagePath(value)),
+            Err(_) => Err(not_found_page()),
         }
     }
 }

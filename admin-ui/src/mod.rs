@@ -23,6 +23,7 @@ mod catalog;
 mod customers;
 mod dashboard;
 mod layout;
+mod notifications;
 mod operations;
 mod orders;
 mod plugins;
@@ -292,6 +293,43 @@ pub const PAGES: &[Page] = &[
         Method::GET,
         "/audit/verify",
     ),
+    // Notifications: the delivery log is the customers'; templates are settings.
+    page(
+        Method::GET,
+        "/admin/notifications",
+        Method::GET,
+        "/notifications",
+    ),
+    page(
+        Method::GET,
+        "/admin/notifications/{id}",
+        Method::GET,
+        "/notifications/{id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/notifications/{id}/resend",
+        Method::POST,
+        "/notifications/{id}/resend",
+    ),
+    page(
+        Method::GET,
+        "/admin/notification-templates",
+        Method::GET,
+        "/notification-templates",
+    ),
+    page(
+        Method::GET,
+        "/admin/notification-templates/{topic}/{channel}",
+        Method::PUT,
+        "/notification-templates/{topic}/{channel}",
+    ),
+    page(
+        Method::POST,
+        "/admin/notification-templates/{topic}/{channel}",
+        Method::PUT,
+        "/notification-templates/{topic}/{channel}",
+    ),
     // Reviews moderation: the catalog's.
     page(Method::GET, "/admin/reviews", Method::GET, "/reviews"),
     page(
@@ -379,6 +417,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(operations::routes())
         .merge(settings::routes())
         .merge(reviews::routes())
+        .merge(notifications::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

@@ -4,13 +4,13 @@
 //! `jobs::api::retry`, as the admin API's routes are; each replay and retry is audited.
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post};
 use maud::html;
 
-use super::layout;
+use super::layout::{self, PagePath};
 use super::session::SignedIn;
 use crate::app::AppState;
 use crate::bus::api::DeadLetterFilter;
@@ -128,7 +128,7 @@ async fn operations_page(
 async fn replay(
     State(state): State<AppState>,
     SignedIn(staff, _): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
 ) -> Response {
     let replayed =
         crate::bus::replay_dead_letter(&state.work_db, &state.bus, id, &state.clock, &staff.actor)
@@ -145,7 +145,7 @@ async fn replay(
 async fn retry(
     State(state): State<AppState>,
     SignedIn(staff, _): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
 ) -> Response {
     match crate::jobs::api::retry(&state, &staff.actor, id).await {
         Ok(_) => layout::see_other(&format!("{SECTION}?done=retried")),

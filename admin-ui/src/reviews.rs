@@ -4,14 +4,14 @@
 //! are (audited; publishing records `review.published`, which loyalty rules may reward).
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::html;
 
-use super::layout::{self, Form, FormErrors, Kind, field, form_alert};
+use super::layout::{self, Form, FormErrors, Kind, PagePath, field, form_alert};
 use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
 use crate::reviews::{self, Moderation, ReviewStatus, StaffFilter};
@@ -137,7 +137,7 @@ async fn queue(
 async fn moderate(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);

@@ -5,13 +5,13 @@
 //! admin API's `/staff` routes are; every change is audited there.
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use maud::{Markup, html};
 
-use super::layout::{self, Form, FormErrors, Kind, field, field_with_hint, form_alert};
+use super::layout::{self, Form, FormErrors, Kind, PagePath, field, field_with_hint, form_alert};
 use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
 use crate::error::{Error, Result};
@@ -175,7 +175,7 @@ struct Extra<'a> {
 async fn member_page(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let notice = layout::query_value(query.as_deref(), "done")
@@ -315,7 +315,7 @@ fn tokens_section(
 async fn change(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
@@ -366,7 +366,7 @@ async fn answer(
 async fn make_token(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
@@ -386,7 +386,7 @@ async fn make_token(
 async fn revoke_token(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path((id, token_id)): Path<(i64, i64)>,
+    PagePath((id, token_id)): PagePath<(i64, i64)>,
 ) -> Response {
     let outcome = staff::revoke_token(&state.db, &staff.actor, id, token_id).await;
     let form = Form::from_pairs(Vec::new());
@@ -396,7 +396,7 @@ async fn revoke_token(
 async fn sign_out_everywhere(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
 ) -> Response {
     let outcome = staff::sessions::revoke_all_sessions(&state, &staff.actor, id)
         .await
@@ -408,7 +408,7 @@ async fn sign_out_everywhere(
 async fn reset_factor(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
 ) -> Response {
     let outcome = staff::mfa::reset_for(&state, &staff, id).await.map(|_| ());
     let form = Form::from_pairs(Vec::new());

@@ -241,7 +241,7 @@ pub enum NotificationStatus {
 }
 
 impl NotificationStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             NotificationStatus::Pending => "pending",
             NotificationStatus::Delivered => "delivered",
@@ -287,6 +287,11 @@ async fn list_notifications(
     State(state): State<AppState>,
     QueryParams(filter): QueryParams<NotificationFilter>,
 ) -> Result<Json<NotificationPage>> {
+    Ok(Json(list(&state, &filter).await?))
+}
+
+/// The delivery log by `filter`, newest first (the API's and the admin page's).
+pub async fn list(state: &AppState, filter: &NotificationFilter) -> Result<NotificationPage> {
     let mut problems = Problems::new();
     let limit = crate::http::paging::limit(&mut problems, filter.limit);
     crate::http::paging::check_name(&mut problems, "customer", &filter.customer);
@@ -312,13 +317,14 @@ async fn list_notifications(
     .await?;
     let list = rows.iter().map(view_of).collect::<Result<Vec<_>>>()?;
     let (notifications, next_before_id) = crate::http::paging::split(list, limit, |n| n.id);
-    Ok(Json(NotificationPage {
+    Ok(NotificationPage {
         notifications,
         next_before_id,
-    }))
+    })
 }
 
-async fn load_view(state: &AppState, id: i64) -> Result<NotificationView> {
+/// One notification with its delivery attempts.
+pub async fn load_view(state: &AppState, id: i64) -> Result<NotificationView> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM notifications n LEFT JOIN customers c ON c.id = n.customer_id
          WHERE n.id = $1"
@@ -395,6 +401,11 @@ pub struct TemplateView {
     responses((status = 200, body = Vec<TemplateView>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn list_templates(State(state): State<AppState>) -> Result<Json<Vec<TemplateView>>> {
+    Ok(Json(templates_of(&state).await?))
+}
+
+/// Every topic's template on every channel, the store's own or the default.
+pub async fn templates_of(state: &AppState) -> Result<Vec<TemplateView>> {
     let mut conn = state.db.pool.acquire().await?;
     let customised: Vec<(String, String)> =
         sqlx::query("SELECT topic, channel FROM notification_templates")
@@ -417,7 +428,7 @@ async fn list_templates(State(state): State<AppState>) -> Result<Json<Vec<Templa
             }
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// Replaces a topic's template on one channel (`enabled: false` stops that topic on that
@@ -434,7 +445,19 @@ async fn put_template(
     PathParam((topic, channel)): PathParam<(String, String)>,
     JsonBody(template): JsonBody<Template>,
 ) -> Result<Json<Template>> {
-    templates::check(&topic, &channel, &template)?;
+    save_template(&state, &staff.actor, &topic, &channel, &template).await?;
+    Ok(Json(template))
+}
+
+/// Replaces `topic`'s template on `channel`, checked and audited.
+pub async fn save_template(
+    state: &AppState,
+    actor: &str,
+    topic: &str,
+    channel: &str,
+    template: &Template,
+) -> Result<()> {
+    templates::check(topic, channel, template)?;
     let now = state.clock.now_text();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -445,8 +468,8 @@ async fn put_template(
             body_text = excluded.body_text, body_html = excluded.body_html, link = excluded.link,
             enabled = excluded.enabled, updated_at = excluded.updated_at",
     )
-    .bind(&topic)
-    .bind(&channel)
+    .bind(topic)
+    .bind(channel)
     .bind(&template.title)
     .bind(&template.text)
     .bind(template.html.as_deref())
@@ -458,7 +481,7 @@ async fn put_template(
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
-            actor: &staff.actor,
+            actor,
             action: "notification.template_changed",
             target_type: "notification_template",
             target_id: format!("{topic}/{channel}"),
@@ -470,7 +493,7 @@ async fn put_template(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(template))
+    Ok(())
 }
 
 /// A promotional message.

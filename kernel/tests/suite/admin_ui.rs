@@ -26,7 +26,11 @@ pub(crate) async fn staff(app: &TestApp, role: &str, email: &str) -> i64 {
 }
 
 /// Posts the sign-in form with the password.
-pub(crate) async fn post_password(app: &TestApp, browser: &mut Browser, email: &str) -> TestResponse {
+pub(crate) async fn post_password(
+    app: &TestApp,
+    browser: &mut Browser,
+    email: &str,
+) -> TestResponse {
     let page = get(app, browser, "/admin/sign-in").await;
     assert_html(&page, StatusCode::OK);
     let csrf = csrf_of(&page);
@@ -187,13 +191,15 @@ both_backends! {
         let mut refused_to_catalog = 0;
         for page in olivine::admin_ui::PAGES {
             // No subscription in this store: its page is the 404 page, to every role.
-            // Nor a plugin (its page is `admin_pages::a_plugin_package_is_uploaded_…`).
-            let absent = page.path.starts_with("/admin/subscriptions/") || page.path.starts_with("/admin/plugins/{id}");
+            // Nor a plugin or a notification (their pages have tests of their own).
+            let absent = ["/admin/subscriptions/", "/admin/plugins/{id}", "/admin/notifications/{id}"]
+                .iter().any(|p| page.path.starts_with(p));
             let path = concrete(page.path, product, variant, &order)
                 .replace("/recalls/{id}", &format!("/recalls/{recall}"))
                 .replace("{pseudonym}", &pseudonym)
                 .replace("/staff/{id}", &format!("/staff/{member}"))
-                .replace("{token_id}", "1");
+                .replace("{token_id}", "1")
+                .replace("{topic}/{channel}", "order.shipped/email");
             let opens = if absent { StatusCode::NOT_FOUND } else { StatusCode::OK };
             let what = format!("{} {path}", page.method);
             // No session: to the sign-in page, coming back here afterwards.
@@ -246,6 +252,8 @@ both_backends! {
         // A page outside the table is refused to everyone; an unknown address is not found.
         let r = get(&app, &mut owner, "/admin/products/not-a-number").await;
         assert_page(&r, StatusCode::NOT_FOUND, "a product id that is not a number");
+        let r = get(&app, &mut owner, "/admin/staff/not-a-number").await;
+        assert_page(&r, StatusCode::NOT_FOUND, "a staff id that is not a number");
         app.stop().await;
     }
 

@@ -661,3 +661,50 @@ both_backends! {
         shop.app.stop().await;
     }
 }
+
+both_backends! {
+    async fn support_reads_the_delivery_log_and_resends_and_the_owner_edits_a_template(backend: Backend) {
+        use crate::admin_ui::{assert_page, signed_in_as, submit};
+        use crate::common::browser::{get, location};
+        let (shop, received) = notifying_shop(backend).await;
+        let app = &shop.app;
+        let token = app.customer_token("log@example.com").await;
+        let number = paid_order(&shop, &token).await;
+        delivered_all(app).await;
+        let mut support = signed_in_as(app, "support").await;
+        let log = get(app, &mut support, "/admin/notifications?topic=order.paid&status=delivered").await;
+        assert_page(&log, StatusCode::OK, "the log");
+        let id = notifications(app, "topic=order.paid&status=delivered").await.iter()
+            .find(|n| n["channel"] == "email").expect("the order email")["id"].as_i64().unwrap();
+        assert!(log.text().contains(&format!("href=\"/admin/notifications/{id}\"")), "{}", log.text());
+        let page = format!("/admin/notifications/{id}");
+        let r = get(app, &mut support, &page).await;
+        assert_page(&r, StatusCode::OK, "a notification");
+        assert!(r.text().contains(&format!("Order {number} confirmed")) && r.text().contains("delivered"), "{}", r.text());
+        // Support reads; sending again is a customers.write.
+        assert!(!r.text().contains("Send it again"), "{}", r.text());
+        let mut owner = signed_in_as(app, "owner").await;
+        let before = received.lock().unwrap().emails.len();
+        let r = submit(app, &mut owner, &page, &format!("{page}/resend"), &[]).await;
+        let to = location(&r);
+        assert!(to.starts_with("/admin/notifications/") && to != page && to.ends_with("?done=resent"), "{to}");
+        delivered_all(app).await;
+        assert_eq!(received.lock().unwrap().emails.len(), before + 1);
+        // Templates are settings: not support's.
+        assert_page(&get(app, &mut support, "/admin/notification-templates").await, StatusCode::FORBIDDEN, "templates for support");
+        let edit = "/admin/notification-templates/order.shipped/email";
+        let form = get(app, &mut owner, edit).await;
+        assert_page(&form, StatusCode::OK, "a template");
+        let r = submit(app, &mut owner, edit, edit, &[("title", "On its way: {{order_number}}"),
+            ("text", "Tracking: {{no_such_placeholder}}"), ("enabled", "yes")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "an unknown placeholder");
+        assert!(r.text().contains("id=\"f-text-error\""), "{}", r.text());
+        let r = submit(app, &mut owner, edit, edit, &[("title", "On its way: {{order_number}}"),
+            ("text", "Tracking: {{tracking_number}}"), ("enabled", "yes")]).await;
+        assert_eq!(location(&r), "/admin/notification-templates?done=saved");
+        let templates = app.admin_get("/api/v1/admin/notification-templates").await.json();
+        let shipped = templates.as_array().unwrap().iter()
+            .find(|t| t["topic"] == "order.shipped" && t["channel"] == "email").unwrap();
+        assert_eq!((shipped["title"].as_str(), shipped["customised"].as_bool()), (Some("On its way: {{order_number}}"), Some(true)), "{shipped}");
+    }
+}
