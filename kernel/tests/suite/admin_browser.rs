@@ -1,8 +1,11 @@
 //! The merchant's admin in headless Chromium (a module of `browser`, whose WebDriver
 //! client and shop it uses): a catalog manager signs in, creates a skincare product with
-//! a variant, receives a lot of it, and sees it in the storefront. On a failure the
-//! browser's screenshot and page are written under `target/tmp/browser/`, as for the
-//! storefront's tests.
+//! a variant, receives a lot of it, and sees it in the storefront; a merchant fulfils a
+//! shopper's order with a tracking number and refunds part of it, uploads a new version
+//! of a pricing plugin as a package, activates it and sees the shopper's cart priced by
+//! it, rolls it back, and recalls the batch the order came from; a catalog manager is
+//! refused the plugin pages. On a failure the browser's screenshot and page are written
+//! under `target/tmp/browser/`, as for the storefront's tests.
 
 use super::*;
 
@@ -103,5 +106,156 @@ async fn a_merchant_adds_a_product_with_a_lot_and_the_shop_sells_it() {
     assert!(page.contains("€24.50"), "{page}");
 
     drop(browser);
+    shop.stop().await;
+}
+
+/// Signs `email` in to the admin from its sign-in page.
+fn admin_sign_in(browser: &Browser, shop: &Shop, email: &str) {
+    browser.goto(&shop.url("/admin/sign-in"));
+    browser.fill("#f-email", email);
+    browser.fill("#f-password", PASSWORD);
+    let submit = browser.wait_for("form[action='/admin/sign-in'] button[type=submit]");
+    browser.click(&submit);
+    browser.wait_for_path("/admin", WAIT);
+}
+
+/// Submits the form whose action is `action` (its submit button).
+fn submit_form(browser: &Browser, action: &str) {
+    let button = browser.wait_for(&format!("form[action='{action}'] button[type=submit]"));
+    browser.click(&button);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_fulfils_refunds_swaps_a_pricing_plugin_and_recalls_a_batch() {
+    let shop = shop().await;
+    for (email, role) in [
+        ("ops@staff.example", "admin"),
+        ("cat@staff.example", "catalog"),
+    ] {
+        let r = shop
+            .app
+            .admin_post(
+                "/api/v1/admin/staff",
+                &json!({"email": email, "name": role, "role": role, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    // A shopper's paid order of two MAG-60.
+    let shopper = Browser::launch("admin-shopper");
+    let email = "ada.admin@example.com";
+    register(&shopper, &shop, "Ada", email);
+    browse_and_add_to_cart(&shopper, &shop, 2);
+    check_out(&shopper, email, GOOD_CARD);
+    shopper.wait_for_path("/checkout/confirmation/*", WAIT_FOR_ORDER);
+    let number = shopper.wait_for_text("#order-number");
+
+    // Fulfilled with a tracking number (the payment is captured), then part refunded.
+    let merchant = Browser::launch("admin-merchant");
+    admin_sign_in(&merchant, &shop, "ops@staff.example");
+    merchant.goto(&shop.url(&format!("/admin/orders/{number}/fulfil")));
+    merchant.fill("#f-carrier", "DHL");
+    merchant.fill("#f-tracking-number", "TRK-BROWSER-1");
+    submit_form(&merchant, &format!("/admin/orders/{number}/fulfil"));
+    merchant.wait_for_path(
+        &format!("/admin/orders/{number}?done=fulfilled"),
+        WAIT_FOR_ORDER,
+    );
+    let refund = merchant.wait_for(&format!("a[href='/admin/orders/{number}/refund']"));
+    merchant.click(&refund);
+    merchant.wait_for_path(&format!("/admin/orders/{number}/refund"), WAIT);
+    merchant.fill("#f-amount-minor", "5.00");
+    submit_form(&merchant, &format!("/admin/orders/{number}/refund"));
+    merchant.wait_for_path(
+        &format!("/admin/orders/{number}?done=refunded"),
+        WAIT_FOR_ORDER,
+    );
+    let order = shop
+        .app
+        .admin_get(&format!("/api/v1/admin/orders/{number}"))
+        .await
+        .json();
+    assert_eq!(
+        (
+            order["status"].as_str(),
+            order["tracking_number"].as_str(),
+            order["refunded_minor"].as_i64()
+        ),
+        (Some("fulfilled"), Some("TRK-BROWSER-1"), Some(500)),
+        "{order}"
+    );
+
+    // Version 0.1.0 of a pricing plugin serves (10% off from ten units: nothing for two).
+    // 0.2.0, uploaded as a package, gives 10% from two units: self-tested, activated,
+    // the shopper's cart shows it; rolled back, it is gone.
+    let v1 = plugin_upload("tiered-volume", "tiered_volume", |m| m);
+    let r = shop.app.admin_post("/api/v1/admin/plugins", &v1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let v2 = plugin_upload("tiered-volume", "tiered_volume", |m| {
+        m.replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+            .replace("default = \"10:5,25:10,50:15\"", "default = \"2:10\"")
+    });
+    let file = evidence_dir().join("tiered-volume-0.2.0.olpkg");
+    std::fs::write(&file, v2.to_string()).expect("package file");
+    merchant.goto(&shop.url("/admin/plugins/upload"));
+    let input = merchant.wait_for("#f-package");
+    merchant.command(
+        Method::POST,
+        &format!("/element/{}/value", input.0),
+        Some(json!({ "text": file.to_string_lossy() })),
+    );
+    submit_form(&merchant, "/admin/plugins/upload");
+    let passed = merchant.wait_for_text("#self-test-passed");
+    assert!(passed.starts_with("Self-test passed: 4 fixtures"), "{passed}");
+    submit_form(&merchant, "/admin/plugins/tiered-volume/activate");
+    merchant.wait_for_path("/admin/plugins/tiered-volume?done=activated", WAIT);
+    shop.app.settle().await;
+    browse_and_add_to_cart(&shopper, &shop, 2);
+    let cart = shopper.wait_for_text("main");
+    assert!(cart.contains("Volume discount 10%"), "0.2.0 prices the cart: {cart}");
+    let summary = merchant.wait_for("details summary");
+    merchant.click(&summary);
+    submit_form(&merchant, "/admin/plugins/tiered-volume/rollback");
+    merchant.wait_for_path("/admin/plugins/tiered-volume?done=rolled_back", WAIT);
+    shop.app.settle().await;
+    shopper.refresh();
+    let cart = shopper.wait_for_text("main");
+    assert!(!cart.contains("Volume discount"), "0.1.0 again: nothing for two units: {cart}");
+
+    // The lot's batch recalled: the product stops selling at once.
+    merchant.goto(&shop.url("/admin/recalls/new"));
+    merchant.fill("#f-batch", "B1");
+    merchant.fill("#f-reason", "Label misprint");
+    submit_form(&merchant, "/admin/recalls/new");
+    let confirm = merchant.wait_for("form[action='/admin/recalls/new'] button.danger");
+    merchant.click(&confirm);
+    wait_for_path_between(&merchant, "/admin/recalls/", "");
+    let report = merchant.wait_for_text("main");
+    assert!(
+        report.contains(&number) && report.contains(email),
+        "the recall report: {report}"
+    );
+    shop.app.settle().await;
+    // The page is public and cacheable (max-age): a reload revalidates it, as a shopper's
+    // reload does.
+    shopper.goto(&shop.url("/p/mag"));
+    shopper.refresh();
+    assert_eq!(shopper.wait_for_text("h1"), PRODUCT_NAME);
+    let add = shopper
+        .try_find("form.add-to-cart button[type=submit]")
+        .expect("the page");
+    assert!(
+        add.is_none(),
+        "a recalled batch does not sell: {}",
+        shopper.wait_for_text("main")
+    );
+
+    // A catalog manager is refused the plugin pages.
+    let catalog = Browser::launch("admin-catalog");
+    admin_sign_in(&catalog, &shop, "cat@staff.example");
+    catalog.goto(&shop.url("/admin/plugins/upload"));
+    assert_eq!(catalog.wait_for_text("h1"), "Not open to your role");
+
+    drop((shopper, merchant, catalog));
     shop.stop().await;
 }
