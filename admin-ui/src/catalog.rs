@@ -932,7 +932,7 @@ fn variants_table(
                             th scope="col" { "Expires" } th scope="col" class="num" { "Units" } th scope="col" { "Sellable" } } }
                         tbody {
                             @for lot in own_lots {
-                                tr { td { (lot.batch) } td { (lot.location) } td { (lot.manufactured_on) } td { (lot.expires_on) }
+                                tr { td { a href={ "/admin/lots/" (lot.id) } { (lot.batch) } } td { (lot.location) } td { (lot.manufactured_on) } td { (lot.expires_on) }
                                     td.num { (lot.quantity) } td { (if lot.sellable { "yes" } else { "no" }) } }
                             }
                         }
@@ -1241,7 +1241,10 @@ async fn lots_page(
         Err(err) => return layout::error_page(&err, "lots"),
     };
     let body = html! {
-        h1 { "Lots expiring within " (days) " days" }
+        div.title-row {
+            h1 { "Lots expiring within " (days) " days" }
+            a href="/admin/locations" { "Stock locations" }
+        }
         nav.tabs aria-label="Expiring within" {
             @for d in [30, 60, 90] {
                 a href={ "/admin/lots?expiring=" (d) } aria-current=[(d == days).then_some("page")] { (d) " days" }
@@ -1256,7 +1259,7 @@ async fn lots_page(
                     th scope="col" { "Batch" } th scope="col" { "Location" } th scope="col" class="num" { "Units" } } }
                 tbody {
                     @for (lot, product) in &lots {
-                        tr { td { (lot.expires_on) } td { (product) } td { code { (lot.sku) } } td { (lot.batch) }
+                        tr { td { (lot.expires_on) } td { (product) } td { code { (lot.sku) } } td { a href={ "/admin/lots/" (lot.id) } { (lot.batch) } }
                             td { (lot.location) } td.num { (lot.quantity) } }
                     }
                 }

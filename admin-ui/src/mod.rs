@@ -32,6 +32,7 @@ mod reviews;
 mod session;
 mod settings;
 mod staff;
+mod stock;
 mod subscriptions;
 
 use axum::Router;
@@ -122,6 +123,15 @@ pub const PAGES: &[Page] = &[
     page(Method::GET, "/admin/lots", Method::GET, "/lots"),
     page(Method::GET, "/admin/lots/new", Method::POST, "/lots"),
     page(Method::POST, "/admin/lots/new", Method::POST, "/lots"),
+    page(Method::GET, "/admin/lots/{id}", Method::GET, "/lots"),
+    page(
+        Method::POST,
+        "/admin/lots/{id}/adjustments",
+        Method::POST,
+        "/lots/{id}/adjustments",
+    ),
+    page(Method::GET, "/admin/locations", Method::GET, "/locations"),
+    page(Method::POST, "/admin/locations", Method::POST, "/locations"),
     // Recalls: the list is stock; a report names customers.
     page(Method::GET, "/admin/recalls", Method::GET, "/recalls"),
     page(Method::GET, "/admin/recalls/new", Method::POST, "/recalls"),
@@ -418,6 +428,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(settings::routes())
         .merge(reviews::routes())
         .merge(notifications::routes())
+        .merge(stock::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

@@ -49,7 +49,8 @@ async fn create_location_route(
     Ok((StatusCode::CREATED, Json(location)))
 }
 
-async fn lot_by_id(state: &AppState, id: i64) -> Result<Lot> {
+/// Lot `id` as the API shows it (with whether it is sellable today).
+pub async fn lot_by_id(state: &AppState, id: i64) -> Result<Lot> {
     let mut conn = state.db.pool.acquire().await?;
     let settings = settings::load(&mut conn).await?;
     let filter = StockFilter {
@@ -129,6 +130,12 @@ async fn adjust_lot(
     PathParam(id): PathParam<i64>,
     JsonBody(input): JsonBody<Adjustment>,
 ) -> Result<Json<Lot>> {
+    Ok(Json(adjust(&state, &staff.actor, id, &input).await?))
+}
+
+/// Corrects lot `id`'s quantity by `input` (the API's and the admin page's): checked,
+/// booked in the ledger with its reason, audited.
+pub async fn adjust(state: &AppState, actor: &str, id: i64, input: &Adjustment) -> Result<Lot> {
     let mut problems = Problems::new();
     problems.check(
         input.delta != 0 && input.delta.abs() <= 10_000_000,
@@ -158,7 +165,7 @@ async fn adjust_lot(
         input.delta,
         &StockChange {
             reason: input.reason,
-            actor: &staff.actor,
+            actor,
             note: input.note.as_deref(),
             reference: None,
         },
@@ -166,7 +173,7 @@ async fn adjust_lot(
     .await?;
     tx.commit().await?;
     state.bus.notify();
-    Ok(Json(lot_by_id(&state, id).await?))
+    lot_by_id(state, id).await
 }
 
 /// The stock ledger, newest first.

@@ -327,4 +327,45 @@ both_backends! {
         assert!(!r.text().contains("Save the settings"), "{}", r.text());
         app.stop().await;
     }
+
+    async fn catalog_staff_adjust_a_lot_with_a_reason_and_add_a_location(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let lot: i64 = sqlx::query_scalar("SELECT MIN(id) FROM lots")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        let page = format!("/admin/lots/{lot}");
+        let adjust = format!("{page}/adjustments");
+        let r = get(&app, &mut catalog, &page).await;
+        assert_page(&r, StatusCode::OK, "the lot");
+        assert!(r.text().contains("id=\"lot-quantity\">10<"), "{}", r.text());
+        let r = submit(&app, &mut catalog, &page, &adjust, &[("delta", "minus two"), ("reason", "damaged")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "units that are not a number");
+        assert!(r.text().contains("id=\"f-delta-error\""), "{}", r.text());
+        let r = submit(&app, &mut catalog, &page, &adjust, &[("delta", "-2"), ("reason", "received")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a reason adjustments may not give");
+        assert!(r.text().contains("id=\"f-reason-error\""), "{}", r.text());
+        let r = submit(&app, &mut catalog, &page, &adjust, &[("delta", "-11"), ("reason", "damaged")]).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::CONFLICT, "more than the lot holds: {}", r.status);
+        let r = submit(&app, &mut catalog, &page, &adjust, &[("delta", "-2"), ("reason", "damaged"), ("note", "Crushed box")]).await;
+        assert_eq!(location(&r), format!("{page}?done=adjusted"));
+        let after = get(&app, &mut catalog, &page).await.text();
+        assert!(after.contains("id=\"lot-quantity\">8<") && after.contains("Crushed box") && after.contains("damaged"), "{after}");
+        let ledger = app.admin_get(&format!("/api/v1/admin/stock-ledger?lot_id={lot}")).await.json();
+        assert_eq!((ledger[0]["delta"].as_i64(), ledger[0]["reason"].as_str()), (Some(-2), Some("damaged")), "{ledger}");
+        // A location: a duplicate code is said under the code.
+        let r = submit(&app, &mut catalog, "/admin/locations", "/admin/locations", &[("code", "AMS-1"), ("name", "Again")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a duplicate code");
+        assert!(r.text().contains("id=\"f-code-error\""), "{}", r.text());
+        let r = submit(&app, &mut catalog, "/admin/locations", "/admin/locations", &[("code", "RTM-1"), ("name", "Rotterdam")]).await;
+        assert_eq!(location(&r), "/admin/locations");
+        let locations = app.admin_get("/api/v1/admin/locations").await.json();
+        assert!(locations.as_array().unwrap().iter().any(|l| l["code"] == "RTM-1"), "{locations}");
+        // Support reads stock but does not adjust it.
+        let mut support = signed_in_as(&app, "support").await;
+        let r = get(&app, &mut support, &page).await;
+        assert_page(&r, StatusCode::OK, "the lot for support");
+        assert!(!r.text().contains("Adjust the units"), "{}", r.text());
+        app.stop().await;
+    }
 }

@@ -182,6 +182,8 @@ both_backends! {
         let pseudonym: String = sqlx::query_scalar("SELECT pseudonym FROM customers")
             .fetch_one(&app.kernel.state.db.pool).await.unwrap();
         let member = staff(&app, "support", "member@staff.example").await;
+        let lot: i64 = sqlx::query_scalar("SELECT MIN(id) FROM lots")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
         let mut nobody = Browser::default();
         let mut catalog = signed_in_as(&app, "catalog").await;
         let mut owner = signed_in_as(&app, "owner").await;
@@ -196,6 +198,7 @@ both_backends! {
                 .iter().any(|p| page.path.starts_with(p));
             let path = concrete(page.path, product, variant, &order)
                 .replace("/recalls/{id}", &format!("/recalls/{recall}"))
+                .replace("/lots/{id}", &format!("/lots/{lot}"))
                 .replace("{pseudonym}", &pseudonym)
                 .replace("/staff/{id}", &format!("/staff/{member}"))
                 .replace("{token_id}", "1")
