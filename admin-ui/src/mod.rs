@@ -27,6 +27,7 @@ mod notifications;
 mod operations;
 mod orders;
 mod plugins;
+mod rates;
 mod recalls;
 mod reviews;
 mod session;
@@ -351,6 +352,15 @@ pub const PAGES: &[Page] = &[
     // The store's settings: read with stock, written with settings.write.
     page(Method::GET, "/admin/settings", Method::GET, "/settings"),
     page(Method::POST, "/admin/settings", Method::PATCH, "/settings"),
+    // Shipping and tax rates: read with orders, written with settings.write.
+    page(Method::GET, "/admin/rates", Method::GET, "/shipping-rates"),
+    page(
+        Method::POST,
+        "/admin/rates/shipping",
+        Method::PUT,
+        "/shipping-rates",
+    ),
+    page(Method::POST, "/admin/rates/tax", Method::PUT, "/tax-rates"),
     // Operations: dead letters and dead jobs.
     page(
         Method::GET,
@@ -429,6 +439,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(reviews::routes())
         .merge(notifications::routes())
         .merge(stock::routes())
+        .merge(rates::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

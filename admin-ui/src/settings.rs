@@ -273,8 +273,9 @@ fn show(
             }
             @if may_write { button.button.primary type="submit" { "Save the settings" } }
         }
-        p.hint { "Shipping and tax rates are tables of their own, set through the admin API: "
-            code { "PUT /api/v1/admin/shipping-rates" } " and " code { "PUT /api/v1/admin/tax-rates" } "." }
+        @if super::may(staff.role, &axum::http::Method::GET, "/admin/rates") {
+            p { a href="/admin/rates" { "Shipping and tax rates" } " are tables of their own." }
+        }
     };
     layout::page_with_status(
         errors.status(),

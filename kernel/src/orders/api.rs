@@ -287,6 +287,18 @@ async fn replace_shipping_rates(
     StaffAuth(staff): StaffAuth,
     JsonBody(rates): JsonBody<Vec<ShippingRate>>,
 ) -> Result<Json<Vec<ShippingRate>>> {
+    Ok(Json(
+        replace_shipping_table(&state, &staff.actor, &rates).await?,
+    ))
+}
+
+/// Replaces the whole shipping rate table, checked and audited (the API's and the admin
+/// page's); problems are named `[i].field`.
+pub async fn replace_shipping_table(
+    state: &AppState,
+    actor: &str,
+    rates: &[ShippingRate],
+) -> Result<Vec<ShippingRate>> {
     let mut problems = Problems::new();
     problems.check(rates.len() <= 1000, "body", "at most 1000 rates");
     for (i, rate) in rates.iter().enumerate() {
@@ -326,12 +338,12 @@ async fn replace_shipping_rates(
         );
     }
     problems.into_result()?;
-    let before = read_shipping_rates(&state).await?;
+    let before = read_shipping_rates(state).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM shipping_rates")
         .execute(&mut *tx)
         .await?;
-    for rate in &rates {
+    for rate in rates {
         let inserted = sqlx::query(
             "INSERT INTO shipping_rates (code, name, country, max_weight_grams, price_minor, currency)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -360,7 +372,7 @@ async fn replace_shipping_rates(
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
-            actor: &staff.actor,
+            actor,
             action: "shipping_rates.replaced",
             target_type: "settings",
             target_id: "shipping_rates".to_owned(),
@@ -370,7 +382,7 @@ async fn replace_shipping_rates(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(read_shipping_rates(&state).await?))
+    read_shipping_rates(state).await
 }
 
 /// A tax rate for a country (`*`: anywhere else) in basis points (2100 = 21%).
@@ -384,7 +396,7 @@ pub struct TaxRate {
     pub rate_bp: i64,
 }
 
-async fn read_tax_rates(state: &AppState) -> Result<Vec<TaxRate>> {
+pub(crate) async fn read_tax_rates(state: &AppState) -> Result<Vec<TaxRate>> {
     let rows = sqlx::query("SELECT country, rate_bp FROM tax_rates ORDER BY country")
         .fetch_all(&state.db.pool)
         .await?;
@@ -414,6 +426,16 @@ async fn replace_tax_rates(
     StaffAuth(staff): StaffAuth,
     JsonBody(rates): JsonBody<Vec<TaxRate>>,
 ) -> Result<Json<Vec<TaxRate>>> {
+    Ok(Json(replace_tax_table(&state, &staff.actor, &rates).await?))
+}
+
+/// Replaces the whole tax rate table, checked and audited (the API's and the admin
+/// page's); problems are named `[i].field`.
+pub async fn replace_tax_table(
+    state: &AppState,
+    actor: &str,
+    rates: &[TaxRate],
+) -> Result<Vec<TaxRate>> {
     let mut problems = Problems::new();
     for (i, rate) in rates.iter().enumerate() {
         country_field(&mut problems, &format!("[{i}].country"), &rate.country);
@@ -424,12 +446,12 @@ async fn replace_tax_rates(
         );
     }
     problems.into_result()?;
-    let before = read_tax_rates(&state).await?;
+    let before = read_tax_rates(state).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM tax_rates")
         .execute(&mut *tx)
         .await?;
-    for rate in &rates {
+    for rate in rates {
         let inserted = sqlx::query("INSERT INTO tax_rates (country, rate_bp) VALUES ($1, $2)")
             .bind(&rate.country)
             .bind(rate.rate_bp)
@@ -448,7 +470,7 @@ async fn replace_tax_rates(
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
-            actor: &staff.actor,
+            actor,
             action: "tax_rates.replaced",
             target_type: "settings",
             target_id: "tax_rates".to_owned(),
@@ -458,7 +480,7 @@ async fn replace_tax_rates(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(read_tax_rates(&state).await?))
+    read_tax_rates(state).await
 }
 
 /// Refunds part of a paid order (`amount_minor`) or what is left of it (no amount)

@@ -368,4 +368,35 @@ both_backends! {
         assert!(!r.text().contains("Adjust the units"), "{}", r.text());
         app.stop().await;
     }
+
+    async fn the_rates_page_saves_each_table_and_names_the_line_with_a_problem(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = get(&app, &mut owner, "/admin/rates").await;
+        assert_page(&page, StatusCode::OK, "the rates");
+        assert!(page.text().contains("standard; Standard; *; 5000; 4.95; EUR"), "{}", page.text());
+        let shipping = "standard; Standard; NL; 5000; 4.95; EUR\nexpress; Express; NL; 5000; -3; EUR";
+        let r = submit(&app, &mut owner, "/admin/rates", "/admin/rates/shipping", &[("shipping", shipping)]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a negative price");
+        assert!(r.text().contains("id=\"f-shipping-error\"") && r.text().contains("Line 2"), "{}", r.text());
+        let shipping = "standard; Standard; NL; 5000; 4.95; EUR\nexpress; Express (next day); nl; 5000; 12,50; eur";
+        let r = submit(&app, &mut owner, "/admin/rates", "/admin/rates/shipping", &[("shipping", shipping)]).await;
+        assert_eq!(location(&r), "/admin/rates?done=shipping");
+        let rates = app.get("/api/v1/shipping-rates").await.json();
+        assert!(rates.as_array().unwrap().iter().any(|r| r["code"] == "express" && r["price_minor"] == 1250 && r["country"] == "NL"), "{rates}");
+        let r = submit(&app, &mut owner, "/admin/rates", "/admin/rates/tax", &[("tax", "NL; 21\nDE; 19\nNL; 9")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "two rates for a country");
+        assert!(r.text().contains("id=\"f-tax-error\""), "{}", r.text());
+        let r = submit(&app, &mut owner, "/admin/rates", "/admin/rates/tax", &[("tax", "NL; 21\nDE; 19\nFR; 5.5")]).await;
+        assert_eq!(location(&r), "/admin/rates?done=tax");
+        let tax = app.admin_get("/api/v1/admin/tax-rates").await.json();
+        assert!(tax.as_array().unwrap().iter().any(|t| t["country"] == "FR" && t["rate_bp"] == 550), "{tax}");
+        // Support reads the rates (orders), without the buttons.
+        let mut support = signed_in_as(&app, "support").await;
+        let r = get(&app, &mut support, "/admin/rates").await;
+        assert_page(&r, StatusCode::OK, "rates for support");
+        assert!(!r.text().contains("Save the tax rates"), "{}", r.text());
+        app.stop().await;
+    }
 }
