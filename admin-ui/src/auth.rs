@@ -1,7 +1,9 @@
 //! Signing in and out, the second factor, and setting up an authenticator app, all
 //! through the staff domain (`crate::staff`): the sign-in makes a session in the same
 //! table the API's sessions are in, and the store's two-factor policy applies here as on
-//! the API.
+//! the API. Single sign-on: a "Sign in with <provider>" button to the kernel's
+//! `/api/v1/staff/sso/start?answer=admin`, whose callback sets the session cookie here
+//! ([`sso_signed_in`]) or comes back to the sign-in page saying why ([`sso_refused`]).
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -83,14 +85,20 @@ async fn sign_in_page(
                 .to_owned(),
         );
     }
-    sign_in_form(&admin, "", next, &errors)
+    if let Some(code) = layout::query_value(query.as_deref(), "sso_error") {
+        errors.form = Some(sso_refusal_text(&code).to_owned());
+    }
+    let sso = sso_provider(&state).await;
+    sign_in_form(&admin, "", next, &errors, sso.as_deref())
 }
 
+/// `sso`: the single sign-on provider's name, for its button (none when not set up).
 fn sign_in_form(
     admin: &AdminSession,
     email: &str,
     next: Option<&str>,
     errors: &FormErrors,
+    sso: Option<&str>,
 ) -> Response {
     let body = html! {
         h1 { "Sign in to the admin" }
@@ -102,8 +110,87 @@ fn sign_in_form(
             (field("Password", "password", Kind::Password, "", errors))
             button.button.primary type="submit" { "Sign in" }
         }
+        @if let Some(provider) = sso {
+            p.sso { a.button #sso-sign-in href=(sso_start_url(next)) { "Sign in with " (provider) } }
+        }
     };
     layout::bare(errors.status(), "Sign in", body)
+}
+
+// ---- single sign-on ------------------------------------------------------------------------
+
+/// The single sign-on provider's name when one is set up (a failure to read is logged
+/// and shows no button).
+async fn sso_provider(state: &AppState) -> Option<String> {
+    crate::staff::sso::display_name(state)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %format!("{err:#}"), "reading the single sign-on provider failed");
+            None
+        })
+}
+
+/// Where the button goes: the kernel's start of a sign-in, answering the admin's cookie.
+fn sso_start_url(next: Option<&str>) -> String {
+    let mut url = format!("{}?answer=admin", crate::staff::sso::START_PATH);
+    if let Some(next) = next {
+        url.push_str("&next=");
+        url.extend(form_urlencoded::byte_serialize(next.as_bytes()));
+    }
+    url
+}
+
+/// After a sign-in through the provider (the kernel's callback): the session cookie and a
+/// page that goes on to the admin. Not a redirect: the callback is the end of a
+/// navigation the provider's site started, and the browser would not send the
+/// `SameSite=Strict` cookie on a redirect from it; a refresh from this page is this
+/// site's own navigation.
+pub fn sso_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    next: Option<&str>,
+) -> Response {
+    let next = next.and_then(safe_next).unwrap_or(HOME);
+    let body = html! {
+        h1 { "Signed in" }
+        p { a.button.primary href=(next) { "Continue to the admin" } }
+    };
+    let mut response = layout::bare(axum::http::StatusCode::OK, "Signed in", body);
+    if let Ok(refresh) = axum::http::HeaderValue::from_str(&format!("0; url={next}")) {
+        response.headers_mut().insert("refresh", refresh);
+    }
+    session::set_staff_cookie(state, headers, &mut response, token);
+    response
+}
+
+/// A sign-in through the provider that made no session: back to the sign-in page, which
+/// says why (by the error's code: nothing of the provider's text is shown).
+pub fn sso_refused(err: &Error) -> Response {
+    if let Error::Internal(detail) = err {
+        tracing::error!(error = ?detail, "single sign-on failed");
+    }
+    let code = err.body().error;
+    layout::see_other(&format!("{SIGN_IN_PATH}?sso_error={code}"))
+}
+
+fn sso_refusal_text(code: &str) -> &'static str {
+    match code {
+        "sso_no_access" => {
+            "Your groups at the sign-in provider give no access to this store. Ask the store's owner."
+        }
+        "sso_staff_disabled" => "This staff account is disabled.",
+        "sso_refused_by_provider" => "The sign-in provider did not sign you in.",
+        "sso_email_not_verified" => {
+            "The sign-in provider did not confirm your email address, so the account could not be linked."
+        }
+        "sso_linked_to_another_account" => {
+            "This staff member signs in with another account at the provider."
+        }
+        "invalid_credentials" => "That sign-in expired or was started elsewhere. Try again.",
+        "unavailable" => "The sign-in provider could not be reached. Try again later.",
+        _ => "Single sign-on did not sign you in. Try again.",
+    }
 }
 
 async fn sign_in_submit(
@@ -125,7 +212,8 @@ async fn sign_in_submit(
         errors.add("password", "enter your password");
     }
     if !errors.is_empty() {
-        return sign_in_form(&admin, &email, next.as_deref(), &errors);
+        let sso = sso_provider(&state).await;
+        return sign_in_form(&admin, &email, next.as_deref(), &errors, sso.as_deref());
     }
     // Guesses spread over many clients still meet a limit per staff account.
     let account = format!(
@@ -164,7 +252,10 @@ async fn sign_in_submit(
             &FormErrors::default(),
         ),
         Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => sign_in_form(&admin, &email, next.as_deref(), &errors),
+            Some(errors) => {
+                let sso = sso_provider(&state).await;
+                sign_in_form(&admin, &email, next.as_deref(), &errors, sso.as_deref())
+            }
             None => layout::error_page(&err, "sign-in"),
         },
     }
@@ -245,7 +336,8 @@ async fn second_factor_submit(
                 form: Some(layout::sentence(message)),
                 ..FormErrors::default()
             };
-            sign_in_form(&admin, "", next.as_deref(), &errors)
+            let sso = sso_provider(&state).await;
+            sign_in_form(&admin, "", next.as_deref(), &errors, sso.as_deref())
         }
         Err(err) => match FormErrors::from_error(&err) {
             Some(errors) => second_factor_form(&admin, &challenge, next.as_deref(), &errors),

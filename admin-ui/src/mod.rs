@@ -18,7 +18,7 @@
 
 mod assets;
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod catalog;
 mod customers;
 mod dashboard;

@@ -53,8 +53,8 @@ use crate::staff::Access;
         (name = "cart", description = "Carts: guest (by id) or signed-in (by token), priced by the pricing rules and checked against stock"),
         (name = "orders", description = "Checkout (idempotent by Idempotency-Key) and the shipping rate table"),
         (name = "admin-orders", description = "Orders, their state changes, shipping and tax rate tables (staff token with the permission)"),
-        (name = "staff", description = "Staff sign-in (with a second factor when it is on) and sign-out; a staff member's own two-factor sign-in and sessions"),
-        (name = "admin-staff", description = "Staff users, their roles and API tokens (staff token with staff.manage; /me for anyone signed in)"),
+        (name = "staff", description = "Staff sign-in (with a second factor when it is on, or through the store's OpenID Connect provider) and sign-out; a staff member's own two-factor sign-in and sessions"),
+        (name = "admin-staff", description = "Staff users, their roles and API tokens, the single sign-on provider (staff token with staff.manage; /me for anyone signed in)"),
         (name = "admin-operations", description = "The cluster at work: event bus positions and dead letters, the job queue and its schedules (staff token with operations.read / operations.manage)"),
     )
 )]

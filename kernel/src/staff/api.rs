@@ -18,12 +18,14 @@ use crate::error::{ErrorBody, Result};
 use crate::http::extract::{JsonBody, PathParam, StaffAuth};
 
 /// Sign-in and sign-out: not behind the admin middleware (sign-in has no token yet);
-/// two-factor sign-in and the staff member's own sessions ([`super::mfa_api`]).
+/// two-factor sign-in and the staff member's own sessions ([`super::mfa_api`]); single
+/// sign-on ([`super::sso::api`]).
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sign_in))
         .routes(routes!(sign_out))
         .merge(super::mfa_api::routes())
+        .merge(super::sso::api::routes())
 }
 
 pub fn admin_routes() -> OpenApiRouter<AppState> {
@@ -34,6 +36,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .merge(super::mfa_api::admin_routes())
+        .merge(super::sso::api::admin_routes())
 }
 
 /// Signs a staff user in: a session token (12 hours) for the admin API.

@@ -35,8 +35,9 @@
 //! table of credentials, a `passkey` method in [`MfaChallenge::methods`] answered at the
 //! same `POST /api/v1/staff/sign-in/mfa`, and a `passkey` value of
 //! `staff_tokens.second_factor`; [`Standing`] would count either factor. Single sign-on
-//! (OpenID Connect) would make sessions at its own callback route with
-//! [`super::issue_session`], its factor being the provider's.
+//! ([`super::sso`]) makes sessions signed in via `sso`: the provider's authentication
+//! stands for the second factor, and [`standing`] holds such a session as meeting the
+//! policy.
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine as _;
@@ -146,7 +147,8 @@ pub enum Standing {
 /// Where `staff`'s token stands. API tokens are not sessions: the policy is about
 /// signing in.
 pub async fn standing(state: &AppState, staff: &Staff) -> Result<Standing> {
-    if !staff.is_session() {
+    // An SSO session's factor is the provider's authentication (see `super::sso`).
+    if !staff.is_session() || staff.signed_in_via.as_deref() == Some(super::sso::FACTOR) {
         return Ok(Standing::Fine);
     }
     let policy = state

@@ -21,6 +21,7 @@ pub mod mfa;
 pub mod mfa_api;
 pub mod permissions;
 pub mod sessions;
+pub mod sso;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -51,6 +52,8 @@ pub struct Staff {
     /// The second factor the session was signed in with (`totp`, `recovery_code`);
     /// `None` for a password alone and for API tokens.
     pub second_factor: Option<String>,
+    /// `sso` for a session signed in through the single sign-on provider ([`sso`]).
+    pub signed_in_via: Option<String>,
     /// When the token was last seen in use (recorded at most once a minute).
     pub token_last_used_at: Option<String>,
     /// Whether the user has two-factor sign-in with an authenticator app on.
@@ -126,7 +129,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
     }
     let row = sqlx::query(
         "SELECT u.id, u.email, u.role, t.id, t.expires_at, t.kind, t.second_factor,
-                t.last_used_at, f.confirmed_at IS NOT NULL
+                t.last_used_at, f.confirmed_at IS NOT NULL, t.signed_in_via
          FROM staff_tokens t
          JOIN staff_users u ON u.id = t.staff_id
          LEFT JOIN staff_totp f ON f.staff_id = u.id
@@ -151,6 +154,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
         token_id: row.try_get(3)?,
         token_kind: row.try_get(5)?,
         second_factor: row.try_get(6)?,
+        signed_in_via: row.try_get(9)?,
         token_last_used_at: row.try_get(7)?,
         totp_on: flag(&row, 8)?,
         actor: actor_of(id),
@@ -601,6 +605,39 @@ pub(crate) async fn issue_session(
     second_factor: Option<&str>,
     from: Option<&str>,
 ) -> Result<(String, String)> {
+    let (token_id, secret, expires_at) = insert_session(tx, id, second_factor, None, from).await?;
+    crate::audit::record(
+        tx,
+        &crate::audit::Entry {
+            actor: &actor_of(id),
+            action: "staff.signed_in",
+            target_type: "staff",
+            target_id: id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "token_id": token_id,
+                "factors": match second_factor {
+                    Some(factor) => vec!["password", factor],
+                    None => vec!["password"],
+                },
+            })),
+        },
+    )
+    .await?;
+    Ok((secret, expires_at))
+}
+
+/// Stores a sign-in session (12 hours) for staff user `id` inside `tx`, with the second
+/// factor it was signed in with, how it was signed in when not with the password
+/// (`signed_in_via`: `sso`) and the client's address; answers the token's id, the token
+/// and when it expires. The caller audits the sign-in.
+pub(crate) async fn insert_session(
+    tx: &mut Tx,
+    id: i64,
+    second_factor: Option<&str>,
+    signed_in_via: Option<&str>,
+    from: Option<&str>,
+) -> Result<(i64, String, String)> {
     let secret = new_secret();
     let expires = chrono::Utc::now() + chrono::Duration::seconds(SESSION_TTL_SECS);
     let expires_at = expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -613,31 +650,17 @@ pub(crate) async fn issue_session(
         Some(expires_at.clone()),
     )
     .await?;
-    sqlx::query("UPDATE staff_tokens SET second_factor = $1, created_from = $2 WHERE id = $3")
-        .bind(second_factor)
-        .bind(from)
-        .bind(info.id)
-        .execute(&mut **tx)
-        .await?;
-    crate::audit::record(
-        tx,
-        &crate::audit::Entry {
-            actor: &actor_of(id),
-            action: "staff.signed_in",
-            target_type: "staff",
-            target_id: id.to_string(),
-            before: None,
-            after: Some(serde_json::json!({
-                "token_id": info.id,
-                "factors": match second_factor {
-                    Some(factor) => vec!["password", factor],
-                    None => vec!["password"],
-                },
-            })),
-        },
+    sqlx::query(
+        "UPDATE staff_tokens SET second_factor = $1, signed_in_via = $2, created_from = $3
+         WHERE id = $4",
     )
+    .bind(second_factor)
+    .bind(signed_in_via)
+    .bind(from)
+    .bind(info.id)
+    .execute(&mut **tx)
     .await?;
-    Ok((secret, expires_at))
+    Ok((info.id, secret, expires_at))
 }
 
 /// The answer to a sign-in that made a session.

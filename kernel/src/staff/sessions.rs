@@ -112,6 +112,9 @@ pub struct SessionInfo {
     /// The second factor it was signed in with: `totp`, `recovery_code`, or none.
     #[schema(example = "totp")]
     pub second_factor: Option<String>,
+    /// `sso` for a session signed in through the single sign-on provider (whose
+    /// authentication stands for the second factor); none for a password or an API token.
+    pub signed_in_via: Option<String>,
     /// Whether this is the token the request came with.
     pub current: bool,
 }
@@ -120,7 +123,7 @@ pub struct SessionInfo {
 pub async fn list_active(state: &AppState, staff: &Staff) -> Result<Vec<SessionInfo>> {
     let rows = sqlx::query(
         "SELECT id, kind, label, created_at, created_from, last_used_at, last_used_from,
-                expires_at, second_factor
+                expires_at, second_factor, signed_in_via
          FROM staff_tokens
          WHERE staff_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)
          ORDER BY id DESC",
@@ -142,6 +145,7 @@ pub async fn list_active(state: &AppState, staff: &Staff) -> Result<Vec<SessionI
                 last_used_from: row.try_get(6)?,
                 expires_at: row.try_get(7)?,
                 second_factor: row.try_get(8)?,
+                signed_in_via: row.try_get(9)?,
                 current: id == staff.token_id,
             })
         })

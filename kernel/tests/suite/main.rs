@@ -58,6 +58,7 @@ mod security_headers;
 mod session_sweep;
 mod staff;
 mod staff_mfa;
+mod staff_sso;
 mod storefront;
 mod storefront_account;
 mod storefront_cart;

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod mock_providers;
+pub mod oidc_provider;
 pub mod process;
 pub mod served;
 
