@@ -377,7 +377,7 @@ pub async fn replace_shipping_table(
             target_type: "settings",
             target_id: "shipping_rates".to_owned(),
             before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
-            after: Some(serde_json::to_value(&rates).map_err(anyhow::Error::from)?),
+            after: Some(serde_json::to_value(rates).map_err(anyhow::Error::from)?),
         },
     )
     .await?;
@@ -475,7 +475,7 @@ pub async fn replace_tax_table(
             target_type: "settings",
             target_id: "tax_rates".to_owned(),
             before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
-            after: Some(serde_json::to_value(&rates).map_err(anyhow::Error::from)?),
+            after: Some(serde_json::to_value(rates).map_err(anyhow::Error::from)?),
         },
     )
     .await?;

@@ -206,13 +206,19 @@ async fn a_merchant_fulfils_refunds_swaps_a_pricing_plugin_and_recalls_a_batch()
     );
     submit_form(&merchant, "/admin/plugins/upload");
     let passed = merchant.wait_for_text("#self-test-passed");
-    assert!(passed.starts_with("Self-test passed: 4 fixtures"), "{passed}");
+    assert!(
+        passed.starts_with("Self-test passed: 4 fixtures"),
+        "{passed}"
+    );
     submit_form(&merchant, "/admin/plugins/tiered-volume/activate");
     merchant.wait_for_path("/admin/plugins/tiered-volume?done=activated", WAIT);
     shop.app.settle().await;
     browse_and_add_to_cart(&shopper, &shop, 2);
     let cart = shopper.wait_for_text("main");
-    assert!(cart.contains("Volume discount 10%"), "0.2.0 prices the cart: {cart}");
+    assert!(
+        cart.contains("Volume discount 10%"),
+        "0.2.0 prices the cart: {cart}"
+    );
     let summary = merchant.wait_for("details summary");
     merchant.click(&summary);
     submit_form(&merchant, "/admin/plugins/tiered-volume/rollback");
@@ -220,7 +226,10 @@ async fn a_merchant_fulfils_refunds_swaps_a_pricing_plugin_and_recalls_a_batch()
     shop.app.settle().await;
     shopper.refresh();
     let cart = shopper.wait_for_text("main");
-    assert!(!cart.contains("Volume discount"), "0.1.0 again: nothing for two units: {cart}");
+    assert!(
+        !cart.contains("Volume discount"),
+        "0.1.0 again: nothing for two units: {cart}"
+    );
 
     // The lot's batch recalled: the product stops selling at once.
     merchant.goto(&shop.url("/admin/recalls/new"));
