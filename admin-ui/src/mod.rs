@@ -32,6 +32,7 @@ mod recalls;
 mod reviews;
 mod session;
 mod settings;
+mod sso;
 mod staff;
 mod stock;
 mod subscriptions;
@@ -296,6 +297,14 @@ pub const PAGES: &[Page] = &[
         Method::POST,
         "/staff/{id}/mfa/reset",
     ),
+    page(Method::GET, "/admin/staff/sso", Method::GET, "/staff/sso"),
+    page(Method::POST, "/admin/staff/sso", Method::PUT, "/staff/sso"),
+    page(
+        Method::POST,
+        "/admin/staff/sso/remove",
+        Method::DELETE,
+        "/staff/sso",
+    ),
     // The audit log.
     page(Method::GET, "/admin/audit", Method::GET, "/audit"),
     page(
@@ -440,6 +449,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(notifications::routes())
         .merge(stock::routes())
         .merge(rates::routes())
+        .merge(sso::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

@@ -70,7 +70,10 @@ async fn list(
         form.get("role")
     };
     let body = html! {
-        h1 { "Staff" }
+        div.title-row {
+            h1 { "Staff" }
+            a.button href="/admin/staff/sso" { "Single sign-on" }
+        }
         table {
             caption.visually-hidden { "Staff members" }
             thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" }

@@ -399,4 +399,30 @@ both_backends! {
         assert!(!r.text().contains("Save the tax rates"), "{}", r.text());
         app.stop().await;
     }
+
+    async fn the_owner_sets_single_sign_on_up_with_the_mapping_beside_its_field(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = get(&app, &mut owner, "/admin/staff/sso").await;
+        assert_page(&page, StatusCode::OK, "the settings");
+        assert!(page.text().contains("/api/v1/staff/sso/callback"), "{}", page.text());
+        let fields = |mapping: &'static str| [("display_name", "Keycloak"), ("issuer_url", "https://login.example.com/realms/staff"),
+            ("client_id", "olivine"), ("client_secret", "a secret"), ("groups_claim", "groups"), ("role_mapping", mapping)];
+        let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso", &fields("shop-owners = king")).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a role that is not one");
+        assert!(r.text().contains("id=\"f-role-mapping-error\""), "{}", r.text());
+        assert!(!r.text().contains("a secret"), "the secret is never shown back");
+        let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso", &fields("shop-owners = owner\nshop-support = support")).await;
+        assert_eq!(location(&r), "/admin/staff/sso?done=saved", "{}", r.text());
+        let settings = app.admin_get("/api/v1/admin/staff/sso").await.json();
+        assert_eq!(settings["role_mapping"], json!([{"group": "shop-owners", "role": "owner"}, {"group": "shop-support", "role": "support"}]), "{settings}");
+        assert_eq!(settings["client_secret_set"], true, "{settings}");
+        // The sign-in page offers it.
+        let mut nobody = Browser::default();
+        assert!(get(&app, &mut nobody, "/admin/sign-in").await.text().contains("Sign in with Keycloak"));
+        let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso/remove", &[]).await;
+        assert_eq!(location(&r), "/admin/staff/sso?done=removed");
+        assert_eq!(app.admin_get("/api/v1/admin/staff/sso").await.status, StatusCode::NOT_FOUND);
+        app.stop().await;
+    }
 }
