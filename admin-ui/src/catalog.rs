@@ -117,13 +117,17 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
         count = count.bind(bind.clone());
     }
     let total: i64 = count.fetch_one(&state.db.pool).await?.try_get(0)?;
+    // The page's ids first (by the index on the lower-cased name), then the variant and
+    // unit counts of those 50 only: counting in the sorted query counted every product.
     let list_sql = format!(
         "SELECT p.id, p.name, p.slug, p.product_type, p.status,
             (SELECT CAST(COUNT(*) AS BIGINT) FROM variants v WHERE v.product_id = p.id),
             (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM lots l
                JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id)
-         FROM products p {where_clause}
-         ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}",
+         FROM (SELECT p.id FROM products p {where_clause}
+               ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}) page
+         JOIN products p ON p.id = page.id
+         ORDER BY LOWER(p.name), p.id",
         binds.len() + 1,
         binds.len() + 2
     );

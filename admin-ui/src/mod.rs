@@ -46,6 +46,7 @@ use axum::response::Response;
 use crate::app::AppState;
 use crate::staff::{Access, Role};
 
+pub use dashboard::{DashboardCache, new_cache as new_dashboard_cache};
 pub use session::{CSRF_COOKIE, STAFF_COOKIE};
 
 /// One admin page (a method and a route under `/admin`) and the admin API route whose

@@ -47,6 +47,8 @@ pub struct Inner {
     pub live: Arc<crate::live::LiveHub>,
     /// Where product media is stored (local disk or an S3-compatible bucket).
     pub media: crate::media::Storage,
+    /// The admin dashboard's stock counts, kept briefly.
+    pub dashboard: crate::admin_ui::DashboardCache,
 }
 
 /// Shared state of every request handler; cheap to clone.
@@ -317,6 +319,7 @@ impl Kernel {
             recommendations: crate::recommendations::Recommendations::start(work_db.clone()),
             live,
             media,
+            dashboard: crate::admin_ui::new_dashboard_cache(),
         }));
         // Built after the bus head was read: the indexer applies what comes after.
         let daily = crate::search::rebuild_daily(

@@ -108,6 +108,12 @@ impl Db {
                         ))
                         .await?;
                     }
+                    // PostgreSQL's JIT compiles a query the planner thinks costly: 90 ms of
+                    // LLVM work measured on an admin count that then ran in under a
+                    // millisecond (docs/PERFORMANCE.md). The store's queries are short.
+                    if backend == Backend::Postgres {
+                        conn.execute(sqlx::raw_sql("SET jit = off")).await?;
+                    }
                     if backend == Backend::Postgres && relaxed {
                         conn.execute(sqlx::raw_sql("SET synchronous_commit = off"))
                             .await?;
