@@ -68,6 +68,9 @@ enum KeysCommand {
     /// Re-wrap the account keys under a new master key (no downtime), or with
     /// `--signing-key` add a new token signing key.
     Rotate(olivine::cli::keys::RotateArgs),
+    /// Move every customer's identity from the shared data key to a key of their own
+    /// (erasure then reaches backups); resumable, while the store serves.
+    PerCustomer(olivine::cli::keys::PerCustomerArgs),
 }
 
 #[derive(Subcommand)]
@@ -142,6 +145,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => olivine::cli::plugin::run(command),
         Command::Staff(command) => olivine::cli::staff::run(command).await,
         Command::Keys(KeysCommand::Rotate(args)) => olivine::cli::keys::rotate(&args).await,
+        Command::Keys(KeysCommand::PerCustomer(args)) => {
+            olivine::cli::keys::per_customer(&args).await.map(|_| ())
+        }
         Command::Search(command) => olivine::cli::search::run(command).await,
         // 1 when invalid rows kept anything from being written.
         Command::Import(args) => return olivine::cli::import::run(*args).await,

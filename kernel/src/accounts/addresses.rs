@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
+use super::customer_keys::CustomerFields;
 use super::{Authenticated, Keyring};
 use crate::app::AppState;
 use crate::error::{Error, Problems, Result};
@@ -274,8 +275,8 @@ struct Sealed {
     phone: Option<String>,
 }
 
-fn seal(keys: &Keyring, f: &Fields) -> Result<Sealed> {
-    let one = |field: &str, value: &str| keys.encrypt_field(&context(field), value);
+fn seal(keys: &CustomerFields<'_>, f: &Fields) -> Result<Sealed> {
+    let one = |field: &str, value: &str| keys.encrypt(&context(field), value);
     let some =
         |field: &str, value: &Option<String>| value.as_deref().map(|v| one(field, v)).transpose();
     Ok(Sealed {
@@ -294,15 +295,15 @@ fn seal(keys: &Keyring, f: &Fields) -> Result<Sealed> {
 const COLUMNS: &str = "id, label_enc, name_enc, line1_enc, line2_enc, city_enc, region_enc, \
      postal_code_enc, country_enc, phone_enc, is_default, created_at, updated_at";
 
-fn from_row(keys: &Keyring, row: &sqlx::any::AnyRow) -> Result<Address> {
+fn from_row(keys: &CustomerFields<'_>, row: &sqlx::any::AnyRow) -> Result<Address> {
     let one = |i: usize, field: &str| -> Result<String> {
         let stored: String = row.try_get(i)?;
-        Ok(keys.decrypt_field(&context(field), &stored)?)
+        Ok(keys.decrypt(&context(field), &stored)?)
     };
     let some = |i: usize, field: &str| -> Result<Option<String>> {
         let stored: Option<String> = row.try_get(i)?;
         Ok(stored
-            .map(|s| keys.decrypt_field(&context(field), &s))
+            .map(|s| keys.decrypt(&context(field), &s))
             .transpose()?)
     };
     Ok(Address {
@@ -350,7 +351,11 @@ pub async fn list_on(
     .bind(customer_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(|row| from_row(keys, row)).collect()
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields = keys.customer(&mut *conn, customer_id).await?;
+    rows.iter().map(|row| from_row(&fields, row)).collect()
 }
 
 pub async fn list(state: &AppState, customer_id: i64) -> Result<Vec<Address>> {
@@ -375,7 +380,8 @@ async fn fetch(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(not_found)?;
-    from_row(keys, &row)
+    let fields = keys.customer(&mut *conn, customer_id).await?;
+    from_row(&fields, &row)
 }
 
 pub async fn get(state: &AppState, customer_id: i64, id: &str) -> Result<Address> {
@@ -405,7 +411,6 @@ pub async fn create(state: &AppState, auth: &Authenticated, input: NewAddress) -
         Some(input.country),
         input.phone,
     )?;
-    let sealed = seal(&state.keys, &fields)?;
     let id = format!("{ID_PREFIX}{}", super::random_token::<16>());
     let now = crate::time::now();
     let mut tx = state.db.begin().await?;
@@ -413,6 +418,13 @@ pub async fn create(state: &AppState, auth: &Authenticated, input: NewAddress) -
     if !super::lock_customer(&mut tx, auth.customer_id).await? {
         return Err(Error::Unauthorized);
     }
+    let sealed = seal(
+        &state
+            .keys
+            .customer_for_writing(&mut tx, auth.customer_id)
+            .await?,
+        &fields,
+    )?;
     let count: i64 = sqlx::query(
         "SELECT CAST(COUNT(*) AS BIGINT) FROM customer_addresses WHERE customer_id = $1",
     )
@@ -501,7 +513,13 @@ pub async fn update(
         merge(changes.country, Some(current.country)),
         merge(changes.phone, current.phone),
     )?;
-    let sealed = seal(&state.keys, &fields)?;
+    let sealed = seal(
+        &state
+            .keys
+            .customer_for_writing(&mut tx, auth.customer_id)
+            .await?,
+        &fields,
+    )?;
     let is_default = changes.is_default.unwrap_or(current.is_default);
     if is_default && !current.is_default {
         clear_default(&mut tx, auth.customer_id).await?;

@@ -4,7 +4,11 @@
 //! - `data`: encrypts identity fields (`v1:<key id>:<base64 nonce || ciphertext>`);
 //! - `lookup`: keys the HMAC-SHA256 of a normalised email, so sign-in finds an account
 //!   without the email being stored in clear;
-//! - `jwt`: signs access tokens (HS256); its id is the token header's `kid`.
+//! - `jwt`: signs access tokens (HS256); its id is the token header's `kid`;
+//! - `customer`: wraps each customer's own data key (`customer_keys`, see
+//!   [`super::customer_keys`]); a customer's identity fields are encrypted under their
+//!   own key (`v2:c<customer id>:…`), so destroying that key erases them everywhere,
+//!   backups included. Fields in the `v1` format (under `data`) keep decrypting.
 //!
 //! Keys are created on first start with fixed ids (`data-1`, `lookup-1`, `jwt-1`) and
 //! `INSERT … ON CONFLICT DO NOTHING`, so two nodes starting at once agree on one set.
@@ -38,6 +42,8 @@ pub type Key = [u8; 32];
 const NONCE_LEN: usize = 12;
 /// The prefix of encrypted fields; the version names the format.
 const FIELD_VERSION: &str = "v1";
+/// The prefix of fields under a customer's own key (`v2:c<customer id>:…`).
+pub(crate) const CUSTOMER_FIELD_VERSION: &str = "v2";
 
 /// The master key: `OLIVINE_MASTER_KEY` (base64), else the key file, which is created
 /// (mode 0600) with a random key when it does not exist yet.
@@ -100,6 +106,27 @@ pub fn write_key_file(path: &Path, key: &Key) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let temp = with_suffix(path, ".tmp");
     write_private(&temp, key)?;
+    std::fs::rename(&temp, path)
+        .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Writes a secret (e.g. the customer key snapshot) over `path` atomically: a temporary
+/// file only its owner can read, synced, renamed into place, the directory synced.
+pub(crate) fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temp = with_suffix(path, ".tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = create_private(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", temp.display()))?;
     std::fs::rename(&temp, path)
         .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
     sync_dir(dir);
@@ -190,7 +217,7 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<Key> {
 }
 
 /// AES-256-GCM with a random nonce; returns `nonce || ciphertext`.
-fn seal(key: &Key, aad: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn seal(key: &Key, aad: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| anyhow::anyhow!("bad key length"))?;
     let nonce_bytes: [u8; NONCE_LEN] = rand::random();
     let ciphertext = cipher
@@ -209,7 +236,7 @@ fn seal(key: &Key, aad: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The inverse of [`seal`]; a wrong key, AAD or altered bytes are an error.
-fn open(key: &Key, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn open(key: &Key, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(sealed.len() > NONCE_LEN, "ciphertext too short");
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| anyhow::anyhow!("bad key length"))?;
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
@@ -238,6 +265,8 @@ pub struct Keyring {
     active_jwt: String,
     /// Signing keys that have a successor stop verifying at this time.
     jwt_retires: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Wraps the customers' own data keys, and keeps them unwrapped for a while.
+    pub(super) customers: super::customer_keys::CustomerKeys,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -249,7 +278,12 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-const PURPOSES: [(&str, &str); 3] = [("data", "data-1"), ("lookup", "lookup-1"), ("jwt", "jwt-1")];
+const PURPOSES: [(&str, &str); 4] = [
+    ("data", "data-1"),
+    ("lookup", "lookup-1"),
+    ("jwt", "jwt-1"),
+    ("customer", "customer-1"),
+];
 
 /// How long a replaced signing key keeps verifying: the access tokens it signed live
 /// this long, plus a minute for clocks and tokens signed at the last moment.
@@ -367,7 +401,7 @@ impl Keyring {
         let mut data = HashMap::new();
         let mut jwt = HashMap::new();
         let mut jwt_retires = HashMap::new();
-        let (mut active_data, mut active_jwt, mut lookup) = (None, None, None);
+        let (mut active_data, mut active_jwt, mut lookup, mut customer) = (None, None, None, None);
         for (row, key) in stored.iter().zip(keys) {
             let id = row.id.clone();
             // Rows come oldest first: the last one of a purpose is the active one.
@@ -388,6 +422,9 @@ impl Keyring {
                     jwt.insert(id, key);
                 }
                 "lookup" => lookup = Some(key),
+                // One key-wrapping key for every customer key: a master key rotation
+                // re-wraps it and so, in one row, every customer key under it.
+                "customer" => customer = Some(key),
                 other => anyhow::bail!("key {id} has an unknown purpose {other}"),
             }
         }
@@ -398,6 +435,9 @@ impl Keyring {
             jwt,
             active_jwt: active_jwt.context("no token signing key")?,
             jwt_retires,
+            customers: super::customer_keys::CustomerKeys::new(
+                customer.context("no customer key-wrapping key")?,
+            ),
         })
     }
 
@@ -415,13 +455,19 @@ impl Keyring {
     }
 
     /// Decrypts a value written by [`Keyring::encrypt_field`]. Anything malformed, an
-    /// unknown key or a failed authentication is an error.
+    /// unknown key or a failed authentication is an error, and so is a field under a
+    /// customer's own key (`v2`): those need the key from the database
+    /// ([`Keyring::decrypt_any`], [`Keyring::customer`]).
     pub fn decrypt_field(&self, context: &str, stored: &str) -> anyhow::Result<String> {
         let mut parts = stored.splitn(3, ':');
         let (Some(version), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
             anyhow::bail!("encrypted field is malformed");
         };
+        anyhow::ensure!(
+            version != CUSTOMER_FIELD_VERSION,
+            "the field is under a customer's own key: read it with that key"
+        );
         anyhow::ensure!(version == FIELD_VERSION, "unknown field format {version}");
         let key = self
             .data
@@ -615,7 +661,7 @@ pub async fn add_signing_key(db: &Db, master: &Key, actor: &str) -> anyhow::Resu
     Ok(id)
 }
 
-fn field_aad(context: &str) -> Vec<u8> {
+pub(super) fn field_aad(context: &str) -> Vec<u8> {
     format!("olivine.field.v1:{context}").into_bytes()
 }
 
@@ -645,20 +691,58 @@ mod tests {
         assert!(open(&key, b"aad", &sealed[..5]).is_err());
     }
 
-    #[test]
-    fn fields_decrypt_only_in_their_context_and_garbage_is_an_error() {
+    fn test_keyring() -> Keyring {
         let mut data = HashMap::new();
         data.insert("data-1".to_owned(), rand::random());
         let mut jwt = HashMap::new();
         jwt.insert("jwt-1".to_owned(), rand::random());
-        let keys = Keyring {
+        Keyring {
             data,
             active_data: "data-1".to_owned(),
             lookup: rand::random(),
             jwt,
             active_jwt: "jwt-1".to_owned(),
             jwt_retires: HashMap::new(),
-        };
+            customers: crate::accounts::customer_keys::CustomerKeys::new(rand::random()),
+        }
+    }
+
+    #[test]
+    fn customer_fields_open_only_for_their_customer_column_and_key() {
+        use crate::accounts::customer_keys::CustomerFields;
+        let keys = test_keyring();
+        let ada = CustomerFields::for_test(&keys, 1, Some(rand::random()));
+        let stored = ada.encrypt("customers.email", "a@b.example").unwrap();
+        assert!(stored.starts_with("v2:c1:"), "{stored}");
+        assert_eq!(
+            ada.decrypt("customers.email", &stored).unwrap(),
+            "a@b.example"
+        );
+        assert!(
+            ada.decrypt("customers.name", &stored).is_err(),
+            "its column"
+        );
+        assert!(keys.decrypt_field("customers.email", &stored).is_err());
+        let bob = CustomerFields::for_test(&keys, 2, Some(rand::random()));
+        assert!(bob.decrypt("customers.email", &stored).is_err(), "Ada's");
+        let relabelled = stored.replacen("v2:c1:", "v2:c2:", 1);
+        assert!(bob.decrypt("customers.email", &relabelled).is_err());
+        let erased = CustomerFields::for_test(&keys, 1, None);
+        assert!(erased.decrypt("customers.email", &stored).is_err());
+        assert!(erased.encrypt("customers.email", "x").is_err());
+        // A field from before per-customer keys still reads through them.
+        let old = keys
+            .encrypt_field("customers.email", "old@b.example")
+            .unwrap();
+        assert_eq!(
+            ada.decrypt("customers.email", &old).unwrap(),
+            "old@b.example"
+        );
+    }
+
+    #[test]
+    fn fields_decrypt_only_in_their_context_and_garbage_is_an_error() {
+        let keys = test_keyring();
         let stored = keys
             .encrypt_field("customers.email", "a@b.example")
             .unwrap();

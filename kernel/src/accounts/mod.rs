@@ -1,7 +1,8 @@
 //! Customer accounts: registration, sign-in, sessions with rotating refresh tokens, and
 //! the customer's own profile.
 //!
-//! Identity (email, name) is encrypted at rest under the data key ([`keys`]); an account
+//! Identity (email, name) is encrypted at rest under the customer's own data key
+//! ([`customer_keys`]; older rows under the shared data key, [`keys`]); an account
 //! is found at sign-in by the keyed hash of its normalised email; everything else (the
 //! audit log, later orders) refers to the customer by a random `pseudonym`.
 //!
@@ -14,8 +15,10 @@
 pub mod addresses;
 pub mod api;
 pub mod consents;
+pub mod customer_keys;
 pub mod keys;
 pub mod privacy;
+pub mod reencrypt;
 pub mod sweep;
 
 use std::sync::OnceLock;
@@ -246,32 +249,15 @@ pub async fn register(state: &AppState, input: Registration) -> Result<Account> 
     }
     let password_hash = hash_password(input.password).await?;
     let pseudonym = format!("c_{}", random_token::<16>());
-    let email_enc = state.keys.encrypt_field(EMAIL_CONTEXT, &email)?;
-    let name_enc = state.keys.encrypt_field(NAME_CONTEXT, &name)?;
     let now = crate::time::now();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
-    )
-    .bind(&pseudonym)
-    .bind(&lookup)
-    .bind(&email_enc)
-    .bind(&name_enc)
-    .bind(&password_hash)
-    .bind(&now)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
+    let inserted = insert_customer(&mut tx, &pseudonym, &lookup, &password_hash, &now).await;
+    let customer_id = match inserted {
         Err(err) if is_unique_violation(&err) => return Err(duplicate()),
         other => other?,
     };
+    seal_identity(&mut tx, &state.keys, customer_id, &email, &name).await?;
     if !input.consents.is_empty() {
-        let customer_id: i64 = sqlx::query("SELECT id FROM customers WHERE pseudonym = $1")
-            .bind(&pseudonym)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
         consents::record(&mut tx, customer_id, &input.consents, "registration").await?;
     }
     // For the loyalty rules (a welcome bonus); the pseudonym only, no identity.
@@ -415,19 +401,59 @@ pub(crate) async fn insert_legacy_customer(
     now: &str,
 ) -> Result<i64> {
     let email = c.email.trim();
+    let customer_id = insert_customer(
+        conn,
+        &format!("c_{}", random_token::<16>()),
+        &keys.lookup_hash(&normalise_email(email)),
+        c.password_hash.trim(),
+        now,
+    )
+    .await?;
+    seal_identity(conn, keys, customer_id, email, c.name.trim()).await?;
+    Ok(customer_id)
+}
+
+/// Inserts a customer without identity yet (its key needs the id); answers the id.
+async fn insert_customer(
+    conn: &mut sqlx::AnyConnection,
+    pseudonym: &str,
+    lookup: &str,
+    password_hash: &str,
+    now: &str,
+) -> Result<i64, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO customers (pseudonym, email_lookup, email_enc, name_enc, password_hash, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+         VALUES ($1, $2, '', '', $3, $4, $4) RETURNING id",
     )
-    .bind(format!("c_{}", random_token::<16>()))
-    .bind(keys.lookup_hash(&normalise_email(email)))
-    .bind(keys.encrypt_field(EMAIL_CONTEXT, email)?)
-    .bind(keys.encrypt_field(NAME_CONTEXT, c.name.trim())?)
-    .bind(c.password_hash.trim())
+    .bind(pseudonym)
+    .bind(lookup)
+    .bind(password_hash)
     .bind(now)
     .fetch_one(conn)
     .await?;
-    Ok(row.try_get(0)?)
+    row.try_get(0)
+}
+
+/// Makes the new customer's own key and writes their email and name under it.
+async fn seal_identity(
+    conn: &mut sqlx::AnyConnection,
+    keys: &Keyring,
+    customer_id: i64,
+    email: &str,
+    name: &str,
+) -> Result<()> {
+    let fields = keys.customer_for_writing(conn, customer_id).await?;
+    let (email_enc, name_enc) = (
+        fields.encrypt(EMAIL_CONTEXT, email)?,
+        fields.encrypt(NAME_CONTEXT, name)?,
+    );
+    sqlx::query("UPDATE customers SET email_enc = $1, name_enc = $2 WHERE id = $3")
+        .bind(email_enc)
+        .bind(name_enc)
+        .bind(customer_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Sign-in input.
@@ -706,10 +732,11 @@ pub async fn account(state: &AppState, customer_id: i64) -> Result<Account> {
     .ok_or(Error::Unauthorized)?;
     let email_enc: String = row.try_get(1)?;
     let name_enc: String = row.try_get(2)?;
+    let fields = state.keys.customer(&state.db.pool, customer_id).await?;
     Ok(Account {
         pseudonym: row.try_get(0)?,
-        email: state.keys.decrypt_field(EMAIL_CONTEXT, &email_enc)?,
-        name: state.keys.decrypt_field(NAME_CONTEXT, &name_enc)?,
+        email: fields.decrypt(EMAIL_CONTEXT, &email_enc)?,
+        name: fields.decrypt(NAME_CONTEXT, &name_enc)?,
         created_at: row.try_get(3)?,
     })
 }

@@ -379,10 +379,11 @@ async fn profile_section(s: &ExportSubject, conn: &mut AnyConnection) -> Result<
     .await?;
     let email_enc: String = row.try_get(1)?;
     let name_enc: String = row.try_get(2)?;
+    let fields = s.keys.customer(&mut *conn, s.customer_id).await?;
     Ok(json!({
         "pseudonym": row.try_get::<String, _>(0)?,
-        "email": s.keys.decrypt_field(super::EMAIL_CONTEXT, &email_enc)?,
-        "name": s.keys.decrypt_field(super::NAME_CONTEXT, &name_enc)?,
+        "email": fields.decrypt(super::EMAIL_CONTEXT, &email_enc)?,
+        "name": fields.decrypt(super::NAME_CONTEXT, &name_enc)?,
         "created_at": row.try_get::<String, _>(3)?,
         "updated_at": row.try_get::<String, _>(4)?,
     }))
@@ -732,6 +733,34 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     if row.try_get::<Option<String>, _>(1)?.is_some() {
         return Ok(());
     }
+    let erasure = Erasure {
+        customer_id,
+        pseudonym,
+        actor: &request.requested_by,
+        request_id: &request.id,
+    };
+    if !wipe_customer(&mut tx, &erasure).await? {
+        return Ok(());
+    }
+    tx.commit().await?;
+    state.keys.forget_customer_key(customer_id).await;
+    state.bus.notify();
+    Ok(())
+}
+
+/// Whom an erasure wipes, who asked, and the privacy request it answers.
+pub(crate) struct Erasure<'a> {
+    pub customer_id: i64,
+    pub pseudonym: &'a str,
+    pub actor: &'a str,
+    pub request_id: &'a str,
+}
+
+/// Wipes a customer's identity, destroys their data key and logs the erasure, on the
+/// caller's transaction (the erasure, or a restore erasing again). False when the
+/// customer is erased already.
+pub(crate) async fn wipe_customer(tx: &mut AnyConnection, erasure: &Erasure<'_>) -> Result<bool> {
+    let (customer_id, pseudonym) = (erasure.customer_id, erasure.pseudonym);
     let now = crate::time::now();
     // Wipes the identity and takes the row lock (the same UPDATE on a racing request
     // waits, then finds the row erased and changes nothing).
@@ -747,26 +776,30 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     .await?
     .rows_affected();
     if wiped == 0 {
-        return Ok(());
+        return Ok(false);
     }
+    // Crypto-shredding: every copy of the customer's fields under this key (backups,
+    // replicas) is unreadable once the transaction commits.
+    let key_destroyed = super::customer_keys::destroy(tx, customer_id).await?;
+    super::customer_keys::log_erasure(tx, customer_id, &now).await?;
     let addresses = sqlx::query("DELETE FROM customer_addresses WHERE customer_id = $1")
         .bind(customer_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     // Orders stay for accounting, without the identity on them.
-    let orders = crate::orders::erase_identity(&mut tx, customer_id).await?;
+    let orders = crate::orders::erase_identity(tx, customer_id).await?;
     // Subscriptions end: nothing renews for an erased customer.
-    let subscriptions = crate::subscriptions::erase(&mut tx, customer_id, &now).await?;
+    let subscriptions = crate::subscriptions::erase(tx, customer_id, &now).await?;
     // Reviews lose their author; they go too unless the shop keeps them anonymous.
-    let keep_reviews = crate::inventory::settings::load(&mut tx)
+    let keep_reviews = crate::inventory::settings::load(tx)
         .await?
         .reviews_kept_on_erasure;
-    let reviews = crate::reviews::erase(&mut tx, customer_id, keep_reviews).await?;
-    let birthday = crate::loyalty::birthdays::erase(&mut tx, customer_id).await?;
-    let behaviour = crate::recommendations::forget_customer(&mut tx, customer_id).await?;
-    let notifications = crate::notify::erase(&mut tx, customer_id).await?;
-    let withdrawn = consents::withdraw_all(&mut tx, customer_id).await?;
+    let reviews = crate::reviews::erase(tx, customer_id, keep_reviews).await?;
+    let birthday = crate::loyalty::birthdays::erase(tx, customer_id).await?;
+    let behaviour = crate::recommendations::forget_customer(tx, customer_id).await?;
+    let notifications = crate::notify::erase(tx, customer_id).await?;
+    let withdrawn = consents::withdraw_all(tx, customer_id).await?;
     let sessions = sqlx::query(
         "UPDATE customer_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
     )
@@ -785,7 +818,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     .execute(&mut *tx)
     .await?;
     crate::bus::record(
-        &mut tx,
+        tx,
         "customer",
         pseudonym,
         "customer.erased",
@@ -794,12 +827,12 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
     .await?;
     // Counts and purposes only: the audit log is never erased, so it never holds identity.
     crate::audit::record(
-        &mut tx,
+        tx,
         &crate::audit::Entry {
-            actor: &request.requested_by,
+            actor: erasure.actor,
             action: "customer.erased",
             target_type: "customer",
-            target_id: pseudonym.clone(),
+            target_id: pseudonym.to_owned(),
             before: Some(json!({
                 "erased": false,
                 "addresses": addresses,
@@ -811,6 +844,7 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "notifications": notifications,
                 "open_sessions": sessions,
                 "consents_granted": withdrawn,
+                "data_key": key_destroyed,
             })),
             after: Some(json!({
                 "erased": true,
@@ -818,14 +852,39 @@ async fn erase_identity(state: &AppState, request: &PrivacyRequest) -> Result<()
                 "orders_with_identity": 0,
                 "open_sessions": 0,
                 "consents_granted": [],
-                "privacy_request": request.id,
+                "data_key": false,
+                "privacy_request": erasure.request_id,
             })),
         },
     )
     .await?;
-    tx.commit().await?;
-    state.bus.notify();
-    Ok(())
+    Ok(true)
+}
+
+/// Erases, on a restored store, a customer the erasure log says was erased after the
+/// backup was taken: the same wipe, answered by a completed privacy request of
+/// `actor`. False when the customer is not there or erased already.
+pub(crate) async fn erase_again(
+    tx: &mut AnyConnection,
+    customer_id: i64,
+    actor: &str,
+) -> Result<bool> {
+    let row = sqlx::query("SELECT pseudonym FROM customers WHERE id = $1 AND erased_at IS NULL")
+        .bind(customer_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let pseudonym: String = row.try_get(0)?;
+    let request_id = insert_request(tx, "erasure", &pseudonym, actor, "completed").await?;
+    let erasure = Erasure {
+        customer_id,
+        pseudonym: &pseudonym,
+        actor,
+        request_id: &request_id,
+    };
+    wipe_customer(tx, &erasure).await
 }
 
 /// Finishes erasure requests a crash left `received` or `processing`. The kernel runs
@@ -889,9 +948,10 @@ pub async fn customer_view(state: &AppState, actor: &str, pseudonym: &str) -> Re
     } else {
         let email_enc: String = row.try_get(1)?;
         let name_enc: String = row.try_get(2)?;
+        let fields = state.keys.customer(&mut *conn, customer_id).await?;
         (
-            Some(state.keys.decrypt_field(super::EMAIL_CONTEXT, &email_enc)?),
-            Some(state.keys.decrypt_field(super::NAME_CONTEXT, &name_enc)?),
+            Some(fields.decrypt(super::EMAIL_CONTEXT, &email_enc)?),
+            Some(fields.decrypt(super::NAME_CONTEXT, &name_enc)?),
         )
     };
     let open_sessions: i64 = sqlx::query(

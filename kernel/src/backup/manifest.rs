@@ -35,6 +35,10 @@ pub struct Manifest {
     pub media: String,
     /// Never the key itself: a reminder of where it was.
     pub master_key: String,
+    /// The per-customer keys are not in the backup either: where the latest key
+    /// snapshot was written (empty in backups taken before per-customer keys).
+    #[serde(default)]
+    pub customer_keys: String,
     pub files: Vec<FileEntry>,
 }
 

@@ -10,7 +10,14 @@
 //! A restore checks every checksum and the schema version before it writes anything,
 //! goes only into an empty database and media directory (`--force` moves what is there
 //! aside, it never deletes), then migrates the restored schema forward.
+//!
+//! The per-customer data keys are not in a backup either (`customer_keys` goes out
+//! empty): each backup writes them, with the erasure log, to one key snapshot that it
+//! replaces, so an erasure reaches every backup by the next one ([`key_snapshot`]).
+//! A restore puts the keys back from that snapshot and erases again whoever the log says
+//! was erased after the backup.
 
+pub mod key_snapshot;
 pub mod manifest;
 pub mod media;
 pub mod postgres;
@@ -43,6 +50,12 @@ pub struct FileSettings {
     /// `<data dir>/master.key`.
     #[arg(long, env = "OLIVINE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// The customer key snapshot: each backup replaces it, a restore reads it. Keep it
+    /// apart from the backups, like the master key. Unset:
+    /// `<data dir>/customer-keys.snapshot`.
+    #[arg(long, env = "OLIVINE_CUSTOMER_KEY_SNAPSHOT")]
+    pub customer_key_snapshot: Option<PathBuf>,
 }
 
 impl FileSettings {
@@ -63,6 +76,12 @@ impl FileSettings {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| store.data_dir.join("master.key"))
+    }
+
+    pub fn key_snapshot_file(&self, store: &StoreConfig) -> PathBuf {
+        self.customer_key_snapshot
+            .clone()
+            .unwrap_or_else(|| store.data_dir.join("customer-keys.snapshot"))
     }
 }
 
@@ -142,6 +161,9 @@ pub struct Restored {
     pub media_files: usize,
     /// What `--force` renamed aside.
     pub moved_aside: Vec<String>,
+    /// The customer keys put back and the erasures applied again, from the key
+    /// snapshot; `None` when there was no snapshot.
+    pub customer_keys: Option<key_snapshot::Applied>,
 }
 
 // ----- backup -----
@@ -204,7 +226,7 @@ async fn backup_on(db: &Db, url: &str, args: &BackupArgs) -> anyhow::Result<Mani
         .context("the store's database is not migrated: nothing to back up")?;
 
     println!(
-        "1/3 database ({}): one consistent snapshot",
+        "1/4 database ({}): one consistent snapshot, without the customer keys",
         db.backend.name()
     );
     let (database, postgres_schema) = snapshot_database(db, url, args).await?;
@@ -223,10 +245,23 @@ async fn backup_on(db: &Db, url: &str, args: &BackupArgs) -> anyhow::Result<Mani
         sha256,
     }];
 
-    println!("2/3 media");
+    // After the database snapshot: every customer in it not erased since has a key here.
+    let key_file = args.files.key_snapshot_file(&args.store);
+    println!("2/4 customer keys");
+    let keys = key_snapshot::read(db).await?;
+    key_snapshot::write(&keys, &key_file)?;
+    println!(
+        "    {} key(s) and {} erasure(s) written to {} (replacing the previous snapshot; \
+         keep it apart from the backups, with the master key)",
+        keys.keys.len(),
+        keys.erasures.len(),
+        key_file.display()
+    );
+
+    println!("3/4 media");
     let media = backup_media(args, &mut files).await?;
 
-    println!("3/3 manifest");
+    println!("4/4 manifest");
     let manifest = Manifest {
         format: manifest::FORMAT.to_owned(),
         format_version: manifest::FORMAT_VERSION,
@@ -239,6 +274,10 @@ async fn backup_on(db: &Db, url: &str, args: &BackupArgs) -> anyhow::Result<Mani
         master_key: format!(
             "not in this backup: keep it apart ({})",
             master_key_place(&args.files, &args.store)
+        ),
+        customer_keys: format!(
+            "not in this backup: the latest key snapshot is {}",
+            key_file.display()
         ),
         files,
     };
@@ -259,6 +298,7 @@ async fn snapshot_database(
             let copied = sqlite::snapshot(db, &target).await;
             ticker.abort();
             copied?;
+            sqlite::strip_customer_keys(&target).await?;
             Ok((sqlite::BACKUP_FILE.to_owned(), None))
         }
         Backend::Postgres => {
@@ -346,19 +386,20 @@ pub async fn restore(args: &RestoreArgs) -> anyhow::Result<Restored> {
         }
     };
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let moved_aside = target.clear(&db, &stamp).await?;
+    let (moved_aside, live_store) = target.clear(&db, &stamp).await?;
 
     println!("3/4 restoring the database");
     let db = restore_database(db, &url, args, &manifest, &target).await?;
-    let finished = finish(&db, args, &manifest, &target).await;
+    let finished = finish(&db, args, &manifest, &target, live_store.as_ref()).await;
     db.close().await;
-    let (migrations_applied, media_files) = finished?;
+    let (migrations_applied, media_files, customer_keys) = finished?;
     println!("restore done: start the store with the backed-up store's master key in place");
     Ok(Restored {
         manifest,
         migrations_applied,
         media_files,
         moved_aside,
+        customer_keys,
     })
 }
 
@@ -388,14 +429,16 @@ pub async fn verify_files(dir: &Path, manifest: &Manifest) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Migrates the restored schema forward, copies the media, checks the master key;
-/// answers the migrations applied and the media files copied.
+/// Migrates the restored schema forward, puts the customer keys back (erasing again
+/// whoever was erased since), copies the media, checks the master key; answers the
+/// migrations applied, the media files copied and what the key snapshot did.
 async fn finish(
     db: &Db,
     args: &RestoreArgs,
     manifest: &Manifest,
     target: &Target,
-) -> anyhow::Result<(usize, usize)> {
+    live_store: Option<&key_snapshot::MovedAside>,
+) -> anyhow::Result<(usize, usize, Option<key_snapshot::Applied>)> {
     let version = crate::store::schema_version(db).await?;
     anyhow::ensure!(
         version == Some(manifest.schema_version),
@@ -415,10 +458,61 @@ async fn finish(
             String::new()
         }
     );
+    let customer_keys = restore_customer_keys(db, args, live_store).await?;
     println!("4/4 media");
     let media_files = restore_media(args, manifest, target).await?;
     check_master_key(db, args).await;
-    Ok((migrations_applied, media_files))
+    Ok((migrations_applied, media_files, customer_keys))
+}
+
+/// Applies the keys and erasures of the store moved aside (if any) and of the key
+/// snapshot to the restored store, or says loudly that there are none.
+async fn restore_customer_keys(
+    db: &Db,
+    args: &RestoreArgs,
+    live_store: Option<&key_snapshot::MovedAside>,
+) -> anyhow::Result<Option<key_snapshot::Applied>> {
+    let file = args.files.key_snapshot_file(&args.store);
+    let from_file = key_snapshot::load(&file)?;
+    let live = match live_store {
+        Some(aside) => key_snapshot::read_moved_aside(db, aside)
+            .await
+            .context("reading the keys of the store moved aside")?,
+        None => None,
+    };
+    if let Some(live) = &live {
+        println!(
+            "    the store moved aside holds {} customer key(s) and {} erasure(s): taken first",
+            live.keys.len(),
+            live.erasures.len()
+        );
+    }
+    let source = match (&live, &from_file) {
+        (Some(_), Some(_)) => format!("the store moved aside and {}", file.display()),
+        (Some(_), None) => "the store moved aside".to_owned(),
+        _ => file.display().to_string(),
+    };
+    let snapshot = match (live, from_file) {
+        (Some(live), Some(file)) => Some(key_snapshot::merge(live, file)),
+        (live, file) => live.or(file),
+    };
+    let Some(snapshot) = snapshot else {
+        println!(
+            "WARNING: no customer key snapshot at {}: customers' identity under their own keys \
+             cannot be read, and erasures made after this backup are not applied again. Put \
+             the latest snapshot there (or pass --customer-key-snapshot) and restore again \
+             with --force.",
+            file.display()
+        );
+        return Ok(None);
+    };
+    let applied = key_snapshot::apply(db, &snapshot).await?;
+    println!(
+        "    customer keys from {source} (taken {}): {} key(s) put back, {} customer(s) erased \
+         again (erased after this backup was taken)",
+        snapshot.taken_at, applied.keys, applied.erased_again
+    );
+    Ok(Some(applied))
 }
 
 /// The same backend, and a schema this binary knows.
@@ -519,17 +613,27 @@ impl Target {
         Ok(())
     }
 
-    /// With `--force`: renames what is there aside; answers the new names.
-    async fn clear(&self, db: &Db, stamp: &str) -> anyhow::Result<Vec<String>> {
+    /// With `--force`: renames what is there aside; answers the new names and the
+    /// database moved aside.
+    async fn clear(
+        &self,
+        db: &Db,
+        stamp: &str,
+    ) -> anyhow::Result<(Vec<String>, Option<key_snapshot::MovedAside>)> {
         let mut moved = Vec::new();
+        let mut database = None;
         if self.database_in_use {
             let aside = match &self.database {
                 TargetDb::Sqlite(path) => {
                     db.pool.close().await;
-                    sqlite::move_aside(path, stamp)?.display().to_string()
+                    let aside = sqlite::move_aside(path, stamp)?;
+                    database = Some(key_snapshot::MovedAside::Sqlite(aside.clone()));
+                    aside.display().to_string()
                 }
                 TargetDb::Postgres(schema) => {
-                    format!("schema {}", postgres::move_aside(db, schema, stamp).await?)
+                    let aside = postgres::move_aside(db, schema, stamp).await?;
+                    database = Some(key_snapshot::MovedAside::Postgres(aside.clone()));
+                    format!("schema {aside}")
                 }
             };
             println!("    moved the existing database aside: {aside}");
@@ -544,7 +648,7 @@ impl Target {
             println!("    moved the existing media aside: {}", aside.display());
             moved.push(aside.display().to_string());
         }
-        Ok(moved)
+        Ok((moved, database))
     }
 }
 

@@ -52,6 +52,11 @@ pub async fn dump(
         .arg("--no-owner")
         .arg("--no-privileges")
         .arg(format!("--schema={}", quote_pattern(schema)))
+        // The per-customer keys stay out of every backup (see `key_snapshot`).
+        .arg(format!(
+            "--exclude-table-data={}.customer_keys",
+            quote_pattern(schema)
+        ))
         .arg("--file")
         .arg(target)
         .arg("--dbname")
@@ -240,6 +245,11 @@ fn percent_decode(text: &str) -> String {
 /// A schema name as a pg_dump pattern that matches it exactly.
 fn quote_pattern(name: &str) -> String {
     quote_ident(name)
+}
+
+/// A table of `schema` as SQL names it.
+pub(crate) fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
 /// A schema name as an SQL identifier.

@@ -38,6 +38,11 @@ pub struct ScheduleConfig {
     /// The pg_dump scheduled backups run (PostgreSQL stores).
     #[arg(long, env = "OLIVINE_PG_DUMP", default_value = "pg_dump")]
     pub backup_pg_dump: String,
+
+    /// Where scheduled backups write the customer key snapshot (each replaces it).
+    /// Unset: `<data dir>/customer-keys.snapshot`.
+    #[arg(long, env = "OLIVINE_CUSTOMER_KEY_SNAPSHOT")]
+    pub backup_key_snapshot: Option<PathBuf>,
 }
 
 impl Default for ScheduleConfig {
@@ -47,6 +52,7 @@ impl Default for ScheduleConfig {
             backup_interval_secs: 86_400,
             backup_keep: 7,
             backup_pg_dump: "pg_dump".to_owned(),
+            backup_key_snapshot: None,
         }
     }
 }
@@ -82,6 +88,7 @@ async fn run(ctx: &JobContext) -> anyhow::Result<()> {
         media_dir: Some(config.media_dir()),
         media_s3_bucket: config.media.media_s3_bucket.clone(),
         master_key_file: Some(config.master_key_file()),
+        customer_key_snapshot: config.backups.backup_key_snapshot.clone(),
     };
     args.pg_dump = config.backups.backup_pg_dump.clone();
     super::backup(&args).await?;

@@ -50,6 +50,34 @@ pub async fn snapshot(db: &Db, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Empties `customer_keys` in the backup's copy of the database (the keys go to the key
+/// snapshot instead, `super::key_snapshot`): with `secure_delete` the deleted rows are
+/// overwritten with zeros, and the VACUUM rebuilds the file without their pages.
+pub async fn strip_customer_keys(copy: &Path) -> anyhow::Result<()> {
+    let options = SqliteConnectOptions::new()
+        .filename(copy)
+        .create_if_missing(false);
+    let mut conn = sqlx::sqlite::SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("opening the copy {}", copy.display()))?;
+    let has_table: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'customer_keys'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if has_table > 0 {
+        sqlx::raw_sql("PRAGMA secure_delete = ON; DELETE FROM customer_keys; VACUUM;")
+            .execute(&mut conn)
+            .await
+            .context("clearing the customer keys out of the copy")?;
+    }
+    conn.close().await?;
+    std::fs::File::open(copy)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("syncing {}", copy.display()))?;
+    Ok(())
+}
+
 /// Whether the file holds any table: a missing or empty file does not, one that is not a
 /// SQLite database counts as holding something (never overwritten without `--force`).
 pub async fn has_tables(path: &Path) -> anyhow::Result<bool> {

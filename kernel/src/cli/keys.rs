@@ -5,7 +5,9 @@
 //! `OLIVINE_MASTER_KEY_FILE`):
 //! 1. the new key is written to `F.new` (0600, synced);
 //! 2. every account key is re-wrapped under it in one transaction (running kernels hold
-//!    the keys unwrapped and keep serving);
+//!    the keys unwrapped and keep serving); the per-customer keys are wrapped by one of
+//!    them (`customer`), so re-wrapping that row puts every customer key under the new
+//!    master key at once;
 //! 3. `F` is copied to `F.old` (needed to read backups taken before the rotation), then
 //!    `F.new` is renamed over `F`.
 //!
@@ -148,8 +150,12 @@ async fn rotate_on(db: &Db, args: &RotateArgs) -> anyhow::Result<()> {
     }
     println!("{} re-wrapping the account keys", step(&key_file, 2));
     let report = keys::rewrap_all(db, &current, &new, CLI_ACTOR).await?;
+    let customer_keys: i64 =
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM customer_keys")
+            .fetch_one(&db.pool)
+            .await?;
     println!(
-        "    {} key(s) re-wrapped{}",
+        "    {} key(s) re-wrapped{}; the {customer_keys} customer key(s) are wrapped by one of them          (`customer`), so they are under the new master key too",
         report.rewrapped,
         if report.already > 0 {
             format!(", {} already under the new key", report.already)
@@ -219,4 +225,138 @@ fn swap_key_files(path: &std::path::Path) -> anyhow::Result<()> {
         keys::sync_dir(dir);
     }
     Ok(())
+}
+
+/// `olivine keys per-customer`: moves every customer's identity fields from the shared
+/// data key to a key of their own (see `accounts::reencrypt`), while the store serves.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PerCustomerArgs {
+    #[command(flatten)]
+    pub store: StoreConfig,
+
+    /// The master key (base64). Unset: read from the master key file.
+    #[arg(long, env = "OLIVINE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// The master key file. Unset: `<data dir>/master.key`.
+    #[arg(long, env = "OLIVINE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Customers per transaction: each batch holds their rows for that long.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+}
+
+impl PerCustomerArgs {
+    pub fn new(store: StoreConfig) -> PerCustomerArgs {
+        PerCustomerArgs {
+            store,
+            master_key: None,
+            master_key_file: None,
+            batch_size: 100,
+        }
+    }
+
+    fn master_key(&self) -> anyhow::Result<Key> {
+        if let Some(text) = &self.master_key {
+            return keys::decode_key(text).context("OLIVINE_MASTER_KEY");
+        }
+        let path = self
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("master.key"));
+        keys::read_key_file(&path)?
+            .with_context(|| format!("no master key file at {}", path.display()))
+    }
+}
+
+/// Runs the re-encryption, with a progress bar on a terminal and a line every few
+/// seconds elsewhere. Interrupted, it is finished by running it again.
+pub async fn per_customer(
+    args: &PerCustomerArgs,
+) -> anyhow::Result<crate::accounts::reencrypt::Reencrypted> {
+    let db = Db::connect(&args.store.database_url()?, 2).await?;
+    let result = per_customer_on(&db, args).await;
+    db.close().await;
+    result
+}
+
+async fn per_customer_on(
+    db: &Db,
+    args: &PerCustomerArgs,
+) -> anyhow::Result<crate::accounts::reencrypt::Reencrypted> {
+    let version = crate::store::schema_version(db).await?;
+    anyhow::ensure!(
+        version.is_some_and(|v| v >= crate::store::latest_version(db.backend)),
+        "the database is not migrated (run `olivine migrate` first)"
+    );
+    let keyring = keys::Keyring::load(db, &args.master_key()?)
+        .await
+        .context("loading the accounts' keys")?;
+    let started = std::time::Instant::now();
+    let progress = Progress::new();
+    let batch = usize::try_from(args.batch_size).unwrap_or(100);
+    let report = crate::accounts::reencrypt::run(db, &keyring, batch, &|done, total| {
+        progress.show(done, total)
+    })
+    .await;
+    progress.bar.finish_and_clear();
+    let report = report?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} customer(s), {} field(s) moved to their own key in {secs:.1} s ({:.0} customers/s)",
+        report.customers,
+        report.fields,
+        report.customers as f64 / secs.max(0.001)
+    );
+    if !report.unreadable.is_empty() {
+        println!(
+            "{} customer(s) have fields that do not decrypt and were left as they are (ids: {:?})",
+            report.unreadable.len(),
+            report.unreadable.iter().take(20).collect::<Vec<_>>()
+        );
+    }
+    let left = crate::accounts::reencrypt::pending(db).await?;
+    println!("{left} customer(s) left with fields under the shared key");
+    Ok(report)
+}
+
+/// A bar on a terminal; a plain line every five seconds (and at the end) elsewhere.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    last_line: std::sync::Mutex<std::time::Instant>,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "customers [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        Progress {
+            bar,
+            last_line: std::sync::Mutex::new(std::time::Instant::now()),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn show(&self, done: usize, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+        if !self.bar.is_hidden() {
+            return;
+        }
+        let Ok(mut last_line) = self.last_line.lock() else {
+            return;
+        };
+        if done == 0 || done == total || last_line.elapsed() >= std::time::Duration::from_secs(5) {
+            *last_line = std::time::Instant::now();
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            println!("{done}/{total} customer(s), {rate:.0}/s");
+        }
+    }
 }

@@ -202,16 +202,17 @@ pub async fn update(ctx: &Context, tx: &mut Tx, item: &Item, local_id: i64) -> R
             "another account has this email",
         ));
     }
+    if !accounts::lock_customer(tx, local_id).await? {
+        return Ok(()); // erased: nothing of theirs is written again
+    }
+    let fields = ctx.keys.customer_for_writing(tx, local_id).await?;
     sqlx::query(
         "UPDATE customers SET email_lookup = $1, email_enc = $2, name_enc = $3, updated_at = $4
          WHERE id = $5 AND erased_at IS NULL",
     )
     .bind(&lookup)
-    .bind(
-        ctx.keys
-            .encrypt_field(accounts::EMAIL_CONTEXT, &item.email)?,
-    )
-    .bind(ctx.keys.encrypt_field(accounts::NAME_CONTEXT, &item.name)?)
+    .bind(fields.encrypt(accounts::EMAIL_CONTEXT, &item.email)?)
+    .bind(fields.encrypt(accounts::NAME_CONTEXT, &item.name)?)
     .bind(crate::time::now())
     .bind(local_id)
     .execute(&mut **tx)

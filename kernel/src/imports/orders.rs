@@ -410,8 +410,30 @@ fn address_json(item: &Item) -> Result<String> {
     Ok(serde_json::to_string(&address).map_err(anyhow::Error::from)?)
 }
 
+/// The order's email and address, encrypted: under its customer's own key, or a guest
+/// order's under the shared key.
+async fn sealed_identity(ctx: &Context, tx: &mut Tx, item: &Item) -> Result<(String, String)> {
+    let (email, address) = (item.input.email.as_str(), address_json(item)?);
+    let (email_context, address_context) =
+        (crate::orders::EMAIL_CONTEXT, crate::orders::ADDRESS_CONTEXT);
+    Ok(match item.customer_id {
+        Some(customer_id) => {
+            let fields = ctx.keys.customer_for_writing(tx, customer_id).await?;
+            (
+                fields.encrypt(email_context, email)?,
+                fields.encrypt(address_context, &address)?,
+            )
+        }
+        None => (
+            ctx.keys.encrypt_field(email_context, email)?,
+            ctx.keys.encrypt_field(address_context, &address)?,
+        ),
+    })
+}
+
 pub async fn create(ctx: &Context, tx: &mut Tx, item: &Item) -> Result<i64> {
     let input = &item.input;
+    let (email_enc, address_enc) = sealed_identity(ctx, tx, item).await?;
     let row = sqlx::query(
         "INSERT INTO orders (number, customer_id, cart_id, idempotency_key, status, currency,
             subtotal_minor, adjustments_minor, shipping_minor, tax_minor, total_minor,
@@ -434,14 +456,8 @@ pub async fn create(ctx: &Context, tx: &mut Tx, item: &Item) -> Result<i64> {
     .bind(input.total_minor)
     .bind(&input.shipping_method)
     .bind(input.shipping_address.country.trim().to_ascii_uppercase())
-    .bind(
-        ctx.keys
-            .encrypt_field(crate::orders::EMAIL_CONTEXT, &input.email)?,
-    )
-    .bind(
-        ctx.keys
-            .encrypt_field(crate::orders::ADDRESS_CONTEXT, &address_json(item)?)?,
-    )
+    .bind(email_enc)
+    .bind(address_enc)
     .bind(&input.tracking_number)
     .bind(&input.carrier)
     .bind(input.refunded_minor)
@@ -493,6 +509,7 @@ async fn write_lines(tx: &mut Tx, order_id: i64, item: &Item) -> Result<()> {
 /// or released). An erased customer's identity stays erased.
 pub async fn update(ctx: &Context, tx: &mut Tx, item: &Item, local_id: i64) -> Result<()> {
     let input = &item.input;
+    let (email_enc, address_enc) = sealed_identity(ctx, tx, item).await?;
     sqlx::query(
         "UPDATE orders SET number = $1, customer_id = $2, status = $3, currency = $4,
             subtotal_minor = $5, adjustments_minor = $6, shipping_minor = $7, tax_minor = $8,
@@ -514,14 +531,8 @@ pub async fn update(ctx: &Context, tx: &mut Tx, item: &Item, local_id: i64) -> R
     .bind(input.total_minor)
     .bind(&input.shipping_method)
     .bind(input.shipping_address.country.trim().to_ascii_uppercase())
-    .bind(
-        ctx.keys
-            .encrypt_field(crate::orders::EMAIL_CONTEXT, &input.email)?,
-    )
-    .bind(
-        ctx.keys
-            .encrypt_field(crate::orders::ADDRESS_CONTEXT, &address_json(item)?)?,
-    )
+    .bind(email_enc)
+    .bind(address_enc)
     .bind(&input.tracking_number)
     .bind(&input.carrier)
     .bind(input.refunded_minor)

@@ -337,27 +337,28 @@ async fn affected_orders(
     .bind(recall_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let email_enc: String = row.try_get(4)?;
-            let email = if email_enc.is_empty() {
-                String::new()
-            } else {
-                state
-                    .keys
-                    .decrypt_field(crate::orders::EMAIL_CONTEXT, &email_enc)?
-            };
-            Ok(AffectedOrder {
-                order_number: row.try_get(0)?,
-                status: row.try_get(1)?,
-                ordered_at: row.try_get(2)?,
-                customer_id: row.try_get(3)?,
-                email,
-                sku: row.try_get(5)?,
-                units: row.try_get(6)?,
-            })
-        })
-        .collect()
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let email_enc: String = row.try_get(4)?;
+        let email = if email_enc.is_empty() {
+            String::new()
+        } else {
+            state
+                .keys
+                .decrypt_any(&mut *conn, crate::orders::EMAIL_CONTEXT, &email_enc)
+                .await?
+        };
+        orders.push(AffectedOrder {
+            order_number: row.try_get(0)?,
+            status: row.try_get(1)?,
+            ordered_at: row.try_get(2)?,
+            customer_id: row.try_get(3)?,
+            email,
+            sku: row.try_get(5)?,
+            units: row.try_get(6)?,
+        });
+    }
+    Ok(orders)
 }
 
 /// The recalls, newest first.

@@ -78,16 +78,28 @@ impl DeviceInput {
     }
 }
 
+/// The associated data of an encrypted device token.
+pub(crate) const TOKEN_CONTEXT: &str = "customer_devices.token";
+
+/// The last 8 characters of a token: shown to tell devices apart.
+pub(crate) fn ending_of(token: &str) -> String {
+    let skip = token.chars().count().saturating_sub(8);
+    token.chars().skip(skip).collect()
+}
+
+/// The keyed hash that finds a token registered before, without it being stored in clear.
+pub(crate) fn token_hash(keys: &crate::accounts::Keyring, token: &str) -> String {
+    crate::accounts::keys::hex(&keys.purpose_mac("device-token", token.as_bytes()))
+}
+
+const DEVICE_COLUMNS: &str = "id, platform, token, app_id, created_at, token_ending";
+
 fn device_of(row: &sqlx::any::AnyRow) -> Result<Device> {
-    let token: String = row.try_get(2)?;
-    let ending: String = token
-        .chars()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    // A row from before encrypted tokens holds its token in clear and no ending.
+    let ending = match row.try_get::<Option<String>, _>(5)? {
+        Some(ending) => ending,
+        None => ending_of(&row.try_get::<String, _>(2)?),
+    };
     Ok(Device {
         id: row.try_get(0)?,
         platform: row.try_get(1)?,
@@ -97,31 +109,59 @@ fn device_of(row: &sqlx::any::AnyRow) -> Result<Device> {
     })
 }
 
-/// Registers a device for the customer. A token registered before (by this customer or,
-/// after the phone changed hands, another) now belongs to this customer.
+/// Registers a device for the customer, its token encrypted under the customer's own
+/// key. A token registered before (by this customer or, after the phone changed hands,
+/// another) now belongs to this customer.
 pub async fn register(state: &AppState, customer_id: i64, input: &DeviceInput) -> Result<Device> {
     input.check()?;
     let now = state.clock.now_text();
+    let hash = token_hash(&state.keys, &input.token);
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO customer_devices (customer_id, platform, token, app_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $5)
-         ON CONFLICT (platform, token) DO UPDATE SET customer_id = excluded.customer_id,
-            app_id = excluded.app_id, updated_at = excluded.updated_at",
+    let token_enc = state
+        .keys
+        .customer_for_writing(&mut tx, customer_id)
+        .await?
+        .encrypt(TOKEN_CONTEXT, &input.token)?;
+    // The same token registered before encrypted tokens (in clear): that row moves over.
+    let moved = sqlx::query(
+        "UPDATE customer_devices SET customer_id = $1, token = $2, token_hash = $3,
+            token_ending = $4, app_id = $5, updated_at = $6
+         WHERE platform = $7 AND token = $8 AND token_hash IS NULL",
     )
     .bind(customer_id)
-    .bind(&input.platform)
-    .bind(&input.token)
+    .bind(&token_enc)
+    .bind(&hash)
+    .bind(ending_of(&input.token))
     .bind(&input.app_id)
     .bind(&now)
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(
-        "SELECT id, platform, token, app_id, created_at FROM customer_devices
-         WHERE platform = $1 AND token = $2",
-    )
     .bind(&input.platform)
     .bind(&input.token)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        sqlx::query(
+            "INSERT INTO customer_devices (customer_id, platform, token, token_hash, token_ending,
+                app_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (platform, token_hash) DO UPDATE SET customer_id = excluded.customer_id,
+                token = excluded.token, app_id = excluded.app_id, updated_at = excluded.updated_at",
+        )
+        .bind(customer_id)
+        .bind(&input.platform)
+        .bind(&token_enc)
+        .bind(&hash)
+        .bind(ending_of(&input.token))
+        .bind(&input.app_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEVICE_COLUMNS} FROM customer_devices WHERE platform = $1 AND token_hash = $2"
+    )))
+    .bind(&input.platform)
+    .bind(&hash)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -129,10 +169,9 @@ pub async fn register(state: &AppState, customer_id: i64, input: &DeviceInput) -
 }
 
 pub async fn list_on(conn: &mut AnyConnection, customer_id: i64) -> Result<Vec<Device>> {
-    sqlx::query(
-        "SELECT id, platform, token, app_id, created_at FROM customer_devices
-         WHERE customer_id = $1 ORDER BY id",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEVICE_COLUMNS} FROM customer_devices WHERE customer_id = $1 ORDER BY id"
+    )))
     .bind(customer_id)
     .fetch_all(&mut *conn)
     .await?

@@ -774,7 +774,8 @@ async fn recipient_of(state: &AppState, stored: &Stored) -> Result<Option<nt::Re
                     let email_enc: String = row.try_get(0)?;
                     let address = state
                         .keys
-                        .decrypt_field(crate::accounts::EMAIL_CONTEXT, &email_enc)?;
+                        .decrypt_any(&state.db.pool, crate::accounts::EMAIL_CONTEXT, &email_enc)
+                        .await?;
                     Some(nt::Recipient::Email(nt::EmailAddress {
                         address,
                         name: None,
@@ -793,7 +794,8 @@ async fn recipient_of(state: &AppState, stored: &Stored) -> Result<Option<nt::Re
                 Some(email_enc) => Some(nt::Recipient::Email(nt::EmailAddress {
                     address: state
                         .keys
-                        .decrypt_field(crate::orders::EMAIL_CONTEXT, &email_enc)?,
+                        .decrypt_any(&state.db.pool, crate::orders::EMAIL_CONTEXT, &email_enc)
+                        .await?,
                     name: None,
                 })),
                 None => None,
@@ -806,15 +808,28 @@ async fn recipient_of(state: &AppState, stored: &Stored) -> Result<Option<nt::Re
                     .fetch_optional(&state.db.pool)
                     .await?;
             match row {
-                Some(row) => Some(nt::Recipient::Device(nt::Device {
-                    platform: if row.try_get::<String, _>(0)? == "apns" {
-                        nt::PushPlatform::Apns
-                    } else {
-                        nt::PushPlatform::Fcm
-                    },
-                    token: row.try_get(1)?,
-                    app_id: row.try_get(2)?,
-                })),
+                Some(row) => {
+                    let stored: String = row.try_get(1)?;
+                    // Under the customer's key; a row from before holds it in clear.
+                    let token = match crate::accounts::customer_keys::customer_of_field(&stored) {
+                        Some(_) => {
+                            state
+                                .keys
+                                .decrypt_any(&state.db.pool, devices::TOKEN_CONTEXT, &stored)
+                                .await?
+                        }
+                        None => stored,
+                    };
+                    Some(nt::Recipient::Device(nt::Device {
+                        platform: if row.try_get::<String, _>(0)? == "apns" {
+                            nt::PushPlatform::Apns
+                        } else {
+                            nt::PushPlatform::Fcm
+                        },
+                        token,
+                        app_id: row.try_get(2)?,
+                    }))
+                }
                 None => None,
             }
         }

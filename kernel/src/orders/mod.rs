@@ -336,14 +336,30 @@ pub async fn checkout(
     }
     let mut address = input.shipping_address.clone();
     address.country = quote.country.clone();
+    let address_json = serde_json::to_string(&address).map_err(anyhow::Error::from)?;
+    // A customer's order carries their identity under their own key (erased with it);
+    // a guest's under the shared key.
+    let (email_enc, address_enc) = match customer {
+        Some(customer) => {
+            let fields = state
+                .keys
+                .customer_for_writing_in(&state.db.pool, customer.customer_id)
+                .await?;
+            (
+                fields.encrypt(EMAIL_CONTEXT, &email)?,
+                fields.encrypt(ADDRESS_CONTEXT, &address_json)?,
+            )
+        }
+        None => (
+            state.keys.encrypt_field(EMAIL_CONTEXT, &email)?,
+            state.keys.encrypt_field(ADDRESS_CONTEXT, &address_json)?,
+        ),
+    };
     let placed = Placed {
         number: new_order_number(),
         now: crate::time::now(),
-        email_enc: state.keys.encrypt_field(EMAIL_CONTEXT, &email)?,
-        address_enc: state.keys.encrypt_field(
-            ADDRESS_CONTEXT,
-            &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
-        )?,
+        email_enc,
+        address_enc,
         // A checkout that pays records the payment attempt with the order: if this
         // process dies before the processor's answer is recorded, the reconciler
         // finishes it.
@@ -872,15 +888,24 @@ pub async fn load(state: &AppState, order_id: i64, with_identity: bool) -> Resul
     let (email, shipping_address) = if with_identity {
         let email_enc: String = row.try_get(10)?;
         let address_enc: String = row.try_get(11)?;
+        let pool = &state.db.pool;
         let email = if email_enc.is_empty() {
             None
         } else {
-            Some(state.keys.decrypt_field(EMAIL_CONTEXT, &email_enc)?)
+            Some(
+                state
+                    .keys
+                    .decrypt_any(pool, EMAIL_CONTEXT, &email_enc)
+                    .await?,
+            )
         };
         let address = if address_enc.is_empty() {
             None
         } else {
-            let text = state.keys.decrypt_field(ADDRESS_CONTEXT, &address_enc)?;
+            let text = state
+                .keys
+                .decrypt_any(pool, ADDRESS_CONTEXT, &address_enc)
+                .await?;
             Some(serde_json::from_str(&text).map_err(anyhow::Error::from)?)
         };
         (email, address)
@@ -1287,12 +1312,17 @@ pub async fn export_on(
         let email = if email_enc.is_empty() {
             None
         } else {
-            Some(keys.decrypt_field(EMAIL_CONTEXT, &email_enc)?)
+            Some(
+                keys.decrypt_any(&mut *conn, EMAIL_CONTEXT, &email_enc)
+                    .await?,
+            )
         };
         let address: Option<serde_json::Value> = if address_enc.is_empty() {
             None
         } else {
-            let text = keys.decrypt_field(ADDRESS_CONTEXT, &address_enc)?;
+            let text = keys
+                .decrypt_any(&mut *conn, ADDRESS_CONTEXT, &address_enc)
+                .await?;
             Some(serde_json::from_str(&text).map_err(anyhow::Error::from)?)
         };
         out.push(serde_json::json!({

@@ -529,8 +529,13 @@ async fn view(state: &AppState, row: SubscriptionRow, detailed: bool) -> Result<
     .collect::<Result<Vec<_>>>()?;
     let shipping_address = match &row.address_enc {
         Some(enc) => Some(
-            serde_json::from_str(&state.keys.decrypt_field(ADDRESS_CONTEXT, enc)?)
-                .map_err(anyhow::Error::from)?,
+            serde_json::from_str(
+                &state
+                    .keys
+                    .decrypt_any(&state.db.pool, ADDRESS_CONTEXT, enc)
+                    .await?,
+            )
+            .map_err(anyhow::Error::from)?,
         ),
         None => None,
     };
@@ -1103,7 +1108,8 @@ async fn apply(
                     let mut address = ShippingAddress::clone(address);
                     address.country = address.country.trim().to_ascii_uppercase();
                     check_ships_to(tx, &address.country, &row.shipping_method).await?;
-                    Some(state.keys.encrypt_field(
+                    let fields = state.keys.customer_for_writing(tx, row.customer_id).await?;
+                    Some(fields.encrypt(
                         ADDRESS_CONTEXT,
                         &serde_json::to_string(&address).map_err(anyhow::Error::from)?,
                     )?)
@@ -1220,11 +1226,11 @@ pub async fn export_on(
         .map(|r| Ok(serde_json::json!({ "sku": r.try_get::<String, _>(0)?, "quantity": r.try_get::<i64, _>(1)? })))
         .collect::<Result<Vec<_>>>()?;
         let address = match &row.address_enc {
-            Some(enc) => Some(keys.decrypt_field(ADDRESS_CONTEXT, enc)?),
+            Some(enc) => Some(keys.decrypt_any(&mut *conn, ADDRESS_CONTEXT, enc).await?),
             None => None,
         };
         let email = match &row.email_enc {
-            Some(enc) => Some(keys.decrypt_field(EMAIL_CONTEXT, enc)?),
+            Some(enc) => Some(keys.decrypt_any(&mut *conn, EMAIL_CONTEXT, enc).await?),
             None => None,
         };
         out.push(serde_json::json!({

@@ -393,8 +393,9 @@ both_backends! {
                 "a column holds identity in clear: {column}"
             );
         }
-        assert!(columns[2].starts_with("v1:data-1:"), "{}", columns[2]);
-        assert!(columns[3].starts_with("v1:data-1:"), "{}", columns[3]);
+        // Under the customer's own key (crypto-shredding), not the shared one.
+        assert!(columns[2].starts_with("v2:c"), "{}", columns[2]);
+        assert!(columns[3].starts_with("v2:c"), "{}", columns[3]);
         assert_eq!(columns[1].len(), 64);
         assert!(columns[4].starts_with("$argon2id$"), "{}", columns[4]);
         // The same name encrypts differently each time (random nonces).

@@ -30,7 +30,7 @@ const MAG_UNITS: i64 = 100_000;
 /// A store with a catalog, lots, customers, an order, the bundled plugins, a product
 /// image and the audit entries of all that. The shoppers buy MAG-60; `zinc` stays as
 /// it is. Answers the store and the lot of MAG-60.
-async fn filled_store(backend: Backend) -> (TestApp, i64) {
+pub(crate) async fn filled_store(backend: Backend) -> (TestApp, i64) {
     let app = TestApp::start_with(backend, |c| {
         c.bundled_plugins = true;
         c.media.media_avif_speed = 10;
@@ -449,13 +449,16 @@ impl Target {
         olivine::store::Db::connect(&url, 2).await.expect("connect")
     }
 
-    /// Brings the source's master key, as an operator does from where it is kept.
+    /// Brings the source's master key and its latest customer key snapshot, as an
+    /// operator does from where they are kept.
     fn bring_master_key(&self, source: &TestApp) {
-        std::fs::copy(
-            source.db.dir.path().join("master.key"),
-            self.dir.dir.path().join("master.key"),
-        )
-        .expect("copy the master key");
+        for file in ["master.key", "customer-keys.snapshot"] {
+            std::fs::copy(
+                source.db.dir.path().join(file),
+                self.dir.dir.path().join(file),
+            )
+            .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+        }
     }
 
     /// A kernel on the restored store.
@@ -574,10 +577,20 @@ both_backends! {
         assert_eq!(restored.migrations_applied, 0);
         assert!(restored.media_files >= 1, "the image's original is restored");
 
-        // Every table equals the snapshot, before any kernel touches the restored store.
+        // Every table equals the snapshot, before any kernel touches the restored store;
+        // but the customer keys: the backup holds none, they came from the key snapshot.
         let restored_db = target.connect().await;
         let mut conn = restored_db.pool.acquire().await.expect("connection");
-        assert_tables_equal(&read_tables(&mut conn, backend).await, &reference);
+        let mut restored_tables = read_tables(&mut conn, backend).await;
+        let mut reference = reference;
+        let restored_keys = restored_tables.remove("customer_keys").expect("customer_keys");
+        let live_keys = reference.remove("customer_keys").expect("customer_keys");
+        if backend == Backend::Sqlite {
+            assert!(live_keys.is_empty(), "the backup's database holds customer keys: {live_keys:?}");
+        }
+        assert_eq!(restored_keys.len(), 2, "ada's and grace's keys, from the key snapshot");
+        assert_eq!(restored.customer_keys.as_ref().map(|a| a.keys), Some(2));
+        assert_tables_equal(&restored_tables, &reference);
         drop(conn);
         restored_db.close().await;
 
@@ -875,4 +888,141 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The rows of `customer_keys` (customer ids).
+async fn keyed_customers(db: &olivine::store::Db) -> Vec<i64> {
+    sqlx::query("SELECT customer_id FROM customer_keys ORDER BY customer_id")
+        .fetch_all(&db.pool)
+        .await
+        .expect("keys")
+        .iter()
+        .map(|row| row.try_get(0).expect("id"))
+        .collect()
+}
+
+async fn erase_self(app: &TestApp, token: &str) {
+    let r = as_customer(
+        app,
+        token,
+        Method::POST,
+        "/api/v1/account/erasure",
+        Some(json!({"password": PASSWORD, "confirm": "erase my account"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+}
+
+both_backends! {
+    async fn an_erasure_after_a_backup_reaches_it_when_it_is_restored(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        register(&app, "ann@example.com").await;
+        register(&app, "bob@example.com").await;
+        let ann_token = sign_in(&app, "ann@example.com").await;
+        let state = &app.kernel.state;
+        let (ann_id, ann_email): (i64, String) = {
+            let row = sqlx::query("SELECT id, email_enc FROM customers ORDER BY id LIMIT 1")
+                .fetch_one(&state.db.pool).await.expect("ann");
+            (row.get(0), row.get(1))
+        };
+        assert!(ann_email.starts_with(&format!("v2:c{ann_id}:")), "{ann_email}");
+        assert_eq!(keyed_customers(&state.db).await.len(), 2, "a key each");
+
+        // Monday's backup holds Ann; on Tuesday she is erased; Wednesday's backup
+        // replaces the key snapshot.
+        let monday = tempfile::tempdir().expect("temp dir");
+        backup::backup(&backup_args(&app, monday.path())).await.expect("monday's backup");
+        erase_self(&app, &ann_token).await;
+        assert!(!keyed_customers(&state.db).await.contains(&ann_id), "her key is destroyed");
+        assert!(state.keys.decrypt_any(&state.db.pool, "customers.email", &ann_email).await.is_err());
+        let wednesday = tempfile::tempdir().expect("temp dir");
+        backup::backup(&backup_args(&app, wednesday.path())).await.expect("wednesday's backup");
+
+        // Monday's backup alone holds no key: restored without the snapshot, nobody's
+        // identity is there to read.
+        let target = Target::new(&app.db).await;
+        let mut without = target.restore_args(monday.path());
+        without.files.customer_key_snapshot = Some(target.dir.dir.path().join("no-snapshot"));
+        let restored = backup::restore(&without).await.expect("restore without keys");
+        assert!(restored.customer_keys.is_none());
+        let db = target.connect().await;
+        assert!(keyed_customers(&db).await.is_empty(), "the backup carries no customer key");
+        db.close().await;
+
+        // With the latest snapshot: Bob's key comes back, Ann is erased again.
+        target.bring_master_key(&app);
+        let mut with = target.restore_args(monday.path());
+        with.force = true;
+        let restored = backup::restore(&with).await.expect("restore");
+        let applied = restored.customer_keys.expect("the key snapshot was applied");
+        assert_eq!((applied.erased_again, applied.keys), (1, 1), "{applied:?}");
+        let (store, database) = target.start().await;
+        let restored_state = &store.kernel.state;
+        let keyed = keyed_customers(&restored_state.db).await;
+        assert!(!keyed.contains(&ann_id) && keyed.len() == 1, "{keyed:?}");
+        let ann: (Option<String>, String) = {
+            let row = sqlx::query("SELECT erased_at, email_enc FROM customers WHERE id = $1")
+                .bind(ann_id).fetch_one(&restored_state.db.pool).await.expect("ann");
+            (row.get(0), row.get(1))
+        };
+        assert!(ann.0.is_some() && ann.1.is_empty(), "shown erased: {ann:?}");
+        // Monday's copy of her email cannot be read with anything the store has.
+        assert!(restored_state.keys.decrypt_any(&restored_state.db.pool, "customers.email", &ann_email).await.is_err());
+        let erasures = scalar(&restored_state.db, "SELECT CAST(COUNT(*) AS BIGINT) FROM customer_erasures").await;
+        assert_eq!(erasures, 1);
+        // She cannot sign in; Bob can, and reads his identity.
+        let r = store.request(Method::POST, "/api/v1/account/sign-in", None,
+            Some(Body::from(json!({"email": "ann@example.com", "password": PASSWORD}).to_string())),
+            Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let bob = sign_in(&store, "bob@example.com").await;
+        let me = as_customer(&store, &bob, Method::GET, "/api/v1/account/me", None).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+        assert_eq!(me.json()["email"], "bob@example.com");
+        let audit = olivine::audit::verify(&restored_state.db).await.expect("verify");
+        assert!(audit.intact, "{audit:?}");
+
+        store.kernel.shutdown().await;
+        drop_database(database).await;
+        app.stop().await;
+    }
+
+    async fn a_forced_restore_over_the_live_store_takes_its_keys_and_erasures(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        register(&app, "ann@example.com").await;
+        register(&app, "bob@example.com").await;
+        let ann_token = sign_in(&app, "ann@example.com").await;
+        let monday = tempfile::tempdir().expect("temp dir");
+        backup::backup(&backup_args(&app, monday.path())).await.expect("monday's backup");
+        erase_self(&app, &ann_token).await;
+
+        // The store stops and Monday's backup goes back over it. The key snapshot is
+        // Monday's (it still has Ann's key): taken away, the live store is the source.
+        let TestApp { kernel, db, .. } = app;
+        kernel.shutdown().await;
+        std::fs::remove_file(db.dir.path().join("customer-keys.snapshot")).expect("snapshot");
+        let mut store = StoreConfig::embedded(db.dir.path());
+        store.database_url = db.url.clone();
+        let mut args = RestoreArgs::new(monday.path(), store);
+        args.force = true;
+        let restored = backup::restore(&args).await.expect("forced restore");
+        let applied = restored.customer_keys.expect("the live store's keys");
+        assert_eq!((applied.erased_again, applied.keys), (1, 1), "{applied:?}");
+
+        let kernel = Kernel::start_with(db.config(), Extensions::default()).await.expect("starts");
+        let router = kernel.router();
+        let store = TestApp { kernel, router, db };
+        let r = store.request(Method::POST, "/api/v1/account/sign-in", None,
+            Some(Body::from(json!({"email": "ann@example.com", "password": PASSWORD}).to_string())),
+            Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "Ann stays erased");
+        let bob = sign_in(&store, "bob@example.com").await;
+        let me = as_customer(&store, &bob, Method::GET, "/api/v1/account/me", None).await;
+        assert_eq!(me.json()["email"], "bob@example.com", "{}", me.text());
+        if let Some(schema) = restored.moved_aside[0].strip_prefix("schema ") {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+                .execute(&store.kernel.state.db.pool).await.expect("drop the old schema");
+        }
+        store.stop().await;
+    }
 }

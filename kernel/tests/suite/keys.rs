@@ -132,6 +132,15 @@ both_backends! {
             assert_eq!(mode & 0o777, 0o600);
         }
 
+        // Ada's identity is under her own key, which the rotation re-wrapped with the
+        // `customer` account key that wraps it.
+        let stored: String = sqlx::query("SELECT email_enc FROM customers")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap().get(0);
+        assert!(stored.starts_with("v2:c"), "{stored}");
+        let rewrapped: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM account_keys WHERE purpose = 'customer'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap().get(0);
+        assert_eq!(rewrapped, 1);
+
         // A kernel started on the new key file signs the customer in and decrypts them.
         let db = stop_keep(app).await;
         let app = start_on(db, |_| {}).await;

@@ -26,6 +26,7 @@ mod cart;
 mod catalog_api;
 mod cli_plugin;
 mod cluster;
+mod customer_keys;
 mod deploy;
 mod http_caching;
 mod imports;

@@ -235,7 +235,7 @@ both_backends! {
              FROM customer_addresses WHERE customer_id = $1", ann_id).await;
         assert_eq!(cells.len(), 18);
         for cell in cells.iter().flatten() {
-            assert!(cell.starts_with("v1:data-1:"), "{cell}");
+            assert!(cell.starts_with(&format!("v2:c{ann_id}:")), "under Ann's own key: {cell}");
             // Long enough that random base64 cannot contain them by chance.
             for plain in ["Ann Lee", "Keizersgracht", "Amsterdam", "Utrecht", "1015 AA", "Noord-Holland", "+31 20 123", "3rd floor"] {
                 assert!(!cell.contains(plain), "{plain} in clear: {cell}");
@@ -245,8 +245,10 @@ both_backends! {
         let row = sqlx::query("SELECT line1_enc FROM customer_addresses WHERE id = $1")
             .bind(&id).fetch_one(&app.kernel.state.db.pool).await.unwrap();
         let line1: String = row.get(0);
-        assert_eq!(keys.decrypt_field("customer_addresses.line1", &line1).unwrap(), "Keizersgracht 1");
-        assert!(keys.decrypt_field("customer_addresses.city", &line1).is_err(), "bound to its column");
+        let pool = &app.kernel.state.db.pool;
+        assert_eq!(keys.decrypt_any(pool, "customer_addresses.line1", &line1).await.unwrap(), "Keizersgracht 1");
+        assert!(keys.decrypt_any(pool, "customer_addresses.city", &line1).await.is_err(), "bound to its column");
+        assert!(keys.decrypt_field("customer_addresses.line1", &line1).is_err(), "not under the shared key");
 
         // Delete: 204, then gone.
         let r = app.request(Method::DELETE, &path, Some(&ann_token), None, None).await;
@@ -557,7 +559,7 @@ both_backends! {
             ("customer_addresses", "SELECT name_enc, line1_enc FROM customer_addresses WHERE customer_id = $1"),
         ] {
             for cell in stored_cells(&app, sql, ann_id).await.into_iter().flatten() {
-                assert!(!cell.starts_with("v1:"), "{table} still holds ciphertext: {cell}");
+                assert!(!cell.starts_with("v1:") && !cell.starts_with("v2:"), "{table} still holds ciphertext: {cell}");
             }
         }
 
