@@ -1297,11 +1297,7 @@ async fn receive_form(
     form: &Form,
     errors: &FormErrors,
 ) -> Response {
-    let locations = match state.db.pool.acquire().await {
-        Ok(mut conn) => crate::inventory::list_locations(&mut conn).await,
-        Err(err) => Err(err.into()),
-    };
-    let locations = match locations {
+    let locations = match super::stock::locations(state).await {
         Ok(locations) => locations,
         Err(err) => return layout::error_page(&err, "receive lot"),
     };

@@ -204,6 +204,16 @@ pub fn see_other(location: &str) -> Response {
     response
 }
 
+/// An order or subscription number as they are made (letters, digits, `-`, at most 32):
+/// anything else is not found without asking the database.
+pub fn plausible_number(number: &str) -> bool {
+    !number.is_empty()
+        && number.len() <= 32
+        && number
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// "the sku is taken" as "The sku is taken."
 pub fn sentence(text: &str) -> String {
     let mut chars = text.chars();

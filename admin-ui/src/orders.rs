@@ -53,6 +53,8 @@ struct ListFilter {
     to: String,
     email: String,
     sku: String,
+    /// A lot's batch number: orders whose units came from it.
+    batch: String,
     page: i64,
 }
 
@@ -71,6 +73,7 @@ impl ListFilter {
             to: value("to"),
             email: value("email"),
             sku: value("sku"),
+            batch: value("batch"),
             page: layout::page_number(query),
         }
     }
@@ -82,6 +85,7 @@ impl ListFilter {
             ("to", self.to.clone()),
             ("email", self.email.clone()),
             ("sku", self.sku.clone()),
+            ("batch", self.batch.clone()),
         ]
     }
 }
@@ -141,6 +145,14 @@ async fn conditions(state: &AppState, filter: &ListFilter) -> Result<(Vec<String
         binds.push(Bind::Text(filter.sku.clone()));
         conditions.push(format!(
             "o.id IN (SELECT order_id FROM order_lines WHERE sku = ${})",
+            binds.len()
+        ));
+    }
+    if !filter.batch.is_empty() {
+        binds.push(Bind::Text(filter.batch.clone()));
+        conditions.push(format!(
+            "o.id IN (SELECT a.order_id FROM order_allocations a JOIN lots l ON l.id = a.lot_id
+                      WHERE l.batch = ${})",
             binds.len()
         ));
     }
@@ -233,6 +245,7 @@ async fn list_page(
             (field("Placed to", "to", Kind::Date, &filter.to, &errors))
             (field("Customer email", "email", Kind::Email, &filter.email, &errors))
             (field("SKU", "sku", Kind::Text, &filter.sku, &errors))
+            (field("Lot batch", "batch", Kind::Text, &filter.batch, &errors))
             button.button type="submit" { "Filter" }
         }
         @if orders.is_empty() {
@@ -307,16 +320,8 @@ async fn allocations(state: &AppState, number: &str) -> Result<Vec<AllocationRow
 }
 
 /// The order numbers the domain gives out: short, of letters, digits and hyphens.
-fn plausible_number(number: &str) -> bool {
-    !number.is_empty()
-        && number.len() <= 32
-        && number
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 async fn load(state: &AppState, number: &str) -> Result<Order> {
-    if !plausible_number(number) {
+    if !layout::plausible_number(number) {
         return Err(Error::not_found(format!("order {number}")));
     }
     crate::orders::get_for_staff(state, number).await
@@ -424,11 +429,15 @@ async fn order_page(
                         th scope="col" { "Location" } th scope="col" class="num" { "Units" } } }
                     tbody {
                         @for a in &allocations {
-                            tr { td { code { (a.sku) } } td { (a.batch) } td { (a.expires_on) } td { (a.location) } td.num { (a.quantity) } }
+                            tr { td { code { (a.sku) } } td { a href={ "/admin/orders?batch=" (a.batch) } { (a.batch) } }
+                                td { (a.expires_on) } td { (a.location) } td.num { (a.quantity) } }
                         }
                     }
                 }
             }
+        }
+        @if super::may(staff.role, &axum::http::Method::GET, "/admin/audit") {
+            p { a href={ "/admin/audit?target_type=order&target_id=" (order.number) } { "The order's history in the audit log" } }
         }
     };
     layout::page(
@@ -597,7 +606,7 @@ async fn transition(
     number: &str,
     change: Transition,
 ) -> Result<Order> {
-    if !plausible_number(number) {
+    if !layout::plausible_number(number) {
         return Err(Error::not_found(format!("order {number}")));
     }
     crate::orders::transition(state, &staff.actor, number, change).await
@@ -783,7 +792,7 @@ async fn refund(
     let form = Form::parse(&body);
     let amount = form.get("amount_minor").to_owned();
     let outcome = match layout::parse_amount(&amount) {
-        Some(minor) if plausible_number(&number) => {
+        Some(minor) if layout::plausible_number(&number) => {
             let input = RefundRequest {
                 amount_minor: Some(minor),
             };

@@ -191,6 +191,12 @@ async fn locations_page(
     .await
 }
 
+/// The stock locations (this page's list, and the receiving form's choices).
+pub(super) async fn locations(state: &AppState) -> Result<Vec<crate::inventory::Location>> {
+    let mut conn = state.db.pool.acquire().await?;
+    crate::inventory::list_locations(&mut conn).await
+}
+
 async fn show_locations(
     state: &AppState,
     staff: &Staff,
@@ -198,11 +204,7 @@ async fn show_locations(
     form: &Form,
     errors: &FormErrors,
 ) -> Response {
-    let locations = match state.db.pool.acquire().await {
-        Ok(mut conn) => crate::inventory::list_locations(&mut conn).await,
-        Err(err) => Err(err.into()),
-    };
-    let locations = match locations {
+    let locations = match locations(state).await {
         Ok(locations) => locations,
         Err(err) => return layout::error_page(&err, "locations"),
     };

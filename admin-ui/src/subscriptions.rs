@@ -124,16 +124,8 @@ pub fn table(list: &[Subscription]) -> Markup {
     }
 }
 
-fn plausible(number: &str) -> bool {
-    !number.is_empty()
-        && number.len() <= 32
-        && number
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 async fn load(state: &AppState, number: &str) -> Result<Subscription> {
-    if !plausible(number) {
+    if !layout::plausible_number(number) {
         return Err(Error::not_found(format!("subscription {number}")));
     }
     subscriptions::get(state, number, None).await
@@ -334,7 +326,7 @@ async fn act(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    let outcome = match (plausible(&number), action_of(&form)) {
+    let outcome = match (layout::plausible_number(&number), action_of(&form)) {
         (false, _) => Err(Error::not_found(format!("subscription {number}"))),
         (true, Ok(action)) => subscriptions::act(&state, &staff.actor, &number, None, action).await,
         (true, Err(err)) => Err(err),

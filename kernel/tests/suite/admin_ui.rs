@@ -494,6 +494,11 @@ both_backends! {
         assert!(list.contains(&number), "{list}");
         let r = get(&app, &mut browser, "/admin/orders?from=yesterday").await;
         assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a date that is not one");
+        // By the batch its units came from.
+        let list = get(&app, &mut browser, "/admin/orders?batch=B1").await.text();
+        assert!(list.contains(&number), "{list}");
+        let list = get(&app, &mut browser, "/admin/orders?batch=B2").await.text();
+        assert!(!list.contains(&number), "{list}");
         // The order: its lines and the lot its units came from.
         let page = get(&app, &mut browser, &format!("/admin/orders/{number}")).await.text();
         assert!(page.contains("MAG-60") && page.contains("B1"), "{page}");
