@@ -103,6 +103,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             crate::Error::Internal(err) => err,
             other => anyhow::anyhow!("{}", other.body().message),
         })?;
+    if !args.dry_run {
+        crate::store::analyze(&db, args.kind.tables()).await?;
+    }
     let report_path = args
         .report
         .clone()

@@ -149,6 +149,17 @@ pub async fn seed_synthetic(db: &Db, variants: usize) -> anyhow::Result<()> {
     .await;
     progress.finish();
     let report = seeded?;
+    crate::store::analyze(
+        db,
+        &[
+            "products",
+            "variants",
+            "lots",
+            "categories",
+            "product_categories",
+        ],
+    )
+    .await?;
     println!(
         "seeded a synthetic catalog: {} product(s), {} variant(s), {} lot(s) in {:.1} s \
          ({} missing demo categories created)",

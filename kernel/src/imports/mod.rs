@@ -46,6 +46,27 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The tables an import of this kind fills (their statistics are refreshed after it).
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Kind::Products => &[
+                "products",
+                "variants",
+                "product_categories",
+                "import_records",
+            ],
+            Kind::Lots => &["lots", "stock_ledger", "import_records"],
+            Kind::Customers => &["customers", "import_records"],
+            Kind::Orders => &[
+                "orders",
+                "order_lines",
+                "order_allocations",
+                "import_records",
+            ],
+            Kind::Subscriptions => &["subscriptions", "subscription_items", "import_records"],
+        }
+    }
+
     pub const ALL: [Kind; 5] = [
         Kind::Products,
         Kind::Lots,

@@ -299,3 +299,19 @@ impl Reads {
         }
     }
 }
+
+/// Refreshes the planner's statistics of `tables` after a bulk load (the synthetic
+/// catalog, an import): until autovacuum gets to them, PostgreSQL plans the new rows as
+/// if they were not there (measured: the admin's products list read every lot fifty times,
+/// 760 ms instead of 1 ms). SQLite analyzes the whole file.
+pub async fn analyze(db: &Db, tables: &[&str]) -> anyhow::Result<()> {
+    let sql = match db.backend {
+        Backend::Postgres => format!("ANALYZE {}", tables.join(", ")),
+        Backend::Sqlite => "ANALYZE".to_owned(),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&db.pool)
+        .await
+        .context("refreshing the planner's statistics")?;
+    Ok(())
+}
