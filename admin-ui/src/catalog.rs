@@ -794,12 +794,7 @@ async fn edit_page(
     let Some(id) = id_from(&id) else {
         return layout::not_found_page();
     };
-    let notice = layout::query_value(query.as_deref(), "done").and_then(|done| {
-        NOTICES
-            .iter()
-            .find(|(key, _)| *key == done)
-            .map(|(_, text)| *text)
-    });
+    let notice = layout::notice(query.as_deref(), NOTICES);
     product_page(&state, &staff, &admin, id, notice, Returned::default()).await
 }
 

@@ -137,14 +137,14 @@ async fn activity(state: &AppState, staff: &Staff, view: &CustomerView) -> Resul
     })
 }
 
-/// A notice for `?done=`.
-fn notice_of(query: Option<&str>) -> Option<&'static str> {
-    match layout::query_value(query, "done").as_deref() {
-        Some("points") => Some("The points were corrected; the customer sees the reason."),
-        Some("erased") => Some("The customer was erased."),
-        _ => None,
-    }
-}
+/// What the customer's page says after each change.
+const DONE: &[(&str, &str)] = &[
+    (
+        "points",
+        "The points were corrected; the customer sees the reason.",
+    ),
+    ("erased", "The customer was erased."),
+];
 
 async fn customer_page(
     State(state): State<AppState>,
@@ -152,7 +152,7 @@ async fn customer_page(
     Path(pseudonym): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let notice = notice_of(query.as_deref());
+    let notice = layout::notice(query.as_deref(), DONE);
     show_customer(
         &state,
         &staff,

@@ -477,6 +477,16 @@ pub fn parse_amount(text: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(cents)
 }
 
+/// The notice of a page after a change: the text of the `done` query parameter's key in
+/// `notices` (`?done=saved` → "Saved."), or none for a key the page does not know.
+pub fn notice(query: Option<&str>, notices: &[(&str, &'static str)]) -> Option<&'static str> {
+    let done = query_value(query, "done")?;
+    notices
+        .iter()
+        .find(|(key, _)| *key == done)
+        .map(|(_, text)| *text)
+}
+
 /// The first value of `name` in a query string.
 pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())

@@ -25,6 +25,16 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/operations/jobs/{id}/retry", post(retry))
 }
 
+/// What the page says after each action.
+const DONE: &[(&str, &str)] = &[
+    ("replayed", "Replayed: the consumer took the event."),
+    (
+        "replay_failed",
+        "The consumer failed again: its error is in the list.",
+    ),
+    ("retried", "The job is queued again, due now."),
+];
+
 async fn operations_page(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
@@ -54,12 +64,7 @@ async fn operations_page(
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "operations"),
     };
-    let notice = match layout::query_value(query.as_deref(), "done").as_deref() {
-        Some("replayed") => Some("Replayed: the consumer took the event."),
-        Some("replay_failed") => Some("The consumer failed again: its error is in the list."),
-        Some("retried") => Some("The job is queued again, due now."),
-        _ => None,
-    };
+    let notice = layout::notice(query.as_deref(), DONE);
     let may_manage = super::may(
         staff.role,
         &Method::POST,

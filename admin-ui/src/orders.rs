@@ -354,12 +354,7 @@ async fn order_page(
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "order"),
     };
-    let notice = layout::query_value(query.as_deref(), "done").and_then(|done| {
-        NOTICES
-            .iter()
-            .find(|(key, _)| *key == done)
-            .map(|(_, text)| *text)
-    });
+    let notice = layout::notice(query.as_deref(), NOTICES);
     let money = |minor: i64| layout::money(minor, &order.currency);
     let body = html! {
         p.crumbs { a href="/admin/orders" { "Orders" } }

@@ -258,9 +258,7 @@ async fn plugin_page(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let notice = layout::query_value(query.as_deref(), "done")
-        .and_then(|done| DONE.iter().find(|(key, _)| *key == done))
-        .map(|(_, text)| *text);
+    let notice = layout::notice(query.as_deref(), DONE);
     let input_hash = layout::query_value(query.as_deref(), "input_hash");
     show_plugin(
         &state,

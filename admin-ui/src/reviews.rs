@@ -39,17 +39,19 @@ fn status_of(text: &str) -> ReviewStatus {
     }
 }
 
+/// What the page says after each decision.
+const DONE: &[(&str, &str)] = &[
+    ("publish", "Published: it shows on the product page."),
+    ("reject", "Rejected: its author is told why."),
+];
+
 async fn queue_page(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
     RawQuery(query): RawQuery,
 ) -> Response {
     let status = layout::query_value(query.as_deref(), "status").unwrap_or_default();
-    let notice = match layout::query_value(query.as_deref(), "done").as_deref() {
-        Some("publish") => Some("Published: it shows on the product page."),
-        Some("reject") => Some("Rejected: its author is told why."),
-        _ => None,
-    };
+    let notice = layout::notice(query.as_deref(), DONE);
     queue(
         &state,
         &staff,

@@ -26,6 +26,15 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/staff/sso/remove", post(remove))
 }
 
+/// What the page says after each change.
+const DONE: &[(&str, &str)] = &[
+    ("saved", "Saved: the sign-in page offers the provider."),
+    (
+        "removed",
+        "Single sign-on is off; sessions made through it stay until they end.",
+    ),
+];
+
 async fn sso_page(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
@@ -54,13 +63,7 @@ async fn sso_page(
         ]),
         Err(err) => return layout::error_page(&err, "single sign-on"),
     };
-    let notice = match layout::query_value(query.as_deref(), "done").as_deref() {
-        Some("saved") => Some("Saved: the sign-in page offers the provider."),
-        Some("removed") => {
-            Some("Single sign-on is off; sessions made through it stay until they end.")
-        }
-        _ => None,
-    };
+    let notice = layout::notice(query.as_deref(), DONE);
     show(&staff, &admin, &form, notice, &FormErrors::default())
 }
 

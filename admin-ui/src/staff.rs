@@ -181,9 +181,7 @@ async fn member_page(
     PagePath(id): PagePath<i64>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let notice = layout::query_value(query.as_deref(), "done")
-        .and_then(|done| DONE.iter().find(|(key, _)| *key == done))
-        .map(|(_, text)| *text);
+    let notice = layout::notice(query.as_deref(), DONE);
     let extra = Extra {
         notice,
         ..Extra::default()

@@ -137,9 +137,7 @@ async fn subscription_page(
     Path(number): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let notice = layout::query_value(query.as_deref(), "done")
-        .and_then(|done| DONE.iter().find(|(key, _)| *key == done))
-        .map(|(_, text)| *text);
+    let notice = layout::notice(query.as_deref(), DONE);
     match load(&state, &number).await {
         Ok(sub) => show(
             &staff,
