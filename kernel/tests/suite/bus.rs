@@ -527,6 +527,14 @@ both_backends! {
         app.kernel.state.bus.notify();
         wait_until("stuck at event 7", async || effects(&db, "stuck").await.len() == 6).await;
         let head: i64 = sqlx::query("SELECT position FROM bus_log").fetch_one(&db.pool).await.unwrap().try_get(0).unwrap();
+        // Every other consumer, node-local (reported by the heartbeat) and cluster-once,
+        // has passed the ten events: only the stuck one holds pruning back.
+        let slowest_other = async || -> i64 {
+            sqlx::query("SELECT MIN(position) FROM (SELECT position FROM bus_nodes
+                         UNION ALL SELECT position FROM bus_consumers WHERE name <> 'stuck') AS positions")
+                .fetch_one(&db.pool).await.unwrap().try_get::<Option<i64>, _>(0).unwrap().unwrap_or(head)
+        };
+        wait_until("every other consumer past the ten events", async || slowest_other().await >= head).await;
         // A node that died long ago does not hold pruning back.
         sqlx::query("INSERT INTO bus_nodes (node_id, position, version, started_at, seen_at) VALUES ('gone', 0, 'x', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z')")
             .execute(&db.pool).await.unwrap();
