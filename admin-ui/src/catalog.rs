@@ -196,6 +196,7 @@ async fn list_page(
                     a.button href="/admin/products/new?type=bundle" { "New bundle" }
                 }
             }
+            a.button href="/admin/categories" { "Categories" }
         }
         form.filters method="get" action="/admin/products" role="search" {
             (field("Name or SKU", "q", Kind::Text, &filter.text, &FormErrors::default()))
@@ -823,9 +824,10 @@ async fn product_page(
     let loaded = async {
         let product = crate::catalog::product_for_staff(state, id).await?;
         let lots = lots_of(state, &product).await?;
-        Ok::<_, Error>((product, lots, categories(state).await?))
+        let images = crate::media::api::images(state, id).await?;
+        Ok::<_, Error>((product, lots, images, categories(state).await?))
     };
-    let (product, lots, categories) = match loaded.await {
+    let (product, lots, images, categories) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "product"),
     };
@@ -873,6 +875,19 @@ async fn product_page(
         section {
             h2 { "Variants and stock" }
             (variants_table(&product, &lots, may_write, may_receive, admin, returned.variant.as_ref()))
+        }
+        section #images {
+            h2 { "Images" }
+            @if images.is_empty() { p.empty { "No image yet." } }
+            div.thumbnails {
+                @for image in &images {
+                    img src=(crate::media::variant_url(&image.hash, 320, crate::media::Format::WebP)) width="96"
+                        height=(u64::from(image.height) * 96 / u64::from(image.width.max(1))) alt=(image.alt) loading="lazy";
+                }
+            }
+            a.button href={ "/admin/products/" (product.id) "/images" } {
+                @if may_write { "Upload and arrange images" } @else { "See the images" }
+            }
         }
         @if may_write {
             section {

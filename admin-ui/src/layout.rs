@@ -20,6 +20,7 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Subscriptions", "/admin/subscriptions"),
     ("Customers", "/admin/customers"),
     ("Notifications", "/admin/notifications"),
+    ("Campaigns", "/admin/campaigns"),
     ("Recalls", "/admin/recalls"),
     ("Reviews", "/admin/reviews"),
     ("Plugins", "/admin/plugins"),
@@ -229,6 +230,7 @@ pub fn sentence(text: &str) -> String {
 // ---- forms ----------------------------------------------------------------------------
 
 /// The fields of a posted form. Missing fields read as empty: the checks name them.
+#[derive(Default)]
 pub struct Form(Vec<(String, String)>);
 
 impl Form {
@@ -313,6 +315,9 @@ impl FormErrors {
                     .collect(),
                 Some(sentence(message)),
             ),
+            Error::MediaTooLarge { field, message } | Error::UnsupportedFile { field, message } => {
+                (vec![FieldError::new(field.clone(), message.clone())], None)
+            }
             Error::BadCredential { field, message } => {
                 (vec![FieldError::new(*field, *message)], None)
             }

@@ -19,9 +19,12 @@
 mod assets;
 mod audit;
 pub(crate) mod auth;
+mod campaigns;
 mod catalog;
+mod categories;
 mod customers;
 mod dashboard;
+mod images;
 mod layout;
 mod notifications;
 mod operations;
@@ -122,6 +125,73 @@ pub const PAGES: &[Page] = &[
         "/admin/variants/{id}",
         Method::PATCH,
         "/variants/{id}",
+    ),
+    page(
+        Method::GET,
+        "/admin/products/{id}/images",
+        Method::GET,
+        "/products/{id}/images",
+    ),
+    page(
+        Method::POST,
+        "/admin/products/{id}/images",
+        Method::POST,
+        "/products/{id}/images",
+    ),
+    page(
+        Method::POST,
+        "/admin/products/{id}/images/{image_id}",
+        Method::PATCH,
+        "/products/{id}/images/{image_id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/products/{id}/images/{image_id}/move",
+        Method::PUT,
+        "/products/{id}/images/order",
+    ),
+    page(
+        Method::GET,
+        "/admin/products/{id}/images/{image_id}/delete",
+        Method::DELETE,
+        "/products/{id}/images/{image_id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/products/{id}/images/{image_id}/delete",
+        Method::DELETE,
+        "/products/{id}/images/{image_id}",
+    ),
+    page(Method::GET, "/admin/categories", Method::GET, "/categories"),
+    page(
+        Method::POST,
+        "/admin/categories",
+        Method::POST,
+        "/categories",
+    ),
+    page(
+        Method::GET,
+        "/admin/categories/{id}",
+        Method::PUT,
+        "/categories/{id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/categories/{id}",
+        Method::PUT,
+        "/categories/{id}",
+    ),
+    page(
+        Method::GET,
+        "/admin/categories/{id}/delete",
+        Method::DELETE,
+        "/categories/{id}",
+    ),
+    page(
+        Method::POST,
+        "/admin/categories/{id}/delete",
+        Method::DELETE,
+        "/categories/{id}",
     ),
     page(Method::GET, "/admin/lots", Method::GET, "/lots"),
     page(Method::GET, "/admin/lots/new", Method::POST, "/lots"),
@@ -317,6 +387,18 @@ pub const PAGES: &[Page] = &[
     // Notifications: the delivery log is the customers'; templates are settings.
     page(
         Method::GET,
+        "/admin/campaigns",
+        Method::GET,
+        "/notification-campaigns",
+    ),
+    page(
+        Method::POST,
+        "/admin/campaigns",
+        Method::POST,
+        "/notification-campaigns",
+    ),
+    page(
+        Method::GET,
         "/admin/notifications",
         Method::GET,
         "/notifications",
@@ -437,6 +519,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(dashboard::routes())
         .merge(auth::account_routes())
         .merge(catalog::routes())
+        .merge(images::routes(state))
+        .merge(categories::routes())
         .merge(orders::routes())
         .merge(plugins::routes())
         .merge(recalls::routes())
@@ -448,6 +532,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(settings::routes())
         .merge(reviews::routes())
         .merge(notifications::routes())
+        .merge(campaigns::routes())
         .merge(stock::routes())
         .merge(rates::routes())
         .merge(sso::routes())

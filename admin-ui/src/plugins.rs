@@ -2,7 +2,8 @@
 //! self-test through the real host and installs it without activating it, so the
 //! merchant sees the result before anything serves; a plugin's page with its versions
 //! (activate any), its settings in a form made from what the manifest declares, its
-//! priority and granted hosts, its recent calls (count, failures, p99, fuel) and the
+//! priority and granted hosts, its recent calls (count, failures, p99, fuel), the calls on
+//! this node by kind from its own `/metrics`, and the
 //! decisions explorer; turning on and off, and rolling back. Through the plugin
 //! registry's own calls (`state.plugins`), as the admin API's are.
 
@@ -352,6 +353,7 @@ async fn show_plugin(
         @if may_manage { div.actions { (switch_form(admin, &info, true)) (rollback_form(admin, &info, true)) } }
         (versions(admin, &info, may_manage))
         (calls(&recent))
+        (node_calls(&crate::plugins::api::node_metrics(state, &info.id)))
         @if may_manage { (settings_form(admin, &info, &declared, page.form.as_ref(), errors)) }
         (explorer(&info.id, page.input_hash.as_deref(), found.as_deref()))
     };
@@ -381,6 +383,35 @@ fn versions(admin: &AdminSession, info: &PluginInfo, may_manage: bool) -> Markup
                         td { code { (v.hash.get(..16).unwrap_or(&v.hash)) "…" } }
                         td { @if v.version == info.active_version { "serving" }
                              @else if may_manage { (activate_form(admin, &info.id, &v.version)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls by kind on this node since it started, from its `/metrics`.
+fn node_calls(metrics: &[crate::plugins::api::CallMetrics]) -> Markup {
+    html! {
+        h2 { "Calls on this node" }
+        p.hint { "Since this node started, as its " code { "/metrics" } " counts them." }
+        @if metrics.is_empty() { p.empty #plugin-node-calls { "No call on this node yet." } }
+        @else {
+            table #plugin-node-calls {
+                caption.visually-hidden { "Calls by kind on this node" }
+                thead { tr { th scope="col" { "Call" } th scope="col" class="num" { "Calls" }
+                    th scope="col" class="num" { "Failed" } th scope="col" class="num" { "p99" }
+                    th scope="col" class="num" { "Fuel p99" } th scope="col" class="num" { "Fuel, mean" } } }
+                tbody {
+                    @for m in metrics {
+                        tr {
+                            td { (m.call) }
+                            td.num { (m.calls) }
+                            td.num { (m.failed) }
+                            td.num { @if let Some(ms) = m.p99_ms_at_most { "≤ " (ms) " ms" } @else { "—" } }
+                            td.num { @if let Some(f) = m.fuel_p99 { (format!("{f:.0}")) } @else { "—" } }
+                            td.num { @if let Some(f) = m.fuel_mean { (format!("{f:.0}")) } @else { "—" } }
+                        }
                     }
                 }
             }

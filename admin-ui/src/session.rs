@@ -190,9 +190,11 @@ async fn check_csrf(
         return Err(expired_form_page());
     }
     let (parts, body) = request.into_parts();
-    // A plugin package may be larger than any other form.
+    // A plugin package and a product image may be larger than any other form.
     let limit = if parts.uri.path() == super::plugins::UPLOAD_PATH {
         crate::plugins::api::MAX_PACKAGE_BYTES
+    } else if super::images::is_upload(&parts.method, parts.uri.path()) {
+        super::images::upload_limit(state)
     } else {
         state.config.max_body_bytes
     };

@@ -31,6 +31,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_variant))
         .routes(routes!(update_variant))
         .routes(routes!(create_category))
+        .routes(routes!(update_category, delete_category))
 }
 
 /// Active products, filtered and paged.
@@ -215,9 +216,39 @@ async fn create_category(
     StaffAuth(staff): StaffAuth,
     JsonBody(input): JsonBody<NewCategory>,
 ) -> Result<(StatusCode, Json<Category>)> {
-    let mut tx = state.db.begin().await?;
-    let category = repo::create_category(&mut tx, &input, &staff.actor).await?;
-    tx.commit().await?;
-    state.bus.notify();
+    let category = super::create_category(&state, &staff.actor, &input).await?;
     Ok((StatusCode::CREATED, Json(category)))
+}
+
+/// Replaces a category's slug, name, parent and position (the shop's `/c/<slug>` address
+/// changes with its slug). Putting a category inside itself or one of its subcategories
+/// is refused naming `parent`.
+#[utoipa::path(put, path = "/categories/{id}", tag = "admin-catalog", request_body = NewCategory,
+    params(("id" = i64, Path)), security(("staff_token" = [])),
+    responses((status = 200, body = Category), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_category(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+    JsonBody(input): JsonBody<NewCategory>,
+) -> Result<Json<Category>> {
+    Ok(Json(
+        super::update_category(&state, &staff.actor, id, &input).await?,
+    ))
+}
+
+/// Deletes a category; its products stay, outside it. A category with subcategories is
+/// refused (409) until they are moved or deleted.
+#[utoipa::path(delete, path = "/categories/{id}", tag = "admin-catalog",
+    params(("id" = i64, Path)), security(("staff_token" = [])),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn delete_category(
+    State(state): State<AppState>,
+    StaffAuth(staff): StaffAuth,
+    PathParam(id): PathParam<i64>,
+) -> Result<StatusCode> {
+    super::delete_category(&state, &staff.actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

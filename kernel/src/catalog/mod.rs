@@ -11,8 +11,11 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::cache::CachedProduct;
 use crate::error::{Error, Result};
-use model::{Category, NewProduct, NewVariant, Product, ProductPage, ProductPatch, VariantPatch};
+use model::{
+    Category, NewCategory, NewProduct, NewVariant, Product, ProductPage, ProductPatch, VariantPatch,
+};
 use repo::{ProductFilter, ProductKey, Visibility};
+use sqlx::Row;
 
 fn from_cache_error(err: Arc<Error>) -> Error {
     match &*err {
@@ -84,6 +87,64 @@ pub async fn cached_categories(state: &AppState) -> Result<Arc<Vec<Category>>> {
 }
 
 // ---- staff's reads and writes (the admin API and the admin pages) --------------------
+
+/// Adds a category (the admin API's and the admin page's).
+pub async fn create_category(
+    state: &AppState,
+    actor: &str,
+    input: &NewCategory,
+) -> Result<Category> {
+    let mut tx = state.db.begin().await?;
+    let category = repo::create_category(&mut tx, input, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(category)
+}
+
+/// Changes a category; its products' pages and search entries follow.
+pub async fn update_category(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+    input: &NewCategory,
+) -> Result<Category> {
+    let mut tx = state.db.begin().await?;
+    let category = repo::update_category(&mut tx, id, input, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(category)
+}
+
+/// Deletes a category without subcategories; its products stay, outside it.
+pub async fn delete_category(state: &AppState, actor: &str, id: i64) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    repo::delete_category(&mut tx, id, actor).await?;
+    tx.commit().await?;
+    state.bus.notify();
+    Ok(())
+}
+
+/// The categories with how many products each holds, for staff (from the primary).
+pub async fn categories_for_staff(state: &AppState) -> Result<Vec<(Category, i64)>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let categories = repo::list_categories(&mut conn).await?;
+    let counts = sqlx::query(
+        "SELECT category_id, CAST(COUNT(*) AS BIGINT) FROM product_categories GROUP BY category_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut count_of = std::collections::HashMap::new();
+    for row in &counts {
+        count_of.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+    }
+    Ok(categories
+        .into_iter()
+        .map(|c| {
+            let count = count_of.get(&c.id).copied().unwrap_or(0);
+            (c, count)
+        })
+        .collect())
+}
 
 /// A product as staff see it, drafts and archived ones included, from the primary.
 pub async fn product_for_staff(state: &AppState, id: i64) -> Result<Product> {

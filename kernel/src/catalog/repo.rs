@@ -106,6 +106,202 @@ pub async fn create_category(
     Ok(category)
 }
 
+/// One category, by id.
+pub async fn category_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<Category>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.slug, c.name, p.slug, c.position FROM categories c
+         LEFT JOIN categories p ON p.id = c.parent_id WHERE c.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(Category {
+            id: row.try_get(0)?,
+            slug: row.try_get(1)?,
+            name: row.try_get(2)?,
+            parent: row.try_get(3)?,
+            position: row.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// The slugs of the products in category `id` (the search index and the caches refresh
+/// them when the category changes).
+async fn products_in_category(conn: &mut AnyConnection, id: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT p.slug FROM products p JOIN product_categories pc ON pc.product_id = p.id
+         WHERE pc.category_id = $1 ORDER BY p.slug",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(Error::from))
+        .collect()
+}
+
+/// Changes category `id`'s slug, name, parent and position. A category cannot be put
+/// inside itself or one of its own subcategories. Its products' pages and search entries
+/// follow (the event names them).
+pub async fn update_category(
+    conn: &mut AnyConnection,
+    id: i64,
+    input: &NewCategory,
+    actor: &str,
+) -> Result<Category> {
+    let mut problems = Problems::new();
+    check_slug(&mut problems, "slug", &input.slug);
+    check_text(&mut problems, "name", &input.name, 100);
+    problems.into_result()?;
+    let before = category_by_id(conn, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("category {id}")))?;
+    let parent_id: Option<i64> = match &input.parent {
+        None => None,
+        Some(parent) => {
+            let parent_id: i64 = sqlx::query("SELECT id FROM categories WHERE slug = $1")
+                .bind(parent)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| Error::invalid("parent", format!("unknown category `{parent}`")))?
+                .try_get(0)?;
+            // Walk up from the new parent: meeting this category means a cycle.
+            let mut ancestor = Some(parent_id);
+            let mut steps = 0;
+            while let Some(at) = ancestor {
+                if at == id {
+                    return Err(Error::invalid(
+                        "parent",
+                        "a category cannot be inside itself or one of its subcategories",
+                    ));
+                }
+                steps += 1;
+                if steps > 1000 {
+                    break;
+                }
+                ancestor = sqlx::query("SELECT parent_id FROM categories WHERE id = $1")
+                    .bind(at)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|r| r.try_get::<Option<i64>, _>(0))
+                    .transpose()?
+                    .flatten();
+            }
+            Some(parent_id)
+        }
+    };
+    sqlx::query(
+        "UPDATE categories SET slug = $1, name = $2, parent_id = $3, position = $4 WHERE id = $5",
+    )
+    .bind(&input.slug)
+    .bind(input.name.trim())
+    .bind(parent_id)
+    .bind(input.position)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            Error::conflict(
+                Some("slug"),
+                format!("category `{}` already exists", input.slug),
+            )
+        } else {
+            err.into()
+        }
+    })?;
+    let products = products_in_category(conn, id).await?;
+    crate::bus::record(
+        conn,
+        "category",
+        id,
+        "category.updated",
+        &serde_json::json!({ "id": id, "slug": input.slug, "products": products }),
+    )
+    .await?;
+    let after = Category {
+        id,
+        slug: input.slug.clone(),
+        name: input.name.trim().to_owned(),
+        parent: input.parent.clone(),
+        position: input.position,
+    };
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "category.updated",
+            target_type: "category",
+            target_id: id.to_string(),
+            before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
+            after: Some(serde_json::to_value(&after).map_err(anyhow::Error::from)?),
+        },
+    )
+    .await?;
+    Ok(after)
+}
+
+/// Deletes category `id`; its products stay, outside it. A category with subcategories
+/// is refused (move or delete them first).
+pub async fn delete_category(conn: &mut AnyConnection, id: i64, actor: &str) -> Result<()> {
+    let before = category_by_id(conn, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("category {id}")))?;
+    let children: i64 =
+        sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM categories WHERE parent_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+    if children > 0 {
+        return Err(Error::conflict(
+            None,
+            format!(
+                "category `{}` has {children} subcategor{}: move or delete {} first",
+                before.slug,
+                if children == 1 { "y" } else { "ies" },
+                if children == 1 { "it" } else { "them" },
+            ),
+        ));
+    }
+    let products = products_in_category(conn, id).await?;
+    for table in ["product_categories", "visitor_affinity"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE category_id = $1"
+        )))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DELETE FROM categories WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    crate::bus::record(
+        conn,
+        "category",
+        id,
+        "category.deleted",
+        &serde_json::json!({ "id": id, "slug": before.slug, "products": products }),
+    )
+    .await?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Entry {
+            actor,
+            action: "category.deleted",
+            target_type: "category",
+            target_id: id.to_string(),
+            before: Some(serde_json::to_value(&before).map_err(anyhow::Error::from)?),
+            after: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 async fn category_ids(conn: &mut AnyConnection, field: &str, slugs: &[String]) -> Result<Vec<i64>> {
     let mut ids = Vec::new();
     let mut problems = Problems::new();

@@ -227,14 +227,26 @@ async fn upload_image(
     PathParam(product_id): PathParam<i64>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<ProductImage>)> {
-    let form = read_form(&state, multipart).await?;
+    let form = read_form(&state, multipart_body(multipart)?, &[]).await?;
+    let image = add_image(&state, &staff.actor, product_id, form).await?;
+    Ok((StatusCode::CREATED, Json(image)))
+}
+
+/// Adds an uploaded image to product `product_id` (the admin API's upload and the admin
+/// page's): checked, its original stored, its variants left to the job.
+pub async fn add_image(
+    state: &AppState,
+    actor: &str,
+    product_id: i64,
+    form: UploadForm,
+) -> Result<ProductImage> {
     let alt = form.alt.unwrap_or_default();
     let variant_id = form.variant_id;
     let Checked {
         bytes,
         hash,
         inspected,
-    } = check_file(&state, form.file).await?;
+    } = check_file(state, form.file).await?;
     let storage = &state.media;
     {
         // The product must exist before anything is stored.
@@ -244,7 +256,7 @@ async fn upload_image(
             check_variant(&mut conn, product_id, variant_id).await?;
         }
     }
-    let files = lock_files(&state).await?;
+    let files = lock_files(state).await?;
     store_original(storage, &hash, &bytes).await?;
     let now = state.clock.now_text();
     let mut tx = state.db.begin().await?;
@@ -273,7 +285,7 @@ async fn upload_image(
     .bind(&alt)
     .bind(position)
     .bind(status)
-    .bind(&staff.actor)
+    .bind(actor)
     .bind(&now)
     .fetch_one(&mut *tx)
     .await?
@@ -286,7 +298,7 @@ async fn upload_image(
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("image {image_id} vanished")))?;
     record_change(
         &mut tx,
-        &staff.actor,
+        actor,
         product_id,
         Change {
             event: "media.added",
@@ -303,28 +315,36 @@ async fn upload_image(
     state.bus.notify();
     state.bus.notify_jobs();
     metrics::counter!("olivine_media_uploads_total").increment(1);
-    Ok((StatusCode::CREATED, Json(image)))
+    Ok(image)
 }
 
 /// The parts of an upload form.
-struct UploadForm {
+pub struct UploadForm {
     file: Option<(Bytes, String)>,
     alt: Option<String>,
     variant_id: Option<i64>,
 }
 
-async fn read_form(
-    state: &AppState,
+fn multipart_body(
     multipart: std::result::Result<Multipart, MultipartRejection>,
-) -> Result<UploadForm> {
-    let limit = state.config.media.media_max_upload_bytes;
-    let mut multipart = multipart.map_err(|rejection| Error::UnsupportedFile {
+) -> Result<Multipart> {
+    multipart.map_err(|rejection| Error::UnsupportedFile {
         field: "body".to_owned(),
         message: format!(
             "expected a multipart/form-data body with a `file` part: {}",
             rejection.body_text()
         ),
-    })?;
+    })
+}
+
+/// Reads an upload's parts (`file`, `alt`, `variant_id`); parts named in `ignored` (the
+/// admin page's `csrf`, checked before) are skipped, any other is refused.
+pub async fn read_form(
+    state: &AppState,
+    mut multipart: Multipart,
+    ignored: &[&str],
+) -> Result<UploadForm> {
+    let limit = state.config.media.media_max_upload_bytes;
     let mut form = UploadForm {
         file: None,
         alt: None,
@@ -360,13 +380,17 @@ async fn read_form(
             }
             "alt" => form.alt = Some(check_alt(&read_text(&mut field, "alt", limit).await?)?),
             "variant_id" => {
+                // Empty, as an HTML form sends "the whole product": none.
                 let text = read_text(&mut field, "variant_id", limit).await?;
-                form.variant_id = Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|_| Error::invalid("variant_id", "must be a variant's id"))?,
-                );
+                form.variant_id = match text.trim() {
+                    "" => None,
+                    id => Some(
+                        id.parse()
+                            .map_err(|_| Error::invalid("variant_id", "must be a variant's id"))?,
+                    ),
+                };
             }
+            other if ignored.contains(&other) => {}
             other => {
                 return Err(Error::invalid(
                     if other.is_empty() { "body" } else { other },
@@ -528,7 +552,7 @@ async fn replace_image(
     PathParam((product_id, image_id)): PathParam<(i64, i64)>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ProductImage>> {
-    let form = read_form(&state, multipart).await?;
+    let form = read_form(&state, multipart_body(multipart)?, &[]).await?;
     let Checked {
         bytes,
         hash,
@@ -614,9 +638,14 @@ async fn list_images(
     State(state): State<AppState>,
     PathParam(product_id): PathParam<i64>,
 ) -> Result<Json<Vec<ProductImage>>> {
+    Ok(Json(images(&state, product_id).await?))
+}
+
+/// The images of product `product_id`, in order (404 for an unknown product).
+pub async fn images(state: &AppState, product_id: i64) -> Result<Vec<ProductImage>> {
     let mut conn = state.db.pool.acquire().await?;
     product_slug(&mut conn, product_id).await?;
-    Ok(Json(super::images_of(&mut conn, product_id).await?))
+    super::images_of(&mut conn, product_id).await
 }
 
 /// Puts a product's images in a new order: `image_ids` lists every image of the product
@@ -631,11 +660,24 @@ async fn reorder_images(
     PathParam(product_id): PathParam<i64>,
     JsonBody(order): JsonBody<ImageOrder>,
 ) -> Result<Json<Vec<ProductImage>>> {
+    Ok(Json(
+        reorder(&state, &staff.actor, product_id, &order.image_ids).await?,
+    ))
+}
+
+/// Puts product `product_id`'s images in the order of `image_ids` (each of its images
+/// once).
+pub async fn reorder(
+    state: &AppState,
+    actor: &str,
+    product_id: i64,
+    image_ids: &[i64],
+) -> Result<Vec<ProductImage>> {
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
     let before = super::images_of(&mut tx, product_id).await?;
     let mut current: Vec<i64> = before.iter().map(|i| i.id).collect();
-    let mut wanted = order.image_ids.clone();
+    let mut wanted = image_ids.to_vec();
     current.sort_unstable();
     wanted.sort_unstable();
     if current != wanted {
@@ -648,7 +690,7 @@ async fn reorder_images(
         ));
     }
     let now = state.clock.now_text();
-    for (position, id) in order.image_ids.iter().enumerate() {
+    for (position, id) in image_ids.iter().enumerate() {
         sqlx::query("UPDATE product_images SET position = $1, updated_at = $2 WHERE id = $3")
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
             .bind(&now)
@@ -658,24 +700,24 @@ async fn reorder_images(
     }
     record_change(
         &mut tx,
-        &staff.actor,
+        actor,
         product_id,
         Change {
             event: "media.reordered",
-            payload: serde_json::json!({ "product_id": product_id, "image_ids": order.image_ids, "products": [slug] }),
+            payload: serde_json::json!({ "product_id": product_id, "image_ids": image_ids, "products": [slug] }),
             action: "product.images_reordered",
             target: ("product", product_id.to_string()),
             before: Some(
                 serde_json::json!({ "image_ids": before.iter().map(|i| i.id).collect::<Vec<_>>() }),
             ),
-            after: Some(serde_json::json!({ "image_ids": order.image_ids })),
+            after: Some(serde_json::json!({ "image_ids": image_ids })),
         },
     )
     .await?;
     tx.commit().await?;
     state.bus.notify();
     let mut conn = state.db.pool.acquire().await?;
-    Ok(Json(super::images_of(&mut conn, product_id).await?))
+    super::images_of(&mut conn, product_id).await
 }
 
 /// Changes an image's alt text or the variant it shows.
@@ -690,6 +732,19 @@ async fn update_image(
     PathParam((product_id, image_id)): PathParam<(i64, i64)>,
     JsonBody(patch): JsonBody<ImagePatch>,
 ) -> Result<Json<ProductImage>> {
+    Ok(Json(
+        change_image(&state, &staff.actor, product_id, image_id, patch).await?,
+    ))
+}
+
+/// Changes an image's alt text or the variant it shows.
+pub async fn change_image(
+    state: &AppState,
+    actor: &str,
+    product_id: i64,
+    image_id: i64,
+    patch: ImagePatch,
+) -> Result<ProductImage> {
     let alt = patch.alt.as_deref().map(check_alt).transpose()?;
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
@@ -717,7 +772,7 @@ async fn update_image(
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("image {image_id} vanished")))?;
     record_change(
         &mut tx,
-        &staff.actor,
+        actor,
         product_id,
         Change {
             event: "media.updated",
@@ -731,7 +786,7 @@ async fn update_image(
     .await?;
     tx.commit().await?;
     state.bus.notify();
-    Ok(Json(after))
+    Ok(after)
 }
 
 /// Deletes an image. Its original and every variant go from storage too, unless another
@@ -745,7 +800,18 @@ async fn delete_image(
     StaffAuth(staff): StaffAuth,
     PathParam((product_id, image_id)): PathParam<(i64, i64)>,
 ) -> Result<StatusCode> {
-    let files = lock_files(&state).await?;
+    remove_image(&state, &staff.actor, product_id, image_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an image, and its files unless another image shows the same file.
+pub async fn remove_image(
+    state: &AppState,
+    actor: &str,
+    product_id: i64,
+    image_id: i64,
+) -> Result<()> {
+    let files = lock_files(state).await?;
     let mut tx = state.db.begin().await?;
     let slug = product_slug(&mut tx, product_id).await?;
     let before = super::image_of(&mut tx, product_id, image_id)
@@ -772,7 +838,7 @@ async fn delete_image(
     }
     record_change(
         &mut tx,
-        &staff.actor,
+        actor,
         product_id,
         Change {
             event: "media.deleted",
@@ -788,10 +854,10 @@ async fn delete_image(
     state.bus.notify();
     // A variants job still running drops what it makes.
     if orphaned {
-        delete_files_if_unused(&state, &before.hash).await?;
+        delete_files_if_unused(state, &before.hash).await?;
     }
     drop(files);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// What an image change records in its transaction: the product's event (the search

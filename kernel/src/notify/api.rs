@@ -35,7 +35,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resend_notification))
         .routes(routes!(list_templates))
         .routes(routes!(put_template))
-        .routes(routes!(send_campaign))
+        .routes(routes!(send_campaign, list_campaigns))
 }
 
 /// The customer's devices registered for push.
@@ -546,4 +546,84 @@ async fn send_campaign(
 ) -> Result<(StatusCode, Json<CampaignSent>)> {
     let id = super::send_campaign(&state, &staff.actor, &input).await?;
     Ok((StatusCode::ACCEPTED, Json(CampaignSent { id })))
+}
+
+/// A campaign sent, with what became of its notifications so far.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignSummary {
+    pub id: i64,
+    pub title: String,
+    pub text: String,
+    pub link: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    /// Its notifications by state (`pending`, `delivered`, `failed`, `gone`, `skipped`).
+    pub notifications: std::collections::BTreeMap<String, i64>,
+}
+
+/// The campaigns sent, newest first (at most `limit`).
+pub async fn campaigns(state: &AppState, limit: i64) -> Result<Vec<CampaignSummary>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = sqlx::query(
+        "SELECT id, title, body_text, link, created_by, created_at FROM notification_campaigns
+         ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        // The unique key (source, channel, recipient) serves this.
+        let counts = sqlx::query(
+            "SELECT status, CAST(COUNT(*) AS BIGINT) FROM notifications WHERE source = $1 GROUP BY status",
+        )
+        .bind(format!("campaign:{id}"))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut notifications = std::collections::BTreeMap::new();
+        for count in &counts {
+            notifications.insert(count.try_get(0)?, count.try_get(1)?);
+        }
+        out.push(CampaignSummary {
+            id,
+            title: row.try_get(1)?,
+            text: row.try_get(2)?,
+            link: row.try_get(3)?,
+            created_by: row.try_get(4)?,
+            created_at: row.try_get(5)?,
+            notifications,
+        });
+    }
+    Ok(out)
+}
+
+/// How many customers a campaign sent now would reach.
+pub async fn campaign_audience(state: &AppState) -> Result<i64> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM ({}) AS audience",
+        super::CAMPAIGN_AUDIENCE
+    )))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignList {
+    /// Customers a campaign sent now would reach (consented to marketing, not erased).
+    pub audience: i64,
+    /// The latest 50, newest first.
+    pub campaigns: Vec<CampaignSummary>,
+}
+
+/// The campaigns sent (the latest 50) with their notifications by state, and how many
+/// customers a new one would reach. Permission: `settings.write`.
+#[utoipa::path(get, path = "/notification-campaigns", tag = "admin-customers",
+    security(("staff_token" = [])), responses((status = 200, body = CampaignList)))]
+async fn list_campaigns(State(state): State<AppState>) -> Result<Json<CampaignList>> {
+    Ok(Json(CampaignList {
+        audience: campaign_audience(&state).await?,
+        campaigns: campaigns(&state, 50).await?,
+    }))
 }

@@ -112,7 +112,14 @@ impl ClusterOnceConsumer for NotifyConsumer {
                 anyhow::bail!("the kernel is stopping");
             };
             let channels = ActiveChannels::of(&plugins);
-            let source = format!("event:{}", event.id);
+            // A campaign's notifications are found by the campaign (its event is pruned).
+            let source = match (
+                event.event_type.as_str(),
+                event.payload["campaign"].as_i64(),
+            ) {
+                ("campaign.sent", Some(campaign)) => format!("campaign:{campaign}"),
+                _ => format!("event:{}", event.id),
+            };
             for planned in &planned {
                 route(
                     tx,
@@ -414,6 +421,14 @@ async fn recalled(
         .collect())
 }
 
+/// The customers a campaign reaches: those whose consent in force (the newest row per
+/// purpose) to marketing by email or by push is granted, and who are not erased.
+pub(crate) const CAMPAIGN_AUDIENCE: &str = "SELECT DISTINCT c.customer_id FROM customer_consents c
+     JOIN customers cu ON cu.id = c.customer_id AND cu.erased_at IS NULL
+     WHERE c.purpose IN ('marketing_email', 'marketing_push') AND c.granted = 1
+       AND c.id = (SELECT MAX(id) FROM customer_consents l
+                   WHERE l.customer_id = c.customer_id AND l.purpose = c.purpose)";
+
 /// A campaign: every customer who consented to marketing on some channel.
 async fn campaign(
     payload: &serde_json::Value,
@@ -435,15 +450,9 @@ async fn campaign(
     let body: String = row.try_get(1)?;
     let html: Option<String> = row.try_get(2)?;
     let link: Option<String> = row.try_get(3)?;
-    // The newest row per purpose is the consent in force.
-    let customers: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT c.customer_id FROM customer_consents c
-         JOIN customers cu ON cu.id = c.customer_id AND cu.erased_at IS NULL
-         WHERE c.purpose IN ('marketing_email', 'marketing_push') AND c.granted = 1
-           AND c.id = (SELECT MAX(id) FROM customer_consents l
-                       WHERE l.customer_id = c.customer_id AND l.purpose = c.purpose)
-         ORDER BY c.customer_id",
-    )
+    let customers: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "{CAMPAIGN_AUDIENCE} ORDER BY c.customer_id"
+    )))
     .fetch_all(&mut *tx)
     .await?;
     Ok(customers

@@ -31,6 +31,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(activate_plugin))
         .routes(routes!(rollback_plugin))
         .routes(routes!(plugin_decisions))
+        .routes(routes!(plugin_metrics))
         .layer(DefaultBodyLimit::max(MAX_PACKAGE_BYTES))
 }
 
@@ -155,6 +156,18 @@ pub struct DecisionFilter {
     pub limit: Option<i64>,
 }
 
+/// A plugin's calls by kind on the node that answers, since it started, as its
+/// `/metrics` counts them: calls, failures, the p99 duration's bucket and fuel.
+#[utoipa::path(get, path = "/plugins/{id}/metrics", tag = "admin-plugins",
+    params(("id" = String, Path)), security(("staff_token" = [])),
+    responses((status = 200, body = Vec<CallMetrics>)))]
+async fn plugin_metrics(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Json<Vec<CallMetrics>> {
+    Json(node_metrics(&state, &id))
+}
+
 /// Recent decisions of a plugin, newest first: enough to explain a price later.
 #[utoipa::path(get, path = "/plugins/{id}/decisions", tag = "admin-plugins",
     params(("id" = String, Path), DecisionFilter), security(("staff_token" = [])),
@@ -165,6 +178,88 @@ async fn plugin_decisions(
     QueryParams(filter): QueryParams<DecisionFilter>,
 ) -> Result<Json<Vec<DecisionRecord>>> {
     Ok(Json(decisions(&state, &id, &filter).await?))
+}
+
+/// What this node's `/metrics` says of one kind of call of a plugin, since the node
+/// started.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct CallMetrics {
+    /// The call (`price`, `validate`, …).
+    pub call: String,
+    pub calls: u64,
+    /// Calls that trapped, ran out of fuel or time, or answered an error.
+    pub failed: u64,
+    /// The upper bound of the duration bucket that holds the 99th percentile, in
+    /// milliseconds (`/metrics` keeps buckets, not every duration).
+    pub p99_ms_at_most: Option<f64>,
+    /// The 99th percentile of fuel used a call (over the recent window the exporter keeps).
+    pub fuel_p99: Option<f64>,
+    pub fuel_mean: Option<f64>,
+}
+
+/// Plugin `id`'s calls by kind, from this node's metrics (the text `/metrics` serves,
+/// read back with a Prometheus text parser).
+pub fn node_metrics(state: &AppState, id: &str) -> Vec<CallMetrics> {
+    let text = state.metrics.render();
+    let Ok(scrape) = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
+        return Vec::new();
+    };
+    let mut by_call: std::collections::BTreeMap<String, CallMetrics> = Default::default();
+    let mut fuel_sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for sample in &scrape.samples {
+        if sample.labels.get("plugin") != Some(id) {
+            continue;
+        }
+        let Some(call) = sample.labels.get("call") else {
+            continue;
+        };
+        let entry = by_call
+            .entry(call.to_owned())
+            .or_insert_with(|| CallMetrics {
+                call: call.to_owned(),
+                ..CallMetrics::default()
+            });
+        use prometheus_parse::Value;
+        match (sample.metric.as_str(), &sample.value) {
+            ("olivine_plugin_calls_total", Value::Counter(n) | Value::Untyped(n)) => {
+                // Counts are whole numbers, far below 2^53.
+                let n = *n as u64;
+                entry.calls += n;
+                if sample.labels.get("outcome") != Some("ok") {
+                    entry.failed += n;
+                }
+            }
+            ("olivine_plugin_call_duration_seconds", Value::Histogram(buckets)) => {
+                let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                let mut sorted = buckets.clone();
+                sorted.sort_by(|a, b| a.less_than.total_cmp(&b.less_than));
+                entry.p99_ms_at_most = sorted
+                    .iter()
+                    .find(|b| total > 0.0 && b.count >= total * 0.99)
+                    .map(|b| b.less_than * 1000.0);
+            }
+            ("olivine_plugin_call_fuel", Value::Summary(quantiles)) => {
+                entry.fuel_p99 = quantiles
+                    .iter()
+                    .find(|q| (q.quantile - 0.99).abs() < 1e-9)
+                    .map(|q| q.count)
+                    .filter(|v| v.is_finite());
+            }
+            ("olivine_plugin_call_fuel_sum", Value::Untyped(v)) => {
+                fuel_sums.entry(call.to_owned()).or_default().0 = *v;
+            }
+            ("olivine_plugin_call_fuel_count", Value::Untyped(v)) => {
+                fuel_sums.entry(call.to_owned()).or_default().1 = *v;
+            }
+            _ => {}
+        }
+    }
+    for (call, (sum, count)) in fuel_sums {
+        if let Some(entry) = by_call.get_mut(&call) {
+            entry.fuel_mean = (count > 0.0).then(|| sum / count);
+        }
+    }
+    by_call.into_values().collect()
 }
 
 /// Plugin `id`'s recorded decisions by `filter`, newest first (the API's and the admin

@@ -40,7 +40,7 @@ fn element_text(html: &str, id: &str) -> String {
     rest[open..close].to_owned()
 }
 
-/// A file upload from an admin page: the page's CSRF token first, then the file.
+/// A file upload from an admin page: the page's CSRF token first, then the package.
 async fn upload(
     app: &TestApp,
     browser: &mut Browser,
@@ -48,21 +48,50 @@ async fn upload(
     csrf: &str,
     file: &[u8],
 ) -> TestResponse {
+    let part = Part::File("package", "p.olpkg", "application/octet-stream", file);
+    upload_parts(app, browser, path, csrf, &[part]).await
+}
+
+/// A part of a multipart form: a text field, or a file with its name and type.
+enum Part<'a> {
+    Text(&'a str, &'a str),
+    File(&'a str, &'a str, &'a str, &'a [u8]),
+}
+
+/// A multipart form post from an admin page: the page's CSRF token first, then `parts`.
+async fn upload_parts(
+    app: &TestApp,
+    browser: &mut Browser,
+    path: &str,
+    csrf: &str,
+    parts: &[Part<'_>],
+) -> TestResponse {
     let boundary = "olivine-test-boundary-7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n")
             .as_bytes(),
     );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"package\"; filename=\"p.olpkg\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    for part in parts {
+        match part {
+            Part::Text(name, value) => body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            ),
+            Part::File(name, filename, content_type, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                         Content-Type: {content_type}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(path)
@@ -78,6 +107,32 @@ async fn upload(
     let r = app.send(request.body(Body::from(body)).unwrap()).await;
     browser.take(&r);
     r
+}
+
+/// A PNG `w` x `h` of noise (it does not compress: about `w * h * 3` bytes).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut seed: u32 = 0x2545_f491;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let [a, b, c, _] = seed.to_le_bytes();
+        image::Rgb([a, b, c])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn image_ids(app: &TestApp, product: i64) -> Vec<i64> {
+    let r = app
+        .admin_get(&format!("/api/v1/admin/products/{product}/images"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect()
 }
 
 both_backends! {
@@ -423,6 +478,158 @@ both_backends! {
         let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso/remove", &[]).await;
         assert_eq!(location(&r), "/admin/staff/sso?done=removed");
         assert_eq!(app.admin_get("/api/v1/admin/staff/sso").await.status, StatusCode::NOT_FOUND);
+        app.stop().await;
+    }
+    async fn a_products_images_are_uploaded_described_reordered_and_deleted(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.media.media_max_upload_bytes = 20_000).await;
+        let product = store(&app).await;
+        let variant = app.admin_get(&format!("/api/v1/admin/products/{product}")).await.json()["variants"][0]["id"]
+            .as_i64().unwrap().to_string();
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let page = format!("/admin/products/{product}/images");
+        let r = get(&app, &mut browser, &page).await;
+        assert_page(&r, StatusCode::OK, "the images page");
+        assert!(r.text().contains("No image yet"), "{}", r.text());
+        let csrf = csrf_of(&r);
+        // Not an image, and an image over the limit: each said beside the file, nothing stored.
+        let r = upload_parts(&app, &mut browser, &page, &csrf,
+            &[Part::File("file", "a.png", "image/png", b"not a png at all")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "not an image");
+        assert!(r.text().contains("id=\"f-file-error\""), "{}", r.text());
+        let r = upload_parts(&app, &mut browser, &page, &csrf,
+            &[Part::File("file", "big.png", "image/png", &png(100, 100)), Part::Text("alt", "too big")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "over the limit");
+        assert!(element_text(&r.text(), "f-file-error").contains("limit"), "{}", r.text());
+        assert!(image_ids(&app, product).await.is_empty());
+        // Two images: the first of a variant, the second of the whole product.
+        let r = upload_parts(&app, &mut browser, &page, &csrf, &[
+            Part::File("file", "front.png", "image/png", &png(40, 30)),
+            Part::Text("alt", "The jar from the front"),
+            Part::Text("variant_id", &variant),
+        ]).await;
+        assert_eq!(location(&r), format!("{page}?done=uploaded"), "{}", r.text());
+        let r = upload_parts(&app, &mut browser, &page, &csrf, &[
+            Part::File("file", "back.png", "image/png", &png(30, 40)),
+            Part::Text("alt", "The label"),
+            Part::Text("variant_id", ""),
+        ]).await;
+        assert_eq!(location(&r), format!("{page}?done=uploaded"), "{}", r.text());
+        let ids = image_ids(&app, product).await;
+        assert_eq!(ids.len(), 2);
+        let images = app.admin_get(&format!("/api/v1/admin/products/{product}/images")).await.json();
+        assert_eq!(images[0]["alt"], "The jar from the front");
+        assert_eq!(images[0]["variant_id"].to_string(), variant);
+        assert!(images[1]["variant_id"].is_null(), "{images}");
+        // The page lists them with their status; the product page shows them.
+        let listed = get(&app, &mut browser, &page).await.text();
+        assert!(listed.contains(&format!("id=\"image-{}\"", ids[0])) && listed.contains(&format!("id=\"image-{}\"", ids[1])), "{listed}");
+        let product_page = get(&app, &mut browser, &format!("/admin/products/{product}")).await.text();
+        assert!(product_page.contains("id=\"images\"") && product_page.contains(&format!("/media/{}/320.webp", images[0]["hash"].as_str().unwrap())), "{product_page}");
+        // The second moves first; the first's text changes, and a too-long one is said beside it.
+        let r = submit(&app, &mut browser, &page, &format!("{page}/{}/move", ids[1]), &[("to", "earlier")]).await;
+        assert_eq!(location(&r), format!("{page}?done=moved"));
+        assert_eq!(image_ids(&app, product).await, vec![ids[1], ids[0]]);
+        let long = "x".repeat(501);
+        let r = submit(&app, &mut browser, &page, &format!("{page}/{}", ids[0]), &[("alt", &long), ("variant_id", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a long alt text");
+        assert!(r.text().contains("id=\"f-alt-error\""), "{}", r.text());
+        let r = submit(&app, &mut browser, &page, &format!("{page}/{}", ids[0]), &[("alt", "Front"), ("variant_id", "")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"));
+        let images = app.admin_get(&format!("/api/v1/admin/products/{product}/images")).await.json();
+        assert_eq!(images[1]["alt"], "Front");
+        assert!(images[1]["variant_id"].is_null(), "{images}");
+        // Deleting asks first, then removes it with its audit entry.
+        let confirm = format!("{page}/{}/delete", ids[1]);
+        let r = get(&app, &mut browser, &confirm).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        assert!(r.text().contains("cannot be undone"), "{}", r.text());
+        let r = submit(&app, &mut browser, &confirm, &confirm, &[]).await;
+        assert_eq!(location(&r), format!("{page}?done=deleted"));
+        assert_eq!(image_ids(&app, product).await, vec![ids[0]]);
+        let audit = app.admin_get("/api/v1/admin/audit?action=product.image_deleted").await.json();
+        assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
+        // Support reads products but may not change their images.
+        let mut support = signed_in_as(&app, "support").await;
+        let r = get(&app, &mut support, &page).await;
+        if r.status == StatusCode::OK {
+            assert!(!r.text().contains("Upload an image"), "{}", r.text());
+        } else {
+            assert_page(&r, StatusCode::FORBIDDEN, "images for support");
+        }
+        app.stop().await;
+    }
+
+    async fn categories_are_added_moved_renamed_and_deleted_and_the_shop_follows(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        let mut browser = signed_in_as(&app, "catalog").await;
+        let list = "/admin/categories";
+        let r = submit(&app, &mut browser, list, list, &[("name", "Serums"), ("slug", "Not A Slug"), ("parent", ""), ("position", "x")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a bad slug and position");
+        assert!(r.text().contains("id=\"f-slug-error\"") && r.text().contains("id=\"f-position-error\""), "{}", r.text());
+        for (name, slug, parent) in [("Serums", "serums", ""), ("Night serums", "night-serums", "serums")] {
+            let r = submit(&app, &mut browser, list, list, &[("name", name), ("slug", slug), ("parent", parent), ("position", "1")]).await;
+            assert_eq!(location(&r), format!("{list}?done=created"), "{}", r.text());
+        }
+        let r = submit(&app, &mut browser, list, list, &[("name", "Again"), ("slug", "serums"), ("parent", ""), ("position", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a taken slug");
+        assert!(r.text().contains("id=\"f-slug-error\""), "{}", r.text());
+        let id_of = async |slug: &str| -> i64 {
+            sqlx::query_scalar("SELECT id FROM categories WHERE slug = $1").bind(slug)
+                .fetch_one(&app.kernel.state.db.pool).await.unwrap()
+        };
+        let serums = id_of("serums").await;
+        let night = id_of("night-serums").await;
+        // A product in the subcategory.
+        let r = app.admin_post("/api/v1/admin/products", &{
+            let mut p = supplement("glow", "GLOW");
+            p["categories"] = json!(["night-serums"]);
+            p
+        }).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        // The tree shows the subcategory under its parent, with its product count.
+        let page = get(&app, &mut browser, list).await.text();
+        assert!(page.find(&format!("category-{serums}")) < page.find(&format!("category-{night}")), "{page}");
+        // A category cannot go inside its own subcategory.
+        let edit = format!("{list}/{serums}");
+        let r = submit(&app, &mut browser, &edit, &edit, &[("name", "Serums"), ("slug", "serums"), ("parent", "night-serums"), ("position", "1")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a cycle");
+        assert!(r.text().contains("id=\"f-parent-error\""), "{}", r.text());
+        // Renamed, the product's page and the search follow.
+        let edit_night = format!("{list}/{night}");
+        let r = submit(&app, &mut browser, &edit_night, &edit_night,
+            &[("name", "Overnight serums"), ("slug", "overnight"), ("parent", "serums"), ("position", "2")]).await;
+        assert_eq!(location(&r), format!("{list}?done=saved"), "{}", r.text());
+        wait_until("the product shows the new name", async || {
+            app.get("/api/v1/products/glow").await.json()["categories"][0]["name"] == "Overnight serums"
+        }).await;
+        wait_until("the search has the new slug", async || {
+            let r = app.get("/api/v1/search?q=magnesium&category=overnight").await;
+            r.json()["total"].as_i64().unwrap_or(0) == 1
+        }).await;
+        // A category with a subcategory is not deleted; its subcategory is, and the product stays.
+        let confirm = format!("{list}/{serums}/delete");
+        assert_page(&get(&app, &mut browser, &confirm).await, StatusCode::OK, "the confirmation");
+        let r = submit(&app, &mut browser, &confirm, &confirm, &[]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a parent");
+        assert!(r.text().contains("subcategor"), "{}", r.text());
+        let confirm = format!("{list}/{night}/delete");
+        let r = submit(&app, &mut browser, &confirm, &confirm, &[]).await;
+        assert_eq!(location(&r), format!("{list}?done=deleted"));
+        wait_until("the product is outside it", async || {
+            app.get("/api/v1/products/glow").await.json()["categories"].as_array().is_some_and(|c| c.is_empty())
+        }).await;
+        let audit = app.admin_get("/api/v1/admin/audit?target_type=category").await.json();
+        let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert!(actions.contains(&"category.updated") && actions.contains(&"category.deleted"), "{actions:?}");
+        // The API says the same.
+        let r = app.admin_send(Method::PUT, &format!("/api/v1/admin/categories/{serums}"),
+            &json!({"slug": "serums", "name": "", "parent": null, "position": 0})).await;
+        r.assert_field_error(422, "name");
+        assert_eq!(app.admin_send(Method::DELETE, &format!("/api/v1/admin/categories/{serums}"), &json!(null)).await.status,
+            StatusCode::NO_CONTENT);
+        assert_eq!(app.admin_send(Method::DELETE, &format!("/api/v1/admin/categories/{serums}"), &json!(null)).await.status,
+            StatusCode::NOT_FOUND);
         app.stop().await;
     }
 }

@@ -628,6 +628,32 @@ both_backends! {
             assert_eq!(campaign[0]["MessageStream"], "broadcast");
             assert!(r.hooks.iter().all(|h| h["topic"] != "campaign"), "marketing is not the merchant's webhook's");
         }
+        // The owner writes one in the admin: a problem beside its field, then a preview
+        // with its audience (nothing sent yet), then, confirmed, sent.
+        {
+            use crate::admin_ui::{assert_page, signed_in_as, submit};
+            let mut owner = signed_in_as(app, "owner").await;
+            let page = "/admin/campaigns";
+            let r = submit(app, &mut owner, page, page, &[("title", "Autumn"), ("text", "New balms"), ("html", ""), ("link", "ftp://x")]).await;
+            assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a bad link");
+            assert!(r.text().contains("id=\"f-link-error\""), "{}", r.text());
+            let fields = [("title", "Autumn"), ("text", "New balms"), ("html", ""), ("link", "https://shop.example/balms")];
+            let r = submit(app, &mut owner, page, page, &fields).await;
+            assert_page(&r, StatusCode::OK, "the preview");
+            assert!(r.text().contains("<strong id=\"preview-audience\">1</strong>"), "{}", r.text());
+            assert_eq!(app.count("notification_campaigns").await, 1, "a preview sends nothing");
+            let mut confirmed = fields.to_vec();
+            confirmed.push(("confirm", "yes"));
+            let r = submit(app, &mut owner, page, page, &confirmed).await;
+            assert_eq!(crate::common::browser::location(&r), format!("{page}?done=sent"), "{}", r.text());
+            delivered_all(app).await;
+            let sent = received.lock().unwrap().emails.iter().filter(|e| e["Subject"] == "Autumn").count();
+            assert_eq!(sent, 1);
+            let listed = crate::common::browser::get(app, &mut owner, page).await.text();
+            assert!(listed.contains("Autumn") && listed.contains("delivered 1"), "{listed}");
+            let mut support = signed_in_as(app, "support").await;
+            assert_page(&crate::common::browser::get(app, &mut support, page).await, StatusCode::FORBIDDEN, "campaigns for support");
+        }
         // The merchant's own wording, checked; an unknown placeholder is refused.
         let r = app.admin_send(Method::PUT, "/api/v1/admin/notification-templates/order.paid/email",
             &json!({"title": "Hi {{first_name}}", "text": "x", "html": null, "link": null, "enabled": true})).await;

@@ -88,8 +88,11 @@ both_backends! {
             Some(json!({"lines": [{"sku": "NOPE", "quantity": 1}]}).to_string().into()), Some("application/json")).await;
         r.assert_field_error(422, "lines[0].sku");
 
-        // Decisions are recorded with hashes of input and output.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Decisions are recorded with hashes of input and output (written behind the call).
+        wait_until("decisions recorded", async || {
+            app.admin_get(&format!("/api/v1/admin/plugins/multi-buy/decisions?input_hash={explained_hash}")).await
+                .json().as_array().is_some_and(|d| !d.is_empty())
+        }).await;
         let decisions = app.admin_get("/api/v1/admin/plugins/multi-buy/decisions").await.json();
         let d = &decisions[0];
         assert_eq!(d["version"], "0.1.0");
@@ -99,6 +102,17 @@ both_backends! {
         let explained = app.admin_get(&format!("/api/v1/admin/plugins/multi-buy/decisions?input_hash={explained_hash}")).await.json();
         assert_eq!(explained.as_array().unwrap().len(), 1, "{explained}");
         assert_eq!(explained[0]["outcome"], "ok");
+        // This node's /metrics counts the calls (the recorder is the process's: other
+        // tests' calls of the same plugin may be counted too), and the plugin's page shows them.
+        let metrics = app.admin_get("/api/v1/admin/plugins/multi-buy/metrics").await.json();
+        let call = metrics.as_array().unwrap().iter().find(|m| m["call"] == d["call"])
+            .unwrap_or_else(|| panic!("{metrics}"));
+        assert!(call["calls"].as_u64().unwrap() >= 1, "{call}");
+        assert!(call["p99_ms_at_most"].as_f64().unwrap() > 0.0, "{call}");
+        assert!(call["fuel_mean"].as_f64().unwrap() > 0.0, "{call}");
+        let mut browser = crate::admin_ui::signed_in_as(&app, "admin").await;
+        let page = crate::common::browser::get(&app, &mut browser, "/admin/plugins/multi-buy").await.text();
+        assert!(page.contains("<table id=\"plugin-node-calls\">"), "{page}");
         app.stop().await;
     }
 
