@@ -1,9 +1,13 @@
-//! Signing in and out, the second factor, and setting up an authenticator app, all
-//! through the staff domain (`crate::staff`): the sign-in makes a session in the same
+//! Signing in and out, the second factor, and setting up an authenticator app and
+//! passkeys, all through the staff domain (`crate::staff`): the sign-in makes a session in the same
 //! table the API's sessions are in, and the store's two-factor policy applies here as on
 //! the API. Single sign-on: a "Sign in with <provider>" button to the kernel's
 //! `/api/v1/staff/sso/start?answer=admin`, whose callback sets the session cookie here
 //! ([`sso_signed_in`]) or comes back to the sign-in page saying why ([`sso_refused`]).
+//!
+//! Passkeys: the pages carry the kernel's WebAuthn options in a form and load the one
+//! admin script (`assets/passkeys.js`, pinned by its hash), which asks the browser and
+//! posts its answer in the form's `credential` field, CSRF field and all.
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -19,6 +23,7 @@ use crate::app::AppState;
 use crate::error::Error;
 use crate::staff::mfa::{self, SecondFactorInput, Standing};
 use crate::staff::mfa_api::ClientAddress;
+use crate::staff::passkeys::{self, NewPasskey, PasskeyChallenge, PasskeyInfo, RemovePasskey};
 use crate::staff::{SignInAnswer, Staff, StaffCredentials};
 
 pub const SIGN_IN_PATH: &str = "/admin/sign-in";
@@ -81,7 +86,7 @@ async fn sign_in_page(
     let mut errors = FormErrors::default();
     if again {
         errors.form = Some(
-            "The store now requires a second factor: sign in again with your authenticator app."
+            "The store now requires a second factor: sign in again with your authenticator app or passkey."
                 .to_owned(),
         );
     }
@@ -245,12 +250,16 @@ async fn sign_in_submit(
             end_previous_session(&state, &admin).await;
             signed_in(&state, &headers, &signed.token, next.as_deref())
         }
-        Ok(SignInAnswer::MfaRequired(challenge)) => second_factor_form(
-            &admin,
-            &challenge.challenge,
-            next.as_deref(),
-            &FormErrors::default(),
-        ),
+        Ok(SignInAnswer::MfaRequired(challenge)) => {
+            second_factor_page(
+                &state,
+                &admin,
+                &challenge.challenge,
+                next.as_deref(),
+                &FormErrors::default(),
+            )
+            .await
+        }
         Err(err) => match FormErrors::from_error(&err) {
             Some(errors) => {
                 let sso = sso_provider(&state).await;
@@ -281,26 +290,82 @@ fn signed_in(state: &AppState, headers: &HeaderMap, token: &str, next: Option<&s
 
 // ---- the second factor -------------------------------------------------------------------
 
-fn second_factor_form(
+/// The script tag of the passkeys script.
+fn passkeys_script() -> Markup {
+    html! {
+        script src=(super::assets::passkeys_js_path()) integrity=(super::assets::passkeys_js_integrity()) defer {}
+    }
+}
+
+/// The second step of signing in for `challenge`: the passkey when the staff member has
+/// one (its options opened for the challenge), a code from the app when they have one.
+async fn second_factor_page(
+    state: &AppState,
     admin: &AdminSession,
     challenge: &str,
     next: Option<&str>,
     errors: &FormErrors,
 ) -> Response {
+    let (totp, passkey) = match mfa::open_challenge_of(state, challenge).await {
+        Ok((_, staff_id)) => {
+            let totp = mfa::totp_on(&state.db, staff_id).await.unwrap_or(true);
+            let passkey = match passkeys::has_passkey(&state.db, staff_id).await {
+                Ok(true) => passkeys::start_sign_in(
+                    state,
+                    PasskeyChallenge {
+                        challenge: challenge.to_owned(),
+                    },
+                )
+                .await
+                .inspect_err(|err| tracing::warn!(error = %err, "passkey options for sign-in"))
+                .ok()
+                .map(|options| options.options.to_string()),
+                _ => None,
+            };
+            (totp, passkey)
+        }
+        Err(_) => (true, None),
+    };
+    second_factor_form(admin, challenge, next, errors, totp, passkey.as_deref())
+}
+
+fn second_factor_form(
+    admin: &AdminSession,
+    challenge: &str,
+    next: Option<&str>,
+    errors: &FormErrors,
+    totp: bool,
+    passkey_options: Option<&str>,
+) -> Response {
     let body = html! {
         h1 { "Two-factor sign-in" }
-        p { "Type the code your authenticator app shows for this store, or one of your recovery codes." }
         (form_alert(errors))
-        form method="post" action=(TWO_FACTOR_STEP_PATH) novalidate {
-            (admin.csrf_input())
-            input type="hidden" name="challenge" value=(challenge);
-            @if let Some(next) = next { input type="hidden" name="next" value=(next); }
-            (layout::field_with_hint("Code", "code", Kind::Text, "", Some("Six digits."), errors))
-            details {
-                summary { "Use a recovery code instead" }
-                (field("Recovery code", "recovery_code", Kind::Text, "", errors))
+        @if let Some(options) = passkey_options {
+            p { "Use your passkey: your security key, phone or computer asks for your PIN, fingerprint or face." }
+            form #passkey-sign-in method="post" action=(TWO_FACTOR_STEP_PATH) data-passkey="get" data-passkey-options=(options) {
+                (admin.csrf_input())
+                input type="hidden" name="challenge" value=(challenge);
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                input type="hidden" name="credential" value="";
+                @if let Some(message) = errors.field("passkey") { p.field-error { (message) } }
+                button.button.primary type="button" data-passkey-go { "Use a passkey" }
+                p data-passkey-status aria-live="polite" {}
             }
-            button.button.primary type="submit" { "Sign in" }
+            (passkeys_script())
+        }
+        @if totp {
+            p { "Type the code your authenticator app shows for this store, or one of your recovery codes." }
+            form method="post" action=(TWO_FACTOR_STEP_PATH) novalidate {
+                (admin.csrf_input())
+                input type="hidden" name="challenge" value=(challenge);
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
+                (layout::field_with_hint("Code", "code", Kind::Text, "", Some("Six digits."), errors))
+                details {
+                    summary { "Use a recovery code instead" }
+                    (field("Recovery code", "recovery_code", Kind::Text, "", errors))
+                }
+                button.button.primary type="submit" { "Sign in" }
+            }
         }
     };
     layout::bare(errors.status(), "Two-factor sign-in", body)
@@ -321,6 +386,9 @@ async fn second_factor_submit(
         challenge: challenge.clone(),
         code: present("code"),
         recovery_code: present("recovery_code"),
+        // What the browser answered (not JSON: refused as not an assertion).
+        passkey: present("credential")
+            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))),
     };
     match mfa::complete_sign_in(&state, input, from).await {
         Ok(signed) => {
@@ -340,7 +408,9 @@ async fn second_factor_submit(
             sign_in_form(&admin, "", next.as_deref(), &errors, sso.as_deref())
         }
         Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => second_factor_form(&admin, &challenge, next.as_deref(), &errors),
+            Some(errors) => {
+                second_factor_page(&state, &admin, &challenge, next.as_deref(), &errors).await
+            }
             None => layout::error_page(&err, "sign-in second factor"),
         },
     }
@@ -366,16 +436,35 @@ async fn sign_out(
 // ---- setting up an authenticator app --------------------------------------------------------
 
 async fn setup_page(State(state): State<AppState>, SignedIn(staff, admin): SignedIn) -> Response {
-    match mfa::status(&state, &staff).await {
-        Ok(status) => {
+    setup_page_with(&state, &staff, &admin, &FormErrors::default()).await
+}
+
+/// The two-factor page: the authenticator app, then the passkeys; `errors` of a passkey
+/// form that was sent.
+async fn setup_page_with(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    errors: &FormErrors,
+) -> Response {
+    let loaded = async {
+        Ok::<_, Error>((
+            mfa::status(state, staff).await?,
+            passkeys::list(state, staff.id).await?,
+        ))
+    };
+    match loaded.await {
+        Ok((status, keys)) => {
+            let on = status.totp == "on" || !keys.is_empty();
             let body = html! {
                 h1 { "Two-factor sign-in" }
+                @if status.required && !on {
+                    p.form-alert role="alert" { "The store requires two-factor sign-in of your role: set it up to continue." }
+                }
+                h2 { "Authenticator app" }
                 @if status.totp == "on" {
                     p { "Two-factor sign-in with an authenticator app is on. Recovery codes left: " (status.recovery_codes_left) "." }
                 } @else {
-                    @if status.required {
-                        p.form-alert role="alert" { "The store requires two-factor sign-in of your role: set it up to continue." }
-                    }
                     p { "Sign in with a code from an authenticator app on your phone besides your password." }
                     form method="post" action=(SETUP_PATH) {
                         (admin.csrf_input())
@@ -383,10 +472,152 @@ async fn setup_page(State(state): State<AppState>, SignedIn(staff, admin): Signe
                         button.button.primary type="submit" { "Set up an authenticator app" }
                     }
                 }
+                (passkeys_section(state, admin, &keys, errors))
             };
-            layout::page(&staff, admin.csrf_input(), "Two-factor sign-in", "", body)
+            layout::page_with_status(
+                errors.status(),
+                staff,
+                admin.csrf_input(),
+                "Two-factor sign-in",
+                "",
+                body,
+            )
         }
         Err(err) => layout::error_page(&err, "two-factor status"),
+    }
+}
+
+/// The passkeys: each with a form to remove it (the password), and a form to add one.
+fn passkeys_section(
+    state: &AppState,
+    admin: &AdminSession,
+    keys: &[PasskeyInfo],
+    errors: &FormErrors,
+) -> Markup {
+    let available = passkeys::relying_party(state).err();
+    html! {
+        section #passkeys {
+            h2 { "Passkeys" }
+            p { "A passkey is a security key, or your phone or computer, that signs you in with your PIN, fingerprint or face besides your password." }
+            (form_alert(errors))
+            @if !keys.is_empty() {
+                table {
+                    thead { tr { th { "Name" } th { "Added" } th { "Last used" } th { span.visually-hidden { "Remove" } } } }
+                    tbody {
+                        @for key in keys {
+                            tr {
+                                td { (key.name) }
+                                td { (key.created_at) }
+                                td { (key.last_used_at.as_deref().unwrap_or("never")) }
+                                td {
+                                    form.inline method="post" action=(SETUP_PATH) {
+                                        (admin.csrf_input())
+                                        input type="hidden" name="step" value="passkey-remove";
+                                        input type="hidden" name="passkey_id" value=(key.id);
+                                        label for=(format!("remove-{}", key.id)) { "Your password" }
+                                        input id=(format!("remove-{}", key.id)) type="password" name="password" autocomplete="current-password" required;
+                                        button.button type="submit" { "Remove " (key.name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(why) = available {
+                p.hint { (layout::sentence(&why.body().message)) }
+            } @else {
+                form method="post" action=(SETUP_PATH) novalidate {
+                    (admin.csrf_input())
+                    input type="hidden" name="step" value="passkey-start";
+                    (layout::field_with_hint("Passkey name", "name", Kind::Text, "", Some("To tell your passkeys apart, e.g. \"YubiKey\" or \"Work laptop\"."), errors))
+                    button.button.primary type="submit" { "Add a passkey" }
+                }
+            }
+        }
+    }
+}
+
+/// After the passkey's options: the form the script answers them with.
+fn passkey_create_page(staff: &Staff, admin: &AdminSession, name: &str, options: &str) -> Response {
+    let body = html! {
+        h1 { "Add a passkey" }
+        p { "Your browser asks for the passkey: choose the security key, phone or computer to use, and unlock it." }
+        form #passkey-create method="post" action=(SETUP_PATH) data-passkey="create" data-passkey-options=(options) {
+            (admin.csrf_input())
+            input type="hidden" name="step" value="passkey-finish";
+            input type="hidden" name="name" value=(name);
+            input type="hidden" name="credential" value="";
+            button.button.primary type="button" data-passkey-go { "Create the passkey “" (name) "”" }
+            p data-passkey-status aria-live="polite" {}
+        }
+        p { a href=(SETUP_PATH) { "Cancel" } }
+        (passkeys_script())
+    };
+    layout::page(staff, admin.csrf_input(), "Add a passkey", "", body)
+}
+
+/// The passkey steps of the two-factor page's form: start (the options), finish (the
+/// browser's answer), remove (with the password).
+async fn passkey_submit(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    form: &Form,
+) -> Response {
+    let outcome = match form.get("step") {
+        "passkey-start" => {
+            let name = form.get("name").trim().to_owned();
+            let started = match passkeys::check_name(&name) {
+                Ok(_) => passkeys::start_registration(state, staff).await,
+                Err(err) => Err(err),
+            };
+            match started {
+                Ok(options) => {
+                    return passkey_create_page(staff, admin, &name, &options.options.to_string());
+                }
+                Err(err) => Err(err),
+            }
+        }
+        "passkey-finish" => {
+            let credential = form.get("credential");
+            let input = NewPasskey {
+                name: form.get("name").to_owned(),
+                credential: serde_json::from_str(credential)
+                    .unwrap_or(serde_json::Value::String(credential.to_owned())),
+            };
+            passkeys::finish_registration(state, staff, input)
+                .await
+                .map(|_| ())
+        }
+        _ => match form.get("passkey_id").parse::<i64>() {
+            Ok(id) => {
+                let input = RemovePasskey {
+                    password: form.get("password").to_owned(),
+                };
+                passkeys::remove(state, staff, id, input).await
+            }
+            Err(_) => Err(Error::invalid("passkey_id", "must be a passkey's id")),
+        },
+    };
+    match outcome {
+        Ok(()) => layout::see_other(&format!("{SETUP_PATH}#passkeys")),
+        Err(err) => match FormErrors::from_error(&err) {
+            Some(mut errors) => {
+                // The credential and the password are not fields of the page it comes
+                // back to: said at the top.
+                if errors.form.is_none()
+                    && let Some(message) = errors
+                        .field("credential")
+                        .or(errors.field("password"))
+                        .or(errors.field("passkey_id"))
+                {
+                    errors.form = Some(layout::sentence(message));
+                }
+                setup_page_with(state, staff, admin, &errors).await
+            }
+            None => layout::error_page(&err, "passkeys"),
+        },
     }
 }
 
@@ -396,6 +627,9 @@ async fn setup_submit(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
+    if form.get("step").starts_with("passkey-") {
+        return passkey_submit(&state, &staff, &admin, &form).await;
+    }
     if form.get("step") == "start" {
         return match mfa::start_enrolment(&state, &staff).await {
             Ok(enrolment) => {

@@ -200,9 +200,10 @@ async fn member(
         let user = staff::get_user(&state.db, id).await?;
         let tokens = staff::list_tokens(&state.db, id).await?;
         let totp = staff::mfa::totp_on(&state.db, id).await?;
-        Ok::<_, Error>((user, tokens, totp))
+        let passkeys = staff::passkeys::list(state, id).await?.len();
+        Ok::<_, Error>((user, tokens, totp, passkeys))
     };
-    let (user, tokens, totp) = match loaded.await {
+    let (user, tokens, totp, passkeys) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "staff member"),
     };
@@ -229,7 +230,16 @@ async fn member(
         (form_alert(errors))
         dl {
             dt { "Email" } dd { (user.email) }
-            dt { "Second factor" } dd { @if totp { "authenticator app" } @else { "none" } }
+            dt { "Second factor" } dd {
+                @match (totp, passkeys) {
+                    (false, 0) => "none",
+                    (true, 0) => "authenticator app",
+                    (false, 1) => "a passkey",
+                    (false, n) => { (n) " passkeys" },
+                    (true, 1) => "authenticator app and a passkey",
+                    (true, n) => { "authenticator app and " (n) " passkeys" },
+                }
+            }
             dt { "Since" } dd { (user.created_at) }
         }
         h2 { "Name, role and access" }
@@ -252,14 +262,14 @@ async fn member(
                 (admin.csrf_input())
                 button.button type="submit" { "Sign them out everywhere" }
             }
-            @if totp && user.id != staff.id {
+            @if (totp || passkeys > 0) && user.id != staff.id {
                 form.inline method="post" action={ (base) "/mfa/reset" } {
                     (admin.csrf_input())
                     button.button.danger type="submit" { "Reset their second factor" }
                 }
             }
         }
-        p.hint { "Reset a second factor only when they lost both the app and their recovery codes "
+        p.hint { "Reset a second factor (the app, the recovery codes and the passkeys) only when they lost them "
             "and you have checked who is asking." }
     };
     layout::page_with_status(

@@ -31,10 +31,11 @@
 //! Every sign-in (with its factors), failed second factor, factor added or removed and
 //! recovery code used is in the audit log.
 //!
-//! Passkeys (WebAuthn) would be a second kind of factor beside `staff_totp`: their own
-//! table of credentials, a `passkey` method in [`MfaChallenge::methods`] answered at the
-//! same `POST /api/v1/staff/sign-in/mfa`, and a `passkey` value of
-//! `staff_tokens.second_factor`; [`Standing`] would count either factor. Single sign-on
+//! Passkeys (WebAuthn, [`super::passkeys`]) are the second kind of factor beside
+//! `staff_totp`: a staff member with one gets a challenge whose `methods` name `passkey`,
+//! answered at the same `POST /api/v1/staff/sign-in/mfa` with the browser's assertion,
+//! limited, counted and locked as codes are; the session records `passkey`, and
+//! [`Standing`] counts either factor. Single sign-on
 //! ([`super::sso`]) makes sessions signed in via `sso`: the provider's authentication
 //! stands for the second factor, and [`standing`] holds such a session as meeting the
 //! policy.
@@ -158,7 +159,7 @@ pub async fn standing(state: &AppState, staff: &Staff) -> Result<Standing> {
         .staff_two_factor;
     Ok(if !policy.requires(staff.role) {
         Standing::Fine
-    } else if !staff.totp_on {
+    } else if !staff.totp_on && !staff.passkey_on {
         Standing::SetupRequired
     } else if staff.second_factor.is_none() {
         Standing::SessionLacksFactor
@@ -174,7 +175,8 @@ pub fn refusal(standing: Standing) -> Option<Error> {
         Standing::SetupRequired => Some(Error::ForbiddenBecause {
             code: "mfa_setup_required",
             message: "the store requires two-factor sign-in of your role: set it up first \
-                      (POST /api/v1/staff/me/mfa/totp)"
+                      (an authenticator app: POST /api/v1/staff/me/mfa/totp; or a passkey: \
+                      POST /api/v1/staff/me/mfa/passkeys/start)"
                 .to_owned(),
         }),
         Standing::SessionLacksFactor => Some(Error::ForbiddenBecause {
@@ -228,7 +230,13 @@ pub fn code_at(secret_base32: &str, unix_secs: u64) -> Option<String> {
     Some(totp.generate(unix_secs).to_string())
 }
 
-/// Whether staff user `id` has two-factor sign-in on.
+/// Whether staff user `id` signs in with a second factor: an authenticator app or a
+/// passkey.
+pub async fn second_factor_on(db: &Db, id: i64) -> Result<bool> {
+    Ok(totp_on(db, id).await? || super::passkeys::has_passkey(db, id).await?)
+}
+
+/// Whether staff user `id` has two-factor sign-in with an authenticator app on.
 pub async fn totp_on(db: &Db, id: i64) -> Result<bool> {
     Ok(
         sqlx::query("SELECT 1 FROM staff_totp WHERE staff_id = $1 AND confirmed_at IS NOT NULL")
@@ -379,28 +387,47 @@ async fn find_recovery_code(db: &Db, staff_id: i64, code: String) -> Result<Opti
     .map_err(|err| Error::Internal(anyhow::anyhow!("recovery code check task: {err}")))
 }
 
-/// A second factor as sent: a code from the app or a recovery code.
+/// A second factor as sent: a code from the app, a recovery code, or a passkey's
+/// assertion.
 enum Factor {
     Totp(String),
     Recovery(String),
+    Passkey(Box<webauthn_rs::prelude::PublicKeyCredential>),
 }
 
 impl Factor {
     /// Exactly one of `code` and `recovery_code`, well formed (422 otherwise).
     fn from_input(code: Option<&str>, recovery_code: Option<&str>) -> Result<Factor> {
-        match (code, recovery_code) {
-            (Some(code), None) => Ok(Factor::Totp(check_code_shape("code", code)?)),
-            (None, Some(code)) => Ok(Factor::Recovery(normalise_recovery_code(
+        Factor::from_answer(code, recovery_code, None)
+    }
+
+    /// Exactly one of `code`, `recovery_code` and `passkey`, well formed (422 otherwise).
+    fn from_answer(
+        code: Option<&str>,
+        recovery_code: Option<&str>,
+        passkey: Option<serde_json::Value>,
+    ) -> Result<Factor> {
+        match (code, recovery_code, passkey) {
+            (Some(code), None, None) => Ok(Factor::Totp(check_code_shape("code", code)?)),
+            (None, Some(code), None) => Ok(Factor::Recovery(normalise_recovery_code(
                 "recovery_code",
                 code,
             )?)),
-            (Some(_), Some(_)) => Err(Error::invalid(
+            (None, None, Some(assertion)) => Ok(Factor::Passkey(Box::new(
+                super::passkeys::parse_assertion(assertion)?,
+            ))),
+            (_, _, Some(_)) => Err(Error::invalid(
+                "passkey",
+                "send either `passkey` or a code, not both",
+            )),
+            (Some(_), Some(_), None) => Err(Error::invalid(
                 "recovery_code",
                 "send either `code` or `recovery_code`, not both",
             )),
-            (None, None) => Err(Error::invalid(
+            (None, None, None) => Err(Error::invalid(
                 "code",
-                "send the code the authenticator app shows (or a `recovery_code`)",
+                "send the code the authenticator app shows (or a `recovery_code`, or a \
+                 `passkey`'s answer)",
             )),
         }
     }
@@ -409,6 +436,7 @@ impl Factor {
         match self {
             Factor::Totp(_) => "totp",
             Factor::Recovery(_) => "recovery_code",
+            Factor::Passkey(_) => super::passkeys::METHOD,
         }
     }
 
@@ -416,6 +444,7 @@ impl Factor {
         match self {
             Factor::Totp(_) => "code",
             Factor::Recovery(_) => "recovery_code",
+            Factor::Passkey(_) => "passkey",
         }
     }
 
@@ -425,15 +454,21 @@ impl Factor {
             message: match self {
                 Factor::Totp(_) => "the code is wrong, expired or used already",
                 Factor::Recovery(_) => "the recovery code is wrong or used already",
+                Factor::Passkey(_) => {
+                    "the passkey's answer does not check out for this sign-in (another \
+                     challenge, a key not registered, or used already): ask the passkey again"
+                }
             },
         }
     }
 }
 
-/// What checking a factor found: the step of an app's code, or the row of a recovery code.
+/// What checking a factor found: the step of an app's code, the row of a recovery code,
+/// or the passkey that answered.
 enum Accepted {
     Totp { step: i64 },
     Recovery { id: i64 },
+    Passkey(super::passkeys::Asserted),
 }
 
 /// Checks `factor` for staff user `staff_id` whose authenticator is `auth`.
@@ -450,6 +485,8 @@ async fn check_factor(
         Factor::Recovery(code) => find_recovery_code(&state.db, staff_id, code.clone())
             .await?
             .map(|id| Accepted::Recovery { id }),
+        // A passkey answers a sign-in's ceremony (see `complete_sign_in`), not a change.
+        Factor::Passkey(_) => None,
     })
 }
 
@@ -460,9 +497,9 @@ async fn consume(
     tx: &mut Tx,
     staff_id: i64,
     accepted: &Accepted,
-    now: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Result<bool> {
-    let now = stamp(now);
+    let now = stamp(at);
     let used = match accepted {
         Accepted::Totp { step } => sqlx::query(
             "UPDATE staff_totp SET last_step = $1, updated_at = $2
@@ -484,6 +521,9 @@ async fn consume(
         .execute(&mut **tx)
         .await?
         .rows_affected(),
+        Accepted::Passkey(asserted) => {
+            u64::from(super::passkeys::use_assertion(tx, asserted, at).await?)
+        }
     };
     if used == 0 {
         return Ok(false);
@@ -588,9 +628,23 @@ pub struct MfaChallenge {
     #[schema(example = "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM")]
     pub challenge: String,
     pub expires_at: String,
-    /// The second factors it takes.
-    #[schema(example = json!(["totp", "recovery_code"]))]
+    /// The second factors it takes: `totp` and `recovery_code` with an authenticator
+    /// app, `passkey` with a passkey (its options from
+    /// `POST /api/v1/staff/sign-in/mfa/passkey`).
+    #[schema(example = json!(["totp", "recovery_code", "passkey"]))]
     pub methods: Vec<String>,
+}
+
+/// The second factors staff user `staff_id` can answer a challenge with.
+pub async fn methods_of(db: &Db, staff_id: i64) -> Result<Vec<String>> {
+    let mut methods = Vec::new();
+    if totp_on(db, staff_id).await? {
+        methods.extend(METHODS.iter().map(|m| (*m).to_owned()));
+    }
+    if super::passkeys::has_passkey(db, staff_id).await? {
+        methods.push(super::passkeys::METHOD.to_owned());
+    }
+    Ok(methods)
 }
 
 /// Opens a sign-in challenge for staff user `staff_id`, whose password checked out.
@@ -621,12 +675,12 @@ pub async fn open_challenge(
         mfa_required: true,
         challenge,
         expires_at,
-        methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        methods: methods_of(&state.db, staff_id).await?,
     })
 }
 
 /// The second step of signing in: the challenge and one second factor. Exactly one of
-/// `code` and `recovery_code`.
+/// `code`, `recovery_code` and `passkey`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondFactorInput {
@@ -635,6 +689,8 @@ pub struct SecondFactorInput {
     pub code: Option<String>,
     #[serde(default)]
     pub recovery_code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<serde_json::Value>,
 }
 
 /// The challenge and the code the authenticator app shows now.
@@ -666,16 +722,63 @@ pub struct RecoveryAnswer {
     pub recovery_code: String,
 }
 
-/// The challenge and exactly one second factor: a code from the app or a recovery code.
+/// The challenge and a passkey's answer to the options
+/// `POST /api/v1/staff/sign-in/mfa/passkey` gave for it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyAnswer {
+    #[schema(
+        pattern = "^olvc_[A-Za-z0-9_-]{43}$",
+        example = "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM"
+    )]
+    pub challenge: String,
+    /// The `PublicKeyCredential` `navigator.credentials.get` answered, as JSON (its
+    /// `toJSON()`: `id`, `rawId`, `type`, `response.authenticatorData`,
+    /// `response.clientDataJSON`, `response.signature`, `response.userHandle`, binary
+    /// values base64url).
+    #[schema(value_type = Object)]
+    pub passkey: serde_json::Value,
+}
+
+/// The challenge and exactly one second factor: a code from the app, a recovery code or
+/// a passkey's answer.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum SecondFactorAnswer {
     Totp(TotpAnswer),
     Recovery(RecoveryAnswer),
+    Passkey(PasskeyAnswer),
 }
 
 const BAD_CHALLENGE: &str =
     "the sign-in challenge is unknown, used, expired or spent: sign in with the password again";
+
+/// The challenge's row and staff member, when it is open (not used, expired or spent,
+/// the staff member not disabled); 401 naming `challenge` otherwise.
+pub(crate) async fn open_challenge_of(state: &AppState, challenge: &str) -> Result<(i64, i64)> {
+    let bad_challenge = Error::BadCredential {
+        field: "challenge",
+        message: BAD_CHALLENGE,
+    };
+    if !challenge.starts_with(CHALLENGE_PREFIX) || challenge.len() > 100 {
+        return Err(bad_challenge);
+    }
+    let row = sqlx::query(
+        "SELECT c.id, c.staff_id FROM staff_mfa_challenges c
+         JOIN staff_users u ON u.id = c.staff_id
+         WHERE c.challenge_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2
+           AND c.failed_attempts < $3 AND u.disabled_at IS NULL",
+    )
+    .bind(sha256_hex(challenge))
+    .bind(stamp(state.clock.now()))
+    .bind(CHALLENGE_MAX_FAILURES)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some(row) = row else {
+        return Err(bad_challenge);
+    };
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
 
 /// Answers a sign-in challenge with a second factor: the session, recording the factor.
 pub async fn complete_sign_in(
@@ -683,41 +786,40 @@ pub async fn complete_sign_in(
     input: SecondFactorInput,
     from: Option<String>,
 ) -> Result<StaffSession> {
-    let factor = Factor::from_input(input.code.as_deref(), input.recovery_code.as_deref())?;
+    let factor = Factor::from_answer(
+        input.code.as_deref(),
+        input.recovery_code.as_deref(),
+        input.passkey,
+    )?;
     let bad_challenge = Error::BadCredential {
         field: "challenge",
         message: BAD_CHALLENGE,
     };
-    if !input.challenge.starts_with(CHALLENGE_PREFIX) || input.challenge.len() > 100 {
-        return Err(bad_challenge);
-    }
+    let (challenge_id, staff_id) = open_challenge_of(state, &input.challenge).await?;
     let now = state.clock.now();
-    let row = sqlx::query(
-        "SELECT c.id, c.staff_id FROM staff_mfa_challenges c
-         JOIN staff_users u ON u.id = c.staff_id
-         WHERE c.challenge_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2
-           AND c.failed_attempts < $3 AND u.disabled_at IS NULL",
-    )
-    .bind(sha256_hex(&input.challenge))
-    .bind(stamp(now))
-    .bind(CHALLENGE_MAX_FAILURES)
-    .fetch_optional(&state.db.pool)
-    .await?;
-    let Some(row) = row else {
-        return Err(bad_challenge);
-    };
-    let challenge_id: i64 = row.try_get(0)?;
-    let staff_id: i64 = row.try_get(1)?;
     count_attempt(state, staff_id).await?;
-    let Some(auth) = load_authenticator(&state.db, staff_id)
+    let auth = load_authenticator(&state.db, staff_id)
         .await?
-        .filter(|auth| auth.confirmed)
-    else {
+        .filter(|auth| auth.confirmed);
+    // Too many wrong answers lock the staff member's second factor, whichever it is.
+    if let Some(auth) = &auth {
+        auth.ensure_unlocked(now)?;
+    }
+    let accepted = match (&factor, &auth) {
+        (Factor::Passkey(assertion), _) => {
+            if !super::passkeys::has_passkey(&state.db, staff_id).await? {
+                // Removed since the password: sign in again.
+                return Err(bad_challenge);
+            }
+            super::passkeys::check_assertion(state, staff_id, challenge_id, assertion)
+                .await?
+                .map(Accepted::Passkey)
+        }
+        (_, Some(auth)) => check_factor(state, staff_id, auth, &factor).await?,
         // Turned off since the password: sign in again.
-        return Err(bad_challenge);
+        (_, None) => return Err(bad_challenge),
     };
-    auth.ensure_unlocked(now)?;
-    let Some(accepted) = check_factor(state, staff_id, &auth, &factor).await? else {
+    let Some(accepted) = accepted else {
         record_failure(
             state,
             staff_id,
@@ -788,7 +890,7 @@ async fn audit_recovery_code_used(tx: &mut Tx, staff_id: i64) -> Result<()> {
 
 /// Factors are managed from a session signed in with the password, not with an API
 /// token (a tool's token must not change how its owner signs in).
-fn ensure_session(staff: &Staff) -> Result<()> {
+pub(crate) fn ensure_session(staff: &Staff) -> Result<()> {
     if staff.is_session() {
         Ok(())
     } else {
@@ -1197,7 +1299,8 @@ pub async fn reset_for(state: &AppState, owner: &Staff, staff_id: i64) -> Result
         ));
     }
     super::get_user(&state.db, staff_id).await?;
-    if !totp_on(&state.db, staff_id).await? {
+    let totp = totp_on(&state.db, staff_id).await?;
+    if !totp && !super::passkeys::has_passkey(&state.db, staff_id).await? {
         return Err(Error::conflict(
             None,
             "this staff member has no second factor to reset",
@@ -1205,6 +1308,7 @@ pub async fn reset_for(state: &AppState, owner: &Staff, staff_id: i64) -> Result
     }
     let mut tx = state.db.begin().await?;
     remove_factor(&mut tx, staff_id).await?;
+    let passkeys = super::passkeys::remove_all(&mut tx, staff_id).await?;
     let sessions_revoked =
         super::sessions::revoke_sessions_in(&mut tx, staff_id, &stamp(state.clock.now())).await?;
     crate::audit::record(
@@ -1216,7 +1320,9 @@ pub async fn reset_for(state: &AppState, owner: &Staff, staff_id: i64) -> Result
             target_id: staff_id.to_string(),
             before: None,
             after: Some(serde_json::json!({
-                "factor": "totp", "sessions_revoked": sessions_revoked,
+                "factor": if totp { "totp" } else { super::passkeys::METHOD },
+                "passkeys_removed": passkeys,
+                "sessions_revoked": sessions_revoked,
             })),
         },
     )
@@ -1233,6 +1339,8 @@ pub struct MfaStatus {
     pub totp: String,
     /// Recovery codes not used yet.
     pub recovery_codes_left: i64,
+    /// Passkeys registered (each a second factor of its own).
+    pub passkeys: i64,
     /// Whether the store requires it of this staff member's role.
     pub required: bool,
     /// The second factor this session was signed in with, if any.
@@ -1262,6 +1370,8 @@ pub async fn status(state: &AppState, staff: &Staff) -> Result<MfaStatus> {
         }
         .to_owned(),
         recovery_codes_left: left,
+        passkeys: i64::try_from(super::passkeys::list(state, staff.id).await?.len())
+            .unwrap_or(i64::MAX),
         required: policy.requires(staff.role),
         session_second_factor: staff.second_factor.clone(),
     })

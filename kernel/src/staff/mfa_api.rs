@@ -15,6 +15,9 @@ use super::mfa::{
     self, ConfirmTotp, DisableTotp, DisableTotpInput, FactorReset, MfaStatus, RecoveryCodes,
     SecondFactorAnswer, SecondFactorInput, Standing, TotpEnrolment,
 };
+use super::passkeys::{
+    self, NewPasskey, PasskeyChallenge, PasskeyInfo, PasskeyOptions, RemovePasskey,
+};
 use super::sessions::{self, RevokedSessions, SessionInfo};
 use super::{Staff, StaffSession};
 use crate::app::AppState;
@@ -25,7 +28,11 @@ use crate::http::extract::{JsonBody, PathParam, StaffAuth};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sign_in_mfa))
+        .routes(routes!(sign_in_passkey))
         .routes(routes!(mfa_status))
+        .routes(routes!(list_passkeys, finish_passkey))
+        .routes(routes!(start_passkey))
+        .routes(routes!(remove_passkey))
         .routes(routes!(start_totp))
         .routes(routes!(confirm_totp))
         .routes(routes!(disable_totp))
@@ -98,20 +105,27 @@ impl FromRequestParts<AppState> for SignedIn {
 ///
 /// The second step of signing in, for a staff member with two-factor sign-in on: the
 /// challenge `POST /api/v1/staff/sign-in` answered, and a `code` from the authenticator
-/// app or a `recovery_code`. Answers the session, as signing in without two-factor does.
-/// A code works once, within one 30-second step either side of now; a wrong one counts
-/// against the challenge (5) and the account (10 within 15 minutes lock the second factor
-/// for 15 minutes: 429).
+/// app, a `recovery_code`, or a `passkey`'s answer (the `PublicKeyCredential`
+/// `navigator.credentials.get` answered for the options of
+/// `POST /sign-in/mfa/passkey`). Answers the session, as signing in without two-factor
+/// does. A code works once, within one 30-second step either side of now; a passkey's
+/// answer once, for its challenge; a wrong one counts against the challenge (5) and the
+/// account (10 within 15 minutes lock the second factor for 15 minutes: 429).
 #[utoipa::path(post, path = "/sign-in/mfa", tag = "staff", operation_id = "staff_sign_in_mfa",
     request_body(content = SecondFactorAnswer, examples(
         ("totp" = (summary = "A code from the authenticator app",
             value = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM", "code": "492039"}))),
         ("recovery_code" = (summary = "A recovery code (each works once)",
             value = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM", "recovery_code": "7k2m-9xq4-hv3c"}))),
+        ("passkey" = (summary = "A passkey's answer",
+            value = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM", "passkey": {
+                "id": "x2Qn…", "rawId": "x2Qn…", "type": "public-key",
+                "response": {"authenticatorData": "SZYN5YgO…", "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0Ii…",
+                    "signature": "MEUCIQD…", "userHandle": "q1Xy…"}}}))),
     )),
     responses(
         (status = 200, body = StaffSession, description = "Signed in: a session token (12 hours)"),
-        (status = 401, body = ErrorBody, description = "The challenge is unknown, used, expired or spent (`fields`: `challenge`), or the code or recovery code is wrong or used (`fields`: `code` / `recovery_code`)",
+        (status = 401, body = ErrorBody, description = "The challenge is unknown, used, expired or spent (`fields`: `challenge`), or the code, recovery code or passkey's answer is wrong or used (`fields`: `code` / `recovery_code` / `passkey`)",
             example = json!({"error": "invalid_credentials", "message": "the code is wrong, expired or used already",
                 "fields": [{"field": "code", "message": "the code is wrong, expired or used already"}]})),
         (status = 429, body = ErrorBody, description = "Too many attempts: the staff member's second factor is locked for a while, or the client passed its rate limit (see Retry-After)")))]
@@ -123,9 +137,108 @@ async fn sign_in_mfa(
     Ok(Json(mfa::complete_sign_in(&state, input, from).await?))
 }
 
+/// Asks for a passkey's answer to a sign-in challenge.
+///
+/// For a challenge whose `methods` name `passkey`: the options to give
+/// `navigator.credentials.get` (`options.publicKey`, binary values base64url), naming the
+/// staff member's passkeys; send its answer to `POST /sign-in/mfa` as `passkey`, within
+/// 5 minutes. Asking again replaces the options. 401 naming `challenge` as there; 409
+/// when the staff member has no passkey, or the store's public address is not a domain
+/// name passkeys can be bound to.
+#[utoipa::path(post, path = "/sign-in/mfa/passkey", tag = "staff", operation_id = "staff_sign_in_mfa_passkey",
+    request_body(content = PasskeyChallenge, example = json!({"challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM"})),
+    responses((status = 200, body = PasskeyOptions), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "The client passed its rate limit (see Retry-After)")))]
+async fn sign_in_passkey(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<PasskeyChallenge>,
+) -> Result<Json<PasskeyOptions>> {
+    Ok(Json(passkeys::start_sign_in(&state, input).await?))
+}
+
+/// The signed-in staff member's passkeys.
+///
+/// Oldest first: the name given, when added, when last used to sign in.
+#[utoipa::path(get, path = "/me/mfa/passkeys", tag = "staff", operation_id = "staff_passkeys",
+    security(("staff_token" = [])),
+    responses((status = 200, body = Vec<PasskeyInfo>)))]
+async fn list_passkeys(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+) -> Result<Json<Vec<PasskeyInfo>>> {
+    Ok(Json(passkeys::list(&state, staff.id).await?))
+}
+
+/// Starts adding a passkey.
+///
+/// The options to give `navigator.credentials.create` (`options.publicKey`, binary
+/// values base64url): user verification required, attestation `none`, the staff
+/// member's passkeys excluded. Send its answer to `POST /me/mfa/passkeys` within 5
+/// minutes; starting again replaces the options. From a session (403 with an API
+/// token); 409 when the store's public address is not a domain name passkeys can be
+/// bound to, or at 20 passkeys.
+#[utoipa::path(post, path = "/me/mfa/passkeys/start", tag = "staff", operation_id = "staff_passkey_start",
+    security(("staff_token" = [])),
+    responses((status = 200, body = PasskeyOptions), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn start_passkey(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+) -> Result<Json<PasskeyOptions>> {
+    Ok(Json(passkeys::start_registration(&state, &staff).await?))
+}
+
+/// Adds a passkey: the browser's answer to the options of `POST /me/mfa/passkeys/start`.
+///
+/// With a name for it. Sign-in then asks for a second factor, and takes the passkey; the
+/// session counts as signed in with a second factor from now on. Audited. 422 naming
+/// `credential` when it does not answer the options (another challenge, another origin,
+/// no user verification), or `name`; 409 when no registration is waiting (none started,
+/// it expired or it was answered) or the passkey is registered already.
+#[utoipa::path(post, path = "/me/mfa/passkeys", tag = "staff", operation_id = "staff_passkey_add",
+    request_body(content = NewPasskey, example = json!({"name": "YubiKey on my keyring", "credential": {
+        "id": "x2Qn…", "rawId": "x2Qn…", "type": "public-key",
+        "response": {"attestationObject": "o2NmbXRkbm9uZ…", "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIi…"}}})),
+    security(("staff_token" = [])),
+    responses((status = 201, body = PasskeyInfo), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn finish_passkey(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    JsonBody(input): JsonBody<NewPasskey>,
+) -> Result<(StatusCode, Json<PasskeyInfo>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(passkeys::finish_registration(&state, &staff, input).await?),
+    ))
+}
+
+/// Removes one of the signed-in staff member's passkeys.
+///
+/// Takes the password (limited as signing in is). It no longer signs in; without another
+/// second factor, sign-in takes the password alone again. Audited. 401 naming `password`;
+/// 404 for a passkey that is not theirs.
+#[utoipa::path(delete, path = "/me/mfa/passkeys/{id}", tag = "staff", operation_id = "staff_passkey_remove",
+    params(("id" = i64, Path, description = "The passkey's id (from GET /me/mfa/passkeys)")),
+    request_body(content = RemovePasskey, example = json!({"password": "a long enough password"})),
+    security(("staff_token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn remove_passkey(
+    State(state): State<AppState>,
+    SignedIn(staff): SignedIn,
+    PathParam(id): PathParam<i64>,
+    JsonBody(input): JsonBody<RemovePasskey>,
+) -> Result<StatusCode> {
+    passkeys::remove(&state, &staff, id, input).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The signed-in staff member's two-factor sign-in.
 ///
-/// Off, being set up or on; recovery codes left; whether the store requires it of them.
+/// Off, being set up or on; recovery codes left; passkeys; whether the store requires it
+/// of them.
 #[utoipa::path(get, path = "/me/mfa", tag = "staff", operation_id = "staff_mfa_status",
     security(("staff_token" = [])),
     responses((status = 200, body = MfaStatus)))]
@@ -264,7 +377,7 @@ async fn revoke_staff_sessions(
 
 /// Resets a staff member's second factor (they lost the app and the recovery codes).
 ///
-/// Their authenticator and recovery codes are removed and every sign-in session of theirs
+/// Their authenticator, recovery codes and passkeys are removed and every sign-in session of theirs
 /// is revoked: they sign in with their password and, when the store requires two-factor
 /// sign-in of them, set up a new authenticator first. Audited. 409 for one's own factor
 /// (turn it off with proof instead) or a staff member without one.

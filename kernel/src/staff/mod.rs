@@ -19,6 +19,7 @@
 pub mod api;
 pub mod mfa;
 pub mod mfa_api;
+pub mod passkeys;
 pub mod permissions;
 pub mod sessions;
 pub mod sso;
@@ -49,8 +50,8 @@ pub struct Staff {
     pub token_id: i64,
     /// `session` (signed in with a password) or `api` (a tool's token).
     pub token_kind: String,
-    /// The second factor the session was signed in with (`totp`, `recovery_code`);
-    /// `None` for a password alone and for API tokens.
+    /// The second factor the session was signed in with (`totp`, `recovery_code`,
+    /// `passkey`); `None` for a password alone and for API tokens.
     pub second_factor: Option<String>,
     /// `sso` for a session signed in through the single sign-on provider ([`sso`]).
     pub signed_in_via: Option<String>,
@@ -58,6 +59,8 @@ pub struct Staff {
     pub token_last_used_at: Option<String>,
     /// Whether the user has two-factor sign-in with an authenticator app on.
     pub totp_on: bool,
+    /// Whether the user has a passkey (a second factor too).
+    pub passkey_on: bool,
     /// How the audit log names this user.
     pub actor: String,
 }
@@ -129,7 +132,8 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
     }
     let row = sqlx::query(
         "SELECT u.id, u.email, u.role, t.id, t.expires_at, t.kind, t.second_factor,
-                t.last_used_at, f.confirmed_at IS NOT NULL, t.signed_in_via
+                t.last_used_at, f.confirmed_at IS NOT NULL, t.signed_in_via,
+                EXISTS (SELECT 1 FROM staff_passkeys p WHERE p.staff_id = u.id)
          FROM staff_tokens t
          JOIN staff_users u ON u.id = t.staff_id
          LEFT JOIN staff_totp f ON f.staff_id = u.id
@@ -157,6 +161,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Staff> {
         signed_in_via: row.try_get(9)?,
         token_last_used_at: row.try_get(7)?,
         totp_on: flag(&row, 8)?,
+        passkey_on: flag(&row, 10)?,
         actor: actor_of(id),
     })
 }
@@ -585,7 +590,7 @@ pub async fn sign_in(
     let Some(id) = id.filter(|_| ok) else {
         return Err(Error::InvalidCredentials(crate::accounts::BAD_CREDENTIALS));
     };
-    if mfa::totp_on(db, id).await? {
+    if mfa::second_factor_on(db, id).await? {
         let challenge = mfa::open_challenge(state, id, from.as_deref()).await?;
         return Ok(SignInAnswer::MfaRequired(challenge));
     }

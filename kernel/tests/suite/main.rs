@@ -59,6 +59,7 @@ mod security_headers;
 mod session_sweep;
 mod staff;
 mod staff_mfa;
+mod staff_passkeys;
 mod staff_sso;
 mod storefront;
 mod storefront_account;
