@@ -27,6 +27,7 @@ pub struct SweepReport {
     pub sessions: u64,
     pub staff_sessions: u64,
     pub staff_mfa_challenges: u64,
+    pub staff_passkey_ceremonies: u64,
 }
 
 /// Deletes, in one transaction, the tokens and sessions that are past use as of `now`.
@@ -64,12 +65,19 @@ pub async fn sweep_sessions(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Sweep
             .execute(&mut *tx)
             .await?
             .rows_affected();
+    let staff_passkey_ceremonies =
+        sqlx::query("DELETE FROM staff_passkey_ceremonies WHERE expires_at < $1")
+            .bind(&cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     tx.commit().await?;
     Ok(SweepReport {
         refresh_tokens,
         sessions,
         staff_sessions,
         staff_mfa_challenges,
+        staff_passkey_ceremonies,
     })
 }
 
@@ -86,6 +94,7 @@ pub fn job() -> Arc<dyn JobHandler> {
                     sessions = report.sessions,
                     staff_sessions = report.staff_sessions,
                     staff_mfa_challenges = report.staff_mfa_challenges,
+                    staff_passkey_ceremonies = report.staff_passkey_ceremonies,
                     "swept expired sessions"
                 );
             }

@@ -64,13 +64,21 @@ both_backends! {
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (2, 3));
 
         let db = &app.kernel.state.db;
+        // A passkey ceremony left unanswered (five minutes long).
+        let expires = (Utc::now() + Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        sqlx::query("INSERT INTO staff_users (email, name, role, created_at, updated_at)
+                     VALUES ('keys@staff.example', 'Keys', 'admin', $1, $1)")
+            .bind(&expires).execute(&db.pool).await.unwrap();
+        sqlx::query("INSERT INTO staff_passkey_ceremonies (staff_id, kind, state, created_at, expires_at)
+                     SELECT MIN(id), 'register', '{}', $1, $1 FROM staff_users")
+            .bind(&expires).execute(&db.pool).await.unwrap();
         // Now: everything is recent, nothing goes.
         assert_eq!(sweep_sessions(db, Utc::now()).await.unwrap(), SweepReport::default());
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (2, 3));
 
         // Two days on: the revoked session and its token go; the live one stays whole.
         let report = sweep_sessions(db, Utc::now() + Duration::days(2)).await.unwrap();
-        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1, staff_sessions: 0, staff_mfa_challenges: 0 });
+        assert_eq!(report, SweepReport { refresh_tokens: 1, sessions: 1, staff_sessions: 0, staff_mfa_challenges: 0, staff_passkey_ceremonies: 1 });
         assert_eq!((app.count("customer_sessions").await, app.count("refresh_tokens").await), (1, 2));
         let r = app.request(Method::GET, "/api/v1/account/me", Some(&live_access), None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
