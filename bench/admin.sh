@@ -130,7 +130,7 @@ for path in /admin /admin/orders "/admin/orders?status=delivered" "/admin/orders
   "/admin/orders?sku=$(head -1 "$work/skus.txt")" "/admin/orders/$order" /admin/products \
   "/admin/products/$product" "/admin/lots?expiring=30" "/admin/lots?expiring=90" /admin/recalls \
   /admin/subscriptions "/admin/customers?q=user7%40example.com" /admin/audit /admin/plugins \
-  /admin/staff /admin/operations; do
+  /admin/staff /admin/operations /admin/categories /admin/campaigns "/admin/products/$product/images"; do
   if [ "$path" = "/admin/customers?q=user7%40example.com" ]; then
     # The search answers a redirect to the customer's page: measure the page.
     path="$(curl -s -o /dev/null -w '%{redirect_url}' -H "$cookie" "http://127.0.0.1:$port$path")"

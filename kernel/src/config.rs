@@ -281,7 +281,8 @@ pub struct MediaConfig {
     pub media_workers: usize,
 
     /// How much lower the media thread's CPU priority is (its nice value, 0 to 19; 0 keeps
-    /// the node's own), so shoppers' requests go first on a busy node.
+    /// the node's own), so shoppers' requests go first on a busy node. 19 puts it in
+    /// Linux's idle class: it runs only on CPU time nothing else wants.
     #[arg(long, env = "OLIVINE_MEDIA_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub media_nice: i32,
 

@@ -444,12 +444,21 @@ fn to_anyhow(err: crate::error::Error) -> anyhow::Error {
     }
 }
 
-/// Lowers the calling thread's CPU priority to `nice` (0: unchanged). Linux applies
-/// `setpriority` with `PRIO_PROCESS` and 0 to the calling thread only; the thread ends
-/// with its job.
+/// Lowers the calling thread's CPU priority to `nice` (0: unchanged; 19: the idle class,
+/// which runs only on CPU time no other thread wants). Linux applies `setpriority` and
+/// `sched_setscheduler` with 0 to the calling thread only; the thread ends with its job.
 fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    if nice > 0 {
+    if nice >= 19 {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: 0 names the calling thread; `param` lives on this stack for the call.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if result != 0 {
+            // SAFETY: as below.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            tracing::debug!("could not put the media thread in the idle class");
+        }
+    } else if nice > 0 {
         // SAFETY: setpriority takes plain integers and touches no memory of ours.
         let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
         if result != 0 {
