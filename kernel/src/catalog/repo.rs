@@ -34,26 +34,40 @@ pub async fn list_categories(conn: &mut AnyConnection) -> Result<Vec<Category>> 
         .collect()
 }
 
+/// Checks a category's fields and finds its parent's id.
+async fn checked_parent(conn: &mut AnyConnection, input: &NewCategory) -> Result<Option<i64>> {
+    let mut problems = Problems::new();
+    check_slug(&mut problems, "slug", &input.slug);
+    check_text(&mut problems, "name", &input.name, 100);
+    problems.into_result()?;
+    let Some(parent) = &input.parent else {
+        return Ok(None);
+    };
+    let row = sqlx::query("SELECT id FROM categories WHERE slug = $1")
+        .bind(parent)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| Error::invalid("parent", format!("unknown category `{parent}`")))?;
+    Ok(Some(row.try_get(0)?))
+}
+
+/// The category `input` describes, as stored under `id`.
+fn category_from(id: i64, input: &NewCategory) -> Category {
+    Category {
+        id,
+        slug: input.slug.clone(),
+        name: input.name.trim().to_owned(),
+        parent: input.parent.clone(),
+        position: input.position,
+    }
+}
+
 pub async fn create_category(
     conn: &mut AnyConnection,
     input: &NewCategory,
     actor: &str,
 ) -> Result<Category> {
-    let mut problems = Problems::new();
-    check_slug(&mut problems, "slug", &input.slug);
-    check_text(&mut problems, "name", &input.name, 100);
-    problems.into_result()?;
-    let parent_id: Option<i64> = match &input.parent {
-        None => None,
-        Some(parent) => Some(
-            sqlx::query("SELECT id FROM categories WHERE slug = $1")
-                .bind(parent)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| Error::invalid("parent", format!("unknown category `{parent}`")))?
-                .try_get(0)?,
-        ),
-    };
+    let parent_id = checked_parent(conn, input).await?;
     let row = sqlx::query(
         "INSERT INTO categories (slug, name, parent_id, position, created_at)
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -84,13 +98,7 @@ pub async fn create_category(
         &serde_json::json!({ "id": id, "slug": input.slug }),
     )
     .await?;
-    let category = Category {
-        id,
-        slug: input.slug.clone(),
-        name: input.name.trim().to_owned(),
-        parent: input.parent.clone(),
-        position: input.position,
-    };
+    let category = category_from(id, input);
     crate::audit::record(
         conn,
         &crate::audit::Entry {
@@ -151,47 +159,29 @@ pub async fn update_category(
     input: &NewCategory,
     actor: &str,
 ) -> Result<Category> {
-    let mut problems = Problems::new();
-    check_slug(&mut problems, "slug", &input.slug);
-    check_text(&mut problems, "name", &input.name, 100);
-    problems.into_result()?;
+    let parent_id = checked_parent(conn, input).await?;
     let before = category_by_id(conn, id)
         .await?
         .ok_or_else(|| Error::not_found(format!("category {id}")))?;
-    let parent_id: Option<i64> = match &input.parent {
-        None => None,
-        Some(parent) => {
-            let parent_id: i64 = sqlx::query("SELECT id FROM categories WHERE slug = $1")
-                .bind(parent)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| Error::invalid("parent", format!("unknown category `{parent}`")))?
-                .try_get(0)?;
-            // Walk up from the new parent: meeting this category means a cycle.
-            let mut ancestor = Some(parent_id);
-            let mut steps = 0;
-            while let Some(at) = ancestor {
-                if at == id {
-                    return Err(Error::invalid(
-                        "parent",
-                        "a category cannot be inside itself or one of its subcategories",
-                    ));
-                }
-                steps += 1;
-                if steps > 1000 {
-                    break;
-                }
-                ancestor = sqlx::query("SELECT parent_id FROM categories WHERE id = $1")
-                    .bind(at)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|r| r.try_get::<Option<i64>, _>(0))
-                    .transpose()?
-                    .flatten();
-            }
-            Some(parent_id)
+    // Walk up from the new parent: meeting this category means a cycle (the step bound
+    // stops at a cycle already in the table).
+    let mut ancestor = parent_id;
+    for _ in 0..1000 {
+        let Some(at) = ancestor else { break };
+        if at == id {
+            return Err(Error::invalid(
+                "parent",
+                "a category cannot be inside itself or one of its subcategories",
+            ));
         }
-    };
+        ancestor = sqlx::query("SELECT parent_id FROM categories WHERE id = $1")
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten();
+    }
     sqlx::query(
         "UPDATE categories SET slug = $1, name = $2, parent_id = $3, position = $4 WHERE id = $5",
     )
@@ -221,13 +211,7 @@ pub async fn update_category(
         &serde_json::json!({ "id": id, "slug": input.slug, "products": products }),
     )
     .await?;
-    let after = Category {
-        id,
-        slug: input.slug.clone(),
-        name: input.name.trim().to_owned(),
-        parent: input.parent.clone(),
-        position: input.position,
-    };
+    let after = category_from(id, input);
     crate::audit::record(
         conn,
         &crate::audit::Entry {
