@@ -69,11 +69,11 @@ async fn list(
 ) -> Response {
     let loaded = async {
         Ok::<_, Error>((
-            crate::notify::api::campaign_audience(state).await?,
+            super::dashboard::campaign_audience(state).await?,
             crate::notify::api::campaigns(state, 50).await?,
         ))
     };
-    let (audience, campaigns) = match loaded.await {
+    let ((audience, counted_at), campaigns) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "campaigns"),
     };
@@ -82,7 +82,7 @@ async fn list(
         @if let Some(notice) = notice { p.form-notice role="status" { (notice) } }
         section {
             h2 { "Write a campaign" }
-            p.hint #audience { "It reaches " strong { (audience) } " customer(s): those who agreed to marketing by email or push. "
+            p.hint #audience { "It reaches " strong { (audience) } " customer(s) (counted at " (counted_at) "): those who agreed to marketing by email or push. "
                 "Each gets it on the channels they agreed to, outside their quiet hours." }
             (form_alert(errors))
             form method="post" action=(SECTION) novalidate {
@@ -166,7 +166,7 @@ async fn preview(
     admin: &AdminSession,
     input: &CampaignInput,
 ) -> Response {
-    let audience = match crate::notify::api::campaign_audience(state).await {
+    let (audience, counted_at) = match super::dashboard::campaign_audience(state).await {
         Ok(audience) => audience,
         Err(err) => return layout::error_page(&err, "campaign"),
     };
@@ -179,7 +179,8 @@ async fn preview(
             @if let Some(link) = &input.link { p { "Link: " code { (link) } } }
             @if input.html.is_some() { p.hint { "With an HTML version for email." } }
         }
-        p { "It goes to " strong #preview-audience { (audience) } " customer(s) now, and cannot be taken back." }
+        p { "It goes to every customer who agreed to marketing when it is sent: "
+            strong #preview-audience { (audience) } " at " (counted_at) ". It cannot be taken back." }
         form method="post" action=(SECTION) {
             (admin.csrf_input())
             input type="hidden" name="title" value=(input.title);
@@ -188,7 +189,7 @@ async fn preview(
             input type="hidden" name="link" value=(input.link.as_deref().unwrap_or(""));
             input type="hidden" name="confirm" value="yes";
             div.actions {
-                button.button.primary type="submit" { "Send to " (audience) " customer(s)" }
+                button.button.primary type="submit" { "Send it" }
                 a.button href=(SECTION) { "Back" }
             }
         }
