@@ -49,6 +49,12 @@ pub struct ImportArgs {
     /// The currency of a file's amounts when it names none (Shopify's export).
     #[arg(long, default_value = "EUR")]
     pub currency: String,
+    /// Incremental sync by time: skip the records whose updated time (`updated_at`) is
+    /// older than TIME, before they are checked; records without one are processed.
+    /// RFC 3339 (2024-03-01T10:00:00Z) or a date (2024-03-01, midnight UTC). The run
+    /// prints the newest updated time it saw: the next run's --since.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// The master key (base64). Unset: read from the master key file.
     #[arg(long, env = "OLIVINE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
@@ -69,6 +75,17 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 
 fn parse_format(text: &str) -> Result<Format, String> {
     Format::parse(text).ok_or_else(|| format!("`{text}` is not json, csv or shopify"))
+}
+
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    // clap names the option (`invalid value '…' for '--since <TIME>'`): the reason only.
+    imports::parse_since(text).map_err(|e| {
+        let body = e.body();
+        body.fields
+            .into_iter()
+            .next()
+            .map_or(body.message, |field| field.message)
+    })
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -94,6 +111,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size as usize,
         format: args.format,
         currency: args.currency.clone(),
+        since: args.since,
     };
     let source = args.file.display().to_string();
     let progress = Progress::new();
@@ -184,13 +202,21 @@ fn print_summary(summary: &Summary, report_path: &Path) {
     let c = &summary.counts;
     let verb = if summary.written { "" } else { "would be " };
     println!(
-        "{}: {} row(s): {} {verb}new, {} {verb}updated, {} unchanged, {} invalid",
+        "{}: {} row(s): {} {verb}new, {} {verb}updated, {} unchanged, {} invalid{}",
         summary.kind.as_str(),
         summary.rows,
         c.new,
         c.updated,
         c.unchanged,
-        c.invalid
+        c.invalid,
+        if summary.since.is_some() {
+            format!(
+                ", {} skipped (not changed since)",
+                c.skipped_not_changed_since
+            )
+        } else {
+            String::new()
+        }
     );
     for p in summary.report.problems.iter().take(10) {
         println!("  row {}: {}: {}", p.row, p.field, p.message);
@@ -215,6 +241,31 @@ fn print_summary(summary: &Summary, report_path: &Path) {
     }
     if let Some(row) = summary.resumed_after_row {
         println!("resumed after row {row}");
+    }
+    if c.skipped_not_changed_since > 0 {
+        println!(
+            "{} record(s) skipped: not changed since {}",
+            c.skipped_not_changed_since,
+            summary.since.as_deref().unwrap_or("")
+        );
+    }
+    match &summary.newest_updated_at {
+        Some(newest) => {
+            println!("newest updated time in the file: {newest}");
+            // The next run goes on from here (never back before this run's since).
+            let next = summary
+                .since
+                .as_ref()
+                .filter(|s| *s > newest)
+                .unwrap_or(newest);
+            if summary.written {
+                println!("next incremental run: --since {next}");
+            }
+        }
+        None if summary.since.is_some() => {
+            println!("no record in the file has an updated time: every record was read")
+        }
+        None => {}
     }
     println!("report: {}", report_path.display());
 }

@@ -37,7 +37,7 @@ pub struct Item {
 }
 
 /// The customers CSV: `legacy_id, email, name` (or `first_name, last_name`),
-/// `password_hash, phone`.
+/// `password_hash, phone, updated_at`.
 pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
     records
         .iter()
@@ -59,6 +59,7 @@ pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
             if let Some(id) = r.opt("legacy_id") {
                 value["legacy_id"] = Value::String(id.to_owned());
             }
+            value["updated_at"] = super::source::updated_at(&[r]);
             Row { row: r.line, value }
         })
         .collect()

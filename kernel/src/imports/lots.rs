@@ -39,7 +39,7 @@ impl Item {
 }
 
 /// The lots CSV: `legacy_id, sku, location, batch, manufactured_on, expires_on,
-/// quantity, note`.
+/// quantity, note, updated_at`.
 pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
     records
         .iter()
@@ -64,6 +64,7 @@ pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
             if let Some(id) = r.opt("legacy_id") {
                 value["legacy_id"] = Value::String(id.to_owned());
             }
+            value["updated_at"] = super::source::updated_at(&[r]);
             Row { row: r.line, value }
         })
         .collect()

@@ -8,6 +8,11 @@
 //! export updates only what changed. Writes go in batches, one transaction each, and the
 //! run (`import_runs`) moves with each batch: an interrupted run is resumed after its
 //! last committed batch and ends as one run would have.
+//!
+//! An incremental sync can also go by time (`Options::since`): a record whose source
+//! gives its updated time (`updated_at`) and says it is older than `since` is skipped
+//! before it is checked; a record without one is processed. The summary answers the
+//! newest updated time seen, for the next run's `since`.
 
 pub mod api;
 pub mod customers;
@@ -23,6 +28,7 @@ pub mod subscriptions;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row as _;
@@ -134,6 +140,9 @@ pub struct Options {
     pub format: Option<Format>,
     /// The currency of amounts in a file that does not name one (Shopify's export).
     pub currency: String,
+    /// Skip the records whose updated time is older than this (read with
+    /// [`parse_since`]); records without an updated time are processed.
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl Default for Options {
@@ -144,6 +153,7 @@ impl Default for Options {
             batch_size: 500,
             format: None,
             currency: "EUR".to_owned(),
+            since: None,
         }
     }
 }
@@ -170,6 +180,9 @@ pub struct Counts {
     pub updated: u64,
     pub unchanged: u64,
     pub invalid: u64,
+    /// Records whose updated time is older than the run's `since`: not read further
+    /// (not checked, not written).
+    pub skipped_not_changed_since: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -185,6 +198,11 @@ pub struct Summary {
     pub run_id: Option<i64>,
     /// The run went on from an interrupted one, after this file row.
     pub resumed_after_row: Option<i64>,
+    /// The run's `since` (RFC 3339, UTC), when given.
+    pub since: Option<String>,
+    /// The newest updated time of the file's records (RFC 3339, UTC): the next
+    /// incremental run's `since`. None when no record gives one.
+    pub newest_updated_at: Option<String>,
     pub report: Report,
 }
 
@@ -216,13 +234,17 @@ pub async fn run(
     let mut report = Report::default();
     let rows = source::read(kind, bytes, options, &mut report)?;
     let total = rows.len();
-    progress.start(&format!("checking {}", kind.as_str()), total);
+    let times = updated_times(kind, rows, options.since, &mut report);
+    let rows = times.rows;
+    let to_check = rows.len();
+    progress.start(&format!("checking {}", kind.as_str()), to_check);
     let prepared = check(ctx, kind, rows, &mut report).await?;
-    progress.advance(total);
+    progress.advance(to_check);
     progress.finish();
     let existing = fingerprints(&ctx.db, kind, &prepared).await?;
     let mut counts = classify(&prepared, &existing);
     counts.invalid = report.invalid_rows() as u64;
+    counts.skipped_not_changed_since = times.skipped;
     let refused = counts.invalid > 0 && options.mode == Mode::AllOrNothing;
     let mut summary = Summary {
         kind,
@@ -232,6 +254,8 @@ pub async fn run(
         written: false,
         run_id: None,
         resumed_after_row: None,
+        since: options.since.map(crate::time::format_timestamp),
+        newest_updated_at: times.newest.map(crate::time::format_timestamp),
         report,
     };
     if options.dry_run || refused {
@@ -252,11 +276,111 @@ pub async fn run(
         progress,
     )
     .await?;
-    summary.counts = finish_run(&ctx.db, run.id).await?;
+    summary.counts = Counts {
+        skipped_not_changed_since: times.skipped,
+        ..finish_run(&ctx.db, run.id).await?
+    };
     summary.written = true;
     summary.run_id = Some(run.id);
     summary.resumed_after_row = run.resumed.then_some(run.last_row);
     Ok(summary)
+}
+
+/// A time as legacy exports write them: RFC 3339 (`2024-03-01T10:00:00Z`,
+/// `2024-03-01T12:00:00+02:00`), or in UTC `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DDTHH:MM:SS`
+/// or a plain date `YYYY-MM-DD` (its midnight).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Some(at) = crate::time::parse_timestamp(text) {
+        return Some(at);
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    Some(naive.and_utc())
+}
+
+/// Reads an incremental run's `since` (the CLI's `--since`, the admin API's `since`).
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>> {
+    parse_time(text).ok_or_else(|| {
+        Error::invalid(
+            "since",
+            format!(
+                "`{text}` is not a time: give RFC 3339 (2024-03-01T10:00:00Z) or a date \
+                 (2024-03-01, its midnight UTC)"
+            ),
+        )
+    })
+}
+
+/// The rows left to read after `since`, how many were skipped, and the newest updated
+/// time seen.
+struct Times {
+    rows: Vec<Row>,
+    skipped: u64,
+    newest: Option<DateTime<Utc>>,
+}
+
+/// Reads each row's `updated_at` (an order keeps it as the order's updated time; for
+/// the other kinds it only tells when the record changed, and is taken out of the
+/// record); skips the rows older than `since`, before anything else looks at them. An
+/// `updated_at` that is not a time is a problem of its row (orders' own check names it).
+fn updated_times(
+    kind: Kind,
+    rows: Vec<Row>,
+    since: Option<DateTime<Utc>>,
+    report: &mut Report,
+) -> Times {
+    let mut times = Times {
+        rows: Vec::with_capacity(rows.len()),
+        skipped: 0,
+        newest: None,
+    };
+    let mut skipped_rows = HashSet::new();
+    for mut row in rows {
+        let given = match row.value.get("updated_at") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) if text.trim().is_empty() => None,
+            Some(serde_json::Value::String(text)) => Some(parse_time(text)),
+            Some(_) => Some(None),
+        };
+        if kind != Kind::Orders
+            && let serde_json::Value::Object(fields) = &mut row.value
+        {
+            fields.remove("updated_at");
+        }
+        match given {
+            None => {}
+            Some(Some(at)) => {
+                times.newest = times.newest.max(Some(at));
+                if since.is_some_and(|since| at < since) {
+                    times.skipped += 1;
+                    skipped_rows.insert(row.row);
+                    continue;
+                }
+            }
+            Some(None) if kind == Kind::Orders => {}
+            Some(None) => report.problem(
+                row.row,
+                legacy_id_of(&row.value, None).as_deref(),
+                "updated_at",
+                "must be a date and time such as 2024-03-01T10:00:00Z",
+            ),
+        }
+        times.rows.push(row);
+    }
+    // What reading the file found in a skipped row (an amount that does not read, a
+    // repair) is not this run's business either.
+    if !skipped_rows.is_empty() {
+        report.problems.retain(|p| !skipped_rows.contains(&p.row));
+        report.repairs.retain(|r| !skipped_rows.contains(&r.row));
+    }
+    times
 }
 
 /// Checks every row (the kind's rules, then one legacy id once per file); returns the
@@ -514,16 +638,18 @@ async fn write_one(
             let local_id = create(ctx, tx, &item.record).await?;
             sqlx::query(
                 "INSERT INTO import_records (kind, legacy_id, local_id, fingerprint, run_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, '', $4, $5, $5)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
             )
             .bind(run.kind.as_str())
             .bind(&item.legacy_id)
             .bind(local_id)
+            .bind(&item.fingerprint)
             .bind(run.id)
             .bind(&now)
             .execute(&mut **tx)
             .await?;
             counts.new += 1;
+            return Ok(());
         }
     }
     sqlx::query(
@@ -597,7 +723,8 @@ async fn advance_run(tx: &mut Tx, run_id: i64, last_row: i64, counts: &Counts) -
     Ok(())
 }
 
-/// Marks the run finished; answers its counts over every batch (of every attempt).
+/// Marks the run finished; answers its counts over every batch (of every attempt), but
+/// for the skipped ones.
 async fn finish_run(db: &Db, run_id: i64) -> Result<Counts> {
     let row = sqlx::query(
         "UPDATE import_runs SET status = 'finished', finished_at = $1 WHERE id = $2
@@ -613,6 +740,8 @@ async fn finish_run(db: &Db, run_id: i64) -> Result<Counts> {
         updated: count(1)?,
         unchanged: count(2)?,
         invalid: count(3)?,
+        // Not kept by the run: the caller knows it of this attempt.
+        skipped_not_changed_since: 0,
     })
 }
 

@@ -5,7 +5,9 @@
 //! second order for one legacy order. A newer export updates the status, tracking,
 //! refunds, identity and lines of the order.
 
-use chrono::{NaiveDate, NaiveDateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row as _;
@@ -110,7 +112,7 @@ fn order_row(lines: &[&CsvRecord], report: &mut Report) -> Row {
         "status": first.get("status"),
         "currency": first.get("currency"),
         "placed_at": first.get("placed_at"),
-        "updated_at": first.text("updated_at"),
+        "updated_at": super::source::updated_at(lines),
         "subtotal_minor": amount("subtotal", "subtotal_minor"),
         "adjustments_minor": amount("adjustments", "adjustments_minor"),
         "shipping_minor": amount("shipping", "shipping_minor"),
@@ -162,8 +164,18 @@ fn line_value(line: &CsvRecord, row: usize, i: usize, report: &mut Report) -> Va
     value
 }
 
+/// What the rows of one file look up again and again (a customer's orders, a SKU's
+/// lines), asked once a run: imported customers by legacy id, variants by SKU.
+#[derive(Default)]
+struct Lookups {
+    customers: HashMap<String, Option<i64>>,
+    /// SKU → (variant id, product name, variant title).
+    variants: HashMap<String, Option<(i64, String, String)>>,
+}
+
 pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
+    let mut lookups = Lookups::default();
     let mut conn = ctx.db.pool.acquire().await?;
     for mut row in rows {
         let Some(legacy_id) = super::legacy_id_of(&row.value, None) else {
@@ -181,7 +193,15 @@ pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result
         };
         let mut problems = Problems::new();
         let times = check_fields(&mut problems, &input);
-        let mut item = resolve(ctx, &mut conn, &legacy_id, input, &mut problems).await?;
+        let mut item = resolve(
+            ctx,
+            &mut conn,
+            &mut lookups,
+            &legacy_id,
+            input,
+            &mut problems,
+        )
+        .await?;
         if let Err(err) = problems.into_result() {
             report.problems_from(row.row, Some(&legacy_id), "", err)?;
             continue;
@@ -221,20 +241,10 @@ fn repairs(row: &mut Row, report: &mut Report) {
     }
 }
 
-/// A legacy timestamp as the store writes them: RFC 3339, `YYYY-MM-DD HH:MM:SS` or
-/// `YYYY-MM-DD` (UTC).
+/// A legacy timestamp (RFC 3339, `YYYY-MM-DD[ HH:MM:SS]` in UTC) as the store writes
+/// them.
 pub(super) fn timestamp(text: &str) -> Option<String> {
-    if let Some(at) = crate::time::parse_timestamp(text) {
-        return Some(crate::time::format_timestamp(at));
-    }
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-        .ok()
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })?;
-    Some(crate::time::format_timestamp(naive.and_utc()))
+    super::parse_time(text).map(crate::time::format_timestamp)
 }
 
 /// The rules that need no database; answers the order's times when they read.
@@ -328,18 +338,24 @@ fn check_fields(problems: &mut Problems, input: &Input) -> Option<(String, Strin
 async fn resolve(
     ctx: &Context,
     conn: &mut sqlx::AnyConnection,
+    lookups: &mut Lookups,
     legacy_id: &str,
     input: Input,
     problems: &mut Problems,
 ) -> Result<Item> {
     let number = input.number.clone().unwrap_or_else(|| legacy_id.to_owned());
-    let mine = super::local_id(&mut *conn, Kind::Orders, legacy_id).await?;
-    let owner: Option<i64> = sqlx::query("SELECT id FROM orders WHERE number = $1")
-        .bind(&number)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+    // This legacy order's local id and the order that has its number, in one round trip.
+    let row = sqlx::query(
+        "SELECT (SELECT local_id FROM import_records WHERE kind = $1 AND legacy_id = $2),
+            (SELECT id FROM orders WHERE number = $3)",
+    )
+    .bind(Kind::Orders.as_str())
+    .bind(legacy_id)
+    .bind(&number)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mine: Option<i64> = row.try_get(0)?;
+    let owner: Option<i64> = row.try_get(1)?;
     problems.check(
         owner.is_none() || owner == mine,
         "number",
@@ -347,7 +363,14 @@ async fn resolve(
     );
     let customer_id = match &input.customer {
         Some(customer) => {
-            let id = super::local_id(&mut *conn, Kind::Customers, customer).await?;
+            let id = match lookups.customers.get(customer) {
+                Some(id) => *id,
+                None => {
+                    let id = super::local_id(&mut *conn, Kind::Customers, customer).await?;
+                    lookups.customers.insert(customer.clone(), id);
+                    id
+                }
+            };
             problems.check(
                 id.is_some(),
                 "customer",
@@ -369,23 +392,24 @@ async fn resolve(
     };
     let mut lines = Vec::new();
     for (i, line) in input.lines.iter().enumerate() {
-        let variant = sqlx::query(
-            "SELECT v.id, p.name, v.title FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
-        )
-        .bind(&line.sku)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match variant {
-            Some(v) => {
+        if !lookups.variants.contains_key(&line.sku) {
+            let variant = sqlx::query(
+                "SELECT v.id, p.name, v.title FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
+            )
+            .bind(&line.sku)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|v| Ok::<_, sqlx::Error>((v.try_get(0)?, v.try_get(1)?, v.try_get(2)?)))
+            .transpose()?;
+            lookups.variants.insert(line.sku.clone(), variant);
+        }
+        match lookups.variants.get(&line.sku).and_then(Option::as_ref) {
+            Some((id, product, variant)) => {
                 let title = match &line.title {
                     Some(title) => title.clone(),
-                    None => format!(
-                        "{} – {}",
-                        v.try_get::<String, _>(1)?,
-                        v.try_get::<String, _>(2)?
-                    ),
+                    None => format!("{product} – {variant}"),
                 };
-                lines.push((v.try_get(0)?, title));
+                lines.push((*id, title));
             }
             None => problems.add(
                 format!("lines[{i}].sku"),
@@ -418,6 +442,10 @@ async fn sealed_identity(ctx: &Context, tx: &mut Tx, item: &Item) -> Result<(Str
         (crate::orders::EMAIL_CONTEXT, crate::orders::ADDRESS_CONTEXT);
     Ok(match item.customer_id {
         Some(customer_id) => {
+            // A read of the committed key first (outside this transaction, which may
+            // still roll back): it caches the key, so the write below answers from the
+            // cache instead of an upsert of the customer's key for every order.
+            ctx.keys.customer(&ctx.db.pool, customer_id).await?;
             let fields = ctx.keys.customer_for_writing(tx, customer_id).await?;
             (
                 fields.encrypt(email_context, email)?,

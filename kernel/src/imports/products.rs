@@ -62,6 +62,7 @@ fn product_row(lines: &[&CsvRecord], report: &mut Report) -> Row {
     if let Some(id) = first.opt("legacy_id") {
         value["legacy_id"] = Value::String(id.to_owned());
     }
+    value["updated_at"] = super::source::updated_at(lines);
     Row { row, value }
 }
 

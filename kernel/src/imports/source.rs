@@ -231,6 +231,29 @@ fn read_csv(bytes: &[u8], report: &mut Report) -> Result<Vec<CsvRecord>> {
     Ok(records)
 }
 
+/// The `updated_at` of a record from its lines' `updated_at` column: the newest of
+/// them (a record spanning lines changed when any of its lines did); a cell that is not
+/// a time is passed on as written for the check to name; null when no line has one.
+pub fn updated_at(lines: &[&CsvRecord]) -> Value {
+    let mut newest: Option<(chrono::DateTime<chrono::Utc>, &str)> = None;
+    for line in lines {
+        let Some(text) = line.opt("updated_at") else {
+            continue;
+        };
+        match super::parse_time(text) {
+            Some(at) => {
+                if newest.is_none_or(|(seen, _)| at > seen) {
+                    newest = Some((at, text));
+                }
+            }
+            None => return Value::String(text.to_owned()),
+        }
+    }
+    newest
+        .map(|(_, text)| Value::String(text.to_owned()))
+        .unwrap_or(Value::Null)
+}
+
 /// Records that belong together (a product's variants, an order's lines) by the value
 /// of `key`, in the order their first line comes; lines without a key stand alone.
 pub fn group_by<'a>(records: &'a [CsvRecord], key: &str) -> Vec<Vec<&'a CsvRecord>> {

@@ -52,7 +52,7 @@ pub struct Item {
 
 /// The subscriptions CSV: one line an item; lines with the same `legacy_id` are one
 /// subscription: `legacy_id, customer, origin_order, status, interval, next_renewal_at,
-/// payment_method, sku, quantity`.
+/// payment_method, sku, quantity, updated_at`.
 pub fn from_csv(records: Vec<CsvRecord>, report: &mut Report) -> Vec<Row> {
     super::source::group_by(&records, "legacy_id")
         .into_iter()
@@ -79,6 +79,7 @@ pub fn from_csv(records: Vec<CsvRecord>, report: &mut Report) -> Vec<Row> {
                 "next_renewal_at": first.get("next_renewal_at"),
                 "payment_method": first.get("payment_method"),
                 "items": items,
+                "updated_at": super::source::updated_at(&lines),
             });
             Row { row, value }
         })

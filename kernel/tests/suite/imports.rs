@@ -1,7 +1,7 @@
 //! Moving a store in (`olivine import`, `olivine::imports`): each kind from JSON and CSV,
 //! Shopify's products export, every validation problem and repair, dry runs, re-runs
-//! that change nothing, an incremental run, and an interrupted import resumed. Each
-//! test runs on SQLite and on PostgreSQL.
+//! that change nothing, an incremental run (by content, and by time with `since`), and
+//! an interrupted import resumed. Each test runs on SQLite and on PostgreSQL.
 
 use crate::common::*;
 use axum::body::Body;
@@ -84,6 +84,41 @@ fn orders_csv(status: &str) -> String {
          1001,#1001,c-1,ana@example.com,{status},EUR,2024-03-01 10:00:00,\"39,98\",4.95,0,44.93,true,TRACK-1,Ana,Main St 1,Amsterdam,1011AA,Netherlands,LEG-MAG-60,2,19.99,39.98\n\
          1002,#1002,,guest@example.com,paid,EUR,2024-03-02,34.99,0,0,34.99,true,,Bo,Side St 2,Utrecht,3511AA,NL,LEG-MAG-120,1,34.99,34.99\n"
     )
+}
+
+/// Orders with an `updated_at` column, one line each: (legacy id, status, updated_at,
+/// total). A total other than 19.99 makes the row invalid.
+fn timed_orders_csv(rows: &[(&str, &str, &str, &str)]) -> String {
+    let mut csv = "legacy_id,customer,email,status,currency,placed_at,updated_at,subtotal,total,\
+        prices_include_tax,ship_name,ship_line1,ship_city,ship_postal_code,ship_country,line_sku,\
+        line_quantity,line_unit_price,line_total\n"
+        .to_owned();
+    for (id, status, updated_at, total) in rows {
+        csv.push_str(&format!(
+            "{id},c-1,ana@example.com,{status},EUR,2024-03-01 10:00:00,{updated_at},19.99,{total},\
+             true,Ana,Main St 1,Amsterdam,1011AA,NL,LEG-MAG-60,1,19.99,19.99\n"
+        ));
+    }
+    csv
+}
+
+fn since(text: &str) -> Options {
+    Options {
+        since: Some(imports::parse_since(text).expect("a time")),
+        ..Options::default()
+    }
+}
+
+/// Customers as JSON with their updated times.
+fn timed_customers_json(rows: &[(&str, &str, &str)]) -> String {
+    let customers: Vec<Value> = rows
+        .iter()
+        .map(|(id, email, updated_at)| {
+            json!({"legacy_id": id, "email": email, "name": id,
+            "password_hash": &*LEGACY_HASH, "updated_at": updated_at})
+        })
+        .collect();
+    json!({"customers": customers}).to_string()
 }
 
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> TestResponse {
@@ -348,7 +383,8 @@ both_backends! {
         let r = app.admin_post("/api/v1/admin/imports/customers", &json!({"content": csv, "dry_run": true})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let summary = r.json();
-        assert_eq!(summary["counts"], json!({"new": 1, "updated": 0, "unchanged": 0, "invalid": 1}));
+        assert_eq!(summary["counts"], json!({"new": 1, "updated": 0, "unchanged": 0, "invalid": 1,
+            "skipped_not_changed_since": 0}));
         assert_eq!(summary["written"], false);
         assert_eq!(summary["report"]["problems"][0]["row"], 3);
         assert_eq!(summary["report"]["problems"][0]["field"], "email");
@@ -426,5 +462,136 @@ both_backends! {
         assert!(ok && again.contains("nothing changed"), "{again}");
         interrupted.drop().await;
         once.drop().await;
+    }
+    async fn a_nightly_sync_by_time_reads_only_what_changed_since(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        basic_setup(&app).await;
+        import(&app, Kind::Products, &products_json()).await;
+        import(&app, Kind::Customers, &customers_csv(&[("c-1", "ana@example.com", "Ana")])).await;
+        // Night 1: everything. n-3 has no updated time.
+        let night1 = timed_orders_csv(&[
+            ("n-1", "paid", "2024-03-01 10:00:00", "19.99"),
+            ("n-2", "paid", "2024-03-02T10:30:00+01:00", "19.99"),
+            ("n-3", "paid", "", "19.99"),
+        ]);
+        let first = import(&app, Kind::Orders, &night1).await;
+        assert_eq!(counts(&first), (3, 0, 0, 0), "{:?}", first.report);
+        assert_eq!(first.since, None);
+        assert_eq!(first.newest_updated_at.as_deref(), Some("2024-03-02T09:30:00.000Z"));
+
+        // Night 2, from night 1's newest time: the old shop shipped n-2. n-1's line is
+        // broken in this export (its total does not read) but older than `since`: it is
+        // skipped before it is checked, so it is neither a problem nor written. n-3, with
+        // no updated time, is read (and unchanged).
+        let night2 = timed_orders_csv(&[
+            ("n-1", "paid", "2024-03-01 10:00:00", "12.3.4"),
+            ("n-2", "fulfilled", "2024-03-03 08:00:00", "19.99"),
+            ("n-3", "paid", "", "19.99"),
+        ]);
+        let newest = first.newest_updated_at.clone().expect("night 1's newest time");
+        let before = app.count("audit_log").await;
+        let second = import_with(&app, Kind::Orders, &night2, &since(&newest)).await;
+        assert_eq!(counts(&second), (0, 1, 1, 0), "{:?}", second.report);
+        assert_eq!(second.counts.skipped_not_changed_since, 1);
+        assert!(second.written);
+        assert!(second.report.problems.is_empty(), "{:?}", second.report.problems);
+        assert_eq!(second.since.as_deref(), Some("2024-03-02T09:30:00.000Z"));
+        assert_eq!(second.newest_updated_at.as_deref(), Some("2024-03-03T08:00:00.000Z"));
+        assert_eq!(order(&app, "n-2").await["status"], "fulfilled");
+        let n1 = order(&app, "n-1").await;
+        assert_eq!((n1["status"].clone(), n1["total_minor"].clone()), (json!("paid"), json!(1999)));
+        assert_eq!(app.count("orders").await, 3);
+        assert_eq!(app.count("audit_log").await, before + 1, "one batch changed something");
+        let runs = app.admin_get("/api/v1/admin/imports").await.json();
+        assert_eq!((runs[0]["updated"].clone(), runs[0]["unchanged"].clone()), (json!(1), json!(1)));
+
+        // The same export from its own newest time: a record updated at exactly `since`
+        // is read again (unchanged); a plain date is its midnight UTC.
+        let again = import_with(&app, Kind::Orders, &night2, &since("2024-03-03T08:00:00Z")).await;
+        assert_eq!(counts(&again), (0, 0, 2, 0), "{:?}", again.report);
+        assert_eq!(again.counts.skipped_not_changed_since, 1);
+        let dry = Options { dry_run: true, ..since("2024-03-04") };
+        let later = import_with(&app, Kind::Orders, &night2, &dry).await;
+        assert_eq!(counts(&later), (0, 0, 1, 0));
+        assert_eq!(later.counts.skipped_not_changed_since, 2);
+
+        // The admin API takes the same `since`, and names it when it is not a time.
+        let r = app.admin_post("/api/v1/admin/imports/orders",
+            &json!({"content": night2, "since": "2024-03-02", "dry_run": true})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let summary = r.json();
+        assert_eq!(summary["counts"]["skipped_not_changed_since"], 1, "{summary}");
+        assert_eq!(summary["counts"]["unchanged"], 2, "{summary}");
+        assert_eq!(summary["since"], "2024-03-02T00:00:00.000Z");
+        assert_eq!(summary["newest_updated_at"], "2024-03-03T08:00:00.000Z");
+        for bad in ["last tuesday", "2024-13-01", "03/01/2024", ""] {
+            let r = app.admin_post("/api/v1/admin/imports/orders",
+                &json!({"content": night2, "since": bad})).await;
+            r.assert_field_error(422, "since");
+            assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("RFC 3339")), "{}", r.text());
+        }
+        assert!(imports::parse_since("yesterday").is_err());
+        app.stop().await;
+    }
+
+    async fn every_kind_takes_an_updated_time(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let file = timed_customers_json(&[
+            ("c-1", "ana@example.com", "2024-01-01"),
+            ("c-2", "bo@example.com", "2024-03-05T12:00:00+01:00"),
+            ("c-3", "cy@example.com", "soon"),
+        ]);
+        let options = Options { mode: Mode::ValidRows, ..since("2024-03-02") };
+        let summary = import_with(&app, Kind::Customers, &file, &options).await;
+        assert_eq!(counts(&summary), (1, 0, 0, 1), "{:?}", summary.report);
+        assert_eq!(summary.counts.skipped_not_changed_since, 1);
+        assert!(has_problem(&summary, 3, "updated_at"), "{:?}", summary.report.problems);
+        assert_eq!(summary.newest_updated_at.as_deref(), Some("2024-03-05T11:00:00.000Z"));
+        assert_eq!(app.count("customers").await, 1);
+        // Without `since` every record is read; the updated time is no part of what a
+        // customer is, so a newer time alone changes nothing.
+        let file = timed_customers_json(&[
+            ("c-1", "ana@example.com", "2024-01-01"),
+            ("c-2", "bo@example.com", "2024-03-06"),
+        ]);
+        assert_eq!(counts(&import(&app, Kind::Customers, &file).await), (1, 0, 1, 0));
+        app.stop().await;
+    }
+
+    async fn the_command_syncs_by_time_and_names_a_bad_since(backend: Backend) {
+        use std::process::Command;
+        let db = TestDb::new(backend).await;
+        let file = db.dir.path().join("customers.json");
+        std::fs::write(&file, timed_customers_json(&[
+            ("c-1", "ana@example.com", "2024-01-01"),
+            ("c-2", "bo@example.com", "2024-03-05 12:00:00"),
+            ("c-3", "cy@example.com", ""),
+        ])).expect("write the file");
+        let run = |since: &str| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_olivine"));
+            command.args(["import", "customers"]).arg(&file).args(["--since", since])
+                .env("RUST_LOG", "warn");
+            for (key, value) in db.env() {
+                command.env(key, value);
+            }
+            let output = command.output().expect("olivine import runs");
+            (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned())
+        };
+        let (ok, out, err) = run("2024-03-01");
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("customers: 3 row(s): 2 new, 0 updated, 0 unchanged, 0 invalid, 1 skipped"), "{out}");
+        assert!(out.contains("newest updated time in the file: 2024-03-05T12:00:00.000Z"), "{out}");
+        assert!(out.contains("next incremental run: --since 2024-03-05T12:00:00.000Z"), "{out}");
+        let report = std::fs::read_to_string(db.dir.path().join("customers.json.report.json"))
+            .expect("the report");
+        let report: Value = serde_json::from_str(&report).expect("JSON");
+        assert_eq!(report["counts"]["skipped_not_changed_since"], 1, "{report}");
+        assert_eq!(report["newest_updated_at"], "2024-03-05T12:00:00.000Z");
+        let (ok, out, err) = run("the day before yesterday");
+        assert!(!ok, "{out}");
+        assert!(err.contains("--since") && err.contains("the day before yesterday")
+            && err.contains("RFC 3339"), "{err}");
+        db.drop().await;
     }
 }
