@@ -1,4 +1,4 @@
-//! A product's images: upload (JPEG, PNG, WebP; the variants are made in the background),
+//! A product's images: upload (JPEG, PNG, WebP, AVIF; the variants are made in the background),
 //! the text alternative and the variant each shows, their order, deletion after a
 //! confirmation. Through `media::api`'s functions, as the admin API's routes are
 //! (audited; each change records the product's event, so caches and search follow).
@@ -130,7 +130,7 @@ async fn page(
         @if may_write {
             section {
                 h2 { "Upload an image" }
-                p.hint { "JPEG, PNG or WebP, up to " (state.config.media.media_max_upload_bytes / 1_000_000)
+                p.hint { "JPEG, PNG, WebP or AVIF, up to " (state.config.media.media_max_upload_bytes / 1_000_000)
                     " MB. The shop gets sizes from 320 to 1600 pixels wide in AVIF, WebP and JPEG, made in the background; "
                     "location and camera details are removed." }
                 (form_alert(upload_errors))
@@ -139,7 +139,7 @@ async fn page(
                     @let file_error = upload_errors.field("file").or(upload_errors.field("body"));
                     div.field {
                         label for="f-file" { "Image file" }
-                        input #f-file type="file" name="file" accept="image/jpeg,image/png,image/webp" required
+                        input #f-file type="file" name="file" accept="image/jpeg,image/png,image/webp,image/avif" required
                             aria-invalid=[file_error.map(|_| "true")]
                             aria-describedby=[file_error.map(|_| "f-file-error")];
                         @if let Some(message) = file_error {

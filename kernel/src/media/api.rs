@@ -51,7 +51,7 @@ pub fn routes() -> axum::Router<AppState> {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImageUpload {
-    /// The image: JPEG, PNG or WebP, as its part's `Content-Type` says, up to
+    /// The image: JPEG, PNG, WebP or AVIF, as its part's `Content-Type` says, up to
     /// OLIVINE_MEDIA_MAX_UPLOAD_BYTES (25 MB by default) and OLIVINE_MEDIA_MAX_PIXELS.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
@@ -209,10 +209,10 @@ fn audit_state(image: &ProductImage) -> serde_json::Value {
     })
 }
 
-/// Uploads an image of a product (multipart: `file`, and optionally `alt` and
-/// `variant_id`). It answers at once, with the image `processing`: a background job makes
-/// its variants (320, 640, 1024 and 1600 px wide, never wider than the original, in AVIF,
-/// WebP and JPEG; EXIF orientation applied, metadata stripped). A file that is not an
+/// Uploads an image of a product (multipart: `file`, a JPEG, PNG, WebP or AVIF, and
+/// optionally `alt` and `variant_id`). It answers at once, with the image `processing`: a
+/// background job makes its variants (320, 640, 1024 and 1600 px wide, never wider than the
+/// original, in AVIF, WebP and JPEG; EXIF orientation applied, metadata stripped). A file that is not an
 /// image, is truncated, declares too many pixels, has another type than its part's
 /// `Content-Type` says, or is too large is refused naming `file`, and nothing is stored.
 #[utoipa::path(post, path = "/products/{id}/images", tag = "admin-catalog",
@@ -366,7 +366,7 @@ pub async fn read_form(
                     return Err(file_error(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         format!(
-                            "the part's Content-Type must be image/jpeg, image/png or image/webp, not `{}`",
+                            "the part's Content-Type must be image/jpeg, image/png, image/webp or image/avif, not `{}`",
                             if declared.is_empty() {
                                 "nothing"
                             } else {
@@ -971,6 +971,11 @@ async fn serve_file(
         return Err(not_found());
     };
     let kind = SourceFormat::sniff(&original).ok_or_else(not_found)?;
+    // An AVIF's Exif and XMP items are not stripped here (no AVIF writer): it is never
+    // served as uploaded. Its sizes come within seconds; until then, nothing.
+    if kind == SourceFormat::Avif {
+        return Err(not_found());
+    }
     let stripped = super::strip::metadata(&original, kind);
     Ok(answer(
         headers,

@@ -15,6 +15,7 @@
 //! with a short `Cache-Control`, so the page works at once and caches pick up the variant.
 
 pub mod api;
+mod avif;
 pub mod pages;
 pub mod storage;
 pub mod strip;

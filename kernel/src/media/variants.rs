@@ -31,11 +31,14 @@ pub enum SourceFormat {
 
 impl SourceFormat {
     pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
+        // AVIF by its `ftyp` brands (`avif`, `avis`, or `mif1` with an AVIF compatible brand).
+        if super::avif::is_avif(bytes) {
+            return Some(SourceFormat::Avif);
+        }
         match image::guess_format(bytes).ok()? {
             ImageFormat::Jpeg => Some(SourceFormat::Jpeg),
             ImageFormat::Png => Some(SourceFormat::Png),
             ImageFormat::WebP => Some(SourceFormat::WebP),
-            ImageFormat::Avif => Some(SourceFormat::Avif),
             _ => None,
         }
     }
@@ -69,12 +72,13 @@ impl SourceFormat {
         }
     }
 
-    fn image_format(self) -> ImageFormat {
+    /// The `image` crate's format, for the kinds it decodes (AVIF is `avif.rs`'s).
+    fn image_format(self) -> Option<ImageFormat> {
         match self {
-            SourceFormat::Jpeg => ImageFormat::Jpeg,
-            SourceFormat::Png => ImageFormat::Png,
-            SourceFormat::WebP => ImageFormat::WebP,
-            SourceFormat::Avif => ImageFormat::Avif,
+            SourceFormat::Jpeg => Some(ImageFormat::Jpeg),
+            SourceFormat::Png => Some(ImageFormat::Png),
+            SourceFormat::WebP => Some(ImageFormat::WebP),
+            SourceFormat::Avif => None,
         }
     }
 }
@@ -118,18 +122,17 @@ pub struct Inspected {
     pub height: u32,
 }
 
-/// Decodes `bytes` with limits and answers the image turned upright.
+/// Decodes `bytes` with limits and answers the image turned upright (JPEG, PNG and WebP by
+/// their EXIF orientation; an AVIF as stored: its `irot`/`imir` boxes are not applied).
 fn decode(bytes: &[u8], max_pixels: u64) -> Result<(SourceFormat, DynamicImage), Rejection> {
     let format = SourceFormat::sniff(bytes).ok_or(Rejection::NotAnImage)?;
-    if format == SourceFormat::Avif {
-        return Err(Rejection::Unsupported(
-            "is an AVIF image: AVIF uploads are not supported yet (upload a JPEG, PNG or WebP)"
-                .to_owned(),
-        ));
-    }
+    let Some(image_format) = format.image_format() else {
+        // AVIF: the declared size is checked from the AV1 sequence header, as below.
+        return Ok((format, super::avif::decode(bytes, max_pixels, MAX_SIDE)?));
+    };
     // Making a decoder reads the headers only: the declared size is checked (and named)
     // before the limits go on and any pixel is decoded.
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(|err| classify(&err))?;
     let (width, height) = decoder.dimensions();

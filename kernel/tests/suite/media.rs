@@ -71,6 +71,28 @@ fn jpeg(w: u32, h: u32, orientation: Option<u8>) -> Vec<u8> {
     out
 }
 
+/// An AVIF `w` x `h` (ravif, as the kernel's variants): the left half red, the right half
+/// blue; with `alpha`, the right half transparent.
+fn avif(w: usize, h: usize, alpha: bool) -> Vec<u8> {
+    let pixels: Vec<ravif::RGBA8> = (0..w * h)
+        .map(|i| {
+            if i % w < w / 2 {
+                ravif::RGBA8::new(220, 20, 20, 255)
+            } else {
+                ravif::RGBA8::new(20, 20, 220, if alpha { 0 } else { 255 })
+            }
+        })
+        .collect();
+    let encoder = ravif::Encoder::new().with_speed(10).with_quality(90.0);
+    let encoded = if alpha {
+        encoder.encode_rgba(ravif::Img::new(&pixels[..], w, h))
+    } else {
+        let rgb: Vec<ravif::RGB8> = pixels.iter().map(|p| p.rgb()).collect();
+        encoder.encode_rgb(ravif::Img::new(&rgb[..], w, h))
+    };
+    encoded.expect("an AVIF").avif_file
+}
+
 fn png(w: u32, h: u32) -> Vec<u8> {
     let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
     encode_png(&img)
@@ -365,6 +387,84 @@ both_backends! {
         assert_eq!(app.count("jobs WHERE kind = 'media.variants'").await, 0);
         let originals = media_dir(&app).join("originals");
         assert!(!originals.exists() || std::fs::read_dir(&originals).unwrap().next().is_none(), "nothing stored");
+        app.stop().await;
+    }
+
+    async fn an_avif_upload_is_decoded_and_made_into_every_format(backend: Backend) {
+        let app = media_app(backend).await;
+        let id = product(&app, "media-avif").await;
+        // Small: the job encodes AVIF too, and the suite keeps both cores busy.
+        let original = avif(500, 360, false);
+        let r = upload(&app, id, &[("file", Some("image/avif"), &original)]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let image = r.json();
+        assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(500), Some(360)));
+        let hash = image["hash"].as_str().unwrap().to_owned();
+        // With alpha: an AVIF's alpha item is applied.
+        let r = upload(&app, id, &[("file", Some("image/avif"), &avif(120, 60, true))]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let transparent = r.json()["hash"].as_str().unwrap().to_owned();
+
+        let images = variants_made(&app, id).await;
+        assert!(images.iter().all(|i| i["status"] == "ready"), "{images:?}");
+        let variants = images[0]["variants"].as_array().unwrap();
+        // 320 and the original's own 500, in three formats.
+        assert_eq!(variants.len(), 6, "{variants:?}");
+        let widths: std::collections::BTreeSet<u64> =
+            variants.iter().map(|v| v["width"].as_u64().unwrap()).collect();
+        assert_eq!(widths.into_iter().collect::<Vec<_>>(), vec![320, 500]);
+
+        let r = app.get(&format!("/media/{hash}/320.webp")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let webp = image::load_from_memory(&r.body).expect("decodes").to_rgb8();
+        assert_eq!(webp.dimensions(), (320, 230));
+        let (left, right) = (webp.get_pixel(20, 100), webp.get_pixel(300, 100));
+        assert!(left[0] > 150 && left[2] < 100, "left is red: {left:?}");
+        assert!(right[2] > 150 && right[0] < 100, "right is blue: {right:?}");
+        let r = app.get(&format!("/media/{hash}/500.jpg")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(image::load_from_memory(&r.body).unwrap().to_rgb8().dimensions(), (500, 360));
+        let r = app.get(&format!("/media/{hash}/320.avif")).await;
+        assert_eq!(header(&r, header::CONTENT_TYPE), "image/avif");
+        assert_eq!(avif_size(&r.body), (320, 230));
+
+        let r = app.get(&format!("/media/{transparent}/120.webp")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let webp = image::load_from_memory(&r.body).expect("decodes").to_rgba8();
+        assert_eq!(webp.dimensions(), (120, 60));
+        assert!(webp.get_pixel(10, 30)[3] > 245, "{:?}", webp.get_pixel(10, 30));
+        assert!(webp.get_pixel(110, 30)[3] < 10, "{:?}", webp.get_pixel(110, 30));
+        app.stop().await;
+    }
+
+    async fn bad_avif_uploads_are_refused_naming_the_file(backend: Backend) {
+        // A low pixel limit: a 200 x 100 AVIF is over it, a 90 x 60 one is not.
+        let app = media_app_with(backend, |c| c.media.media_max_pixels = 10_000).await;
+        let id = product(&app, "media-bad-avif").await;
+        let good = avif(90, 60, false);
+        // An AVIF declared as a PNG, and a PNG declared as an AVIF.
+        let r = upload(&app, id, &[("file", Some("image/png"), &good)]).await;
+        r.assert_field_error(415, "file");
+        assert!(r.text().contains("AVIF"), "{}", r.text());
+        upload(&app, id, &[("file", Some("image/avif"), &png(64, 64))]).await.assert_field_error(415, "file");
+        // Truncated.
+        let r = upload(&app, id, &[("file", Some("image/avif"), &good[..good.len() / 2])]).await;
+        r.assert_field_error(422, "file");
+        assert!(r.text().contains("truncated or corrupt"), "{}", r.text());
+        let r = upload(&app, id, &[("file", Some("image/avif"), &good[..good.len() - 10])]).await;
+        r.assert_field_error(422, "file");
+        // Over the pixel limit: refused from the AV1 sequence header, as a bomb is.
+        let r = upload(&app, id, &[("file", Some("image/avif"), &avif(200, 100, false))]).await;
+        r.assert_field_error(422, "file");
+        assert!(r.text().contains("200 x 100"), "{}", r.text());
+
+        assert_eq!(app.count("product_images").await, 0);
+        assert_eq!(app.count("jobs WHERE kind = 'media.variants'").await, 0);
+        let originals = media_dir(&app).join("originals");
+        assert!(!originals.exists() || std::fs::read_dir(&originals).unwrap().next().is_none(), "nothing stored");
+        // Within the limit, it is taken.
+        let r = upload(&app, id, &[("file", Some("image/avif"), &good)]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         app.stop().await;
     }
 
