@@ -106,7 +106,7 @@ components() {
         else if (line ~ /olivine::http::caching|olivine::catalog|olivine::cache|moka/) c = "the handler: cache lookup, ETag"
         else if (line ~ /axum::|matchit|tower::|utoipa/) c = "axum routing, tower"
         else if (line ~ /hyper|httparse|http::header|h2::/) c = "hyper: HTTP/1 parsing and writing"
-        else if (line ~ /tokio|mio::/) c = "tokio runtime and I\/O"
+        else if (line ~ /tokio|mio::/) c = "tokio runtime and I/O"
         else if (line ~ /malloc|free|realloc|calloc|_int_|cfree|mi_|jemalloc|__rust_alloc|__rust_dealloc|alloc::/) c = "allocation"
         else if (line ~ /memcpy|memmove|memset|memcmp|strlen|\[\.\] __/) c = "libc: memcpy and friends"
         else if (line ~ /serde|bytes::/) c = "bytes, serde"
