@@ -34,18 +34,20 @@ if [ -z "${OLIVINE_BIN:-}" ]; then
   echo "==> cargo build --release (olivine, examples/media_bench)"
   cargo build --release -p olivine-kernel --bin olivine --example media_bench
 fi
+# The example beside the binary (OLIVINE_BIN from another target dir takes its own).
+media_bench="$(dirname "$bin")/examples/media_bench"
 
 data="$(mktemp -d)"
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 pid=""
 
 echo "==> a 12-megapixel JPEG (4000 x 3000: gradients and fine noise, quality 90)"
-target/release/examples/media_bench --make-photo "$data/photo.jpg"
+"$media_bench" --make-photo "$data/photo.jpg"
 ls -l "$data/photo.jpg" | awk '{ print $5 " bytes" }'
 
 echo
 echo "==> 1. variants, format by format (AVIF speed $speed)"
-target/release/examples/media_bench "$data/photo.jpg" "$speed"
+"$media_bench" "$data/photo.jpg" "$speed"
 
 OLIVINE_DATA_DIR="$data/store" OLIVINE_ADDR="127.0.0.1:$port" RUST_LOG=warn \
   OLIVINE_ADMIN_TOKEN="$token" OLIVINE_MEDIA_AVIF_SPEED="$speed" \
