@@ -148,7 +148,10 @@ async fn authorized(addr: SocketAddr, amount: i64, key: &str) -> String {
 
 #[tokio::test]
 async fn spawn_health_and_unknown_routes() {
-    let (addr, handle) = spawn("127.0.0.1:0").await;
+    // An address of its own on the loopback network: the other tests listen on
+    // 127.0.0.1 and may be given this port once it is free, which would make the
+    // last check below answer for their server instead of this one.
+    let (addr, handle) = spawn("127.0.0.77:0").await;
     let a = get(addr, "/health").await;
     assert_eq!((a.status, a.body.clone()), (200, json!({"ok": true})));
     let a = get(addr, "/v2/nothing").await;
