@@ -13,12 +13,15 @@
 //! 12 bits) rather than taken from the `yuv` crate: a few lines of arithmetic, run once
 //! per upload off the request path, against a large crate of SIMD code.
 //!
-//! Not applied: the container's `irot`/`imir` (rotation and mirror) properties, which
-//! avif-parse does not expose: an AVIF is taken as its pixels are stored. Not taken (415):
-//! grid (tiled) and animated AVIFs, which avif-parse refuses.
+//! The primary item's `irot` (rotation) and `imir` (mirror) properties are applied to the
+//! decoded picture, in the order its `ipma` entry lists them, so it comes out upright.
+//! avif-parse does not expose them: a small reader below finds them in the `meta` box. A
+//! box it cannot read means no orientation, never an error. Not taken (415): grid (tiled)
+//! and animated AVIFs, which avif-parse refuses.
 
 use std::io::{Cursor, Read};
 
+use image::metadata::Orientation;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use re_rav1d::dav1d::pixel::{MatrixCoefficients, YUVRange};
 use re_rav1d::dav1d::{
@@ -111,13 +114,175 @@ fn decode_unguarded(
         Some(item) => Some(picture(item.to_vec(), limit)?),
         None => None,
     };
-    to_rgb(
+    let mut image = to_rgb(
         &colour,
         alpha.as_ref(),
         data.premultiplied_alpha,
         max_pixels,
         max_side,
-    )
+    )?;
+    // A quarter turn swaps width and height: the limits checked above still hold (the
+    // pixel count is the same, and `max_side` bounds both sides).
+    for step in orientation(bytes) {
+        image.apply_orientation(step);
+    }
+    Ok(image)
+}
+
+/// Property indices in `ipma` are 15 bits at most: no more properties are kept.
+const MAX_PROPERTY_INDEX: usize = 0x7FFF;
+
+/// How to turn the primary item upright: its `irot` and `imir` properties as steps, in the
+/// order its `ipma` entry lists them (HEIF applies transformative properties in that
+/// order). Only the first `irot` and the first `imir` count, as in libavif, so a file
+/// cannot ask for hundreds of turns. Empty when the boxes do not parse: the picture is
+/// then taken as stored.
+fn orientation(file: &[u8]) -> Vec<Orientation> {
+    boxes(file)
+        .find(|(kind, _)| kind == b"meta")
+        .and_then(|(_, meta)| meta_orientation(meta))
+        .unwrap_or_default()
+}
+
+/// The steps read from the payload of a `meta` box.
+fn meta_orientation(meta: &[u8]) -> Option<Vec<Orientation>> {
+    // `meta` is a FullBox: its version and flags come before its children.
+    let children = meta.get(4..)?;
+    let (_, pitm) = boxes(children).find(|(kind, _)| kind == b"pitm")?;
+    let primary = primary_item(pitm)?;
+    let (_, iprp) = boxes(children).find(|(kind, _)| kind == b"iprp")?;
+    let (_, ipco) = boxes(iprp).find(|(kind, _)| kind == b"ipco")?;
+    let properties: Vec<([u8; 4], &[u8])> = boxes(ipco).take(MAX_PROPERTY_INDEX).collect();
+    let indices = boxes(iprp)
+        .filter(|(kind, _)| kind == b"ipma")
+        .find_map(|(_, ipma)| associations(ipma, primary))?;
+    let mut steps = Vec::new();
+    let (mut rotated, mut mirrored) = (false, false);
+    for index in indices {
+        // Index 0 means no property; an index past the list is skipped, as avif-parse does.
+        let Some((kind, payload)) = usize::from(index)
+            .checked_sub(1)
+            .and_then(|i| properties.get(i))
+        else {
+            continue;
+        };
+        match (kind, payload.first()) {
+            // `irot`: the low 2 bits, in quarter turns anticlockwise (image's are clockwise).
+            (b"irot", Some(angle)) if !rotated => {
+                rotated = true;
+                steps.push(match angle & 3 {
+                    1 => Orientation::Rotate270,
+                    2 => Orientation::Rotate180,
+                    3 => Orientation::Rotate90,
+                    _ => Orientation::NoTransforms,
+                });
+            }
+            // `imir`: the low bit; 0 exchanges top and bottom, 1 left and right
+            // (ISO/IEC 23008-12:2022 6.5.12, as libavif and libheif read it).
+            (b"imir", Some(axis)) if !mirrored => {
+                mirrored = true;
+                steps.push(if axis & 1 == 0 {
+                    Orientation::FlipVertical
+                } else {
+                    Orientation::FlipHorizontal
+                });
+            }
+            _ => {}
+        }
+    }
+    Some(steps)
+}
+
+/// The item id in a `pitm` payload: 16 bits in version 0, 32 in version 1.
+fn primary_item(pitm: &[u8]) -> Option<u32> {
+    let mut fields = Fields(pitm);
+    let [version, ..] = fields.take::<4>()?;
+    match version {
+        0 => fields.u16().map(u32::from),
+        1 => fields.u32(),
+        _ => None,
+    }
+}
+
+/// The property indices (1-based into `ipco`) an `ipma` payload lists for `item`, in order.
+fn associations(ipma: &[u8], item: u32) -> Option<Vec<u16>> {
+    let mut fields = Fields(ipma);
+    let [version, _, _, flags] = fields.take::<4>()?;
+    let entry_count = fields.u32()?;
+    // Each entry reads at least 3 bytes: a large count runs out of data, not of time.
+    for _ in 0..entry_count {
+        let item_id = match version {
+            0 => u32::from(fields.u16()?),
+            1 => fields.u32()?,
+            _ => return None,
+        };
+        let count = fields.u8()?;
+        let mut indices = Vec::new();
+        for _ in 0..count {
+            // Flag 1: 15-bit indices, else 7-bit; the top bit says "essential".
+            let index = if flags & 1 == 1 {
+                fields.u16()? & 0x7FFF
+            } else {
+                u16::from(fields.u8()? & 0x7F)
+            };
+            if item_id == item {
+                indices.push(index);
+            }
+        }
+        if item_id == item {
+            return Some(indices);
+        }
+    }
+    None
+}
+
+/// The ISOBMFF boxes laid one after another in `data`, as (type, payload). The list stops
+/// at the first box that does not fit: a truncated or garbled box ends it, never reads
+/// past `data`.
+fn boxes(data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let mut fields = Fields(rest);
+        let size = fields.u32()?;
+        let kind = fields.take::<4>()?;
+        let (header, size) = match size {
+            // 0: the box runs to the end; 1: a 64-bit size follows the type.
+            0 => (8, rest.len()),
+            1 => (16, usize::try_from(fields.u64()?).ok()?),
+            size => (8, usize::try_from(size).ok()?),
+        };
+        // `get` is None when the size is under the header's: each box moves on 8 bytes or more.
+        let payload = rest.get(header..size)?;
+        rest = rest.get(size..)?;
+        Some((kind, payload))
+    })
+}
+
+/// Big-endian fields read off the front of a slice: None past its end.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[byte]| byte)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_be_bytes)
+    }
 }
 
 fn check_size(width: u32, height: u32, max_pixels: u64, max_side: u32) -> Result<(), Rejection> {
@@ -448,6 +613,335 @@ mod tests {
             let _ = decode(&damaged, 1_000_000, 30_000);
             damaged[i] ^= 0x5A;
         }
+    }
+
+    const NO_STEPS: [Orientation; 0] = [];
+
+    /// A box of type `kind` around `payload`.
+    fn bmff(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = (8 + payload.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// A FullBox: the version and the 24-bit flags come before `payload`.
+    fn full(kind: &[u8; 4], version: u8, flags: u32, payload: &[u8]) -> Vec<u8> {
+        let mut body = vec![version];
+        body.extend_from_slice(&flags.to_be_bytes()[1..]);
+        body.extend_from_slice(payload);
+        bmff(kind, &body)
+    }
+
+    fn irot(angle: u8) -> Vec<u8> {
+        bmff(b"irot", &[angle])
+    }
+
+    fn imir(axis: u8) -> Vec<u8> {
+        bmff(b"imir", &[axis])
+    }
+
+    /// A version 0 `ipma` (16-bit ids, 7-bit indices): (item, indices) entries.
+    fn ipma(entries: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = (entries.len() as u32).to_be_bytes().to_vec();
+        for (item, indices) in entries {
+            body.extend_from_slice(&item.to_be_bytes());
+            body.push(indices.len() as u8);
+            body.extend_from_slice(indices);
+        }
+        full(b"ipma", 0, 0, &body)
+    }
+
+    /// A `meta` box: primary item 1, `properties` in `ipco`, then `ipma`.
+    fn meta(properties: &[Vec<u8>], ipma: &[u8]) -> Vec<u8> {
+        meta_with(&full(b"pitm", 0, 0, &1u16.to_be_bytes()), properties, ipma)
+    }
+
+    fn meta_with(pitm: &[u8], properties: &[Vec<u8>], ipma: &[u8]) -> Vec<u8> {
+        let mut iprp = bmff(b"ipco", &properties.concat());
+        iprp.extend_from_slice(ipma);
+        let mut children = full(b"hdlr", 0, 0, &[0; 21]);
+        children.extend_from_slice(pitm);
+        children.extend_from_slice(&bmff(b"iprp", &iprp));
+        full(b"meta", 0, 0, &children)
+    }
+
+    #[test]
+    fn reads_the_primary_items_irot_and_imir_in_their_listed_order() {
+        use Orientation::*;
+        let ispe = full(b"ispe", 0, 0, &[0; 8]);
+        // irot alone: quarter turns anticlockwise; the reserved bits are ignored.
+        for (angle, step) in [
+            (0, NoTransforms),
+            (1, Rotate270),
+            (2, Rotate180),
+            (3, Rotate90),
+            (0xFD, Rotate270),
+        ] {
+            let file = meta(&[ispe.clone(), irot(angle)], &ipma(&[(1, &[1, 0x82])]));
+            assert_eq!(orientation(&file), [step], "angle {angle}");
+        }
+        // imir alone: axis 0 exchanges top and bottom, 1 left and right.
+        let file = meta(&[imir(0)], &ipma(&[(1, &[0x81])]));
+        assert_eq!(orientation(&file), [FlipVertical]);
+        let file = meta(&[imir(1)], &ipma(&[(1, &[1])]));
+        assert_eq!(orientation(&file), [FlipHorizontal]);
+        // Both, in the order the entry lists them (not the order of `ipco`).
+        let both = [irot(1), imir(1)];
+        let file = meta(&both, &ipma(&[(1, &[0x81, 0x82])]));
+        assert_eq!(orientation(&file), [Rotate270, FlipHorizontal]);
+        let file = meta(&both, &ipma(&[(1, &[0x82, 0x81])]));
+        assert_eq!(orientation(&file), [FlipHorizontal, Rotate270]);
+        // Only the first of each counts.
+        let file = meta(&[irot(1), irot(2), imir(0)], &ipma(&[(1, &[1, 2, 3, 2])]));
+        assert_eq!(orientation(&file), [Rotate270, FlipVertical]);
+        // Another item's associations are not the primary's.
+        let file = meta(&both, &ipma(&[(2, &[1]), (1, &[2]), (3, &[1])]));
+        assert_eq!(orientation(&file), [FlipHorizontal]);
+        let file = meta(&both, &ipma(&[(2, &[1, 2])]));
+        assert_eq!(orientation(&file), NO_STEPS);
+        // Index 0 (no property) and indices past `ipco` are skipped.
+        let file = meta(&both, &ipma(&[(1, &[0, 3, 0x7F, 1])]));
+        assert_eq!(orientation(&file), [Rotate270]);
+        // No `ipma`, or none of the two properties: nothing to do.
+        assert_eq!(orientation(&meta(&both, &[])), NO_STEPS);
+        assert_eq!(orientation(&meta(&[ispe], &ipma(&[(1, &[1])]))), NO_STEPS);
+    }
+
+    #[test]
+    fn reads_version_1_pitm_and_ipma_with_32_bit_ids_and_15_bit_indices() {
+        let item: u32 = 70_000;
+        let pitm = full(b"pitm", 1, 0, &item.to_be_bytes());
+        // 200 properties before these two: their indices need more than 7 bits.
+        let mut properties = vec![bmff(b"free", &[]); 200];
+        properties.push(imir(0));
+        properties.push(irot(3));
+        let ipma_v1 = |entries: &[(u32, &[u16])]| {
+            let mut body = (entries.len() as u32).to_be_bytes().to_vec();
+            for (item, indices) in entries {
+                body.extend_from_slice(&item.to_be_bytes());
+                body.push(indices.len() as u8);
+                for index in *indices {
+                    body.extend_from_slice(&index.to_be_bytes());
+                }
+            }
+            full(b"ipma", 1, 1, &body)
+        };
+        let associations = ipma_v1(&[(1, &[201]), (item, &[0x8000 | 202, 201])]);
+        assert_eq!(
+            orientation(&meta_with(&pitm, &properties, &associations)),
+            [Orientation::Rotate90, Orientation::FlipVertical]
+        );
+        // The same ids read as 16 bits (version 0) name no such item.
+        let mut as_version_0 = associations.clone();
+        as_version_0[8] = 0;
+        assert_eq!(
+            orientation(&meta_with(&pitm, &properties, &as_version_0)),
+            NO_STEPS
+        );
+        // A version 2 `pitm` is not read.
+        let pitm_v2 = full(b"pitm", 2, 0, &item.to_be_bytes());
+        assert_eq!(
+            orientation(&meta_with(&pitm_v2, &properties, &associations)),
+            NO_STEPS
+        );
+    }
+
+    #[test]
+    fn damaged_boxes_mean_no_orientation_never_a_panic() {
+        let file = meta(&[irot(1), imir(1)], &ipma(&[(2, &[1]), (1, &[1, 2])]));
+        assert_eq!(orientation(&file).len(), 2);
+        // Cut anywhere: the `meta` box no longer fits.
+        for len in 0..file.len() {
+            assert_eq!(orientation(&file[..len]), NO_STEPS, "cut at {len}");
+        }
+        // Each byte changed in turn, in several ways: any answer but a panic.
+        for i in 0..file.len() {
+            for flip in [0x01, 0x80, 0xFF] {
+                let mut damaged = file.clone();
+                damaged[i] ^= flip;
+                assert!(orientation(&damaged).len() <= 2, "byte {i} ^ {flip}");
+            }
+        }
+        // Sizes under the header's, past the end, 64-bit ones, and "to the end".
+        for head in [
+            &[0, 0, 0, 4][..],
+            &[0, 0, 0, 7],
+            &[0xFF, 0xFF, 0xFF, 0xFF],
+            &[0, 0, 0, 1],
+        ] {
+            let mut garbage = head.to_vec();
+            garbage.extend_from_slice(b"meta");
+            garbage.extend_from_slice(&[0xFF; 24]);
+            assert_eq!(orientation(&garbage), NO_STEPS);
+        }
+        let mut huge = vec![0, 0, 0, 1];
+        huge.extend_from_slice(b"meta");
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(orientation(&huge), NO_STEPS);
+        // Size 0 (the box runs to the end) is read.
+        let mut to_the_end = file.clone();
+        to_the_end[..4].copy_from_slice(&[0; 4]);
+        assert_eq!(orientation(&to_the_end).len(), 2);
+        // An entry count far past the data runs out of data at once.
+        let endless = full(b"ipma", 0, 0, &u32::MAX.to_be_bytes());
+        assert_eq!(orientation(&meta(&[irot(1)], &endless)), NO_STEPS);
+        // An `ipma` cut inside the primary's entry: nothing, not a part.
+        let mut cut = ipma(&[(1, &[1, 2])]);
+        cut.truncate(cut.len() - 1);
+        cut[3] -= 1;
+        assert_eq!(orientation(&meta(&[irot(1), imir(1)], &cut)), NO_STEPS);
+        // An empty `irot` is skipped.
+        let file = meta(&[bmff(b"irot", &[]), imir(1)], &ipma(&[(1, &[1, 2])]));
+        assert_eq!(orientation(&file), [Orientation::FlipHorizontal]);
+    }
+
+    /// A `w` x `h` opaque picture, blue with a red top-left quarter.
+    fn encode_red_corner(w: usize, h: usize) -> Vec<u8> {
+        let pixels: Vec<ravif::RGB8> = (0..w * h)
+            .map(|i| {
+                if i % w < w / 2 && i / w < h / 2 {
+                    ravif::RGB8::new(220, 20, 20)
+                } else {
+                    ravif::RGB8::new(20, 20, 220)
+                }
+            })
+            .collect();
+        ravif::Encoder::new()
+            .with_speed(10)
+            .with_quality(90.0)
+            .encode_rgb(ravif::Img::new(&pixels[..], w, h))
+            .expect("encodes")
+            .avif_file
+    }
+
+    /// `avif` (as avif-serialize writes it: `ftyp`, `meta`, `mdat`, with primary item 1)
+    /// with `properties` added at the end of `ipco` and of the item's `ipma` entry. The
+    /// boxes around them grow, and so `mdat` moves: `iloc`'s extent offsets move with it.
+    fn with_properties(avif: &[u8], properties: &[Vec<u8>]) -> Vec<u8> {
+        let top: Vec<_> = boxes(avif).collect();
+        let kinds: Vec<_> = top.iter().map(|(kind, _)| kind).collect();
+        assert_eq!(kinds, [b"ftyp", b"meta", b"mdat"]);
+        let (version_flags, children) = top[1].1.split_at(4);
+        let added = properties.concat();
+        let shift = (added.len() + properties.len()) as u32;
+        let mut meta = version_flags.to_vec();
+        for (kind, payload) in boxes(children) {
+            let payload = match &kind {
+                b"iloc" => {
+                    // Version 0, 4-byte offsets and lengths, no base offset.
+                    assert_eq!(&payload[..6], &[0, 0, 0, 0, 0x44, 0]);
+                    let mut iloc = payload.to_vec();
+                    let mut at = 8;
+                    for _ in 0..u16::from_be_bytes([payload[6], payload[7]]) {
+                        let extents = u16::from_be_bytes([iloc[at + 4], iloc[at + 5]]);
+                        at += 6;
+                        for _ in 0..extents {
+                            let offset = u32::from_be_bytes(iloc[at..at + 4].try_into().unwrap());
+                            iloc[at..at + 4].copy_from_slice(&(offset + shift).to_be_bytes());
+                            at += 8;
+                        }
+                    }
+                    iloc
+                }
+                b"iprp" => {
+                    let mut iprp = Vec::new();
+                    let (_, ipco) = boxes(payload).find(|(k, _)| k == b"ipco").unwrap();
+                    let first = boxes(ipco).count() + 1;
+                    iprp.extend(bmff(b"ipco", &[ipco, &added].concat()));
+                    let (_, old) = boxes(payload).find(|(k, _)| k == b"ipma").unwrap();
+                    // Version 0, 7-bit indices: entries of id, count, indices.
+                    assert_eq!(&old[..4], &[0; 4]);
+                    let mut ipma = old[..8].to_vec();
+                    let mut at = 8;
+                    while at < old.len() {
+                        let item = u16::from_be_bytes([old[at], old[at + 1]]);
+                        let count = usize::from(old[at + 2]);
+                        let mut indices = old[at + 3..at + 3 + count].to_vec();
+                        if item == 1 {
+                            // Marked essential, as transformative properties are.
+                            indices
+                                .extend((first..first + properties.len()).map(|i| 0x80 | i as u8));
+                        }
+                        ipma.extend_from_slice(&old[at..at + 2]);
+                        ipma.push(indices.len() as u8);
+                        ipma.extend(indices);
+                        at += 3 + count;
+                    }
+                    iprp.extend(bmff(b"ipma", &ipma));
+                    iprp
+                }
+                _ => payload.to_vec(),
+            };
+            meta.extend(bmff(&kind, &payload));
+        }
+        let mut file = bmff(b"ftyp", top[0].1);
+        file.extend(bmff(b"meta", &meta));
+        file.extend(bmff(b"mdat", top[2].1));
+        assert_eq!(file.len(), avif.len() + shift as usize);
+        file
+    }
+
+    #[test]
+    fn applies_irot_and_imir_to_the_decoded_picture() {
+        let (w, h) = (64, 32);
+        let stored = encode_red_corner(w, h);
+        // The helper leaves a file alone when it adds nothing.
+        assert_eq!(with_properties(&stored, &[]), stored);
+        let red = [220, 20, 20];
+        // Which corner is red: top-left, top-right, bottom-left, bottom-right.
+        let red_corner = |bytes: &[u8]| {
+            let image = decode(bytes, 1_000_000, 30_000).expect("decodes").to_rgb8();
+            let (w, h) = image.dimensions();
+            let corners = [(4, 4), (w - 5, 4), (4, h - 5), (w - 5, h - 5)];
+            let reds: Vec<bool> = corners
+                .iter()
+                .map(|&(x, y)| near(&image.get_pixel(x, y).0, &red))
+                .collect();
+            assert_eq!(reds.iter().filter(|r| **r).count(), 1, "{reds:?}");
+            ((w, h), reds.iter().position(|r| *r).unwrap())
+        };
+        let (top_left, top_right, bottom_left, bottom_right) = (0, 1, 2, 3);
+        assert_eq!(red_corner(&stored), ((64, 32), top_left));
+        for (properties, expected, name) in [
+            // A quarter turn anticlockwise takes the top-left corner to the bottom-left.
+            (vec![irot(1)], ((32, 64), bottom_left), "irot 90"),
+            (vec![irot(2)], ((64, 32), bottom_right), "irot 180"),
+            (vec![irot(3)], ((32, 64), top_right), "irot 270"),
+            (vec![imir(0)], ((64, 32), bottom_left), "imir top-bottom"),
+            (vec![imir(1)], ((64, 32), top_right), "imir left-right"),
+            (
+                vec![irot(1), imir(1)],
+                ((32, 64), bottom_right),
+                "irot then imir",
+            ),
+            (
+                vec![imir(1), irot(1)],
+                ((32, 64), top_left),
+                "imir then irot",
+            ),
+        ] {
+            let file = with_properties(&stored, &properties);
+            assert_eq!(red_corner(&file), expected, "{name}");
+        }
+        // A turned picture is within the same limits: its pixel count and sides are the same.
+        let turned = with_properties(&stored, &[irot(1)]);
+        assert_eq!(
+            decode(&turned, 64 * 32, 64).map(|i| (i.width(), i.height())),
+            Ok((32, 64))
+        );
+        assert_eq!(
+            decode(&turned, 64 * 32 - 1, 64).err(),
+            Some(Rejection::TooManyPixels {
+                width: 64,
+                height: 32,
+                limit: 64 * 32 - 1
+            })
+        );
+        assert!(matches!(
+            decode(&turned, 1_000_000, 63),
+            Err(Rejection::TooManyPixels { .. })
+        ));
     }
 
     #[test]

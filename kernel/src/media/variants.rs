@@ -123,7 +123,7 @@ pub struct Inspected {
 }
 
 /// Decodes `bytes` with limits and answers the image turned upright (JPEG, PNG and WebP by
-/// their EXIF orientation; an AVIF as stored: its `irot`/`imir` boxes are not applied).
+/// their EXIF orientation; an AVIF by its `irot`/`imir` properties, applied in avif.rs).
 fn decode(bytes: &[u8], max_pixels: u64) -> Result<(SourceFormat, DynamicImage), Rejection> {
     let format = SourceFormat::sniff(bytes).ok_or(Rejection::NotAnImage)?;
     let Some(image_format) = format.image_format() else {
