@@ -425,12 +425,20 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
         ));
     }
     // Decoding the whole file proves it is not truncated; it is the one heavy step of the
-    // upload, off the async threads. Variants are the job's work.
+    // upload (80 ms for a 12-megapixel photo), so it runs at the media priority: on a busy
+    // node shoppers' requests go first. Variants are the job's work.
     let max_pixels = state.config.media.media_max_pixels;
     let checked = bytes.clone();
-    let inspected = tokio::task::spawn_blocking(move || variants::inspect(&checked, max_pixels))
+    let (inspected, hash) =
+        super::at_media_priority(state.config.media.media_nice, false, move || {
+            (
+                variants::inspect(&checked, max_pixels),
+                content_hash(&checked),
+            )
+        })
+        .map_err(Error::Internal)?
         .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("inspecting an upload: {e}")))?;
+        .map_err(|_| Error::Internal(anyhow::anyhow!("inspecting an upload panicked")))?;
     let inspected = match inspected {
         Ok(inspected) => inspected,
         Err(why @ Rejection::Unsupported(_)) => {
@@ -441,19 +449,20 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
         }
         Err(why) => return Err(Error::invalid("file", why.to_string())),
     };
-    let hash = {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(&bytes);
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
     Ok(Checked {
         bytes,
         hash,
         inspected,
     })
+}
+
+/// The SHA-256 of an original, in hex: its media hash.
+fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether variants of `hash` were made already (the same file uploaded before).

@@ -322,20 +322,14 @@ async fn make_variants(ctx: &JobContext) -> anyhow::Result<()> {
     let encoding = encoding(&state.config);
     let nice = state.config.media.media_nice;
     let (sender, mut made) = tokio::sync::mpsc::channel::<variants::Made>(2);
-    let (done, work) = tokio::sync::oneshot::channel();
     // A thread of its own at a lower CPU priority: shoppers' requests go first.
-    std::thread::Builder::new()
-        .name("media-variants".to_owned())
-        .spawn(move || {
-            lower_priority(nice);
-            let outcome = variants::make_all(&original, &encoding, |variant| {
-                sender
-                    .blocking_send(variant)
-                    .map_err(|_| anyhow::anyhow!("the job stopped taking variants"))
-            });
-            let _ = done.send(outcome);
+    let work = at_media_priority(nice, true, move || {
+        variants::make_all(&original, &encoding, |variant| {
+            sender
+                .blocking_send(variant)
+                .map_err(|_| anyhow::anyhow!("the job stopped taking variants"))
         })
-        .map_err(|e| anyhow::anyhow!("starting the media thread: {e}"))?;
+    })?;
     let mut stored: Vec<(u32, u32, Format, usize)> = Vec::new();
     let mut store_error = None;
     while let Some(variant) = made.recv().await {
@@ -445,12 +439,35 @@ fn to_anyhow(err: crate::error::Error) -> anyhow::Error {
     }
 }
 
-/// Lowers the calling thread's CPU priority to `nice` (0: unchanged; 19: the idle class,
-/// which runs only on CPU time no other thread wants). Linux applies `setpriority` and
-/// `sched_setscheduler` with 0 to the calling thread only; the thread ends with its job.
-fn lower_priority(nice: i32) {
+/// Starts `work` on a thread of its own at the media priority (`nice`, as
+/// `OLIVINE_MEDIA_NICE`) and answers where its result comes (an error there if it
+/// panicked): image work never takes CPU time a shopper's request wants. `idle_class`
+/// allows Linux's idle class at nice 19 (for the variants, which may wait for the load to
+/// ease); without it nice 19 is the lowest normal priority (for the upload's check, which
+/// a member of staff waits for).
+pub(crate) fn at_media_priority<T: Send + 'static>(
+    nice: i32,
+    idle_class: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<T>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("media".to_owned())
+        .spawn(move || {
+            lower_priority(nice, idle_class);
+            let _ = done.send(work());
+        })
+        .map_err(|e| anyhow::anyhow!("starting a media thread: {e}"))?;
+    Ok(result)
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (0: unchanged; 19 with
+/// `idle_class`: the idle class, which runs only on CPU time no other thread wants).
+/// Linux applies `setpriority` and `sched_setscheduler` with 0 to the calling thread
+/// only; the thread ends with its work.
+fn lower_priority(nice: i32, idle_class: bool) {
     #[cfg(target_os = "linux")]
-    if nice >= 19 {
+    if nice >= 19 && idle_class {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: 0 names the calling thread; `param` lives on this stack for the call.
         let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
@@ -467,5 +484,5 @@ fn lower_priority(nice: i32) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+    let _ = (nice, idle_class);
 }
