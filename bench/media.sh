@@ -5,8 +5,11 @@
 #   2. one upload through the API: the answer's latency, and the time until the job has
 #      made every variant (status `ready`);
 #   3. cached media requests (/media/<hash>/640.webp) per second and their p99 (wrk);
-#   4. the product page's p99 alone, then while 20 uploads of the photo (to another
-#      product) are processed.
+#   4. the product page's throughput and p99 alone, then while 20 uploads of the photo (to
+#      another product) are processed: flooded (wrk as fast as it gets answers) and at a
+#      shoppers' pace (each connection waits DELAY_MS, 4 by default, before a request);
+#   5. the product page beside the same image work in a separate idle-class process, which
+#      tells the cost of sharing the cores from the cost of how the server schedules it.
 #
 #   bench/media.sh                     # 20 s per wrk run, 64 connections
 #   DURATION=10s AVIF_SPEED=8 bench/media.sh
@@ -20,6 +23,7 @@ threads="${THREADS:-2}"
 port="${PORT:-18095}"
 slug="${SLUG:-magnesium-glycinate}"
 speed="${AVIF_SPEED:-6}"
+paced_delay="${DELAY_MS:-4}"
 token="bench-admin-token-0123456789"
 
 for tool in wrk curl; do
@@ -94,12 +98,47 @@ curl -fsS -D - -o /dev/null "$url" | grep -i -E '^(content-type|cache-control|et
 wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url"
 
 page="$base/p/$slug"
-echo
-echo "==> 4a. product page alone: wrk -t$threads -c16 -d$duration --latency $page"
-wrk -t"$threads" -c16 -d"$duration" --latency "$page" | grep -E 'Requests/sec|Latency|99%|50%'
+# Every answer that is not 200 is counted across wrk's threads and fails the run; with
+# DELAY_MS a connection waits that long before each request (a shoppers' pace, not a flood).
+lua() {
+  cat <<LUA
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) not_200 = 0 end
+${1:+function delay() return $1 end}
+function response(status, headers, body)
+  if status ~= 200 then not_200 = not_200 + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("not_200") end
+  io.write("answers other than 200: " .. total .. "\n")
+end
+LUA
+}
+lua "" >"$data/flood.lua"
+lua "$paced_delay" >"$data/paced.lua"
+# page_run LABEL SCRIPT: wrk on the product page; prints rate, p50 and p99.
+page_run() {
+  local out
+  out="$(wrk -t"$threads" -c16 -d"$duration" --latency -s "$2" "$page")"
+  if ! grep -q "answers other than 200: 0$" <<<"$out"; then
+    echo "$out" >&2
+    echo "error: $1: answers other than 200" >&2
+    exit 1
+  fi
+  printf '%-52s %10s req/s   p50 %8s   p99 %8s\n' "$1" \
+    "$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")" \
+    "$(awk '$1 == "50%" { print $2 }' <<<"$out")" \
+    "$(awk '$1 == "99%" { print $2 }' <<<"$out")"
+}
 
 echo
-echo "==> 4b. product page while 20 uploads are processed"
+echo "==> 4. the product page, $page, wrk -t$threads -c16 -d$duration: as fast as it answers (flood),"
+echo "       and at a shoppers' pace (each connection waits ${paced_delay} ms before each request)"
+page_run "alone, flood" "$data/flood.lua"
+page_run "alone, paced" "$data/paced.lua"
+
 # Twenty different files (a byte after the end-of-image marker changes the hash, not the picture).
 for i in $(seq 1 20); do
   { cat "$data/photo.jpg"; printf '%02d' "$i"; } >"$data/photo-$i.jpg"
@@ -107,7 +146,25 @@ done
 uploads_began="$(now_ms)"
 for i in $(seq 1 20); do upload "$data/photo-$i.jpg" >/dev/null; done
 echo "20 uploads answered in $(( $(now_ms) - uploads_began )) ms; pending: $(processing)"
-wrk -t"$threads" -c16 -d"$duration" --latency "$page" | grep -E 'Requests/sec|Latency|99%|50%'
-echo "still processing at the end of the run: $(processing)"
+page_run "while 20 uploads are processed, flood" "$data/flood.lua"
+echo "pending: $(processing)"
+page_run "while 20 uploads are processed, paced" "$data/paced.lua"
+echo "pending: $(processing)"
 while [ "$(processing)" != "0" ]; do sleep 0.5; done
-echo "all 20 made $(( $(now_ms) - uploads_began )) ms after the first upload began (OLIVINE_MEDIA_WORKERS=${OLIVINE_MEDIA_WORKERS:-1})"
+echo "all 20 made $(( $(now_ms) - uploads_began )) ms after the first upload began (OLIVINE_MEDIA_WORKERS=${OLIVINE_MEDIA_WORKERS:-1}, OLIVINE_MEDIA_NICE=${OLIVINE_MEDIA_NICE:-10})"
+
+echo
+echo "==> 5. the same image work in another process (examples/media_bench in a loop, Linux's"
+echo "       idle class): what sharing two cores with it costs whoever does it"
+beside_pid=""
+if command -v chrt >/dev/null 2>&1; then
+  ( while true; do chrt -i 0 "$media_bench" "$data/photo.jpg" "$speed" >/dev/null 2>&1 || true; done ) &
+  beside_pid=$!
+  sleep 1
+  page_run "beside an idle-class image process, flood" "$data/flood.lua"
+  page_run "beside an idle-class image process, paced" "$data/paced.lua"
+  kill "$beside_pid" 2>/dev/null || true
+  pkill -f "$media_bench" 2>/dev/null || true
+else
+  echo "(skipped: chrt is not installed)"
+fi

@@ -71,7 +71,7 @@ profile() {
   wrk -t2 -c"$connections" -d2s "$url" >/dev/null
   perf record -q -F 1999 -g -p "$target" -o "$data/$name.perf" -- sleep "$duration" 2>/dev/null &
   local perf_pid=$!
-  perf stat -x, -e task-clock -p "$target" -o "$data/$name.stat" -- sleep "$duration" 2>/dev/null &
+  perf stat -x, -e task-clock,context-switches,cpu-migrations -p "$target" -o "$data/$name.stat" -- sleep "$duration" 2>/dev/null &
   local stat_pid=$!
   out="$(wrk -t2 -c"$connections" -d"${duration}s" "$url")"
   wait "$perf_pid" "$stat_pid" || true
@@ -80,10 +80,14 @@ profile() {
     exit 1
   fi
   requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
-  task_ms="$(awk -F, '$3 == "task-clock" || $3 ~ /task-clock/ { print $1; exit }' "$data/$name.stat")"
-  printf '%-10s %10s requests/s   %6.1f µs of CPU a request\n' "$name" \
+  task_ms="$(awk -F, '$3 ~ /task-clock/ { print $1; exit }' "$data/$name.stat")"
+  switches="$(awk -F, '$3 ~ /context-switches/ { print $1; exit }' "$data/$name.stat")"
+  migrations="$(awk -F, '$3 ~ /cpu-migrations/ { print $1; exit }' "$data/$name.stat")"
+  printf '%-10s %10s requests/s   %6.1f µs of CPU a request   %5.3f context switches and %5.3f migrations a request\n' "$name" \
     "$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")" \
-    "$(awk -v ms="$task_ms" -v n="$requests" 'BEGIN { print ms * 1000 / n }')"
+    "$(awk -v ms="$task_ms" -v n="$requests" 'BEGIN { print ms * 1000 / n }')" \
+    "$(awk -v c="$switches" -v n="$requests" 'BEGIN { print c / n }')" \
+    "$(awk -v c="$migrations" -v n="$requests" 'BEGIN { print c / n }')"
 }
 
 echo "==> wrk -t2 -c$connections -d${duration}s, perf record -F 1999 -g"
