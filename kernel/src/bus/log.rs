@@ -219,8 +219,12 @@ pub async fn prune(db: &Db, clock: &Clock, retention: Duration) -> Result<u64, s
         .flatten()
         .min()
         .unwrap_or(head);
+    // Events are stamped with the wall clock (`bus::record`), not the kernel's clock that
+    // tests move ahead: the retention is measured on the clock that stamped them, or a
+    // clock moved by days would prune an event a moment after it was handled.
     let cutoff = crate::time::format_timestamp(
-        now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::zero()),
+        chrono::Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::zero()),
     );
     let mut deleted = 0;
     loop {
