@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
+source bench/wrk.lua.sh
 
 variants="${VARIANTS:-80000}"
 customers="${CUSTOMERS:-2000}"
@@ -89,21 +90,7 @@ cookie="Cookie: olv_staff=$session"
 order="$(in_schema "SELECT number FROM orders ORDER BY id DESC LIMIT 1")"
 product="$(in_schema "SELECT MAX(id) FROM products")"
 
-# wrk counts a 3xx as a success: a redirect to the sign-in page would be throughput. This
-# script counts every answer that is not 200 across wrk's threads.
-cat >"$work/only-200.lua" <<'LUA'
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) not_200 = 0 end
-function response(status, headers, body)
-  if status ~= 200 then not_200 = not_200 + 1 end
-end
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("not_200") end
-  io.write("answers other than 200: " .. total .. "\n")
-end
-LUA
+only_200_lua >"$work/only-200.lua"
 
 # page PATH: one answer checked (200), then wrk; prints p50 and p99. Any answer that is
 # not 200 during the run fails it.

@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
+source bench/wrk.lua.sh
 
 customers="${CUSTOMERS:-100000}"
 orders="${ORDERS:-300000}"
@@ -95,22 +96,8 @@ if [ "$status" != 200 ]; then
   exit 1
 fi
 
-# Paced requests (wrk's delay()), and every answer that is not 200 counted across the
-# threads (wrk itself counts a 3xx as a success).
-cat >"$work/load.lua" <<LUA
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) not_200 = 0 end
-function delay() return $delay_ms end
-function response(status, headers, body)
-  if status ~= 200 then not_200 = not_200 + 1 end
-end
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("not_200") end
-  io.write("answers other than 200: " .. total .. "\n")
-end
-LUA
+# Paced requests, and every answer that is not 200 counted.
+only_200_lua "$delay_ms" >"$work/load.lua"
 
 # load_start: wrk against the product page until load_stop (SIGINT: wrk stops and
 # reports what it measured).

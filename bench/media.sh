@@ -16,6 +16,7 @@
 #   OLIVINE_BIN=target/release/olivine bench/media.sh   # skip the build (needs the example too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/wrk.lua.sh
 
 duration="${DURATION:-20s}"
 connections="${CONNECTIONS:-64}"
@@ -98,26 +99,10 @@ curl -fsS -D - -o /dev/null "$url" | grep -i -E '^(content-type|cache-control|et
 wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url"
 
 page="$base/p/$slug"
-# Every answer that is not 200 is counted across wrk's threads and fails the run; with
-# DELAY_MS a connection waits that long before each request (a shoppers' pace, not a flood).
-lua() {
-  cat <<LUA
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) not_200 = 0 end
-${1:+function delay() return $1 end}
-function response(status, headers, body)
-  if status ~= 200 then not_200 = not_200 + 1 end
-end
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("not_200") end
-  io.write("answers other than 200: " .. total .. "\n")
-end
-LUA
-}
-lua "" >"$data/flood.lua"
-lua "$paced_delay" >"$data/paced.lua"
+# Every answer that is not 200 fails a run; paced, a connection waits DELAY_MS before each
+# request.
+only_200_lua >"$data/flood.lua"
+only_200_lua "$paced_delay" >"$data/paced.lua"
 # page_run LABEL SCRIPT: wrk on the product page; prints rate, p50 and p99.
 page_run() {
   local out
