@@ -429,6 +429,12 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
     // node shoppers' requests go first. Variants are the job's work.
     let max_pixels = state.config.media.media_max_pixels;
     let checked = bytes.clone();
+    // A decoded photo takes up to 8 bytes a pixel: a burst of uploads waits its turn here
+    // rather than decoding all at once.
+    let _turn = UPLOAD_CHECKS
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("waiting to check an upload: {e}")))?;
     let (inspected, hash) =
         super::at_media_priority(state.config.media.media_nice, false, move || {
             (
@@ -455,6 +461,9 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
         inspected,
     })
 }
+
+/// How many uploads this node decodes to check them at once.
+static UPLOAD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// The SHA-256 of an original, in hex: its media hash.
 fn content_hash(bytes: &[u8]) -> String {
