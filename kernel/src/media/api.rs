@@ -439,7 +439,8 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
         super::at_media_priority(state.config.media.media_nice, false, move || {
             (
                 variants::inspect(&checked, max_pixels),
-                content_hash(&checked),
+                // The media hash: the original's SHA-256, in hex.
+                crate::plugins::decisions::hash(&checked),
             )
         })
         .map_err(Error::Internal)?
@@ -464,15 +465,6 @@ async fn check_file(state: &AppState, file: Option<(Bytes, String)>) -> Result<C
 
 /// How many uploads this node decodes to check them at once.
 static UPLOAD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// The SHA-256 of an original, in hex: its media hash.
-fn content_hash(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Whether variants of `hash` were made already (the same file uploaded before).
 async fn variants_exist(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<bool> {

@@ -1,6 +1,7 @@
 //! Image work: checking an upload (what it is, how big it says it is, whether it decodes),
-//! and making the variants of an original. Blocking, CPU-bound code: callers run it on
-//! the blocking pool, and only the `media.variants` job makes variants, never a request.
+//! and making the variants of an original. Blocking, CPU-bound code: callers run it on a
+//! media thread at a lower priority (`media::at_media_priority`), and only the
+//! `media.variants` job makes variants, never a request.
 //!
 //! Decoding always runs with limits (width, height and allocation), and the pixel count an
 //! image declares is checked before its pixels are decoded, so a decompression bomb (a few
