@@ -102,11 +102,7 @@ page() {
     exit 1
   fi
   out="$(wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/only-200.lua" -H "$cookie" "$url")"
-  if ! grep -q "^answers other than 200: 0$" <<<"$out"; then
-    echo "$out" >&2
-    echo "error: $1: some answers were not the page" >&2
-    exit 1
-  fi
+  require_only_200 "$1" "$out"
   printf '%-48s p50 %8s  p99 %8s  %s req/s\n' "$1" \
     "$(awk '$1 == "50%" { print $2 }' <<<"$out")" "$(awk '$1 == "99%" { print $2 }' <<<"$out")" \
     "$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")"

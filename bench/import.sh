@@ -114,11 +114,7 @@ load_stop() {
   load_pid=""
   local out
   out="$(cat "$work/load.out")"
-  if ! grep -q "^answers other than 200: 0$" <<<"$out"; then
-    echo "$out" >&2
-    echo "error: $1: some answers of $page were not the page" >&2
-    exit 1
-  fi
+  require_only_200 "$1" "$out"
   printf 'storefront %-24s p50 %8s  p99 %8s  max %8s  %s req/s\n' "$1:" \
     "$(awk '$1 == "50%" { print $2 }' <<<"$out")" "$(awk '$1 == "99%" { print $2 }' <<<"$out")" \
     "$(awk '$1 == "Latency" { print $4 }' <<<"$out")" \

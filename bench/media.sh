@@ -107,11 +107,7 @@ only_200_lua "$paced_delay" >"$data/paced.lua"
 page_run() {
   local out
   out="$(wrk -t"$threads" -c16 -d"$duration" --latency -s "$2" "$page")"
-  if ! grep -q "answers other than 200: 0$" <<<"$out"; then
-    echo "$out" >&2
-    echo "error: $1: answers other than 200" >&2
-    exit 1
-  fi
+  require_only_200 "$1" "$out"
   printf '%-52s %10s req/s   p50 %8s   p99 %8s\n' "$1" \
     "$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")" \
     "$(awk '$1 == "50%" { print $2 }' <<<"$out")" \

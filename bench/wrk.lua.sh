@@ -20,3 +20,13 @@ function done(summary, latency, requests)
 end
 LUA
 }
+
+# require_only_200 LABEL OUTPUT: fails the benchmark (printing wrk's OUTPUT) unless the
+# script above counted no answer other than 200.
+require_only_200() {
+  if ! grep -q "^answers other than 200: 0$" <<<"$2"; then
+    echo "$2" >&2
+    echo "error: $1: some answers were not 200" >&2
+    exit 1
+  fi
+}
