@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -282,10 +282,7 @@ impl Runtime {
         if let Some(path) = &cached
             && let Ok(bytes) = component.serialize()
         {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
-            }
+            write_cache_entry(path, &bytes);
         }
         Ok(component)
     }
@@ -474,6 +471,22 @@ fn abi_compatible(supported: &semver::Version, wanted: &semver::Version) -> bool
         wanted.major == 0 && wanted.minor == supported.minor
     } else {
         wanted.major == supported.major
+    }
+}
+
+/// Writes a compiled component to the cache under a temporary name of its own, then
+/// renames it into place. Loads map the entry into memory (`deserialize_file`), so an
+/// entry is never written in place: two runtimes of one process compiling the same
+/// plugin at once (tests, a swap beside a load) once shared a temporary name, and one
+/// could rename the other's half-written file into place. A failed write is only a miss.
+fn write_cache_entry(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let Some(dir) = path.parent() else { return };
+    let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
+        return;
+    };
+    if tmp.write_all(bytes).is_ok() {
+        let _ = tmp.persist(path);
     }
 }
 
