@@ -105,6 +105,17 @@ fn sign_in_form(
     errors: &FormErrors,
     sso: Option<&str>,
 ) -> Response {
+    sign_in_form_with_status(admin, email, next, errors, sso, errors.status())
+}
+
+fn sign_in_form_with_status(
+    admin: &AdminSession,
+    email: &str,
+    next: Option<&str>,
+    errors: &FormErrors,
+    sso: Option<&str>,
+    status: axum::http::StatusCode,
+) -> Response {
     let body = html! {
         h1 { "Sign in to the admin" }
         (form_alert(errors))
@@ -119,7 +130,34 @@ fn sign_in_form(
             p.sso { a.button #sso-sign-in href=(sso_start_url(next)) { "Sign in with " (provider) } }
         }
     };
-    layout::bare(errors.status(), "Sign in", body)
+    layout::bare(status, "Sign in", body)
+}
+
+/// The sign-in page again for a staff member whose password is refused because they sign
+/// in through the single sign-on provider: pointing to its button (403).
+async fn sso_required_page(
+    state: &AppState,
+    admin: &AdminSession,
+    email: &str,
+    next: Option<&str>,
+) -> Response {
+    let sso = sso_provider(state).await;
+    let provider = sso.as_deref().unwrap_or("the single sign-on provider");
+    let errors = FormErrors {
+        form: Some(format!(
+            "Your account signs in through {provider}, not with a password: use the \
+             “Sign in with {provider}” button below."
+        )),
+        ..FormErrors::default()
+    };
+    sign_in_form_with_status(
+        admin,
+        email,
+        next,
+        &errors,
+        sso.as_deref(),
+        axum::http::StatusCode::FORBIDDEN,
+    )
 }
 
 // ---- single sign-on ------------------------------------------------------------------------
@@ -260,6 +298,10 @@ async fn sign_in_submit(
             )
             .await
         }
+        Err(Error::ForbiddenBecause {
+            code: crate::staff::sso::PASSWORD_REFUSED,
+            ..
+        }) => sso_required_page(&state, &admin, &email, next.as_deref()).await,
         Err(err) => match FormErrors::from_error(&err) {
             Some(errors) => {
                 let sso = sso_provider(&state).await;
@@ -407,6 +449,10 @@ async fn second_factor_submit(
             let sso = sso_provider(&state).await;
             sign_in_form(&admin, "", next.as_deref(), &errors, sso.as_deref())
         }
+        Err(Error::ForbiddenBecause {
+            code: crate::staff::sso::PASSWORD_REFUSED,
+            ..
+        }) => sso_required_page(&state, &admin, "", next.as_deref()).await,
         Err(err) => match FormErrors::from_error(&err) {
             Some(errors) => {
                 second_factor_page(&state, &admin, &challenge, next.as_deref(), &errors).await

@@ -41,7 +41,9 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 
 /// Signs a staff user in: a session token (12 hours) for the admin API.
 ///
-/// A wrong email or password gets the same 401. A staff member with two-factor sign-in
+/// A wrong email or password gets the same 401. A staff member linked to the single
+/// sign-on provider (other than an owner) gets 403 `sso_required`: they sign in through
+/// the provider, so one removed there cannot sign in. A staff member with two-factor sign-in
 /// on gets no token yet but `{"mfa_required": true, "challenge", "methods"}`: the challenge (5
 /// minutes, single use) and a second factor go to `POST /api/v1/staff/sign-in/mfa`.
 #[utoipa::path(post, path = "/sign-in", tag = "staff", operation_id = "staff_sign_in", request_body = StaffCredentials,
@@ -57,7 +59,9 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
                     value = json!({"mfa_required": true, "challenge": "olvc_Vn3m0Qy8dW2kU6tR1xPz7aHc4sLq9bEf0jNgYiKoTuM",
                         "expires_at": "2026-12-02T14:05:00.000Z", "methods": ["totp", "recovery_code"]}))),
             )),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The staff member is linked to the store's single sign-on provider and signs in through it (`error`: `sso_required`); owners keep their password",
+            example = json!({"error": "sso_required", "message": "this staff member signs in through the store's single sign-on provider, not with a password: use its sign-in (/api/v1/staff/sso/start)"}))))]
 async fn sign_in(
     State(state): State<AppState>,
     ClientAddress(from): ClientAddress,
@@ -172,10 +176,13 @@ pub struct NewToken {
 async fn create_token(
     State(state): State<AppState>,
     StaffAuth(staff): StaffAuth,
+    ClientAddress(from): ClientAddress,
     PathParam(id): PathParam<i64>,
     JsonBody(input): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
-    let issued = super::create_api_token(&state.db, &staff.actor, id, &input.label).await?;
+    let issued =
+        super::create_api_token_from(&state.db, &staff.actor, id, &input.label, from.as_deref())
+            .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
 

@@ -798,6 +798,10 @@ pub async fn complete_sign_in(
     let (challenge_id, staff_id) = open_challenge_of(state, &input.challenge).await?;
     let now = state.clock.now();
     count_attempt(state, staff_id).await?;
+    // Linked to the single sign-on provider since the password answered the challenge.
+    if super::sso::password_refused(&state.db, staff_id).await? {
+        return Err(super::sso::refuse_password(&state.db, staff_id).await?);
+    }
     let auth = load_authenticator(&state.db, staff_id)
         .await?
         .filter(|auth| auth.confirmed);

@@ -128,6 +128,7 @@ impl FromRequestParts<AppState> for SignedIn {
         (status = 401, body = ErrorBody, description = "The challenge is unknown, used, expired or spent (`fields`: `challenge`), or the code, recovery code or passkey's answer is wrong or used (`fields`: `code` / `recovery_code` / `passkey`)",
             example = json!({"error": "invalid_credentials", "message": "the code is wrong, expired or used already",
                 "fields": [{"field": "code", "message": "the code is wrong, expired or used already"}]})),
+        (status = 403, body = ErrorBody, description = "The staff member was linked to the single sign-on provider meanwhile and signs in through it (`error`: `sso_required`)"),
         (status = 429, body = ErrorBody, description = "Too many attempts: the staff member's second factor is locked for a while, or the client passed its rate limit (see Retry-After)")))]
 async fn sign_in_mfa(
     State(state): State<AppState>,

@@ -437,7 +437,8 @@ pub async fn list_tokens(db: &Db, staff_id: i64) -> Result<Vec<TokenInfo>> {
     rows.iter().map(token_from_row).collect()
 }
 
-/// Stores a token for a staff user inside a transaction; `secret` is the bearer value.
+/// Stores a token for a staff user inside a transaction; `secret` is the bearer value,
+/// `from` the address of the request that made it (none from the CLI or at start).
 async fn insert_token(
     tx: &mut Tx,
     staff_id: i64,
@@ -445,11 +446,13 @@ async fn insert_token(
     label: &str,
     secret: &str,
     expires_at: Option<String>,
+    from: Option<&str>,
 ) -> Result<TokenInfo> {
     let now = crate::time::now();
     let row = sqlx::query(
-        "INSERT INTO staff_tokens (staff_id, kind, token_hash, label, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO staff_tokens (staff_id, kind, token_hash, label, created_at, expires_at,
+           created_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(staff_id)
     .bind(kind)
@@ -457,6 +460,7 @@ async fn insert_token(
     .bind(label)
     .bind(&now)
     .bind(&expires_at)
+    .bind(from)
     .fetch_one(&mut **tx)
     .await?;
     Ok(TokenInfo {
@@ -469,12 +473,25 @@ async fn insert_token(
     })
 }
 
-/// Makes an API token (for the CLI or a script) for a staff user.
+/// Makes an API token (for the CLI or a script) for a staff user, from no known address
+/// (the CLI); see [`create_api_token_from`].
 pub async fn create_api_token(
     db: &Db,
     actor: &str,
     staff_id: i64,
     label: &str,
+) -> Result<IssuedToken> {
+    create_api_token_from(db, actor, staff_id, label, None).await
+}
+
+/// Makes an API token for a staff user; `from` is the address of the request that asked
+/// for it, which the staff member sees in their list of sessions and tokens.
+pub async fn create_api_token_from(
+    db: &Db,
+    actor: &str,
+    staff_id: i64,
+    label: &str,
+    from: Option<&str>,
 ) -> Result<IssuedToken> {
     let mut problems = Problems::new();
     check_name(&mut problems, "label", label, LABEL_MAX_CHARS);
@@ -485,7 +502,7 @@ pub async fn create_api_token(
     }
     let secret = new_secret();
     let mut tx = db.begin().await?;
-    let info = insert_token(&mut tx, staff_id, "api", label.trim(), &secret, None).await?;
+    let info = insert_token(&mut tx, staff_id, "api", label.trim(), &secret, None, from).await?;
     crate::audit::record(
         &mut tx,
         &crate::audit::Entry {
@@ -563,9 +580,11 @@ pub enum SignInAnswer {
 }
 
 /// Signs a staff user in with email and password. A wrong email, a wrong password, a
-/// user without a password and a disabled user all get the same 401. A user with
-/// two-factor sign-in on gets a challenge rather than a session; `from` is the client's
-/// address, kept with the session (or the challenge).
+/// user without a password and a disabled user all get the same 401. A user linked to
+/// the single sign-on provider (not an owner) is refused with 403 `sso_required` once the
+/// password checked out ([`sso::password_refused`]). A user with two-factor sign-in on
+/// gets a challenge rather than a session; `from` is the client's address, kept with the
+/// session (or the challenge).
 pub async fn sign_in(
     state: &crate::app::AppState,
     input: StaffCredentials,
@@ -590,6 +609,10 @@ pub async fn sign_in(
     let Some(id) = id.filter(|_| ok) else {
         return Err(Error::InvalidCredentials(crate::accounts::BAD_CREDENTIALS));
     };
+    // Linked to the single sign-on provider: the provider decides (see `sso`).
+    if sso::password_refused(db, id).await? {
+        return Err(sso::refuse_password(db, id).await?);
+    }
     if mfa::second_factor_on(db, id).await? {
         let challenge = mfa::open_challenge(state, id, from.as_deref()).await?;
         return Ok(SignInAnswer::MfaRequired(challenge));
@@ -653,18 +676,15 @@ pub(crate) async fn insert_session(
         "sign-in",
         &secret,
         Some(expires_at.clone()),
+        from,
     )
     .await?;
-    sqlx::query(
-        "UPDATE staff_tokens SET second_factor = $1, signed_in_via = $2, created_from = $3
-         WHERE id = $4",
-    )
-    .bind(second_factor)
-    .bind(signed_in_via)
-    .bind(from)
-    .bind(info.id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE staff_tokens SET second_factor = $1, signed_in_via = $2 WHERE id = $3")
+        .bind(second_factor)
+        .bind(signed_in_via)
+        .bind(info.id)
+        .execute(&mut **tx)
+        .await?;
     Ok((info.id, secret, expires_at))
 }
 
@@ -683,13 +703,34 @@ pub(crate) async fn session_answer(
     })
 }
 
-/// Revokes the token the request came with.
+/// Revokes the token the request came with, and audits it (a token revoked meanwhile
+/// is not signed out twice).
 pub async fn sign_out(db: &Db, staff: &Staff) -> Result<()> {
-    sqlx::query("UPDATE staff_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(crate::time::now())
-        .bind(staff.token_id)
-        .execute(&db.pool)
+    let mut tx = db.begin().await?;
+    let revoked =
+        sqlx::query("UPDATE staff_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(crate::time::now())
+            .bind(staff.token_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if revoked > 0 {
+        crate::audit::record(
+            &mut tx,
+            &crate::audit::Entry {
+                actor: &staff.actor,
+                action: "staff.signed_out",
+                target_type: "staff",
+                target_id: staff.id.to_string(),
+                before: None,
+                after: Some(serde_json::json!({
+                    "token_id": staff.token_id, "kind": staff.token_kind,
+                })),
+            },
+        )
         .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -755,6 +796,7 @@ pub async fn ensure_owner(db: &Db, owner_email: &str, bootstrap_token: &str) -> 
         "api",
         BOOTSTRAP_LABEL,
         bootstrap_token,
+        None,
         None,
     )
     .await;

@@ -100,8 +100,8 @@ pub struct SessionInfo {
     pub kind: String,
     pub label: String,
     pub created_at: String,
-    /// The address it was signed in from (sessions made before this was recorded, and
-    /// API tokens, have none).
+    /// The address it was signed in from, or an API token made from (none for tokens
+    /// made by the CLI, and for those made before this was recorded).
     #[schema(example = "203.0.113.7")]
     pub created_from: Option<String>,
     /// When it was last used (to the minute).

@@ -230,6 +230,14 @@ both_backends! {
         assert_eq!(out.status, StatusCode::NO_CONTENT);
         let after = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
         assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+        // Audited as the staff member's own act; a second sign-out with it is refused.
+        let out = app.admin_get("/api/v1/admin/audit?action=staff.signed_out").await.json();
+        let out = out["entries"].as_array().unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0]["actor"].as_str(), out[0]["target_id"].as_str(), out[0]["after"]["kind"].as_str()),
+            (Some(format!("staff:{id}").as_str()), Some(id.to_string().as_str()), Some("session")), "{out:?}");
+        let again = app.request(Method::POST, "/api/v1/staff/sign-out", Some(&token), None, None).await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED);
 
         // An API token works until revoked.
         let issued = app.admin_post(&format!("/api/v1/admin/staff/{id}/tokens"), &json!({"label": "script"})).await;

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::browser::{Browser, assert_html, csrf_of, get as browse, location, post_form};
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -203,6 +204,100 @@ async fn from_address(
         .extensions_mut()
         .insert(axum::extract::ConnectInfo(addr));
     app.send(request).await
+}
+
+/// A request as it comes through a proxy the kernel trusts: the client's address is the
+/// last hop of `X-Forwarded-For`.
+async fn forwarded(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    forwarded_for: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-forwarded-for", forwarded_for);
+    let body = match body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    app.send(builder.body(body).unwrap()).await
+}
+
+/// A browser signed in to the admin with `email` and [`PASSWORD`] (no second factor).
+async fn admin_browser(app: &TestApp, email: &str) -> Browser {
+    let mut browser = Browser::default();
+    let page = browse(app, &mut browser, "/admin/sign-in").await;
+    assert_html(&page, StatusCode::OK);
+    let csrf = csrf_of(&page);
+    let r = post_form(
+        app,
+        &mut browser,
+        "/admin/sign-in",
+        &[("csrf", &csrf), ("email", email), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(location(&r), "/admin");
+    assert!(browser.has("olv_staff"));
+    browser
+}
+
+/// Posts a form of admin page `page` to `action`: the page's CSRF token with `fields`.
+async fn submit(
+    app: &TestApp,
+    browser: &mut Browser,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> TestResponse {
+    let form = browse(app, browser, page).await;
+    assert_html(&form, StatusCode::OK);
+    let csrf = csrf_of(&form);
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    post_form(app, browser, action, &all).await
+}
+
+/// Presses a button of admin page `page` that asks to confirm first (its form posts to
+/// `action`): the confirmation page, then its button. Answers the confirmed answer.
+async fn press_and_confirm(
+    app: &TestApp,
+    browser: &mut Browser,
+    page: &str,
+    action: &str,
+    button: &str,
+) -> TestResponse {
+    let asked = submit(app, browser, page, action, &[]).await;
+    assert_html(&asked, StatusCode::OK);
+    assert!(
+        asked.text().contains(button) && asked.text().contains(r#"name="confirm" value="yes""#),
+        "{}",
+        asked.text()
+    );
+    let csrf = csrf_of(&asked);
+    post_form(app, browser, action, &[("csrf", &csrf), ("confirm", "yes")]).await
+}
+
+/// The value of attribute `attribute` of the first element that has `marker` in its tag.
+#[track_caller]
+fn attribute_after(html: &str, marker: &str, attribute: &str) -> String {
+    let tag_start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {html}"));
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
+    let key = format!(r#"{attribute}=""#);
+    let start = tag
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {attribute} in {tag}"))
+        + key.len();
+    tag[start..start + tag[start..].find('"').unwrap()].to_owned()
 }
 
 both_backends! {
@@ -646,6 +741,166 @@ both_backends! {
         assert_eq!(audit(&app, "action=staff.session_revoked").await.len(), 1);
         let all = audit(&app, "action=staff.sessions_revoked").await;
         assert_eq!((all.len(), all[0]["after"]["sessions"].as_i64()), (1, Some(2)));
+        app.stop().await;
+    }
+    async fn guessing_codes_meets_the_rate_limiter_before_the_lockout(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| {
+            c.rate_limit_sign_in_account = olivine::ratelimit::Limit::new(3, 3600);
+        })
+        .await;
+        let id = create_staff(&app, "support", "guess@shop.example").await;
+        let token = session(&app, "guess@shop.example").await;
+        let (secret, _) = enrol(&app, &token).await;
+        let c = challenge(&app, "guess@shop.example").await;
+        mid_step(&app);
+        // Each answer counts against the staff member's own counter: three wrong codes are
+        // refused as wrong, the fourth meets the limiter...
+        for _ in 0..3 {
+            answer(&app, &c, &wrong_code(&app, &secret)).await.assert_field_error(401, "code");
+        }
+        let limited = answer(&app, &c, &wrong_code(&app, &secret)).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.text());
+        assert_eq!(limited.json()["error"], "too_many_requests");
+        assert!(limited.headers.contains_key(header::RETRY_AFTER));
+        // ... and so does the right code, on the same open challenge.
+        let right = answer(&app, &c, &code(&app, &secret, 0)).await;
+        assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "{}", right.text());
+        assert!(right.json().get("token").is_none());
+        // The limiter's doing, not the database lockout (10 wrong codes) nor a spent
+        // challenge (5): three wrong codes were counted, nothing is locked.
+        let failed = audit(&app, "action=staff.mfa_failed").await;
+        assert_eq!(failed.len(), 3, "{failed:?}");
+        assert!(failed.iter().all(|e| e["after"]["locked"] == false), "{failed:?}");
+        let locked = scalar_text(&app, "SELECT locked_until FROM staff_totp WHERE staff_id = $1", id).await;
+        assert_eq!(locked, [""], "no lockout");
+        let attempts = scalar_text(&app,
+            "SELECT CAST(failed_attempts AS TEXT) FROM staff_mfa_challenges WHERE staff_id = $1", id).await;
+        assert_eq!(attempts, ["3"]);
+        assert_eq!(scalar(&app.kernel.state.db, "SELECT COUNT(*) FROM staff_tokens WHERE kind = 'session' AND revoked_at IS NULL").await, 1,
+            "only the session that enrolled");
+        app.stop().await;
+    }
+
+    async fn api_tokens_are_listed_with_their_use_and_revoked_like_sessions(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.trust_forwarded_for = true).await;
+        let id = create_staff(&app, "support", "tools@shop.example").await;
+        let session = session(&app, "tools@shop.example").await;
+        // The owner makes them a token from behind the proxy; they use it from elsewhere.
+        let r = forwarded(&app, Method::POST, &format!("/api/v1/admin/staff/{id}/tokens"), ADMIN_TOKEN,
+            "198.51.100.4", Some(json!({"label": "stock sync"}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let api = r.json()["token"].as_str().unwrap().to_owned();
+        let api_id = r.json()["id"].as_i64().unwrap();
+        let r = forwarded(&app, Method::GET, "/api/v1/admin/me", &api, "10.0.0.1, 192.0.2.9", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+        let r = get(&app, "/api/v1/staff/me/sessions", &session).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(!r.text().contains(&api), "no secrets");
+        let listed = r.json();
+        let token = listed.as_array().unwrap().iter().find(|t| t["id"] == api_id).expect("the API token");
+        assert_eq!((token["kind"].as_str(), token["label"].as_str(), token["current"].as_bool()),
+            (Some("api"), Some("stock sync"), Some(false)), "{token}");
+        assert_eq!((token["created_from"].as_str(), token["last_used_from"].as_str()),
+            (Some("198.51.100.4"), Some("192.0.2.9")), "{token}");
+        assert!(token["last_used_at"].is_string() && token["expires_at"].is_null(), "{token}");
+
+        // Revoked from their own list: it stops working at once.
+        let r = app.request(Method::DELETE, &format!("/api/v1/staff/me/sessions/{api_id}"), Some(&session), None, None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        assert_eq!(get(&app, "/api/v1/admin/me", &api).await.status, StatusCode::UNAUTHORIZED);
+        let listed = get(&app, "/api/v1/staff/me/sessions", &session).await.json();
+        assert!(listed.as_array().unwrap().iter().all(|t| t["id"] != api_id), "{listed}");
+        let revoked = audit(&app, "action=staff.session_revoked").await;
+        assert_eq!(revoked.len(), 1);
+        assert_eq!((revoked[0]["actor"].as_str(), revoked[0]["after"]["token_id"].as_i64()),
+            (Some(format!("staff:{id}").as_str()), Some(api_id)));
+        app.stop().await;
+    }
+
+    async fn the_admin_set_up_page_shows_the_qr_code_and_the_key(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        create_staff(&app, "catalog", "qr@shop.example").await;
+        let mut browser = admin_browser(&app, "qr@shop.example").await;
+        let page = "/admin/account/two-factor";
+        let r = submit(&app, &mut browser, page, page, &[("step", "start")]).await;
+        assert_html(&r, StatusCode::OK);
+        let html = r.text();
+        // The QR code: an image whose source is the PNG itself.
+        let src = attribute_after(&html, "<img class=\"qr\"", "src");
+        let png = src.strip_prefix("data:image/png;base64,").unwrap_or_else(|| panic!("a PNG data URI: {src}"));
+        let png = base64::engine::general_purpose::STANDARD.decode(png).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(!attribute_after(&html, "<img class=\"qr\"", "alt").is_empty());
+        // The key beside it, for typing in by hand: the one the codes come from.
+        let start = html.find(r#"id="totp-secret">"#).expect("the key") + r#"id="totp-secret">"#.len();
+        let secret = html[start..start + html[start..].find('<').unwrap()].to_owned();
+        assert_eq!(secret.len(), 32, "{secret}");
+        assert!(secret.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)), "{secret}");
+        let csrf = csrf_of(&r);
+        mid_step(&app);
+        let r = post_form(&app, &mut browser, page,
+            &[("csrf", &csrf), ("step", "confirm"), ("code", &code(&app, &secret, 0))]).await;
+        assert_html(&r, StatusCode::OK);
+        assert!(r.text().contains("recovery-codes"), "{}", r.text());
+        app.stop().await;
+    }
+
+    async fn the_owner_signs_staff_out_and_resets_their_factor_in_the_admin(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let owner_id = create_staff(&app, "owner", "boss@shop.example").await;
+        let owner_actor = format!("staff:{owner_id}");
+        let id = create_staff(&app, "support", "lost@shop.example").await;
+        let first = session(&app, "lost@shop.example").await;
+        let (secret, _) = enrol(&app, &first).await;
+        let second = sign_in_with_code(&app, "lost@shop.example", &secret).await;
+
+        let mut owner = admin_browser(&app, "boss@shop.example").await;
+        let page = format!("/admin/staff/{id}");
+        let shown = browse(&app, &mut owner, &page).await;
+        assert_html(&shown, StatusCode::OK);
+        assert!(shown.text().contains("Sign them out everywhere") && shown.text().contains("Reset their second factor"),
+            "{}", shown.text());
+
+        // "Sign them out everywhere": both sessions end; the factor stays.
+        let r = press_and_confirm(&app, &mut owner, &page, &format!("{page}/sessions/revoke"),
+            "Sign them out everywhere").await;
+        assert_eq!(location(&r), format!("{page}?done=signed_out"));
+        for token in [&first, &second] {
+            assert_eq!(get(&app, "/api/v1/staff/me/mfa", token).await.status, StatusCode::UNAUTHORIZED);
+        }
+        let done = browse(&app, &mut owner, &location(&r)).await;
+        assert!(done.text().contains("Every sign-in session of theirs ended."), "{}", done.text());
+        let revoked = audit(&app, "action=staff.sessions_revoked").await;
+        assert_eq!(revoked.len(), 1);
+        assert_eq!((revoked[0]["actor"].as_str(), revoked[0]["target_id"].as_str(), revoked[0]["after"]["sessions"].as_i64()),
+            (Some(owner_actor.as_str()), Some(id.to_string().as_str()), Some(2)), "{:?}", revoked[0]);
+        app.kernel.state.clock.advance(Duration::from_secs(30));
+        let third = sign_in_with_code(&app, "lost@shop.example", &secret).await;
+
+        // "Reset their second factor": the factor goes, and the session with it.
+        let r = press_and_confirm(&app, &mut owner, &page, &format!("{page}/mfa/reset"),
+            "Reset their second factor").await;
+        assert_eq!(location(&r), format!("{page}?done=factor_reset"));
+        assert_eq!(get(&app, "/api/v1/staff/me/mfa", &third).await.status, StatusCode::UNAUTHORIZED);
+        let fresh = session(&app, "lost@shop.example").await;
+        assert_eq!(get(&app, "/api/v1/staff/me/mfa", &fresh).await.json()["totp"], "off");
+        let done = browse(&app, &mut owner, &location(&r)).await;
+        assert!(done.text().contains("Their second factor was removed") && !done.text().contains("Reset their second factor"),
+            "{}", done.text());
+        let reset = audit(&app, "action=staff.factor_reset").await;
+        assert_eq!(reset.len(), 1);
+        assert_eq!((reset[0]["actor"].as_str(), reset[0]["target_id"].as_str()),
+            (Some(owner_actor.as_str()), Some(id.to_string().as_str())));
+
+        // The owner signs out through the admin: audited too.
+        let csrf = csrf_of(&browse(&app, &mut owner, &page).await);
+        let r = post_form(&app, &mut owner, "/admin/sign-out", &[("csrf", &csrf)]).await;
+        assert_eq!(location(&r), "/admin/sign-in");
+        let out = audit(&app, "action=staff.signed_out").await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0]["actor"].as_str(), out[0]["after"]["kind"].as_str()),
+            (Some(owner_actor.as_str()), Some("session")));
         app.stop().await;
     }
 }

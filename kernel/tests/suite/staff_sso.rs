@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::common::browser::{Browser, get as browse, location, set_cookie};
+use crate::common::browser::{Browser, csrf_of, get as browse, location, post_form, set_cookie};
 use crate::common::oidc_provider::{Account, CLIENT_ID, CLIENT_SECRET, MockOidc, Tweak};
 use crate::common::*;
 use axum::http::{Method, StatusCode};
@@ -91,6 +91,20 @@ async fn sessions(app: &TestApp) -> i64 {
     scalar(
         &app.kernel.state.db,
         "SELECT COUNT(*) FROM staff_tokens WHERE kind = 'session'",
+    )
+    .await
+}
+
+/// A password sign-in at the API.
+async fn password_sign_in(app: &TestApp, email: &str, password: &str) -> TestResponse {
+    app.request(
+        Method::POST,
+        "/api/v1/staff/sign-in",
+        None,
+        Some(axum::body::Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        )),
+        Some("application/json"),
     )
     .await
 }
@@ -441,5 +455,61 @@ both_backends! {
         assert!(!browser.has("olv_staff"));
         let page = browse(&app, &mut browser, &location(&r)).await;
         assert!(page.text().contains("give no access to this store"), "{}", page.text());
+    }
+    async fn a_linked_staff_members_password_is_refused_but_the_owners_is_not(backend: Backend) {
+        let (app, provider) = set_up(backend).await;
+        let r = app.admin_post("/api/v1/admin/staff",
+            &json!({"email": "kai@shop.example", "name": "Kai", "role": "catalog", "password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let kai = r.json()["id"].as_i64().unwrap();
+        // Before any link, the password signs in.
+        assert_eq!(password_sign_in(&app, "kai@shop.example", PASSWORD).await.status, StatusCode::OK);
+        provider.add_account(Account::new("u-kai", "kai@shop.example", &["store-support"]));
+        assert_eq!(signed_in(&app, &provider, "u-kai").await["staff"]["id"], kai);
+
+        // Linked, then removed at the provider: the password they still know is refused,
+        // once it checks out (a wrong one is the same 401 as ever).
+        provider.remove_account("u-kai");
+        assert_refused(&sign_in(&app, &provider, "u-kai").await, 403, "sso_refused_by_provider");
+        let before = sessions(&app).await;
+        let r = password_sign_in(&app, "kai@shop.example", PASSWORD).await;
+        assert_refused(&r, 403, "sso_required");
+        assert!(r.json()["message"].as_str().unwrap().contains("single sign-on"), "{}", r.text());
+        let wrong = password_sign_in(&app, "kai@shop.example", "not the password!").await;
+        assert_eq!((wrong.status, wrong.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+        // The admin's sign-in page says so, and points to the provider's button.
+        let mut browser = Browser::default();
+        let page = browse(&app, &mut browser, "/admin/sign-in").await;
+        let csrf = csrf_of(&page);
+        let r = post_form(&app, &mut browser, "/admin/sign-in",
+            &[("csrf", &csrf), ("email", "kai@shop.example"), ("password", PASSWORD)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        let html = r.text();
+        assert!(html.contains("Your account signs in through Test IdP") && html.contains("id=\"sso-sign-in\""), "{html}");
+        assert!(!browser.has("olv_staff"));
+        assert_eq!(sessions(&app).await, before, "no session either way");
+        let refused = audit(&app, "staff.sign_in_refused").await;
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        let kai_target = kai.to_string();
+        assert!(refused.iter().all(|e| e["target_id"].as_str() == Some(kai_target.as_str())
+            && e["after"]["reason"] == "sso_required"), "{refused:?}");
+
+        // The owner keeps the password: the way in when the provider is down.
+        let r = app.admin_patch("/api/v1/admin/staff/1", &json!({"password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        provider.add_account(Account::new("u-owner", "owner@olivine.local", &["store-admins"]));
+        let owner = signed_in(&app, &provider, "u-owner").await;
+        assert_eq!((owner["staff"]["id"].as_i64(), owner["staff"]["role"].as_str()), (Some(1), Some("owner")));
+        provider.remove_account("u-owner");
+        let r = password_sign_in(&app, "owner@olivine.local", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.json()["token"].is_string());
+
+        // Single sign-on turned off: linked staff sign in with their passwords again.
+        let r = app.admin_send(Method::DELETE, SETTINGS, &json!(null)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        let r = password_sign_in(&app, "kai@shop.example", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        app.stop().await;
     }
 }

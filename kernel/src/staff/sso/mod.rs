@@ -17,6 +17,12 @@
 //!   role from the groups claim (the first mapping whose group the member has); no mapped
 //!   group, a disabled staff member, or a refusal by the provider (a member removed
 //!   there) is no session.
+//! - **Passwords of linked staff.** Once a staff member is linked to an account of the
+//!   provider set up now, their password no longer signs them in (403 `sso_required`,
+//!   audited as `staff.sign_in_refused`): the provider decides, so a member removed there
+//!   cannot come back with a password they still know ([`password_refused`]). Owners
+//!   keep theirs: the way in when the provider is down. With single sign-on turned off,
+//!   linked staff sign in with their passwords again.
 //! - **Two-factor sign-in.** The session records that it was signed in via `sso`: the
 //!   provider's authentication (its own MFA policy) stands for the store's second factor,
 //!   so the store's two-factor policy holds an SSO session as met
@@ -186,6 +192,55 @@ pub(crate) async fn load_provider(state: &AppState) -> Result<Provider> {
     Ok(Provider {
         settings,
         client_secret,
+    })
+}
+
+/// The error code of a password sign-in refused because the staff member signs in
+/// through the provider.
+pub const PASSWORD_REFUSED: &str = "sso_required";
+
+/// Whether the password of staff user `staff_id` is refused: they are linked to an account
+/// of the provider set up now (its issuer, less a last `/`) and are not an owner. Asked
+/// only once the password checked out, so the answer tells nothing to whom does not know
+/// it.
+pub async fn password_refused(db: &crate::store::Db, staff_id: i64) -> Result<bool> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM staff_users u
+         JOIN staff_sso_identities i ON i.staff_id = u.id
+         JOIN staff_sso_provider p ON RTRIM(p.issuer_url, '/') = RTRIM(i.issuer, '/')
+         WHERE u.id = $1 AND u.role <> 'owner'",
+    )
+    .bind(staff_id)
+    .fetch_optional(&db.pool)
+    .await?
+    .is_some())
+}
+
+/// Audits a password sign-in of staff user `staff_id` refused for [`password_refused`]
+/// and answers the refusal (403 `sso_required`).
+pub(crate) async fn refuse_password(db: &crate::store::Db, staff_id: i64) -> Result<Error> {
+    let mut tx = db.begin().await?;
+    crate::audit::record(
+        &mut tx,
+        &crate::audit::Entry {
+            actor: &super::actor_of(staff_id),
+            action: "staff.sign_in_refused",
+            target_type: "staff",
+            target_id: staff_id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "method": "password", "reason": PASSWORD_REFUSED,
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Error::ForbiddenBecause {
+        code: PASSWORD_REFUSED,
+        message: format!(
+            "this staff member signs in through the store's single sign-on provider, not \
+             with a password: use its sign-in ({START_PATH})"
+        ),
     })
 }
 
