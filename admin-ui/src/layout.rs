@@ -27,6 +27,7 @@ const NAVIGATION: &[(&str, &str)] = &[
     ("Staff", "/admin/staff"),
     ("Audit", "/admin/audit"),
     ("Operations", "/admin/operations"),
+    ("Imports", "/admin/imports"),
     ("Settings", "/admin/settings"),
 ];
 
@@ -362,6 +363,9 @@ pub enum Kind<'a> {
     Text,
     Email,
     Password,
+    /// A credential to store (a plugin's secret setting): never filled in by the
+    /// browser with the staff member's own password.
+    Secret,
     Number,
     Date,
     /// A `<textarea>` of this many rows.
@@ -415,7 +419,7 @@ pub fn field_with_hint(
                 _ => {
                     input id=(id) name=(name) type=(input_type(&kind)) value=(value)
                         inputmode=[matches!(kind, Kind::Number).then_some("decimal")]
-                        autocomplete=[matches!(kind, Kind::Password).then_some("current-password")]
+                        autocomplete=[match kind { Kind::Password => Some("current-password"), Kind::Secret => Some("new-password"), _ => None }]
                         aria-invalid=[invalid] aria-describedby=[described.as_deref()];
                 }
             }
@@ -429,7 +433,7 @@ pub fn field_with_hint(
 fn input_type(kind: &Kind<'_>) -> &'static str {
     match kind {
         Kind::Email => "email",
-        Kind::Password => "password",
+        Kind::Password | Kind::Secret => "password",
         Kind::Number => "text",
         Kind::Date => "date",
         _ => "text",

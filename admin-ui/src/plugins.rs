@@ -1,11 +1,12 @@
 //! Plugins: the installed plugins; uploading a package (`.olpkg`), which runs its
 //! self-test through the real host and installs it without activating it, so the
 //! merchant sees the result before anything serves; a plugin's page with its versions
-//! (activate any), its settings in a form made from what the manifest declares, its
-//! priority and granted hosts, its recent calls (count, failures, p99, fuel), the calls on
-//! this node by kind from its own `/metrics`, and the
-//! decisions explorer; turning on and off, and rolling back. Through the plugin
-//! registry's own calls (`state.plugins`), as the admin API's are.
+//! (activate any), its settings in a form made from what the manifest declares (a secret
+//! one write-only), its priority, the hosts it may call (a form of their own), its recent
+//! calls (count, failures, p99, fuel), the calls on this node by kind from its own
+//! `/metrics`, and the decisions explorer; turning on, turning off (after a confirmation),
+//! and rolling back. Through the plugin registry's own calls (`state.plugins`), as the
+//! admin API's are.
 
 use std::collections::BTreeMap;
 
@@ -20,12 +21,12 @@ use maud::{Markup, html};
 use super::layout::{self, Form, FormErrors, Kind, field, field_with_hint, form_alert};
 use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::plugins::api::{DecisionFilter, DecisionRecord, MAX_PACKAGE_BYTES};
 use crate::plugins::package::PackageUpload;
 use crate::plugins::{PluginInfo, PluginPatch};
 use crate::staff::Staff;
-use olivine_plugin_runtime::manifest::{SettingSpec, SettingType};
+use olivine_plugin_runtime::manifest::{ANY_HOST, SettingSpec, SettingType};
 
 const SECTION: &str = "/admin/plugins";
 /// The upload form's address (its body may be as large as a package).
@@ -283,6 +284,10 @@ const DONE: &[(&str, &str)] = &[
     ),
     ("switched", "Switched."),
     (
+        "hosts_saved",
+        "Saved: the plugin may call these hosts from its next call.",
+    ),
+    (
         "activated",
         "Activated: this version serves from the next call.",
     ),
@@ -354,7 +359,10 @@ async fn show_plugin(
         (versions(admin, &info, may_manage))
         (calls(&recent))
         (node_calls(&crate::plugins::api::node_metrics(state, &info.id)))
-        @if may_manage { (settings_form(admin, &info, &declared, page.form.as_ref(), errors)) }
+        @if may_manage {
+            (settings_form(admin, &info, &declared, page.form.as_ref(), errors))
+            (hosts_form(admin, &info, page.form.as_ref(), errors))
+        }
         (explorer(&info.id, page.input_hash.as_deref(), found.as_deref()))
     };
     layout::page_with_status(
@@ -439,6 +447,11 @@ fn calls(recent: &[DecisionRecord]) -> Markup {
     }
 }
 
+/// What a form shows: what was posted, when it was this form that failed.
+fn posted<'a>(form: Option<&'a Form>, which: &str) -> Option<&'a Form> {
+    form.filter(|form| form.get("form") == which)
+}
+
 fn settings_form(
     admin: &AdminSession,
     info: &PluginInfo,
@@ -446,6 +459,7 @@ fn settings_form(
     form: Option<&Form>,
     errors: &FormErrors,
 ) -> Markup {
+    let form = posted(form, "settings");
     let value = |name: &str, stored: Option<&String>| match form {
         Some(form) => form.get(name).to_owned(),
         None => stored.cloned().unwrap_or_default(),
@@ -458,27 +472,84 @@ fn settings_form(
             @for (name, spec) in declared {
                 @let field_name = format!("settings.{name}");
                 @let hint = setting_hint(spec);
-                @let current = value(&field_name, info.settings.get(name));
-                @if spec.kind == SettingType::Boolean {
+                @if spec.secret {
+                    // Write-only: the page never holds the value, nor what was typed.
+                    @let set = info.secrets.get(name).is_some_and(|s| s.set);
+                    @let hint = if set {
+                        format!("Secret, set: never shown. Leave it empty to keep it. {hint}")
+                    } else {
+                        format!("Secret, not set. {hint}")
+                    };
+                    (field_with_hint(name, &field_name, Kind::Secret, "", Some(&hint), errors))
+                    @if set {
+                        div.field {
+                            label { input type="checkbox" name="remove_secret" value=(name); " Remove " (name) }
+                        }
+                    }
+                } @else if spec.kind == SettingType::Boolean {
+                    @let current = value(&field_name, info.settings.get(name).and_then(Option::as_ref));
                     (field_with_hint(name, &field_name, Kind::Select(&[("", "(default)"), ("true", "true"), ("false", "false")]),
                         &current, Some(&hint), errors))
                 } @else {
+                    @let current = value(&field_name, info.settings.get(name).and_then(Option::as_ref));
                     (field_with_hint(name, &field_name, Kind::Text, &current, Some(&hint), errors))
                 }
             }
             (field_with_hint("Priority", "priority", Kind::Number,
                 &value("priority", Some(&info.priority.to_string())),
                 Some("Pricing rules run in ascending priority: 0 to 1000000."), errors))
-            @if !info.requested_hosts.is_empty() {
-                fieldset.checkboxes {
-                    legend { "Hosts it may call" }
-                    @for host in &info.requested_hosts {
-                        label { input type="checkbox" name="granted_hosts" value=(host)
-                            checked[info.granted_hosts.contains(host)]; " " (host) }
+            button.button.primary type="submit" { "Save" }
+        }
+    }
+}
+
+/// Whether the manifest lets the merchant grant any host (`http = ["*"]`).
+fn any_host(info: &PluginInfo) -> bool {
+    info.requested_hosts.iter().any(|h| h == ANY_HOST)
+}
+
+/// The hosts the plugin may call, a form of their own so that saving the settings
+/// leaves the grants alone: a host a line when the manifest lets the merchant choose
+/// any, else a checkbox for each host it declares.
+fn hosts_form(
+    admin: &AdminSession,
+    info: &PluginInfo,
+    form: Option<&Form>,
+    errors: &FormErrors,
+) -> Markup {
+    let form = posted(form, "hosts");
+    html! {
+        @if !info.requested_hosts.is_empty() {
+            h2 #hosts { "Hosts it may call" }
+            form method="post" action={ (SECTION) "/" (info.id) } novalidate {
+                (admin.csrf_input())
+                input type="hidden" name="form" value="hosts";
+                @if any_host(info) {
+                    @let lines = match form {
+                        Some(form) => form.get("granted_hosts").to_owned(),
+                        None => info.granted_hosts.join("\n"),
+                    };
+                    (field_with_hint("Granted hosts", "granted_hosts", Kind::Area(4), &lines,
+                        Some("A host a line, as host or host:port without scheme or path (hooks.example.com, 10.0.0.5:8080). It reaches only these; none: it calls nothing."),
+                        errors))
+                } @else {
+                    @let granted: Vec<&str> = match form {
+                        Some(form) => form.all("granted_hosts"),
+                        None => info.granted_hosts.iter().map(String::as_str).collect(),
+                    };
+                    fieldset.checkboxes #f-granted-hosts {
+                        legend { "Hosts the manifest declares" }
+                        @for host in &info.requested_hosts {
+                            label { input type="checkbox" name="granted_hosts" value=(host)
+                                checked[granted.contains(&host.as_str())]; " " (host) }
+                        }
+                        @if let Some(message) = errors.field("granted_hosts") {
+                            p.field-error #f-granted-hosts-error { (layout::sentence(message)) }
+                        }
                     }
                 }
+                button.button.primary type="submit" { "Save the hosts" }
             }
-            button.button.primary type="submit" { "Save" }
         }
     }
 }
@@ -532,7 +603,8 @@ fn explorer(id: &str, input_hash: Option<&str>, found: Option<&[DecisionRecord]>
 
 // ---- changes -------------------------------------------------------------------------------
 
-/// The patch a form of the plugin's page posts, or the field that cannot be read.
+/// The patch a form of the plugin's page posts (the switch, the hosts or the settings),
+/// or the field that cannot be read.
 fn patch_of(
     form: &Form,
     declared: &BTreeMap<String, SettingSpec>,
@@ -544,31 +616,80 @@ fn patch_of(
         };
         return Ok((patch, "switched"));
     }
+    if form.get("form") == "hosts" {
+        let patch = PluginPatch {
+            granted_hosts: Some(granted_hosts(form).into_iter().map(|(_, h)| h).collect()),
+            ..PluginPatch::default()
+        };
+        return Ok((patch, "hosts_saved"));
+    }
     let priority = form
         .get("priority")
         .trim()
         .parse::<i64>()
         .map_err(|_| Error::invalid("priority", "must be a whole number"))?;
-    // Empty: the manifest's default applies.
+    let removed = form.all("remove_secret");
     let settings = declared
-        .keys()
-        .filter_map(|name| {
+        .iter()
+        .filter_map(|(name, spec)| {
             let value = form.get(&format!("settings.{name}")).trim().to_owned();
-            (!value.is_empty()).then(|| (name.clone(), value))
+            match (spec.secret, value.is_empty()) {
+                (_, false) => Some((name.clone(), Some(value))),
+                // An empty secret keeps what is stored (`null`), unless it is removed.
+                (true, true) if !removed.contains(&name.as_str()) => Some((name.clone(), None)),
+                // Left out: the manifest's default applies.
+                _ => None,
+            }
         })
         .collect();
+    // No hosts: they are a form of their own, and the grants stay as they are.
     let patch = PluginPatch {
         priority: Some(priority),
         settings: Some(settings),
-        granted_hosts: Some(
-            form.all("granted_hosts")
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        ),
         ..PluginPatch::default()
     };
     Ok((patch, "saved"))
+}
+
+/// The hosts form's hosts with the line each is on (a checkbox's value is a line of its
+/// own), without blank lines or repeats.
+fn granted_hosts(form: &Form) -> Vec<(usize, String)> {
+    let mut hosts: Vec<(usize, String)> = Vec::new();
+    let lines = form.all("granted_hosts").into_iter().flat_map(str::lines);
+    for (i, line) in lines.enumerate() {
+        let host = line.trim();
+        if !host.is_empty() && !hosts.iter().any(|(_, h)| h == host) {
+            hosts.push((i + 1, host.to_owned()));
+        }
+    }
+    hosts
+}
+
+/// The API names a refused host by its place in the list (`granted_hosts[2]`); the form
+/// of a host a line says it beside its field with the line it is on.
+fn on_host_lines(err: Error, form: &Form) -> Error {
+    let Error::Validation(fields) = err else {
+        return err;
+    };
+    let hosts = granted_hosts(form);
+    let fields = fields
+        .into_iter()
+        .map(|f| {
+            let line = f
+                .field
+                .strip_prefix("granted_hosts[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| hosts.get(i));
+            match line {
+                Some((line, _)) => {
+                    FieldError::new("granted_hosts", format!("line {line}: {}", f.message))
+                }
+                None => f,
+            }
+        })
+        .collect();
+    Error::Validation(fields)
 }
 
 async fn change(
@@ -578,10 +699,25 @@ async fn change(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
+    if form.get("enabled") == "false" && form.get("confirm") != "yes" {
+        return confirm_turning_off(&state, &staff, &admin, &id, &form).await;
+    }
     let outcome = async {
         let declared = state.plugins.declared_settings(&id).await?;
         let (patch, done) = patch_of(&form, &declared)?;
-        state.plugins.update(&id, &patch, &staff.actor).await?;
+        if let Err(err) = state.plugins.update(&id, &patch, &staff.actor).await {
+            let lines = done == "hosts_saved"
+                && state
+                    .plugins
+                    .info(&id)
+                    .await
+                    .is_ok_and(|info| any_host(&info));
+            return Err(if lines {
+                on_host_lines(err, &form)
+            } else {
+                err
+            });
+        }
         Ok::<_, Error>(done)
     };
     match outcome.await {
@@ -590,6 +726,48 @@ async fn change(
         Ok(done) => layout::see_other(&format!("{SECTION}/{id}?done={done}")),
         Err(err) => again(&state, &staff, &admin, &id, form, err).await,
     }
+}
+
+/// Turning a plugin off asks first; the confirmed form posts again with `confirm=yes`.
+async fn confirm_turning_off(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    id: &str,
+    form: &Form,
+) -> Response {
+    let info = match state.plugins.info(id).await {
+        Ok(info) => info,
+        Err(err) => return layout::error_page(&err, "plugin"),
+    };
+    let back = if form.get("back") == "plugin" {
+        format!("{SECTION}/{}", info.id)
+    } else {
+        SECTION.to_owned()
+    };
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Plugins" } " / " a href={ (SECTION) "/" (info.id) } { (info.id) } }
+        h1 { "Turn " (info.id) " off?" }
+        p { "It stops serving at once: from the next call the store works without this "
+            (info.world) " plugin. Its versions, settings and hosts stay, and it can be turned on again." }
+        form method="post" action={ (SECTION) "/" (info.id) } {
+            (admin.csrf_input())
+            input type="hidden" name="enabled" value="false";
+            input type="hidden" name="back" value=(form.get("back"));
+            input type="hidden" name="confirm" value="yes";
+            div.actions {
+                button.button.danger type="submit" { "Turn it off" }
+                a.button href=(back) { "Keep it on" }
+            }
+        }
+    };
+    layout::page(
+        staff,
+        admin.csrf_input(),
+        "Turn a plugin off",
+        SECTION,
+        body,
+    )
 }
 
 /// The plugin's page again with the form's errors, or the error page.

@@ -1,6 +1,7 @@
 //! Single sign-on settings: the store's OpenID Connect provider (name on the button,
 //! issuer, client id, the write-only client secret, the groups claim) and the mapping
-//! from the provider's groups to roles, a line each; turning it off. Through
+//! from the provider's groups to roles, a line each; turning it off (after a
+//! confirmation). Through
 //! `staff::sso::{settings, save_settings, remove_settings}`, as the admin API's
 //! `/staff/sso` routes are (the owner's, audited).
 
@@ -90,7 +91,7 @@ fn show(
             (field_with_hint("Issuer URL", "issuer_url", Kind::Text, form.get("issuer_url"),
                 Some("Exactly as the ID tokens' iss, e.g. https://example.okta.com/oauth2/default."), errors))
             (field("Client id", "client_id", Kind::Text, form.get("client_id"), errors))
-            (field_with_hint("Client secret", "client_secret", Kind::Password, "",
+            (field_with_hint("Client secret", "client_secret", Kind::Secret, "",
                 Some(if configured { "Stored encrypted and never shown. Empty: keep it." } else { "Stored encrypted and never shown." }), errors))
             (field_with_hint("Groups claim", "groups_claim", Kind::Text, form.get("groups_claim"),
                 Some("The ID token claim that lists the staff member's groups."), errors))
@@ -173,9 +174,45 @@ async fn save(
     }
 }
 
-async fn remove(State(state): State<AppState>, SignedIn(staff, _): SignedIn) -> Response {
+/// Turning it off asks first; the confirmed form posts again with `confirm=yes`.
+async fn remove(
+    State(state): State<AppState>,
+    SignedIn(staff, admin): SignedIn,
+    body: Bytes,
+) -> Response {
+    if Form::parse(&body).get("confirm") != "yes" {
+        return match sso::settings(&state).await {
+            Ok(settings) => confirm_removal(&staff, &admin, &settings.display_name),
+            Err(err) => layout::error_page(&err, "single sign-on"),
+        };
+    }
     match sso::remove_settings(&state, &staff.actor).await {
         Ok(()) => layout::see_other(&format!("{SECTION}?done=removed")),
         Err(err) => layout::error_page(&err, "single sign-on"),
     }
+}
+
+fn confirm_removal(staff: &Staff, admin: &AdminSession, provider: &str) -> Response {
+    let body = html! {
+        p.crumbs { a href="/admin/staff" { "Staff" } " / " a href=(SECTION) { "Single sign-on" } }
+        h1 { "Turn single sign-on off?" }
+        p { "Staff can no longer sign in with " (provider) "; those without a password cannot sign in at all. "
+            "Sessions made through it stay until they end. The settings, the client secret and the "
+            "group mapping are deleted: turning it on again means entering them again." }
+        form method="post" action="/admin/staff/sso/remove" {
+            (admin.csrf_input())
+            input type="hidden" name="confirm" value="yes";
+            div.actions {
+                button.button.danger type="submit" { "Turn single sign-on off" }
+                a.button href=(SECTION) { "Keep it on" }
+            }
+        }
+    };
+    layout::page(
+        staff,
+        admin.csrf_input(),
+        "Turn single sign-on off",
+        "/admin/staff",
+        body,
+    )
 }

@@ -1,8 +1,9 @@
 //! Staff and their access: the staff list, adding a staff member with a role, a staff
 //! member's page (name, role, disabling, a new password), their API tokens (made with
 //! the secret shown once, revoked one by one), signing them out everywhere and resetting
-//! a lost second factor. Through `staff`, `staff::sessions` and `staff::mfa`, as the
-//! admin API's `/staff` routes are; every change is audited there.
+//! a lost second factor; revoking, signing out and resetting each ask to confirm first.
+//! Through `staff`, `staff::sessions` and `staff::mfa`, as the admin API's `/staff`
+//! routes are; every change is audited there.
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 const ROLES: &[(&str, &str)] = &[
     ("owner", "Owner: everything, staff included"),
     ("admin", "Admin: everything but staff"),
-    ("catalog", "Catalog: products, stock, plugins (read)"),
+    ("catalog", "Catalog: products and stock"),
     ("support", "Support: orders, customers, privacy"),
 ];
 
@@ -394,11 +395,75 @@ async fn make_token(
     }
 }
 
+// ---- changes that ask to confirm first ---------------------------------------------------
+
+/// What a confirmation page says: its title, what happens, and the button that does it.
+struct Confirmation {
+    title: String,
+    explanation: &'static str,
+    button: &'static str,
+}
+
+/// The page that asks to confirm a change to staff member `id`; its form posts to
+/// `action` again with `confirm=yes`, as a recall's or a campaign's confirmation does.
+async fn confirmation(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    id: i64,
+    action: &str,
+    words: impl FnOnce(&StaffUser) -> Confirmation,
+) -> Response {
+    let user = match staff::get_user(&state.db, id).await {
+        Ok(user) => user,
+        Err(err) => return layout::error_page(&err, "staff member"),
+    };
+    let words = words(&user);
+    let base = format!("{SECTION}/{}", user.id);
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Staff" } " / " a href=(base) { (user.name) } }
+        h1 { (words.title) }
+        p { (words.explanation) }
+        form method="post" action=(action) {
+            (admin.csrf_input())
+            input type="hidden" name="confirm" value="yes";
+            div.actions {
+                button.button.danger type="submit" { (words.button) }
+                a.button href=(base) { "Keep things as they are" }
+            }
+        }
+    };
+    layout::page(staff, admin.csrf_input(), &words.title, SECTION, body)
+}
+
+fn confirmed(body: &Bytes) -> bool {
+    Form::parse(body).get("confirm") == "yes"
+}
+
 async fn revoke_token(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
     PagePath((id, token_id)): PagePath<(i64, i64)>,
+    body: Bytes,
 ) -> Response {
+    if !confirmed(&body) {
+        let token = match staff::list_tokens(&state.db, id).await {
+            Ok(tokens) => tokens
+                .into_iter()
+                .find(|t| t.id == token_id && t.kind != "session"),
+            Err(err) => return layout::error_page(&err, "staff member"),
+        };
+        let Some(token) = token else {
+            return layout::not_found_page();
+        };
+        let action = format!("{SECTION}/{id}/tokens/{token_id}/revoke");
+        return confirmation(&state, &staff, &admin, id, &action, |user| Confirmation {
+            title: format!("Revoke {}'s token “{}”?", user.name, token.label),
+            explanation: "It stops working at once: whatever uses it (a script, a deploy) is refused from its next call. This cannot be undone; a new token can be made.",
+            button: "Revoke the token",
+        })
+        .await;
+    }
     let outcome = staff::revoke_token(&state.db, &staff.actor, id, token_id).await;
     let form = Form::from_pairs(Vec::new());
     answer(&state, &staff, &admin, id, &form, outcome, "token_revoked").await
@@ -408,7 +473,17 @@ async fn sign_out_everywhere(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
     PagePath(id): PagePath<i64>,
+    body: Bytes,
 ) -> Response {
+    if !confirmed(&body) {
+        let action = format!("{SECTION}/{id}/sessions/revoke");
+        return confirmation(&state, &staff, &admin, id, &action, |user| Confirmation {
+            title: format!("Sign {} out everywhere?", user.name),
+            explanation: "Every sign-in session of theirs ends at once, in every browser and the command line; they sign in again to go on. Their API tokens keep working.",
+            button: "Sign them out everywhere",
+        })
+        .await;
+    }
     let outcome = staff::sessions::revoke_all_sessions(&state, &staff.actor, id)
         .await
         .map(|_| ());
@@ -420,7 +495,17 @@ async fn reset_factor(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
     PagePath(id): PagePath<i64>,
+    body: Bytes,
 ) -> Response {
+    if !confirmed(&body) {
+        let action = format!("{SECTION}/{id}/mfa/reset");
+        return confirmation(&state, &staff, &admin, id, &action, |user| Confirmation {
+            title: format!("Reset {}'s second factor?", user.name),
+            explanation: "Their authenticator app, recovery codes and passkeys are removed and their sessions end; they sign in with their password alone and set a new factor up. Do it only when they lost theirs and you have checked who is asking.",
+            button: "Reset their second factor",
+        })
+        .await;
+    }
     let outcome = staff::mfa::reset_for(&state, &staff, id).await.map(|_| ());
     let form = Form::from_pairs(Vec::new());
     answer(&state, &staff, &admin, id, &form, outcome, "factor_reset").await

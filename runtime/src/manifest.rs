@@ -75,6 +75,11 @@ pub struct SettingSpec {
     pub default: Option<String>,
     #[serde(default)]
     pub description: String,
+    /// A credential (an API key, a token, a signing secret): written by the merchant and
+    /// never shown back; the admin API answers `null` for its value. Optional: a
+    /// manifest without it declares no secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 /// Per-plugin overrides of the call limits.
@@ -473,6 +478,18 @@ default = "3"
         assert_eq!(e[0].field, "plugin.toml");
         let e = Manifest::parse(&GOOD.replace("id = \"multi-buy\"", "id = \"X\"")).unwrap_err();
         assert_eq!(e[0].field, "plugin.id");
+    }
+
+    #[test]
+    fn a_setting_may_be_secret_and_is_not_by_default() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert!(!m.settings["buy"].secret);
+        let secret = format!("{GOOD}\n[settings.api_key]\ntype = \"string\"\nsecret = true\n");
+        let m = Manifest::parse(&secret).unwrap();
+        assert!(m.settings["api_key"].secret);
+        assert!(!m.settings["buy"].secret);
+        let e = Manifest::parse(&secret.replace("secret = true", "secret = \"yes\"")).unwrap_err();
+        assert_eq!(e[0].field, "plugin.toml");
     }
 
     #[test]

@@ -239,7 +239,7 @@ pub async fn enable_plugin(
                 settings: Some(
                     settings
                         .iter()
-                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .map(|(k, v)| ((*k).to_owned(), Some(v.clone())))
                         .collect(),
                 ),
                 granted_hosts: Some(vec![host]),

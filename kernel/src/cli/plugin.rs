@@ -628,8 +628,9 @@ struct PluginInfo {
     previous_version: Option<String>,
     enabled: bool,
     priority: i64,
+    /// A secret setting's value is `null`: the API never answers it.
     #[serde(default)]
-    settings: BTreeMap<String, String>,
+    settings: BTreeMap<String, Option<String>>,
     #[serde(default)]
     requested_hosts: Vec<String>,
     #[serde(default)]
@@ -899,7 +900,8 @@ fn patch(client: &Client, id: &str, body: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The API replaces the whole settings map, so merge the changes into the current one.
+/// The API replaces the whole settings map, so merge the changes into the current one
+/// (a secret comes back as `null`, which keeps it).
 fn configure(client: &Client, id: &str, pairs: &[String]) -> anyhow::Result<()> {
     let mut changes = Vec::new();
     for pair in pairs {
@@ -917,7 +919,7 @@ fn configure(client: &Client, id: &str, pairs: &[String]) -> anyhow::Result<()> 
         if value.is_empty() {
             settings.remove(&key);
         } else {
-            settings.insert(key, value);
+            settings.insert(key, Some(value));
         }
     }
     let info: PluginInfo = client.send("PATCH", &path, Some(&json!({ "settings": settings })))?;
@@ -967,7 +969,7 @@ fn print_info(p: &PluginInfo) {
     } else {
         p.settings
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("(secret, set)")))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -148,13 +148,9 @@ impl Role {
                 OperationsRead,
                 OperationsManage,
             ],
-            Role::Catalog => &[
-                CatalogRead,
-                CatalogWrite,
-                InventoryRead,
-                InventoryWrite,
-                PluginsRead,
-            ],
+            // No plugins, not even to read: they price, take payments and hold the
+            // store's credentials, which are the admins' concern.
+            Role::Catalog => &[CatalogRead, CatalogWrite, InventoryRead, InventoryWrite],
             Role::Support => &[
                 CatalogRead,
                 InventoryRead,

@@ -259,11 +259,27 @@ async fn a_merchant_fulfils_refunds_swaps_a_pricing_plugin_and_recalls_a_batch()
         shopper.wait_for_text("main")
     );
 
-    // A catalog manager is refused the plugin pages.
+    // A catalog manager is refused the plugin pages, the list as well as the upload,
+    // and the navigation does not offer them.
     let catalog = Browser::launch("admin-catalog");
     admin_sign_in(&catalog, &shop, "cat@staff.example");
-    catalog.goto(&shop.url("/admin/plugins/upload"));
-    assert_eq!(catalog.wait_for_text("h1"), "Not open to your role");
+    let nav = catalog.wait_for_text("header nav");
+    assert!(
+        !nav.contains("Plugins"),
+        "a catalog manager has no plugins: {nav}"
+    );
+    for refused in [
+        "/admin/plugins",
+        "/admin/plugins/tiered-volume",
+        "/admin/plugins/upload",
+    ] {
+        catalog.goto(&shop.url(refused));
+        assert_eq!(
+            catalog.wait_for_text("h1"),
+            "Not open to your role",
+            "{refused}"
+        );
+    }
 
     drop((shopper, merchant, catalog));
     shop.stop().await;

@@ -1,11 +1,14 @@
 //! The admin's customer, staff, audit and plugin pages through their forms as a browser
 //! posts them: support finds a customer by email, corrects their points and erases them;
-//! the owner adds a staff member, makes and revokes their API token; the audit page
-//! filters and its chain check names a tampered entry; a plugin package is uploaded, its
-//! self-test shown, and activated from the page. (The walk of every page's permission is
+//! the owner adds a staff member, makes and revokes their API token (after a
+//! confirmation, as signing them out everywhere and resetting their second factor are);
+//! the audit page filters and its chain check names a tampered entry; a plugin package is
+//! uploaded, its self-test shown, and activated from the page; a plugin's secret settings
+//! are written and never shown, and its hosts granted in a form of their own. (The walk
+//! of every page's permission is
 //! `admin_ui::every_admin_page_needs_a_session_and_its_permission`.)
 
-use crate::admin_ui::{assert_page, signed_in_as, store, submit};
+use crate::admin_ui::{STAFF_PASSWORD, assert_page, signed_in_as, staff, store, submit};
 use crate::common::browser::*;
 use crate::common::*;
 use axum::body::Body;
@@ -107,6 +110,46 @@ async fn upload_parts(
     let r = app.send(request.body(Body::from(body)).unwrap()).await;
     browser.take(&r);
     r
+}
+
+/// A plugin's settings as stored, secrets and all.
+async fn stored_settings(app: &TestApp, plugin: &str) -> serde_json::Value {
+    let text: String =
+        sqlx::query_scalar("SELECT settings FROM plugin_installations WHERE plugin_id = $1")
+            .bind(plugin)
+            .fetch_one(&app.kernel.state.db.pool)
+            .await
+            .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A staff member's API session, signed in with the password.
+async fn api_session(app: &TestApp, email: &str) -> String {
+    let body = json!({"email": email, "password": STAFF_PASSWORD}).to_string();
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/staff/sign-in",
+            None,
+            Some(body.into()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+async fn session_works(app: &TestApp, token: &str) -> bool {
+    let r = app
+        .request(
+            Method::GET,
+            "/api/v1/staff/me/sessions",
+            Some(token),
+            None,
+            None,
+        )
+        .await;
+    r.status == StatusCode::OK
 }
 
 /// A PNG `w` x `h` of noise (it does not compress: about `w * h * 3` bytes).
@@ -216,7 +259,14 @@ both_backends! {
         assert_eq!(location(&r), format!("{page}?done=saved"));
         let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
         assert_eq!((me.json()["role"].clone(), me.json()["name"].clone()), (json!("support"), json!("Mia R")));
-        let r = submit(&app, &mut owner, &page, &format!("{page}/tokens/{token_id}/revoke"), &[]).await;
+        // Revoking asks first: the post without the confirmation revokes nothing.
+        let revoke = format!("{page}/tokens/{token_id}/revoke");
+        let r = submit(&app, &mut owner, &page, &revoke, &[]).await;
+        assert_page(&r, StatusCode::OK, "the revocation's confirmation");
+        assert!(r.text().contains("ci deploy") && r.text().contains(r#"name="confirm" value="yes""#), "{}", r.text());
+        let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
+        assert_eq!(me.status, StatusCode::OK, "not revoked yet");
+        let r = submit(&app, &mut owner, &page, &revoke, &[("confirm", "yes")]).await;
         assert_eq!(location(&r), format!("{page}?done=token_revoked"));
         let me = app.request(Method::GET, "/api/v1/admin/me", Some(&token), None, None).await;
         assert_eq!(me.status, StatusCode::UNAUTHORIZED);
@@ -299,10 +349,190 @@ both_backends! {
         let r = submit(&app, &mut browser, page, &format!("{page}/rollback"), &[("back", "plugin")]).await;
         assert_eq!(location(&r), format!("{page}?done=rolled_back"));
         assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["active_version"], "0.1.0");
-        // The catalog role reads plugins but may not upload.
+        // Turning it off asks first: the post without the confirmation changes nothing.
+        let off = [("enabled", "false"), ("back", "plugin")];
+        let r = submit(&app, &mut browser, page, page, &off).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        assert!(r.text().contains("Turn subscribe-and-save off?") && r.text().contains(r#"name="confirm" value="yes""#), "{}", r.text());
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["enabled"], true);
+        let r = submit(&app, &mut browser, page, page, &[off[0], off[1], ("confirm", "yes")]).await;
+        assert_eq!(location(&r), format!("{page}?done=switched"));
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["enabled"], false);
+        // Turning it on does not ask.
+        let r = submit(&app, &mut browser, page, page, &[("enabled", "true"), ("back", "plugin")]).await;
+        assert_eq!(location(&r), format!("{page}?done=switched"));
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["enabled"], true);
+        // The catalog role has no plugin page at all, nor the API's plugins.
         let mut catalog = signed_in_as(&app, "catalog").await;
-        assert_page(&get(&app, &mut catalog, page).await, StatusCode::OK, "a plugin's page for catalog");
-        assert_page(&get(&app, &mut catalog, "/admin/plugins/upload").await, StatusCode::FORBIDDEN, "upload for catalog");
+        for refused in ["/admin/plugins", page, "/admin/plugins/upload"] {
+            let r = get(&app, &mut catalog, refused).await;
+            assert_page(&r, StatusCode::FORBIDDEN, refused);
+            assert!(r.text().contains("Not open to your role"), "{refused}: {}", r.text());
+        }
+        let home = get(&app, &mut catalog, "/admin").await.text();
+        assert!(!home.contains(r#"href="/admin/plugins""#), "{home}");
+        let id = staff(&app, "catalog", "cat-api@staff.example").await;
+        let r = app.admin_post(&format!("/api/v1/admin/staff/{id}/tokens"), &json!({"label": "tool"})).await;
+        let token = r.json()["token"].as_str().unwrap().to_owned();
+        let r = app.request(Method::GET, "/api/v1/admin/plugins", Some(&token), None, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        app.stop().await;
+    }
+
+    async fn a_plugins_secret_settings_are_written_and_never_shown(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let notifier = plugin_upload("webhook-notifier", "webhook_notifier", |m| m);
+        let r = app.admin_post("/api/v1/admin/plugins", &notifier).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let path = "/api/v1/admin/plugins/webhook-notifier";
+        let r = app.admin_patch(path, &json!({"settings": {"url": "http://hooks.example.com/in",
+            "authorization": "Bearer first-token-9F3K", "signing_secret": "whsec-first-77QX"}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // The API: the secrets' values are null, said set; the others as they are.
+        for answer in [r.text(), app.admin_get(path).await.text(), app.admin_get("/api/v1/admin/plugins").await.text()] {
+            assert!(!answer.contains("first-token-9F3K") && !answer.contains("whsec-first-77QX"), "{answer}");
+        }
+        let plugin = app.admin_get(path).await.json();
+        assert_eq!(plugin["settings"], json!({"url": "http://hooks.example.com/in", "authorization": null, "signing_secret": null}), "{plugin}");
+        assert_eq!(plugin["secrets"], json!({"authorization": {"set": true}, "signing_secret": {"set": true}}), "{plugin}");
+        // The page: "set", never the value.
+        let mut browser = signed_in_as(&app, "admin").await;
+        let page = "/admin/plugins/webhook-notifier";
+        let shown = get(&app, &mut browser, page).await;
+        assert_page(&shown, StatusCode::OK, "the plugin's page");
+        let text = shown.text();
+        assert!(!text.contains("first-token-9F3K") && !text.contains("whsec-first-77QX"), "{text}");
+        assert!(text.contains("Secret, set") && text.contains(r#"name="settings.authorization" type="password" value="""#), "{text}");
+        assert!(text.contains("http://hooks.example.com/in"), "a setting that is not secret is shown: {text}");
+        // Saved with the secrets' fields empty: they are kept.
+        let url = ("settings.url", "http://hooks.example.com/other");
+        let r = submit(&app, &mut browser, page, page, &[("form", "settings"), url, ("priority", "100")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"), "{}", r.text());
+        assert_eq!(stored_settings(&app, "webhook-notifier").await, json!({"url": "http://hooks.example.com/other",
+            "authorization": "Bearer first-token-9F3K", "signing_secret": "whsec-first-77QX"}));
+        // A form with a problem does not show back a secret typed into it either.
+        let typed = ("settings.authorization", "Bearer typed-token-Q8");
+        let r = submit(&app, &mut browser, page, page, &[("form", "settings"), url, typed, ("priority", "soon")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a bad priority");
+        assert!(!r.text().contains("typed-token-Q8"), "{}", r.text());
+        // A new value replaces it; "Remove" removes one.
+        let r = submit(&app, &mut browser, page, page, &[("form", "settings"), url, typed, ("priority", "100"),
+            ("remove_secret", "signing_secret")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"), "{}", r.text());
+        assert_eq!(stored_settings(&app, "webhook-notifier").await,
+            json!({"url": "http://hooks.example.com/other", "authorization": "Bearer typed-token-Q8"}));
+        let plugin = app.admin_get(path).await;
+        assert!(!plugin.text().contains("typed-token-Q8"), "{}", plugin.text());
+        assert_eq!(plugin.json()["secrets"], json!({"authorization": {"set": true}, "signing_secret": {"set": false}}));
+        let text = get(&app, &mut browser, page).await.text();
+        assert!(!text.contains("typed-token-Q8") && text.contains("Secret, not set"), "{text}");
+        // The API takes back what it answered: a secret's null keeps it.
+        let mut settings = app.admin_get(path).await.json()["settings"].clone();
+        settings["url"] = json!("http://hooks.example.com/third");
+        let r = app.admin_patch(path, &json!({"settings": settings})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(!r.text().contains("typed-token-Q8"), "{}", r.text());
+        assert_eq!(stored_settings(&app, "webhook-notifier").await["authorization"], "Bearer typed-token-Q8");
+        app.admin_patch(path, &json!({"settings": {"colour": null}})).await.assert_field_error(422, "settings.colour");
+        app.stop().await;
+    }
+
+    async fn a_plugins_hosts_are_granted_in_a_form_of_their_own(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        // Any host (`http = ["*"]`): a host a line.
+        let notifier = plugin_upload("webhook-notifier", "webhook_notifier", |m| m);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &notifier).await.status, StatusCode::CREATED);
+        let path = "/api/v1/admin/plugins/webhook-notifier";
+        // Granted from the command line (the API), before the page is used.
+        let r = app.admin_patch(path, &json!({"granted_hosts": ["cli.example.com"]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let mut browser = signed_in_as(&app, "admin").await;
+        let page = "/admin/plugins/webhook-notifier";
+        let text = get(&app, &mut browser, page).await.text();
+        assert!(text.contains(r#"<textarea id="f-granted-hosts" name="granted_hosts""#) && text.contains("cli.example.com"), "{text}");
+        assert!(!text.contains(r#"value="*""#), "no checkbox for any host: {text}");
+        // Saving the settings leaves the grants alone.
+        let r = submit(&app, &mut browser, page, page, &[("form", "settings"), ("settings.url", "http://cli.example.com/in"), ("priority", "100")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"), "{}", r.text());
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!(["cli.example.com"]));
+        // A line that is not a host is said beside the field, with its line; nothing changes.
+        let hosts = |lines: &'static str| [("form", "hosts"), ("granted_hosts", lines)];
+        let r = submit(&app, &mut browser, page, page, &hosts("cli.example.com\n\nhttps://hooks.example.com/in\n")).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a URL for a host");
+        let text = r.text();
+        assert!(text.contains(r#"id="f-granted-hosts-error""#) && text.contains("Line 3: `https://hooks.example.com/in` is not a host name"), "{text}");
+        assert!(text.contains("https://hooks.example.com/in\n</textarea>"), "what was typed stays: {text}");
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!(["cli.example.com"]));
+        let r = submit(&app, &mut browser, page, page, &hosts(" cli.example.com\n10.0.0.5:8080\ncli.example.com\n")).await;
+        assert_eq!(location(&r), format!("{page}?done=hosts_saved"), "{}", r.text());
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!(["cli.example.com", "10.0.0.5:8080"]));
+        let r = submit(&app, &mut browser, page, page, &hosts("")).await;
+        assert_eq!(location(&r), format!("{page}?done=hosts_saved"), "{}", r.text());
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!([]));
+
+        // Hosts the manifest names: a checkbox each.
+        let payments = plugin_upload("sandbox-payments", "sandbox_payments", |m| {
+            m.replace(r#"http = ["*"]"#, r#"http = ["pay.example.com", "tokens.example.com"]"#)
+        });
+        let r = app.admin_post("/api/v1/admin/plugins", &payments).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let page = "/admin/plugins/sandbox-payments";
+        let path = "/api/v1/admin/plugins/sandbox-payments";
+        let text = get(&app, &mut browser, page).await.text();
+        assert!(text.contains(r#"name="granted_hosts" value="pay.example.com""#)
+            && text.contains(r#"name="granted_hosts" value="tokens.example.com""#), "{text}");
+        let r = submit(&app, &mut browser, page, page, &[("form", "hosts"), ("granted_hosts", "tokens.example.com")]).await;
+        assert_eq!(location(&r), format!("{page}?done=hosts_saved"), "{}", r.text());
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!(["tokens.example.com"]));
+        let text = get(&app, &mut browser, page).await.text();
+        assert!(text.contains(r#"value="tokens.example.com" checked"#) && !text.contains(r#"value="pay.example.com" checked"#), "{text}");
+        let r = submit(&app, &mut browser, page, page, &[("form", "settings"), ("settings.base_url", "http://tokens.example.com"), ("priority", "100")]).await;
+        assert_eq!(location(&r), format!("{page}?done=saved"), "{}", r.text());
+        assert_eq!(app.admin_get(path).await.json()["granted_hosts"], json!(["tokens.example.com"]));
+        let r = submit(&app, &mut browser, page, page, &[("form", "hosts"), ("granted_hosts", "evil.example")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "a host the manifest does not name");
+        assert!(r.text().contains(r#"id="f-granted-hosts-error""#), "{}", r.text());
+        app.stop().await;
+    }
+
+    async fn signing_staff_out_and_resetting_their_factor_ask_to_confirm_first(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let email = "lost@staff.example";
+        let id = staff(&app, "support", email).await;
+        let session = api_session(&app, email).await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = format!("/admin/staff/{id}");
+        // Signing them out everywhere: first the confirmation, and the session still works.
+        let out = format!("{page}/sessions/revoke");
+        let r = submit(&app, &mut owner, &page, &out, &[]).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        assert!(r.text().contains("out everywhere?") && r.text().contains(r#"name="confirm" value="yes""#), "{}", r.text());
+        assert!(session_works(&app, &session).await, "not signed out yet");
+        let r = submit(&app, &mut owner, &page, &out, &[("confirm", "yes")]).await;
+        assert_eq!(location(&r), format!("{page}?done=signed_out"));
+        assert!(!session_works(&app, &session).await, "signed out");
+        // Their second factor: an authenticator app, reset after a confirmation.
+        let session = api_session(&app, email).await;
+        let r = app.request(Method::POST, "/api/v1/staff/me/mfa/totp", Some(&session), Some("{}".into()), Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let now = u64::try_from(app.kernel.state.clock.now().timestamp()).unwrap();
+        let code = olivine::staff::mfa::code_at(&secret, now).unwrap();
+        let r = app.request(Method::POST, "/api/v1/staff/me/mfa/totp/confirm", Some(&session),
+            Some(json!({"code": code}).to_string().into()), Some("application/json")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let reset = format!("{page}/mfa/reset");
+        let r = submit(&app, &mut owner, &page, &reset, &[]).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        assert!(r.text().contains("second factor?") && r.text().contains(r#"name="confirm" value="yes""#), "{}", r.text());
+        assert_eq!(app.count("staff_recovery_codes").await, 10, "nothing reset yet");
+        let r = submit(&app, &mut owner, &page, &reset, &[("confirm", "yes")]).await;
+        assert_eq!(location(&r), format!("{page}?done=factor_reset"));
+        assert_eq!(app.count("staff_recovery_codes").await, 0);
+        assert!(!session_works(&app, &session).await, "signed out with it");
+        // An unknown token's revocation is the 404 page, not a confirmation.
+        let r = submit(&app, &mut owner, &page, &format!("{page}/tokens/999999/revoke"), &[]).await;
+        assert_page(&r, StatusCode::NOT_FOUND, "an unknown token");
         app.stop().await;
     }
 
@@ -475,7 +705,12 @@ both_backends! {
         // The sign-in page offers it.
         let mut nobody = Browser::default();
         assert!(get(&app, &mut nobody, "/admin/sign-in").await.text().contains("Sign in with Keycloak"));
+        // Turning it off asks first.
         let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso/remove", &[]).await;
+        assert_page(&r, StatusCode::OK, "the confirmation");
+        assert!(r.text().contains("Turn single sign-on off?") && r.text().contains("Keycloak"), "{}", r.text());
+        assert_eq!(app.admin_get("/api/v1/admin/staff/sso").await.status, StatusCode::OK, "still on");
+        let r = submit(&app, &mut owner, "/admin/staff/sso", "/admin/staff/sso/remove", &[("confirm", "yes")]).await;
         assert_eq!(location(&r), "/admin/staff/sso?done=removed");
         assert_eq!(app.admin_get("/api/v1/admin/staff/sso").await.status, StatusCode::NOT_FOUND);
         app.stop().await;

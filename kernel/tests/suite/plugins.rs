@@ -208,6 +208,58 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn the_api_never_answers_a_secret_setting(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let path = "/api/v1/admin/plugins/webhook-notifier";
+        let secrets = ["Bearer api-token-5TQ", "whsec-api-8LM"];
+        let hidden = |answer: &str| secrets.iter().all(|s| !answer.contains(s));
+        let v1 = plugin_upload("webhook-notifier", "webhook_notifier", |m| m);
+        assert_eq!(app.admin_post("/api/v1/admin/plugins", &v1).await.status, StatusCode::CREATED);
+        let r = app.admin_patch(path, &json!({"settings": {"url": "http://hooks.example.com/in",
+            "authorization": secrets[0], "signing_secret": secrets[1]}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(hidden(&r.text()), "{}", r.text());
+        assert_eq!(r.json()["settings"], json!({"url": "http://hooks.example.com/in", "authorization": null, "signing_secret": null}));
+        assert_eq!(r.json()["secrets"], json!({"authorization": {"set": true}, "signing_secret": {"set": true}}));
+        for answer in [app.admin_get(path).await.text(), app.admin_get("/api/v1/admin/plugins").await.text()] {
+            assert!(hidden(&answer), "{answer}");
+        }
+        // Another version: activating and rolling back answer the plugin, secrets hidden.
+        let mut v2 = plugin_upload("webhook-notifier", "webhook_notifier", |m| m.replace("version = \"0.2.0\"", "version = \"0.2.1\""));
+        v2["activate"] = json!(false);
+        let r = app.admin_post("/api/v1/admin/plugins", &v2).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert!(hidden(&r.text()), "{}", r.text());
+        let r = app.admin_post(&format!("{path}/activate"), &json!({"version": "0.2.1"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(hidden(&r.text()), "{}", r.text());
+        let r = app.admin_post(&format!("{path}/rollback"), &json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(hidden(&r.text()), "{}", r.text());
+        // null keeps a stored value; a setting left out is removed.
+        let r = app.admin_patch(path, &json!({"settings": {"url": "http://hooks.example.com/2", "authorization": null}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["secrets"], json!({"authorization": {"set": true}, "signing_secret": {"set": false}}));
+        let stored: String = sqlx::query_scalar("SELECT settings FROM plugin_installations WHERE plugin_id = 'webhook-notifier'")
+            .fetch_one(&app.kernel.state.db.pool).await.unwrap();
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored, json!({"url": "http://hooks.example.com/2", "authorization": secrets[0]}));
+        // A manifest without the flag (as every one before it) loads, and its settings show.
+        let mut old = plugin_upload("webhook-notifier", "webhook_notifier", |m| {
+            m.replace("version = \"0.2.0\"", "version = \"0.1.9\"").replace("secret = true\n", "")
+        });
+        old["fixtures"] = json!({});
+        let r = app.admin_post("/api/v1/admin/plugins", &old).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["settings"]["authorization"], secrets[0], "{}", r.text());
+        assert_eq!(r.json()["secrets"], json!({}));
+        // A host that is not one is said so.
+        let r = app.admin_patch(path, &json!({"granted_hosts": ["hooks.example.com", "https://hooks.example.com/in"]})).await;
+        r.assert_field_error(422, "granted_hosts[1]");
+        assert!(r.text().contains("not a host name"), "{}", r.text());
+        app.stop().await;
+    }
+
     async fn hot_swap_under_load_misprices_nothing(backend: Backend) {
         let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
         // Version 0.1.0: 10% off subscription lines. Version 0.2.0: the same plugin id
