@@ -25,6 +25,7 @@ mod categories;
 mod customers;
 mod dashboard;
 mod images;
+mod imports;
 mod layout;
 mod notifications;
 mod operations;
@@ -472,6 +473,21 @@ pub const PAGES: &[Page] = &[
         Method::POST,
         "/jobs/{id}/retry",
     ),
+    // Imports of a legacy shop's export: the runs are read with operations.read, a
+    // check or an import is operations.manage (as the API's import).
+    page(Method::GET, "/admin/imports", Method::GET, "/imports"),
+    page(
+        Method::POST,
+        "/admin/imports",
+        Method::POST,
+        "/imports/{kind}",
+    ),
+    page(
+        Method::GET,
+        "/admin/imports/{id}",
+        Method::GET,
+        "/imports/runs/{id}",
+    ),
     // Plugins.
     page(Method::GET, "/admin/plugins", Method::GET, "/plugins"),
     page(
@@ -536,6 +552,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(stock::routes())
         .merge(rates::routes())
         .merge(sso::routes())
+        .merge(imports::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)

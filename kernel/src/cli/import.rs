@@ -65,6 +65,11 @@ pub struct ImportArgs {
     /// `<data dir>/plugin-cache`.
     #[arg(long, env = "OLIVINE_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Seconds between two progress lines when the output is no terminal (a log, CI); 0:
+    /// a line at every step (every 50 rows checked, every batch written).
+    #[arg(long, value_name = "SECS", env = "OLIVINE_IMPORT_PROGRESS_EVERY", default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub progress_every: u64,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -114,7 +119,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         since: args.since,
     };
     let source = args.file.display().to_string();
-    let progress = Progress::new();
+    let progress = Progress::new(Duration::from_secs(args.progress_every));
     let summary = imports::run(&ctx, args.kind, &source, &bytes, &options, &progress)
         .await
         .map_err(|e| match e {
@@ -273,12 +278,21 @@ fn print_summary(summary: &Summary, report_path: &Path) {
 /// A bar with counts and rate on a terminal; a plain line every few seconds elsewhere.
 struct Progress {
     bar: ProgressBar,
-    /// When this phase started, and when the last plain line was printed.
-    times: std::sync::Mutex<(Instant, Instant)>,
+    /// Time between two plain lines.
+    every: Duration,
+    phase: std::sync::Mutex<Phase>,
+}
+
+/// The phase under way (`checking customers`), when it started, and when its last
+/// plain line was printed.
+struct Phase {
+    what: String,
+    started: Instant,
+    last_line: Instant,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    fn new(every: Duration) -> Progress {
         let bar = ProgressBar::new(0);
         let style =
             ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
@@ -287,7 +301,12 @@ impl Progress {
         bar.set_style(style);
         Progress {
             bar,
-            times: std::sync::Mutex::new((Instant::now(), Instant::now())),
+            every,
+            phase: std::sync::Mutex::new(Phase {
+                what: String::new(),
+                started: Instant::now(),
+                last_line: Instant::now(),
+            }),
         }
     }
 }
@@ -297,8 +316,12 @@ impl imports::Progress for Progress {
         self.bar.reset();
         self.bar.set_message(what.to_owned());
         self.bar.set_length(total as u64);
-        if let Ok(mut times) = self.times.lock() {
-            *times = (Instant::now(), Instant::now());
+        if let Ok(mut phase) = self.phase.lock() {
+            *phase = Phase {
+                what: what.to_owned(),
+                started: Instant::now(),
+                last_line: Instant::now(),
+            };
         }
         if self.bar.is_hidden() {
             println!("{what}: {total} record(s)");
@@ -310,15 +333,14 @@ impl imports::Progress for Progress {
         if !self.bar.is_hidden() {
             return;
         }
-        let Ok(mut times) = self.times.lock() else {
+        let Ok(mut phase) = self.phase.lock() else {
             return;
         };
-        let (started, last_line) = &mut *times;
         let total = self.bar.length().unwrap_or(0) as usize;
-        if last_line.elapsed() >= Duration::from_secs(5) || done == total {
-            *last_line = Instant::now();
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-            println!("{done}/{total} record(s), {rate:.0}/s");
+        if phase.last_line.elapsed() >= self.every || done == total {
+            phase.last_line = Instant::now();
+            let rate = done as f64 / phase.started.elapsed().as_secs_f64().max(0.001);
+            println!("{}: {done}/{total} record(s), {rate:.0}/s", phase.what);
         }
     }
 

@@ -1,7 +1,9 @@
 //! The imports' admin API, for the admin UI: check a file and answer its report (a dry
-//! run), run it, list the runs. The file travels in the JSON body, so it is bounded by the
-//! request body limit (`OLIVINE_MAX_BODY_BYTES`); larger exports go through
-//! `olivine import`, which runs the same code.
+//! run), run it, list the runs, answer a past run's summary and kept report. The file
+//! travels in the JSON body, so it is bounded by the request body limit
+//! (`OLIVINE_MAX_BODY_BYTES`); larger exports go through `olivine import`, which runs the
+//! same code. The admin's Imports page (`admin-ui/src/imports.rs`) calls [`import`],
+//! [`runs`] and [`run_report`], as these routes do.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Format, Kind, Mode, Options, Summary};
+use super::{Format, Kept, Kind, Mode, Options, Summary};
 use crate::app::AppState;
 use crate::error::{Error, ErrorBody, Result};
 use crate::http::extract::{JsonBody, PathParam, StaffAuth};
@@ -20,6 +22,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_runs))
         .routes(routes!(run_import))
+        .routes(routes!(get_run))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -71,6 +74,18 @@ async fn run_import(
 ) -> Result<Json<Summary>> {
     let kind =
         Kind::parse(&kind).ok_or_else(|| Error::not_found(format!("import kind `{kind}`")))?;
+    Ok(Json(import(&state, &staff.actor, kind, input).await?))
+}
+
+/// Checks (`dry_run`) or imports a file of `kind` for staff member `actor`: the admin
+/// API's import and the admin page's. A `format`, `currency` or `since` that does not
+/// read is refused naming its field; a file that does not read, naming `file`.
+pub async fn import(
+    state: &AppState,
+    actor: &str,
+    kind: Kind,
+    input: ImportRequest,
+) -> Result<Summary> {
     let format = match input.format.as_deref() {
         None => None,
         Some(text) => Some(
@@ -95,9 +110,9 @@ async fn run_import(
         since,
         ..Options::default()
     };
-    let ctx = super::Context::of(&state, &staff.actor);
+    let ctx = super::Context::of(state, actor);
     let source = input.source.unwrap_or_else(|| "admin API".to_owned());
-    let summary = super::run(
+    super::run(
         &ctx,
         kind,
         &source,
@@ -105,8 +120,7 @@ async fn run_import(
         &options,
         &super::Silent,
     )
-    .await?;
-    Ok(Json(summary))
+    .await
 }
 
 /// One run of an import file.
@@ -124,41 +138,114 @@ pub struct ImportRun {
     pub updated: i64,
     pub unchanged: i64,
     pub invalid: i64,
+    /// Records older than the run's `since`, not read further.
+    pub skipped_not_changed_since: i64,
+    /// The run's `since` (RFC 3339, UTC), when given.
+    pub since: Option<String>,
+    /// The newest updated time in the file: the next incremental run's `since`.
+    pub newest_updated_at: Option<String>,
     pub actor: String,
     pub started_at: String,
     pub finished_at: Option<String>,
+}
+
+/// A past run: its summary (the counts over every batch of every attempt) and the
+/// report it kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportRunReport {
+    pub summary: ImportRun,
+    /// The problems (row, field) and repairs the check found, without personal or secret
+    /// values, the first 1,000 of each with how many were left off. Null for a run made
+    /// before reports were kept.
+    pub report: Option<Kept>,
+}
+
+/// The columns [`run_of`] reads, in its order (a macro: the queries stay literals).
+macro_rules! run_columns {
+    () => {
+        "id, kind, source, status, rows_total, last_row, created, updated, unchanged, invalid,
+            skipped_not_changed_since, since, newest_updated_at, actor, started_at, finished_at"
+    };
+}
+
+fn run_of(r: &sqlx::any::AnyRow) -> std::result::Result<ImportRun, sqlx::Error> {
+    Ok(ImportRun {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        source: r.try_get(2)?,
+        status: r.try_get(3)?,
+        rows_total: r.try_get(4)?,
+        last_row: r.try_get(5)?,
+        created: r.try_get(6)?,
+        updated: r.try_get(7)?,
+        unchanged: r.try_get(8)?,
+        invalid: r.try_get(9)?,
+        skipped_not_changed_since: r.try_get(10)?,
+        since: r.try_get(11)?,
+        newest_updated_at: r.try_get(12)?,
+        actor: r.try_get(13)?,
+        started_at: r.try_get(14)?,
+        finished_at: r.try_get(15)?,
+    })
+}
+
+/// The latest `limit` import runs, newest first.
+pub async fn runs(db: &crate::store::Db, limit: i64) -> Result<Vec<ImportRun>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM import_runs ORDER BY id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(run_of)
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?)
+}
+
+/// Run `id`'s summary and kept report; not found when there is no such run.
+pub async fn run_report(db: &crate::store::Db, id: i64) -> Result<ImportRunReport> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", report FROM import_runs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::not_found(format!("import run {id}")))?;
+    let report: Option<String> = row.try_get(16)?;
+    let report = report
+        .map(|json| serde_json::from_str::<Kept>(&json))
+        .transpose()
+        .map_err(anyhow::Error::from)?;
+    Ok(ImportRunReport {
+        summary: run_of(&row)?,
+        report,
+    })
 }
 
 /// The latest 100 import runs, newest first.
 #[utoipa::path(get, path = "/imports", tag = "admin-imports", security(("staff_token" = [])),
     responses((status = 200, body = Vec<ImportRun>), (status = 401, body = ErrorBody)))]
 async fn list_runs(State(state): State<AppState>) -> Result<Json<Vec<ImportRun>>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, source, status, rows_total, last_row, created, updated, unchanged,
-            invalid, actor, started_at, finished_at
-         FROM import_runs ORDER BY id DESC LIMIT 100",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
-    let runs = rows
-        .iter()
-        .map(|r| {
-            Ok(ImportRun {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                source: r.try_get(2)?,
-                status: r.try_get(3)?,
-                rows_total: r.try_get(4)?,
-                last_row: r.try_get(5)?,
-                created: r.try_get(6)?,
-                updated: r.try_get(7)?,
-                unchanged: r.try_get(8)?,
-                invalid: r.try_get(9)?,
-                actor: r.try_get(10)?,
-                started_at: r.try_get(11)?,
-                finished_at: r.try_get(12)?,
-            })
-        })
-        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(runs))
+    Ok(Json(runs(&state.db, 100).await?))
+}
+
+/// A past import run: its summary (counts, skipped, `since`, newest updated time, who
+/// and when) and the report it kept (problems by row and field, repairs). Dry runs and
+/// refused all-or-nothing runs write nothing, so they are no runs: their report is the
+/// answer to their `POST`.
+#[utoipa::path(get, path = "/imports/runs/{id}", tag = "admin-imports",
+    params(("id" = i64, Path, description = "The run's id (`run_id` of an import's answer)")),
+    security(("staff_token" = [])),
+    responses((status = 200, body = ImportRunReport), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn get_run(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<ImportRunReport>> {
+    Ok(Json(run_report(&state.db, id).await?))
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::source::{CsvRecord, Row};
-use super::{Context, Prepared, Record, Report};
+use super::{Context, Prepared, Progress, Record, Report};
 use crate::accounts::{self, LegacyCustomer};
 use crate::error::{Error, Problems, Result};
 use crate::store::Tx;
@@ -65,10 +65,16 @@ pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
         .collect()
 }
 
-pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result<Vec<Prepared>> {
+pub async fn check(
+    ctx: &Context,
+    rows: Vec<Row>,
+    report: &mut Report,
+    progress: &dyn Progress,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut emails: HashMap<String, usize> = HashMap::new();
-    for mut row in rows {
+    for (done, mut row) in rows.into_iter().enumerate() {
+        super::checked_rows(progress, done);
         super::repair::lowercase_email(&mut row.value, "email", row.row, report);
         let email = row.value.get("email").and_then(Value::as_str).unwrap_or("");
         let Some(legacy_id) = super::legacy_id_of(&row.value, Some(email)) else {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::source::{CsvRecord, Row};
-use super::{Context, Kind, Prepared, Record, Report};
+use super::{Context, Kind, Prepared, Progress, Record, Report};
 use crate::error::{Error, Problems, Result};
 use crate::inventory::{self, NewLot, StockChange, StockReason};
 use crate::store::Tx;
@@ -70,10 +70,16 @@ pub fn from_csv(records: Vec<CsvRecord>) -> Vec<Row> {
         .collect()
 }
 
-pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result<Vec<Prepared>> {
+pub async fn check(
+    ctx: &Context,
+    rows: Vec<Row>,
+    report: &mut Report,
+    progress: &dyn Progress,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut conn = ctx.db.pool.acquire().await?;
-    for row in rows {
+    for (done, row) in rows.into_iter().enumerate() {
+        super::checked_rows(progress, done);
         let text = |field: &str| row.value.get(field).and_then(Value::as_str).unwrap_or("");
         let fallback = format!("{}/{}/{}", text("sku"), text("location"), text("batch"));
         let Some(legacy_id) = super::legacy_id_of(&row.value, Some(&fallback)) else {

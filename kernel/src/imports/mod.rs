@@ -38,7 +38,7 @@ use crate::app::AppState;
 use crate::error::{Error, FieldError, Result};
 use crate::plugins::Plugins;
 use crate::store::{Db, Tx};
-pub use report::{Problem, Repair, Report};
+pub use report::{Kept, Problem, Repair, Report};
 pub use source::{Format, Row};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -213,6 +213,18 @@ pub trait Progress: Send + Sync {
     fn finish(&self);
 }
 
+/// Rows between two steps of the progress while checking: often enough for a line or a
+/// bar that moves, rarely enough to cost nothing beside a row's queries.
+pub const CHECK_PROGRESS_ROWS: usize = 50;
+
+/// Tells `progress`, every [`CHECK_PROGRESS_ROWS`] rows, that `done` rows of a kind's
+/// check are done (the runner tells it the last step).
+pub fn checked_rows(progress: &dyn Progress, done: usize) {
+    if done > 0 && done.is_multiple_of(CHECK_PROGRESS_ROWS) {
+        progress.advance(done);
+    }
+}
+
 /// No progress shown (the admin API, tests).
 pub struct Silent;
 
@@ -238,7 +250,7 @@ pub async fn run(
     let rows = times.rows;
     let to_check = rows.len();
     progress.start(&format!("checking {}", kind.as_str()), to_check);
-    let prepared = check(ctx, kind, rows, &mut report).await?;
+    let prepared = check(ctx, kind, rows, &mut report, progress).await?;
     progress.advance(to_check);
     progress.finish();
     let existing = fingerprints(&ctx.db, kind, &prepared).await?;
@@ -261,8 +273,21 @@ pub async fn run(
     if options.dry_run || refused {
         return Ok(summary);
     }
-    let file_sha256 = sha256_hex(bytes);
-    let run = start_or_resume(ctx, kind, source, &file_sha256, total, counts.invalid).await?;
+    let run = start_or_resume(
+        ctx,
+        &NewRun {
+            kind,
+            source,
+            file_sha256: sha256_hex(bytes),
+            total,
+            invalid: counts.invalid,
+            skipped: times.skipped,
+            since: summary.since.as_deref(),
+            newest_updated_at: summary.newest_updated_at.as_deref(),
+            report: Report::kept_json(kind, &summary.report)?,
+        },
+    )
+    .await?;
     let todo: Vec<&Prepared> = prepared
         .iter()
         .filter(|p| p.row as i64 > run.last_row)
@@ -390,16 +415,17 @@ async fn check(
     kind: Kind,
     mut rows: Vec<Row>,
     report: &mut Report,
+    progress: &dyn Progress,
 ) -> Result<Vec<Prepared>> {
     for row in &mut rows {
         repair::trim_strings(&mut row.value, "", row.row, report);
     }
     let mut prepared = match kind {
-        Kind::Products => products::check(ctx, rows, report).await?,
-        Kind::Lots => lots::check(ctx, rows, report).await?,
-        Kind::Customers => customers::check(ctx, rows, report).await?,
-        Kind::Orders => orders::check(ctx, rows, report).await?,
-        Kind::Subscriptions => subscriptions::check(ctx, rows, report).await?,
+        Kind::Products => products::check(ctx, rows, report, progress).await?,
+        Kind::Lots => lots::check(ctx, rows, report, progress).await?,
+        Kind::Customers => customers::check(ctx, rows, report, progress).await?,
+        Kind::Orders => orders::check(ctx, rows, report, progress).await?,
+        Kind::Subscriptions => subscriptions::check(ctx, rows, report, progress).await?,
     };
     let mut seen: HashMap<String, usize> = HashMap::new();
     for item in &prepared {
@@ -503,17 +529,38 @@ struct Run {
     resumed: bool,
 }
 
-/// The interrupted run of this file (same kind, same content) to go on with, or a new
-/// one.
-async fn start_or_resume(
-    ctx: &Context,
+/// What a run records of itself when it starts: the file, what the check found (the
+/// report as the run keeps it, JSON), and how it was asked (`since`).
+struct NewRun<'a> {
     kind: Kind,
-    source: &str,
-    file_sha256: &str,
+    source: &'a str,
+    file_sha256: String,
     total: usize,
     invalid: u64,
-) -> Result<Run> {
-    if let Some((id, last_row)) = unfinished_run_of(&ctx.db, kind, file_sha256).await? {
+    skipped: u64,
+    since: Option<&'a str>,
+    newest_updated_at: Option<&'a str>,
+    report: String,
+}
+
+/// The interrupted run of this file (same kind, same content) to go on with, or a new
+/// one. Either way the run keeps this attempt's report and skip count (the file is the
+/// same; `since` may not be).
+async fn start_or_resume(ctx: &Context, new: &NewRun<'_>) -> Result<Run> {
+    let kind = new.kind;
+    if let Some((id, last_row)) = unfinished_run_of(&ctx.db, kind, &new.file_sha256).await? {
+        sqlx::query(
+            "UPDATE import_runs SET skipped_not_changed_since = $1, since = $2,
+                newest_updated_at = $3, report = $4
+             WHERE id = $5",
+        )
+        .bind(new.skipped as i64)
+        .bind(new.since)
+        .bind(new.newest_updated_at)
+        .bind(&new.report)
+        .bind(id)
+        .execute(&ctx.db.pool)
+        .await?;
         return Ok(Run {
             id,
             kind,
@@ -522,14 +569,19 @@ async fn start_or_resume(
         });
     }
     let row = sqlx::query(
-        "INSERT INTO import_runs (kind, source, file_sha256, status, rows_total, invalid, actor, started_at)
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO import_runs (kind, source, file_sha256, status, rows_total, invalid,
+            skipped_not_changed_since, since, newest_updated_at, report, actor, started_at)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(kind.as_str())
-    .bind(source)
-    .bind(file_sha256)
-    .bind(total as i64)
-    .bind(invalid as i64)
+    .bind(new.source)
+    .bind(&new.file_sha256)
+    .bind(new.total as i64)
+    .bind(new.invalid as i64)
+    .bind(new.skipped as i64)
+    .bind(new.since)
+    .bind(new.newest_updated_at)
+    .bind(&new.report)
     .bind(&ctx.actor)
     .bind(crate::time::now())
     .fetch_one(&ctx.db.pool)

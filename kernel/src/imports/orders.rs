@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::source::{CsvRecord, Row};
-use super::{Context, Kind, Prepared, Record, Report};
+use super::{Context, Kind, Prepared, Progress, Record, Report};
 use crate::error::{Error, Problems, Result};
 use crate::orders::{OrderStatus, ShippingAddress};
 use crate::store::Tx;
@@ -173,11 +173,17 @@ struct Lookups {
     variants: HashMap<String, Option<(i64, String, String)>>,
 }
 
-pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result<Vec<Prepared>> {
+pub async fn check(
+    ctx: &Context,
+    rows: Vec<Row>,
+    report: &mut Report,
+    progress: &dyn Progress,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut lookups = Lookups::default();
     let mut conn = ctx.db.pool.acquire().await?;
-    for mut row in rows {
+    for (done, mut row) in rows.into_iter().enumerate() {
+        super::checked_rows(progress, done);
         let Some(legacy_id) = super::legacy_id_of(&row.value, None) else {
             report.problem(
                 row.row,

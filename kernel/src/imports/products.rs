@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::source::{CsvRecord, Row};
-use super::{Context, Kind, Options, Prepared, Record, Report};
+use super::{Context, Kind, Options, Prepared, Progress, Record, Report};
 use crate::catalog::model::{
     self, ComponentInput, NewCategory, NewProduct, NewVariant, Product, ProductPatch, VariantPatch,
 };
@@ -109,11 +109,17 @@ struct Seen {
     skus: HashMap<String, usize>,
 }
 
-pub async fn check(ctx: &Context, rows: Vec<Row>, report: &mut Report) -> Result<Vec<Prepared>> {
+pub async fn check(
+    ctx: &Context,
+    rows: Vec<Row>,
+    report: &mut Report,
+    progress: &dyn Progress,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let mut seen = Seen::default();
     let mut conn = ctx.db.pool.acquire().await?;
-    for row in rows {
+    for (done, row) in rows.into_iter().enumerate() {
+        super::checked_rows(progress, done);
         let slug = row.value.get("slug").and_then(Value::as_str).unwrap_or("");
         let Some(legacy_id) = super::legacy_id_of(&row.value, Some(slug)) else {
             report.problem(row.row, None, "legacy_id", "give a legacy_id or a slug");

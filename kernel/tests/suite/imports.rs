@@ -140,6 +140,68 @@ async fn order(app: &TestApp, number: &str) -> Value {
     r.json()
 }
 
+/// `olivine import <args>` against `db`, without a terminal (its output is piped): the
+/// exit code, stdout and stderr.
+fn olivine_import(db: &TestDb, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_olivine"));
+    command.arg("import").args(args).env("RUST_LOG", "warn");
+    for (key, value) in db.env() {
+        command.env(key, value);
+    }
+    let output = command.output().expect("olivine import runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A form with a file as a browser posts it (multipart): `fields` (the CSRF token
+/// first), then the file `(name, content)` as the part `file`.
+async fn post_multipart(
+    app: &TestApp,
+    browser: &mut crate::common::browser::Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    (file_name, content): (&str, &[u8]),
+) -> TestResponse {
+    use crate::common::browser::{HOST, SITE};
+    use axum::http::{Request, header};
+    let boundary = "olivine-import-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: text/csv\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header("origin", SITE)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+    if let Some(cookie) = browser.header_for(path) {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let r = app
+        .send(request.body(Body::from(body)).expect("a request"))
+        .await;
+    browser.take(&r);
+    r
+}
+
 both_backends! {
     async fn products_from_json_and_csv(backend: Backend) {
         let app = TestApp::start(backend).await;
@@ -312,6 +374,19 @@ both_backends! {
         let db = &app.kernel.state.db;
         assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscription_items").await, 2);
         assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE status = 'active' AND interval_count = 30").await, 1);
+        // Renewals charge the processor's saved method, as the renewal reads it back.
+        let (number, method_enc): (String, String) =
+            sqlx::query_as("SELECT number, payment_method_enc FROM subscriptions")
+                .fetch_one(&db.pool).await.expect("the subscription");
+        let method = app.kernel.state.keys.decrypt_field("subscriptions.payment_method", &method_enc)
+            .expect("the payment method decrypts");
+        assert_eq!(olivine::orders::Charge::decode(&method), olivine::orders::Charge::Saved("pm_card_visa".to_owned()));
+        let subscription = app.admin_get(&format!("/api/v1/admin/subscriptions/{number}")).await;
+        assert_eq!(subscription.status, StatusCode::OK, "{}", subscription.text());
+        let subscription = subscription.json();
+        assert_eq!(subscription["next_renewal_at"], format!("{}T00:00:00.000Z", date_in(10)), "{subscription}");
+        assert_eq!(subscription["interval"], "30d", "{subscription}");
+        assert_eq!(subscription["items"].as_array().map(Vec::len), Some(2), "{subscription}");
         assert_eq!(counts(&import_with(&app, Kind::Subscriptions, &file("Active"), &options).await), (0, 0, 1, 2));
         assert_eq!(counts(&import_with(&app, Kind::Subscriptions, &file("Paused"), &options).await), (0, 1, 0, 2));
         assert_eq!(scalar(db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE status = 'paused'").await, 1);
@@ -331,14 +406,15 @@ both_backends! {
              c-3,md5@example.com,Md5,5f4dcc3b5aa765d61d8327deb882cf99,\n\
              c-1,again@example.com,Again,{hash},\n\
              c-5,phone@example.com,Phone,{hash},call me\n\
-             c-6,,,\n"
+             c-6,,,\n\
+             c-7,OK@Example.com,Twice,{hash},\n"
         );
         let summary = import(&app, Kind::Customers, &customers).await;
-        for (row, field) in [(3, "email"), (4, "password_hash"), (5, "legacy_id"), (6, "phone"), (7, "email")] {
+        for (row, field) in [(3, "email"), (4, "password_hash"), (5, "legacy_id"), (6, "phone"), (7, "email"), (8, "email")] {
             assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
         }
         assert!(has_repair(&summary, 2, "phone", "normalised phone number"));
-        assert_eq!(counts(&summary), (1, 0, 0, 5));
+        assert_eq!(counts(&summary), (1, 0, 0, 6));
         assert!(!summary.written);
         assert_eq!(app.count("customers").await, 0, "all or nothing");
 
@@ -372,8 +448,70 @@ both_backends! {
         let options = Options { mode: Mode::ValidRows, ..Options::default() };
         let summary = import_with(&app, Kind::Customers, &customers, &options).await;
         assert!(summary.written);
-        assert_eq!(counts(&summary), (1, 0, 0, 5));
+        assert_eq!(counts(&summary), (1, 0, 0, 6));
         assert_eq!(app.count("customers").await, 1);
+
+        // Lots: an unknown SKU, an unknown location, a batch already at the location.
+        let r = app.admin_post("/api/v1/admin/lots", &json!({"sku": "LEG-MAG-60", "location": "AMS-1",
+            "batch": "B-TAKEN", "manufactured_on": date_in(-30), "expires_on": date_in(300), "quantity": 5})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let (made, expires) = (date_in(-30), date_in(300));
+        let lots = format!(
+            "legacy_id,sku,location,batch,manufactured_on,expires_on,quantity,note\n\
+             l-1,NOPE-60,AMS-1,B-1,{made},{expires},5,\n\
+             l-2,LEG-MAG-60,NOWHERE-9,B-1,{made},{expires},5,\n\
+             l-3,LEG-MAG-60,AMS-1,B-TAKEN,{made},{expires},5,\n\
+             l-4,LEG-MAG-60,AMS-1,B-NEW,{made},{expires},5,\n"
+        );
+        let summary = import(&app, Kind::Lots, &lots).await;
+        for (row, field) in [(2, "sku"), (3, "location"), (4, "batch")] {
+            assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
+        }
+        assert_eq!(counts(&summary), (1, 0, 0, 3), "{:?}", summary.report.problems);
+        assert_eq!(app.count("lots").await, 1, "all or nothing: only the lot received before");
+
+        // Products: an SKU of another product, and one SKU twice in the file (rows are
+        // positions in the JSON array).
+        let mut other = supplement("other-magnesium", "LEG-MAG");
+        other["legacy_id"] = json!("p-other");
+        let mut twin = supplement("twin-one", "TWIN");
+        twin["legacy_id"] = json!("p-twin-1");
+        let mut again = supplement("twin-two", "TWIN");
+        again["legacy_id"] = json!("p-twin-2");
+        let summary = import(&app, Kind::Products, &json!([other, twin, again]).to_string()).await;
+        for (row, field) in [(1, "variants[0].sku"), (1, "variants[1].sku"), (3, "variants[0].sku"), (3, "variants[1].sku")] {
+            assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
+        }
+        assert!(!has_problem(&summary, 2, "variants[0].sku"), "the first of the twins is fine");
+        assert_eq!(counts(&summary), (1, 0, 0, 2), "{:?}", summary.report.problems);
+
+        // Orders: a number another order has, a time in the future; a legacy id twice.
+        let order_line = |id: &str, number: &str, placed_at: &str| format!(
+            "{id},{number},,a@example.com,paid,EUR,{placed_at},10.00,0,0,10.00,true,,A,L1,C,1011AA,NL,LEG-MAG-60,1,10.00,10.00\n"
+        );
+        let taken = format!("{ORDERS_CSV_HEADER}{}", order_line("o-9", "#9", "2024-03-01"));
+        assert_eq!(counts(&import(&app, Kind::Orders, &taken).await), (1, 0, 0, 0));
+        let orders = format!(
+            "{ORDERS_CSV_HEADER}{}{}{}",
+            order_line("o-10", "#9", "2024-03-01"),
+            order_line("o-11", "#11", &format!("{} 10:00:00", date_in(5))),
+            order_line("o-12", "#12", "2024-03-01"),
+        );
+        let summary = import(&app, Kind::Orders, &orders).await;
+        for (row, field) in [(2, "number"), (3, "placed_at")] {
+            assert!(has_problem(&summary, row, field), "row {row} {field}: {:?}", summary.report.problems);
+        }
+        assert_eq!(counts(&summary), (1, 0, 0, 2), "{:?}", summary.report.problems);
+        let order = |id: &str| json!({"legacy_id": id, "email": "a@example.com", "status": "paid",
+            "currency": "EUR", "placed_at": "2024-03-01", "subtotal_minor": 1000, "total_minor": 1000,
+            "prices_include_tax": true, "shipping_address": {"name": "A", "line1": "L1", "city": "C",
+            "postal_code": "1011AA", "country": "NL"}, "lines": [{"sku": "LEG-MAG-60", "quantity": 1,
+            "unit_price_minor": 1000, "total_minor": 1000}]});
+        let twice = json!({"orders": [order("o-20"), order("o-21"), order("o-20")]}).to_string();
+        let summary = import(&app, Kind::Orders, &twice).await;
+        assert!(has_problem(&summary, 3, "legacy_id"), "{:?}", summary.report.problems);
+        assert_eq!(counts(&summary), (2, 0, 0, 1), "{:?}", summary.report.problems);
+        assert_eq!(app.count("orders").await, 1, "all or nothing: only the order imported before");
         app.stop().await;
     }
 
@@ -397,6 +535,37 @@ both_backends! {
         assert_eq!(runs[0]["source"], "customers.csv", "{runs}");
         assert_eq!(runs[0]["status"], "finished");
         assert_eq!(runs[0]["created"], 1);
+        // The run kept its summary and report: the problem by row and field, the repair
+        // without the personal values.
+        let id = runs[0]["id"].as_i64().expect("a run id");
+        let r = app.admin_get(&format!("/api/v1/admin/imports/runs/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let run = r.json();
+        assert_eq!(run["summary"]["id"], id, "{run}");
+        assert_eq!((run["summary"]["created"].clone(), run["summary"]["invalid"].clone()), (json!(1), json!(1)), "{run}");
+        assert_eq!(run["summary"]["skipped_not_changed_since"], 0, "{run}");
+        let problems = run["report"]["problems"].as_array().expect("problems").clone();
+        assert_eq!(problems.len(), 1, "{run}");
+        assert_eq!((problems[0]["row"].clone(), problems[0]["legacy_id"].clone(), problems[0]["field"].clone()),
+            (json!(3), json!("c-2"), json!("email")), "{run}");
+        assert_eq!(run["report"]["problems_left_off"], 0, "{run}");
+        let upper = customers_csv(&[("c-9", " Cy@Example.com", "Cy")]);
+        let r = app.admin_post("/api/v1/admin/imports/customers", &json!({"content": upper})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let answer = r.json();
+        assert_eq!(answer["report"]["repairs"][1]["from"], "Cy@Example.com", "the answer has every value: {answer}");
+        let kept = app.admin_get(&format!("/api/v1/admin/imports/runs/{}", answer["run_id"])).await.json();
+        let repairs = kept["report"]["repairs"].as_array().expect("repairs").clone();
+        assert!(repairs.iter().any(|r| r["field"] == "email" && r["repair"] == "lower-cased email"), "{kept}");
+        assert!(repairs.iter().all(|r| r["from"] == "(not kept)" && r["to"] == "(not kept)"), "{kept}");
+        assert!(!kept.to_string().contains("xample.com"), "no email is kept: {kept}");
+        let r = app.admin_get("/api/v1/admin/imports/runs/987654").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+        assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("import run 987654")), "{}", r.text());
+        // Only roles with the imports' permission read runs.
+        let catalog = app.staff_token("catalog").await;
+        let r = app.request(Method::GET, &format!("/api/v1/admin/imports/runs/{id}"), Some(&catalog), None, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
         let r = app.admin_post("/api/v1/admin/imports/pets", &json!({"content": "[]"})).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
         app.admin_post("/api/v1/admin/imports/orders", &json!({"content": "{not json"})).await
@@ -504,6 +673,9 @@ both_backends! {
         assert_eq!(app.count("audit_log").await, before + 1, "one batch changed something");
         let runs = app.admin_get("/api/v1/admin/imports").await.json();
         assert_eq!((runs[0]["updated"].clone(), runs[0]["unchanged"].clone()), (json!(1), json!(1)));
+        assert_eq!(runs[0]["skipped_not_changed_since"], 1, "the run keeps what it skipped: {runs}");
+        assert_eq!(runs[0]["since"], "2024-03-02T09:30:00.000Z", "{runs}");
+        assert_eq!(runs[0]["newest_updated_at"], "2024-03-03T08:00:00.000Z", "{runs}");
 
         // The same export from its own newest time: a record updated at exactly `since`
         // is read again (unchanged); a plain date is its midnight UTC.
@@ -593,5 +765,168 @@ both_backends! {
         assert!(err.contains("--since") && err.contains("the day before yesterday")
             && err.contains("RFC 3339"), "{err}");
         db.drop().await;
+    }
+
+    async fn the_command_says_what_a_dry_run_would_do_and_refuses_invalid_files(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let file = db.dir.path().join("customers.csv");
+        let file_arg = file.display().to_string();
+        std::fs::write(&file, customers_csv(&[("c-1", "ana@example.com", "Ana"), ("c-2", "bo@example.com", "Bo")]))
+            .expect("write the file");
+        let (code, out, err) = olivine_import(&db, &["customers", &file_arg, "--dry-run"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("customers: 2 row(s): 2 would be new, 0 would be updated, 0 unchanged, 0 invalid"), "{out}");
+        assert!(out.contains("dry run: nothing was written"), "{out}");
+        let store = db.connect().await;
+        let written = async |store: &olivine::store::Db| (
+            scalar(store, "SELECT CAST(COUNT(*) AS BIGINT) FROM customers").await,
+            scalar(store, "SELECT CAST(COUNT(*) AS BIGINT) FROM import_runs").await,
+            scalar(store, "SELECT CAST(COUNT(*) AS BIGINT) FROM import_records").await,
+        );
+        assert_eq!(written(&store).await, (0, 0, 0), "a dry run writes nothing");
+
+        // All or nothing (the default): one invalid row and nothing is written, exit 1.
+        std::fs::write(&file, customers_csv(&[("c-1", "ana@example.com", "Ana"), ("c-2", "not-an-email", "Bo")]))
+            .expect("write the file");
+        let (code, out, err) = olivine_import(&db, &["customers", &file_arg]);
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(out.contains("customers: 2 row(s): 1 would be new, 0 would be updated, 0 unchanged, 1 invalid"), "{out}");
+        assert!(out.contains("  row 3: email: "), "{out}");
+        assert!(out.contains("nothing was written: fix the invalid rows"), "{out}");
+        assert_eq!(written(&store).await, (0, 0, 0), "all or nothing");
+        let report = std::fs::read_to_string(db.dir.path().join("customers.csv.report.json")).expect("the report");
+        let report: Value = serde_json::from_str(&report).expect("JSON");
+        assert_eq!((report["report"]["problems"][0]["row"].clone(), report["report"]["problems"][0]["field"].clone()),
+            (json!(3), json!("email")), "{report}");
+        assert_eq!(report["written"], false);
+        store.close().await;
+        db.drop().await;
+    }
+
+    async fn the_command_without_a_terminal_prints_progress_lines_while_checking_and_importing(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let rows: Vec<(String, String)> =
+            (1..=120).map(|i| (format!("c-{i}"), format!("u{i}@example.com"))).collect();
+        let borrowed: Vec<(&str, &str, &str)> = rows.iter().map(|(id, email)| (id.as_str(), email.as_str(), "User")).collect();
+        let file = db.dir.path().join("customers.csv");
+        std::fs::write(&file, customers_csv(&borrowed)).expect("write the file");
+        // A line at every step instead of every 5 seconds: no waiting in a test.
+        let (code, out, err) = olivine_import(&db, &["customers", &file.display().to_string(),
+            "--batch-size", "50", "--progress-every", "0"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}…` in:\n{out}"));
+        // Checking moves every 50 rows (it used to jump from 0 to the end), then each batch.
+        let order = [
+            at("checking customers: 120 record(s)"),
+            at("checking customers: 50/120 record(s), "),
+            at("checking customers: 100/120 record(s), "),
+            at("checking customers: 120/120 record(s), "),
+            at("importing customers: 120 record(s)"),
+            at("importing customers: 50/120 record(s), "),
+            at("importing customers: 100/120 record(s), "),
+            at("importing customers: 120/120 record(s), "),
+            at("customers: 120 row(s): 120 new"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+        assert!(lines.iter().any(|l| l.starts_with("checking customers: 50/120") && l.ends_with("/s")), "{out}");
+        // Every 5 seconds by default, and always each phase's last step.
+        let again = db.dir.path().join("again.csv");
+        std::fs::write(&again, customers_csv(&borrowed[..60])).expect("write the file");
+        let (code, out, err) = olivine_import(&db, &["customers", &again.display().to_string()]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("checking customers: 60/60 record(s)"), "{out}");
+        assert!(out.contains("importing customers: 60/60 record(s)"), "{out}");
+        db.drop().await;
+    }
+
+    async fn the_admin_imports_page_checks_then_imports_and_shows_the_runs(backend: Backend) {
+        use crate::common::browser::*;
+        let app = TestApp::start(backend).await;
+        let mut admin = crate::admin_ui::signed_in_as(&app, "admin").await;
+        let page = get(&app, &mut admin, "/admin/imports").await;
+        assert_html(&page, StatusCode::OK);
+        assert!(page.text().contains(r#"href="/admin/imports" aria-current="page""#), "in the navigation");
+        assert!(page.text().contains("Nothing was imported yet."));
+        let csrf = csrf_of(&page);
+
+        // Check an uploaded CSV with a problem: the page names its row and field, and
+        // nothing is written.
+        let bad = customers_csv(&[("c-1", " Ana@Example.com", "Ana"), ("c-2", "nope", "Bo")]);
+        let r = post_multipart(&app, &mut admin, "/admin/imports",
+            &[("csrf", &csrf), ("kind", "customers"), ("format", ""), ("mode", "all_or_nothing"),
+              ("currency", "EUR"), ("action", "check")],
+            ("customers.csv", bad.as_bytes())).await;
+        assert_html(&r, StatusCode::OK);
+        let html = r.text();
+        assert!(html.contains("A check: nothing was written."), "{html}");
+        assert!(html.contains(r#"data-row="3" data-field="email""#), "{html}");
+        assert!(html.contains(r#"data-row="2" data-field="email""#), "the repairs: {html}");
+        assert!(html.contains(r#"<li id="count-new"><strong>1</strong> would be new</li>"#), "{html}");
+        assert!(html.contains(r#"name="source" value="customers.csv""#), "the file's name is kept: {html}");
+        assert_eq!(app.count("customers").await, 0);
+        assert_eq!(app.count("import_runs").await, 0);
+
+        // Importing it all or nothing is refused, with the report.
+        let r = post_form(&app, &mut admin, "/admin/imports", &[("csrf", &csrf), ("kind", "customers"),
+            ("content", &bad), ("source", "customers.csv"), ("mode", "all_or_nothing"), ("action", "import")]).await;
+        assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().contains("Nothing was imported"), "{}", r.text());
+        assert_eq!(app.count("customers").await, 0);
+
+        // A form without a kind or a file names them beside their fields.
+        let r = post_form(&app, &mut admin, "/admin/imports", &[("csrf", &csrf), ("kind", ""),
+            ("content", ""), ("action", "check")]).await;
+        assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        let html = r.text();
+        assert!(html.contains(r#"id="f-kind-error">Choose what the file holds.</p>"#), "{html}");
+        assert!(html.contains(r#"id="f-file-error">Choose a file, or paste its content.</p>"#), "{html}");
+        // A file that does not read is said beside the file.
+        let r = post_form(&app, &mut admin, "/admin/imports", &[("csrf", &csrf), ("kind", "orders"),
+            ("content", "{not json"), ("action", "check")]).await;
+        assert_html(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().contains(r#"id="f-file-error""#), "{}", r.text());
+
+        // A valid file, pasted: imported, then its run's page with the report it kept.
+        let good = customers_csv(&[("c-1", " Ana@Example.com", "Ana"), ("c-2", "bo@example.com", "Bo")]);
+        let r = post_form(&app, &mut admin, "/admin/imports", &[("csrf", &csrf), ("kind", "customers"),
+            ("content", &good), ("source", "good.csv"), ("mode", "all_or_nothing"), ("action", "import")]).await;
+        let to = location(&r);
+        let run: i64 = scalar(&app.kernel.state.db, "SELECT MAX(id) FROM import_runs").await;
+        assert_eq!(to, format!("/admin/imports/{run}?done=imported"));
+        assert_eq!(app.count("customers").await, 2);
+        let page = get(&app, &mut admin, &to).await;
+        assert_html(&page, StatusCode::OK);
+        let html = page.text();
+        assert!(html.contains("Imported. The counts and the report the run kept are below."), "{html}");
+        assert!(html.contains(&format!("Import run #{run}: customers")), "{html}");
+        assert!(html.contains(r#"<li id="count-new"><strong>2</strong> new</li>"#), "{html}");
+        assert!(html.contains(r#"data-row="2" data-field="email""#), "the kept repairs: {html}");
+        assert!(!html.contains("Ana@Example.com"), "no personal value is kept: {html}");
+        let list = get(&app, &mut admin, "/admin/imports").await.text();
+        assert!(list.contains(&format!(r#"<tr id="run-{run}">"#)), "{list}");
+        assert!(list.contains("good.csv"), "{list}");
+        let r = get(&app, &mut admin, "/admin/imports/987654").await;
+        assert_html(&r, StatusCode::NOT_FOUND);
+
+        // Roles without the imports' permissions: the 403 page, no link.
+        for role in ["catalog", "support"] {
+            let mut other = crate::admin_ui::signed_in_as(&app, role).await;
+            let home = get(&app, &mut other, "/admin").await;
+            assert!(!home.text().contains(r#"href="/admin/imports""#), "{role}");
+            let other_csrf = csrf_of(&home);
+            for r in [
+                get(&app, &mut other, "/admin/imports").await,
+                get(&app, &mut other, &format!("/admin/imports/{run}")).await,
+                post_form(&app, &mut other, "/admin/imports", &[("csrf", &other_csrf), ("kind", "customers"),
+                    ("content", &good), ("action", "import")]).await,
+            ] {
+                assert_html(&r, StatusCode::FORBIDDEN);
+                assert!(r.text().contains("Not open to your role"), "{role}");
+            }
+        }
+        assert_eq!(app.count("import_runs").await, 1);
+        app.stop().await;
     }
 }
