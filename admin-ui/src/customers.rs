@@ -448,6 +448,8 @@ async fn erase(
 
 // ---- privacy requests ----------------------------------------------------------------------
 
+const REQUESTS_PER_PAGE: i64 = 50;
+
 const REQUEST_STATUSES: &[(&str, &str)] = &[
     ("", "Any status"),
     ("received", "Received"),
@@ -468,15 +470,17 @@ async fn requests_page(
 ) -> Response {
     let status = layout::query_value(query.as_deref(), "status").unwrap_or_default();
     let kind = layout::query_value(query.as_deref(), "kind").unwrap_or_default();
+    let page = layout::page_number(query.as_deref());
     let filter = RequestFilter {
         status: Some(status.clone()).filter(|s| !s.is_empty()),
         kind: Some(kind.clone()).filter(|k| !k.is_empty()),
-        limit: Some(200),
+        limit: Some(REQUESTS_PER_PAGE),
     };
-    let (requests, errors) = match privacy::list_requests(&state, filter).await {
-        Ok(requests) => (requests, FormErrors::default()),
+    let offset = (page - 1) * REQUESTS_PER_PAGE;
+    let (requests, total, errors) = match privacy::page_of_requests(&state, filter, offset).await {
+        Ok((requests, total)) => (requests, total, FormErrors::default()),
         Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => (Vec::new(), errors),
+            Some(errors) => (Vec::new(), 0, errors),
             None => return layout::error_page(&err, "privacy requests"),
         },
     };
@@ -489,7 +493,9 @@ async fn requests_page(
             (field("Kind", "kind", Kind::Select(REQUEST_KINDS), &kind, &errors))
             button.button type="submit" { "Filter" }
         }
-        (requests_table("Requests, newest first (at most 200)", &requests))
+        (requests_table("Requests, newest first", &requests))
+        (layout::pager("/admin/privacy-requests", &[("status", status.clone()), ("kind", kind.clone())],
+            page, REQUESTS_PER_PAGE, total))
     };
     layout::page_with_status(
         errors.status(),

@@ -16,24 +16,53 @@ use super::layout;
 use super::session::SignedIn;
 use crate::app::AppState;
 use crate::error::Result;
+use crate::orders::OrderStatus;
 use crate::staff::{Permission, Staff};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/admin", get(dashboard))
 }
 
-/// Today's orders (not cancelled) and their revenue, by currency.
-async fn todays_orders(state: &AppState) -> Result<Vec<(String, i64, i64)>> {
-    let today = crate::time::format_date(state.clock.now().date_naive());
-    let rows = sqlx::query(
-        "SELECT currency, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(total_minor - refunded_minor), 0) AS BIGINT)
-         FROM orders WHERE created_at >= $1 AND status <> 'cancelled' GROUP BY currency ORDER BY currency",
-    )
-    .bind(today)
-    .fetch_all(&state.db.pool)
-    .await?;
+/// Today's orders in one currency.
+struct TodaysOrders {
+    currency: String,
+    /// Placed today and not cancelled (pending ones too).
+    placed: i64,
+    /// Of those, the ones whose payment was taken ([`OrderStatus::was_paid`]).
+    paid: i64,
+    /// What the paid ones brought in: their totals less what was refunded of them.
+    revenue_minor: i64,
+}
+
+/// Today's orders and their revenue, by currency. Revenue counts only orders whose
+/// payment was taken (`OrderStatus::was_paid`), less their refunds: a pending order has
+/// paid nothing yet, a cancelled one nothing at all.
+async fn todays_orders(state: &AppState, today: &str) -> Result<Vec<TodaysOrders>> {
+    let paid: Vec<String> = OrderStatus::ALL
+        .iter()
+        .filter(|s| s.was_paid())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let paid = paid.join(", ");
+    let sql = format!(
+        "SELECT currency, CAST(COUNT(*) AS BIGINT),
+            CAST(COALESCE(SUM(CASE WHEN status IN ({paid}) THEN 1 ELSE 0 END), 0) AS BIGINT),
+            CAST(COALESCE(SUM(CASE WHEN status IN ({paid}) THEN total_minor - refunded_minor ELSE 0 END), 0) AS BIGINT)
+         FROM orders WHERE created_at >= $1 AND status <> 'cancelled' GROUP BY currency ORDER BY currency"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(today)
+        .fetch_all(&state.db.pool)
+        .await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .map(|row| {
+            Ok(TodaysOrders {
+                currency: row.try_get(0)?,
+                placed: row.try_get(1)?,
+                paid: row.try_get(2)?,
+                revenue_minor: row.try_get(3)?,
+            })
+        })
         .collect()
 }
 
@@ -64,17 +93,27 @@ async fn scalar(
     Ok(query.fetch_one(&state.db.pool).await?.try_get(0)?)
 }
 
-/// Variants of active products (bundles hold no stock) without a unit in any lot.
+/// Variants of active products (bundles hold no stock) without a unit that sells today:
+/// the storefront's rule (`inventory::sellable_lot_sql`), so recalled lots, expired ones
+/// and those inside the store's minimum shelf life do not count.
 async fn out_of_stock(state: &AppState) -> Result<i64> {
-    scalar(
-        sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM variants v JOIN products p ON p.id = v.product_id
-             WHERE p.status = 'active' AND p.product_type <> 'bundle'
-               AND NOT EXISTS (SELECT 1 FROM lots l WHERE l.variant_id = v.id AND l.quantity > 0)",
-        ),
-        state,
-    )
-    .await
+    let cutoff = sellable_cutoff(state).await?;
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM variants v JOIN products p ON p.id = v.product_id
+         WHERE p.status = 'active' AND p.product_type <> 'bundle' AND {}",
+        crate::inventory::no_sellable_lot_sql("v", "$1")
+    );
+    scalar(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cutoff), state).await
+}
+
+/// The first expiry date that sells today, as the storefront's availability has it.
+pub(super) async fn sellable_cutoff(state: &AppState) -> Result<String> {
+    let mut conn = state.db.pool.acquire().await?;
+    let settings = state.cache.store_settings(&mut conn).await?;
+    Ok(crate::time::format_date(crate::inventory::sellable_cutoff(
+        crate::time::today(),
+        &settings,
+    )))
 }
 
 /// Active subscriptions whose renewal was declined and is being retried (dunning).
@@ -182,7 +221,8 @@ async fn dashboard(State(state): State<AppState>, SignedIn(staff, admin): Signed
     let panels = async {
         let mut panels = Vec::new();
         if staff.role.allows(Permission::OrdersRead) {
-            panels.push(orders_panel(&todays_orders(&state).await?));
+            let date = crate::time::format_date(state.clock.now().date_naive());
+            panels.push(orders_panel(&todays_orders(&state, &date).await?, &date));
             let link = super::may(staff.role, &Method::GET, "/admin/subscriptions");
             panels.push(renewals_panel(failed_renewals(&state).await?, link));
         }
@@ -210,17 +250,21 @@ async fn dashboard(State(state): State<AppState>, SignedIn(staff, admin): Signed
     layout::page(&staff, admin.csrf_input(), "Dashboard", "/admin", body)
 }
 
-fn orders_panel(today: &[(String, i64, i64)]) -> Markup {
+/// `date`: today, as the orders list's filter takes it.
+fn orders_panel(today: &[TodaysOrders], date: &str) -> Markup {
     html! {
         section.panel #today-orders {
             h2 { "Today's orders" }
             @if today.is_empty() {
                 p.count { "0" } p { "No orders yet today." }
             }
-            @for (currency, count, revenue) in today {
-                p.count { (count) } p { "orders, " (layout::money(*revenue, currency)) " revenue" }
+            @for t in today {
+                p.count.orders-placed { (t.placed) }
+                p { "orders placed, " span.orders-paid { (t.paid) } " paid: "
+                    strong.revenue { (layout::money(t.revenue_minor, &t.currency)) } " revenue" }
             }
-            p { a href="/admin/orders" { "All orders" } }
+            p.hint { "Revenue: today's orders whose payment was taken (paid, and since shipped, delivered or refunded), less what was refunded of them; pending and cancelled orders bring in nothing." }
+            p { a href={ "/admin/orders?from=" (date) "&to=" (date) } { "Today's orders" } " · " a href="/admin/orders" { "All orders" } }
         }
     }
 }
@@ -249,8 +293,8 @@ fn stock_panel(staff: &Staff, count: i64, counted_at: &str) -> Markup {
         section.panel #out-of-stock {
             h2 { "Out of stock" }
             p.count { (count) }
-            p { "variants of active products without a unit in stock" }
-            @if link { p { a href="/admin/products?status=active" { "Active products" } } }
+            p { "variants of active products without a unit that sells today (recalled, expired and short-dated lots do not count)" }
+            @if link { p { a href="/admin/products?status=active&stock=out" { "Products out of stock" } } }
             p.hint { "Counted at " (counted_at) " UTC." }
         }
     }

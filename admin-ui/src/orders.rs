@@ -1,6 +1,7 @@
 //! Orders: the list (filtered by status, dates, the customer's email and a SKU, paged on
-//! the server), an order with its lines, the lots its units came from and its payment,
-//! and the staff's changes: fulfil with carrier and tracking number (captures the
+//! the server), an order with its lines, the lots its units came from, its payment with
+//! each attempt (declines too) and each refund, and its events
+//! (`crate::orders::history`), and the staff's changes: fulfil with carrier and tracking number (captures the
 //! payment), mark delivered, cancel, refund. Each change goes through the orders domain
 //! (`crate::orders::transition`, `crate::orders::refund`), as the admin API's do, after a
 //! page that asks to confirm it.
@@ -17,7 +18,7 @@ use super::layout::{self, Form, FormErrors, Kind, field, field_with_hint, form_a
 use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::orders::{Order, OrderStatus, RefundRequest, Transition};
+use crate::orders::{Order, OrderStatus, RefundRequest, Transition, history};
 use crate::staff::Staff;
 
 const PER_PAGE: i64 = 50;
@@ -348,9 +349,14 @@ async fn order_page(
 ) -> Response {
     let loaded = async {
         let order = load(&state, &number).await?;
-        Ok::<_, Error>((order, allocations(&state, &number).await?))
+        let payments = Payments {
+            attempts: history::payment_attempts(&state, &number).await?,
+            refunds: history::refunds(&state, &number).await?,
+            events: history::events(&state, &number).await?,
+        };
+        Ok::<_, Error>((order, allocations(&state, &number).await?, payments))
     };
-    let (order, allocations) = match loaded.await {
+    let (order, allocations, payments) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "order"),
     };
@@ -413,6 +419,8 @@ async fn order_page(
                 }
             }
         }
+        (refunds_section(&order, &payments.refunds))
+        (attempts_section(&order, &payments.attempts))
         section {
             h2 { "Lots the units came from" }
             @if allocations.is_empty() {
@@ -431,6 +439,7 @@ async fn order_page(
                 }
             }
         }
+        (events_section(&order, &payments.events))
         @if super::may(staff.role, &axum::http::Method::GET, "/admin/audit") {
             p { a href={ "/admin/audit?target_type=order&target_id=" (order.number) } { "The order's history in the audit log" } }
         }
@@ -442,6 +451,115 @@ async fn order_page(
         SECTION,
         body,
     )
+}
+
+/// What the order's page shows of its payments besides the totals.
+struct Payments {
+    attempts: Vec<history::PaymentAttempt>,
+    refunds: Vec<history::Refund>,
+    events: Vec<history::OrderEvent>,
+}
+
+/// Each refund on its own; what was refunded before refunds were recorded one by one
+/// (or by an import) is one line of its own, so the lines add up to the order's total.
+fn refunds_section(order: &Order, refunds: &[history::Refund]) -> Markup {
+    let listed: i64 = refunds.iter().map(|r| r.amount_minor).sum();
+    let unlisted = order.refunded_minor - listed;
+    let money = |minor: i64| layout::money(minor, &order.currency);
+    html! {
+        section {
+            h2 { "Refunds" }
+            @if refunds.is_empty() && unlisted <= 0 {
+                p.empty { "Nothing refunded." }
+            } @else {
+                table #refunds {
+                    caption.visually-hidden { "Refunds, oldest first" }
+                    thead { tr { th scope="col" { "When" } th scope="col" class="num" { "Amount" }
+                        th scope="col" { "By" } th scope="col" { "Reason" } } }
+                    tbody {
+                        @if unlisted > 0 {
+                            tr { td { "before " (short_time(&order.updated_at)) } td.num { (money(unlisted)) }
+                                td { "—" } td { "refunded before refunds were recorded one by one" } }
+                        }
+                        @for r in refunds {
+                            tr.refund { td { (short_time(&r.at)) } td.num { (money(r.amount_minor)) }
+                                td { code { (r.actor) } } td { (r.reason.as_deref().unwrap_or("—")) } }
+                        }
+                    }
+                    tfoot { tr { th scope="row" { "Refunded in all" } td.num { (money(order.refunded_minor)) } td {} td {} } }
+                }
+            }
+        }
+    }
+}
+
+/// How the page names what the payment adapter was asked.
+fn operation_words(operation: &str) -> &'static str {
+    match operation {
+        "authorize" => "Authorisation",
+        "save" => "Saving the card for subscriptions",
+        "capture" => "Capture",
+        "void" => "Void",
+        "refund" => "Refund",
+        _ => "Other",
+    }
+}
+
+/// Every answer of the payment adapter about this order and the other orders of its
+/// cart (a declined checkout's order is cancelled and the cart opens again).
+fn attempts_section(order: &Order, attempts: &[history::PaymentAttempt]) -> Markup {
+    html! {
+        section {
+            h2 { "Payment attempts" }
+            @if attempts.is_empty() {
+                p.empty { "No payment went through a payment adapter." }
+            } @else {
+                table #payment-attempts {
+                    caption.visually-hidden { "Payment attempts, oldest first" }
+                    thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" class="num" { "Amount" }
+                        th scope="col" { "Answer" } th scope="col" { "Processor's message" } th scope="col" { "Reference" }
+                        th scope="col" { "Asked by" } } }
+                    tbody {
+                        @for a in attempts {
+                            tr class={ "attempt " (a.outcome) } {
+                                td { (short_time(&a.at)) }
+                                td { (operation_words(&a.operation))
+                                    @if a.order_number != order.number {
+                                        br; small { "for order " a href={ "/admin/orders/" (a.order_number) } { (a.order_number) } " of the same cart" }
+                                    } }
+                                td.num { @if let Some(amount) = a.amount_minor { (layout::money(amount, &order.currency)) } @else { "—" } }
+                                td { span class={ "badge " (a.outcome) } { (a.outcome) } }
+                                td { (a.message.as_deref().unwrap_or("—")) }
+                                td { @if let Some(reference) = &a.processor_reference { code { (reference) } } @else { "—" } }
+                                td { code { (a.actor) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What happened to the order, oldest first.
+fn events_section(order: &Order, events: &[history::OrderEvent]) -> Markup {
+    html! {
+        section {
+            h2 { "Events" }
+            table #order-events {
+                caption.visually-hidden { "The order's events, oldest first" }
+                thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Detail" }
+                    th scope="col" class="num" { "Amount" } th scope="col" { "By" } } }
+                tbody {
+                    @for e in events {
+                        tr { td { (short_time(&e.at)) } td { code { (e.action) } } td { (e.detail) }
+                            td.num { @if let Some(amount) = e.amount_minor { (layout::money(amount, &order.currency)) } }
+                            td { code { (e.actor) } } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The changes the order's state allows and the staff member's role may make.
@@ -739,7 +857,7 @@ fn refund_form(
     staff: &Staff,
     admin: &AdminSession,
     order: &Order,
-    amount: &str,
+    (amount, reason): (&str, &str),
     errors: &FormErrors,
 ) -> Response {
     let left = order.total_minor - order.refunded_minor;
@@ -748,6 +866,8 @@ fn refund_form(
             (admin.csrf_input())
             (field_with_hint("Amount", "amount_minor", Kind::Number, amount,
                 Some(&format!("At most {} is left to refund.", layout::money(left, &order.currency))), errors))
+            (field_with_hint("Reason", "reason", Kind::Text, reason,
+                Some("Optional: kept with the refund for staff; the customer does not see it."), errors))
             button.button.primary.danger type="submit" { "Refund" }
             " "
             a href={ "/admin/orders/" (order.number) } { "Do not refund" }
@@ -772,7 +892,7 @@ async fn refund_page(
     match load(&state, &number).await {
         Ok(order) => {
             let left = layout::amount(order.total_minor - order.refunded_minor);
-            refund_form(&staff, &admin, &order, &left, &FormErrors::default())
+            refund_form(&staff, &admin, &order, (&left, ""), &FormErrors::default())
         }
         Err(err) => layout::error_page(&err, "refund"),
     }
@@ -786,10 +906,12 @@ async fn refund(
 ) -> Response {
     let form = Form::parse(&body);
     let amount = form.get("amount_minor").to_owned();
+    let reason = form.get("reason").to_owned();
     let outcome = match layout::parse_amount(&amount) {
         Some(minor) if layout::plausible_number(&number) => {
             let input = RefundRequest {
                 amount_minor: Some(minor),
+                reason: Some(reason.clone()).filter(|r| !r.trim().is_empty()),
             };
             crate::orders::refund(&state, &staff.actor, &number, input).await
         }
@@ -806,7 +928,7 @@ async fn refund(
         &number,
         outcome,
         "refunded",
-        |staff, admin, order, errors| refund_form(staff, admin, order, &amount, errors),
+        |staff, admin, order, errors| refund_form(staff, admin, order, (&amount, &reason), errors),
     )
     .await
 }

@@ -18,6 +18,7 @@ use crate::reviews::{self, Moderation, ReviewStatus, StaffFilter};
 use crate::staff::Staff;
 
 const SECTION: &str = "/admin/reviews";
+const PER_PAGE: i64 = 50;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -52,11 +53,12 @@ async fn queue_page(
 ) -> Response {
     let status = layout::query_value(query.as_deref(), "status").unwrap_or_default();
     let notice = layout::notice(query.as_deref(), DONE);
+    let page = layout::page_number(query.as_deref());
     queue(
         &state,
         &staff,
         &admin,
-        &status,
+        (&status, page),
         notice,
         None,
         &FormErrors::default(),
@@ -64,13 +66,13 @@ async fn queue_page(
     .await
 }
 
-/// The list of reviews in `status`; `failed` is the review whose form came back with
-/// `errors`.
+/// A page of the list of reviews in `status`; `failed` is the review whose form came
+/// back with `errors`.
 async fn queue(
     state: &AppState,
     staff: &Staff,
     admin: &AdminSession,
-    status: &str,
+    (status, page): (&str, i64),
     notice: Option<&str>,
     failed: Option<(i64, &Form)>,
     errors: &FormErrors,
@@ -79,8 +81,9 @@ async fn queue(
     let filter = StaffFilter {
         status: Some(status),
     };
-    let list = match reviews::list_for_staff(state, &filter).await {
-        Ok(list) => list,
+    let offset = (page - 1) * PER_PAGE;
+    let (list, total) = match reviews::page_for_staff(state, &filter, offset, PER_PAGE).await {
+        Ok(found) => found,
         Err(err) => return layout::error_page(&err, "reviews"),
     };
     let may_moderate = super::may(staff.role, &Method::POST, "/admin/reviews/{id}/moderation");
@@ -125,6 +128,7 @@ async fn queue(
                 }
             }
         }
+        (layout::pager(SECTION, &[("status", status.as_str().to_owned())], page, PER_PAGE, total))
     };
     layout::page_with_status(
         errors.status(),
@@ -162,7 +166,7 @@ async fn moderate(
                     &state,
                     &staff,
                     &admin,
-                    "pending",
+                    ("pending", 1),
                     None,
                     Some((id, &form)),
                     &errors,

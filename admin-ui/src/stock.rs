@@ -1,6 +1,6 @@
 //! Stock: a lot's page (its dates, units, whether it sells today, its ledger) with an
 //! adjustment form (units with a reason the ledger keeps), and the locations with a form
-//! to add one. Through `inventory::api::{adjust, lot_by_id}`, `inventory::list_ledger`,
+//! to add one. Through `inventory::api::{adjust, lot_by_id}`, `inventory::lot_ledger_page`,
 //! `inventory::{list_locations, create_location}`, as the admin API's routes are.
 
 use axum::Router;
@@ -16,10 +16,12 @@ use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::inventory::api::Adjustment;
-use crate::inventory::{NewLocation, StockFilter, StockReason};
+use crate::inventory::{NewLocation, StockReason};
 use crate::staff::Staff;
 
 const LOCATIONS: &str = "/admin/locations";
+/// Ledger entries a page of a lot's page.
+const LEDGER_PER_PAGE: i64 = 50;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,12 +46,13 @@ async fn lot_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let adjusted = layout::query_value(query.as_deref(), "done").is_some();
+    let page = layout::page_number(query.as_deref());
     let form = Form::from_pairs(vec![("reason".to_owned(), "count_correction".to_owned())]);
     show_lot(
         &state,
         &staff,
         &admin,
-        id,
+        (id, page),
         adjusted,
         &form,
         &FormErrors::default(),
@@ -61,7 +64,7 @@ async fn show_lot(
     state: &AppState,
     staff: &Staff,
     admin: &AdminSession,
-    id: i64,
+    (id, page): (i64, i64),
     adjusted: bool,
     form: &Form,
     errors: &FormErrors,
@@ -69,15 +72,12 @@ async fn show_lot(
     let loaded = async {
         let lot = crate::inventory::api::lot_by_id(state, id).await?;
         let mut conn = state.db.pool.acquire().await?;
-        let filter = StockFilter {
-            lot_id: Some(id),
-            limit: Some(200),
-            ..StockFilter::default()
-        };
-        let ledger = crate::inventory::list_ledger(&mut conn, &filter).await?;
+        let offset = (page - 1) * LEDGER_PER_PAGE;
+        let ledger =
+            crate::inventory::lot_ledger_page(&mut conn, id, offset, LEDGER_PER_PAGE).await?;
         Ok::<_, Error>((lot, ledger))
     };
-    let (lot, ledger) = match loaded.await {
+    let (lot, (ledger, entries)) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "lot"),
     };
@@ -125,6 +125,7 @@ async fn show_lot(
                 }
             }
         }
+        (layout::pager(&format!("/admin/lots/{id}"), &[], page, LEDGER_PER_PAGE, entries))
     };
     layout::page_with_status(
         errors.status(),
@@ -169,7 +170,7 @@ async fn adjust(
     match outcome {
         Ok(()) => layout::see_other(&format!("/admin/lots/{id}?done=adjusted")),
         Err(err) => match FormErrors::from_error(&err) {
-            Some(errors) => show_lot(&state, &staff, &admin, id, false, &form, &errors).await,
+            Some(errors) => show_lot(&state, &staff, &admin, (id, 1), false, &form, &errors).await,
             None => layout::error_page(&err, "adjustment"),
         },
     }

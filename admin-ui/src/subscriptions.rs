@@ -20,6 +20,7 @@ use crate::staff::Staff;
 use crate::subscriptions::{self, Action, StaffFilter, Status, Subscription};
 
 const SECTION: &str = "/admin/subscriptions";
+const PER_PAGE: i64 = 50;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -54,17 +55,18 @@ async fn list_page(
     if !status.is_empty() && filter.status.is_none() {
         errors.add("status", "choose a state from the list");
     }
-    let list = if errors.is_empty() {
-        subscriptions::list_for_staff(&state, &filter).await
+    let page = layout::page_number(query.as_deref());
+    let found = if errors.is_empty() {
+        subscriptions::page_for_staff(&state, &filter, (page - 1) * PER_PAGE, PER_PAGE).await
     } else {
-        Ok(Vec::new())
+        Ok((Vec::new(), 0))
     };
-    let list = match list {
-        Ok(list) => list,
+    let (list, total) = match found {
+        Ok(found) => found,
         Err(err) => match FormErrors::from_error(&err) {
             Some(found) => {
                 errors = found;
-                Vec::new()
+                (Vec::new(), 0)
             }
             None => return layout::error_page(&err, "subscriptions"),
         },
@@ -82,9 +84,11 @@ async fn list_page(
         }
         @if list.is_empty() { p.empty { "No subscription matches." } }
         @else {
-            p { (list.len()) " subscriptions by next renewal" @if list.len() == 500 { " (the first 500: narrow the filter)" } "." }
+            p { "By next renewal." }
             (table(&list))
         }
+        (layout::pager(SECTION, &[("status", status.clone()), ("due_by", due_by.clone()), ("failing", failing.clone())],
+            page, PER_PAGE, total))
     };
     layout::page_with_status(
         errors.status(),

@@ -206,6 +206,36 @@ const KINDS: [&str; 2] = ["export", "erasure"];
 
 /// Privacy requests, newest first, for staff.
 pub async fn list_requests(state: &AppState, filter: RequestFilter) -> Result<Vec<PrivacyRequest>> {
+    requests_from(state, filter, 0).await
+}
+
+/// A page of [`list_requests`]: `filter.limit` requests from the `offset`th, and how
+/// many match the filter (the admin's pager).
+pub async fn page_of_requests(
+    state: &AppState,
+    filter: RequestFilter,
+    offset: i64,
+) -> Result<(Vec<PrivacyRequest>, i64)> {
+    let (status, kind) = (filter.status.clone(), filter.kind.clone());
+    let requests = requests_from(state, filter, offset).await?;
+    let total: i64 = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM privacy_requests
+         WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR kind = $2)",
+    )
+    .bind(status)
+    .bind(kind)
+    .fetch_one(&state.db.pool)
+    .await?
+    .try_get(0)?;
+    Ok((requests, total))
+}
+
+/// The filter checked, then its requests from the `offset`th.
+async fn requests_from(
+    state: &AppState,
+    filter: RequestFilter,
+    offset: i64,
+) -> Result<Vec<PrivacyRequest>> {
     let mut problems = Problems::new();
     if let Some(status) = &filter.status {
         problems.check(
@@ -232,11 +262,12 @@ pub async fn list_requests(state: &AppState, filter: RequestFilter) -> Result<Ve
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {REQUEST_COLUMNS} FROM privacy_requests
          WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR kind = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3"
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
     )))
     .bind(filter.status)
     .bind(filter.kind)
     .bind(limit)
+    .bind(offset.max(0))
     .fetch_all(&state.db.pool)
     .await?;
     Ok(rows

@@ -88,15 +88,33 @@ fn compositions_sql(list: &str, padding: usize) -> String {
     )
 }
 
+/// The condition on a lot (`lot`: the table or its alias) that it sells today: units
+/// left, not recalled, and expiring no earlier than `cutoff` (a placeholder bound to
+/// [`sellable_cutoff`]: the store's minimum shelf life from today). The storefront's
+/// availability, checkout's reservations and the admin's stock counts all use it.
+pub fn sellable_lot_sql(lot: &str, cutoff: &str) -> String {
+    format!("{lot}.expires_on >= {cutoff} AND {lot}.quantity > 0 AND {lot}.recall_id IS NULL")
+}
+
+/// The condition on a variant (`variant`: its alias) that no lot of it sells today
+/// ([`sellable_lot_sql`]); by the index on `lots (variant_id, expires_on)`.
+pub fn no_sellable_lot_sql(variant: &str, cutoff: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM lots sl WHERE sl.variant_id = {variant}.id AND {})",
+        sellable_lot_sql("sl", cutoff)
+    )
+}
+
 /// The condition on `lots` for what can be sold now (`$1`: the expiry cutoff; recalled
 /// lots never) of the variants whose placeholders are `list` and of their components. The variants are
 /// an `IN (… UNION …)`, so PostgreSQL keeps the lots index.
 fn sellable_lots_sql(list: &str) -> String {
     format!(
-        "expires_on >= $1 AND quantity > 0 AND recall_id IS NULL AND variant_id IN (
+        "{} AND variant_id IN (
            SELECT id FROM variants WHERE id IN ({list})
            UNION
-           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))"
+           SELECT component_variant_id FROM bundle_components WHERE bundle_variant_id IN ({list}))",
+        sellable_lot_sql("lots", "$1")
     )
 }
 
@@ -965,20 +983,47 @@ pub async fn list_ledger(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LedgerEntry {
-                id: row.try_get(0)?,
-                lot_id: row.try_get(1)?,
-                variant_id: row.try_get(2)?,
-                delta: row.try_get(3)?,
-                quantity_after: row.try_get(4)?,
-                reason: row.try_get(5)?,
-                actor: row.try_get(6)?,
-                note: row.try_get(7)?,
-                reference: row.try_get(8)?,
-                created_at: row.try_get(9)?,
-            })
-        })
-        .collect()
+    rows.iter().map(ledger_entry).collect()
+}
+
+/// `limit` entries of a lot's ledger from the `offset`th, newest first, and how many it
+/// has (the admin's pager; by the index on `stock_ledger (lot_id, id)`).
+pub async fn lot_ledger_page(
+    conn: &mut AnyConnection,
+    lot_id: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<LedgerEntry>, i64)> {
+    let total: i64 =
+        sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM stock_ledger WHERE lot_id = $1")
+            .bind(lot_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+    let rows = sqlx::query(
+        "SELECT e.id, e.lot_id, e.variant_id, e.delta, e.quantity_after, e.reason, e.actor, e.note, e.reference, e.created_at
+         FROM stock_ledger e WHERE e.lot_id = $1 ORDER BY e.id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(lot_id)
+    .bind(limit.clamp(1, 1000))
+    .bind(offset.max(0))
+    .fetch_all(&mut *conn)
+    .await?;
+    let entries = rows.iter().map(ledger_entry).collect::<Result<_>>()?;
+    Ok((entries, total))
+}
+
+fn ledger_entry(row: &sqlx::any::AnyRow) -> Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: row.try_get(0)?,
+        lot_id: row.try_get(1)?,
+        variant_id: row.try_get(2)?,
+        delta: row.try_get(3)?,
+        quantity_after: row.try_get(4)?,
+        reason: row.try_get(5)?,
+        actor: row.try_get(6)?,
+        note: row.try_get(7)?,
+        reference: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+    })
 }

@@ -8,6 +8,7 @@
 //! accounting when a customer is erased.
 
 pub mod api;
+pub mod history;
 pub mod reconcile;
 pub mod totals;
 
@@ -68,6 +69,28 @@ impl OrderStatus {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+
+    /// Whether the order's payment was taken: paid, shipped, delivered, or refunded since
+    /// (what it brings in is its total less what was refunded). Pending and cancelled
+    /// orders brought in nothing.
+    pub fn was_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid
+                | OrderStatus::Fulfilled
+                | OrderStatus::Delivered
+                | OrderStatus::Refunded
+        )
+    }
+
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Fulfilled,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
 
     /// The states an order may move to from this one.
     pub fn next(self) -> &'static [OrderStatus] {
@@ -380,7 +403,7 @@ pub async fn checkout(
         Placement::Taken(why) => {
             // A concurrent retry with the same key may have just made the order, or the
             // key made one from this cart before it opened again (a declined payment).
-            if let Some(done) = replay(state, idempotency_key, cart_id, &input).await? {
+            if let Some(done) = replay(state, idempotency_key, cart_id, customer, &input).await? {
                 return Ok(done);
             }
             return Err(why);
@@ -400,7 +423,8 @@ pub async fn checkout(
                 .filter(|_| quote.lines.iter().any(|line| line.subscription))
                 .map(|c| c.pseudonym.clone()),
         };
-        match authorize_recorded(state, order_id, &facts, &Charge::Token(token.clone())).await? {
+        let charge = Charge::Token(token.clone());
+        match authorize_recorded(state, order_id, &facts, &charge, origin.actor()).await? {
             Some(recorded) => {
                 order.status = recorded.status;
                 order.payment_reference = Some(recorded.payment_reference);
@@ -471,7 +495,7 @@ async fn open_cart(
         Ok(cart) => cart,
         Err(Error::NotFound(what)) => {
             // A concurrent checkout with the same key may have just ordered the cart.
-            if let Some(done) = replay(state, idempotency_key, cart_id, input).await? {
+            if let Some(done) = replay(state, idempotency_key, cart_id, customer, input).await? {
                 return Ok(OpenCart::Replayed(Box::new(done)));
             }
             return Err(Error::NotFound(what));
@@ -857,6 +881,7 @@ async fn replay(
     state: &AppState,
     idempotency_key: &str,
     cart_id: &str,
+    customer: Option<&Authenticated>,
     input: &CheckoutRequest,
 ) -> Result<Option<(Order, bool)>> {
     let Some((order_id, made_from)) = order_by_key(state, idempotency_key).await? else {
@@ -866,7 +891,8 @@ async fn replay(
         return Ok(None);
     }
     if let Some(token) = &input.payment_token {
-        authorize(state, order_id, &Charge::Token(token.clone())).await?;
+        let actor = Origin::Checkout { customer }.actor().to_owned();
+        authorize(state, order_id, &Charge::Token(token.clone()), &actor).await?;
     }
     Ok(Some((load(state, order_id, true).await?, false)))
 }
@@ -1140,36 +1166,43 @@ async fn transition_inner(
         }
     }
     problems.into_result()?;
+    let mut agreed = None;
     if with_payment {
         let facts = payment_facts(state, id).await?;
+        let order = (id, actor);
         if facts.status.next().contains(&change.to) {
-            match (facts.status, change.to) {
+            agreed = match (facts.status, change.to) {
                 (_, OrderStatus::Fulfilled) => {
                     let key = format!("{number}:capture");
-                    payment_operation(state, &facts, "capture", key, None).await?
+                    payment_operation(state, order, &facts, "capture", key, None).await?
                 }
                 (OrderStatus::Paid, OrderStatus::Cancelled) => {
                     let key = format!("{number}:void");
-                    payment_operation(state, &facts, "void", key, None).await?
+                    payment_operation(state, order, &facts, "void", key, None).await?
                 }
                 (_, OrderStatus::Refunded) => {
                     let left = facts.total_minor - facts.refunded_minor;
                     if left > 0 {
                         let key = format!("{number}:refund:{}:{left}", facts.refunded_minor);
-                        payment_operation(state, &facts, "refund", key, Some(left)).await?
+                        payment_operation(state, order, &facts, "refund", key, Some(left)).await?
+                    } else {
+                        None
                     }
                 }
-                _ => {}
+                _ => None,
             }
         }
     }
     let mut tx = state.db.begin().await?;
-    let row = sqlx::query("SELECT status, customer_id FROM orders WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT status, customer_id, total_minor - refunded_minor FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
     let status: String = row.try_get(0)?;
     let customer_id: Option<i64> = row.try_get(1)?;
+    let unrefunded: i64 = row.try_get(2)?;
     let from = OrderStatus::parse(&status)
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("order {number} has status {status}")))?;
     if !from.next().contains(&change.to) {
@@ -1203,6 +1236,13 @@ async fn transition_inner(
             Some("to"),
             "the order changed meanwhile; read it again",
         ));
+    }
+    if let Some(agreed) = &agreed {
+        agreed.record(&mut tx, id, actor).await?;
+    }
+    // Refunding the whole order refunds what was left: one refund of its own.
+    if change.to == OrderStatus::Refunded && unrefunded > 0 {
+        history::record_refund(&mut tx, id, unrefunded, None, actor).await?;
     }
     crate::bus::record(
         &mut tx,
@@ -1463,7 +1503,14 @@ fn money(amount_minor: i64, currency: &str) -> plugin_types::Money {
 /// shopper told why (402). The processor unsure or down: the order stays pending with
 /// its stock, and the same checkout (same Idempotency-Key) may be sent again (503).
 /// The idempotency key is derived from the order, so a retry never charges twice.
-pub async fn authorize(state: &AppState, order_id: i64, charge: &Charge) -> Result<()> {
+/// `actor` is who asked for the charge (the shopper, `subscription`, `reconciler`): the
+/// order's payment attempts name them.
+pub async fn authorize(
+    state: &AppState,
+    order_id: i64,
+    charge: &Charge,
+    actor: &str,
+) -> Result<()> {
     let facts = payment_facts(state, order_id).await?;
     if facts.status != OrderStatus::Pending {
         return Ok(());
@@ -1483,7 +1530,7 @@ pub async fn authorize(state: &AppState, order_id: i64, charge: &Charge) -> Resu
     .bind(order_id)
     .execute(&state.db.pool)
     .await?;
-    authorize_recorded(state, order_id, &facts, charge).await?;
+    authorize_recorded(state, order_id, &facts, charge, actor).await?;
     Ok(())
 }
 
@@ -1496,6 +1543,7 @@ pub(crate) async fn authorize_placed(
     number: &str,
     quote: &totals::CheckoutQuote,
     charge: &Charge,
+    actor: &str,
 ) -> Result<Option<OrderStatus>> {
     let facts = PaymentFacts {
         number: number.to_owned(),
@@ -1506,7 +1554,7 @@ pub(crate) async fn authorize_placed(
         refunded_minor: 0,
         subscriber: None,
     };
-    Ok(authorize_recorded(state, order_id, &facts, charge)
+    Ok(authorize_recorded(state, order_id, &facts, charge, actor)
         .await?
         .map(|recorded| recorded.status))
 }
@@ -1525,14 +1573,24 @@ async fn authorize_recorded(
     order_id: i64,
     facts: &PaymentFacts,
     charge: &Charge,
+    actor: &str,
 ) -> Result<Option<PaymentRecorded>> {
     // What the order's subscriptions will charge: the card saved first when the order
     // starts some and the adapter can save (again after a crash: same key, same answer).
     let subscriptions_charge = match (&facts.subscriber, charge) {
         (Some(subscriber), Charge::Token(token)) => {
-            save_for_subscriptions(state, order_id, facts, subscriber, token).await?
+            save_for_subscriptions(state, order_id, facts, subscriber, token, actor).await?
         }
         _ => charge.clone(),
+    };
+    let attempt = |outcome| history::Attempt {
+        order_id,
+        operation: history::Operation::Authorize,
+        amount_minor: Some(facts.total_minor),
+        outcome,
+        message: None,
+        processor_reference: None,
+        actor,
     };
     let outcome = crate::plugins::payments::call(
         &state.plugins,
@@ -1564,6 +1622,15 @@ async fn authorize_recorded(
                 .execute(&mut *tx)
                 .await?;
                 let moved = moved.rows_affected() > 0;
+                history::record_attempt(
+                    &mut tx,
+                    &history::Attempt {
+                        processor_reference: Some(&result.processor_reference),
+                        message: Some(&result.message),
+                        ..attempt(history::Outcome::Approved)
+                    },
+                )
+                .await?;
                 if moved {
                     crate::bus::record(
                         &mut tx,
@@ -1591,6 +1658,12 @@ async fn authorize_recorded(
                 }))
             }
             plugin_types::PaymentStatus::Pending => {
+                let recorded = history::Attempt {
+                    processor_reference: Some(&result.processor_reference),
+                    message: Some(&result.message),
+                    ..attempt(history::Outcome::Pending)
+                };
+                history::record_attempt_now(state, &recorded).await?;
                 let at = crate::time::now();
                 let moved = sqlx::query(
                     "UPDATE orders SET payment_reference = $1, updated_at = $2
@@ -1608,25 +1681,44 @@ async fn authorize_recorded(
                 }))
             }
             plugin_types::PaymentStatus::Declined => {
+                let reason = if result.message.is_empty() {
+                    "the payment was declined".to_owned()
+                } else {
+                    result.message
+                };
+                let recorded = history::Attempt {
+                    processor_reference: Some(&result.processor_reference),
+                    message: Some(&reason),
+                    ..attempt(history::Outcome::Declined)
+                };
+                history::record_attempt_now(state, &recorded).await?;
                 cancel_unpaid(state, order_id, &facts.number).await?;
                 Err(Error::PaymentDeclined {
-                    reason: if result.message.is_empty() {
-                        "the payment was declined".to_owned()
-                    } else {
-                        result.message
-                    },
+                    reason,
                     hard: false,
                 })
             }
         },
         PaymentOutcome::Declined { reason, hard } => {
+            let recorded = history::Attempt {
+                message: Some(&reason),
+                ..attempt(history::Outcome::Declined)
+            };
+            history::record_attempt_now(state, &recorded).await?;
             cancel_unpaid(state, order_id, &facts.number).await?;
             Err(Error::PaymentDeclined { reason, hard })
         }
         PaymentOutcome::Saved(_) => Err(Error::Internal(anyhow::anyhow!(
             "the payment adapter answered an authorization with a saved method"
         ))),
-        PaymentOutcome::Retry { reason } => Err(payment_unavailable(&facts.number, &reason)),
+        PaymentOutcome::Retry { reason } => {
+            let recorded = history::Attempt {
+                message: Some(&reason),
+                ..attempt(history::Outcome::Unavailable)
+            };
+            history::record_attempt_now(state, &recorded).await?;
+            Err(payment_unavailable(&facts.number, &reason))
+        }
     }
 }
 
@@ -1645,10 +1737,23 @@ async fn save_for_subscriptions(
     facts: &PaymentFacts,
     subscriber: &str,
     token: &str,
+    actor: &str,
 ) -> Result<Charge> {
     if !crate::plugins::payments::saves_payment_methods(&state.plugins) {
         return Ok(Charge::Token(token.to_owned()));
     }
+    let refused = async |outcome: history::Outcome, message: &str| {
+        let attempt = history::Attempt {
+            order_id,
+            operation: history::Operation::Save,
+            amount_minor: None,
+            outcome,
+            message: Some(message),
+            processor_reference: None,
+            actor,
+        };
+        history::record_attempt_now(state, &attempt).await
+    };
     let request = PaymentRequest::Save(payment::SaveRequest {
         payment_token: token.to_owned(),
         idempotency_key: format!("{}:save", facts.number),
@@ -1659,15 +1764,21 @@ async fn save_for_subscriptions(
     });
     match crate::plugins::payments::call(&state.plugins, None, request).await {
         PaymentOutcome::Saved(saved) => Ok(Charge::Saved(saved.reference)),
-        PaymentOutcome::Retry { reason } => Err(payment_unavailable(&facts.number, &reason)),
+        PaymentOutcome::Retry { reason } => {
+            refused(history::Outcome::Unavailable, &reason).await?;
+            Err(payment_unavailable(&facts.number, &reason))
+        }
         PaymentOutcome::Declined { reason, hard } => {
+            refused(history::Outcome::Declined, &reason).await?;
             cancel_unpaid(state, order_id, &facts.number).await?;
             Err(Error::PaymentDeclined { reason, hard })
         }
         PaymentOutcome::Done(_) => {
+            let reason = "the card could not be saved for the subscription".to_owned();
+            refused(history::Outcome::Declined, &reason).await?;
             cancel_unpaid(state, order_id, &facts.number).await?;
             Err(Error::PaymentDeclined {
-                reason: "the card could not be saved for the subscription".to_owned(),
+                reason,
                 hard: false,
             })
         }
@@ -1705,22 +1816,54 @@ pub(crate) async fn cancel_unpaid(state: &AppState, order_id: i64, number: &str)
     Ok(())
 }
 
+/// A capture, void or refund the adapter agreed to: the caller records it in the
+/// transaction that acts on it.
+struct AgreedOperation {
+    operation: history::Operation,
+    amount_minor: Option<i64>,
+    outcome: history::Outcome,
+    message: String,
+    processor_reference: String,
+}
+
+impl AgreedOperation {
+    async fn record(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        order_id: i64,
+        actor: &str,
+    ) -> Result<()> {
+        let attempt = history::Attempt {
+            order_id,
+            operation: self.operation,
+            amount_minor: self.amount_minor,
+            outcome: self.outcome,
+            message: Some(&self.message),
+            processor_reference: Some(&self.processor_reference),
+            actor,
+        };
+        history::record_attempt(conn, &attempt).await
+    }
+}
+
 /// Runs a capture, void or refund through the adapter; a refusal is a 409 naming why,
-/// an adapter that cannot answer now a 503 (send the same request again).
+/// an adapter that cannot answer now a 503 (send the same request again), each recorded
+/// among the order's payment attempts. None: the order has no payment to act on.
 async fn payment_operation(
     state: &AppState,
+    (order_id, actor): (i64, &str),
     facts: &PaymentFacts,
     kind: &str,
     key: String,
     amount: Option<i64>,
-) -> Result<()> {
+) -> Result<Option<AgreedOperation>> {
     let Some(reference) = facts.payment_reference.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let operation = payment::PaymentOperation {
         order_id: facts.number.clone(),
         idempotency_key: key,
-        processor_reference: reference,
+        processor_reference: reference.clone(),
         amount: amount.map(|a| money(a, &facts.currency)),
     };
     let request = match kind {
@@ -1728,24 +1871,54 @@ async fn payment_operation(
         "void" => PaymentRequest::Void(operation),
         _ => PaymentRequest::Refund(operation),
     };
+    let refused = async |outcome: history::Outcome, message: &str| {
+        let attempt = history::Attempt {
+            order_id,
+            operation: history::Operation::of_kind(kind),
+            amount_minor: amount,
+            outcome,
+            message: Some(message),
+            processor_reference: Some(&reference),
+            actor,
+        };
+        history::record_attempt_now(state, &attempt).await
+    };
     match crate::plugins::payments::call(&state.plugins, None, request).await {
         PaymentOutcome::Done(result) if result.status != plugin_types::PaymentStatus::Declined => {
-            Ok(())
+            Ok(Some(AgreedOperation {
+                operation: history::Operation::of_kind(kind),
+                amount_minor: amount,
+                outcome: match result.status {
+                    plugin_types::PaymentStatus::Pending => history::Outcome::Pending,
+                    _ => history::Outcome::Approved,
+                },
+                message: result.message,
+                processor_reference: result.processor_reference,
+            }))
         }
-        PaymentOutcome::Done(result) => Err(Error::conflict(
-            None,
-            format!("the processor refused the {kind}: {}", result.message),
-        )),
-        PaymentOutcome::Declined { reason, .. } => Err(Error::conflict(
-            None,
-            format!("the processor refused the {kind}: {reason}"),
-        )),
+        PaymentOutcome::Done(result) => {
+            refused(history::Outcome::Declined, &result.message).await?;
+            Err(Error::conflict(
+                None,
+                format!("the processor refused the {kind}: {}", result.message),
+            ))
+        }
+        PaymentOutcome::Declined { reason, .. } => {
+            refused(history::Outcome::Declined, &reason).await?;
+            Err(Error::conflict(
+                None,
+                format!("the processor refused the {kind}: {reason}"),
+            ))
+        }
         PaymentOutcome::Saved(_) => Err(Error::Internal(anyhow::anyhow!(
             "the payment adapter answered a {kind} with a saved method"
         ))),
-        PaymentOutcome::Retry { reason } => Err(Error::Unavailable(format!(
-            "the {kind} could not be completed now ({reason}); send the same request again"
-        ))),
+        PaymentOutcome::Retry { reason } => {
+            refused(history::Outcome::Unavailable, &reason).await?;
+            Err(Error::Unavailable(format!(
+                "the {kind} could not be completed now ({reason}); send the same request again"
+            )))
+        }
     }
 }
 
@@ -1757,6 +1930,10 @@ pub struct RefundRequest {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
+    /// Why, for the order's record of its refunds (staff read it, the customer does not).
+    #[serde(default)]
+    #[schema(value_type = Option<SingleLineOrBlank200>)]
+    pub reason: Option<String>,
 }
 
 /// Refunds part or all of a paid order through the adapter. When everything is refunded
@@ -1767,6 +1944,11 @@ pub async fn refund(
     number: &str,
     input: RefundRequest,
 ) -> Result<Order> {
+    if let Some(reason) = &input.reason {
+        let mut problems = Problems::new();
+        check_text(&mut problems, "reason", reason, 200, false);
+        problems.into_result()?;
+    }
     let id = id_of(state, number, None).await?;
     let facts = payment_facts(state, id).await?;
     if !matches!(
@@ -1793,7 +1975,7 @@ pub async fn refund(
     // The key names the refund by where it starts and its size: the same request sent
     // again is the same refund, never a second one.
     let key = format!("{number}:refund:{}:{amount}", facts.refunded_minor);
-    payment_operation(state, &facts, "refund", key, Some(amount)).await?;
+    let agreed = payment_operation(state, (id, actor), &facts, "refund", key, Some(amount)).await?;
     let full = facts.refunded_minor + amount == facts.total_minor;
     let mut tx = state.db.begin().await?;
     let moved = sqlx::query(
@@ -1814,6 +1996,10 @@ pub async fn refund(
             "another refund of this order went first; read it again",
         ));
     }
+    if let Some(agreed) = &agreed {
+        agreed.record(&mut tx, id, actor).await?;
+    }
+    history::record_refund(&mut tx, id, amount, input.reason.as_deref(), actor).await?;
     crate::bus::record(
         &mut tx,
         "order",

@@ -68,7 +68,7 @@ pub async fn reconcile_once(state: &AppState, grace: Duration) -> Result<Reconci
                 .keys
                 .decrypt_field(PAYMENT_TOKEN_CONTEXT, &token_enc)?,
         );
-        match super::authorize(state, order_id, &charge).await {
+        match super::authorize(state, order_id, &charge, "reconciler").await {
             Ok(()) => {
                 let status = super::payment_facts(state, order_id).await?.status;
                 if status == OrderStatus::Paid {

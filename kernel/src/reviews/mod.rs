@@ -329,11 +329,38 @@ pub struct StaffFilter {
 
 /// Reviews in one state, oldest first (the moderation queue by default), at most 200.
 pub async fn list_for_staff(state: &AppState, filter: &StaffFilter) -> Result<Vec<Review>> {
+    reviews_in(state, filter, 0, 200).await
+}
+
+/// `limit` reviews in one state from the `offset`th, oldest first, and how many are in
+/// that state (the admin's pager; by the index on `(status, id)`).
+pub async fn page_for_staff(
+    state: &AppState,
+    filter: &StaffFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Review>, i64)> {
+    let total: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM reviews WHERE status = $1")
+        .bind(filter.status.unwrap_or_default().as_str())
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get(0)?;
+    Ok((reviews_in(state, filter, offset, limit).await?, total))
+}
+
+async fn reviews_in(
+    state: &AppState,
+    filter: &StaffFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Review>> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM reviews r JOIN products p ON p.id = r.product_id
-         WHERE r.status = $1 ORDER BY r.id LIMIT 200"
+         WHERE r.status = $1 ORDER BY r.id LIMIT $2 OFFSET $3"
     )))
     .bind(filter.status.unwrap_or_default().as_str())
+    .bind(limit.clamp(1, 500))
+    .bind(offset.max(0))
     .fetch_all(&state.db.pool)
     .await?
     .iter()

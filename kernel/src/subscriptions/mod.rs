@@ -721,6 +721,17 @@ pub struct StaffFilter {
 
 /// Staff's list, by next renewal (at most 500).
 pub async fn list_for_staff(state: &AppState, filter: &StaffFilter) -> Result<Vec<Subscription>> {
+    Ok(page_for_staff(state, filter, 0, 500).await?.0)
+}
+
+/// `limit` subscriptions of staff's list from the `offset`th, by next renewal, and how
+/// many match the filter (the admin's pager).
+pub async fn page_for_staff(
+    state: &AppState,
+    filter: &StaffFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Subscription>, i64)> {
     let due_by = match &filter.due_by {
         Some(date) => Some(format!(
             "{}T23:59:59.999Z",
@@ -730,24 +741,36 @@ pub async fn list_for_staff(state: &AppState, filter: &StaffFilter) -> Result<Ve
         )),
         None => None,
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM subscriptions
+    const MATCHING: &str = "FROM subscriptions
          WHERE ($1 IS NULL OR status = $1)
            AND ($2 = 0 OR failed_attempts > 0)
-           AND ($3 IS NULL OR next_renewal_at <= $3)
-         ORDER BY next_renewal_at, id LIMIT 500"
-    );
+           AND ($3 IS NULL OR next_renewal_at <= $3)";
+    let status = filter.status.map(Status::as_str);
+    let failing = i64::from(filter.failing.unwrap_or(false));
+    let sql =
+        format!("SELECT {COLUMNS} {MATCHING} ORDER BY next_renewal_at, id LIMIT $4 OFFSET $5");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(filter.status.map(Status::as_str))
-        .bind(i64::from(filter.failing.unwrap_or(false)))
-        .bind(due_by)
+        .bind(status)
+        .bind(failing)
+        .bind(due_by.clone())
+        .bind(limit.clamp(1, 500))
+        .bind(offset.max(0))
         .fetch_all(&state.db.pool)
         .await?;
+    let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) {MATCHING}"
+    )))
+    .bind(status)
+    .bind(failing)
+    .bind(due_by)
+    .fetch_one(&state.db.pool)
+    .await?
+    .try_get(0)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         out.push(view(state, SubscriptionRow::from_row(row)?, false).await?);
     }
-    Ok(out)
+    Ok((out, total))
 }
 
 /// Checks an action's input, all problems at once.

@@ -356,7 +356,14 @@ pub async fn renew(state: &AppState, p: RenewPayload) -> Result<RenewalOutcome> 
     if !left_out.is_empty() {
         record_left_out(state, &row, p.attempt, &left_out).await?;
     }
-    let paid = crate::orders::authorize_placed(state, order_id, &placed.number, &quote, &charge);
+    let paid = crate::orders::authorize_placed(
+        state,
+        order_id,
+        &placed.number,
+        &quote,
+        &charge,
+        "subscription",
+    );
     paid_or_declined(state, &row, p.attempt, order_id, paid.await).await
 }
 
@@ -635,7 +642,7 @@ async fn pay(
     order_id: i64,
     charge: &Charge,
 ) -> Result<RenewalOutcome> {
-    let paid = crate::orders::authorize(state, order_id, charge)
+    let paid = crate::orders::authorize(state, order_id, charge, "subscription")
         .await
         .map(|()| None);
     paid_or_declined(state, row, attempt, order_id, paid).await

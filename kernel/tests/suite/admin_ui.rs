@@ -111,6 +111,19 @@ pub(crate) async fn store(app: &TestApp) -> i64 {
 
 /// An order of two MAG-60 by a guest, paid (without a payment adapter: marked paid).
 pub(crate) async fn paid_order(app: &TestApp) -> String {
+    let number = placed_order(app).await;
+    let r = app
+        .admin_post(
+            &format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "paid"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    number
+}
+
+/// An order of two MAG-60 by a guest, placed without paying (pending).
+pub(crate) async fn placed_order(app: &TestApp) -> String {
     let r = app
         .request(Method::POST, "/api/v1/carts", None, None, None)
         .await;
@@ -139,15 +152,7 @@ pub(crate) async fn paid_order(app: &TestApp) -> String {
         .unwrap();
     let r = app.send(request).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let number = r.json()["number"].as_str().unwrap().to_owned();
-    let r = app
-        .admin_post(
-            &format!("/api/v1/admin/orders/{number}/transitions"),
-            &json!({"to": "paid"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    number
+    r.json()["number"].as_str().unwrap().to_owned()
 }
 
 /// A page of the table with its placeholders filled in.
@@ -196,8 +201,9 @@ both_backends! {
         for page in olivine::admin_ui::PAGES {
             // No subscription in this store: its page is the 404 page, to every role.
             // Nor a plugin or a notification (their pages have tests of their own).
-            // Nor a product image (the images test has them).
-            let absent = ["/admin/subscriptions/", "/admin/plugins/{id}", "/admin/notifications/{id}"]
+            // Nor a product image (the images test has them), nor an import run (the
+            // imports test has them).
+            let absent = ["/admin/subscriptions/", "/admin/plugins/{id}", "/admin/notifications/{id}", "/admin/imports/{id}"]
                 .iter().any(|p| page.path.starts_with(p)) || page.path.contains("{image_id}");
             let path = concrete(page.path, product, variant, &order)
                 .replace("/recalls/{id}", &format!("/recalls/{recall}"))
@@ -587,7 +593,7 @@ both_backends! {
         assert_eq!(location(&r), "/admin/plugins");
         let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
         assert_eq!(plugin["active_version"], "0.1.0", "{plugin}");
-        let r = submit(&app, &mut browser, "/admin/plugins", "/admin/plugins/subscribe-and-save", &[("enabled", "false")]).await;
+        let r = submit(&app, &mut browser, "/admin/plugins", "/admin/plugins/subscribe-and-save", &[("enabled", "false"), ("confirm", "yes")]).await;
         assert_eq!(location(&r), "/admin/plugins");
         let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
         assert_eq!(plugin["enabled"], false, "{plugin}");
@@ -654,4 +660,367 @@ fn mid_step(app: &TestApp) {
 fn code(app: &TestApp, secret: &str) -> String {
     let at = u64::try_from(app.kernel.state.clock.now().timestamp()).unwrap();
     olivine::staff::mfa::code_at(secret, at).expect("a code")
+}
+
+/// A supplement of its own name with variants `<prefix>-60` and `<prefix>-120`.
+async fn named_product(app: &TestApp, slug: &str, prefix: &str, name: &str) {
+    let mut product = supplement(slug, prefix);
+    product["name"] = json!(name);
+    let r = app.admin_post("/api/v1/admin/products", &product).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
+
+/// Receives `quantity` units of `sku` in batch `batch`, expiring `days` from today.
+async fn lot_of(app: &TestApp, sku: &str, batch: &str, days: i64, quantity: i64) -> i64 {
+    let r = app
+        .admin_post(
+            "/api/v1/admin/lots",
+            &json!({"sku": sku, "location": "AMS-1", "batch": batch,
+                "manufactured_on": date_in(-10), "expires_on": date_in(days), "quantity": quantity}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()["id"].as_i64().unwrap()
+}
+
+async fn move_order(app: &TestApp, number: &str, to: &str) {
+    let r = app
+        .admin_post(
+            &format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({ "to": to }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+/// The HTML of the element with `id` up to its section's end (a dashboard panel).
+#[track_caller]
+fn section_of<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id} in {page}"));
+    let end = page[start..].find("</section>").unwrap() + start;
+    &page[start..end]
+}
+
+/// The values of `attribute="<prefix>…"` in a page, in order.
+fn values_after(page: &str, prefix: &str) -> Vec<String> {
+    page.match_indices(prefix)
+        .map(|(at, _)| {
+            let rest = &page[at + prefix.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// Page 1 and 2 of a list together hold each of `all` once and nothing else.
+#[track_caller]
+fn paged_once_each(first: &[String], second: &[String], all: &[String], what: &str) {
+    assert_eq!(first.len(), 50, "{what}: a full first page: {first:?}");
+    assert_eq!(first.len() + second.len(), all.len(), "{what}: {second:?}");
+    let mut seen: Vec<&String> = first.iter().chain(second).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), all.len(), "{what}: nothing twice");
+    assert!(
+        all.iter().all(|x| seen.contains(&x)),
+        "{what}: every row once"
+    );
+}
+
+both_backends! {
+    async fn the_dashboard_counts_what_sells_today_and_what_was_paid(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        store(&app).await;
+        // In stock: mag (its MAG-60 lot from the store, and one of MAG-120).
+        lot_of(&app, "MAG-120", "B2", 400, 5).await;
+        // Out of stock, each for another reason: a lot inside the minimum shelf life (60
+        // days by default), a recalled lot, no lot at all.
+        named_product(&app, "short", "SHRT", "Short Dated Serum").await;
+        lot_of(&app, "SHRT-60", "S1", 30, 5).await;
+        lot_of(&app, "SHRT-120", "S2", 400, 5).await;
+        named_product(&app, "recalled", "RCL", "Recalled Tablets").await;
+        lot_of(&app, "RCL-60", "RB-1", 400, 5).await;
+        lot_of(&app, "RCL-120", "RB-2", 400, 5).await;
+        let r = app.admin_post("/api/v1/admin/recalls", &json!({"batch": "RB-1", "reason": "supplier notice"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        named_product(&app, "never", "NVR", "Never Stocked Powder").await;
+        // In stock with a short-dated lot besides: one lot that sells is enough.
+        named_product(&app, "fine", "FINE", "Fine Capsules").await;
+        lot_of(&app, "FINE-60", "F1", 400, 5).await;
+        lot_of(&app, "FINE-60", "F0", 10, 3).await;
+        lot_of(&app, "FINE-120", "F2", 400, 5).await;
+
+        // Today: a paid order, one paid then refunded, one pending, one cancelled.
+        let paid = paid_order(&app).await;
+        let refunded = paid_order(&app).await;
+        move_order(&app, &refunded, "refunded").await;
+        placed_order(&app).await;
+        let cancelled = placed_order(&app).await;
+        move_order(&app, &cancelled, "cancelled").await;
+        let total = app.admin_get(&format!("/api/v1/admin/orders/{paid}")).await.json()["total_minor"].as_i64().unwrap();
+        assert_eq!(total, 2 * 1999 + 495);
+
+        let mut owner = signed_in_as(&app, "owner").await;
+        let home = get(&app, &mut owner, "/admin").await.text();
+        let orders = section_of(&home, "today-orders");
+        // Placed and not cancelled: three; paid: two; revenue: the paid one's total, the
+        // refunded one's less its refund (nothing), the pending one's not at all.
+        assert!(orders.contains(r#"<p class="count orders-placed">3</p>"#), "{orders}");
+        assert!(orders.contains(r#"<span class="orders-paid">2</span>"#), "{orders}");
+        assert!(orders.contains(r#"<strong class="revenue">€44.93</strong>"#), "{orders}");
+        assert!(orders.contains("pending and cancelled orders bring in nothing"), "{orders}");
+        let stock = section_of(&home, "out-of-stock");
+        // SHRT-60, RCL-60, NVR-60 and NVR-120.
+        assert!(stock.contains(r#"<p class="count">4</p>"#), "{stock}");
+        let link = "/admin/products?status=active&amp;stock=out";
+        assert!(stock.contains(link), "{stock}");
+
+        // The link lists exactly the products with a variant out of stock.
+        let list = get(&app, &mut owner, &link.replace("&amp;", "&")).await;
+        assert_page(&list, StatusCode::OK, "the out-of-stock products");
+        let list = list.text();
+        for name in ["Short Dated Serum", "Recalled Tablets", "Never Stocked Powder"] {
+            assert!(list.contains(name), "{name}: {list}");
+        }
+        for name in ["Test Magnesium", "Fine Capsules"] {
+            assert!(!list.contains(name), "{name}: {list}");
+        }
+        assert_eq!(list.matches("class=\"product-link\"").count(), 3, "{list}");
+        assert!(list.contains("3 in all"), "{list}");
+        // The filter combines with the others and the pager keeps it.
+        let list = get(&app, &mut owner, "/admin/products?stock=out&q=never").await.text();
+        assert_eq!(list.matches("class=\"product-link\"").count(), 1, "{list}");
+        assert!(list.contains("Never Stocked Powder"), "{list}");
+        app.stop().await;
+    }
+
+    async fn long_lists_page_on_the_server_keeping_their_filters(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let product = store(&app).await;
+        let order = paid_order(&app).await;
+        app.customer_token("pager@example.com").await;
+        let pool = &app.kernel.state.db.pool;
+        let customer: i64 = sqlx::query_scalar("SELECT MIN(id) FROM customers").fetch_one(pool).await.unwrap();
+        let order_id: i64 = sqlx::query_scalar("SELECT id FROM orders WHERE number = $1").bind(&order).fetch_one(pool).await.unwrap();
+        let lot: i64 = sqlx::query_scalar("SELECT MIN(id) FROM lots").fetch_one(pool).await.unwrap();
+        let now = "2026-12-01T10:00:00.000Z";
+        let (mut reviews, mut requests, mut subscriptions, mut notes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 1..=55 {
+            // Written as the domain writes them: the pages read the rows, whatever made them.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO reviews (product_id, customer_id, rating, title, body, author_name, status, created_at, updated_at)
+                 VALUES ($1, NULL, 4, $2, 'Good.', 'Ada B.', 'pending', $3, $3) RETURNING id")
+                .bind(product).bind(format!("Review {i:03}")).bind(now).fetch_one(pool).await.unwrap();
+            reviews.push(id.to_string());
+            let request = format!("pr_pager_{i:03}");
+            sqlx::query(
+                "INSERT INTO privacy_requests (id, kind, customer_pseudonym, requested_by, status, attempts, created_at, updated_at)
+                 VALUES ($1, 'export', $2, 'staff:1', 'received', 0, $3, $3)")
+                .bind(&request).bind(format!("c_pager{i:03}")).bind(format!("2026-12-01T10:00:{:02}.000Z", i)).execute(pool).await.unwrap();
+            requests.push(format!("c_pager{i:03}"));
+            let number = format!("S-PAGE-{i:03}");
+            sqlx::query(
+                "INSERT INTO subscriptions (number, customer_id, origin_order_id, status, interval_count, interval_unit, cycle,
+                    next_renewal_at, currency, shipping_method, country, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'active', 1, 'month', 1, $4, 'EUR', 'standard', 'NL', $5, $5)")
+                .bind(&number).bind(customer).bind(order_id).bind(format!("2027-01-{:02}T00:00:00.000Z", 1 + i % 28))
+                .bind(now).execute(pool).await.unwrap();
+            subscriptions.push(number);
+            let note = format!("count {i:03}");
+            let r = app.admin_post(&format!("/api/v1/admin/lots/{lot}/adjustments"),
+                &json!({"delta": 1, "reason": "count_correction", "note": note})).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            notes.push(note);
+        }
+        // A request of another status, filtered out.
+        sqlx::query(
+            "INSERT INTO privacy_requests (id, kind, customer_pseudonym, requested_by, status, attempts, created_at, updated_at)
+             VALUES ('pr_pager_done', 'export', 'c_pagerdone', 'staff:1', 'completed', 0, $1, $1)")
+            .bind(now).execute(pool).await.unwrap();
+        let mut owner = signed_in_as(&app, "owner").await;
+
+        // Each list: the first page, its "Next" link (filters kept), the second page.
+        let mut two_pages = async |first: &str, marker: &str| {
+            let page = get(&app, &mut owner, first).await;
+            assert_page(&page, StatusCode::OK, first);
+            let page = page.text();
+            let next = values_after(&page, "rel=\"next\" href=\"").pop()
+                .unwrap_or_else(|| panic!("{first}: no next link in {page}")).replace("&amp;", "&");
+            let second = get(&app, &mut owner, &next).await;
+            assert_page(&second, StatusCode::OK, &next);
+            let second = second.text();
+            assert!(second.contains("rel=\"prev\""), "{next}: {second}");
+            assert!(values_after(&second, "rel=\"next\" href=\"").is_empty(), "{next}: the last page");
+            (values_after(&page, marker), values_after(&second, marker), next)
+        };
+        let (first, second, next) = two_pages("/admin/reviews?status=pending", "id=\"review-").await;
+        assert!(next.contains("status=pending") && next.contains("page=2"), "{next}");
+        paged_once_each(&first, &second, &reviews, "reviews");
+
+        let (first, second, next) = two_pages("/admin/privacy-requests?status=received&kind=export", "href=\"/admin/customers/").await;
+        assert!(next.contains("status=received") && next.contains("kind=export"), "{next}");
+        assert!(!first.iter().chain(&second).any(|p| p == "c_pagerdone"), "the filter holds on page 2");
+        paged_once_each(&first, &second, &requests, "privacy requests");
+
+        let (first, second, next) = two_pages("/admin/subscriptions?status=active&failing=", "href=\"/admin/subscriptions/").await;
+        assert!(next.contains("status=active"), "{next}");
+        paged_once_each(&first, &second, &subscriptions, "subscriptions");
+
+        // The lot's ledger: its receipt, the order's allocation and the 55 counts.
+        let lot_page = format!("/admin/lots/{lot}");
+        let page = get(&app, &mut owner, &lot_page).await.text();
+        let next = values_after(&page, "rel=\"next\" href=\"").pop().expect("a next link").replace("&amp;", "&");
+        assert_eq!(next, format!("{lot_page}?page=2"));
+        let second = get(&app, &mut owner, &next).await.text();
+        let counts = |html: &str| -> Vec<String> {
+            notes.iter().filter(|n| html.contains(&format!(">{n}<"))).cloned().collect()
+        };
+        let (first, last) = (counts(&page), counts(&second));
+        assert_eq!(first.len(), 50, "the newest 50 on the first page");
+        assert_eq!(last.len(), 5, "{second}");
+        assert!(second.contains(">received<"), "the oldest entry last: {second}");
+        paged_once_each(&first, &last, &notes, "the ledger");
+        app.stop().await;
+    }
+}
+
+/// A signed-in customer's checkout of two MAG-60 with the card `number` (through the
+/// sandbox processor), from `cart` or a new cart of theirs; answers the cart and the
+/// checkout's answer.
+async fn customer_checkout(
+    shop: &crate::payments::Shop,
+    token: &str,
+    cart: Option<&str>,
+    number: &str,
+) -> (String, TestResponse) {
+    let app = &shop.app;
+    let cart = match cart {
+        Some(cart) => cart.to_owned(),
+        None => {
+            let cart = as_customer(app, token, Method::POST, "/api/v1/carts", None)
+                .await
+                .json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let r = as_customer(
+                app,
+                token,
+                Method::POST,
+                &format!("/api/v1/carts/{cart}/lines"),
+                Some(json!({"sku": "MAG-60", "quantity": 2})),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            cart
+        }
+    };
+    let card = crate::payments::tokenize(shop.processor, number).await;
+    let body = json!({"shipping_method": "standard", "payment_token": card,
+        "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "NL"}});
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/carts/{cart}/checkout"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("idempotency-key", format!("admin-ui-pay-{}", rand_suffix()))
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    (cart, app.send(request).await)
+}
+
+const GOOD_CARD: &str = "4242424242424242";
+const DECLINED_CARD: &str = "4000000000009995";
+
+both_backends! {
+    async fn an_orders_page_shows_each_attempt_refund_and_event(backend: Backend) {
+        let shop = crate::payments::shop(backend).await;
+        let app = &shop.app;
+        let token = app.customer_token("payer@example.com").await;
+        // Declined first, then paid with another card from the same cart.
+        let (cart, r) = customer_checkout(&shop, &token, None, DECLINED_CARD).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text());
+        let declined_order = app.admin_get("/api/v1/admin/orders").await.json()[0]["number"].as_str().unwrap().to_owned();
+        let (_, r) = customer_checkout(&shop, &token, Some(&cart), GOOD_CARD).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let number = r.json()["number"].as_str().unwrap().to_owned();
+        let total = r.json()["total_minor"].as_i64().unwrap();
+        assert_eq!(r.json()["status"], "paid");
+
+        let mut support = signed_in_as(app, "support").await;
+        // The list finds it by the customer's email.
+        let list = get(app, &mut support, "/admin/orders?email=payer%40example.com").await.text();
+        assert!(list.contains(&number) && list.contains(&declined_order), "{list}");
+        let list = get(app, &mut support, "/admin/orders?email=someone-else%40example.com").await.text();
+        assert!(!list.contains(&number), "{list}");
+
+        // Shipped (the payment captured), then two partial refunds through the admin's
+        // form, each with its reason.
+        let r = app.admin_post(&format!("/api/v1/admin/orders/{number}/transitions"),
+            &json!({"to": "fulfilled", "tracking_number": "TRK-9"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let refund = format!("/admin/orders/{number}/refund");
+        let r = submit(app, &mut support, &refund, &refund, &[("amount_minor", "5.00"), ("reason", "dented tin")]).await;
+        assert_eq!(location(&r), format!("/admin/orders/{number}?done=refunded"));
+        let r = submit(app, &mut support, &refund, &refund, &[("amount_minor", "3.50"), ("reason", "")]).await;
+        assert_eq!(location(&r), format!("/admin/orders/{number}?done=refunded"));
+        // More than is left: said next to the field.
+        let r = submit(app, &mut support, &refund, &refund, &[("amount_minor", "9999.00"), ("reason", "")]).await;
+        assert_page(&r, StatusCode::UNPROCESSABLE_ENTITY, "refunding more than is left");
+        assert!(r.text().contains("id=\"f-amount-minor-error\""), "{}", r.text());
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!((order["status"].as_str(), order["refunded_minor"].as_i64()), (Some("fulfilled"), Some(850)), "{order}");
+
+        let page = get(app, &mut support, &format!("/admin/orders/{number}")).await;
+        assert_page(&page, StatusCode::OK, "the order");
+        let page = page.text();
+        let attempts = section_of(&page, "payment-attempts");
+        // The declined authorisation (of the cart's first order), the approved one, the
+        // capture and the two refunds the processor agreed to.
+        assert_eq!(attempts.matches("class=\"attempt declined\"").count(), 1, "{attempts}");
+        assert_eq!(attempts.matches("class=\"attempt approved\"").count(), 4, "{attempts}");
+        assert!(attempts.contains(&format!("href=\"/admin/orders/{declined_order}\"")), "{attempts}");
+        assert!(attempts.contains("Authorisation") && attempts.contains("Capture") && attempts.contains("Refund"), "{attempts}");
+        let refunds = section_of(&page, "refunds");
+        assert_eq!(refunds.matches("class=\"refund\"").count(), 2, "{refunds}");
+        assert!(refunds.contains("€5.00") && refunds.contains("€3.50") && refunds.contains("dented tin"), "{refunds}");
+        assert!(refunds.contains("€8.50"), "the refunds add up: {refunds}");
+        let events = section_of(&page, "order-events");
+        for event in ["order.placed", "payment.authorize", "order.status_changed", "payment.capture", "order.refunded", "payment.refund"] {
+            assert!(events.contains(event), "{event}: {events}");
+        }
+        assert!(events.contains("staff:"), "the refunds name the staff member: {events}");
+        // The declined order's page shows the same cart's attempts, its decline and why.
+        let page = get(app, &mut support, &format!("/admin/orders/{declined_order}")).await.text();
+        let events = section_of(&page, "order-events");
+        assert!(events.contains("payment.authorize") && events.contains("declined"), "{events}");
+        assert!(events.contains("pending → cancelled"), "{events}");
+
+        // A full refund through the form: everything left, and the order is refunded.
+        let left = format!("{}.{:02}", (total - 850) / 100, (total - 850) % 100);
+        let r = submit(app, &mut support, &refund, &refund, &[("amount_minor", &left), ("reason", "customer returned it")]).await;
+        assert_eq!(location(&r), format!("/admin/orders/{number}?done=refunded"));
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{number}")).await.json();
+        assert_eq!((order["status"].as_str(), order["refunded_minor"].as_i64()), (Some("refunded"), Some(total)), "{order}");
+        let page = get(app, &mut support, &format!("/admin/orders/{number}")).await.text();
+        assert_eq!(section_of(&page, "refunds").matches("class=\"refund\"").count(), 3, "{page}");
+        assert!(!page.contains(&format!("/admin/orders/{number}/refund\"")), "nothing left to refund");
+
+        // A cancel through the form: a paid order's payment is voided, its stock back.
+        let (_, r) = customer_checkout(&shop, &token, None, GOOD_CARD).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let other = r.json()["number"].as_str().unwrap().to_owned();
+        let before = crate::payments::lot_quantity(app, shop.lot).await;
+        let cancel = format!("/admin/orders/{other}/cancel");
+        let r = submit(app, &mut support, &cancel, &cancel, &[]).await;
+        assert_eq!(location(&r), format!("/admin/orders/{other}?done=cancelled"));
+        let order = app.admin_get(&format!("/api/v1/admin/orders/{other}")).await.json();
+        assert_eq!(order["status"], "cancelled", "{order}");
+        assert_eq!(crate::payments::lot_quantity(app, shop.lot).await, before + 2);
+        let page = get(app, &mut support, &format!("/admin/orders/{other}")).await.text();
+        let attempts = section_of(&page, "payment-attempts");
+        assert!(attempts.contains("Void"), "{attempts}");
+        shop.app.stop().await;
+    }
 }
