@@ -24,6 +24,7 @@ use crate::catalog::model::{
 };
 use crate::error::{Error, Result};
 use crate::inventory::{Lot, NewLot, StockFilter};
+use crate::plugins::taxonomy::{AttributeField, AttributeKind};
 use crate::staff::Staff;
 
 const PER_PAGE: i64 = 50;
@@ -47,6 +48,8 @@ struct ListFilter {
     text: String,
     category: String,
     status: String,
+    /// `out`: only products with a variant that has no unit selling today.
+    stock: String,
     page: i64,
 }
 
@@ -57,6 +60,7 @@ impl ListFilter {
             text: value("q").chars().take(100).collect(),
             category: value("category"),
             status: value("status"),
+            stock: value("stock"),
             page: layout::page_number(query),
         }
     }
@@ -66,6 +70,7 @@ impl ListFilter {
             ("q", self.text.clone()),
             ("category", self.category.clone()),
             ("status", self.status.clone()),
+            ("stock", self.stock.clone()),
         ]
     }
 }
@@ -82,7 +87,7 @@ struct ProductRow {
 }
 
 /// A page of products with the filters: name words or an exact SKU, a category (its
-/// subcategories included), a status. Ordered by name, `PER_PAGE` a page.
+/// subcategories included), a status, out of stock. Ordered by name, `PER_PAGE` a page.
 async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<ProductRow>, i64)> {
     let mut conditions: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
@@ -105,6 +110,15 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
     if ProductStatus::parse(&filter.status).is_some() {
         binds.push(filter.status.clone());
         conditions.push(format!("p.status = ${}", binds.len()));
+    }
+    if filter.stock == "out" {
+        // The dashboard's out-of-stock variants, by product: a variant with no lot that
+        // sells today by the storefront's rule (bundles hold no stock of their own).
+        binds.push(super::dashboard::sellable_cutoff(state).await?);
+        conditions.push(format!(
+            "p.product_type <> 'bundle' AND EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND {})",
+            crate::inventory::no_sellable_lot_sql("v", &format!("${}", binds.len()))
+        ));
     }
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -202,6 +216,7 @@ async fn list_page(
             (field("Name or SKU", "q", Kind::Text, &filter.text, &FormErrors::default()))
             (field("Category", "category", Kind::Select(&category_options), &filter.category, &FormErrors::default()))
             (field("Status", "status", Kind::Select(STATUS_FILTER), &filter.status, &FormErrors::default()))
+            (field("Stock", "stock", Kind::Select(STOCK_FILTER), &filter.stock, &FormErrors::default()))
             button.button type="submit" { "Filter" }
         }
         @if products.is_empty() {
@@ -235,6 +250,13 @@ const STATUS_FILTER: &[(&str, &str)] = &[
     ("draft", "Draft"),
     ("archived", "Archived"),
 ];
+const STOCK_FILTER: &[(&str, &str)] = &[
+    ("", "Any stock"),
+    (
+        "out",
+        "Out of stock (a variant without a unit that sells today)",
+    ),
+];
 const STATUSES: &[(&str, &str)] = &[
     ("active", "Active: for sale"),
     ("draft", "Draft: not shown"),
@@ -246,141 +268,184 @@ const STATUSES: &[(&str, &str)] = &[
 /// How an attribute is typed in.
 enum AttrKind {
     Text,
-    Area,
-    /// A whole number; `optional` may stay empty.
+    /// A whole number, or any number.
     Number {
-        optional: bool,
+        whole: bool,
     },
-    /// One of these values.
-    Choice(&'static [(&'static str, &'static str)]),
-    /// Any of these values (checkboxes).
-    Many(&'static [(&'static str, &'static str)]),
+    /// One of these (value, label).
+    Choice(Vec<(String, String)>),
+    /// Any of these (checkboxes).
+    Many(Vec<(String, String)>),
     /// Comma-separated words.
     List,
     /// One ingredient a line: `name, amount, unit`.
     Ingredients,
 }
 
+/// One field of the attributes fieldset.
 struct Attr {
-    key: &'static str,
-    label: &'static str,
+    /// The key in the product's attributes.
+    key: String,
+    label: String,
+    hint: Option<String>,
+    required: bool,
     kind: AttrKind,
 }
 
-const fn attr(key: &'static str, label: &'static str, kind: AttrKind) -> Attr {
-    Attr { key, label, kind }
+/// `skin_types` → `Skin types`; a unit at the end goes in brackets: `volume_ml` →
+/// `Volume (ml)`.
+fn humanize(key: &str) -> String {
+    const UNITS: &[&str] = &["ml", "g", "mg", "kg", "days", "months", "years"];
+    let mut words: Vec<&str> = key.split(['_', '-']).filter(|w| !w.is_empty()).collect();
+    let unit = match words.as_slice() {
+        [_, .., last] if UNITS.contains(last) => words.pop(),
+        _ => None,
+    };
+    let text = words.join(" ");
+    let mut chars = text.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if let Some(unit) = unit {
+        out.push_str(&format!(" ({unit})"));
+    }
+    out
 }
 
-const SUPPLEMENT: &[Attr] = &[
-    attr(
-        "form",
-        "Form",
-        AttrKind::Choice(&[
-            ("capsules", "Capsules"),
-            ("tablets", "Tablets"),
-            ("softgels", "Softgels"),
-            ("powder", "Powder"),
-            ("liquid", "Liquid"),
-            ("gummies", "Gummies"),
-        ]),
-    ),
-    attr(
-        "ingredients",
-        "Ingredients (one a line: name, amount, unit)",
-        AttrKind::Ingredients,
-    ),
-    attr("serving_size", "Serving size", AttrKind::Text),
-    attr(
-        "servings_per_container",
-        "Servings per container",
-        AttrKind::Number { optional: false },
-    ),
-    attr("usage", "Usage", AttrKind::Text),
-    attr("allergens", "Allergens (comma-separated)", AttrKind::List),
-    attr("warnings", "Warnings", AttrKind::Area),
-    attr("disclaimer", "Disclaimer", AttrKind::Text),
-];
+fn labelled(values: &[String]) -> Vec<(String, String)> {
+    values.iter().map(|v| (v.clone(), humanize(v))).collect()
+}
 
-const SKINCARE: &[Attr] = &[
-    attr(
-        "skin_types",
-        "Skin types",
-        AttrKind::Many(&[
-            ("dry", "Dry"),
-            ("normal", "Normal"),
-            ("oily", "Oily"),
-            ("combination", "Combination"),
-            ("sensitive", "Sensitive"),
-        ]),
-    ),
-    attr(
-        "volume_ml",
-        "Volume (ml)",
-        AttrKind::Number { optional: false },
-    ),
-    attr(
-        "routine_step",
-        "Routine step",
-        AttrKind::Choice(&[
-            ("cleanse", "Cleanse"),
-            ("tone", "Tone"),
-            ("serum", "Serum"),
-            ("treat", "Treat"),
-            ("moisturise", "Moisturise"),
-            ("protect", "Protect"),
-            ("mask", "Mask"),
-        ]),
-    ),
-    attr("application", "How to apply", AttrKind::Text),
-    attr(
-        "key_ingredients",
-        "Key ingredients (comma-separated)",
-        AttrKind::List,
-    ),
-    attr(
-        "period_after_opening_months",
-        "Months after opening (optional)",
-        AttrKind::Number { optional: true },
-    ),
-];
-
-const BUNDLE: &[Attr] = &[
-    attr(
-        "kind",
-        "Kind",
-        AttrKind::Choice(&[("multipack", "Multipack"), ("kit", "Kit")]),
-    ),
-    attr("contents_note", "Contents note", AttrKind::Text),
-];
-
-fn attributes_of(product_type: ProductType) -> &'static [Attr] {
-    match product_type {
-        ProductType::Supplement => SUPPLEMENT,
-        ProductType::Skincare => SKINCARE,
-        ProductType::Bundle => BUNDLE,
+impl Attr {
+    /// The field of an attribute a taxonomy plugin declares.
+    fn declared(field: &AttributeField) -> Attr {
+        let kind = match &field.kind {
+            AttributeKind::Text => AttrKind::Text,
+            AttributeKind::Integer => AttrKind::Number { whole: true },
+            AttributeKind::Number => AttrKind::Number { whole: false },
+            AttributeKind::List => AttrKind::List,
+            AttributeKind::Ingredients => AttrKind::Ingredients,
+            AttributeKind::Choice(values) => AttrKind::Choice(labelled(values)),
+            AttributeKind::Many(values) => AttrKind::Many(labelled(values)),
+        };
+        let how = match kind {
+            AttrKind::List => " (comma-separated)",
+            AttrKind::Ingredients => " (one a line: name, amount, unit)",
+            _ => "",
+        };
+        let optional = if field.required { "" } else { " (optional)" };
+        Attr {
+            key: field.name.clone(),
+            label: format!("{}{how}{optional}", humanize(&field.name)),
+            hint: (!field.description.is_empty()).then(|| field.description.clone()),
+            required: field.required,
+            kind,
+        }
     }
 }
 
-fn attr_name(key: &str) -> String {
-    format!("attributes.{key}")
+/// The fields of a product type's attributes: what its active taxonomy plugin declares
+/// (`describe`), so a plugin's descriptions and rules reach the form without a kernel
+/// change; without one, the kernel's own schema of the type (`catalog::model`), which
+/// every product meets either way.
+fn attributes_of(state: &AppState, product_type: ProductType) -> Vec<Attr> {
+    let declared = crate::plugins::taxonomy::attribute_fields(&state.plugins, product_type);
+    match declared {
+        Some(fields) => fields.iter().map(Attr::declared).collect(),
+        None => kernel_attributes(product_type)
+            .iter()
+            .map(Attr::declared)
+            .collect(),
+    }
+}
+
+/// The kernel's schema of each type's attributes, as a taxonomy would declare it.
+fn kernel_attributes(product_type: ProductType) -> Vec<AttributeField> {
+    let spec = |name: &str, required: bool, kind: &str| AttributeField {
+        name: name.to_owned(),
+        description: match name {
+            "volume_ml" => "Contents in millilitres.",
+            "period_after_opening_months" => "How many months it keeps once opened.",
+            "serving_size" => "One serving, e.g. \"2 capsules\".",
+            _ => "",
+        }
+        .to_owned(),
+        required,
+        kind: AttributeKind::parse(kind),
+    };
+    match product_type {
+        ProductType::Supplement => vec![
+            spec(
+                "form",
+                true,
+                "enum:capsules|tablets|softgels|powder|liquid|gummies",
+            ),
+            spec("ingredients", true, "ingredients"),
+            spec("serving_size", true, "string"),
+            spec("servings_per_container", true, "integer"),
+            spec("usage", true, "string"),
+            spec("allergens", false, "string-list"),
+            spec("warnings", false, "string"),
+            spec("disclaimer", true, "string"),
+        ],
+        ProductType::Skincare => vec![
+            spec(
+                "skin_types",
+                true,
+                "enum-list:dry|normal|oily|combination|sensitive",
+            ),
+            spec("volume_ml", true, "integer"),
+            spec(
+                "routine_step",
+                true,
+                "enum:cleanse|tone|serum|treat|moisturise|protect|mask",
+            ),
+            spec("application", true, "string"),
+            spec("key_ingredients", false, "string-list"),
+            spec("period_after_opening_months", false, "integer"),
+        ],
+        ProductType::Bundle => vec![
+            spec("kind", true, "enum:multipack|kit"),
+            spec("contents_note", false, "string"),
+        ],
+    }
+}
+
+fn attr_name(attr: &Attr) -> String {
+    format!("attributes.{}", attr.key)
 }
 
 /// The attributes as JSON from the form; what cannot be read goes into `errors`.
-fn attributes_from(form: &Form, product_type: ProductType, errors: &mut FormErrors) -> Value {
+fn attributes_from(form: &Form, attrs: &[Attr], errors: &mut FormErrors) -> Value {
     let mut object = serde_json::Map::new();
-    for attr in attributes_of(product_type) {
-        let name = attr_name(attr.key);
+    for attr in attrs {
+        let name = attr_name(attr);
         let text = form.get(&name).trim();
         let value = match &attr.kind {
-            AttrKind::Text | AttrKind::Area | AttrKind::Choice(_) => json!(text),
-            AttrKind::Number { optional } => match text.parse::<u32>() {
-                Ok(n) => json!(n),
-                Err(_) if text.is_empty() && *optional => Value::Null,
-                Err(_) => {
-                    errors.add(&name, "must be a whole number");
-                    continue;
+            AttrKind::Text | AttrKind::Choice(_) => json!(text),
+            AttrKind::Number { whole } => {
+                let parsed = if *whole {
+                    text.parse::<i64>().ok().map(|n| json!(n))
+                } else {
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .map(|n| json!(n))
+                };
+                match parsed {
+                    Some(n) => n,
+                    None if text.is_empty() && !attr.required => Value::Null,
+                    None if *whole => {
+                        errors.add(&name, "must be a whole number");
+                        continue;
+                    }
+                    None => {
+                        errors.add(&name, "must be a number");
+                        continue;
+                    }
                 }
-            },
+            }
             AttrKind::Many(_) => json!(form.all(&name)),
             AttrKind::List => json!(split_list(text)),
             AttrKind::Ingredients => {
@@ -393,7 +458,7 @@ fn attributes_from(form: &Form, product_type: ProductType, errors: &mut FormErro
                 }
             }
         };
-        object.insert(attr.key.to_owned(), value);
+        object.insert(attr.key.clone(), value);
     }
     Value::Object(object)
 }
@@ -424,11 +489,11 @@ fn ingredients_from(text: &str) -> Option<Vec<Value>> {
 }
 
 /// The form's values of stored attributes (the edit page starts from them).
-fn attribute_fields(product_type: ProductType, attributes: &Value) -> Vec<(String, String)> {
+fn attribute_fields(attrs: &[Attr], attributes: &Value) -> Vec<(String, String)> {
     let mut fields = Vec::new();
-    for attr in attributes_of(product_type) {
-        let name = attr_name(attr.key);
-        let value = &attributes[attr.key];
+    for attr in attrs {
+        let name = attr_name(attr);
+        let value = &attributes[attr.key.as_str()];
         match &attr.kind {
             AttrKind::Many(_) => {
                 for item in value.as_array().into_iter().flatten() {
@@ -473,37 +538,59 @@ fn attribute_fields(product_type: ProductType, attributes: &Value) -> Vec<(Strin
     fields
 }
 
-fn attribute_inputs(product_type: ProductType, form: &Form, errors: &FormErrors) -> Markup {
+fn attribute_inputs(
+    product_type: ProductType,
+    attrs: &[Attr],
+    form: &Form,
+    errors: &FormErrors,
+) -> Markup {
     html! {
         fieldset {
             legend { "Attributes of a " (product_type.as_str()) " product" }
-            @for attr in attributes_of(product_type) {
-                @let name = attr_name(attr.key);
+            @for attr in attrs {
+                @let name = attr_name(attr);
+                @let hint = attr.hint.as_deref();
                 @match &attr.kind {
-                    AttrKind::Text | AttrKind::List => { (field(attr.label, &name, Kind::Text, form.get(&name), errors)) }
-                    AttrKind::Number { .. } => { (field(attr.label, &name, Kind::Number, form.get(&name), errors)) }
-                    AttrKind::Area => { (field(attr.label, &name, Kind::Area(3), form.get(&name), errors)) }
-                    AttrKind::Ingredients => { (field(attr.label, &name, Kind::Area(4), form.get(&name), errors)) }
-                    AttrKind::Choice(options) => { (field(attr.label, &name, Kind::Select(options), form.get(&name), errors)) }
-                    AttrKind::Many(options) => { (checkboxes(attr.label, &name, options, &form.all(&name), errors)) }
+                    AttrKind::Text | AttrKind::List => { (field_with_hint(&attr.label, &name, Kind::Text, form.get(&name), hint, errors)) }
+                    AttrKind::Number { .. } => { (field_with_hint(&attr.label, &name, Kind::Number, form.get(&name), hint, errors)) }
+                    AttrKind::Ingredients => { (field_with_hint(&attr.label, &name, Kind::Area(4), form.get(&name), hint, errors)) }
+                    AttrKind::Choice(options) => {
+                        @let options: Vec<(&str, &str)> = options.iter().map(|(v, l)| (v.as_str(), l.as_str())).collect();
+                        (field_with_hint(&attr.label, &name, Kind::Select(&options), form.get(&name), hint, errors))
+                    }
+                    AttrKind::Many(options) => {
+                        @let options: Vec<(&str, &str)> = options.iter().map(|(v, l)| (v.as_str(), l.as_str())).collect();
+                        (checkboxes(&attr.label, &name, &options, &form.all(&name), hint, errors))
+                    }
                 }
             }
         }
     }
 }
 
+/// A fieldset of checkboxes, one per (value, label), with a hint under its legend.
 fn checkboxes(
     label: &str,
     name: &str,
     options: &[(&str, &str)],
     checked: &[&str],
+    hint: Option<&str>,
     errors: &FormErrors,
 ) -> Markup {
     let error = errors.field(name);
     let error_id = format!("{}-error", layout::field_id(name));
+    let hint_id = format!("{}-hint", layout::field_id(name));
+    let described: Vec<&str> = [
+        error.map(|_| error_id.as_str()),
+        hint.map(|_| hint_id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     html! {
-        fieldset.checkboxes aria-describedby=[error.map(|_| error_id.as_str())] {
+        fieldset.checkboxes aria-describedby=[(!described.is_empty()).then(|| described.join(" "))] {
             legend { (label) }
+            @if let Some(hint) = hint { p.hint id=(hint_id) { (hint) } }
             @for (value, text) in options {
                 @let id = layout::field_id(&format!("{name}-{value}"));
                 label for=(id) {
@@ -530,7 +617,7 @@ fn product_inputs(form: &Form, categories: &[Category], errors: &FormErrors) -> 
         (field_with_hint("Slug", "slug", Kind::Text, form.get("slug"), Some("The product's address in the shop: /p/<slug>. Lowercase letters, digits and hyphens."), errors))
         (field("Description", "description", Kind::Area(5), form.get("description"), errors))
         (field("Status", "status", Kind::Select(STATUSES), form.get("status"), errors))
-        (checkboxes("Categories", "categories", &category_options, &chosen, errors))
+        (checkboxes("Categories", "categories", &category_options, &chosen, None, errors))
         (field("Tags (comma-separated)", "tags", Kind::Text, form.get("tags"), errors))
         (field_with_hint("Subscription intervals", "subscription_intervals", Kind::Text, form.get("subscription_intervals"), Some("Comma-separated, e.g. 30d, 2w, 1m; the first is the default. Empty: not sold on subscription."), errors))
     }
@@ -683,7 +770,7 @@ async fn new_form(
             (admin.csrf_input())
             input type="hidden" name="product_type" value=(product_type.as_str());
             (product_inputs(form, &categories, errors))
-            (attribute_inputs(product_type, form, errors))
+            (attribute_inputs(product_type, &attributes_of(state, product_type), form, errors))
             fieldset {
                 legend { "First variant" }
                 (variant_inputs("variants[0].", form, product_type, errors))
@@ -722,7 +809,7 @@ async fn create(
             .collect(),
         tags: split_list(form.get("tags")),
         subscription_intervals: Some(intervals_from(&form)),
-        attributes: attributes_from(&form, product_type, &mut errors),
+        attributes: attributes_from(&form, &attributes_of(&state, product_type), &mut errors),
         variants: vec![variant_from("variants[0].", &form, &mut errors)],
     };
     if !errors.is_empty() {
@@ -744,7 +831,7 @@ fn id_from(text: &str) -> Option<i64> {
 }
 
 /// The form's values of a stored product.
-fn product_fields(product: &Product) -> Form {
+fn product_fields(product: &Product, attrs: &[Attr]) -> Form {
     let mut pairs = vec![
         ("name".to_owned(), product.name.clone()),
         ("slug".to_owned(), product.slug.clone()),
@@ -763,7 +850,7 @@ fn product_fields(product: &Product) -> Form {
             .iter()
             .map(|c| ("categories".to_owned(), c.slug.clone())),
     );
-    pairs.extend(attribute_fields(product.product_type, &product.attributes));
+    pairs.extend(attribute_fields(attrs, &product.attributes));
     Form::from_pairs(pairs)
 }
 
@@ -849,9 +936,10 @@ async fn product_page(
         )
         .max()
         .unwrap_or(StatusCode::OK);
+    let attrs = attributes_of(state, product.product_type);
     let (product_form, product_errors) = returned
         .product
-        .unwrap_or_else(|| (product_fields(&product), FormErrors::default()));
+        .unwrap_or_else(|| (product_fields(&product, &attrs), FormErrors::default()));
     let (variant_form, variant_errors) = returned.new_variant.unwrap_or_else(|| {
         let currency = product
             .variants
@@ -897,7 +985,7 @@ async fn product_page(
                     (admin.csrf_input())
                     input type="hidden" name="version" value=(product.version);
                     (product_inputs(&product_form, &categories, &product_errors))
-                    (attribute_inputs(product.product_type, &product_form, &product_errors))
+                    (attribute_inputs(product.product_type, &attrs, &product_form, &product_errors))
                     button.button.primary type="submit" { "Save the product" }
                 }
             }
@@ -1020,7 +1108,11 @@ async fn update(
         ),
         tags: Some(split_list(form.get("tags"))),
         subscription_intervals: Some(intervals_from(&form)),
-        attributes: Some(attributes_from(&form, product_type, &mut errors)),
+        attributes: Some(attributes_from(
+            &form,
+            &attributes_of(&state, product_type),
+            &mut errors,
+        )),
         version: form.get("version").parse().ok(),
     };
     let outcome = if errors.is_empty() {
@@ -1320,7 +1412,7 @@ async fn receive_form(
         h1 { "Receive a lot" }
         (form_alert(errors))
         @if options.is_empty() {
-            p.form-alert role="alert" { "The store has no stock location yet: add one through the admin API (POST /api/v1/admin/locations)." }
+            p.form-alert role="alert" { "The store has no stock location yet: " a href="/admin/locations" { "add one" } " first." }
         }
         form method="post" action="/admin/lots/new" novalidate {
             (admin.csrf_input())
@@ -1397,4 +1489,22 @@ async fn receive_lot(state: &AppState, actor: &str, input: &NewLot) -> Result<()
     tx.commit().await?;
     state.bus.notify();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::humanize;
+
+    #[test]
+    fn attribute_names_read_as_labels() {
+        assert_eq!(humanize("skin_types"), "Skin types");
+        assert_eq!(humanize("volume_ml"), "Volume (ml)");
+        assert_eq!(
+            humanize("period_after_opening_months"),
+            "Period after opening (months)"
+        );
+        // A unit alone is the name, not a unit.
+        assert_eq!(humanize("ml"), "Ml");
+        assert_eq!(humanize(""), "");
+    }
 }

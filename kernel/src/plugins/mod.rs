@@ -47,6 +47,9 @@ pub struct Snapshot {
     /// In priority order (lowest number first), then id.
     pub pricing: Vec<Arc<ActivePlugin>>,
     pub taxonomies: HashMap<ProductType, Arc<ActivePlugin>>,
+    /// The attributes each active taxonomy declares (its `describe`), for the admin's
+    /// product forms.
+    pub taxonomy_attributes: HashMap<ProductType, Arc<[taxonomy::AttributeField]>>,
     pub loyalty: Vec<Arc<ActivePlugin>>,
     pub payments: Vec<Arc<ActivePlugin>>,
     pub notifications: Vec<Arc<ActivePlugin>>,
@@ -77,7 +80,12 @@ pub struct PluginInfo {
     pub enabled: bool,
     /// Pricing rules run in ascending priority.
     pub priority: i64,
-    pub settings: BTreeMap<String, String>,
+    /// The settings the merchant set. A secret one's value (`secret = true` in the
+    /// manifest: a credential) is never answered: it is `null`, and `secrets` says it
+    /// is set.
+    pub settings: BTreeMap<String, Option<String>>,
+    /// Every secret setting the active version declares, and whether it has a value.
+    pub secrets: BTreeMap<String, SecretSetting>,
     /// Hosts the manifest asks for.
     pub requested_hosts: Vec<String>,
     /// Hosts the merchant granted (a subset of the requested ones).
@@ -89,6 +97,12 @@ pub struct PluginInfo {
     pub versions: Vec<PluginVersion>,
 }
 
+/// A secret setting as the admin API shows it: whether it has a value, never the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SecretSetting {
+    pub set: bool,
+}
+
 /// A change to an installed plugin; absent fields stay as they are.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,8 +111,10 @@ pub struct PluginPatch {
     /// 0 to 1,000,000.
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
-    /// Replaces the settings; checked against the manifest's schema.
-    pub settings: Option<BTreeMap<String, String>>,
+    /// Replaces the settings; checked against the manifest's schema. A setting left out
+    /// is removed; one given as `null` keeps its stored value, so the settings `GET`
+    /// answers (a secret's `null` included) can be sent back with changes.
+    pub settings: Option<BTreeMap<String, Option<String>>>,
     /// Hosts granted for outbound HTTP; each must be declared by the manifest.
     pub granted_hosts: Option<Vec<String>>,
 }
@@ -209,6 +225,32 @@ impl InstallationRow {
             "disabled_reason": self.disabled_reason,
         })
     }
+}
+
+/// The settings a patch gives, with those given as `null` taken from `stored` (a secret
+/// the merchant does not see, sent back as the API answered it); one given as `null`
+/// that has no stored value is left out.
+fn keep_stored(
+    given: &BTreeMap<String, Option<String>>,
+    stored: &BTreeMap<String, String>,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, String>> {
+    let mut settings = BTreeMap::new();
+    for (key, value) in given {
+        match value.as_ref().or(stored.get(key)) {
+            Some(value) => {
+                settings.insert(key.clone(), value.clone());
+            }
+            None if manifest.settings.contains_key(key) => {}
+            None => {
+                return Err(Error::invalid(
+                    format!("settings.{key}"),
+                    "not a setting of this plugin",
+                ));
+            }
+        }
+    }
+    Ok(settings)
 }
 
 /// `sha256:` and the first 16 hex digits of the value's SHA-256: enough to see that a
@@ -348,6 +390,13 @@ impl Plugins {
                                 );
                             } else {
                                 snapshot.taxonomies.insert(product_type, active);
+                                snapshot.taxonomy_attributes.insert(
+                                    product_type,
+                                    info.attributes
+                                        .iter()
+                                        .map(taxonomy::AttributeField::from_spec)
+                                        .collect(),
+                                );
                             }
                         }
                         Err(err) => {
@@ -699,11 +748,16 @@ impl Plugins {
         .await?
         .try_get(0)?;
         let manifest = Manifest::parse(&manifest_toml).map_err(manifest_errors)?;
-        if let Some(settings) = &patch.settings {
-            manifest
-                .resolve_settings(settings)
-                .map_err(settings_errors)?;
-        }
+        let settings = match &patch.settings {
+            Some(given) => {
+                let settings = keep_stored(given, &current.settings, &manifest)?;
+                manifest
+                    .resolve_settings(&settings)
+                    .map_err(settings_errors)?;
+                Some(settings)
+            }
+            None => None,
+        };
         if let Some(priority) = patch.priority
             && !(0..=1_000_000).contains(&priority)
         {
@@ -715,13 +769,17 @@ impl Plugins {
                 .enumerate()
                 .filter(|(_, h)| !manifest.declares_host(h))
                 .map(|(i, h)| {
-                    FieldError::new(
-                        format!("granted_hosts[{i}]"),
+                    let message = if olivine_plugin_runtime::manifest::valid_host(h) {
                         format!(
                             "`{h}` is not among the hosts the manifest declares ({})",
                             manifest.http_hosts.join(", ")
-                        ),
-                    )
+                        )
+                    } else {
+                        format!(
+                            "`{h}` is not a host name or host:port (no scheme, path or wildcard)"
+                        )
+                    };
+                    FieldError::new(format!("granted_hosts[{i}]"), message)
                 })
                 .collect();
             if !undeclared.is_empty() {
@@ -742,8 +800,7 @@ impl Plugins {
         .bind(patch.enabled.map(i64::from))
         .bind(patch.priority)
         .bind(
-            patch
-                .settings
+            settings
                 .as_ref()
                 .map(|s| serde_json::to_string(s).unwrap_or_default()),
         )
@@ -859,6 +916,26 @@ impl Plugins {
             .chain(&snapshot.payments)
             .chain(&snapshot.notifications)
             .any(|p| p.id == id && p.version == install.active_version);
+        let declared = manifest.as_ref().map(|m| &m.settings);
+        // A manifest that no longer parses says nothing of its secrets: none is shown.
+        let secret = |key: &str| declared.is_none_or(|d| d.get(key).is_some_and(|s| s.secret));
+        let secrets = declared
+            .into_iter()
+            .flatten()
+            .filter(|(_, spec)| spec.secret)
+            .map(|(key, _)| {
+                let set = install.settings.contains_key(key);
+                (key.clone(), SecretSetting { set })
+            })
+            .collect();
+        let settings = install
+            .settings
+            .into_iter()
+            .map(|(key, value)| {
+                let shown = (!secret(&key)).then_some(value);
+                (key, shown)
+            })
+            .collect();
         Ok(PluginInfo {
             id: install.plugin_id,
             world: install.world,
@@ -870,7 +947,8 @@ impl Plugins {
             previous_version: install.previous_version,
             enabled: install.enabled,
             priority: install.priority,
-            settings: install.settings,
+            settings,
+            secrets,
             requested_hosts: manifest.map(|m| m.http_hosts).unwrap_or_default(),
             granted_hosts: install.granted_hosts,
             consecutive_failures: install.consecutive_failures,

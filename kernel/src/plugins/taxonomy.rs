@@ -14,6 +14,87 @@ use super::{Judged, Plugins};
 use crate::catalog::model::{NewProduct, NewVariant, Product, ProductPatch, ProductType};
 use crate::error::{Error, FieldError, Result};
 
+/// One attribute a taxonomy declares in its `describe` (the WIT `attribute-spec`), with
+/// its kind read: what the admin's product form is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeField {
+    /// The key in the product's attributes, e.g. `skin_types`.
+    pub name: String,
+    pub description: String,
+    pub required: bool,
+    pub kind: AttributeKind,
+}
+
+/// How an attribute is typed, from the spec's `kind` string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeKind {
+    /// `string`, and any kind this kernel does not know (typed in as text).
+    Text,
+    /// `integer`: a whole number.
+    Integer,
+    /// `number`: any number.
+    Number,
+    /// `string-list`: words, comma-separated in a form.
+    List,
+    /// `ingredients`: objects of name, amount and unit.
+    Ingredients,
+    /// `enum:a|b|c`: one of these.
+    Choice(Vec<String>),
+    /// `enum-list:a|b|c`: any of these.
+    Many(Vec<String>),
+}
+
+impl AttributeKind {
+    pub fn parse(kind: &str) -> AttributeKind {
+        let options = |list: &str| -> Vec<String> {
+            list.split('|')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        match kind.trim() {
+            "integer" => AttributeKind::Integer,
+            "number" => AttributeKind::Number,
+            "string-list" => AttributeKind::List,
+            "ingredients" => AttributeKind::Ingredients,
+            other => {
+                if let Some(list) = other.strip_prefix("enum-list:") {
+                    AttributeKind::Many(options(list))
+                } else if let Some(list) = other.strip_prefix("enum:") {
+                    AttributeKind::Choice(options(list))
+                } else {
+                    AttributeKind::Text
+                }
+            }
+        }
+    }
+}
+
+impl AttributeField {
+    pub fn from_spec(spec: &types::AttributeSpec) -> AttributeField {
+        AttributeField {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            required: spec.required,
+            kind: AttributeKind::parse(&spec.kind),
+        }
+    }
+}
+
+/// The attributes the active taxonomy of `product_type` declares; `None` when no
+/// taxonomy is active for the type.
+pub fn attribute_fields(
+    plugins: &Plugins,
+    product_type: ProductType,
+) -> Option<std::sync::Arc<[AttributeField]>> {
+    plugins
+        .snapshot()
+        .taxonomy_attributes
+        .get(&product_type)
+        .cloned()
+}
+
 /// More variants than this are refused by the kernel before any plugin sees them.
 const MAX_VARIANTS: usize = 100;
 
@@ -306,4 +387,25 @@ pub async fn check_variant_patch(
         *sku = Some(checked.sku);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AttributeKind;
+
+    #[test]
+    fn kinds_are_read_and_unknown_ones_are_text() {
+        assert_eq!(AttributeKind::parse("integer"), AttributeKind::Integer);
+        assert_eq!(AttributeKind::parse("string-list"), AttributeKind::List);
+        assert_eq!(
+            AttributeKind::parse("enum:cleanse| tone |"),
+            AttributeKind::Choice(vec!["cleanse".into(), "tone".into()])
+        );
+        assert_eq!(
+            AttributeKind::parse("enum-list:dry|oily"),
+            AttributeKind::Many(vec!["dry".into(), "oily".into()])
+        );
+        assert_eq!(AttributeKind::parse("colour"), AttributeKind::Text);
+        assert_eq!(AttributeKind::parse("string"), AttributeKind::Text);
+    }
 }

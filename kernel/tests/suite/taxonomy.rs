@@ -157,4 +157,30 @@ both_backends! {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         app.stop().await;
     }
+
+    async fn the_admin_product_form_is_made_from_the_active_taxonomy(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.bundled_plugins = true).await;
+        basic_setup(&app).await;
+        let mut browser = crate::admin_ui::signed_in_as(&app, "catalog").await;
+        let new = "/admin/products/new?type=skincare";
+        let page = crate::common::browser::get(&app, &mut browser, new).await.text();
+        // The skincare taxonomy's own words for its attributes, its enum list as
+        // checkboxes and its enum as a choice.
+        assert!(page.contains("Skin types it suits (at least one)."), "{page}");
+        assert!(page.contains("Contents in millilitres (at least 1)."), "{page}");
+        assert!(page.contains(r#"id="f-attributes-skin-types-combination""#), "{page}");
+        assert!(page.contains(r#"<option value="moisturise">Moisturise</option>"#), "{page}");
+        assert!(page.contains("Key ingredients (comma-separated) (optional)"), "{page}");
+        assert!(page.contains("<label for=\"f-attributes-volume-ml\">Volume (ml)</label>"), "{page}");
+
+        // With the taxonomy off, the kernel's own schema of the type: the same fields
+        // without the plugin's descriptions.
+        let r = app.admin_patch("/api/v1/admin/plugins/skincare-taxonomy", &json!({"enabled": false})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let page = crate::common::browser::get(&app, &mut browser, new).await.text();
+        assert!(!page.contains("Skin types it suits"), "{page}");
+        assert!(page.contains(r#"id="f-attributes-skin-types-combination""#), "{page}");
+        assert!(page.contains(r#"name="attributes.volume_ml""#), "{page}");
+        app.stop().await;
+    }
 }

@@ -101,9 +101,9 @@ pub fn describe() -> TaxonomyInfo {
         attributes: vec![
             spec(
                 "skin_types",
-                "Skin types it suits (at least one): dry, normal, oily, combination, sensitive.",
+                "Skin types it suits (at least one).",
                 true,
-                "string-list",
+                &format!("enum-list:{}", SKIN_TYPES.join("|")),
             ),
             spec(
                 "volume_ml",
@@ -260,6 +260,11 @@ mod tests {
         let info = describe();
         assert_eq!(info.product_type, ProductType::Skincare);
         assert_eq!(info.attributes.len(), 6);
+        // The admin offers the skin types as checkboxes.
+        assert_eq!(
+            info.attributes[0].kind,
+            "enum-list:dry|normal|oily|combination|sensitive"
+        );
         assert_eq!(info.option_names, OPTION_NAMES);
     }
 
