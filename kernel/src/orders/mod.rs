@@ -58,16 +58,7 @@ impl OrderStatus {
     }
 
     pub fn parse(text: &str) -> Option<OrderStatus> {
-        [
-            OrderStatus::Pending,
-            OrderStatus::Paid,
-            OrderStatus::Fulfilled,
-            OrderStatus::Delivered,
-            OrderStatus::Cancelled,
-            OrderStatus::Refunded,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// Whether the order's payment was taken: paid, shipped, delivered, or refunded since

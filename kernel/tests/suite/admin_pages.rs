@@ -56,13 +56,13 @@ async fn upload(
 }
 
 /// A part of a multipart form: a text field, or a file with its name and type.
-enum Part<'a> {
+pub(crate) enum Part<'a> {
     Text(&'a str, &'a str),
     File(&'a str, &'a str, &'a str, &'a [u8]),
 }
 
 /// A multipart form post from an admin page: the page's CSRF token first, then `parts`.
-async fn upload_parts(
+pub(crate) async fn upload_parts(
     app: &TestApp,
     browser: &mut Browser,
     path: &str,

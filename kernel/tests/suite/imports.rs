@@ -3,6 +3,7 @@
 //! that change nothing, an incremental run (by content, and by time with `since`), and
 //! an interrupted import resumed. Each test runs on SQLite and on PostgreSQL.
 
+use crate::admin_pages::Part;
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -154,52 +155,6 @@ fn olivine_import(db: &TestDb, args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A form with a file as a browser posts it (multipart): `fields` (the CSRF token
-/// first), then the file `(name, content)` as the part `file`.
-async fn post_multipart(
-    app: &TestApp,
-    browser: &mut crate::common::browser::Browser,
-    path: &str,
-    fields: &[(&str, &str)],
-    (file_name, content): (&str, &[u8]),
-) -> TestResponse {
-    use crate::common::browser::{HOST, SITE};
-    use axum::http::{Request, header};
-    let boundary = "olivine-import-test-boundary";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
-             Content-Type: text/csv\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(content);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, HOST)
-        .header("origin", SITE)
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        );
-    if let Some(cookie) = browser.header_for(path) {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let r = app
-        .send(request.body(Body::from(body)).expect("a request"))
-        .await;
-    browser.take(&r);
-    r
 }
 
 both_backends! {
@@ -854,10 +809,10 @@ both_backends! {
         // Check an uploaded CSV with a problem: the page names its row and field, and
         // nothing is written.
         let bad = customers_csv(&[("c-1", " Ana@Example.com", "Ana"), ("c-2", "nope", "Bo")]);
-        let r = post_multipart(&app, &mut admin, "/admin/imports",
-            &[("csrf", &csrf), ("kind", "customers"), ("format", ""), ("mode", "all_or_nothing"),
-              ("currency", "EUR"), ("action", "check")],
-            ("customers.csv", bad.as_bytes())).await;
+        let r = crate::admin_pages::upload_parts(&app, &mut admin, "/admin/imports", &csrf, &[
+            Part::Text("kind", "customers"), Part::Text("format", ""), Part::Text("mode", "all_or_nothing"),
+            Part::Text("currency", "EUR"), Part::Text("action", "check"),
+            Part::File("file", "customers.csv", "text/csv", bad.as_bytes())]).await;
         assert_html(&r, StatusCode::OK);
         let html = r.text();
         assert!(html.contains("A check: nothing was written."), "{html}");

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin_ui::submit;
 use crate::common::browser::{Browser, assert_html, csrf_of, get as browse, location, post_form};
 use crate::common::*;
 use axum::body::Body;
@@ -247,22 +248,6 @@ async fn admin_browser(app: &TestApp, email: &str) -> Browser {
     assert_eq!(location(&r), "/admin");
     assert!(browser.has("olv_staff"));
     browser
-}
-
-/// Posts a form of admin page `page` to `action`: the page's CSRF token with `fields`.
-async fn submit(
-    app: &TestApp,
-    browser: &mut Browser,
-    page: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> TestResponse {
-    let form = browse(app, browser, page).await;
-    assert_html(&form, StatusCode::OK);
-    let csrf = csrf_of(&form);
-    let mut all = vec![("csrf", csrf.as_str())];
-    all.extend_from_slice(fields);
-    post_form(app, browser, action, &all).await
 }
 
 /// Presses a button of admin page `page` that asks to confirm first (its form posts to
