@@ -148,7 +148,7 @@ async fn send(
             None => layout::error_page(&err, "campaign"),
         };
     }
-    if form.get("confirm") != "yes" {
+    if !form.confirmed() {
         return preview(&state, &staff, &admin, &input).await;
     }
     match crate::notify::send_campaign(&state, &staff.actor, &input).await {

@@ -252,6 +252,11 @@ impl Form {
         self.0.clone()
     }
 
+    /// Whether the form was posted from a confirmation page ([`confirm_form`]).
+    pub fn confirmed(&self) -> bool {
+        self.get("confirm") == "yes"
+    }
+
     pub fn get(&self, name: &str) -> &str {
         self.0
             .iter()
@@ -354,6 +359,31 @@ pub fn form_alert(errors: &FormErrors) -> Markup {
             p.form-alert role="alert" { (message) }
         } @else if !errors.fields.is_empty() {
             p.form-alert role="alert" { "Please correct the marked fields." }
+        }
+    }
+}
+
+/// The form of a page that asks to confirm a destructive change: it posts `hidden` and
+/// `confirm=yes` to `action` (whose handler acts only with it); `button` does it, the
+/// link `back` = (href, words) leaves things as they are.
+pub fn confirm_form(
+    csrf: Markup,
+    action: &str,
+    hidden: &[(&str, &str)],
+    button: &str,
+    back: (&str, &str),
+) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            (csrf)
+            @for (name, value) in hidden {
+                input type="hidden" name=(name) value=(value);
+            }
+            input type="hidden" name="confirm" value="yes";
+            div.actions {
+                button.button.danger type="submit" { (button) }
+                a.button href=(back.0) { (back.1) }
+            }
         }
     }
 }

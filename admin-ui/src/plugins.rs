@@ -699,7 +699,7 @@ async fn change(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    if form.get("enabled") == "false" && form.get("confirm") != "yes" {
+    if form.get("enabled") == "false" && !form.confirmed() {
         return confirm_turning_off(&state, &staff, &admin, &id, &form).await;
     }
     let outcome = async {
@@ -750,16 +750,8 @@ async fn confirm_turning_off(
         h1 { "Turn " (info.id) " off?" }
         p { "It stops serving at once: from the next call the store works without this "
             (info.world) " plugin. Its versions, settings and hosts stay, and it can be turned on again." }
-        form method="post" action={ (SECTION) "/" (info.id) } {
-            (admin.csrf_input())
-            input type="hidden" name="enabled" value="false";
-            input type="hidden" name="back" value=(form.get("back"));
-            input type="hidden" name="confirm" value="yes";
-            div.actions {
-                button.button.danger type="submit" { "Turn it off" }
-                a.button href=(back) { "Keep it on" }
-            }
-        }
+        (layout::confirm_form(admin.csrf_input(), &format!("{SECTION}/{}", info.id),
+            &[("enabled", "false"), ("back", form.get("back"))], "Turn it off", (&back, "Keep it on")))
     };
     layout::page(
         staff,

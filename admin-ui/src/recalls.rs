@@ -112,7 +112,7 @@ async fn recall_batch(
         sku: Some(form.get("sku").to_owned()),
         reason: form.get("reason").to_owned(),
     };
-    if form.get("confirm") != "yes" {
+    if !form.confirmed() {
         return confirmation(&state, &staff, &admin, &form, &input).await;
     }
     match recall::recall(&state, &input, &staff.actor).await {

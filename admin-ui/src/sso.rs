@@ -180,7 +180,7 @@ async fn remove(
     SignedIn(staff, admin): SignedIn,
     body: Bytes,
 ) -> Response {
-    if Form::parse(&body).get("confirm") != "yes" {
+    if !Form::parse(&body).confirmed() {
         return match sso::settings(&state).await {
             Ok(settings) => confirm_removal(&staff, &admin, &settings.display_name),
             Err(err) => layout::error_page(&err, "single sign-on"),
@@ -199,14 +199,8 @@ fn confirm_removal(staff: &Staff, admin: &AdminSession, provider: &str) -> Respo
         p { "Staff can no longer sign in with " (provider) "; those without a password cannot sign in at all. "
             "Sessions made through it stay until they end. The settings, the client secret and the "
             "group mapping are deleted: turning it on again means entering them again." }
-        form method="post" action="/admin/staff/sso/remove" {
-            (admin.csrf_input())
-            input type="hidden" name="confirm" value="yes";
-            div.actions {
-                button.button.danger type="submit" { "Turn single sign-on off" }
-                a.button href=(SECTION) { "Keep it on" }
-            }
-        }
+        (layout::confirm_form(admin.csrf_input(), "/admin/staff/sso/remove", &[],
+            "Turn single sign-on off", (SECTION, "Keep it on")))
     };
     layout::page(
         staff,

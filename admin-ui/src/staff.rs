@@ -424,20 +424,10 @@ async fn confirmation(
         p.crumbs { a href=(SECTION) { "Staff" } " / " a href=(base) { (user.name) } }
         h1 { (words.title) }
         p { (words.explanation) }
-        form method="post" action=(action) {
-            (admin.csrf_input())
-            input type="hidden" name="confirm" value="yes";
-            div.actions {
-                button.button.danger type="submit" { (words.button) }
-                a.button href=(base) { "Keep things as they are" }
-            }
-        }
+        (layout::confirm_form(admin.csrf_input(), action, &[], words.button,
+            (&base, "Keep things as they are")))
     };
     layout::page(staff, admin.csrf_input(), &words.title, SECTION, body)
-}
-
-fn confirmed(body: &Bytes) -> bool {
-    Form::parse(body).get("confirm") == "yes"
 }
 
 async fn revoke_token(
@@ -446,7 +436,7 @@ async fn revoke_token(
     PagePath((id, token_id)): PagePath<(i64, i64)>,
     body: Bytes,
 ) -> Response {
-    if !confirmed(&body) {
+    if !Form::parse(&body).confirmed() {
         let token = match staff::list_tokens(&state.db, id).await {
             Ok(tokens) => tokens
                 .into_iter()
@@ -475,7 +465,7 @@ async fn sign_out_everywhere(
     PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
-    if !confirmed(&body) {
+    if !Form::parse(&body).confirmed() {
         let action = format!("{SECTION}/{id}/sessions/revoke");
         return confirmation(&state, &staff, &admin, id, &action, |user| Confirmation {
             title: format!("Sign {} out everywhere?", user.name),
@@ -497,7 +487,7 @@ async fn reset_factor(
     PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
-    if !confirmed(&body) {
+    if !Form::parse(&body).confirmed() {
         let action = format!("{SECTION}/{id}/mfa/reset");
         return confirmation(&state, &staff, &admin, id, &action, |user| Confirmation {
             title: format!("Reset {}'s second factor?", user.name),
