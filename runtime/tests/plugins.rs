@@ -44,6 +44,17 @@ fn first_party_fixtures_pass_through_the_real_host() {
     }
 }
 
+/// `examples/third-party-plugin`'s fixtures through the SDK's `testing::host`, as that
+/// crate's own `cargo test` runs them. CI runs the example natively only
+/// (`--no-default-features`, scripts/test): this is its host half, on the wasmtime this
+/// workspace has built already instead of a second build of it.
+#[test]
+fn the_third_party_example_passes_its_fixtures_through_the_sdk_host() {
+    let example = repo_root().join("examples").join("third-party-plugin");
+    let ran = olivine_sdk::testing::host::check_fixtures(example.to_str().expect("a UTF-8 path"));
+    assert_eq!(ran, 4);
+}
+
 #[test]
 fn every_world_loads_and_answers() {
     let runtime = runtime();

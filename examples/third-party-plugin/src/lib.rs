@@ -97,6 +97,7 @@ mod tests {
 
     /// The same fixtures through the kernel's real host: built for wasm32-wasip2, loaded
     /// with plugin.toml under the kernel's checks and limits.
+    #[cfg(feature = "host-tests")]
     #[test]
     fn fixtures_through_the_real_host() {
         let ran = olivine_sdk::testing::host::check_fixtures(env!("CARGO_MANIFEST_DIR"));
