@@ -214,11 +214,15 @@ impl Kernel {
             bus.clone(),
         ));
         if config.bundled_plugins {
-            let installed = crate::plugins::bundled::install_missing(&plugins)
+            let outcome = crate::plugins::bundled::install_or_upgrade(&plugins)
                 .await
                 .map_err(|e| anyhow::anyhow!("installing bundled plugins: {}", e.body().message))?;
-            if installed > 0 {
-                tracing::info!(installed, "installed the bundled plugins");
+            if outcome != Default::default() {
+                tracing::info!(
+                    installed = outcome.installed,
+                    upgraded = outcome.upgraded,
+                    "installed the bundled plugins"
+                );
             }
         }
         plugins
