@@ -83,7 +83,10 @@ struct ProductRow {
     product_type: String,
     status: String,
     variants: i64,
+    /// Units in lots that sell today (`inventory::sellable_lot_sql`, the storefront's rule).
     units: i64,
+    /// Units in lots that do not: recalled, expired, or inside the minimum shelf life.
+    unsellable_units: i64,
 }
 
 /// A page of products with the filters: name words or an exact SKU, a category (its
@@ -133,17 +136,23 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
     let total: i64 = count.fetch_one(&state.db.pool).await?.try_get(0)?;
     // The page's ids first (by the index on the lower-cased name), then the variant and
     // unit counts of those 50 only: counting in the sorted query counted every product.
+    // Units in stock are those the shop sells today (the storefront's one rule); the
+    // units of the other lots with units left are counted apart.
+    let cutoff = format!("${}", binds.len() + 3);
     let list_sql = format!(
         "SELECT p.id, p.name, p.slug, p.product_type, p.status,
             (SELECT CAST(COUNT(*) AS BIGINT) FROM variants v WHERE v.product_id = p.id),
             (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM lots l
-               JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id)
+               JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id AND {sellable}),
+            (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM lots l
+               JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id AND l.quantity > 0)
          FROM (SELECT p.id FROM products p {where_clause}
                ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}) page
          JOIN products p ON p.id = page.id
          ORDER BY LOWER(p.name), p.id",
         binds.len() + 1,
-        binds.len() + 2
+        binds.len() + 2,
+        sellable = crate::inventory::sellable_lot_sql("l", &cutoff),
     );
     let mut list = sqlx::query(sqlx::AssertSqlSafe(list_sql));
     for bind in &binds {
@@ -152,6 +161,7 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
     let rows = list
         .bind(PER_PAGE)
         .bind((filter.page - 1) * PER_PAGE)
+        .bind(super::dashboard::sellable_cutoff(state).await?)
         .fetch_all(&state.db.pool)
         .await?;
     let products = rows
@@ -165,6 +175,7 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
                 status: row.try_get(4)?,
                 variants: row.try_get(5)?,
                 units: row.try_get(6)?,
+                unsellable_units: row.try_get::<i64, _>(7)? - row.try_get::<i64, _>(6)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -233,7 +244,13 @@ async fn list_page(
                             td { (product.product_type) }
                             td { span class={ "badge " (product.status) } { (product.status) } }
                             td.num { (product.variants) }
-                            td.num { (product.units) }
+                            td.num.units {
+                                span.sellable-units { (product.units) }
+                                @if product.unsellable_units > 0 {
+                                    " " small.unsellable-units title="Units in recalled or expired lots, or in lots inside the store's minimum shelf life: the shop does not sell them." {
+                                        "(+" (product.unsellable_units) " unsellable)" }
+                                }
+                            }
                         }
                     }
                 }

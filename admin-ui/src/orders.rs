@@ -1,7 +1,8 @@
 //! Orders: the list (filtered by status, dates, the customer's email and a SKU, paged on
 //! the server), an order with its lines, the lots its units came from, its payment with
 //! each attempt (declines too) and each refund, and its events
-//! (`crate::orders::history`), and the staff's changes: fulfil with carrier and tracking number (captures the
+//! (`crate::orders::history`; the audit log's entries among them only for staff who may
+//! read the audit log), and the staff's changes: fulfil with carrier and tracking number (captures the
 //! payment), mark delivered, cancel, refund. Each change goes through the orders domain
 //! (`crate::orders::transition`, `crate::orders::refund`), as the admin API's do, after a
 //! page that asks to confirm it.
@@ -347,12 +348,21 @@ async fn order_page(
     Path(number): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // The audit log's entries about the order (status changes and refunds, naming the
+    // staff member) are for those who may read the audit log; payment attempts and
+    // refunds are the order's own and shown to everyone who reads orders.
+    let may_read_audit = super::may(staff.role, &axum::http::Method::GET, "/admin/audit");
     let loaded = async {
         let order = load(&state, &number).await?;
+        let sources = if may_read_audit {
+            history::EventSources::PaymentsAndAudit
+        } else {
+            history::EventSources::Payments
+        };
         let payments = Payments {
             attempts: history::payment_attempts(&state, &number).await?,
             refunds: history::refunds(&state, &number).await?,
-            events: history::events(&state, &number).await?,
+            events: history::events(&state, &number, sources).await?,
         };
         Ok::<_, Error>((order, allocations(&state, &number).await?, payments))
     };
@@ -439,8 +449,8 @@ async fn order_page(
                 }
             }
         }
-        (events_section(&order, &payments.events))
-        @if super::may(staff.role, &axum::http::Method::GET, "/admin/audit") {
+        (events_section(&order, &payments.events, may_read_audit))
+        @if may_read_audit {
             p { a href={ "/admin/audit?target_type=order&target_id=" (order.number) } { "The order's history in the audit log" } }
         }
     };
@@ -541,11 +551,16 @@ fn attempts_section(order: &Order, attempts: &[history::PaymentAttempt]) -> Mark
     }
 }
 
-/// What happened to the order, oldest first.
-fn events_section(order: &Order, events: &[history::OrderEvent]) -> Markup {
+/// What happened to the order, oldest first; `with_audit`: the audit log's entries are
+/// among them (else the page says they are left out).
+fn events_section(order: &Order, events: &[history::OrderEvent], with_audit: bool) -> Markup {
     html! {
         section {
             h2 { "Events" }
+            @if !with_audit {
+                p.hint #order-events-audit-hidden { "Its placing and payment attempts only: status changes "
+                    "and who made them are in the audit log, which your role may not read." }
+            }
             table #order-events {
                 caption.visually-hidden { "The order's events, oldest first" }
                 thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Detail" }

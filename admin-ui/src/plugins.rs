@@ -4,9 +4,10 @@
 //! (activate any), its settings in a form made from what the manifest declares (a secret
 //! one write-only), its priority, the hosts it may call (a form of their own), its recent
 //! calls (count, failures, p99, fuel), the calls on this node by kind from its own
-//! `/metrics`, and the decisions explorer; turning on, turning off (after a confirmation),
-//! and rolling back. Through the plugin registry's own calls (`state.plugins`), as the
-//! admin API's are.
+//! `/metrics`, and the decisions explorer (what each decision answered: a pricing rule's
+//! adjustments, a loyalty rule's points, a payment's status); turning on, and turning off
+//! and rolling back, each after a confirmation. Through the plugin registry's own calls
+//! (`state.plugins`), as the admin API's are.
 
 use std::collections::BTreeMap;
 
@@ -104,17 +105,15 @@ fn switch_form(admin: &AdminSession, plugin: &PluginInfo, on_page: bool) -> Mark
     }
 }
 
+/// Rolling back asks first: the form posts without `confirm`, and the handler answers
+/// with the confirmation ([`confirm_rollback`]).
 fn rollback_form(admin: &AdminSession, plugin: &PluginInfo, on_page: bool) -> Markup {
     html! {
         @if let Some(previous) = &plugin.previous_version {
-            details {
-                summary { "Roll back to " (previous) }
-                form method="post" action={ (SECTION) "/" (plugin.id) "/rollback" } {
-                    (admin.csrf_input())
-                    @if on_page { input type="hidden" name="back" value="plugin"; }
-                    p { "Version " (plugin.active_version) " stops serving; " (previous) " serves at once." }
-                    button.button.danger type="submit" { "Roll back" }
-                }
+            form method="post" action={ (SECTION) "/" (plugin.id) "/rollback" } {
+                (admin.csrf_input())
+                @if on_page { input type="hidden" name="back" value="plugin"; }
+                button.button type="submit" { "Roll back to " (previous) }
             }
         }
     }
@@ -312,12 +311,23 @@ async fn show_plugin(
     let loaded = async {
         let info = state.plugins.info(id).await?;
         let declared = state.plugins.declared_settings(id).await?;
-        let recent = crate::plugins::api::decisions(
+        // Counted, not shown: without their detail.
+        let recent = crate::plugins::api::decisions_with(
             state,
             id,
             &DecisionFilter {
                 input_hash: None,
                 limit: Some(1000),
+            },
+            false,
+        )
+        .await?;
+        let latest = crate::plugins::api::decisions(
+            state,
+            id,
+            &DecisionFilter {
+                input_hash: None,
+                limit: Some(LATEST_SHOWN),
             },
         )
         .await?;
@@ -335,9 +345,9 @@ async fn show_plugin(
             ),
             None => None,
         };
-        Ok::<_, Error>((info, declared, recent, found))
+        Ok::<_, Error>((info, declared, recent, latest, found))
     };
-    let (info, declared, recent, found) = match loaded.await {
+    let (info, declared, recent, latest, found) = match loaded.await {
         Ok(loaded) => loaded,
         Err(err) => return layout::error_page(&err, "plugin"),
     };
@@ -363,7 +373,7 @@ async fn show_plugin(
             (settings_form(admin, &info, &declared, page.form.as_ref(), errors))
             (hosts_form(admin, &info, page.form.as_ref(), errors))
         }
-        (explorer(&info.id, page.input_hash.as_deref(), found.as_deref()))
+        (explorer(&info.id, page.input_hash.as_deref(), found.as_deref(), &latest))
     };
     layout::page_with_status(
         errors.status(),
@@ -572,31 +582,118 @@ fn setting_hint(spec: &SettingSpec) -> String {
     hint
 }
 
-fn explorer(id: &str, input_hash: Option<&str>, found: Option<&[DecisionRecord]>) -> Markup {
+/// How many of the latest decisions the explorer shows (with what the plugin answered).
+const LATEST_SHOWN: i64 = 20;
+
+fn explorer(
+    id: &str,
+    input_hash: Option<&str>,
+    found: Option<&[DecisionRecord]>,
+    latest: &[DecisionRecord],
+) -> Markup {
     html! {
         h2 #decisions { "Decisions explorer" }
-        p.hint { "Every price the plugin made is recorded with the hash of its input: find one by the "
-            "input hash a quote or an order names." }
+        p.hint { "Every price the plugin made is recorded with the hash of its input and what it answered: "
+            "find one by the input hash a quote or an order names." }
         form.filters method="get" action={ (SECTION) "/" (id) "#decisions" } role="search" {
             (field("Input hash", "input_hash", Kind::Text, input_hash.unwrap_or(""), &FormErrors::default()))
             button.button type="submit" { "Find" }
         }
         @if let Some(found) = found {
-            @if found.is_empty() { p.empty { "No decision on this input." } }
+            @if found.is_empty() { p.empty #decisions-found { "No decision on this input." } }
             @else {
-                table {
+                table #decisions-found {
                     caption.visually-hidden { "Decisions on this input, newest first" }
                     thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
-                        th scope="col" { "Outcome" } th scope="col" { "Output hash" } th scope="col" class="num" { "Fuel" }
-                        th scope="col" class="num" { "µs" } } }
+                        th scope="col" { "Outcome" } th scope="col" { "Answer" } th scope="col" { "Output hash" }
+                        th scope="col" class="num" { "Fuel" } th scope="col" class="num" { "µs" } } }
                     tbody {
                         @for d in found {
                             tr { td { (d.created_at) } td { (d.version) } td { (d.call) } td { (d.outcome) }
+                                td { (answer(d.detail.as_ref())) }
                                 td { code { (d.output_hash) } } td.num { (d.fuel) } td.num { (d.duration_us) } }
                         }
                     }
                 }
             }
+        }
+        h3 { "Latest decisions" }
+        @if latest.is_empty() { p.empty #decisions-latest { "No recorded decision yet." } }
+        @else {
+            table #decisions-latest {
+                caption.visually-hidden { "The latest decisions, newest first" }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
+                    th scope="col" { "Input hash" } th scope="col" { "Outcome" } th scope="col" { "Answer" }
+                    th scope="col" class="num" { "Fuel" } th scope="col" class="num" { "µs" } } }
+                tbody {
+                    @for d in latest {
+                        tr { td { (d.created_at) } td { (d.version) } td { (d.call) }
+                            td { a href={ (SECTION) "/" (id) "?input_hash=" (d.input_hash) "#decisions" }
+                                title=(d.input_hash) { code { (d.input_hash.get(..12).unwrap_or(&d.input_hash)) "…" } } }
+                            td { (d.outcome) } td { (answer(d.detail.as_ref())) }
+                            td.num { (d.fuel) } td.num { (d.duration_us) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a plugin answered, as its decision's detail records it (see
+/// `plugins::api::DecisionRecord::detail`): a pricing rule's adjustments as money
+/// (`-€2.50 line 3: Buy 3, save 10%`), a loyalty rule's points, a payment adapter's status.
+fn answer(detail: Option<&serde_json::Value>) -> Markup {
+    let Some(detail) = detail else {
+        return html! { "—" };
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let lines: Vec<String> = if let Some(adjustments) = detail["adjustments"].as_array() {
+        let currency = text(&detail["currency"]);
+        adjustments
+            .iter()
+            .map(|a| {
+                let amount =
+                    layout::money(a["amount_minor"].as_i64().unwrap_or_default(), &currency);
+                let on = match a["line_id"].as_u64() {
+                    Some(line) => format!("line {line}"),
+                    None => "cart".to_owned(),
+                };
+                format!("{amount} {on}: {}", text(&a["reason"]))
+            })
+            .collect()
+    } else if let Some(entries) = detail["entries"].as_array() {
+        entries
+            .iter()
+            .map(|e| {
+                let points = e["points"].as_i64().unwrap_or_default();
+                format!("{points:+} points: {}", text(&e["reason"]))
+            })
+            .collect()
+    } else if let Some(status) = detail["status"].as_str() {
+        vec![match detail["hard"].as_bool() {
+            Some(true) => format!("{status} (hard)"),
+            Some(false) => format!("{status} (soft)"),
+            None => status.to_owned(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let cut = &detail["cut"];
+    let none = if detail.get("adjustments").is_some() {
+        "no adjustment"
+    } else if detail.get("entries").is_some() {
+        "no points"
+    } else {
+        "—"
+    };
+    html! {
+        @if !lines.is_empty() { ul.answer { @for line in &lines { li { (line) } } } }
+        @else if cut.is_null() { (none) }
+        @if let Some(of) = cut["of"].as_u64() {
+            small { "the first " (cut["kept"].as_u64().unwrap_or_default()) " of " (of) " kept (the answer was "
+                (cut["bytes"].as_u64().unwrap_or_default()) " bytes)" }
+        } @else if let Some(bytes) = cut["bytes"].as_u64() {
+            small { "too long to keep (" (bytes) " bytes)" }
         }
     }
 }
@@ -801,14 +898,58 @@ async fn activate(
 
 async fn rollback(
     State(state): State<AppState>,
-    SignedIn(staff, _): SignedIn,
+    SignedIn(staff, admin): SignedIn,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let back_to_page = Form::parse(&body).get("back") == "plugin";
+    let form = Form::parse(&body);
+    if !form.confirmed() {
+        return confirm_rollback(&state, &staff, &admin, &id, &form).await;
+    }
+    let back_to_page = form.get("back") == "plugin";
     match state.plugins.rollback(&id, &staff.actor).await {
         Ok(_) if back_to_page => layout::see_other(&format!("{SECTION}/{id}?done=rolled_back")),
         Ok(_) => layout::see_other(SECTION),
         Err(err) => layout::error_page(&err, "plugin rollback"),
     }
+}
+
+/// Rolling back asks first; the confirmed form posts again with `confirm=yes`.
+async fn confirm_rollback(
+    state: &AppState,
+    staff: &Staff,
+    admin: &AdminSession,
+    id: &str,
+    form: &Form,
+) -> Response {
+    let info = match state.plugins.info(id).await {
+        Ok(info) => info,
+        Err(err) => return layout::error_page(&err, "plugin rollback"),
+    };
+    let page = format!("{SECTION}/{}", info.id);
+    let back = if form.get("back") == "plugin" {
+        page.clone()
+    } else {
+        SECTION.to_owned()
+    };
+    let body = html! {
+        p.crumbs { a href=(SECTION) { "Plugins" } " / " a href=(page) { (info.id) } }
+        @if let Some(previous) = &info.previous_version {
+            h1 { "Roll " (info.id) " back to " (previous) "?" }
+            p { "Version " (info.active_version) " stops serving at once; " (previous)
+                " serves from the next call. " (info.active_version) " stays installed and can be activated again." }
+            (layout::confirm_form(admin.csrf_input(), &format!("{page}/rollback"),
+                &[("back", form.get("back"))], "Roll back", (&back, "Keep it")))
+        } @else {
+            h1 { (info.id) " has no version to roll back to" }
+            p { "Only " (info.active_version) " has served. " a href=(back) { "Back" } }
+        }
+    };
+    layout::page(
+        staff,
+        admin.csrf_input(),
+        "Roll a plugin back",
+        SECTION,
+        body,
+    )
 }

@@ -16,6 +16,7 @@ use super::layout::{self, Form, FormErrors, Kind, PagePath, field, field_with_hi
 use super::session::{AdminSession, SignedIn};
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::staff::mfa_api::ClientAddress;
 use crate::staff::{self, NewStaff, Role, Staff, StaffPatch, StaffUser, TokenInfo};
 
 const SECTION: &str = "/admin/staff";
@@ -298,11 +299,13 @@ fn tokens_section(
         @else {
             table {
                 caption.visually-hidden { "API tokens" }
-                thead { tr { th scope="col" { "Label" } th scope="col" { "Made" } th scope="col" { "State" } th scope="col" { "" } } }
+                thead { tr { th scope="col" { "Label" } th scope="col" { "Made" } th scope="col" { "Made from" }
+                    th scope="col" { "State" } th scope="col" { "" } } }
                 tbody {
                     @for t in api {
-                        tr {
+                        tr id={ "token-" (t.id) } {
                             td { (t.label) } td { (t.created_at) }
+                            td.created-from { @match &t.created_from { Some(from) => { code { (from) } }, None => { "—" } } }
                             td { @match &t.revoked_at { Some(at) => { "revoked " (at) }, None => { "active" } } }
                             td { @if t.revoked_at.is_none() {
                                 form.inline method="post" action={ (base) "/tokens/" (t.id) "/revoke" } {
@@ -374,15 +377,20 @@ async fn answer(
     }
 }
 
-/// A new token is shown on the answer itself, once: never in an address or a cookie.
+/// A new token is shown on the answer itself, once: never in an address or a cookie. It
+/// records the address the form was posted from, as the API's `POST /staff/{id}/tokens`
+/// does (the same [`ClientAddress`]: behind a trusted proxy, the address it forwards).
 async fn make_token(
     State(state): State<AppState>,
     SignedIn(staff, admin): SignedIn,
+    ClientAddress(from): ClientAddress,
     PagePath(id): PagePath<i64>,
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    match staff::create_api_token(&state.db, &staff.actor, id, form.get("label")).await {
+    let label = form.get("label");
+    let made = staff::create_api_token_from(&state.db, &staff.actor, id, label, from.as_deref());
+    match made.await {
         Ok(issued) => {
             let extra = Extra {
                 notice: Some("Token made."),

@@ -421,13 +421,14 @@ async fn profile_section(s: &ExportSubject, conn: &mut AnyConnection) -> Result<
 }
 
 /// Plugins never receive a customer's identity, and their decision records
-/// (`plugin_decisions`) keep only hashes of inputs and outputs with no customer
-/// reference, so no plugin-held record can be attributed to a customer. When a plugin
+/// (`plugin_decisions`) keep hashes of inputs and outputs and a summary of the answer
+/// (adjustments, points, a payment's status) with no customer reference or personal
+/// data, so no plugin-held record can be attributed to a customer. When a plugin
 /// is given customer data (e.g. loyalty), its records go here.
 fn plugin_data_section() -> Value {
     json!({
         "records": [],
-        "note": "Plugins are given no customer identity, and the record of their decisions keeps only hashes of inputs and outputs without any customer reference: no plugin-held record refers to you.",
+        "note": "Plugins are given no customer identity, and the record of their decisions keeps hashes of inputs and outputs and a summary of the answer (discounts, points, a payment's status) without any customer reference: no plugin-held record refers to you.",
     })
 }
 

@@ -501,16 +501,30 @@ async fn pseudonym_of(tx: &mut AnyConnection, customer_id: i64) -> anyhow::Resul
 struct Booking {
     rule: Arc<ActivePlugin>,
     input_hash: String,
-    result: Option<Result<(CallStats, &'static str, String), CallError>>,
+    result: Option<Result<Answered, CallError>>,
+}
+
+/// A call that answered, as [`Booking`] books it.
+struct Answered {
+    stats: CallStats,
+    outcome: &'static str,
+    output_hash: String,
+    detail: Option<String>,
 }
 
 impl Booking {
     async fn book(self, plugins: &Plugins) {
         match self.result {
-            Some(Ok((stats, outcome, output_hash))) => {
+            Some(Ok(Answered {
+                stats,
+                outcome,
+                output_hash,
+                detail,
+            })) => {
                 let judged = Judged {
                     outcome,
                     output_hash,
+                    detail,
                 };
                 plugins
                     .book_call(&self.rule, "on-event", self.input_hash, Ok((stats, judged)))
@@ -550,11 +564,12 @@ async fn call(
         Err(err) => Err(format!("the rule's task failed: {err}")),
         Ok(Ok((entries, stats))) => {
             let checked = check(&entries, input.max_points);
-            booking.result = Some(Ok((
+            booking.result = Some(Ok(Answered {
                 stats,
-                if checked.is_ok() { "ok" } else { "rejected" },
-                hash(format!("{entries:?}").as_bytes()),
-            )));
+                outcome: if checked.is_ok() { "ok" } else { "rejected" },
+                output_hash: hash(format!("{entries:?}").as_bytes()),
+                detail: entries_detail(&entries),
+            }));
             checked
                 .map(|()| entries)
                 .map_err(|why| format!("the rule {} answered wrongly: {why}", rule.id))
@@ -566,6 +581,23 @@ async fn call(
         }
     };
     (answer, booking)
+}
+
+/// A rule's answer for its decision record: the points of each entry and its reason
+/// (the rule is given no customer identity; the reason is the ledger's, cut to its
+/// bound), and their sum.
+fn entries_detail(entries: &[types::PointsEntry]) -> Option<String> {
+    let listed: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            let reason: String = e.reason.trim().chars().take(MAX_REASON_CHARS).collect();
+            serde_json::json!({"points": e.points, "reason": reason})
+        })
+        .collect();
+    let total = entries
+        .iter()
+        .fold(0i64, |sum, e| sum.saturating_add(e.points));
+    crate::plugins::decisions::detail(serde_json::json!({"points": total, "entries": listed}))
 }
 
 /// Why a rule's answer cannot be written, if it cannot.

@@ -1,7 +1,8 @@
 //! An order's payments one by one and its events, for staff: every answer of the payment
 //! adapter about it (authorisations with their declines, captures, voids, refunds), each
 //! refund as it was added to `refunded_minor` (by whom, why), and what happened to the
-//! order (placed, its payment attempts, the audited status changes and refunds).
+//! order (placed, its payment attempts, and for staff who may read the audit log the
+//! audited status changes and refunds: [`EventSources`]).
 //!
 //! The payment code records as it goes (`payment_attempts`, `order_refunds`, migration
 //! 0030); an approval is written in the transaction that acts on it, so a refund listed is
@@ -238,10 +239,26 @@ pub struct OrderEvent {
     pub amount_minor: Option<i64>,
 }
 
-/// The order's events, oldest first: its placing, its own payment attempts, and what the
-/// audit log holds about it (status changes by staff or by a declined payment, refunds).
-/// The bus's outbox is pruned, so the durable records are read instead.
-pub async fn events(state: &AppState, number: &str) -> Result<Vec<OrderEvent>> {
+/// Which of an order's events a reader is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSources {
+    /// Its placing and its payment attempts: what any staff member who reads orders sees.
+    Payments,
+    /// Those and the audit log's entries about the order (status changes, refunds, each
+    /// naming the staff member): only for those who may read the audit log
+    /// (`audit.read`), as the audit log's own pages and API are.
+    PaymentsAndAudit,
+}
+
+/// The order's events, oldest first: its placing, its own payment attempts, and, with
+/// [`EventSources::PaymentsAndAudit`], what the audit log holds about it (status changes
+/// by staff or by a declined payment, refunds). The bus's outbox is pruned, so the
+/// durable records are read instead.
+pub async fn events(
+    state: &AppState,
+    number: &str,
+    sources: EventSources,
+) -> Result<Vec<OrderEvent>> {
     let row = sqlx::query("SELECT id, created_at, customer_id FROM orders WHERE number = $1")
         .bind(number)
         .fetch_optional(&state.db.pool)
@@ -281,6 +298,16 @@ pub async fn events(state: &AppState, number: &str) -> Result<Vec<OrderEvent>> {
             amount_minor: a.try_get(4)?,
         });
     }
+    if sources == EventSources::PaymentsAndAudit {
+        events.extend(audited_events(state, number).await?);
+    }
+    // Timestamps are all RFC 3339 UTC with milliseconds: their text sorts by time.
+    events.sort_by(|a, b| a.at.cmp(&b.at));
+    Ok(events)
+}
+
+/// What the audit log holds about the order, oldest first.
+async fn audited_events(state: &AppState, number: &str) -> Result<Vec<OrderEvent>> {
     let audited = sqlx::query(
         "SELECT at, actor, action, before, after FROM audit_log
          WHERE target_type = 'order' AND target_id = $1 ORDER BY seq LIMIT $2",
@@ -289,23 +316,23 @@ pub async fn events(state: &AppState, number: &str) -> Result<Vec<OrderEvent>> {
     .bind(LISTED)
     .fetch_all(&state.db.pool)
     .await?;
-    for entry in &audited {
-        let before = json_of(entry.try_get(3)?);
-        let after = json_of(entry.try_get(4)?);
-        events.push(OrderEvent {
-            at: entry.try_get(0)?,
-            actor: entry.try_get(1)?,
-            action: entry.try_get(2)?,
-            detail: change_in_words(&before, &after),
-            amount_minor: after["refunded_minor"]
-                .as_i64()
-                .zip(before["refunded_minor"].as_i64())
-                .map(|(after, before)| after - before),
-        });
-    }
-    // Timestamps are all RFC 3339 UTC with milliseconds: their text sorts by time.
-    events.sort_by(|a, b| a.at.cmp(&b.at));
-    Ok(events)
+    audited
+        .iter()
+        .map(|entry| {
+            let before = json_of(entry.try_get(3)?);
+            let after = json_of(entry.try_get(4)?);
+            Ok(OrderEvent {
+                at: entry.try_get(0)?,
+                actor: entry.try_get(1)?,
+                action: entry.try_get(2)?,
+                detail: change_in_words(&before, &after),
+                amount_minor: after["refunded_minor"]
+                    .as_i64()
+                    .zip(before["refunded_minor"].as_i64())
+                    .map(|(after, before)| after - before),
+            })
+        })
+        .collect()
 }
 
 fn json_of(text: Option<String>) -> serde_json::Value {

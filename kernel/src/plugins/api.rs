@@ -5,7 +5,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -145,6 +145,14 @@ pub struct DecisionRecord {
     pub fuel: i64,
     pub duration_us: i64,
     pub created_at: String,
+    /// What the plugin answered, in short (at most 8 KB), or null when the call records
+    /// none (it failed; a notification channel, a taxonomy; a decision recorded before
+    /// this was kept). A pricing rule's: `{"currency", "adjustments": [{"line_id" (null
+    /// for the cart), "amount_minor", "reason"}]}`; a loyalty rule's: `{"points",
+    /// "entries": [{"points", "reason"}]}`; a payment adapter's: `{"status", "hard"?}`.
+    /// One cut to fit says so in `cut`.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -269,11 +277,27 @@ pub async fn decisions(
     id: &str,
     filter: &DecisionFilter,
 ) -> Result<Vec<DecisionRecord>> {
-    let rows = sqlx::query(
-        "SELECT id, plugin_id, version, call, input_hash, output_hash, outcome, fuel, duration_us, created_at
+    decisions_with(state, id, filter, true).await
+}
+
+/// [`decisions`], with their `detail` or (`with_detail` false: for counting calls, where
+/// a thousand details would be read for nothing) without.
+pub async fn decisions_with(
+    state: &AppState,
+    id: &str,
+    filter: &DecisionFilter,
+    with_detail: bool,
+) -> Result<Vec<DecisionRecord>> {
+    let detail = if with_detail {
+        "detail"
+    } else {
+        "CAST(NULL AS TEXT)"
+    };
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, plugin_id, version, call, input_hash, output_hash, outcome, fuel, duration_us, created_at, {detail}
          FROM plugin_decisions WHERE plugin_id = $1 AND ($2 IS NULL OR input_hash = $2)
          ORDER BY id DESC LIMIT $3",
-    )
+    )))
     .bind(id)
     .bind(filter.input_hash.as_deref())
     .bind(filter.limit.unwrap_or(50).clamp(1, 1000))
@@ -293,6 +317,10 @@ pub async fn decisions(
                 fuel: r.try_get(7)?,
                 duration_us: r.try_get(8)?,
                 created_at: r.try_get(9)?,
+                // Written by the kernel as JSON; anything unreadable reads as none.
+                detail: r
+                    .try_get::<Option<String>, _>(10)?
+                    .and_then(|text| serde_json::from_str(&text).ok()),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -1066,6 +1066,9 @@ pub struct Judged<'a> {
     /// `ok`, `rejected`, `declined`, … (a failed call records its error kind instead).
     pub outcome: &'a str,
     pub output_hash: String,
+    /// What the plugin answered, for the decisions explorer: [`decisions::detail`] of a
+    /// short summary with no card data, tokens or personal data; `None` to record none.
+    pub detail: Option<String>,
 }
 
 impl Plugins {
@@ -1087,6 +1090,7 @@ impl Plugins {
             outcome: String::new(),
             fuel: 0,
             duration_us: 0,
+            detail: None,
         };
         match result {
             Ok((stats, judged)) => {
@@ -1095,6 +1099,7 @@ impl Plugins {
                 decision.duration_us = stats.duration.as_micros() as u64;
                 decision.outcome = judged.outcome.to_owned();
                 decision.output_hash = judged.output_hash;
+                decision.detail = judged.detail;
                 self.decisions.record(decision);
                 self.record_outcome(plugin, Ok(())).await;
             }

@@ -87,6 +87,8 @@ pub async fn deliver(plugins: &Plugins, channel_id: &str, message: nt::Message) 
                     DeliveryOutcome::Gone { .. } => "gone",
                 },
                 output_hash: hash(format!("{outcome:?}").as_bytes()),
+                // The message's content and recipient are personal data: none.
+                detail: None,
             };
             plugins
                 .book_call(&channel, "deliver", input_hash, Ok((stats, judged)))

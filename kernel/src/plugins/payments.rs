@@ -107,6 +107,27 @@ pub fn saves_payment_methods(plugins: &Plugins) -> bool {
         .is_some_and(|adapter| adapter.plugin.saves_payment_methods())
 }
 
+/// An adapter's answer for its decision record: its status only (and whether a decline
+/// is hard) — never the processor's reference, message, a saved method's label, card
+/// data or tokens.
+fn answer_detail(answer: &Result<PaymentAnswer, payment::PaymentError>) -> Option<String> {
+    use olivine_plugin_runtime::bindings::types::PaymentStatus;
+    let summary = match answer {
+        Ok(PaymentAnswer::Done(done)) => serde_json::json!({"status": match done.status {
+            PaymentStatus::Approved => "approved",
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Pending => "pending",
+        }}),
+        Ok(PaymentAnswer::Saved(_)) => serde_json::json!({"status": "saved"}),
+        Err(payment::PaymentError::Declined(decline)) => {
+            serde_json::json!({"status": "declined", "hard": decline.hard})
+        }
+        Err(payment::PaymentError::Retryable(_)) => serde_json::json!({"status": "retryable"}),
+        Err(payment::PaymentError::Invalid(_)) => serde_json::json!({"status": "invalid"}),
+    };
+    super::decisions::detail(summary)
+}
+
 /// Runs `request` through the adapter `adapter_id` (or the first active one).
 pub async fn call(
     plugins: &Plugins,
@@ -149,6 +170,7 @@ pub async fn call(
     };
     match result {
         Ok((answer, stats)) => {
+            let detail = answer_detail(&answer);
             let outcome = match answer {
                 Ok(PaymentAnswer::Done(done)) => PaymentOutcome::Done(done),
                 Ok(PaymentAnswer::Saved(saved)) => PaymentOutcome::Saved(saved),
@@ -174,6 +196,7 @@ pub async fn call(
                     PaymentOutcome::Retry { .. } => "retry",
                 },
                 output_hash: hash(format!("{outcome:?}").as_bytes()),
+                detail,
             };
             plugins
                 .book_call(&adapter, name, input_hash, Ok((stats, judged)))

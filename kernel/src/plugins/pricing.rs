@@ -85,6 +85,25 @@ fn adjustments_digest(adjustments: &[types::Adjustment]) -> String {
     hash(&bytes)
 }
 
+/// A rule's answer for its decision record: every adjustment it returned (those dropped
+/// for taking a total below zero too), with the cart's currency to read the amounts in.
+fn adjustments_detail(currency: &str, adjustments: &[types::Adjustment]) -> Option<String> {
+    let adjustments: Vec<serde_json::Value> = adjustments
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "line_id": a.line_id,
+                "amount_minor": a.amount_minor,
+                "reason": a.reason,
+            })
+        })
+        .collect();
+    super::decisions::detail(serde_json::json!({
+        "currency": currency,
+        "adjustments": adjustments,
+    }))
+}
+
 /// The setting every pricing rule can read: `true` when catalog prices include tax
 /// (VAT), `false` when tax is added at checkout.
 pub const STORE_PRICES_INCLUDE_TAX: &str = "store.prices_include_tax";
@@ -148,6 +167,7 @@ async fn price_cart_on(
                 let judged = Judged {
                     outcome: "ok",
                     output_hash: adjustments_digest(adjustments),
+                    detail: adjustments_detail(&cart.currency, adjustments),
                 };
                 plugins
                     .book_call(rule, "price", input_hash.clone(), Ok((*stats, judged)))

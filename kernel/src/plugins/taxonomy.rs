@@ -186,10 +186,12 @@ pub async fn validate(
                 Ok(valid) => Judged {
                     outcome: "ok",
                     output_hash: output_digest(valid),
+                    detail: None,
                 },
                 Err(_) => Judged {
                     outcome: "rejected",
                     output_hash: String::new(),
+                    detail: None,
                 },
             };
             plugins

@@ -97,6 +97,11 @@ pub struct TokenInfo {
     pub kind: String,
     pub label: String,
     pub created_at: String,
+    /// The address of the request that made it (the API or the admin's form; behind a
+    /// trusted proxy, the address it forwards): none for tokens made by the CLI, and for
+    /// those made before this was recorded.
+    #[schema(example = "203.0.113.7")]
+    pub created_from: Option<String>,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
 }
@@ -420,15 +425,16 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenInfo> {
         kind: row.try_get(1)?,
         label: row.try_get(2)?,
         created_at: row.try_get(3)?,
-        expires_at: row.try_get(4)?,
-        revoked_at: row.try_get(5)?,
+        created_from: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
     })
 }
 
 pub async fn list_tokens(db: &Db, staff_id: i64) -> Result<Vec<TokenInfo>> {
     get_user(db, staff_id).await?;
     let rows = sqlx::query(
-        "SELECT id, kind, label, created_at, expires_at, revoked_at FROM staff_tokens
+        "SELECT id, kind, label, created_at, created_from, expires_at, revoked_at FROM staff_tokens
          WHERE staff_id = $1 ORDER BY id",
     )
     .bind(staff_id)
@@ -468,6 +474,7 @@ async fn insert_token(
         kind: kind.to_owned(),
         label: label.to_owned(),
         created_at: now,
+        created_from: from.map(str::to_owned),
         expires_at,
         revoked_at: None,
     })

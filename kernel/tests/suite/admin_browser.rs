@@ -1,6 +1,7 @@
 //! The merchant's admin in headless Chromium (a module of `browser`, whose WebDriver
 //! client and shop it uses): a catalog manager signs in, creates a skincare product with
-//! a variant, receives a lot of it, and sees it in the storefront; a merchant fulfils a
+//! two variants, receives a lot of one of them, sees it in the storefront, recalls that
+//! lot and sees the product stop selling; a merchant fulfils a
 //! shopper's order with a tracking number and refunds part of it, uploads a new version
 //! of a pricing plugin as a package, activates it and sees the shopper's cart priced by
 //! it, rolls it back, and recalls the batch the order came from; a catalog manager is
@@ -34,7 +35,7 @@ fn wait_for_path_between(browser: &Browser, prefix: &str, suffix: &str) -> Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merchant_adds_a_product_with_a_lot_and_the_shop_sells_it() {
+async fn a_merchant_adds_a_product_with_a_lot_the_shop_sells_it_until_the_lot_is_recalled() {
     let shop = shop().await;
     let r = shop
         .app
@@ -79,10 +80,37 @@ async fn a_merchant_adds_a_product_with_a_lot_and_the_shop_sells_it() {
     browser.fill("#f-variants-0-weight-grams", "80");
     let create = browser.wait_for("form.product-form button[type=submit]");
     browser.click(&create);
-    wait_for_path_between(&browser, "/admin/products/", "?done=created");
+    let created = wait_for_path_between(&browser, "/admin/products/", "?done=created");
     assert_eq!(browser.wait_for_text("h1"), NAME);
+    let product = created
+        .trim_start_matches("/admin/products/")
+        .trim_end_matches("?done=created")
+        .to_owned();
 
-    // Receiving a lot of the variant.
+    // Its second variant, from the product's page.
+    let add = format!("/admin/products/{product}/variants");
+    let in_add = |name: &str| format!("form[action='{add}'] [name='{name}']");
+    browser.fill(&in_add("title"), "50 ml");
+    browser.fill(&in_add("sku"), "BCS-50");
+    browser.fill(&in_add("price_minor"), "34.50");
+    browser.fill(&in_add("weight_grams"), "120");
+    submit_form(&browser, &add);
+    browser.wait_for_path(
+        &format!("/admin/products/{product}?done=variant_added"),
+        WAIT,
+    );
+    let variants: Vec<String> = browser
+        .find_all("article.variant h3")
+        .iter()
+        .map(|h| browser.text(h))
+        .collect();
+    assert_eq!(variants.len(), 2, "{variants:?}");
+    assert!(
+        variants[0].contains("BCS-30") && variants[1].contains("BCS-50"),
+        "{variants:?}"
+    );
+
+    // Receiving a lot of the first variant only.
     let receive = browser.wait_for("a[href='/admin/lots/new?sku=BCS-30']");
     browser.click(&receive);
     browser.wait_for_path("/admin/lots/new?sku=BCS-30", WAIT);
@@ -92,18 +120,101 @@ async fn a_merchant_adds_a_product_with_a_lot_and_the_shop_sells_it() {
     browser.fill("#f-quantity", "12");
     let submit = browser.wait_for("form[action='/admin/lots/new'] button[type=submit]");
     browser.click(&submit);
-    wait_for_path_between(&browser, "/admin/products/", "?done=received");
-    let lots = browser.wait_for_text("article.variant table");
-    assert!(lots.contains("BCS-L1") && lots.contains("12"), "{lots}");
+    browser.wait_for_path(&format!("/admin/products/{product}?done=received"), WAIT);
+    let variants: Vec<String> = browser
+        .find_all("article.variant")
+        .iter()
+        .map(|a| browser.text(a))
+        .collect();
+    assert_eq!(variants.len(), 2, "{variants:?}");
+    assert!(
+        variants[0].contains("BCS-L1") && variants[0].contains("12"),
+        "{variants:?}"
+    );
+    assert!(
+        variants[1].contains("No lots.") && !variants[1].contains("BCS-L1"),
+        "{variants:?}"
+    );
 
-    // The shop sells it.
+    // The shop sells it: the variant with the lot, the other one out of stock.
     shop.app.settle().await;
     let view = browser.wait_for("a[href='/p/browser-calm-serum']");
     browser.click(&view);
     browser.wait_for_path("/p/browser-calm-serum", WAIT);
     assert_eq!(browser.wait_for_text("h1"), NAME);
     let page = browser.wait_for_text("main");
-    assert!(page.contains("€24.50"), "{page}");
+    assert!(
+        page.contains("€24.50") && page.contains("30 ml") && page.contains("50 ml"),
+        "{page}"
+    );
+    let sku = browser.wait_for("form.add-to-cart input[name='sku']");
+    assert_eq!(
+        browser.attribute(&sku, "value").as_deref(),
+        Some("BCS-30"),
+        "the variant with stock is offered"
+    );
+
+    // The lot it received recalled (by its batch and the variant's SKU): the product
+    // stops selling at once.
+    browser.goto(&shop.url("/admin/recalls/new"));
+    browser.fill("#f-batch", "BCS-L1");
+    browser.fill("#f-sku", "BCS-30");
+    browser.fill("#f-reason", "Supplier notice");
+    submit_form(&browser, "/admin/recalls/new");
+    let confirm = browser.wait_for("form[action='/admin/recalls/new'] button.danger");
+    let lots = browser.wait_for_text("main table");
+    assert!(
+        lots.contains("BCS-30") && !lots.contains("MAG-60") && lots.contains("12"),
+        "the lots it would recall: {lots}"
+    );
+    assert_eq!(browser.text(&confirm), "Recall batch BCS-L1");
+    browser.click(&confirm);
+    // A catalog manager may not read the report (it names customers): the list.
+    browser.wait_for_path("/admin/recalls", WAIT);
+    let recalls = browser.wait_for_text("main table");
+    assert!(
+        recalls.contains("BCS-L1") && recalls.contains("Supplier notice"),
+        "{recalls}"
+    );
+    shop.app.settle().await;
+    // The page is public and cacheable (max-age): a reload revalidates it, as a shopper's
+    // reload does.
+    browser.goto(&shop.url("/p/browser-calm-serum"));
+    browser.refresh();
+    assert_eq!(browser.wait_for_text("h1"), NAME);
+    let add = browser
+        .try_find("form.add-to-cart button[type=submit]")
+        .expect("the page");
+    assert!(
+        add.is_none(),
+        "a recalled lot does not sell: {}",
+        browser.wait_for_text("main")
+    );
+    let page = browser.wait_for_text("main");
+    assert!(page.contains("Out of stock"), "{page}");
+    let product = shop
+        .app
+        .get("/api/v1/products/browser-calm-serum")
+        .await
+        .json();
+    let sellable: Vec<i64> = product["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| {
+            v["availability"]["sellable_quantity"]
+                .as_i64()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(sellable, [0, 0], "{product}");
+    // The demo catalog's batch is untouched.
+    assert_eq!(shop.lot_quantity().await, 10);
+    let mag = shop.app.get("/api/v1/products/mag").await.json();
+    assert_eq!(
+        mag["variants"][0]["availability"]["sellable_quantity"], 10,
+        "{mag}"
+    );
 
     drop(browser);
     shop.stop().await;
@@ -219,9 +330,11 @@ async fn a_merchant_fulfils_refunds_swaps_a_pricing_plugin_and_recalls_a_batch()
         cart.contains("Volume discount 10%"),
         "0.2.0 prices the cart: {cart}"
     );
-    let summary = merchant.wait_for("details summary");
-    merchant.click(&summary);
+    // Rolling back asks first.
     submit_form(&merchant, "/admin/plugins/tiered-volume/rollback");
+    let confirm =
+        merchant.wait_for("form[action='/admin/plugins/tiered-volume/rollback'] button.danger");
+    merchant.click(&confirm);
     merchant.wait_for_path("/admin/plugins/tiered-volume?done=rolled_back", WAIT);
     shop.app.settle().await;
     shopper.refresh();

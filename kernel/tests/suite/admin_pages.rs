@@ -43,6 +43,15 @@ fn element_text(html: &str, id: &str) -> String {
     rest[open..close].to_owned()
 }
 
+/// The row of the token `id` in a staff member's list of API tokens.
+fn token_row(html: &str, id: i64) -> &str {
+    let start = html
+        .find(&format!("id=\"token-{id}\""))
+        .unwrap_or_else(|| panic!("no token {id} in {html}"));
+    let end = html[start..].find("</tr>").unwrap() + start;
+    &html[start..end]
+}
+
 /// A file upload from an admin page: the page's CSRF token first, then the package.
 async fn upload(
     app: &TestApp,
@@ -276,6 +285,64 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_token_made_from_the_form_records_the_address_it_came_from(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.trust_forwarded_for = true).await;
+        let id = staff(&app, "catalog", "tools@staff.example").await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = format!("/admin/staff/{id}");
+        // One token through the API, one through the page's form, each behind the trusted
+        // proxy: both record the address it forwards (its last hop).
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/admin/staff/{id}/tokens"))
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", "192.0.2.44")
+            .body(Body::from(json!({"label": "ci deploy"}).to_string()))
+            .unwrap();
+        let r = app.send(request).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["created_from"], "192.0.2.44", "{}", r.text());
+        let form = get(&app, &mut owner, &page).await;
+        assert_page(&form, StatusCode::OK, "the member's page");
+        let csrf = csrf_of(&form);
+        let fields = [("csrf", csrf.as_str()), ("label", "stock sync")];
+        let headers = [("origin", SITE), ("x-forwarded-for", "10.0.0.1, 198.51.100.23")];
+        let r = send(&app, Method::POST, &format!("{page}/tokens"), &owner, Some(&fields[..]), &headers).await;
+        owner.take(&r);
+        assert_page(&r, StatusCode::OK, "the new token");
+        assert!(element_text(&r.text(), "new-token").starts_with("olv_"), "{}", r.text());
+        let tokens = app.admin_get(&format!("/api/v1/admin/staff/{id}/tokens")).await.json();
+        let made = |label: &str| tokens.as_array().unwrap().iter().find(|t| t["label"] == label).cloned()
+            .unwrap_or_else(|| panic!("{label}: {tokens}"));
+        assert_eq!(made("stock sync")["created_from"], "198.51.100.23", "{tokens}");
+        assert_eq!(made("ci deploy")["created_from"], "192.0.2.44", "{tokens}");
+        // The page's list says where each was made.
+        let listed = get(&app, &mut owner, &page).await.text();
+        for (label, from) in [("stock sync", "198.51.100.23"), ("ci deploy", "192.0.2.44")] {
+            let row = token_row(&listed, made(label)["id"].as_i64().unwrap());
+            assert!(row.contains(label) && row.contains(&format!("<code>{from}</code>")), "{label}: {row}");
+        }
+        app.stop().await;
+
+        // Without a trusted proxy the header is the client's word and not recorded (the
+        // in-process request has no peer address: none).
+        let app = TestApp::start(backend).await;
+        let id = staff(&app, "catalog", "tools@staff.example").await;
+        let mut owner = signed_in_as(&app, "owner").await;
+        let page = format!("/admin/staff/{id}");
+        let csrf = csrf_of(&get(&app, &mut owner, &page).await);
+        let fields = [("csrf", csrf.as_str()), ("label", "stock sync")];
+        let headers = [("origin", SITE), ("x-forwarded-for", "198.51.100.23")];
+        let r = send(&app, Method::POST, &format!("{page}/tokens"), &owner, Some(&fields[..]), &headers).await;
+        assert_page(&r, StatusCode::OK, "the new token");
+        let tokens = app.admin_get(&format!("/api/v1/admin/staff/{id}/tokens")).await.json();
+        assert!(tokens[0]["created_from"].is_null(), "{tokens}");
+        let listed = get(&app, &mut owner, &page).await.text();
+        assert!(!listed.contains("198.51.100.23"), "{listed}");
+        app.stop().await;
+    }
+
     async fn the_audit_page_filters_and_names_the_first_tampered_entry(backend: Backend) {
         let app = TestApp::start(backend).await;
         store(&app).await;
@@ -345,8 +412,14 @@ both_backends! {
         let r = submit(&app, &mut browser, page, page, &[("priority", "7")]).await;
         assert_eq!(location(&r), format!("{page}?done=saved"));
         assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["priority"], 7);
+        // Rolling back asks first: the post without the confirmation changes nothing.
+        let rollback = format!("{page}/rollback");
+        let r = submit(&app, &mut browser, page, &rollback, &[("back", "plugin")]).await;
+        assert_page(&r, StatusCode::OK, "the rollback's confirmation");
+        assert!(r.text().contains("Roll subscribe-and-save back to 0.1.0?") && r.text().contains(r#"name="confirm" value="yes""#), "{}", r.text());
+        assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["active_version"], "0.2.0");
         // Rolled back from its page, it comes back to its page.
-        let r = submit(&app, &mut browser, page, &format!("{page}/rollback"), &[("back", "plugin")]).await;
+        let r = submit(&app, &mut browser, page, &rollback, &[("back", "plugin"), ("confirm", "yes")]).await;
         assert_eq!(location(&r), format!("{page}?done=rolled_back"));
         assert_eq!(app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json()["active_version"], "0.1.0");
         // Turning it off asks first: the post without the confirmation changes nothing.

@@ -589,7 +589,13 @@ both_backends! {
         let page = get(&app, &mut browser, "/admin/plugins").await.text();
         assert!(page.contains("id=\"plugin-subscribe-and-save\"") && page.contains("Roll back to 0.1.0"), "{page}");
         let rollback = "/admin/plugins/subscribe-and-save/rollback";
+        // It asks first: unconfirmed, nothing is rolled back.
         let r = submit(&app, &mut browser, "/admin/plugins", rollback, &[]).await;
+        assert_page(&r, StatusCode::OK, "the rollback's confirmation");
+        assert!(r.text().contains("Roll subscribe-and-save back to 0.1.0?"), "{}", r.text());
+        let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
+        assert_eq!(plugin["active_version"], "0.2.0", "{plugin}");
+        let r = submit(&app, &mut browser, "/admin/plugins", rollback, &[("confirm", "yes")]).await;
         assert_eq!(location(&r), "/admin/plugins");
         let plugin = app.admin_get("/api/v1/admin/plugins/subscribe-and-save").await.json();
         assert_eq!(plugin["active_version"], "0.1.0", "{plugin}");
@@ -795,6 +801,53 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn the_products_list_counts_only_the_units_that_sell_today(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        // mag: 10 units of MAG-60 in B1 (store), 5 of MAG-120; and besides, units the shop
+        // does not sell: a recalled lot, an expired one, one inside the minimum shelf life
+        // (60 days by default).
+        store(&app).await;
+        lot_of(&app, "MAG-120", "B2", 400, 5).await;
+        lot_of(&app, "MAG-60", "B-RECALLED", 400, 7).await;
+        lot_of(&app, "MAG-120", "B-EXPIRED", -2, 3).await;
+        lot_of(&app, "MAG-60", "B-SHORT", 30, 4).await;
+        // recalled: its only lot is recalled; never: no lot at all.
+        named_product(&app, "recalled", "RCL", "Recalled Tablets").await;
+        lot_of(&app, "RCL-60", "RB-1", 400, 6).await;
+        for batch in ["B-RECALLED", "RB-1"] {
+            let r = app.admin_post("/api/v1/admin/recalls", &json!({"batch": batch, "reason": "supplier notice"})).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        }
+        named_product(&app, "never", "NVR", "Never Stocked Powder").await;
+
+        let mut catalog = signed_in_as(&app, "catalog").await;
+        let list = get(&app, &mut catalog, "/admin/products").await;
+        assert_page(&list, StatusCode::OK, "the products");
+        let list = list.text();
+        assert!(list.contains(">Units in stock<"), "{list}");
+        let units = |name: &str| {
+            let start = list.find(&format!(">{name}<")).unwrap_or_else(|| panic!("{name}: {list}"));
+            let row = &list[start..start + list[start..].find("</tr>").unwrap()];
+            let cell = &row[row.find("class=\"num units\"").unwrap_or_else(|| panic!("{name}: {row}"))..];
+            let cell = &cell[..cell.find("</td>").unwrap()];
+            let sellable = cell.split("class=\"sellable-units\">").nth(1).and_then(|r| r.split('<').next()).map(str::to_owned);
+            let unsellable = cell.split("(+").nth(1).and_then(|r| r.split(" unsellable)").next()).map(str::to_owned);
+            (sellable, unsellable)
+        };
+        // The storefront's rule: 15 sell (10 + 5); 14 do not (7 recalled, 3 expired, 4
+        // short-dated), counted apart.
+        assert_eq!(units("Test Magnesium"), (Some("15".to_owned()), Some("14".to_owned())), "{list}");
+        assert_eq!(units("Recalled Tablets"), (Some("0".to_owned()), Some("6".to_owned())), "{list}");
+        assert_eq!(units("Never Stocked Powder"), (Some("0".to_owned()), None), "{list}");
+        // The shop agrees: what it sells of mag is the 15.
+        app.settle().await;
+        let product = app.get("/api/v1/products/mag").await.json();
+        let sold: i64 = product["variants"].as_array().unwrap().iter()
+            .map(|v| v["availability"]["sellable_quantity"].as_i64().unwrap()).sum();
+        assert_eq!(sold, 15, "{product}");
+        app.stop().await;
+    }
+
     async fn long_lists_page_on_the_server_keeping_their_filters(backend: Backend) {
         let app = TestApp::start(backend).await;
         let product = store(&app).await;
@@ -986,13 +1039,37 @@ both_backends! {
         assert_eq!(refunds.matches("class=\"refund\"").count(), 2, "{refunds}");
         assert!(refunds.contains("€5.00") && refunds.contains("€3.50") && refunds.contains("dented tin"), "{refunds}");
         assert!(refunds.contains("€8.50"), "the refunds add up: {refunds}");
+        assert!(refunds.contains("staff:"), "the refunds name the staff member: {refunds}");
+        // Support reads orders, not the audit log: the events are the order's placing and
+        // its payment attempts, without the audit log's entries (status changes, refunds,
+        // who made them) and without the link to it.
         let events = section_of(&page, "order-events");
-        for event in ["order.placed", "payment.authorize", "order.status_changed", "payment.capture", "order.refunded", "payment.refund"] {
+        for event in ["order.placed", "payment.authorize", "payment.capture", "payment.refund"] {
+            assert!(events.contains(event), "{event}: {events}");
+        }
+        for event in ["order.status_changed", "order.refunded", "paid → fulfilled", "tracking TRK-9"] {
+            assert!(!events.contains(event), "{event} is the audit log's: {events}");
+        }
+        assert!(page.contains("id=\"order-events-audit-hidden\""), "{page}");
+        assert!(!page.contains("/admin/audit?target_type=order"), "{page}");
+        // An admin (audit.read) sees them, naming the staff member who refunded.
+        let mut admin = signed_in_as(app, "admin").await;
+        let page = get(app, &mut admin, &format!("/admin/orders/{number}")).await.text();
+        let events = section_of(&page, "order-events");
+        for event in ["order.placed", "payment.authorize", "order.status_changed", "payment.capture", "order.refunded",
+            "payment.refund", "paid → fulfilled", "tracking TRK-9"] {
             assert!(events.contains(event), "{event}: {events}");
         }
         assert!(events.contains("staff:"), "the refunds name the staff member: {events}");
-        // The declined order's page shows the same cart's attempts, its decline and why.
+        assert!(!page.contains("id=\"order-events-audit-hidden\""), "{page}");
+        assert!(page.contains(&format!("/admin/audit?target_type=order&amp;target_id={number}")), "{page}");
+        // The declined order's page shows the same cart's attempts, its decline and why;
+        // the status change it caused is the audit log's.
         let page = get(app, &mut support, &format!("/admin/orders/{declined_order}")).await.text();
+        let events = section_of(&page, "order-events");
+        assert!(events.contains("payment.authorize") && events.contains("declined"), "{events}");
+        assert!(!events.contains("pending → cancelled"), "{events}");
+        let page = get(app, &mut admin, &format!("/admin/orders/{declined_order}")).await.text();
         let events = section_of(&page, "order-events");
         assert!(events.contains("payment.authorize") && events.contains("declined"), "{events}");
         assert!(events.contains("pending → cancelled"), "{events}");

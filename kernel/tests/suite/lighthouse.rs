@@ -96,9 +96,26 @@ fn reports_dir() -> PathBuf {
     dir
 }
 
-/// One Lighthouse run on `url` (mobile, the four categories), its JSON report written to
-/// `report`; `cookie` is sent with every request of the page.
-async fn lighthouse(url: &str, cookie: Option<&str>, report: &Path) -> Value {
+/// How a page is audited: the storefront on a phone in the four categories, the admin
+/// on a desktop for accessibility.
+#[derive(Clone, Copy)]
+struct Audit {
+    categories: &'static [&'static str],
+    desktop: bool,
+}
+
+const STOREFRONT: Audit = Audit {
+    categories: &CATEGORIES,
+    desktop: false,
+};
+const ADMIN: Audit = Audit {
+    categories: &["accessibility"],
+    desktop: true,
+};
+
+/// One Lighthouse run on `url`, its JSON report written to `report`; `cookie` is sent
+/// with every request of the page.
+async fn lighthouse(url: &str, cookie: Option<&str>, report: &Path, audit: Audit) -> Value {
     let _ = std::fs::remove_file(report);
     let mut command = tokio::process::Command::new("node");
     command
@@ -106,12 +123,15 @@ async fn lighthouse(url: &str, cookie: Option<&str>, report: &Path) -> Value {
         .arg(url)
         .arg("--output=json")
         .arg(format!("--output-path={}", report.display()))
-        .arg(format!("--only-categories={}", CATEGORIES.join(",")))
+        .arg(format!("--only-categories={}", audit.categories.join(",")))
         .arg(format!("--chrome-flags={CHROME_FLAGS}"))
         .arg("--quiet")
         .env("CHROME_PATH", CHROMIUM)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    if audit.desktop {
+        command.arg("--preset=desktop");
+    }
     if let Some(cookie) = cookie {
         command.arg(format!("--extra-headers={}", json!({ "Cookie": cookie })));
     }
@@ -300,7 +320,8 @@ async fn the_storefront_scores_at_least_95_in_every_lighthouse_category_on_mobil
         let url = shop.url(&path);
         let started = Instant::now();
         let _ = std::fs::remove_file(dir.join(format!("{name}-2.json")));
-        let mut report = lighthouse(&url, cookie, &dir.join(format!("{name}.json"))).await;
+        let mut report =
+            lighthouse(&url, cookie, &dir.join(format!("{name}.json")), STOREFRONT).await;
         // Only performance varies from run to run: Lighthouse simulates a slow phone
         // from the main-thread tasks it observed, and on a 2-core machine running the
         // rest of the suite beside it those tasks take longer than they would alone. A
@@ -315,7 +336,13 @@ async fn the_storefront_scores_at_least_95_in_every_lighthouse_category_on_mobil
                 .iter()
                 .all(|c| points(&report, c) >= MIN_POINTS)
         {
-            let again = lighthouse(&url, cookie, &dir.join(format!("{name}-2.json"))).await;
+            let again = lighthouse(
+                &url,
+                cookie,
+                &dir.join(format!("{name}-2.json")),
+                STOREFRONT,
+            )
+            .await;
             eprintln!(
                 "{name}: performance {} then {} on a second run",
                 points(&report, "performance"),
@@ -354,6 +381,77 @@ async fn the_storefront_scores_at_least_95_in_every_lighthouse_category_on_mobil
     assert!(
         failures.is_empty(),
         "Lighthouse scores below {MIN_POINTS}:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The admin's main pages, as the owner sees them with the demo store, audited for
+/// accessibility by Lighthouse (axe-core's rules: labels and names, contrast, landmarks,
+/// headings, keyboard focus order, ARIA), desktop profile: each at least [`MIN_POINTS`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_scores_at_least_95_in_lighthouse_accessibility() {
+    tokio::task::spawn_blocking(ensure_lighthouse_installed)
+        .await
+        .expect("the install step");
+    let shop = demo_shop().await;
+    let app = &shop.0.app;
+    let owner = crate::admin_ui::signed_in_as(app, "owner").await;
+    let cookie = owner
+        .header_for("/admin")
+        .expect("the staff session cookie");
+    let product = app.get(&format!("/api/v1/products/{PRODUCT}")).await.json()["id"]
+        .as_i64()
+        .expect("the demo product's id");
+    let pages = [
+        ("admin-dashboard", "/admin".to_owned()),
+        ("admin-products", "/admin/products".to_owned()),
+        (
+            "admin-new-product",
+            "/admin/products/new?type=skincare".to_owned(),
+        ),
+        ("admin-product", format!("/admin/products/{product}")),
+        ("admin-lots", "/admin/lots".to_owned()),
+        ("admin-orders", "/admin/orders".to_owned()),
+        ("admin-plugins", "/admin/plugins".to_owned()),
+        ("admin-audit", "/admin/audit".to_owned()),
+        ("admin-settings", "/admin/settings".to_owned()),
+    ];
+    let dir = reports_dir();
+    let mut table = Vec::new();
+    let mut failures = Vec::new();
+    for (name, path) in pages {
+        let report = lighthouse(
+            &shop.url(&path),
+            Some(&cookie),
+            &dir.join(format!("{name}.json")),
+            ADMIN,
+        )
+        .await;
+        // Signed in, not sent to the sign-in form.
+        let landed = report["finalDisplayedUrl"].as_str().unwrap_or_default();
+        assert!(
+            !landed.contains("/admin/sign-in"),
+            "{path} sent Lighthouse to {landed}"
+        );
+        let score = points(&report, "accessibility");
+        table.push(format!("| {name} | `{path}` | {score} |"));
+        if score < MIN_POINTS {
+            failures.push(format!(
+                "{name} ({path}): accessibility {score} < {MIN_POINTS}; the audits that lost \
+                 points:\n{}",
+                lost_points(&report, "accessibility").join("\n")
+            ));
+        }
+    }
+    eprintln!(
+        "Lighthouse accessibility of the admin (desktop), reports in {}:\n| page | path | accessibility |\n{}",
+        dir.display(),
+        table.join("\n")
+    );
+    shop.stop().await;
+    assert!(
+        failures.is_empty(),
+        "admin pages below {MIN_POINTS} in accessibility:\n{}",
         failures.join("\n")
     );
 }

@@ -187,6 +187,15 @@ both_backends! {
         assert_eq!(points["entries"][0]["state"], "pending", "{points}");
         assert_eq!(points["entries"][0]["order_number"], number.as_str());
         assert!(points["entries"][0]["reason"].as_str().unwrap().starts_with("Order paid"), "{points}");
+        // The rule's decision records the points it credited and why.
+        let credited = async || {
+            let all = app.admin_get("/api/v1/admin/plugins/loyalty-points/decisions").await.json();
+            all.as_array().unwrap().iter().find(|d| d["outcome"] == "ok" && d["detail"]["points"] == 44).cloned()
+        };
+        wait_until("the rule's decision recorded", async || credited().await.is_some()).await;
+        let decision = credited().await.unwrap();
+        assert_eq!(decision["detail"]["entries"][0]["reason"], points["entries"][0]["reason"], "{decision}");
+        assert!(!decision.to_string().contains("earner@example.com"), "{decision}");
         // The same event delivered three times credits once.
         let paid = order_event(app, "order.paid", &number).await;
         for _ in 0..3 {

@@ -226,6 +226,18 @@ both_backends! {
         assert_eq!(lot_quantity(app, shop.lot).await, 10, "the reservation is released");
         let orders = app.admin_get("/api/v1/admin/orders").await.json();
         assert_eq!(orders[0]["status"], "cancelled", "{orders}");
+        // The decision records the adapter's status, never the token or the card.
+        let declined = async || {
+            let all = app.admin_get("/api/v1/admin/plugins/sandbox-payments/decisions").await.json();
+            all.as_array().unwrap().iter().find(|d| d["call"] == "authorize" && d["outcome"] == "declined").cloned()
+        };
+        wait_until("the decline recorded", async || declined().await.is_some()).await;
+        let decision = declined().await.unwrap();
+        assert_eq!(decision["detail"]["status"], "declined", "{decision}");
+        assert!(decision["detail"]["hard"].is_boolean(), "{decision}");
+        assert_eq!(decision["detail"].as_object().unwrap().len(), 2, "status and hard only: {decision}");
+        let text = decision.to_string();
+        assert!(!text.contains(&token) && !text.contains("9995"), "{text}");
         // The cart is open again. The same key answers the cancelled order and places
         // no other; a new key with another card pays.
         let r = checkout(app, &c, "declined-1", &token).await;

@@ -34,6 +34,53 @@ fn reasons(quote: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The adjustments a decision's detail records, as (line, amount, reason), sorted.
+fn decided(detail: &Value) -> Vec<(Option<u64>, i64, String)> {
+    let mut all: Vec<_> = detail["adjustments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{detail}"))
+        .iter()
+        .map(|a| {
+            (
+                a["line_id"].as_u64(),
+                a["amount_minor"].as_i64().unwrap(),
+                a["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// The adjustments of `rule` a quote shows, as (line, amount, reason), sorted.
+fn quoted(quote: &Value, rule: &str) -> Vec<(Option<u64>, i64, String)> {
+    let lines = quote["lines"].as_array().unwrap().iter().flat_map(|l| {
+        l["adjustments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(move |a| (l["line_id"].as_u64(), a))
+    });
+    let cart = quote["cart_adjustments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (None, a));
+    let mut all: Vec<_> = lines
+        .chain(cart)
+        .filter(|(_, a)| a["rule"] == rule)
+        .map(|(line, a)| {
+            (
+                line,
+                a["amount_minor"].as_i64().unwrap(),
+                a["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
 both_backends! {
     async fn pricing_rules_read_whether_prices_include_tax(backend: Backend) {
         let app = TestApp::start_with(backend, |c| c.seed_demo = true).await;
@@ -102,6 +149,25 @@ both_backends! {
         let explained = app.admin_get(&format!("/api/v1/admin/plugins/multi-buy/decisions?input_hash={explained_hash}")).await.json();
         assert_eq!(explained.as_array().unwrap().len(), 1, "{explained}");
         assert_eq!(explained[0]["outcome"], "ok");
+        // It says what the rule answered: the adjustments the quote shows, with their
+        // amounts, reasons and lines.
+        let detail = &explained[0]["detail"];
+        assert_eq!(detail["currency"], q["currency"], "{detail}");
+        assert_eq!(decided(detail), quoted(&q, "multi-buy"), "{detail}");
+        // The admin's explorer finds it by the input hash and shows them as money, and
+        // the latest decisions show them too.
+        let mut browser = crate::admin_ui::signed_in_as(&app, "admin").await;
+        let found = crate::common::browser::get(&app, &mut browser,
+            &format!("/admin/plugins/multi-buy?input_hash={explained_hash}")).await.text();
+        let currency = q["currency"].as_str().unwrap();
+        for (line_id, amount_minor, reason) in quoted(&q, "multi-buy") {
+            let money = olivine::catalog::model::Money { amount_minor, currency: currency.to_owned() }.display();
+            let shown = format!("<li>{money} line {}: {reason}</li>", line_id.unwrap());
+            let table = |id: &str| found.split(&format!("<table id=\"{id}\">")).nth(1)
+                .and_then(|t| t.split("</table>").next()).unwrap_or_default().to_owned();
+            assert!(table("decisions-found").contains(&shown), "{shown} in the search's: {found}");
+            assert!(table("decisions-latest").contains(&shown), "{shown} in the latest: {found}");
+        }
         // This node's /metrics counts the calls (the recorder is the process's: other
         // tests' calls of the same plugin may be counted too), and the plugin's page shows them.
         let metrics = app.admin_get("/api/v1/admin/plugins/multi-buy/metrics").await.json();
@@ -110,9 +176,53 @@ both_backends! {
         assert!(call["calls"].as_u64().unwrap() >= 1, "{call}");
         assert!(call["p99_ms_at_most"].as_f64().unwrap() > 0.0, "{call}");
         assert!(call["fuel_mean"].as_f64().unwrap() > 0.0, "{call}");
-        let mut browser = crate::admin_ui::signed_in_as(&app, "admin").await;
         let page = crate::common::browser::get(&app, &mut browser, "/admin/plugins/multi-buy").await.text();
         assert!(page.contains("<table id=\"plugin-node-calls\">"), "{page}");
+        app.stop().await;
+    }
+
+    async fn a_newer_bundled_version_is_installed_on_start(backend: Backend) {
+        let app = TestApp::start_with(backend, |c| c.bundled_plugins = true).await;
+        let pool = &app.kernel.state.db.pool;
+        // The store as an older binary left it: email and apns at 0.0.9. Email's active
+        // version came bundled; apns's the merchant uploaded. The merchant set email's
+        // priority.
+        let r = app.admin_patch("/api/v1/admin/plugins/email", &json!({"priority": 7})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        for (id, by) in [("email", "bundled"), ("apns", "owner@example.com")] {
+            sqlx::query("UPDATE plugin_versions SET version = '0.0.9', installed_by = $2 WHERE plugin_id = $1")
+                .bind(id).bind(by).execute(pool).await.unwrap();
+            sqlx::query("UPDATE plugin_installations SET active_version = '0.0.9' WHERE plugin_id = $1")
+                .bind(id).execute(pool).await.unwrap();
+        }
+        let installs = async |app: &TestApp| {
+            let r = app.admin_get("/api/v1/admin/audit?actor=bundled&action=plugin.installed&limit=500").await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            r.json()["entries"].as_array().map_or(0, Vec::len)
+        };
+        let before = installs(&app).await;
+
+        // A node of the new binary starts (a rolling upgrade).
+        let node = app.another_node(|c| c.bundled_plugins = true, Extensions::default()).await;
+        let email = node.admin_get("/api/v1/admin/plugins/email").await.json();
+        assert_eq!(email["active_version"], "0.1.1", "{email}");
+        assert_eq!(email["previous_version"], "0.0.9", "{email}");
+        assert_eq!(email["priority"], 7, "{email}");
+        // The new manifest's flags came with it: the server token is write-only.
+        assert_eq!(email["secrets"]["server_token"], json!({"set": false}), "{email}");
+        let apns = node.admin_get("/api/v1/admin/plugins/apns").await.json();
+        assert_eq!(apns["active_version"], "0.0.9", "the merchant's choice stays: {apns}");
+        let versions: Vec<&str> = apns["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+        assert!(versions.contains(&"0.1.1"), "{apns}");
+        let multi_buy = node.admin_get("/api/v1/admin/plugins/multi-buy").await.json();
+        assert_eq!(multi_buy["versions"].as_array().unwrap().len(), 1, "{multi_buy}");
+        assert_eq!(installs(&node).await, before + 2);
+
+        // Starting again changes nothing.
+        let again = app.another_node(|c| c.bundled_plugins = true, Extensions::default()).await;
+        assert_eq!(installs(&again).await, before + 2);
+        again.stop().await;
+        node.stop().await;
         app.stop().await;
     }
 
@@ -225,12 +335,12 @@ both_backends! {
             assert!(hidden(&answer), "{answer}");
         }
         // Another version: activating and rolling back answer the plugin, secrets hidden.
-        let mut v2 = plugin_upload("webhook-notifier", "webhook_notifier", |m| m.replace("version = \"0.2.0\"", "version = \"0.2.1\""));
+        let mut v2 = plugin_upload("webhook-notifier", "webhook_notifier", |m| m.replace("version = \"0.2.1\"", "version = \"0.2.2\""));
         v2["activate"] = json!(false);
         let r = app.admin_post("/api/v1/admin/plugins", &v2).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         assert!(hidden(&r.text()), "{}", r.text());
-        let r = app.admin_post(&format!("{path}/activate"), &json!({"version": "0.2.1"})).await;
+        let r = app.admin_post(&format!("{path}/activate"), &json!({"version": "0.2.2"})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert!(hidden(&r.text()), "{}", r.text());
         let r = app.admin_post(&format!("{path}/rollback"), &json!({})).await;
@@ -246,7 +356,7 @@ both_backends! {
         assert_eq!(stored, json!({"url": "http://hooks.example.com/2", "authorization": secrets[0]}));
         // A manifest without the flag (as every one before it) loads, and its settings show.
         let mut old = plugin_upload("webhook-notifier", "webhook_notifier", |m| {
-            m.replace("version = \"0.2.0\"", "version = \"0.1.9\"").replace("secret = true\n", "")
+            m.replace("version = \"0.2.1\"", "version = \"0.1.9\"").replace("secret = true\n", "")
         });
         old["fixtures"] = json!({});
         let r = app.admin_post("/api/v1/admin/plugins", &old).await;

@@ -153,7 +153,7 @@ fn migrate_and_seed_commands() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(run(&["migrate"]).contains("30 migration(s) applied"));
+    assert!(run(&["migrate"]).contains("31 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let seeded = run(&["seed"]);
     assert!(
