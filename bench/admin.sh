@@ -89,6 +89,8 @@ session="$(curl -fs -X POST "$api/staff/sign-in" -H 'content-type: application/j
 cookie="Cookie: olv_staff=$session"
 order="$(in_schema "SELECT number FROM orders ORDER BY id DESC LIMIT 1")"
 product="$(in_schema "SELECT MAX(id) FROM products")"
+lot="$(in_schema "SELECT MAX(id) FROM lots")"
+import_run="$(in_schema "SELECT MAX(id) FROM import_runs")"
 
 only_200_lua >"$work/only-200.lua"
 
@@ -113,7 +115,9 @@ for path in /admin /admin/orders "/admin/orders?status=delivered" "/admin/orders
   "/admin/orders?sku=$(head -1 "$work/skus.txt")" "/admin/orders/$order" /admin/products \
   "/admin/products/$product" "/admin/lots?expiring=30" "/admin/lots?expiring=90" /admin/recalls \
   /admin/subscriptions "/admin/customers?q=user7%40example.com" /admin/audit /admin/plugins \
-  /admin/staff /admin/operations /admin/categories /admin/campaigns "/admin/products/$product/images"; do
+  /admin/staff /admin/operations /admin/categories /admin/campaigns "/admin/products/$product/images" \
+  "/admin/products?status=active&stock=out" "/admin/lots/$lot" /admin/imports "/admin/imports/$import_run" \
+  /admin/reviews /admin/privacy-requests /admin/notifications /admin/settings /admin/rates /admin/locations; do
   if [ "$path" = "/admin/customers?q=user7%40example.com" ]; then
     # The search answers a redirect to the customer's page: measure the page.
     path="$(curl -s -o /dev/null -w '%{redirect_url}' -H "$cookie" "http://127.0.0.1:$port$path")"
