@@ -90,8 +90,9 @@ struct ProductRow {
 }
 
 /// A page of products with the filters: name words or an exact SKU, a category (its
-/// subcategories included), a status, out of stock. Ordered by name, `PER_PAGE` a page.
-async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<ProductRow>, i64)> {
+/// subcategories included), a status, out of stock. Ordered by name, `PER_PAGE` a page;
+/// with the total, and when out of stock, when that was counted.
+async fn find_products(state: &AppState, filter: &ListFilter) -> Result<ProductPage> {
     let mut conditions: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
     if !filter.text.is_empty() {
@@ -110,62 +111,114 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
                       WHERE c.slug = ${n} OR c.parent_id IN (SELECT id FROM categories WHERE slug = ${n}))"
         ));
     }
-    if ProductStatus::parse(&filter.status).is_some() {
-        binds.push(filter.status.clone());
-        conditions.push(format!("p.status = ${}", binds.len()));
-    }
-    if filter.stock == "out" {
-        // The dashboard's out-of-stock variants, by product: a variant with no lot that
-        // sells today by the storefront's rule (bundles hold no stock of their own).
-        binds.push(super::dashboard::sellable_cutoff(state).await?);
-        conditions.push(format!(
-            "p.product_type <> 'bundle' AND EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND {})",
-            crate::inventory::no_sellable_lot_sql("v", &format!("${}", binds.len()))
-        ));
-    }
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
+    let status = ProductStatus::parse(&filter.status).map(|_| filter.status.as_str());
+    let where_clause = |conditions: &[String]| {
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        }
     };
-    let count_sql = format!("SELECT CAST(COUNT(*) AS BIGINT) FROM products p {where_clause}");
-    let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
-    for bind in &binds {
-        count = count.bind(bind.clone());
+    let offset = (filter.page - 1) * PER_PAGE;
+    let (ids, total, out_counted_at) = if filter.stock == "out" {
+        // The dashboard's out-of-stock products (kept briefly: a pass over every
+        // variant), narrowed by the other filters.
+        let out = super::dashboard::out_of_stock(state).await?;
+        let matching: Option<std::collections::HashSet<i64>> = if conditions.is_empty() {
+            None
+        } else {
+            let sql = format!("SELECT p.id FROM products p {}", where_clause(&conditions));
+            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for bind in &binds {
+                query = query.bind(bind.clone());
+            }
+            Some(query.fetch_all(&state.db.pool).await?.into_iter().collect())
+        };
+        let found: Vec<i64> = out
+            .products
+            .iter()
+            .filter(|(id, product_status, _)| {
+                status.is_none_or(|s| s == product_status)
+                    && matching.as_ref().is_none_or(|m| m.contains(id))
+            })
+            .map(|(id, _, _)| *id)
+            .collect();
+        let page = found
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(PER_PAGE as usize)
+            .copied()
+            .collect();
+        (page, found.len() as i64, Some(out.counted_at.clone()))
+    } else {
+        if let Some(status) = status {
+            binds.push(status.to_string());
+            conditions.push(format!("p.status = ${}", binds.len()));
+        }
+        let where_clause = where_clause(&conditions);
+        let count_sql = format!("SELECT CAST(COUNT(*) AS BIGINT) FROM products p {where_clause}");
+        let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+        // The page's ids by the index on the lower-cased name.
+        let page_sql = format!(
+            "SELECT p.id FROM products p {where_clause} ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let mut page = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(page_sql));
+        for bind in &binds {
+            count = count.bind(bind.clone());
+            page = page.bind(bind.clone());
+        }
+        let total = count.fetch_one(&state.db.pool).await?;
+        let ids = page
+            .bind(PER_PAGE)
+            .bind(offset)
+            .fetch_all(&state.db.pool)
+            .await?;
+        (ids, total, None)
+    };
+    Ok(ProductPage {
+        rows: product_rows(state, &ids).await?,
+        total,
+        out_counted_at,
+    })
+}
+
+/// A page of the products list.
+struct ProductPage {
+    rows: Vec<ProductRow>,
+    total: i64,
+    /// With the out-of-stock filter: when the out-of-stock products were counted.
+    out_counted_at: Option<String>,
+}
+
+/// The list's rows of the products `ids` (a page), with their variant and unit counts:
+/// counting in the sorted query counted every product. Units in stock are those the shop
+/// sells today (the storefront's one rule); the units of the other lots with units left
+/// are counted apart.
+async fn product_rows(state: &AppState, ids: &[i64]) -> Result<Vec<ProductRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    let total: i64 = count.fetch_one(&state.db.pool).await?.try_get(0)?;
-    // The page's ids first (by the index on the lower-cased name), then the variant and
-    // unit counts of those 50 only: counting in the sorted query counted every product.
-    // Units in stock are those the shop sells today (the storefront's one rule); the
-    // units of the other lots with units left are counted apart.
-    let cutoff = format!("${}", binds.len() + 3);
-    let list_sql = format!(
+    let sql = format!(
         "SELECT p.id, p.name, p.slug, p.product_type, p.status,
             (SELECT CAST(COUNT(*) AS BIGINT) FROM variants v WHERE v.product_id = p.id),
             (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM lots l
                JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id AND {sellable}),
             (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM lots l
                JOIN variants v ON v.id = l.variant_id WHERE v.product_id = p.id AND l.quantity > 0)
-         FROM (SELECT p.id FROM products p {where_clause}
-               ORDER BY LOWER(p.name), p.id LIMIT ${} OFFSET ${}) page
-         JOIN products p ON p.id = page.id
+         FROM products p WHERE p.id IN ({ids})
          ORDER BY LOWER(p.name), p.id",
-        binds.len() + 1,
-        binds.len() + 2,
-        sellable = crate::inventory::sellable_lot_sql("l", &cutoff),
+        sellable = crate::inventory::sellable_lot_sql("l", "$1"),
+        ids = crate::inventory::placeholders(2, ids.len()),
     );
-    let mut list = sqlx::query(sqlx::AssertSqlSafe(list_sql));
-    for bind in &binds {
-        list = list.bind(bind.clone());
+    let mut query =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(super::dashboard::sellable_cutoff(state).await?);
+    for id in ids {
+        query = query.bind(*id);
     }
-    let rows = list
-        .bind(PER_PAGE)
-        .bind((filter.page - 1) * PER_PAGE)
-        .bind(super::dashboard::sellable_cutoff(state).await?)
-        .fetch_all(&state.db.pool)
-        .await?;
-    let products = rows
-        .iter()
+    let rows = query.fetch_all(&state.db.pool).await?;
+    rows.iter()
         .map(|row| {
             Ok(ProductRow {
                 id: row.try_get(0)?,
@@ -178,8 +231,7 @@ async fn find_products(state: &AppState, filter: &ListFilter) -> Result<(Vec<Pro
                 unsellable_units: row.try_get::<i64, _>(7)? - row.try_get::<i64, _>(6)?,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((products, total))
+        .collect()
 }
 
 async fn categories(state: &AppState) -> Result<Vec<Category>> {
@@ -199,7 +251,14 @@ async fn list_page(
             categories(&state).await?,
         ))
     };
-    let ((products, total), categories) = match found.await {
+    let (
+        ProductPage {
+            rows: products,
+            total,
+            out_counted_at,
+        },
+        categories,
+    ) = match found.await {
         Ok(found) => found,
         Err(err) => return layout::error_page(&err, "products"),
     };
@@ -229,6 +288,9 @@ async fn list_page(
             (field("Status", "status", Kind::Select(STATUS_FILTER), &filter.status, &FormErrors::default()))
             (field("Stock", "stock", Kind::Select(STOCK_FILTER), &filter.stock, &FormErrors::default()))
             button.button type="submit" { "Filter" }
+        }
+        @if let Some(counted_at) = &out_counted_at {
+            p.hint.out-counted { "Out of stock as counted at " (counted_at) " UTC (each node counts again every 30 s); the units are as they are now." }
         }
         @if products.is_empty() {
             p.empty { "No products match." }

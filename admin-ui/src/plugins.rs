@@ -601,38 +601,44 @@ fn explorer(
         }
         @if let Some(found) = found {
             @if found.is_empty() { p.empty #decisions-found { "No decision on this input." } }
-            @else {
-                table #decisions-found {
-                    caption.visually-hidden { "Decisions on this input, newest first" }
-                    thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
-                        th scope="col" { "Outcome" } th scope="col" { "Answer" } th scope="col" { "Output hash" }
-                        th scope="col" class="num" { "Fuel" } th scope="col" class="num" { "µs" } } }
-                    tbody {
-                        @for d in found {
-                            tr { td { (d.created_at) } td { (d.version) } td { (d.call) } td { (d.outcome) }
-                                td { (answer(d.detail.as_ref())) }
-                                td { code { (d.output_hash) } } td.num { (d.fuel) } td.num { (d.duration_us) } }
-                        }
-                    }
-                }
-            }
+            @else { (decisions_table("decisions-found", "Decisions on this input, newest first", found, HashShown::Output)) }
         }
         h3 { "Latest decisions" }
         @if latest.is_empty() { p.empty #decisions-latest { "No recorded decision yet." } }
-        @else {
-            table #decisions-latest {
-                caption.visually-hidden { "The latest decisions, newest first" }
-                thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
-                    th scope="col" { "Input hash" } th scope="col" { "Outcome" } th scope="col" { "Answer" }
-                    th scope="col" class="num" { "Fuel" } th scope="col" class="num" { "µs" } } }
-                tbody {
-                    @for d in latest {
-                        tr { td { (d.created_at) } td { (d.version) } td { (d.call) }
-                            td { a href={ (SECTION) "/" (id) "?input_hash=" (d.input_hash) "#decisions" }
-                                title=(d.input_hash) { code { (d.input_hash.get(..12).unwrap_or(&d.input_hash)) "…" } } }
-                            td { (d.outcome) } td { (answer(d.detail.as_ref())) }
-                            td.num { (d.fuel) } td.num { (d.duration_us) } }
-                    }
+        @else { (decisions_table("decisions-latest", "The latest decisions, newest first", latest, HashShown::Input(id))) }
+    }
+}
+
+/// The hash column of a decisions table: the input's (a link that finds the decisions on
+/// it, for the plugin `id`) in the latest decisions, the output's in those found by input.
+enum HashShown<'a> {
+    Input(&'a str),
+    Output,
+}
+
+fn decisions_table(
+    dom_id: &str,
+    caption: &str,
+    decisions: &[DecisionRecord],
+    hash: HashShown,
+) -> Markup {
+    html! {
+        table id=(dom_id) {
+            caption.visually-hidden { (caption) }
+            thead { tr { th scope="col" { "When" } th scope="col" { "Version" } th scope="col" { "Call" }
+                th scope="col" { @match hash { HashShown::Input(_) => "Input hash", HashShown::Output => "Output hash" } }
+                th scope="col" { "Outcome" } th scope="col" { "Answer" }
+                th scope="col" class="num" { "Fuel" } th scope="col" class="num" { "µs" } } }
+            tbody {
+                @for d in decisions {
+                    tr { td { (d.created_at) } td { (d.version) } td { (d.call) }
+                        td { @match hash {
+                            HashShown::Input(id) => a href={ (SECTION) "/" (id) "?input_hash=" (d.input_hash) "#decisions" }
+                                title=(d.input_hash) { code { (d.input_hash.get(..12).unwrap_or(&d.input_hash)) "…" } },
+                            HashShown::Output => code { (d.output_hash) },
+                        } }
+                        td { (d.outcome) } td { (answer(d.detail.as_ref())) }
+                        td.num { (d.fuel) } td.num { (d.duration_us) } }
                 }
             }
         }

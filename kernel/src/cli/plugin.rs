@@ -114,12 +114,15 @@ pub enum PluginCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Show a plugin's recent decisions, newest first.
+    /// Show a plugin's recent decisions, newest first, with what each answered.
     Decisions {
         id: String,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only the decisions on this input (the hash a quote was recorded with).
+        #[arg(long)]
+        input_hash: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -210,9 +213,12 @@ pub fn run(command: PluginCommand) -> anyhow::Result<()> {
             print_info(&info);
             Ok(())
         }
-        PluginCommand::Decisions { id, limit, remote } => {
-            decisions(&Client::new(&remote)?, &id, limit)
-        }
+        PluginCommand::Decisions {
+            id,
+            limit,
+            input_hash,
+            remote,
+        } => decisions(&Client::new(&remote)?, &id, limit, input_hash.as_deref()),
     }
 }
 
@@ -654,10 +660,29 @@ struct Decision {
     id: i64,
     version: String,
     call: String,
+    input_hash: String,
     outcome: String,
     fuel: i64,
     duration_us: i64,
     created_at: String,
+    /// What the plugin answered, in short (`plugins::api::DecisionRecord::detail`).
+    #[serde(default)]
+    detail: Option<Value>,
+}
+
+/// A decision's answer on one line: its JSON, cut at `ANSWER_CHARS` characters.
+fn answer_cell(detail: Option<&Value>) -> String {
+    const ANSWER_CHARS: usize = 100;
+    let Some(detail) = detail else {
+        return "-".to_owned();
+    };
+    let text = detail.to_string();
+    if text.chars().count() <= ANSWER_CHARS {
+        text
+    } else {
+        let cut: String = text.chars().take(ANSWER_CHARS - 1).collect();
+        format!("{cut}…")
+    }
 }
 
 /// The error body of every admin API failure (see `crate::error::ErrorBody`).
@@ -927,12 +952,22 @@ fn configure(client: &Client, id: &str, pairs: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn decisions(client: &Client, id: &str, limit: u32) -> anyhow::Result<()> {
-    let records: Vec<Decision> = client.send(
-        "GET",
-        &format!("{PLUGINS_PATH}/{}/decisions?limit={limit}", segment(id)?),
-        None,
-    )?;
+fn decisions(
+    client: &Client,
+    id: &str,
+    limit: u32,
+    input_hash: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut path = format!("{PLUGINS_PATH}/{}/decisions?limit={limit}", segment(id)?);
+    if let Some(hash) = input_hash {
+        ensure!(
+            !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "`{hash}` is not an input hash (the hex digits a decision shows)"
+        );
+        path.push_str("&input_hash=");
+        path.push_str(&hash.to_ascii_lowercase());
+    }
+    let records: Vec<Decision> = client.send("GET", &path, None)?;
     if records.is_empty() {
         println!("no decisions recorded for {id}");
         return Ok(());
@@ -945,14 +980,18 @@ fn decisions(client: &Client, id: &str, limit: u32) -> anyhow::Result<()> {
                 d.created_at.clone(),
                 d.version.clone(),
                 d.call.clone(),
+                d.input_hash.chars().take(12).collect(),
                 d.outcome.clone(),
                 d.fuel.to_string(),
                 d.duration_us.to_string(),
+                answer_cell(d.detail.as_ref()),
             ]
         })
         .collect();
     print_table(
-        &["ID", "AT", "VERSION", "CALL", "OUTCOME", "FUEL", "MICROS"],
+        &[
+            "ID", "AT", "VERSION", "CALL", "INPUT", "OUTCOME", "FUEL", "MICROS", "ANSWER",
+        ],
         &rows,
     );
     Ok(())
@@ -1216,5 +1255,18 @@ mod tests {
                 assert!(!fixture.description.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_decisions_answer_fits_one_line() {
+        assert_eq!(answer_cell(None), "-");
+        let short = json!({"status": "declined", "hard": true});
+        assert_eq!(answer_cell(Some(&short)), short.to_string());
+        let adjustment = json!({"line_id": 1, "amount_minor": -250, "reason": "é".repeat(40)});
+        let long = json!({"currency": "EUR", "adjustments": vec![adjustment; 5]});
+        let cell = answer_cell(Some(&long));
+        assert_eq!(cell.chars().count(), 100);
+        assert!(cell.ends_with('…'), "{cell}");
+        assert!(cell.starts_with("{\"adjustments\":[{"), "{cell}");
     }
 }

@@ -798,6 +798,16 @@ both_backends! {
         let list = get(&app, &mut owner, "/admin/products?stock=out&q=never").await.text();
         assert_eq!(list.matches("class=\"product-link\"").count(), 1, "{list}");
         assert!(list.contains("Never Stocked Powder"), "{list}");
+        assert!(list.contains("Out of stock as counted at"), "{list}");
+        for (query, expected) in [
+            ("stock=out&status=draft", 0),
+            ("stock=out&status=active&page=2", 0),
+            ("stock=out&q=SHRT-120", 1),
+            ("stock=out&q=MAG-60", 0),
+        ] {
+            let list = get(&app, &mut owner, &format!("/admin/products?{query}")).await.text();
+            assert_eq!(list.matches("class=\"product-link\"").count(), expected, "{query}: {list}");
+        }
         app.stop().await;
     }
 

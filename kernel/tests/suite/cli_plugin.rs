@@ -382,6 +382,24 @@ fn a_pricing_rule_from_scaffold_to_a_running_kernel() {
         &["422", "granted_hosts[0]"],
     );
     succeeds(work, &["plugin", "decisions", "ten-off"], &env);
+    let none = succeeds(
+        work,
+        &["plugin", "decisions", "ten-off", "--input-hash", "ABC123"],
+        &env,
+    );
+    assert!(none.contains("no decisions recorded"), "{none}");
+    fails(
+        work,
+        &[
+            "plugin",
+            "decisions",
+            "ten-off",
+            "--input-hash",
+            "x&limit=1",
+        ],
+        &env,
+        &["not an input hash"],
+    );
     fails(
         work,
         &["plugin", "rollback", "nothing-here"],
