@@ -10,6 +10,12 @@ use olivine::app::Kernel;
 use olivine::config::{ServeConfig, StoreConfig};
 use olivine::store::Db;
 
+/// mimalloc rather than the system allocator: a request's small allocations (headers,
+/// boxed futures, the route's extensions) come from a per-thread heap without locks.
+/// docs/PERFORMANCE.md has the product JSON's figures with each.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "olivine", version, about = "Olivine commerce kernel")]
 struct Cli {
