@@ -58,6 +58,16 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# wrk counts only answers of 400 and up as errors (checked after each run); a 3xx it
+# would count as throughput, so each server's answer is checked to be the 200 first.
+for i in 0 1 2; do
+  status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${ports[$i]}$path")"
+  if [ "$status" != 200 ]; then
+    echo "error: ${names[$i]} answered $status, not 200" >&2
+    exit 1
+  fi
+done
+
 echo "==> A: $1"
 echo "==> B: $2"
 echo "==> wrk -t2 -c64 -d$duration on $path, each in turn, $rounds rounds"
