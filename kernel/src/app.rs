@@ -388,8 +388,14 @@ impl Kernel {
         })
     }
 
-    pub fn router(&self) -> axum::Router {
+    /// The HTTP surface as served (the fast lane in front of the routes).
+    pub fn router(&self) -> crate::http::fast_lane::App {
         crate::http::router(self.state.clone())
+    }
+
+    /// Every route, without the fast lane (tests compare the two).
+    pub fn routes(&self) -> axum::Router {
+        crate::http::routes(self.state.clone())
     }
 
     /// Stops background work and closes the pools. Events not yet handled stay in the

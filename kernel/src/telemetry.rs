@@ -55,19 +55,15 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    record_http(&method, route.as_ref(), response.status(), started);
+    let route = route.as_ref().map(MatchedPath::as_str);
+    record_http(&method, route, response.status(), started);
     response
 }
 
 /// Counts one request of `method` on `route` (the matched route template; `None`:
 /// `unmatched`) answered with `status`, and its latency since `started`.
-pub fn record_http(
-    method: &Method,
-    route: Option<&MatchedPath>,
-    status: StatusCode,
-    started: Instant,
-) {
-    let route = route.map_or("unmatched", MatchedPath::as_str);
+pub fn record_http(method: &Method, route: Option<&str>, status: StatusCode, started: Instant) {
+    let route = route.unwrap_or("unmatched");
     http_series(method, route, status.as_u16(), |series| {
         series.requests.increment(1);
         series.duration.record(started.elapsed().as_secs_f64());

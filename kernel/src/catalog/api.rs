@@ -84,11 +84,18 @@ async fn get_product(
     // clones them).
     request: axum::extract::Request,
 ) -> Result<Response> {
-    match super::cached_product(&state, &slug).await? {
+    product_answer(&state, &slug, request.headers()).await
+}
+
+/// [`get_product`]'s answer, also given by [`crate::http::fast_lane`] without routing.
+pub(crate) async fn product_answer(
+    state: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    match super::cached_product(state, slug).await? {
         Some(cached) => {
-            let mut response = cached
-                .json
-                .respond(request.headers(), CATALOG_CACHE_CONTROL);
+            let mut response = cached.json.respond(headers, CATALOG_CACHE_CONTROL);
             // What a CDN purges by: every event that changes this answer names the slug
             // in its `products` (product.*, variant.*, stock.changed).
             if let Some(tag) = &cached.purge_tag {

@@ -31,23 +31,34 @@ pub async fn cached_product(state: &AppState, slug: &str) -> Result<Option<Arc<C
     if slug.is_empty() || slug.len() > 100 {
         return Ok(None);
     }
-    let loaded = state
-        .cache
-        .products
-        .try_get_with_by_ref(slug, async {
-            metrics::counter!("olivine_cache_misses_total", "cache" => "product").increment(1);
-            let mut conn = state.reads.acquire().await?;
-            let product = repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("product `{slug}`")))?;
-            Ok::<_, Error>(Arc::new(CachedProduct::new(product)?))
-        })
-        .await;
+    // A hit is a plain lookup. The miss's futures (moka's loader, the database read) are
+    // kilobytes: inline, they would make every hit's future as large, and it is copied
+    // as it moves into each layer's box. So they are boxed when a miss happens.
+    if let Some(hit) = state.cache.products.get(slug).await {
+        return Ok(Some(hit));
+    }
+    let loaded = Box::pin(
+        state
+            .cache
+            .products
+            .try_get_with_by_ref(slug, load_product(state, slug)),
+    )
+    .await;
     match loaded {
         Ok(cached) => Ok(Some(cached)),
         Err(err) if matches!(*err, Error::NotFound(_)) => Ok(None),
         Err(err) => Err(from_cache_error(err)),
     }
+}
+
+/// [`cached_product`] on a miss.
+async fn load_product(state: &AppState, slug: &str) -> Result<Arc<CachedProduct>> {
+    metrics::counter!("olivine_cache_misses_total", "cache" => "product").increment(1);
+    let mut conn = state.reads.acquire().await?;
+    let product = repo::load_product(&mut conn, ProductKey::Slug(slug), Visibility::Public)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("product `{slug}`")))?;
+    Ok(Arc::new(CachedProduct::new(product)?))
 }
 
 /// A page of active products, from the cache.

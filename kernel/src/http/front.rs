@@ -8,7 +8,8 @@
 //! it and clones that stack on every request; here a request costs one boxed future.
 //! When the rate limits count in this process (no Redis) the inner service is called
 //! at once, so it is not cloned either. It is applied per route (it needs the matched
-//! route for the metrics' labels).
+//! route for the metrics' labels), and by the fast lane ([`super::fast_lane`]) to the one
+//! route it answers before routing, with that route's template given.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,11 +28,22 @@ use crate::app::AppState;
 #[derive(Clone)]
 pub struct FrontLayer {
     state: AppState,
+    route: Option<&'static str>,
 }
 
 impl FrontLayer {
+    /// For routes of the router: the metrics name the route the router matched.
     pub fn new(state: AppState) -> FrontLayer {
-        FrontLayer { state }
+        FrontLayer { state, route: None }
+    }
+
+    /// For a service answering one route outside the router (no `MatchedPath`): the
+    /// metrics name `template`.
+    pub fn for_route(state: AppState, template: &'static str) -> FrontLayer {
+        FrontLayer {
+            state,
+            route: Some(template),
+        }
     }
 }
 
@@ -42,6 +54,7 @@ impl<S> Layer<S> for FrontLayer {
         Front {
             inner,
             state: self.state.clone(),
+            route: self.route,
         }
     }
 }
@@ -51,14 +64,31 @@ impl<S> Layer<S> for FrontLayer {
 pub struct Front<S> {
     inner: S,
     state: AppState,
+    route: Option<&'static str>,
 }
 
 /// What is recorded and added once the route has answered.
 struct After {
     started: Instant,
     method: Method,
-    route: Option<MatchedPath>,
+    route: Route,
     https: bool,
+}
+
+/// The route a request is counted under in the metrics.
+enum Route {
+    /// What the router matched (`None`: no route, the fallback).
+    Matched(Option<MatchedPath>),
+    Given(&'static str),
+}
+
+impl Route {
+    fn template(&self) -> Option<&str> {
+        match self {
+            Route::Matched(matched) => matched.as_ref().map(MatchedPath::as_str),
+            Route::Given(template) => Some(template),
+        }
+    }
 }
 
 impl After {
@@ -66,7 +96,7 @@ impl After {
         super::security::add_headers(&mut response, self.https);
         crate::telemetry::record_http(
             &self.method,
-            self.route.as_ref(),
+            self.route.template(),
             response.status(),
             self.started,
         );
@@ -91,7 +121,10 @@ where
         let after = After {
             started: Instant::now(),
             method: request.method().clone(),
-            route: request.extensions().get::<MatchedPath>().cloned(),
+            route: match self.route {
+                Some(template) => Route::Given(template),
+                None => Route::Matched(request.extensions().get::<MatchedPath>().cloned()),
+            },
             https: super::security::came_over_https(
                 request.headers(),
                 self.state.config.trust_forwarded_for,

@@ -6,6 +6,7 @@ pub mod caching;
 pub mod card_numbers;
 pub mod compress;
 pub mod extract;
+pub mod fast_lane;
 pub mod front;
 pub mod openapi;
 pub mod paging;
@@ -15,15 +16,12 @@ pub mod session;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -146,7 +144,34 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-pub fn router(state: AppState) -> Router {
+/// The middleware every answer goes through, outermost first, ending with `$front` (a
+/// [`front::FrontLayer`]: metrics, security headers, rate limits). One list for the
+/// router's routes and for the fast lane's, so the two cannot differ.
+macro_rules! route_middleware {
+    ($front:expr, $max_body:expr) => {
+        tower::ServiceBuilder::new()
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            // tower-http's compression, for the answers it changes only.
+            .layer($crate::http::compress::CompressLayer)
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+                axum::response::IntoResponse::into_response($crate::error::Error::Internal(
+                    anyhow::anyhow!("a request handler panicked"),
+                ))
+            }))
+            .layer(axum::extract::DefaultBodyLimit::max($max_body))
+            // Metrics, then security headers, then rate limits, in one layer.
+            .layer($front)
+    };
+}
+pub(crate) use route_middleware;
+
+/// The whole HTTP surface as served: the fast lane in front of [`routes`].
+pub fn router(state: AppState) -> fast_lane::App {
+    fast_lane::App::new(state.clone(), routes(state))
+}
+
+/// Every route, each behind [`route_middleware!`].
+pub fn routes(state: AppState) -> Router {
     let (api, mut openapi) = api(&state);
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     openapi::complete(&mut openapi);
@@ -177,18 +202,10 @@ pub fn router(state: AppState) -> Router {
         // below the one it enters: seven calls cost about 30 boxed clones a request
         // (docs/PERFORMANCE.md). The metrics need the matched route, so the stack is
         // applied per route rather than around the router.
-        .layer(
-            ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
-                // tower-http's compression, for the answers it changes only.
-                .layer(compress::CompressLayer)
-                .layer(CatchPanicLayer::custom(|_| {
-                    Error::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
-                }))
-                .layer(DefaultBodyLimit::max(max_body))
-                // Metrics, then security headers, then rate limits, in one layer.
-                .layer(front::FrontLayer::new(state.clone())),
-        )
+        .layer(route_middleware!(
+            front::FrontLayer::new(state.clone()),
+            max_body
+        ))
         .with_state(state)
 }
 

@@ -129,7 +129,7 @@ async fn some_history(app: &TestApp) -> i64 {
 
 /// A request through a clone of the router, for concurrent writers.
 async fn send(
-    router: axum::Router,
+    router: olivine::http::fast_lane::App,
     method: Method,
     path: String,
     body: Value,

@@ -173,7 +173,7 @@ async fn sign_in(app: &TestApp, email: &str) -> String {
 // ----- shoppers -----
 
 async fn call(
-    router: &axum::Router,
+    router: &olivine::http::fast_lane::App,
     method: Method,
     path: &str,
     token: Option<&str>,
@@ -209,7 +209,7 @@ async fn call(
     )
 }
 
-async fn cart_with(router: &axum::Router, token: Option<&str>) -> String {
+async fn cart_with(router: &olivine::http::fast_lane::App, token: Option<&str>) -> String {
     let (status, cart) = call(router, Method::POST, "/api/v1/carts", token, None, None).await;
     assert!(status.is_success(), "{status}: {cart}");
     let id = cart["id"].as_str().expect("cart id").to_owned();
@@ -227,7 +227,7 @@ async fn cart_with(router: &axum::Router, token: Option<&str>) -> String {
 }
 
 async fn checkout(
-    router: &axum::Router,
+    router: &olivine::http::fast_lane::App,
     cart: &str,
     token: Option<&str>,
     key: &str,
@@ -257,7 +257,7 @@ struct Shoppers {
 }
 
 impl Shoppers {
-    fn start(router: &axum::Router, count: usize) -> Shoppers {
+    fn start(router: &olivine::http::fast_lane::App, count: usize) -> Shoppers {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..count)
             .map(|shopper| {

@@ -7,6 +7,8 @@ use std::io::Read;
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
 
 async fn get_with(
     app: &TestApp,
@@ -227,6 +229,58 @@ both_backends! {
             let again = get_with(&app, path, &[(header::IF_NONE_MATCH, etag.as_str())]).await;
             assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
             assert!(again.body.is_empty());
+        }
+        app.stop().await;
+    }
+}
+
+/// Request headers of a test case.
+type Headers<'a> = &'a [(header::HeaderName, &'a str)];
+
+both_backends! {
+    async fn the_fast_lane_answers_product_reads_as_the_router_does(backend: Backend) {
+        let app = TestApp::with_demo(backend).await;
+        app.settle().await;
+        let routes = app.kernel.routes();
+        let path = "/api/v1/products/magnesium-glycinate";
+        let etag = header_of(&get_with(&app, path, &[]).await, header::ETAG).to_owned();
+        let with_query = format!("{path}?fields=name");
+        let cases: &[(Method, &str, Headers)] = &[
+            (Method::GET, path, &[]),
+            (Method::GET, path, &[(header::ACCEPT_ENCODING, "gzip, deflate, br")]),
+            (Method::GET, path, &[(header::ACCEPT_ENCODING, "br;q=0.2, gzip")]),
+            // No coding the client takes: tower-http's 406.
+            (Method::GET, path, &[(header::ACCEPT_ENCODING, "identity;q=0, *;q=0")]),
+            (Method::GET, path, &[(header::IF_NONE_MATCH, etag.as_str())]),
+            (Method::GET, path, &[(header::IF_MODIFIED_SINCE, "Sun, 06 Dec 2099 08:00:00 GMT")]),
+            (Method::GET, path, &[(header::ORIGIN, "https://evil.example")]),
+            (Method::GET, &with_query, &[]),
+            (Method::GET, "/api/v1/products/no-such-product", &[]),
+            (Method::GET, "/api/v1/products/magnesium%2Dglycinate", &[]),
+            (Method::HEAD, path, &[]),
+        ];
+        for (method, uri, headers) in cases {
+            let request = || {
+                let mut request = Request::builder().method(method).uri(*uri);
+                for (name, value) in *headers {
+                    request = request.header(name, *value);
+                }
+                request.body(Body::empty()).unwrap()
+            };
+            let through_lane = app.send(request()).await;
+            let routed = routes.clone().oneshot(request()).await.expect("router answers");
+            let routed_status = routed.status();
+            let mut routed_headers = routed.headers().clone();
+            let routed_body = routed.into_body().collect().await.expect("body").to_bytes();
+            let case = format!("{method} {uri} {headers:?}");
+            assert_eq!(through_lane.status, routed_status, "{case}");
+            assert_eq!(through_lane.body, routed_body, "{case}");
+            // axum's route writes `content-length` itself; on the wire hyper writes the
+            // same for the lane's answer (its length is known).
+            let mut lane_headers = through_lane.headers.clone();
+            lane_headers.remove(header::CONTENT_LENGTH);
+            routed_headers.remove(header::CONTENT_LENGTH);
+            assert_eq!(lane_headers, routed_headers, "{case}");
         }
         app.stop().await;
     }

@@ -27,7 +27,8 @@ async fn serve(app: &TestApp) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     let router = app.router.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let _ = axum::serve(listener, service).await;
     });
     addr
 }

@@ -189,7 +189,7 @@ impl TestDb {
 
 pub struct TestApp {
     pub kernel: Kernel,
-    pub router: axum::Router,
+    pub router: olivine::http::fast_lane::App,
     pub db: TestDb,
 }
 
