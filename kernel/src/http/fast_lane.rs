@@ -8,7 +8,8 @@
 //! the same handler code ([`crate::catalog::api::product_answer`]) behind the same
 //! middleware ([`super::route_middleware!`]: trace, compression, panics, metrics under the
 //! route's template, security headers, rate limits), so the answer and what is counted
-//! are the router's; the catalog tests compare the two. Every other request, and the
+//! are the router's (`http_caching::the_fast_lane_answers_product_reads_as_the_router_does`
+//! compares the two). Every other request, and the
 //! product reads the router would read differently (`HEAD`, a slug with `%` escapes), go
 //! to the router.
 
